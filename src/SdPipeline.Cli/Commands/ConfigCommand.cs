@@ -1,0 +1,32 @@
+using System.CommandLine;
+using Newtonsoft.Json;
+using SdPipeline.Config;
+
+namespace SdPipeline.Cli.Commands;
+
+/// <summary><c>sdpipe config</c>: the effective config, or every key with its default and meaning.</summary>
+internal static class ConfigCommand
+{
+    private static readonly Option<bool> Defaults = new("--defaults") { Description = "List every key with its type, default and description." };
+
+    public static Command Create()
+    {
+        var command = new Command("config", "Print the effective config (after --set), or with --defaults every key documented.") { Defaults };
+        command.SetAction(result =>
+        {
+            if (result.GetValue(Defaults))
+            {
+                foreach (var key in ConfigSchema.Keys)
+                {
+                    string allowed = key.AllowedValues.Count > 0 ? $" [{string.Join(", ", key.AllowedValues)}]" : "";
+                    Console.WriteLine($"{key.Path} ({key.TypeName}{allowed}) = {key.Default.ToString(Formatting.None)}");
+                    Console.WriteLine($"    {key.Description}");
+                }
+                return ExitCodes.Success;
+            }
+            Console.WriteLine(GlobalOptions.LoadConfig(result).Json.ToString(Formatting.Indented));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,14 @@
+namespace SdPipeline.Cli;
+
+/// <summary>The exit codes scripts can rely on.</summary>
+internal static class ExitCodes
+{
+    /// <summary>Success (including a cache hit).</summary>
+    public const int Success = 0;
+
+    /// <summary>A stage failed (or was interrupted).</summary>
+    public const int StageFailure = 1;
+
+    /// <summary>Bad usage or configuration.</summary>
+    public const int Usage = 2;
+}

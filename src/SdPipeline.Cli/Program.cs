@@ -1,0 +1,54 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using SdPipeline.Cli;
+using SdPipeline.Cli.Commands;
+using SdPipeline.Config;
+using SdPipeline.Pipeline;
+
+// Ctrl+C and SIGTERM cancel the running stage, which stops at its next safe point; its partial work stays
+// in the store's .partial folder for the next run to resume.
+using var cancellation = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancellation.Cancel(); };
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context => { context.Cancel = true; cancellation.Cancel(); });
+
+var root = new RootCommand("sdpipe: fine-tune Stable Diffusion as a chain of cached stages.");
+GlobalOptions.AddTo(root);
+root.Subcommands.Add(PlanCommand.Create());
+root.Subcommands.Add(RunCommand.Create(cancellation.Token));
+root.Subcommands.Add(GcCommand.Create());
+root.Subcommands.Add(ConfigCommand.Create());
+root.Subcommands.Add(DoctorCommand.Create());
+
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    foreach (var error in parsed.Errors) Console.Error.WriteLine($"error: {error.Message}");
+    Console.Error.WriteLine("Run `sdpipe --help` (or `sdpipe VERB --help`) for usage.");
+    return ExitCodes.Usage;
+}
+
+try
+{
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is ConfigException or StageInputException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return ExitCodes.Usage;
+}
+catch (StageFailedException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return ExitCodes.StageFailure;
+}
+catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+{
+    Console.Error.WriteLine("interrupted: partial work is kept and the next run resumes from it");
+    return ExitCodes.StageFailure;
+}
+catch (Exception e)
+{
+    Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+    Console.Error.WriteLine(e.StackTrace);
+    return ExitCodes.StageFailure;
+}

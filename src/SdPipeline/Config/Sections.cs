@@ -1,0 +1,65 @@
+using Newtonsoft.Json;
+
+namespace SdPipeline.Config;
+
+// One class per config section; JSON names are snake_case (SnakeCaseNamingStrategy), defaults are the
+// property initialisers, and every key carries a [ConfigKey] description. The schema is read from these
+// classes by reflection (ConfigSchema), so a key exists in exactly one place.
+
+/// <summary>Where and how stages run.</summary>
+public sealed class RuntimeSection
+{
+    [ConfigKey("Device for tensor work: cpu, cuda, or auto (cuda when available).", AllowedValues = ["cpu", "cuda", "auto"])]
+    public string Device { get; init; } = "cpu";
+
+    [ConfigKey("Threads for CPU tensor work; 0 uses every core.")]
+    public int Threads { get; init; }
+}
+
+/// <summary>The base model (the `model` stage).</summary>
+public sealed class ModelSection
+{
+    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], or a local diffusers folder.")]
+    public string Base { get; init; } = "builtin:tiny";
+}
+
+/// <summary>The dataset (the `download` stage).</summary>
+public sealed class DownloadSection
+{
+    [ConfigKey("Name of the dataset in the registry (download.registry).")]
+    public string Dataset { get; init; } = "shapes";
+
+    [ConfigKey("Path of the dataset registry JSON file. Only the chosen entry's content is part of the fingerprint.")]
+    public string Registry { get; init; } = "datasets.json";
+
+    [ConfigKey("Items to take: the first N of the source (for synthetic sources, N to generate); 0 takes the registry's full size.")]
+    public int Count { get; init; }
+
+    [ConfigKey("Images whose shorter side is below this many pixels are skipped.")]
+    public int MinSide { get; init; } = 32;
+
+    [ConfigKey("Images with more pixels than this are skipped before decoding (a decompression-bomb guard).")]
+    public long MaxPixels { get; init; } = 64L * 1024 * 1024;
+
+    [ConfigKey("Share of items put in the held-out split, chosen by a hash of the item id, for datasets without their own split.")]
+    public double HeldoutFraction { get; init; } = 0.05;
+
+    [ConfigKey("Attempts per file download before giving up (with exponential backoff between them).")]
+    public int Retries { get; init; } = 5;
+
+    [ConfigKey("Seconds without progress before a download attempt is abandoned and resumed.")]
+    public int TimeoutSeconds { get; init; } = 60;
+}
+
+/// <summary>Every section of a run profile.</summary>
+public sealed class RunConfig
+{
+    [JsonProperty("runtime")]
+    public RuntimeSection Runtime { get; init; } = new();
+
+    [JsonProperty("model")]
+    public ModelSection Model { get; init; } = new();
+
+    [JsonProperty("download")]
+    public DownloadSection Download { get; init; } = new();
+}

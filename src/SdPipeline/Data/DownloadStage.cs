@@ -1,0 +1,228 @@
+using System.Security.Cryptography;
+using System.Text;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Downloads;
+using SdPipeline.Hub;
+using SdPipeline.Pipeline;
+
+namespace SdPipeline.Data;
+
+/// <summary>
+/// The <c>download</c> stage: fetches the dataset named by <c>download.dataset</c>, verifies it, and writes
+/// its normalised form (see <see cref="DatasetWriter"/>). Downloaded files are kept in a shared cache
+/// (<c>artifacts/_shared/downloads</c>), so a config change that only re-normalises never downloads again.
+/// </summary>
+public sealed class DownloadStage : IStageRunner
+{
+    /// <summary>The dataset's identity for the fingerprint: its registry entry, and the content of local sources.</summary>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
+    {
+        var settings = context.Config.Typed.Download;
+        var registry = DatasetRegistry.Load(settings.Registry);
+        var entry = registry.Get(settings.Dataset);
+        var inputs = new Dictionary<string, string> { [$"dataset:{entry.Name}"] = registry.EntryHash(entry.Name) };
+        if (SourceKind(entry) == Kind.Local)
+        {
+            string path = LocalPath(registry, entry);
+            inputs[$"local:{entry.Source}"] = LocalContentHash(path, context.Hashes);
+        }
+        return inputs;
+    }
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var settings = workspace.Config.Typed.Download;
+        var registry = DatasetRegistry.Load(settings.Registry);
+        var entry = registry.Get(settings.Dataset);
+        if (workspace.Resuming)
+            ClearFolder(workspace.Directory); // downloads resume in the shared cache; normalising is cheap to redo
+
+        var summary = new JObject { ["dataset"] = entry.Name, ["source"] = entry.Source };
+        IEnumerable<CandidateItem> candidates;
+        int limit = settings.Count;
+        string extractRoot = Path.Combine(workspace.Directory, ".extract");
+        if (SourceKind(entry) == Kind.Synthetic)
+        {
+            candidates = Synthetic(entry, settings.Count);
+            limit = 0; // the generator makes exactly download.count training items (plus its held-out split)
+        }
+        else
+        {
+            var (files, fetched) = Fetch(entry, registry, workspace, summary);
+            summary["bytes_downloaded"] = fetched;
+            candidates = ReadFormat(entry, files, extractRoot);
+        }
+
+        var writer = new DatasetWriter(workspace.Directory, settings.MinSide, settings.MaxPixels, settings.HeldoutFraction);
+        var counts = writer.Write(candidates, limit, workspace.Progress, workspace.Cancellation);
+        if (Directory.Exists(extractRoot)) Directory.Delete(extractRoot, recursive: true);
+        if (counts.Items == 0)
+            throw new StageFailedException($"dataset '{entry.Name}': no usable items ({Describe(counts.Skipped)}); see the reasons in {Path.Combine(workspace.Directory, DatasetWriter.SkippedFile)}");
+
+        summary["items"] = counts.Items;
+        summary["train"] = counts.Train;
+        summary["heldout"] = counts.Heldout;
+        summary["skipped"] = JObject.FromObject(counts.Skipped);
+        workspace.Log($"download: {counts.Items} items ({counts.Train} train, {counts.Heldout} held out); skipped {Describe(counts.Skipped)}");
+        return summary;
+    }
+
+    private enum Kind { Synthetic, Hub, Http, Local }
+
+    private static Kind SourceKind(DatasetEntry entry) => entry.Source switch
+    {
+        var s when s.StartsWith("synthetic:", StringComparison.Ordinal) => Kind.Synthetic,
+        var s when s.StartsWith("hf:", StringComparison.Ordinal) => Kind.Hub,
+        "http" => Kind.Http,
+        var s when s.StartsWith("http://", StringComparison.Ordinal) || s.StartsWith("https://", StringComparison.Ordinal) => Kind.Http,
+        var s when s.Length > 0 => Kind.Local,
+        _ => throw new StageInputException($"dataset '{entry.Name}': no source (expected synthetic:shapes, hf:org/name, https://…, http with urls, or a local path)"),
+    };
+
+    private static IEnumerable<CandidateItem> Synthetic(DatasetEntry entry, int count)
+    {
+        if (entry.Source != "synthetic:shapes")
+            throw new StageInputException($"dataset '{entry.Name}': unknown generator '{entry.Source}' (known: synthetic:shapes)");
+        ShapesOptions options;
+        try
+        {
+            options = entry.Options.ToObject<ShapesOptions>(ConfigSchema.Serializer) ?? new ShapesOptions();
+        }
+        catch (Newtonsoft.Json.JsonException e)
+        {
+            throw new StageInputException($"dataset '{entry.Name}': options: {e.Message} (valid: seed, count, heldout_count, image_size)");
+        }
+        return ShapesGenerator.Generate(options, count);
+    }
+
+    private static (IReadOnlyList<(string Path, string Name)> Files, long Bytes) Fetch(DatasetEntry entry, DatasetRegistry registry, StageWorkspace workspace, JObject summary)
+    {
+        var settings = workspace.Config.Typed.Download;
+        var kind = SourceKind(entry);
+        if (kind == Kind.Local)
+        {
+            string path = LocalPath(registry, entry);
+            return (Directory.Exists(path)
+                ? Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+                    .Select(f => (f, Path.GetRelativePath(path, f).Replace('\\', '/'))).ToList()
+                : [(path, Path.GetFileName(path))], 0);
+        }
+
+        var hub = HubSettings.FromEnvironment();
+        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, AutomaticDecompression = System.Net.DecompressionMethods.None })
+        {
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
+        http.DefaultRequestHeaders.UserAgent.ParseAdd($"sdpipe/{ArtifactStore.ToolVersion.Split('+')[0]}");
+        var client = new HubClient(http, hub);
+        var downloader = new HttpDownloader(http, client.Authorize)
+        {
+            Attempts = Math.Max(1, settings.Retries),
+            StallTimeout = TimeSpan.FromSeconds(Math.Max(1, settings.TimeoutSeconds)),
+            FirstRetryDelay = TimeSpan.FromMilliseconds(DownloadRetryDelayMilliseconds),
+            Log = workspace.Log,
+        };
+        string cache = workspace.Store.SharedDirectory("downloads");
+        var requests = new List<DownloadRequest>();
+        if (kind == Kind.Hub)
+        {
+            string repo = entry.Source["hf:".Length..];
+            string revision = entry.Revision ?? "main";
+            string commit = client.ResolveRevisionAsync(HubRepoKind.Dataset, repo, revision, workspace.Cancellation).GetAwaiter().GetResult();
+            summary["revision"] = commit;
+            if (revision != commit)
+                workspace.Log($"download: {entry.Name}: revision '{revision}' resolved to {commit}; pin it in datasets.json for reproducible runs");
+            var files = client.ListFilesAsync(HubRepoKind.Dataset, repo, commit, workspace.Cancellation).GetAwaiter().GetResult()
+                .Where(f => entry.Include.Count == 0 || entry.Include.Any(p => GlobPattern.IsMatch(p, f.Path)))
+                .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+            if (files.Count == 0)
+                throw new StageFailedException($"dataset '{entry.Name}': no file of {repo}@{commit} matches include [{string.Join(", ", entry.Include)}]");
+            string folder = Path.Combine(cache, "hf", "datasets--" + repo.Replace("/", "--"), commit);
+            requests.AddRange(files.Select(f => new DownloadRequest(client.FileUrl(HubRepoKind.Dataset, repo, commit, f.Path),
+                Path.Combine(folder, f.Path), f.Sha256, f.Size, $"{entry.Name}: {f.Path}")));
+        }
+        else
+        {
+            var urls = entry.Source == "http" ? entry.Urls : [new DatasetFile(entry.Source, entry.Sha256)];
+            if (urls.Count == 0) throw new StageInputException($"dataset '{entry.Name}': source 'http' needs a non-empty urls list");
+            foreach (var file in urls)
+            {
+                var url = new Uri(file.Url);
+                string name = Path.GetFileName(url.AbsolutePath) is { Length: > 0 } n ? n : "download";
+                string key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(file.Url)))[..16];
+                requests.Add(new DownloadRequest(url, Path.Combine(cache, "url", key, name), file.Sha256, null, $"{entry.Name}: {name}"));
+            }
+        }
+
+        long bytes = 0;
+        foreach (var request in requests)
+            bytes += downloader.DownloadAsync(request, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
+        return (requests.Select(r => (r.Destination, r.Label[(entry.Name.Length + 2)..])).ToList(), bytes);
+    }
+
+    /// <summary>Delay before the first retry, in milliseconds; the environment variable SDPIPE_RETRY_DELAY_MS overrides it (tests use a few ms).</summary>
+    private static int DownloadRetryDelayMilliseconds =>
+        int.TryParse(Environment.GetEnvironmentVariable("SDPIPE_RETRY_DELAY_MS"), out int ms) ? ms : 1000;
+
+    private static IEnumerable<CandidateItem> ReadFormat(DatasetEntry entry, IReadOnlyList<(string Path, string Name)> files, string extractRoot)
+    {
+        var plain = new List<(string Path, string Name)>();
+        var roots = new List<string>();
+        int archives = 0;
+        foreach (var file in files)
+        {
+            if (ArchiveExtractor.IsArchive(file.Path))
+            {
+                string target = Path.Combine(extractRoot, (archives++).ToString("D3"));
+                ArchiveExtractor.Extract(file.Path, target);
+                roots.Add(target);
+                plain.AddRange(Directory.EnumerateFiles(target, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+                    .Select(f => (f, file.Name + "/" + Path.GetRelativePath(target, f).Replace('\\', '/'))));
+            }
+            else plain.Add(file);
+        }
+
+        var parquet = plain.Where(f => f.Path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)).ToList();
+        string format = entry.Format == "auto" ? (parquet.Count > 0 ? "parquet" : "imagefolder") : entry.Format;
+        switch (format)
+        {
+            case "parquet":
+                if (parquet.Count == 0) throw new StageFailedException($"dataset '{entry.Name}': format parquet, but no .parquet file was fetched");
+                return ParquetSource.Read(parquet, entry.ImageColumn, entry.CaptionColumn);
+            case "imagefolder":
+                var folders = roots.Count > 0 ? roots : files.Select(f => Directory.Exists(f.Path) ? f.Path : Path.GetDirectoryName(f.Path)!).Distinct().ToList();
+                return folders.SelectMany(root => ImageFolderSource.Read(root, entry.CaptionColumn));
+            default:
+                throw new StageInputException($"dataset '{entry.Name}': unknown format '{entry.Format}' (auto, imagefolder, parquet)");
+        }
+    }
+
+    private static string LocalPath(DatasetRegistry registry, DatasetEntry entry)
+    {
+        string source = entry.Source.StartsWith("local:", StringComparison.Ordinal) ? entry.Source["local:".Length..] : entry.Source;
+        string path = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(registry.Path))!, source));
+        if (!Directory.Exists(path) && !File.Exists(path))
+            throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to {registry.Path})");
+        return path;
+    }
+
+    private static string LocalContentHash(string path, FileHashCache hashes)
+    {
+        var lines = File.Exists(path)
+            ? [$"{Path.GetFileName(path)} {hashes.Hash(path)}"]
+            : Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+                .Select(f => $"{Path.GetRelativePath(path, f).Replace('\\', '/')} {hashes.Hash(f)}").ToList();
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\n', lines))));
+    }
+
+    private static string Describe(IReadOnlyDictionary<string, int> skipped) =>
+        skipped.Count == 0 ? "none" : string.Join(", ", skipped.Select(s => $"{s.Value} {s.Key}"));
+
+    private static void ClearFolder(string folder)
+    {
+        foreach (string directory in Directory.EnumerateDirectories(folder)) Directory.Delete(directory, recursive: true);
+        foreach (string file in Directory.EnumerateFiles(folder)) File.Delete(file);
+    }
+}

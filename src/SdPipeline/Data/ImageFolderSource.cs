@@ -1,0 +1,78 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Pipeline;
+
+namespace SdPipeline.Data;
+
+/// <summary>
+/// A Hugging Face "imagefolder": image files with a <c>metadata.jsonl</c> whose lines give <c>file_name</c>
+/// and the caption (field <c>text</c>, or the registry's <c>caption_column</c>). Metadata files in
+/// sub-folders apply to that sub-folder.
+/// </summary>
+public static class ImageFolderSource
+{
+    /// <summary>The metadata file's name.</summary>
+    public const string MetadataFile = "metadata.jsonl";
+
+    /// <summary>The candidates of <paramref name="root"/>, in path order.</summary>
+    public static IEnumerable<CandidateItem> Read(string root, string captionColumn)
+    {
+        var metadataFiles = Directory.EnumerateFiles(root, MetadataFile, SearchOption.AllDirectories)
+            .OrderBy(p => p, StringComparer.Ordinal).ToList();
+        if (metadataFiles.Count == 0)
+            throw new StageFailedException($"{root}: no {MetadataFile} found; an image folder needs one line per image: {{\"file_name\": \"a.png\", \"{captionColumn}\": \"a caption\"}}");
+
+        var described = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string metadata in metadataFiles)
+        {
+            string folder = Path.GetDirectoryName(metadata)!;
+            int lineNumber = 0;
+            foreach (string line in File.ReadLines(metadata))
+            {
+                lineNumber++;
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                JObject row;
+                try { row = JObject.Parse(line); }
+                catch (JsonReaderException e)
+                {
+                    throw new StageFailedException($"{metadata}:{lineNumber}: invalid JSON: {e.Message}");
+                }
+                string? fileName = row.Value<string>("file_name");
+                string source = Relative(root, metadata) + $":{lineNumber}";
+                if (fileName is null)
+                {
+                    yield return new CandidateItem(source, null, null);
+                    continue;
+                }
+                string path = Path.GetFullPath(Path.Combine(folder, fileName));
+                if (!IsInside(root, path))
+                {
+                    yield return new CandidateItem(source, null, null); // a file_name like ../../etc/passwd
+                    continue;
+                }
+                described.Add(path);
+                string relative = Relative(root, path);
+                yield return new CandidateItem(relative, row.Value<string>(captionColumn),
+                    File.Exists(path) ? () => File.ReadAllBytes(path) : null);
+            }
+        }
+
+        // Images no metadata line describes have no caption: list them as skipped rather than drop them silently.
+        foreach (string image in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
+                     .Where(IsImageFile).Select(Path.GetFullPath).Where(p => !described.Contains(p)).OrderBy(p => p, StringComparer.Ordinal))
+            yield return new CandidateItem(Relative(root, image), null, () => File.ReadAllBytes(image));
+    }
+
+    /// <summary>Whether a file name has a common image extension.</summary>
+    public static bool IsImageFile(string path) =>
+        Path.GetExtension(path).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg" or ".webp" or ".bmp" or ".gif" or ".tif" or ".tiff";
+
+    /// <summary>Whether <paramref name="path"/> lies inside <paramref name="root"/>.</summary>
+    public static bool IsInside(string root, string path)
+    {
+        string fullRoot = Path.GetFullPath(root).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return Path.GetFullPath(path).StartsWith(fullRoot, StringComparison.Ordinal);
+    }
+
+    private static string Relative(string root, string path) => Path.GetRelativePath(root, path).Replace('\\', '/');
+}

@@ -1,0 +1,131 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace SdPipeline.Data;
+
+/// <summary>Options of the <c>synthetic:shapes</c> source (the <c>options</c> object of its registry entry).</summary>
+/// <param name="Seed">Seed of the generator.</param>
+/// <param name="Count">Training images.</param>
+/// <param name="HeldoutCount">Held-out images (drawn from a separate stream).</param>
+/// <param name="ImageSize">Side of the square images in pixels.</param>
+public sealed record ShapesOptions(int Seed = 1234, int Count = 512, int HeldoutCount = 64, int ImageSize = 64);
+
+/// <summary>
+/// A deterministic dataset of one coloured shape on a coloured background, captioned with what it shows:
+/// "a red circle on a blue background". Item i of a split depends only on (seed, split, i), so asking for
+/// more items extends the set without changing the first ones. Its captions name the colour a sample must
+/// show, which lets the report measure prompt adherence from pixels.
+/// </summary>
+public static class ShapesGenerator
+{
+    /// <summary>The palette: names used in captions, and their RGB values (far apart, so pixels classify cleanly).</summary>
+    public static IReadOnlyList<(string Name, Rgb24 Color)> Colors { get; } =
+    [
+        ("red", new Rgb24(220, 30, 30)),
+        ("green", new Rgb24(30, 170, 50)),
+        ("blue", new Rgb24(30, 70, 220)),
+        ("yellow", new Rgb24(240, 220, 30)),
+        ("purple", new Rgb24(140, 40, 180)),
+        ("orange", new Rgb24(250, 140, 20)),
+        ("white", new Rgb24(245, 245, 245)),
+        ("black", new Rgb24(20, 20, 20)),
+    ];
+
+    /// <summary>The shapes used in captions.</summary>
+    public static IReadOnlyList<string> Shapes { get; } = ["circle", "square", "triangle"];
+
+    /// <summary>The candidates of both splits, training first.</summary>
+    public static IEnumerable<CandidateItem> Generate(ShapesOptions options, int count)
+    {
+        int trainCount = count > 0 ? count : options.Count;
+        for (int i = 0; i < trainCount; i++)
+            yield return Item(options, DatasetItem.TrainSplit, i);
+        for (int i = 0; i < options.HeldoutCount; i++)
+            yield return Item(options, DatasetItem.HeldoutSplit, i);
+    }
+
+    /// <summary>The caption of a shape description.</summary>
+    public static string Caption(string color, string shape, string background) =>
+        $"{("aeiou".Contains(color[0]) ? "an" : "a")} {color} {shape} on {("aeiou".Contains(background[0]) ? "an" : "a")} {background} background";
+
+    private static CandidateItem Item(ShapesOptions options, string split, int index)
+    {
+        var random = new SplitMix64(Mix((ulong)options.Seed, split == DatasetItem.TrainSplit ? 1UL : 2UL, (ulong)index));
+        int color = random.NextInt(Colors.Count);
+        int background = (color + 1 + random.NextInt(Colors.Count - 1)) % Colors.Count; // never the shape's colour
+        string shape = Shapes[random.NextInt(Shapes.Count)];
+        int size = options.ImageSize;
+        double radius = size * (0.22 + 0.12 * random.NextDouble());
+        double cx = radius + (size - 2 * radius) * random.NextDouble();
+        double cy = radius + (size - 2 * radius) * random.NextDouble();
+        double angle = random.NextDouble() * Math.PI * 2;
+        string caption = Caption(Colors[color].Name, shape, Colors[background].Name);
+        return new CandidateItem($"shapes/{split}/{index:D5}", caption,
+            () => Render(size, shape, cx, cy, radius, angle, Colors[color].Color, Colors[background].Color), split);
+    }
+
+    private static byte[] Render(int size, string shape, double cx, double cy, double radius, double angle, Rgb24 fill, Rgb24 background)
+    {
+        using var image = new Image<Rgb24>(size, size);
+        const int sub = 4; // 4x4 supersampling for anti-aliased edges
+        for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++)
+        {
+            int inside = 0;
+            for (int sy = 0; sy < sub; sy++)
+            for (int sx = 0; sx < sub; sx++)
+                if (Contains(shape, x + (sx + 0.5) / sub - cx, y + (sy + 0.5) / sub - cy, radius, angle)) inside++;
+            double a = inside / (double)(sub * sub);
+            image[x, y] = new Rgb24(Blend(fill.R, background.R, a), Blend(fill.G, background.G, a), Blend(fill.B, background.B, a));
+        }
+        using var stream = new MemoryStream();
+        image.SaveAsPng(stream);
+        return stream.ToArray();
+    }
+
+    private static byte Blend(byte fill, byte background, double a) => (byte)Math.Round(fill * a + background * (1 - a));
+
+    private static bool Contains(string shape, double dx, double dy, double radius, double angle)
+    {
+        // Rotate the point into the shape's frame.
+        double x = dx * Math.Cos(angle) + dy * Math.Sin(angle);
+        double y = -dx * Math.Sin(angle) + dy * Math.Cos(angle);
+        switch (shape)
+        {
+            case "circle":
+                return x * x + y * y <= radius * radius;
+            case "square":
+                double half = radius * 0.85;
+                return Math.Abs(x) <= half && Math.Abs(y) <= half;
+            case "triangle":
+                // Equilateral triangle inscribed in the circle of the given radius.
+                for (int k = 0; k < 3; k++)
+                {
+                    double theta = k * 2 * Math.PI / 3;
+                    double nx = Math.Cos(theta), ny = Math.Sin(theta);
+                    if (x * nx + y * ny > radius / 2) return false;
+                }
+                return true;
+            default:
+                throw new NotSupportedException($"shape '{shape}'");
+        }
+    }
+
+    private static ulong Mix(ulong a, ulong b, ulong c) => new SplitMix64(a ^ (b * 0x9E3779B97F4A7C15UL) ^ (c * 0xC2B2AE3D27D4EB4FUL)).NextUInt64();
+
+    /// <summary>SplitMix64: a tiny generator whose stream is fixed by its definition, unlike System.Random's.</summary>
+    private sealed class SplitMix64(ulong state)
+    {
+        public ulong NextUInt64()
+        {
+            ulong z = state += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            return z ^ (z >> 31);
+        }
+
+        public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
+
+        public int NextInt(int bound) => (int)(NextUInt64() % (ulong)bound);
+    }
+}

@@ -1,0 +1,101 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Pipeline;
+
+namespace SdPipeline.Hub;
+
+/// <summary>The few Hugging Face Hub API calls the tool needs: resolve a revision, list files, build file URLs.</summary>
+public sealed class HubClient(HttpClient http, HubSettings settings)
+{
+    /// <summary>The settings in use.</summary>
+    public HubSettings Settings => settings;
+
+    /// <summary>The commit a branch, tag or commit id resolves to.</summary>
+    public async Task<string> ResolveRevisionAsync(HubRepoKind kind, string repo, string revision, CancellationToken cancellation)
+    {
+        var json = await GetJsonAsync(Api(kind, repo, $"revision/{Uri.EscapeDataString(revision)}"), $"{Describe(kind, repo)}@{revision}", cancellation);
+        return json.Value<string>("sha") ?? throw new StageFailedException($"{Describe(kind, repo)}@{revision}: the Hub's answer has no commit sha");
+    }
+
+    /// <summary>Every file of the repository at <paramref name="commit"/>, following the API's pages.</summary>
+    public async Task<IReadOnlyList<HubFile>> ListFilesAsync(HubRepoKind kind, string repo, string commit, CancellationToken cancellation)
+    {
+        var files = new List<HubFile>();
+        Uri? next = Api(kind, repo, $"tree/{Uri.EscapeDataString(commit)}?recursive=true&expand=false");
+        while (next is not null)
+        {
+            using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", cancellation);
+            var entries = JArray.Parse(await response.Content.ReadAsStringAsync(cancellation));
+            foreach (var entry in entries.OfType<JObject>().Where(e => e.Value<string>("type") == "file"))
+                files.Add(new HubFile(entry.Value<string>("path")!, entry.Value<long>("size"),
+                    entry["lfs"]?.Value<string>("oid"), entry.Value<string>("oid") ?? ""));
+            next = NextPage(response);
+        }
+        return files;
+    }
+
+    /// <summary>The download URL of one file at a commit.</summary>
+    public Uri FileUrl(HubRepoKind kind, string repo, string commit, string path) =>
+        new(settings.Endpoint, $"{(kind == HubRepoKind.Dataset ? "datasets/" : "")}{repo}/resolve/{Uri.EscapeDataString(commit)}/{string.Join('/', path.Split('/').Select(Uri.EscapeDataString))}");
+
+    /// <summary>Whether <paramref name="url"/> is on the Hub endpoint (and may carry the token).</summary>
+    public bool IsHubUrl(Uri url) => url.Host == settings.Endpoint.Host && url.Port == settings.Endpoint.Port && url.Scheme == settings.Endpoint.Scheme;
+
+    /// <summary>Adds the token to <paramref name="request"/> when it goes to the Hub itself.</summary>
+    public void Authorize(HttpRequestMessage request)
+    {
+        if (settings.Token is not null && request.RequestUri is not null && IsHubUrl(request.RequestUri))
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", settings.Token);
+    }
+
+    private Uri Api(HubRepoKind kind, string repo, string rest) =>
+        new(settings.Endpoint, $"api/{(kind == HubRepoKind.Dataset ? "datasets" : "models")}/{repo}/{rest}");
+
+    private static string Describe(HubRepoKind kind, string repo) => kind == HubRepoKind.Dataset ? $"dataset {repo}" : $"model {repo}";
+
+    private async Task<JObject> GetJsonAsync(Uri url, string what, CancellationToken cancellation)
+    {
+        using var response = await SendAsync(url, what, cancellation);
+        return JObject.Parse(await response.Content.ReadAsStringAsync(cancellation));
+    }
+
+    private async Task<HttpResponseMessage> SendAsync(Uri url, string what, CancellationToken cancellation)
+    {
+        if (settings.Offline)
+            throw new StageFailedException($"{what}: HF_HUB_OFFLINE is set, and this needs the Hub ({url})");
+        using var request = new HttpRequestMessage(HttpMethod.Get, url);
+        Authorize(request);
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new StageFailedException($"{what}: cannot reach the Hub at {settings.Endpoint} ({e.Message}); set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 to use the cache", e);
+        }
+        if (response.IsSuccessStatusCode) return response;
+        var status = response.StatusCode;
+        response.Dispose();
+        throw new StageFailedException(status switch
+        {
+            HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
+                $"{what}: the Hub refused access ({(int)status}) to {url}; {(settings.Token is null ? "set HF_TOKEN to a token with read access" : "the token in HF_TOKEN has no access to it (gated repo? accept its licence on the Hub)")}",
+            HttpStatusCode.NotFound => $"{what}: not found on the Hub ({url} returned 404); check the repository name and revision",
+            _ => $"{what}: the Hub answered {(int)status} {status} for {url}",
+        });
+    }
+
+    private static Uri? NextPage(HttpResponseMessage response)
+    {
+        if (!response.Headers.TryGetValues("Link", out var links)) return null;
+        foreach (string link in links.SelectMany(l => l.Split(',')))
+        {
+            var parts = link.Split(';');
+            if (parts.Length > 1 && parts[1].Contains("rel=\"next\"", StringComparison.Ordinal))
+                return new Uri(parts[0].Trim().Trim('<', '>'));
+        }
+        return null;
+    }
+}

@@ -1,0 +1,91 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+
+namespace SdPipeline.Pipeline;
+
+/// <summary>Computes every stage's fingerprint and says which are cached, which are stale, and why.</summary>
+public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache hashes)
+{
+    /// <summary>Plans every stage for <paramref name="config"/>.</summary>
+    public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false)
+    {
+        var plans = new Dictionary<string, StagePlan>();
+        var context = new StageInputContext(config, hashes);
+        foreach (var stage in graph.Stages)
+            plans[stage.Name] = PlanStage(stage, context, plans, verify);
+        hashes.Save();
+        return graph.Stages.Select(s => plans[s.Name]).ToList();
+    }
+
+    /// <summary>The fingerprint inputs of one stage, given its upstream plans.</summary>
+    public static FingerprintInputs Inputs(StageDefinition stage, StageInputContext context, IReadOnlyDictionary<string, string> upstream) =>
+        new(stage.Name, stage.SchemaVersion, context.Config.Slice(stage.ConfigKeys), upstream,
+            stage.ExternalInputs?.Invoke(context) ?? new Dictionary<string, string>());
+
+    private StagePlan PlanStage(StageDefinition stage, StageInputContext context, Dictionary<string, StagePlan> plans, bool verify)
+    {
+        var broken = stage.Upstream.Where(u => plans[u].Fingerprint is null).ToList();
+        if (broken.Count > 0)
+            return new StagePlan(stage, null, null, StageStatus.Error,
+                broken.Select(u => $"upstream {u} cannot be resolved").ToList(), null);
+
+        FingerprintInputs inputs;
+        try
+        {
+            inputs = Inputs(stage, context, stage.Upstream.ToDictionary(u => u, u => plans[u].Fingerprint!));
+        }
+        catch (StageInputException e)
+        {
+            return new StagePlan(stage, null, null, StageStatus.Error, [e.Message], null);
+        }
+
+        string fingerprint = inputs.Compute();
+        string folder = store.ArtifactDirectory(stage.Name, fingerprint);
+        var status = store.Check(stage.Name, fingerprint, verify);
+        if (status.IsValid)
+            return new StagePlan(stage, inputs, fingerprint, StageStatus.Cached, [], folder);
+
+        var reasons = status.Exists
+            ? [status.Problem!]
+            : ExplainChange(inputs, store.Manifests(stage.Name).FirstOrDefault(), plans);
+        return new StagePlan(stage, inputs, fingerprint, StageStatus.Stale, reasons, folder);
+    }
+
+    /// <summary>Why <paramref name="current"/> differs from the inputs of the stage's most recent artifact.</summary>
+    public static IReadOnlyList<string> ExplainChange(FingerprintInputs current, Manifest? latest, IReadOnlyDictionary<string, StagePlan> plans)
+    {
+        if (latest is null) return ["never built"];
+        var previous = latest.Inputs();
+        var reasons = new List<string>();
+        if (previous.SchemaVersion != current.SchemaVersion)
+            reasons.Add($"stage schema version changed {previous.SchemaVersion} → {current.SchemaVersion}");
+
+        foreach (string key in current.Config.Properties().Select(p => p.Name).Union(previous.Config.Properties().Select(p => p.Name)).Order(StringComparer.Ordinal))
+        {
+            JToken? now = current.Config[key], before = previous.Config[key];
+            if (before is null) reasons.Add($"{key} is new (= {ConfigLoader.Show(now)})");
+            else if (now is null) reasons.Add($"{key} is no longer read");
+            else if (!JToken.DeepEquals(now, before)) reasons.Add($"{key} changed {ConfigLoader.Show(before)} → {ConfigLoader.Show(now)}");
+        }
+
+        foreach (var (name, fingerprint) in current.Upstream)
+        {
+            if (previous.Upstream.TryGetValue(name, out var old) && old == fingerprint) continue;
+            var upstream = plans.GetValueOrDefault(name);
+            reasons.Add(upstream is { Status: StageStatus.Stale }
+                ? $"upstream {name} is stale ({string.Join("; ", upstream.Reasons)})"
+                : $"upstream {name} changed ({ArtifactStore.Short(old ?? "none")} → {ArtifactStore.Short(fingerprint)})");
+        }
+
+        foreach (string name in current.Inputs.Keys.Union(previous.Inputs.Keys).Order(StringComparer.Ordinal))
+        {
+            current.Inputs.TryGetValue(name, out var now);
+            previous.Inputs.TryGetValue(name, out var before);
+            if (now == before) continue;
+            reasons.Add(before is null ? $"input {name} is new" : now is null ? $"input {name} is gone" : $"input {name} changed content");
+        }
+
+        if (reasons.Count == 0) reasons.Add("no artifact for these inputs");
+        return reasons;
+    }
+}

@@ -1,0 +1,26 @@
+namespace SdPipeline.Pipeline;
+
+/// <summary>
+/// What a stage reads, declared once: the graph, the plan, the fingerprints and the Cake script all derive
+/// from these definitions (see <see cref="StageGraph"/>).
+/// </summary>
+/// <param name="Name">Stage name, as in <c>sdpipe run NAME</c> and <c>artifacts/NAME/</c>.</param>
+/// <param name="CakeTask">The Cake target that runs it.</param>
+/// <param name="SchemaVersion">Bumped when the stage's output format or meaning changes, so old artifacts stop matching.</param>
+/// <param name="ConfigKeys">Config keys (or whole sections) whose values change the output.</param>
+/// <param name="Upstream">Stages whose artifacts this stage reads.</param>
+/// <param name="Description">One line for <c>sdpipe plan</c> and <c>--tree</c>.</param>
+public sealed record StageDefinition(
+    string Name,
+    string CakeTask,
+    int SchemaVersion,
+    IReadOnlyList<string> ConfigKeys,
+    IReadOnlyList<string> Upstream,
+    string Description)
+{
+    /// <summary>
+    /// Inputs outside the config that change the output, as <c>name → content hash</c> (a dataset registry
+    /// entry, local files). Null when the stage has none.
+    /// </summary>
+    public Func<StageInputContext, IReadOnlyDictionary<string, string>>? ExternalInputs { get; init; }
+}

@@ -1,0 +1,43 @@
+using SdPipeline.Config;
+using SdPipeline.Progress;
+
+namespace SdPipeline.Pipeline;
+
+/// <summary>Runs one stage: checks that its upstream artifacts exist, then builds it (or finds it cached).</summary>
+public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHashCache hashes, Func<StageDefinition, IStageRunner>? runners = null)
+{
+    /// <summary>Runs <paramref name="stageName"/> for <paramref name="config"/>.</summary>
+    /// <exception cref="StageFailedException">An upstream stage is not built, or the stage failed.</exception>
+    /// <exception cref="StageInputException">The stage's inputs cannot be resolved.</exception>
+    public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
+    {
+        var stage = graph.Get(stageName);
+        var plans = new Planner(graph, store, hashes).Plan(config);
+        var plan = plans.Single(p => p.Stage.Name == stageName);
+        if (plan.Status == StageStatus.Error)
+            throw new StageInputException($"{stageName}: {string.Join("; ", plan.Reasons)}");
+
+        var upstream = new Dictionary<string, string>();
+        foreach (string name in stage.Upstream)
+        {
+            var upstreamPlan = plans.Single(p => p.Stage.Name == name);
+            if (upstreamPlan.Status != StageStatus.Cached)
+                throw new StageFailedException(
+                    $"{stageName} needs stage '{name}', which is not built for this config ({string.Join("; ", upstreamPlan.Reasons)}); " +
+                    $"run `sdpipe run {name}` first, or `./build.sh --target={stage.CakeTask}` to run the chain");
+            upstream[name] = upstreamPlan.ArtifactDirectory!;
+        }
+
+        var runner = (runners ?? StageRunners.For)(stage);
+        string shortFp = ArtifactStore.Short(plan.Fingerprint!);
+        var outcome = store.Build(plan.Inputs!, config.Json, (folder, resuming) =>
+        {
+            log(resuming
+                ? $"{stageName}: building {shortFp}, resuming an interrupted run"
+                : $"{stageName}: building {shortFp} ({string.Join("; ", plan.Reasons)})");
+            var workspace = new StageWorkspace(stage, plan.Fingerprint!, folder, resuming, upstream, config, store, log, progress, cancellation);
+            return runner.Run(workspace);
+        }, force, log, cancellation);
+        return outcome;
+    }
+}

@@ -1,0 +1,142 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Cli;
+
+/// <summary>sdpipe as a user runs it: a separate process, exit codes, output.</summary>
+public sealed class CliTests
+{
+    private TempFolder _temp = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _temp = new TempFolder();
+        // A working directory laid out like the repository: configs/tiny.json and datasets.json.
+        Directory.CreateDirectory(_temp.File("configs"));
+        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), _temp.File("configs/tiny.json"));
+        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), _temp.File("datasets.json"));
+    }
+
+    [TearDown]
+    public void TearDown() => _temp.Dispose();
+
+    private ProcessResult Sdpipe(params string[] arguments) => CliRunner.Sdpipe(_temp.Path, null, arguments);
+
+    [Test]
+    public void UnknownKey_Should_ExitWith2_And_NameTheKey()
+    {
+        var result = Sdpipe("plan", "--set", "download.cont=5");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("download.cont").And.Contain("download.count"));
+    }
+
+    [Test]
+    public void WronglyTypedSet_Should_ExitWith2_And_NameTheKey()
+    {
+        var result = Sdpipe("run", "download", "--set", "download.min_side=big");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("download.min_side").And.Contain("integer"));
+    }
+
+    [Test]
+    public void UnknownOption_Should_ExitWith2()
+    {
+        var result = Sdpipe("plan", "--no-such-option");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+    }
+
+    [Test]
+    public void Help_Should_BeAvailableOnEveryVerb()
+    {
+        foreach (string verb in new[] { "plan", "run", "gc", "config", "doctor" })
+        {
+            var result = Sdpipe(verb, "--help");
+            Assert.That(result.ExitCode, Is.EqualTo(0), verb);
+            Assert.That(result.Output, Does.Contain("Usage:"), verb);
+        }
+    }
+
+    [Test]
+    public void Plan_Should_ExplainWhatBecameStale_When_AKeyChanges()
+    {
+        // Given the download stage built with the default config
+        Assert.That(Sdpipe("run", "download", "--set", "download.count=16").ExitCode, Is.EqualTo(0));
+
+        // When the plan is asked about a changed count
+        var result = Sdpipe("plan", "--set", "download.count=32");
+
+        // Then it says which key changed, from what to what
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        Assert.That(result.Output, Does.Contain("download: stale — download.count changed 16 → 32"));
+        Assert.That(Sdpipe("plan", "--set", "download.count=16").Output, Does.Contain("download: cached"));
+    }
+
+    [Test]
+    public void PlanJson_And_GithubOutput_Should_CarryEveryStageFingerprint()
+    {
+        string outputFile = _temp.File("github_output");
+        var result = Sdpipe("plan", "--json", "--github-output", outputFile);
+
+        var plan = JArray.Parse(result.Output);
+        Assert.That(plan.Select(p => p["stage"]!.ToString()), Is.EqualTo(new[] { "model", "download", "latents", "train", "sample", "report" }));
+        var lines = File.ReadAllLines(outputFile);
+        foreach (var stage in plan)
+            Assert.That(lines, Does.Contain($"{stage["stage"]}_fingerprint={stage["fingerprint"]}"));
+    }
+
+    [Test]
+    public void TwoConcurrentRuns_Should_ProduceOneValidArtifact()
+    {
+        // Given two processes asked to build the same artifact at the same moment
+        var first = CliRunner.SdpipeAsync(_temp.Path, null, "run", "download");
+        var second = CliRunner.SdpipeAsync(_temp.Path, null, "run", "download");
+        var results = new[] { first.Result, second.Result };
+
+        // Then both succeed, exactly one built it, and the store holds one complete artifact and no leftovers
+        Assert.That(results.Select(r => r.ExitCode), Is.All.EqualTo(0), string.Join("\n", results.Select(r => r.All)));
+        Assert.That(results.Count(r => r.Output.Contains("download: built")), Is.EqualTo(1));
+        Assert.That(results.Count(r => r.Output.Contains("download: cached")), Is.EqualTo(1));
+        var folders = Directory.GetDirectories(_temp.File("artifacts/download"));
+        Assert.That(folders.Select(Path.GetFileName), Has.Exactly(1).Not.StartsWith("."));
+        Assert.That(folders, Has.None.EndsWith(".partial"));
+        Assert.That(File.Exists(Path.Combine(folders.Single(f => !Path.GetFileName(f).StartsWith('.')), "manifest.json")), Is.True);
+    }
+
+    [Test]
+    public void UnimplementedStage_Should_SaySo_And_ExitWith1()
+    {
+        var result = Sdpipe("run", "model");
+
+        Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
+        Assert.That(result.Error, Does.Contain("not implemented yet"));
+    }
+
+    [Test]
+    public void Gc_Should_RemoveUnreferencedArtifacts_And_KeepTheCurrentOne()
+    {
+        Sdpipe("run", "download", "--set", "download.count=8");
+        Sdpipe("run", "download", "--set", "download.count=16");
+
+        var dry = Sdpipe("gc", "--dry-run", "--set", "download.count=16");
+        Assert.That(dry.Output, Does.Contain("would remove"));
+        Assert.That(Directory.GetDirectories(_temp.File("artifacts/download")).Count(d => !Path.GetFileName(d).StartsWith('.')), Is.EqualTo(2));
+
+        var real = Sdpipe("gc", "--set", "download.count=16");
+        Assert.That(real.ExitCode, Is.EqualTo(0), real.All);
+        Assert.That(Sdpipe("plan", "--set", "download.count=16").Output, Does.Contain("download: cached"));
+        Assert.That(Sdpipe("plan", "--set", "download.count=8").Output, Does.Contain("download: stale"));
+    }
+
+    [Test]
+    public void Doctor_Should_ReportTorchVersionDeviceAndThreads_FromARealOperation()
+    {
+        var result = Sdpipe("doctor");
+
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        Assert.That(result.Output, Does.Contain("libtorch:        2.").And.Contain("device:          cpu").And.Contain("threads:").And.Contain("result correct"));
+    }
+}

@@ -1,0 +1,232 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Data;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Data;
+
+/// <summary>The download stage against an HTTP server on 127.0.0.1 (no network in CI).</summary>
+[NonParallelizable] // sets HF_* environment variables
+public sealed class DownloadStageTests
+{
+    private TempFolder _temp = null!;
+    private TestHttpServer _server = null!;
+    private List<string> _log = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _temp = new TempFolder();
+        _server = new TestHttpServer();
+        _log = [];
+        Environment.SetEnvironmentVariable("SDPIPE_RETRY_DELAY_MS", "10");
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _server.Dispose();
+        _temp.Dispose();
+        foreach (string name in new[] { "HF_ENDPOINT", "HF_TOKEN", "SDPIPE_RETRY_DELAY_MS" })
+            Environment.SetEnvironmentVariable(name, null);
+    }
+
+    private static readonly (string, byte[], string?)[] ThreeImages =
+    [
+        ("a.png", DatasetFiles.Png(64, 48, 10), "a red thing"),
+        ("b.png", DatasetFiles.Png(48, 64, 120), "a green thing"),
+        ("sub/c.png", DatasetFiles.Png(80, 80, 200), ""),
+    ];
+
+    private EffectiveConfig Config(JObject entry, params string[] sets)
+    {
+        string registry = _temp.File("datasets.json");
+        File.WriteAllText(registry, new JObject { ["datasets"] = new JObject { ["test"] = entry } }.ToString());
+        return ConfigLoader.Load(null, ["download.dataset=test", $"download.registry={registry}", .. sets]);
+    }
+
+    private BuildOutcome Run(EffectiveConfig config)
+    {
+        var store = new ArtifactStore(_temp.File("artifacts"));
+        var executor = new StageExecutor(StageGraph.Default, store, new FileHashCache(null));
+        return executor.Run("download", config, false, line => _log.Add(line), NullProgress.Instance, CancellationToken.None);
+    }
+
+    private static List<DatasetItem> Items(BuildOutcome outcome) =>
+        File.ReadLines(Path.Combine(outcome.Directory, DatasetWriter.ItemsFile)).Select(JsonConvert.DeserializeObject<DatasetItem>).Select(i => i!).ToList();
+
+    [Test]
+    public void Download_Should_ResumeWithRange_When_ServerDropsTheConnectionMidFile()
+    {
+        // Given a zip that the server cuts off after a third of its bytes, once
+        byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages);
+        _server.Serve("/data.zip", zip).DropAfterBytes = zip.Length / 3;
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString(), ["sha256"] = DatasetFiles.Sha256(zip) });
+
+        // When the stage runs
+        var outcome = Run(config);
+
+        // Then the second request resumed from where the first stopped, and every item arrived intact
+        Assert.That(_server.Requests, Has.Some.Contains($"Range=bytes={zip.Length / 3}-"));
+        Assert.That(_log, Has.Some.Contains("attempt 1 failed"));
+        var items = Items(outcome);
+        Assert.That(items.Select(i => i.Caption), Is.EquivalentTo(new[] { "a red thing", "a green thing", "" }));
+        Assert.That(items.All(i => DatasetFiles.Sha256(File.ReadAllBytes(Path.Combine(outcome.Directory, i.File))) == i.Sha256), Is.True);
+    }
+
+    [Test]
+    public void ChecksumMismatch_Should_FailClearly_And_LeaveNoArtifactMarkedDone()
+    {
+        byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages);
+        _server.Serve("/data.zip", zip);
+        string wrong = new('0', 64);
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString(), ["sha256"] = wrong });
+
+        var error = Assert.Throws<StageFailedException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain("checksum mismatch").And.Contain(wrong).And.Contain(DatasetFiles.Sha256(zip)).And.Contain("data.zip"));
+        var store = new ArtifactStore(_temp.File("artifacts"));
+        var plan = new Planner(StageGraph.Default, store, new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
+        Assert.That(Directory.Exists(plan.ArtifactDirectory), Is.False);
+        Assert.That(Directory.EnumerateFiles(store.SharedDirectory("downloads"), "*", SearchOption.AllDirectories), Is.Empty,
+            "neither the bad file nor its partial download may be kept as if complete");
+    }
+
+    [Test]
+    public void NotFound_Should_NameTheDatasetAndTheUrl()
+    {
+        var url = new Uri(_server.BaseUri, "missing.zip").ToString();
+        var config = Config(new JObject { ["source"] = url });
+
+        var error = Assert.Throws<StageFailedException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain("test").And.Contain(url).And.Contain("404"));
+    }
+
+    [Test]
+    public void CorruptImage_Should_BeSkippedAndListed_When_OthersAreFine()
+    {
+        byte[] zip = DatasetFiles.ImageFolderZip([.. ThreeImages, ("broken.png", [0x89, 0x50, 0x4E, 0x47, 1, 2, 3, 4, 5], "broken")]);
+        _server.Serve("/data.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString() });
+
+        var outcome = Run(config);
+
+        Assert.That(Items(outcome), Has.Count.EqualTo(3));
+        var skipped = File.ReadLines(Path.Combine(outcome.Directory, DatasetWriter.SkippedFile)).Select(JsonConvert.DeserializeObject<SkippedItem>).ToList();
+        Assert.That(skipped.Single()!.Source, Does.EndWith("broken.png"));
+        Assert.That(skipped.Single()!.Reason, Does.StartWith("undecodable image"));
+        Assert.That(outcome.Manifest.Summary["skipped"]!["undecodable image"]!.Value<int>(), Is.EqualTo(1));
+    }
+
+    [Test]
+    public void TooSmallAndUncaptionedImages_Should_BeSkippedWithReasons()
+    {
+        byte[] zip = DatasetFiles.ImageFolderZip([.. ThreeImages, ("tiny.png", DatasetFiles.Png(8, 8, 3), "tiny")],
+            extra: [("nocaption.png", DatasetFiles.Png(64, 64, 4))]);
+        _server.Serve("/data.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString() });
+
+        var outcome = Run(config);
+
+        var reasons = File.ReadLines(Path.Combine(outcome.Directory, DatasetWriter.SkippedFile)).Select(l => JObject.Parse(l)["reason"]!.ToString()).ToList();
+        Assert.That(reasons, Has.Some.StartsWith("below minimum size"));
+        Assert.That(reasons, Has.Some.EqualTo("missing caption"));
+    }
+
+    [Test]
+    public void ZipEntryEscapingTheFolder_Should_BeRejected()
+    {
+        byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages, extra: [("../x", [1, 2, 3])]);
+        _server.Serve("/evil.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "evil.zip").ToString() });
+
+        var error = Assert.Throws<StageFailedException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain("'../x'").And.Contain("outside"));
+        Assert.That(File.Exists(Path.Combine(_temp.Path, "artifacts", "download", "x")), Is.False);
+    }
+
+    [Test]
+    public void TarGzImageFolder_Should_Load()
+    {
+        byte[] tar = DatasetFiles.ImageFolderTarGz([("one.png", DatasetFiles.Png(64, 64, 1), "one"), ("two.png", DatasetFiles.Png(64, 64, 2), "two")]);
+        _server.Serve("/data.tar.gz", tar);
+        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.tar.gz").ToString() });
+
+        var outcome = Run(config);
+
+        Assert.That(Items(outcome).Select(i => i.Caption), Is.EquivalentTo(new[] { "one", "two" }));
+    }
+
+    [Test]
+    public void HubParquetDataset_Should_LoadWithCustomCaptionColumn_And_SendTheTokenOnlyToTheHub()
+    {
+        // Given a fake Hub (HF_ENDPOINT) serving a parquet file whose captions are in "caption_custom"
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first"), (DatasetFiles.Png(64, 64, 60), "second")], "caption_custom");
+        const string commit = "0123456789abcdef0123456789abcdef01234567";
+        _server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
+        _server.ServeJson($"/api/datasets/org/pics/tree/{commit}",
+            $$$"""[{"type":"file","path":"README.md","size":5,"oid":"aa"},{"type":"file","path":"data/train-0.parquet","size":{{{parquet.Length}}},"oid":"bb","lfs":{"oid":"{{{DatasetFiles.Sha256(parquet)}}}","size":{{{parquet.Length}}}}}]""");
+        _server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", _server.BaseUri.ToString().TrimEnd('/'));
+        Environment.SetEnvironmentVariable("HF_TOKEN", "hf_secret_token_value");
+        var config = Config(new JObject
+        {
+            ["source"] = "hf:org/pics", ["revision"] = "main", ["include"] = new JArray("data/*.parquet"), ["caption_column"] = "caption_custom",
+        });
+
+        // When the stage runs
+        var outcome = Run(config);
+
+        // Then the captions come from the custom column, the commit is recorded, and the token went to the Hub only
+        Assert.That(Items(outcome).Select(i => i.Caption), Is.EqualTo(new[] { "first", "second" }));
+        Assert.That(outcome.Manifest.Summary["revision"]!.ToString(), Is.EqualTo(commit));
+        Assert.That(_server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_secret_token_value"));
+        Assert.That(_log, Has.None.Contains("hf_secret_token_value"));
+        Assert.That(File.ReadAllText(Path.Combine(outcome.Directory, Manifest.FileName)), Does.Not.Contain("hf_secret_token_value"));
+    }
+
+    [Test]
+    public void LocalFolder_Should_BeStale_When_AnImageChanges()
+    {
+        string folder = Path.Combine(_temp.Path, "local");
+        Directory.CreateDirectory(folder);
+        File.WriteAllBytes(Path.Combine(folder, "a.png"), DatasetFiles.Png(64, 64, 1));
+        File.WriteAllText(Path.Combine(folder, "metadata.jsonl"), "{\"file_name\": \"a.png\", \"text\": \"a\"}\n");
+        var config = Config(new JObject { ["source"] = folder });
+        Run(config);
+
+        File.WriteAllBytes(Path.Combine(folder, "a.png"), DatasetFiles.Png(64, 64, 2));
+        var plan = new Planner(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
+
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
+        Assert.That(plan.Reasons, Has.Some.Contains("changed content"));
+    }
+
+    [Test]
+    public void Shapes_Should_BeDeterministic_And_CountShouldExtendTheSet()
+    {
+        var small = ShapesGenerator.Generate(new ShapesOptions(Seed: 7, HeldoutCount: 2), 4).ToList();
+        var large = ShapesGenerator.Generate(new ShapesOptions(Seed: 7, HeldoutCount: 2), 6).ToList();
+
+        Assert.That(small.Take(4).Select(c => c.ReadImage!()), Is.EqualTo(large.Take(4).Select(c => c.ReadImage!())));
+        Assert.That(small.Take(4).Select(c => c.Caption), Is.EqualTo(large.Take(4).Select(c => c.Caption)));
+        Assert.That(small.Count(c => c.Split == DatasetItem.HeldoutSplit), Is.EqualTo(2));
+        Assert.That(small[0].Caption, Does.Match("^an? (red|green|blue|yellow|purple|orange|white|black) (circle|square|triangle) on an? [a-z]+ background$"));
+    }
+
+    [Test]
+    public void UnknownDataset_Should_NameTheClosest()
+    {
+        var config = Config(new JObject { ["source"] = "synthetic:shapes" }, "download.dataset=tset");
+
+        var error = Assert.Throws<StageInputException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain("'tset'").And.Contain("did you mean 'test'"));
+    }
+}

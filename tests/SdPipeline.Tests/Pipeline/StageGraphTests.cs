@@ -1,0 +1,38 @@
+using SdPipeline.Pipeline;
+
+namespace SdPipeline.Tests.Pipeline;
+
+public sealed class StageGraphTests
+{
+    [Test]
+    public void Downstream_Should_FollowEdgesTransitively()
+    {
+        Assert.That(StageGraph.Default.Downstream("download"), Is.EqualTo(new[] { "latents", "train", "sample", "report" }));
+        Assert.That(StageGraph.Default.Downstream("report"), Is.Empty);
+    }
+
+    [Test]
+    public void Constructor_Should_Reject_When_UpstreamIsDefinedLater()
+    {
+        Assert.Throws<ArgumentException>(() => new StageGraph(
+        [
+            new StageDefinition("b", "B", 1, [], ["a"], ""),
+            new StageDefinition("a", "A", 1, [], [], ""),
+        ]));
+    }
+
+    [Test]
+    public void Get_Should_NameTheClosestStage_When_NameIsUnknown()
+    {
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => StageGraph.Default.Get("downlod"))!;
+        Assert.That(error.Message, Does.Contain("did you mean 'download'"));
+    }
+
+    [Test]
+    public void EveryStageConfigKey_Should_ExistInTheSchema()
+    {
+        var config = SdPipeline.Config.ConfigLoader.Load(null);
+        foreach (var stage in StageGraph.Default.Stages)
+            Assert.DoesNotThrow(() => config.Slice(stage.ConfigKeys), stage.Name);
+    }
+}
