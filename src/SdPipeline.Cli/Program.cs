@@ -36,7 +36,7 @@ catch (Exception e) when (e is ConfigException or StageInputException)
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.Usage;
 }
-catch (StageFailedException e)
+catch (Exception e) when (e is StageFailedException or SdPipeline.Weights.WeightsException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.StageFailure;
