@@ -18,6 +18,7 @@ root.Subcommands.Add(RunCommand.Create(cancellation.Token));
 root.Subcommands.Add(GcCommand.Create());
 root.Subcommands.Add(ConfigCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
+root.Subcommands.Add(PathCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
