@@ -56,7 +56,7 @@ public sealed class DatasetWriter(string folder, int minSide, long maxPixels, do
                 catch (IOException e) { problem = $"unreadable: {e.Message}"; }
             }
 
-            ImageFacts? facts = null;
+            Images.ImageInfo? facts = null;
             if (problem is null)
                 (facts, problem) = ImageInspector.Inspect(bytes!, minSide, maxPixels);
 

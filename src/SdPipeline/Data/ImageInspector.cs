@@ -1,13 +1,6 @@
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.Formats;
+using SdPipeline.Images;
 
 namespace SdPipeline.Data;
-
-/// <summary>What <see cref="ImageInspector.Inspect"/> learned about an encoded image.</summary>
-/// <param name="Width">Width in pixels.</param>
-/// <param name="Height">Height in pixels.</param>
-/// <param name="Extension">File extension of its format, without the dot (png, jpg, webp…).</param>
-public sealed record ImageFacts(int Width, int Height, string Extension);
 
 /// <summary>Checks that bytes are a decodable image of acceptable size, reading the header before decoding pixels.</summary>
 public static class ImageInspector
@@ -16,19 +9,17 @@ public static class ImageInspector
     /// Returns the image's facts, or a reason to skip it: undecodable, too many pixels (checked from the header,
     /// before any pixel buffer is allocated), or a shorter side below <paramref name="minSide"/>.
     /// </summary>
-    public static (ImageFacts? Facts, string? Problem) Inspect(byte[] bytes, int minSide, long maxPixels)
+    public static (ImageInfo? Info, string? Problem) Inspect(byte[] bytes, int minSide, long maxPixels)
     {
-        IImageFormat? format;
-        IImageInfo? info;
+        ImageInfo info;
         try
         {
-            info = Image.Identify(bytes, out format);
+            info = ImageCodec.Identify(bytes);
         }
-        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or NotSupportedException or ImageFormatException)
+        catch (InvalidDataException e)
         {
             return (null, $"undecodable image: {e.Message}");
         }
-        if (info is null || format is null) return (null, "undecodable image: unknown format");
         long pixels = (long)info.Width * info.Height;
         if (pixels > maxPixels)
             return (null, $"too many pixels: {info.Width}x{info.Height} > download.max_pixels {maxPixels}");
@@ -37,13 +28,12 @@ public static class ImageInspector
         try
         {
             // The header can be fine while the pixel data is truncated or corrupt: decode once to be sure.
-            using var image = Image.Load(bytes);
+            ImageCodec.DecodeRgb(bytes);
         }
-        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or NotSupportedException or ImageFormatException)
+        catch (InvalidDataException e)
         {
             return (null, $"undecodable image: {e.Message}");
         }
-        string extension = format.FileExtensions.FirstOrDefault() ?? format.Name.ToLowerInvariant();
-        return (new ImageFacts(info.Width, info.Height, extension == "jpeg" ? "jpg" : extension), null);
+        return (info, null);
     }
 }

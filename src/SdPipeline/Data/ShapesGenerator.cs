@@ -1,5 +1,4 @@
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
+using SdPipeline.Images;
 
 namespace SdPipeline.Data;
 
@@ -19,16 +18,16 @@ public sealed record ShapesOptions(int Seed = 1234, int Count = 512, int Heldout
 public static class ShapesGenerator
 {
     /// <summary>The palette: names used in captions, and their RGB values (far apart, so pixels classify cleanly).</summary>
-    public static IReadOnlyList<(string Name, Rgb24 Color)> Colors { get; } =
+    public static IReadOnlyList<(string Name, (byte R, byte G, byte B) Color)> Colors { get; } =
     [
-        ("red", new Rgb24(220, 30, 30)),
-        ("green", new Rgb24(30, 170, 50)),
-        ("blue", new Rgb24(30, 70, 220)),
-        ("yellow", new Rgb24(240, 220, 30)),
-        ("purple", new Rgb24(140, 40, 180)),
-        ("orange", new Rgb24(250, 140, 20)),
-        ("white", new Rgb24(245, 245, 245)),
-        ("black", new Rgb24(20, 20, 20)),
+        ("red", ((byte)220, (byte)30, (byte)30)),
+        ("green", ((byte)30, (byte)170, (byte)50)),
+        ("blue", ((byte)30, (byte)70, (byte)220)),
+        ("yellow", ((byte)240, (byte)220, (byte)30)),
+        ("purple", ((byte)140, (byte)40, (byte)180)),
+        ("orange", ((byte)250, (byte)140, (byte)20)),
+        ("white", ((byte)245, (byte)245, (byte)245)),
+        ("black", ((byte)20, (byte)20, (byte)20)),
     ];
 
     /// <summary>The shapes used in captions.</summary>
@@ -64,9 +63,9 @@ public static class ShapesGenerator
             () => Render(size, shape, cx, cy, radius, angle, Colors[color].Color, Colors[background].Color), split);
     }
 
-    private static byte[] Render(int size, string shape, double cx, double cy, double radius, double angle, Rgb24 fill, Rgb24 background)
+    private static byte[] Render(int size, string shape, double cx, double cy, double radius, double angle, (byte R, byte G, byte B) fill, (byte R, byte G, byte B) background)
     {
-        using var image = new Image<Rgb24>(size, size);
+        var image = new RgbImage(size, size);
         const int sub = 4; // 4x4 supersampling for anti-aliased edges
         for (int y = 0; y < size; y++)
         for (int x = 0; x < size; x++)
@@ -76,11 +75,9 @@ public static class ShapesGenerator
             for (int sx = 0; sx < sub; sx++)
                 if (Contains(shape, x + (sx + 0.5) / sub - cx, y + (sy + 0.5) / sub - cy, radius, angle)) inside++;
             double a = inside / (double)(sub * sub);
-            image[x, y] = new Rgb24(Blend(fill.R, background.R, a), Blend(fill.G, background.G, a), Blend(fill.B, background.B, a));
+            image.Set(x, y, Blend(fill.R, background.R, a), Blend(fill.G, background.G, a), Blend(fill.B, background.B, a));
         }
-        using var stream = new MemoryStream();
-        image.SaveAsPng(stream);
-        return stream.ToArray();
+        return ImageCodec.EncodePng(image);
     }
 
     private static byte Blend(byte fill, byte background, double a) => (byte)Math.Round(fill * a + background * (1 - a));

@@ -4,8 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Parquet;
 using Parquet.Schema;
-using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.PixelFormats;
+using SdPipeline.Images;
 
 namespace SdPipeline.Tests.Support;
 
@@ -14,10 +13,11 @@ public static class DatasetFiles
 {
     public static byte[] Png(int width, int height, byte shade)
     {
-        using var image = new Image<Rgb24>(width, height, new Rgb24(shade, (byte)(255 - shade), 90));
-        using var stream = new MemoryStream();
-        image.SaveAsPng(stream);
-        return stream.ToArray();
+        var image = new RgbImage(width, height);
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                image.Set(x, y, shade, (byte)(255 - shade), (byte)(x * 255 / Math.Max(1, width - 1)));
+        return ImageCodec.EncodePng(image);
     }
 
     public static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));

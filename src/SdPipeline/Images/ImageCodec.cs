@@ -1,0 +1,98 @@
+using System.IO.Compression;
+using System.Runtime.InteropServices;
+using System.Text;
+using SkiaSharp;
+
+namespace SdPipeline.Images;
+
+/// <summary>
+/// Image decoding and PNG encoding through SkiaSharp, whose JPEG decoder is libjpeg-turbo with the same
+/// defaults PIL uses (ISLOW DCT, fancy chroma upsampling): it decodes the fixtures' JPEG bit-identically
+/// to PIL, where ImageSharp 2.1's decoder differed by 1.2 grey levels on average and up to 70 at colour
+/// edges (measured on preprocess/photo_320x240_q90.jpg). Training data must look to the model as it
+/// does in diffusers, so the decoder matters.
+/// </summary>
+public static class ImageCodec
+{
+    /// <summary>Reads the header only: size and format. Throws <see cref="InvalidDataException"/> when it is not an image.</summary>
+    public static ImageInfo Identify(byte[] encoded)
+    {
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
+        return new ImageInfo(codec.Info.Width, codec.Info.Height, Extension(codec.EncodedFormat));
+    }
+
+    /// <summary>
+    /// Decodes to 8-bit RGB as PIL's <c>convert("RGB")</c> does: alpha dropped without compositing
+    /// (colour values unpremultiplied), grey repeated. No EXIF rotation, as in diffusers' training script.
+    /// Throws <see cref="InvalidDataException"/> on corrupt or truncated data.
+    /// </summary>
+    public static RgbImage DecodeRgb(byte[] encoded)
+    {
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var rgba = new byte[info.BytesSize];
+        var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
+        try
+        {
+            var result = codec.GetPixels(info, handle.AddrOfPinnedObject());
+            if (result != SKCodecResult.Success)
+                throw new InvalidDataException($"image data is corrupt or truncated ({result})");
+        }
+        finally
+        {
+            handle.Free();
+        }
+        var rgb = new byte[info.Width * info.Height * 3];
+        for (int i = 0, j = 0; i < rgba.Length; i += 4, j += 3)
+        {
+            rgb[j] = rgba[i];
+            rgb[j + 1] = rgba[i + 1];
+            rgb[j + 2] = rgba[i + 2];
+        }
+        return new RgbImage(info.Width, info.Height, rgb);
+    }
+
+    /// <summary>Encodes an opaque PNG, with optional <c>tEXt</c> chunks (keyword → Latin-1 text) before the image data.</summary>
+    public static byte[] EncodePng(RgbImage image, IReadOnlyDictionary<string, string>? text = null)
+    {
+        var info = new SKImageInfo(image.Width, image.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        var rgba = new byte[info.BytesSize];
+        for (int i = 0, j = 0; j < image.Pixels.Length; i += 4, j += 3)
+        {
+            rgba[i] = image.Pixels[j];
+            rgba[i + 1] = image.Pixels[j + 1];
+            rgba[i + 2] = image.Pixels[j + 2];
+            rgba[i + 3] = 255;
+        }
+        using var bitmap = new SKBitmap();
+        var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
+        byte[] png;
+        try
+        {
+            bitmap.InstallPixels(info, handle.AddrOfPinnedObject(), info.RowBytes);
+            using var encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+            png = encoded.ToArray();
+        }
+        finally
+        {
+            handle.Free();
+        }
+        return text is { Count: > 0 } ? PngText.Insert(png, text) : png;
+    }
+
+    private static string Extension(SKEncodedImageFormat format) => format switch
+    {
+        SKEncodedImageFormat.Jpeg => "jpg",
+        SKEncodedImageFormat.Png => "png",
+        SKEncodedImageFormat.Webp => "webp",
+        SKEncodedImageFormat.Gif => "gif",
+        SKEncodedImageFormat.Bmp => "bmp",
+        SKEncodedImageFormat.Ico => "ico",
+        SKEncodedImageFormat.Wbmp => "wbmp",
+        SKEncodedImageFormat.Heif => "heif",
+        SKEncodedImageFormat.Avif => "avif",
+        _ => format.ToString().ToLowerInvariant(),
+    };
+}
