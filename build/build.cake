@@ -15,12 +15,26 @@ Setup<BuildData>(context => BuildData.From(context));
 TaskSetup(context => { if (GitHubActions.IsRunningOnGitHubActions) GitHubActions.Commands.StartGroup(context.Task.Name); });
 TaskTeardown(context => { if (GitHubActions.IsRunningOnGitHubActions) GitHubActions.Commands.EndGroup(); });
 
-void Sdpipe(BuildData data, string verb, bool force = false)
+ProcessArgumentBuilder SdpipeArguments(BuildData data, string verb)
 {
     var arguments = new ProcessArgumentBuilder().Append(verb);
     foreach (var argument in data.PassThrough) arguments.Append(argument);
-    if (force || HasArgument("force")) arguments.Append("--force");
+    return arguments;
+}
+
+void Sdpipe(BuildData data, string verb)
+{
+    var arguments = SdpipeArguments(data, verb);
+    if (HasArgument("force") && verb.StartsWith("run ")) arguments.Append("--force");
     DotNetExecute(data.CliDll, arguments);
+}
+
+// The path `sdpipe path` prints for a stage's artifact file, or null when it is not built.
+string SdpipePath(BuildData data, string stageAndFile)
+{
+    var arguments = SdpipeArguments(data, "path " + stageAndFile);
+    int exit = StartProcess("dotnet", new ProcessSettings { Arguments = arguments.Prepend(data.CliDll.FullPath), RedirectStandardOutput = true, Silent = true }, out var lines);
+    return exit == 0 ? lines.LastOrDefault() : null;
 }
 
 Task("Build")
@@ -84,7 +98,13 @@ Task("Report")
     .IsDependentOn("Download")
     .IsDependentOn("Train")
     .IsDependentOn("Sample")
-    .Does<BuildData>(data => Sdpipe(data, "run report"));
+    .Does<BuildData>(data =>
+    {
+        Sdpipe(data, "run report");
+        // On GitHub Actions the report's Markdown becomes the job summary.
+        if (GitHubActions.IsRunningOnGitHubActions && SdpipePath(data, "report report.md") is string summary && FileExists(summary))
+            GitHubActions.Commands.SetStepSummary(System.IO.File.ReadAllText(summary));
+    });
 
 // TARGETS
 Task("Benchmark")

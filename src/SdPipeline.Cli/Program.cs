@@ -18,6 +18,7 @@ root.Subcommands.Add(RunCommand.Create(cancellation.Token));
 root.Subcommands.Add(GcCommand.Create());
 root.Subcommands.Add(ConfigCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
+root.Subcommands.Add(PathCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
@@ -36,7 +37,7 @@ catch (Exception e) when (e is ConfigException or StageInputException)
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.Usage;
 }
-catch (StageFailedException e)
+catch (Exception e) when (e is StageFailedException or SdPipeline.Weights.WeightsException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.StageFailure;

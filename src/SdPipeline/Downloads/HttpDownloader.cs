@@ -22,6 +22,9 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
     /// <summary>Time without any bytes after which an attempt is abandoned (and resumed).</summary>
     public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Suffix of the partial file beside the destination (<c>.incomplete</c> in the Hub cache, as huggingface_hub names it, so either tool resumes the other's download).</summary>
+    public string PartSuffix { get; init; } = ".part";
+
     /// <summary>Where to write a line for the user (retries, reuse).</summary>
     public Action<string> Log { get; init; } = _ => { };
 
@@ -34,7 +37,7 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
         if (File.Exists(request.Destination) && IsComplete(request))
             return 0;
 
-        string part = request.Destination + ".part";
+        string part = request.Destination + PartSuffix;
         long transferred = 0;
         var delay = FirstRetryDelay;
         using var bar = progress.Start(request.Label, request.Size, ProgressUnit.Bytes);

@@ -1,0 +1,80 @@
+using System.Security.Cryptography;
+using System.Text;
+using SdPipeline.Downloads;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+
+namespace SdPipeline.Hub;
+
+/// <summary>
+/// Downloads the files a pipeline needs from a Hub model repository into the shared Hub cache (see
+/// <see cref="HubCache"/>): existing blobs are reused, partial ones resumed, every file verified
+/// (SHA-256 for LFS files, the git blob id for small ones). With HF_HUB_OFFLINE the cache alone answers.
+/// </summary>
+public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, HttpDownloader downloader, Action<string> log)
+{
+    /// <summary>Resolves and downloads <paramref name="model"/>; returns its snapshot.</summary>
+    public async Task<HubSnapshot> DownloadAsync(HubModelRef model, string? variant, IProgressSink progress, CancellationToken cancellation)
+    {
+        if (client.Settings.Offline)
+            return FromCache(cache, model, variant)
+                ?? throw new StageFailedException($"{model}: HF_HUB_OFFLINE is set and the model is not in the Hub cache at {cache.Root}; download it once with network access");
+
+        string commit = await client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, cancellation);
+        var files = PipelineFiles.Select(await client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, cancellation), variant);
+        var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var file in files)
+        {
+            string hash = file.Sha256 ?? file.GitOid;
+            string blob = cache.BlobPath(HubRepoKind.Model, model.Repo, hash);
+            var request = new DownloadRequest(client.FileUrl(HubRepoKind.Model, model.Repo, commit, file.Path), blob, file.Sha256, file.Size, $"{model.Repo}: {file.Path}");
+            long fetched = await downloader.DownloadAsync(request, progress, cancellation);
+            if (file.Sha256 is null && GitBlobId(blob) != file.GitOid)
+            {
+                File.Delete(blob);
+                throw new StageFailedException($"{model}: {file.Path} does not match its git blob id {file.GitOid}; the download was deleted, run again");
+            }
+            if (fetched == 0) log($"{model.Repo}: {file.Path} already in the Hub cache");
+            cache.Link(HubRepoKind.Model, model.Repo, commit, file.Path, hash);
+            hashes[file.Path] = hash;
+        }
+        cache.WriteRef(HubRepoKind.Model, model.Repo, model.Revision, commit);
+        return new HubSnapshot(model, commit, cache.SnapshotFolder(HubRepoKind.Model, model.Repo, commit), hashes);
+    }
+
+    /// <summary>
+    /// The snapshot already in the cache (the ref's last resolution, and every needed file present), or
+    /// null. Used offline and by <c>sdpipe plan</c>, which must not need the network.
+    /// </summary>
+    public static HubSnapshot? FromCache(HubCache cache, HubModelRef model, string? variant)
+    {
+        string? commit = cache.ResolveRef(HubRepoKind.Model, model.Repo, model.Revision);
+        if (commit is null) return null;
+        string folder = cache.SnapshotFolder(HubRepoKind.Model, model.Repo, commit);
+        if (!Directory.Exists(folder)) return null;
+        var present = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Select(path => (path, relative: Path.GetRelativePath(folder, path).Replace('\\', '/'), blob: Path.GetFileName(new FileInfo(path).LinkTarget ?? path)))
+            .Where(f => File.Exists(f.path))
+            .Select(f => new HubFile(f.relative, new FileInfo(f.path).Length, f.blob.Length == 64 ? f.blob : null, f.blob))
+            .ToList();
+        IReadOnlyList<HubFile> needed;
+        try
+        {
+            needed = PipelineFiles.Select(present, variant);
+        }
+        catch (Weights.WeightsException)
+        {
+            return null; // a partial snapshot (another tool downloaded only some components)
+        }
+        return new HubSnapshot(model, commit, folder, needed.ToDictionary(f => f.Path, f => f.Sha256 ?? f.GitOid, StringComparer.Ordinal));
+    }
+
+    /// <summary>The git blob id of a file: SHA-1 over "blob SIZE\0" and the content.</summary>
+    public static string GitBlobId(string path)
+    {
+        using var sha1 = IncrementalHash.CreateHash(HashAlgorithmName.SHA1);
+        sha1.AppendData(Encoding.ASCII.GetBytes($"blob {new FileInfo(path).Length}\0"));
+        sha1.AppendData(File.ReadAllBytes(path));
+        return Convert.ToHexStringLower(sha1.GetHashAndReset());
+    }
+}

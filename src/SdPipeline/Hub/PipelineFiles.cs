@@ -1,0 +1,54 @@
+namespace SdPipeline.Hub;
+
+/// <summary>
+/// Which files of a Stable Diffusion repository a text-to-image pipeline needs: the component configs,
+/// the tokenizer, and one set of safetensors weights per component (the requested precision variant
+/// when the repository has it). Everything else — pickle weights, single-file checkpoints at the top
+/// level, safety checker, feature extractor, images — is left on the Hub.
+/// </summary>
+public static class PipelineFiles
+{
+    /// <summary>The components whose weights are fetched.</summary>
+    public static IReadOnlyList<string> WeightComponents { get; } = ["unet", "vae", "text_encoder"];
+
+    private static readonly HashSet<string> Always = new(StringComparer.Ordinal)
+    {
+        "model_index.json",
+        "unet/config.json", "vae/config.json", "text_encoder/config.json",
+        "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json",
+    };
+
+    /// <summary>The subset of <paramref name="files"/> to download.</summary>
+    public static IReadOnlyList<HubFile> Select(IReadOnlyList<HubFile> files, string? variant)
+    {
+        var chosen = files.Where(f => Always.Contains(f.Path)).ToList();
+        foreach (string component in WeightComponents)
+        {
+            var candidates = files.Where(f => f.Path.StartsWith(component + "/", StringComparison.Ordinal) && f.Path.Count(c => c == '/') == 1).ToList();
+            var weights = Weights(candidates, variant) ?? Weights(candidates, null);
+            if (weights is null)
+            {
+                if (candidates.Any(f => f.Path.EndsWith(".bin", StringComparison.Ordinal)))
+                    throw new SdPipeline.Weights.WeightsException($"{component}/ on the Hub has only pickle (.bin) weights; " + SdPipeline.Weights.PickleRefusal.Message(component + "/diffusion_pytorch_model.bin"));
+                throw new SdPipeline.Weights.WeightsException($"{component}/ on the Hub has no safetensors weights");
+            }
+            chosen.AddRange(weights);
+        }
+        return chosen;
+    }
+
+    private static List<HubFile>? Weights(List<HubFile> candidates, string? variant)
+    {
+        foreach (string stem in new[] { "diffusion_pytorch_model", "model" })
+        {
+            string name = variant is null ? stem : $"{stem}.{variant}";
+            var single = candidates.FirstOrDefault(f => Path.GetFileName(f.Path) == $"{name}.safetensors");
+            if (single is not null) return [single];
+            var index = candidates.FirstOrDefault(f => Path.GetFileName(f.Path) == $"{name}.safetensors.index.json");
+            if (index is not null)
+                return [index, .. candidates.Where(f => Path.GetFileName(f.Path).StartsWith(name + "-", StringComparison.Ordinal) && f.Path.EndsWith(".safetensors", StringComparison.Ordinal))];
+        }
+        return null;
+    }
+}

@@ -1,0 +1,88 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+
+namespace SdPipeline.Weights;
+
+/// <summary>
+/// A model in diffusers layout: <c>model_index.json</c> and one folder per component (<c>unet/</c>,
+/// <c>vae/</c>, <c>text_encoder/</c>, <c>tokenizer/</c>, <c>scheduler/</c>), each with its
+/// <c>config.json</c> and safetensors weights — optionally a precision variant
+/// (<c>diffusion_pytorch_model.fp16.safetensors</c>) or shards listed in a <c>.index.json</c>.
+/// </summary>
+public sealed class DiffusersFolder
+{
+    /// <summary>The folder.</summary>
+    public string Root { get; }
+
+    private DiffusersFolder(string root) => Root = root;
+
+    /// <summary>Opens a diffusers folder, refusing pickle checkpoints with a conversion hint.</summary>
+    /// <exception cref="WeightsException">Not a folder, no model_index.json, or a single-file pickle checkpoint.</exception>
+    public static DiffusersFolder Open(string path)
+    {
+        if (File.Exists(path))
+        {
+            if (Path.GetExtension(path) is ".ckpt" or ".bin" or ".pt" or ".pth")
+                throw new WeightsException(PickleRefusal.Message(path));
+            throw new WeightsException($"{path}: a single-file checkpoint; this tool reads diffusers folders (model_index.json, unet/, vae/, …). " +
+                "Convert it with diffusers' `StableDiffusionPipeline.from_single_file(path).save_pretrained(dir, safe_serialization=True)`.");
+        }
+        if (!Directory.Exists(path)) throw new WeightsException($"{path}: model folder not found");
+        if (!File.Exists(Path.Combine(path, "model_index.json")))
+            throw new WeightsException($"{path}: no model_index.json; expected a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
+        return new DiffusersFolder(path);
+    }
+
+    /// <summary><c>model_index.json</c> as JSON.</summary>
+    public JObject ModelIndex() => ReadJson(Path.Combine(Root, "model_index.json"));
+
+    /// <summary>The folder of a component (<c>unet</c>, <c>vae</c>, …).</summary>
+    public string Component(string name)
+    {
+        string path = Path.Combine(Root, name);
+        return Directory.Exists(path) ? path : throw new WeightsException($"{Root}: no '{name}/' component folder");
+    }
+
+    /// <summary>A component's <c>config.json</c> (or another JSON file in it).</summary>
+    public JObject ComponentJson(string component, string file = "config.json") => ReadJson(Path.Combine(Component(component), file));
+
+    /// <summary>
+    /// The safetensors files holding a component's weights: <c>BASE[.VARIANT].safetensors</c>, or the shards
+    /// its <c>.index.json</c> lists. With a variant, falls back to the plain file when the variant is absent.
+    /// </summary>
+    /// <param name="component">Component folder name.</param>
+    /// <param name="variant">Precision variant such as <c>fp16</c>, or null.</param>
+    public IReadOnlyList<string> WeightFiles(string component, string? variant = null)
+    {
+        string folder = Component(component);
+        string[] bases = ["diffusion_pytorch_model", "model"];
+        foreach (string? v in variant is null ? [null] : new[] { variant, null })
+        {
+            foreach (string name in bases)
+            {
+                string stem = v is null ? name : $"{name}.{v}";
+                string single = Path.Combine(folder, $"{stem}.safetensors");
+                if (File.Exists(single)) return [single];
+                string index = Path.Combine(folder, $"{stem}.safetensors.index.json");
+                if (File.Exists(index))
+                    return ReadJson(index)["weight_map"]!.Values<string>().Distinct().Select(f => Path.Combine(folder, f!)).ToList();
+            }
+        }
+        var pickles = Directory.EnumerateFiles(folder).Where(f => Path.GetExtension(f) is ".bin" or ".ckpt" or ".pt" or ".pth").ToList();
+        if (pickles.Count > 0) throw new WeightsException(PickleRefusal.Message(pickles[0]));
+        throw new WeightsException($"{folder}: no safetensors weights (expected diffusion_pytorch_model.safetensors or model.safetensors{(variant is null ? "" : $", or the {variant} variant")})");
+    }
+
+    private static JObject ReadJson(string path)
+    {
+        if (!File.Exists(path)) throw new WeightsException($"{path}: file not found");
+        try
+        {
+            return JObject.Parse(File.ReadAllText(path));
+        }
+        catch (JsonReaderException e)
+        {
+            throw new WeightsException($"{path}: invalid JSON at line {e.LineNumber}: {e.Message}");
+        }
+    }
+}

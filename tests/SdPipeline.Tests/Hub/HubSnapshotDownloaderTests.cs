@@ -1,0 +1,151 @@
+using System.Security.Cryptography;
+using System.Text;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Downloads;
+using SdPipeline.Hub;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Hub;
+
+/// <summary>Model downloads into the Hugging Face cache layout, against a fake Hub on 127.0.0.1.</summary>
+public sealed class HubSnapshotDownloaderTests
+{
+    private const string Commit = "1234567890abcdef1234567890abcdef12345678";
+    private TempFolder _temp = null!;
+    private TestHttpServer _server = null!;
+    private Dictionary<string, byte[]> _files = null!;
+
+    private static readonly string[] LfsFiles =
+    [
+        "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+        "safety_checker/model.safetensors", "v1-5-pruned-emaonly.ckpt",
+    ];
+
+    private static readonly string[] SmallFiles =
+    [
+        "model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "README.md",
+    ];
+
+    [SetUp]
+    public void SetUp()
+    {
+        _temp = new TempFolder();
+        _server = new TestHttpServer();
+        _files = LfsFiles.Concat(SmallFiles).ToDictionary(p => p, p => Encoding.UTF8.GetBytes($"content of {p} " + new string('x', p.Length * 37)));
+        _server.ServeJson("/api/models/org/sd/revision/main", $$"""{"sha": "{{Commit}}"}""");
+        var tree = new JArray(_files.Select(f => LfsFiles.Contains(f.Key)
+            ? new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = "00", ["lfs"] = new JObject { ["oid"] = Sha256(f.Value), ["size"] = f.Value.Length } }
+            : new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = GitOid(f.Value) }));
+        _server.ServeJson($"/api/models/org/sd/tree/{Commit}", tree.ToString());
+        foreach (var (path, bytes) in _files) _server.Serve($"/org/sd/resolve/{Commit}/{path}", bytes);
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _server.Dispose();
+        _temp.Dispose();
+    }
+
+    private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static string GitOid(byte[] bytes) =>
+        Convert.ToHexStringLower(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes]));
+
+    private HubSnapshot Download(string? variant = null, bool offline = false)
+    {
+        var settings = new HubSettings(_server.BaseUri, "hf_token", offline, _temp.File("hub"));
+        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
+        var client = new HubClient(http, settings);
+        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", FirstRetryDelay = TimeSpan.FromMilliseconds(5) };
+        return new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
+            .DownloadAsync(new HubModelRef("org/sd", "main"), variant, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    [Test]
+    public void Download_Should_FillTheHubCacheLayout_WithOnlyThePipelineFiles()
+    {
+        var snapshot = Download();
+
+        string repo = _temp.File("hub/models--org--sd");
+        Assert.That(File.ReadAllText(Path.Combine(repo, "refs", "main")), Is.EqualTo(Commit));
+        Assert.That(snapshot.Folder, Is.EqualTo(Path.Combine(repo, "snapshots", Commit)));
+        string unet = Path.Combine(snapshot.Folder, "unet", "diffusion_pytorch_model.safetensors");
+        Assert.That(new FileInfo(unet).LinkTarget, Is.EqualTo($"../../../blobs/{Sha256(_files["unet/diffusion_pytorch_model.safetensors"])}"));
+        Assert.That(File.ReadAllBytes(unet), Is.EqualTo(_files["unet/diffusion_pytorch_model.safetensors"]));
+        Assert.That(snapshot.ContentHashes.Keys, Does.Not.Contain("safety_checker/model.safetensors").And.Not.Contain("v1-5-pruned-emaonly.ckpt")
+            .And.Not.Contain("unet/diffusion_pytorch_model.fp16.safetensors").And.Not.Contain("README.md"));
+        Assert.That(snapshot.ContentHashes, Has.Count.EqualTo(12));
+        Assert.That(_server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_token"));
+    }
+
+    [Test]
+    public void Download_Should_ReuseCachedBlobs_When_RunAgain()
+    {
+        Download();
+        int before = _server.Requests.Count(r => r.Contains("/resolve/"));
+
+        Download();
+
+        Assert.That(_server.Requests.Count(r => r.Contains("/resolve/")), Is.EqualTo(before), "no file is fetched twice");
+    }
+
+    [Test]
+    public void Download_Should_TakeTheVariant_When_TheRepoHasIt()
+    {
+        var snapshot = Download("fp16");
+
+        Assert.That(snapshot.ContentHashes.Keys, Does.Contain("unet/diffusion_pytorch_model.fp16.safetensors"));
+        Assert.That(snapshot.ContentHashes.Keys, Does.Contain("vae/diffusion_pytorch_model.safetensors"), "components without the variant fall back to full precision");
+    }
+
+    [Test]
+    public void Offline_Should_AnswerFromTheCache_And_FailClearly_When_NotCached()
+    {
+        var error = Assert.Throws<StageFailedException>(() => Download(offline: true))!;
+        Assert.That(error.Message, Does.Contain("HF_HUB_OFFLINE").And.Contain("org/sd"));
+
+        var online = Download();
+        var offline = Download(offline: true);
+
+        Assert.That(offline.Commit, Is.EqualTo(online.Commit));
+        Assert.That(offline.ContentHashes, Is.EqualTo(online.ContentHashes));
+    }
+
+    [Test]
+    public void Download_Should_ResumeAnIncompleteBlob()
+    {
+        byte[] unet = _files["unet/diffusion_pytorch_model.safetensors"];
+        string blob = _temp.File($"hub/models--org--sd/blobs/{Sha256(unet)}");
+        Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
+        File.WriteAllBytes(blob + ".incomplete", unet[..40]);
+
+        Download();
+
+        Assert.That(_server.Requests, Has.Some.Contains("unet/diffusion_pytorch_model.safetensors Range=bytes=40-"));
+        Assert.That(File.ReadAllBytes(blob), Is.EqualTo(unet));
+    }
+
+    [Test]
+    public void Download_Should_Fail_When_ALfsFileDoesNotMatchItsHash()
+    {
+        _server.Serve($"/org/sd/resolve/{Commit}/vae/diffusion_pytorch_model.safetensors", Encoding.UTF8.GetBytes(new string('y', _files["vae/diffusion_pytorch_model.safetensors"].Length)));
+
+        var error = Assert.Throws<StageFailedException>(() => Download())!;
+
+        Assert.That(error.Message, Does.Contain("checksum mismatch").And.Contain("vae/diffusion_pytorch_model.safetensors"));
+    }
+
+    [Test]
+    public void HubModelRef_Should_ParseRepoAndRevision()
+    {
+        Assert.That(HubModelRef.TryParse("hf:stable-diffusion-v1-5/stable-diffusion-v1-5"), Is.EqualTo(new HubModelRef("stable-diffusion-v1-5/stable-diffusion-v1-5", "main")));
+        Assert.That(HubModelRef.TryParse("hf:org/name@v2"), Is.EqualTo(new HubModelRef("org/name", "v2")));
+        Assert.That(HubModelRef.TryParse("/local/folder"), Is.Null);
+        Assert.Throws<SdPipeline.Config.ConfigException>(() => HubModelRef.TryParse("hf:justname"));
+    }
+}
