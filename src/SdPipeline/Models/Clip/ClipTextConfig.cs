@@ -1,0 +1,109 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using Newtonsoft.Json.Serialization;
+
+namespace SdPipeline.Models.Clip;
+
+/// <summary>
+/// The architecture of a CLIP text encoder, as transformers' <c>CLIPTextConfig</c> writes it to
+/// <c>text_encoder/config.json</c>. Defaults are <c>CLIPTextConfig.__init__</c>'s; SD 1.x is hidden 768, 12 layers,
+/// 12 heads, 3072, quick_gelu; SD 2.x is hidden 1024, 23 layers, 16 heads, 4096, gelu.
+/// </summary>
+/// <remarks>
+/// Keys that do not change the text encoder's output are accepted and ignored: <c>projection_dim</c> (a
+/// <c>CLIPTextModel</c> has no projection), the init and dropout settings (SD runs the encoder in eval mode), and
+/// <c>bos/eos/pad_token_id</c>, which SD 1.5's file gets wrong (0/2/1; the tokenizer uses 49406/49407) and which
+/// only transformers' pooled output reads.
+/// </remarks>
+public sealed record ClipTextConfig
+{
+    private static readonly HashSet<string> s_ignoredKeys =
+    [
+        "projection_dim", "bos_token_id", "eos_token_id", "pad_token_id",
+        "initializer_range", "initializer_factor", "dropout", "attention_dropout",
+        "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path",
+    ];
+
+    private static readonly JsonSerializer s_serializer = JsonSerializer.Create(new JsonSerializerSettings
+    {
+        ContractResolver = new DefaultContractResolver { NamingStrategy = new SnakeCaseNamingStrategy() },
+        MissingMemberHandling = MissingMemberHandling.Ignore,
+    });
+
+    /// <summary>Token embedding rows (<c>vocab_size</c>).</summary>
+    public int VocabSize { get; init; } = 49408;
+
+    /// <summary>Width of every hidden state (<c>hidden_size</c>).</summary>
+    public int HiddenSize { get; init; } = 512;
+
+    /// <summary>Width of the MLP's hidden layer (<c>intermediate_size</c>).</summary>
+    public int IntermediateSize { get; init; } = 2048;
+
+    /// <summary>Number of encoder layers (<c>num_hidden_layers</c>).</summary>
+    public int NumHiddenLayers { get; init; } = 12;
+
+    /// <summary>Attention heads per layer (<c>num_attention_heads</c>); must divide <see cref="HiddenSize"/>.</summary>
+    public int NumAttentionHeads { get; init; } = 8;
+
+    /// <summary>Positions the model has embeddings for (<c>max_position_embeddings</c>), the longest input.</summary>
+    public int MaxPositionEmbeddings { get; init; } = 77;
+
+    /// <summary>The MLP activation (<c>hidden_act</c>): <c>quick_gelu</c> (SD 1.x) or <c>gelu</c> (SD 2.x).</summary>
+    public string HiddenAct { get; init; } = "quick_gelu";
+
+    /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
+    public double LayerNormEps { get; init; } = 1e-5;
+
+    /// <summary>Reads and validates a <c>config.json</c>.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="warn">Told about each key this config does not know (and ignores).</param>
+    /// <exception cref="InvalidDataException">Malformed JSON or an invalid value; the message names the file and key.</exception>
+    /// <exception cref="NotSupportedException"><c>hidden_act</c> is neither quick_gelu nor gelu.</exception>
+    public static ClipTextConfig Load(string path, Action<string>? warn = null) =>
+        File.Exists(path)
+            ? Parse(File.ReadAllText(path), path, warn)
+            : throw new FileNotFoundException($"{path}: text encoder config not found", path);
+
+    /// <summary>Parses and validates config JSON; <paramref name="source"/> names it in messages.</summary>
+    public static ClipTextConfig Parse(string json, string source, Action<string>? warn = null)
+    {
+        ClipTextConfig config;
+        try
+        {
+            var obj = JObject.Parse(json);
+            var known = typeof(ClipTextConfig).GetProperties().Select(p => new SnakeCaseNamingStrategy().GetPropertyName(p.Name, false)).ToHashSet();
+            foreach (var property in obj.Properties())
+                if (!known.Contains(property.Name) && !s_ignoredKeys.Contains(property.Name))
+                    warn?.Invoke($"{source}: key '{property.Name}' is not part of a CLIP text encoder's architecture and is ignored");
+            config = obj.ToObject<ClipTextConfig>(s_serializer)
+                ?? throw new InvalidDataException($"{source}: expected a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: not a valid CLIP text config: {e.Message}", e);
+        }
+        config.Validate(source);
+        return config;
+    }
+
+    /// <summary>Throws when a value cannot describe a CLIP text encoder, quoting the key and value.</summary>
+    public void Validate(string source)
+    {
+        void Positive(string key, int value)
+        {
+            if (value <= 0) throw new InvalidDataException($"{source}: {key} must be positive, found {value}");
+        }
+        Positive("vocab_size", VocabSize);
+        Positive("hidden_size", HiddenSize);
+        Positive("intermediate_size", IntermediateSize);
+        Positive("num_hidden_layers", NumHiddenLayers);
+        Positive("num_attention_heads", NumAttentionHeads);
+        Positive("max_position_embeddings", MaxPositionEmbeddings);
+        if (HiddenSize % NumAttentionHeads != 0)
+            throw new InvalidDataException($"{source}: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
+        if (!(LayerNormEps > 0))
+            throw new InvalidDataException($"{source}: layer_norm_eps must be positive, found {LayerNormEps}");
+        if (HiddenAct is not ("quick_gelu" or "gelu"))
+            throw new NotSupportedException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: quick_gelu, gelu)");
+    }
+}

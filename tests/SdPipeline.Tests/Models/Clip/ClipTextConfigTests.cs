@@ -1,0 +1,65 @@
+using SdPipeline.Models.Clip;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Models.Clip;
+
+public sealed class ClipTextConfigTests
+{
+    [Test]
+    public void Load_Should_ReadSd15Architecture_When_GivenItsConfig()
+    {
+        var warnings = new List<string>();
+
+        var config = ClipTextConfig.Load(Path.Combine(RepoPaths.Fixtures, "sd15-keys", "text_encoder", "config.json"), warnings.Add);
+
+        Assert.That(config, Is.EqualTo(new ClipTextConfig
+        {
+            VocabSize = 49408,
+            HiddenSize = 768,
+            IntermediateSize = 3072,
+            NumHiddenLayers = 12,
+            NumAttentionHeads = 12,
+            MaxPositionEmbeddings = 77,
+            HiddenAct = "quick_gelu",
+            LayerNormEps = 1e-5,
+        }));
+        // the stale bos/eos/pad ids, projection_dim and the bookkeeping keys are known and ignored quietly
+        Assert.That(warnings, Is.Empty);
+    }
+
+    [Test]
+    public void Parse_Should_NameKeyAndValue_When_ActivationIsUnsupported()
+    {
+        var error = Assert.Throws<NotSupportedException>(() => ClipTextConfig.Parse("""{ "hidden_act": "gelu_new" }""", "te/config.json"))!;
+
+        Assert.That(error.Message, Does.Contain("te/config.json").And.Contain("hidden_act 'gelu_new'").And.Contain("quick_gelu, gelu"));
+    }
+
+    [Test]
+    public void Parse_Should_Refuse_When_HeadsDoNotDivideWidth()
+    {
+        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": 30, "num_attention_heads": 4 }""", "c.json"))!;
+
+        Assert.That(error.Message, Does.Contain("hidden_size 30").And.Contain("num_attention_heads 4"));
+    }
+
+    [Test]
+    public void Parse_Should_WarnByName_When_KeyIsUnknown()
+    {
+        var warnings = new List<string>();
+
+        var config = ClipTextConfig.Parse("""{ "hidden_act": "gelu", "hiden_size": 1024 }""", "c.json", warnings.Add);
+
+        Assert.That(config.HiddenAct, Is.EqualTo("gelu"));
+        Assert.That(config.HiddenSize, Is.EqualTo(512)); // transformers' default, the misspelt key changed nothing
+        Assert.That(warnings, Has.Count.EqualTo(1).And.Some.Contain("'hiden_size'"));
+    }
+
+    [Test]
+    public void Parse_Should_NameTheFile_When_ValueHasWrongType()
+    {
+        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": "wide" }""", "c.json"))!;
+
+        Assert.That(error.Message, Does.Contain("c.json").And.Contain("hidden_size"));
+    }
+}

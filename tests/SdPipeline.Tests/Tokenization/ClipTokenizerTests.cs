@@ -1,0 +1,151 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Tests.Support;
+using SdPipeline.Tokenization;
+
+namespace SdPipeline.Tests.Tokenization;
+
+public sealed class ClipTokenizerTests
+{
+    private const int StartOfText = 49406;
+    private const int EndOfText = 49407;
+
+    private static readonly Lazy<ClipTokenizer> s_sdTokenizer = new(() => ClipTokenizer.FromFolder(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+
+    private static ClipTokenizer SdTokenizer => s_sdTokenizer.Value;
+
+    [Test]
+    public void Encode_Should_MatchOpenAiClip_When_EncodingEveryFixturePrompt()
+    {
+        // Given the 300 reference prompts (ids from OpenAI's SimpleTokenizer; ftfy-sensitive lines carry the
+        // ids the same tokenizer gives without ftfy, which this port reproduces)
+        var failures = new List<string>();
+        int lines = 0, sensitive = 0;
+        foreach (string line in File.ReadLines(Path.Combine(RepoPaths.Fixtures, "clip-tokenizer", "tokenization.jsonl")))
+        {
+            var record = JObject.Parse(line);
+            string prompt = record.Value<string>("prompt")!;
+            bool ftfySensitive = record.Value<bool>("ftfy_sensitive");
+            long[] expected = record[ftfySensitive ? "ids_without_ftfy" : "ids"]!.ToObject<long[]>()!;
+            lines++;
+            if (ftfySensitive) sensitive++;
+
+            // When it is encoded
+            long[] actual = SdTokenizer.Encode(prompt);
+
+            if (!actual.SequenceEqual(expected))
+                failures.Add($"#{record["index"]} {JToken.FromObject(prompt).ToString(Newtonsoft.Json.Formatting.None)}:\n  expected [{string.Join(",", expected)}]\n  actual   [{string.Join(",", actual)}]");
+        }
+
+        // Then every line is identical
+        Assert.That(lines, Is.EqualTo(300));
+        Assert.That(sensitive, Is.EqualTo(9));
+        Assert.That(failures, Is.Empty, string.Join("\n", failures));
+    }
+
+    [Test]
+    public void FromFolder_Should_ReadLengthAndPadding_When_GivenSdModelFolder()
+    {
+        var tokenizer = SdTokenizer;
+
+        Assert.That(tokenizer.ModelMaxLength, Is.EqualTo(77));
+        Assert.That(tokenizer.VocabularySize, Is.EqualTo(49408));
+        Assert.That((tokenizer.StartOfTextId, tokenizer.EndOfTextId, tokenizer.PadId), Is.EqualTo((StartOfText, EndOfText, EndOfText)));
+    }
+
+    [Test]
+    public void Encode_Should_KeepEndTokenLast_When_PromptIsLongerThan77Tokens()
+    {
+        // Given a prompt of 100 words, each one token
+        string prompt = string.Join(" ", Enumerable.Repeat("cat", 100));
+
+        // When it is encoded
+        long[] ids = SdTokenizer.Encode(prompt);
+
+        // Then it is cut to 77 with the start token first and the end token last
+        Assert.That(SdTokenizer.EncodeToBpeIds(prompt), Has.Count.EqualTo(100));
+        Assert.That(ids, Has.Length.EqualTo(77));
+        Assert.That(ids[0], Is.EqualTo(StartOfText));
+        Assert.That(ids[1..76], Is.All.EqualTo(2368)); // "cat</w>"
+        Assert.That(ids[76], Is.EqualTo(EndOfText));
+    }
+
+    [Test]
+    public void Encode_Should_GiveEndOfTextId_When_PromptContainsTheSpecialTokenLiteral()
+    {
+        long[] ids = SdTokenizer.Encode("a <|endoftext|> b");
+
+        Assert.That(ids[..5], Is.EqualTo(new long[] { StartOfText, 320, EndOfText, 321, EndOfText }));
+    }
+
+    [Test]
+    public void Encode_Should_PadWithEndOfText_When_PromptIsEmpty()
+    {
+        long[] ids = SdTokenizer.Encode("");
+
+        Assert.That(ids[0], Is.EqualTo(StartOfText));
+        Assert.That(ids[1..], Is.All.EqualTo(EndOfText));
+    }
+
+    [Test]
+    public void EncodeBatch_Should_StackSequences_When_GivenSeveralPrompts()
+    {
+        string[] prompts = ["a photo of a cat", "", "a red circle on a blue background"];
+
+        using var batch = SdTokenizer.EncodeBatch(prompts);
+
+        Assert.That(batch.shape, Is.EqualTo(new long[] { 3, 77 }));
+        Assert.That(batch.dtype, Is.EqualTo(TorchSharp.torch.ScalarType.Int64));
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.That(batch[i].data<long>().ToArray(), Is.EqualTo(SdTokenizer.Encode(prompts[i])));
+    }
+
+    [Test]
+    public void FromFolder_Should_PadWithSpecialTokensMapToken_When_MapOverridesConfig()
+    {
+        // Given SD 2.x's arrangement: the config says <|endoftext|>, special_tokens_map.json says "!"
+        using var temp = new TempFolder();
+        CharacterVocabulary.WriteTo(temp.Path);
+        File.WriteAllText(temp.File("special_tokens_map.json"), """{ "pad_token": "!" }""");
+
+        // When it is loaded
+        var tokenizer = ClipTokenizer.FromFolder(temp.Path);
+
+        // Then the map's pad token wins, as in transformers
+        Assert.That(tokenizer.PadId, Is.EqualTo(0));
+        Assert.That(tokenizer.Encode("a")[^1], Is.EqualTo(0));
+    }
+
+    [Test]
+    public void FromFolder_Should_NameTheFolder_When_NoVocabularyIsThere()
+    {
+        using var temp = new TempFolder();
+
+        var error = Assert.Throws<FileNotFoundException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+
+        Assert.That(error.Message, Does.Contain(temp.Path).And.Contain("vocab.json"));
+    }
+
+    [Test]
+    public void FromFolder_Should_NameFileAndLine_When_MergeLineIsMalformed()
+    {
+        using var temp = new TempFolder();
+        CharacterVocabulary.WriteTo(temp.Path);
+        File.WriteAllText(temp.File("merges.txt"), "#version: 0.2\na b c\n");
+
+        var error = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+
+        Assert.That(error.Message, Does.Contain("merges.txt:2").And.Contain("a b c"));
+    }
+
+    [Test]
+    public void FromFolder_Should_RefuseHugeLength_When_ConfigSaysNoLimit()
+    {
+        using var temp = new TempFolder();
+        CharacterVocabulary.WriteTo(temp.Path);
+        File.WriteAllText(temp.File("tokenizer_config.json"), """{ "model_max_length": 1e30 }""");
+
+        var error = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+
+        Assert.That(error.Message, Does.Contain("tokenizer_config.json").And.Contain("model_max_length").And.Contain("77"));
+    }
+}
