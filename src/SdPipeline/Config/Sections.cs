@@ -21,6 +21,12 @@ public sealed class ModelSection
 {
     [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], or a local diffusers folder.")]
     public string Base { get; init; } = "builtin:tiny";
+
+    [ConfigKey("Precision variant of the weights to fetch and load (for example fp16: diffusion_pytorch_model.fp16.safetensors); empty for the full-precision files. Weights are used in float32 either way.")]
+    public string Variant { get; init; } = "";
+
+    [ConfigKey("Seed of builtin:tiny's initial weights.")]
+    public int BuiltinSeed { get; init; }
 }
 
 /// <summary>The dataset (the `download` stage).</summary>

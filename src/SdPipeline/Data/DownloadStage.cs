@@ -111,17 +111,13 @@ public sealed class DownloadStage : IStageRunner
         }
 
         var hub = HubSettings.FromEnvironment();
-        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false, AutomaticDecompression = System.Net.DecompressionMethods.None })
-        {
-            Timeout = Timeout.InfiniteTimeSpan,
-        };
-        http.DefaultRequestHeaders.UserAgent.ParseAdd($"sdpipe/{ArtifactStore.ToolVersion.Split('+')[0]}");
+        using var http = HttpClients.Create();
         var client = new HubClient(http, hub);
         var downloader = new HttpDownloader(http, client.Authorize)
         {
             Attempts = Math.Max(1, settings.Retries),
             StallTimeout = TimeSpan.FromSeconds(Math.Max(1, settings.TimeoutSeconds)),
-            FirstRetryDelay = TimeSpan.FromMilliseconds(DownloadRetryDelayMilliseconds),
+            FirstRetryDelay = HttpClients.FirstRetryDelay,
             Log = workspace.Log,
         };
         string cache = workspace.Store.SharedDirectory("downloads");
@@ -161,10 +157,6 @@ public sealed class DownloadStage : IStageRunner
             bytes += downloader.DownloadAsync(request, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
         return (requests.Select(r => (r.Destination, r.Label[(entry.Name.Length + 2)..])).ToList(), bytes);
     }
-
-    /// <summary>Delay before the first retry, in milliseconds; the environment variable SDPIPE_RETRY_DELAY_MS overrides it (tests use a few ms).</summary>
-    private static int DownloadRetryDelayMilliseconds =>
-        int.TryParse(Environment.GetEnvironmentVariable("SDPIPE_RETRY_DELAY_MS"), out int ms) ? ms : 1000;
 
     private static IEnumerable<CandidateItem> ReadFormat(DatasetEntry entry, IReadOnlyList<(string Path, string Name)> files, string extractRoot)
     {

@@ -12,6 +12,7 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
         var stage = graph.Get(stageName);
+        var runner = (runners ?? StageRunners.For)(stage);
         var plans = new Planner(graph, store, hashes).Plan(config);
         var plan = plans.Single(p => p.Stage.Name == stageName);
         if (plan.Status == StageStatus.Error)
@@ -28,7 +29,6 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
             upstream[name] = upstreamPlan.ArtifactDirectory!;
         }
 
-        var runner = (runners ?? StageRunners.For)(stage);
         string shortFp = ArtifactStore.Short(plan.Fingerprint!);
         var outcome = store.Build(plan.Inputs!, config.Json, (folder, resuming) =>
         {

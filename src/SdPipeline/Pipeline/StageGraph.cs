@@ -1,3 +1,4 @@
+using SdPipeline.BaseModel;
 using SdPipeline.Data;
 
 namespace SdPipeline.Pipeline;
@@ -50,8 +51,11 @@ public sealed class StageGraph
     /// <summary>The project's pipeline: model, download → latents → train → sample → report.</summary>
     public static StageGraph Default { get; } = new(
     [
-        new StageDefinition("model", "Model", 1, ["model.base"], [],
-            "Resolve the base model (builtin:tiny, a Hub repo or a local diffusers folder)"),
+        new StageDefinition("model", "Model", 1, [], [],
+            "Resolve the base model (builtin:tiny, a Hub repo or a local diffusers folder)")
+        {
+            ExternalInputs = ModelStage.ExternalInputs,
+        },
         new StageDefinition("download", "Download", 1,
             ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction"], [],
             "Fetch, verify and normalise the dataset named in datasets.json")

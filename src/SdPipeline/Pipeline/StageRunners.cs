@@ -1,3 +1,4 @@
+using SdPipeline.BaseModel;
 using SdPipeline.Data;
 
 namespace SdPipeline.Pipeline;
@@ -7,6 +8,7 @@ public static class StageRunners
 {
     private static readonly Dictionary<string, Func<IStageRunner>> Factories = new()
     {
+        ["model"] = () => new ModelStage(),
         ["download"] = () => new DownloadStage(),
     };
 

@@ -1,6 +1,4 @@
-using System.Security.Cryptography;
 using System.Text;
-using Newtonsoft.Json.Linq;
 using SdPipeline.Downloads;
 using SdPipeline.Hub;
 using SdPipeline.Pipeline;
@@ -12,36 +10,17 @@ namespace SdPipeline.Tests.Hub;
 /// <summary>Model downloads into the Hugging Face cache layout, against a fake Hub on 127.0.0.1.</summary>
 public sealed class HubSnapshotDownloaderTests
 {
-    private const string Commit = "1234567890abcdef1234567890abcdef12345678";
+    private const string Commit = FakeHub.Commit;
     private TempFolder _temp = null!;
     private TestHttpServer _server = null!;
     private Dictionary<string, byte[]> _files = null!;
-
-    private static readonly string[] LfsFiles =
-    [
-        "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-        "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
-        "safety_checker/model.safetensors", "v1-5-pruned-emaonly.ckpt",
-    ];
-
-    private static readonly string[] SmallFiles =
-    [
-        "model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json", "scheduler/scheduler_config.json",
-        "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "README.md",
-    ];
 
     [SetUp]
     public void SetUp()
     {
         _temp = new TempFolder();
         _server = new TestHttpServer();
-        _files = LfsFiles.Concat(SmallFiles).ToDictionary(p => p, p => Encoding.UTF8.GetBytes($"content of {p} " + new string('x', p.Length * 37)));
-        _server.ServeJson("/api/models/org/sd/revision/main", $$"""{"sha": "{{Commit}}"}""");
-        var tree = new JArray(_files.Select(f => LfsFiles.Contains(f.Key)
-            ? new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = "00", ["lfs"] = new JObject { ["oid"] = Sha256(f.Value), ["size"] = f.Value.Length } }
-            : new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = GitOid(f.Value) }));
-        _server.ServeJson($"/api/models/org/sd/tree/{Commit}", tree.ToString());
-        foreach (var (path, bytes) in _files) _server.Serve($"/org/sd/resolve/{Commit}/{path}", bytes);
+        _files = new FakeHub(_server, "org/sd").Files;
     }
 
     [TearDown]
@@ -51,10 +30,7 @@ public sealed class HubSnapshotDownloaderTests
         _temp.Dispose();
     }
 
-    private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
-
-    private static string GitOid(byte[] bytes) =>
-        Convert.ToHexStringLower(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes]));
+    private static string Sha256(byte[] bytes) => FakeHub.Sha256(bytes);
 
     private HubSnapshot Download(string? variant = null, bool offline = false)
     {

@@ -1,0 +1,117 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Downloads;
+using SdPipeline.Hub;
+using SdPipeline.Pipeline;
+using SdPipeline.Weights;
+
+namespace SdPipeline.BaseModel;
+
+/// <summary>
+/// The <c>model</c> stage: resolves <c>model.base</c> to a diffusers folder and records it in
+/// <c>model.json</c>. Its fingerprint is the content of the weights (the Hub's SHA-256 for Hub files,
+/// hashes remembered by size and time for local files, the generator's version and seed for builtins),
+/// not the name they were reached by: a change of weights invalidates every downstream stage, and moving
+/// the same weights to another folder invalidates nothing.
+/// </summary>
+public sealed class ModelStage : IStageRunner
+{
+    /// <summary>Content hashes of the weights <c>model.base</c> names, without downloading them.</summary>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
+    {
+        var settings = context.Config.Typed.Model;
+        string? variant = Variant(settings.Variant);
+        switch (BaseModelSource.Parse(settings.Base))
+        {
+            case BaseModelSource.Builtin builtin:
+                return new Dictionary<string, string> { [$"builtin:{builtin.Name}"] = BuiltinModels.Identity(builtin.Name, settings.BuiltinSeed) };
+            case BaseModelSource.Local local:
+                var folder = Open(local.Folder);
+                return Prefixed(ModelFiles.Select(folder, variant).ToDictionary(f => f, f => context.Hashes.Hash(Path.Combine(folder.Root, f))));
+            case BaseModelSource.FromHub hub:
+                var cache = new HubCache(HubSettings.FromEnvironment().HubCache);
+                if (HubSnapshotDownloader.FromCache(cache, hub.Model, variant) is { } cached)
+                    return Prefixed(cached.ContentHashes);
+                return Prefixed(ListOnHub(hub.Model, variant));
+            default:
+                throw new InvalidOperationException("unknown model source");
+        }
+    }
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var settings = workspace.Config.Typed.Model;
+        string? variant = Variant(settings.Variant);
+        ResolvedModel resolved = BaseModelSource.Parse(settings.Base) switch
+        {
+            BaseModelSource.Builtin builtin => BuiltinModels.Create(builtin.Name, settings.BuiltinSeed, workspace),
+            BaseModelSource.Local local => ResolveLocal(local, variant, settings.Base),
+            BaseModelSource.FromHub hub => Download(hub.Model, variant, settings.Base, workspace),
+            _ => throw new InvalidOperationException("unknown model source"),
+        };
+        resolved.Write(workspace.Directory);
+        workspace.Log($"model: {resolved.Source} → {resolved.Folder}");
+        return new JObject { ["kind"] = resolved.Kind, ["folder"] = resolved.Folder, ["commit"] = resolved.Commit, ["files"] = resolved.ContentHashes.Count };
+    }
+
+    private static ResolvedModel ResolveLocal(BaseModelSource.Local local, string? variant, string source)
+    {
+        var folder = Open(local.Folder);
+        var hashes = ModelFiles.Select(folder, variant).ToDictionary(f => f, f => FileHashCache.HashFile(Path.Combine(folder.Root, f)), StringComparer.Ordinal);
+        return new ResolvedModel { Kind = "local", Source = source, Folder = folder.Root, Variant = variant, ContentHashes = hashes };
+    }
+
+    private static ResolvedModel Download(HubModelRef model, string? variant, string source, StageWorkspace workspace)
+    {
+        var settings = HubSettings.FromEnvironment();
+        using var http = HttpClients.Create();
+        var client = new HubClient(http, settings);
+        var downloader = new HttpDownloader(http, client.Authorize)
+        {
+            PartSuffix = ".incomplete",
+            Attempts = Math.Max(1, workspace.Config.Typed.Download.Retries),
+            StallTimeout = TimeSpan.FromSeconds(Math.Max(1, workspace.Config.Typed.Download.TimeoutSeconds)),
+            FirstRetryDelay = HttpClients.FirstRetryDelay,
+            Log = workspace.Log,
+        };
+        var snapshot = new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, workspace.Log)
+            .DownloadAsync(model, variant, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
+        return new ResolvedModel { Kind = "hub", Source = source, Folder = snapshot.Folder, Commit = snapshot.Commit, Variant = variant, ContentHashes = snapshot.ContentHashes };
+    }
+
+    private static Dictionary<string, string> ListOnHub(HubModelRef model, string? variant)
+    {
+        var settings = HubSettings.FromEnvironment();
+        if (settings.Offline)
+            throw new StageInputException($"model.base {model}: not in the Hub cache ({settings.HubCache}) and HF_HUB_OFFLINE is set; run the Model stage once with network access");
+        using var http = HttpClients.Create();
+        var client = new HubClient(http, settings);
+        try
+        {
+            string commit = client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, CancellationToken.None).GetAwaiter().GetResult();
+            var files = PipelineFiles.Select(client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, CancellationToken.None).GetAwaiter().GetResult(), variant);
+            return files.ToDictionary(f => f.Path, f => f.Sha256 ?? f.GitOid, StringComparer.Ordinal);
+        }
+        catch (StageFailedException e)
+        {
+            throw new StageInputException($"model.base {model}: {e.Message}");
+        }
+    }
+
+    private static DiffusersFolder Open(string folder)
+    {
+        try
+        {
+            return DiffusersFolder.Open(folder);
+        }
+        catch (WeightsException e)
+        {
+            throw new StageInputException($"model.base: {e.Message}");
+        }
+    }
+
+    private static Dictionary<string, string> Prefixed(IReadOnlyDictionary<string, string> hashes) =>
+        hashes.ToDictionary(p => $"file:{p.Key}", p => p.Value, StringComparer.Ordinal);
+
+    private static string? Variant(string variant) => variant.Length == 0 ? null : variant;
+}

@@ -1,0 +1,129 @@
+using SdPipeline.Config;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.BaseModel;
+
+/// <summary>The model stage's fingerprint follows the weights' content, not the name they were reached by.</summary>
+[NonParallelizable] // sets HF_* environment variables
+public sealed class ModelStageTests
+{
+    private TempFolder _temp = null!;
+
+    [SetUp]
+    public void SetUp() => _temp = new TempFolder();
+
+    [TearDown]
+    public void TearDown()
+    {
+        _temp.Dispose();
+        foreach (string name in new[] { "HF_ENDPOINT", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN" })
+            Environment.SetEnvironmentVariable(name, null);
+    }
+
+    private StagePlan PlanModel(string modelBase) =>
+        new Planner(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
+            .Plan(ConfigLoader.Load(null, [$"model.base={modelBase}"])).Single(p => p.Stage.Name == "model");
+
+    private BuildOutcome RunModel(string modelBase) =>
+        new StageExecutor(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
+            .Run("model", ConfigLoader.Load(null, [$"model.base={modelBase}"]), false, _ => { }, NullProgress.Instance, CancellationToken.None);
+
+    private string CopyOfTinySd(string name)
+    {
+        string target = _temp.File(name);
+        foreach (string file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), "*", SearchOption.AllDirectories))
+        {
+            string destination = Path.Combine(target, Path.GetRelativePath(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), file));
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            File.Copy(file, destination);
+        }
+        return target;
+    }
+
+    [Test]
+    public void LocalFolder_Should_HaveTheSameFingerprint_When_TheSameWeightsMove()
+    {
+        string first = CopyOfTinySd("a"), second = CopyOfTinySd("b");
+
+        Assert.That(PlanModel(first).Fingerprint, Is.EqualTo(PlanModel(second).Fingerprint));
+    }
+
+    [Test]
+    public void LocalFolder_Should_BeStale_When_AWeightFileChanges()
+    {
+        string folder = CopyOfTinySd("a");
+        RunModel(folder);
+        Assert.That(PlanModel(folder).Status, Is.EqualTo(StageStatus.Cached));
+
+        string weights = Path.Combine(folder, "vae", "diffusion_pytorch_model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^1] ^= 0x40;
+        File.WriteAllBytes(weights, bytes);
+        var plan = PlanModel(folder);
+
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
+        Assert.That(plan.Reasons, Is.EqualTo(new[] { "input file:vae/diffusion_pytorch_model.safetensors changed content" }));
+    }
+
+    [Test]
+    public void LocalFolder_Should_RecordTheFolderForDownstreamStages()
+    {
+        string folder = CopyOfTinySd("a");
+
+        var outcome = RunModel(folder);
+        var resolved = SdPipeline.BaseModel.ResolvedModel.Read(outcome.Directory);
+
+        Assert.That(resolved.Folder, Is.EqualTo(folder));
+        Assert.That(resolved.ContentHashes.Keys, Does.Contain("unet/diffusion_pytorch_model.safetensors"));
+    }
+
+    [Test]
+    public void MissingFolder_Should_BeAConfigurationError_NamingIt()
+    {
+        var plan = PlanModel("/no/such/model");
+
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Error));
+        Assert.That(plan.Reasons.Single(), Does.Contain("/no/such/model"));
+    }
+
+    [Test]
+    public void HubModel_Should_HaveTheSameFingerprintBeforeAndAfterDownload_And_LandInTheHubCache()
+    {
+        // Given a fake Hub and an empty Hub cache
+        using var server = new TestHttpServer();
+        new FakeHub(server, "org/sd");
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", server.BaseUri.ToString());
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", _temp.File("hub"));
+
+        // When the plan is made before and after the model stage downloads it
+        var before = PlanModel("hf:org/sd");
+        var outcome = RunModel("hf:org/sd");
+        var after = PlanModel("hf:org/sd");
+
+        // Then the fingerprint did not move, the stage is cached, and the files are in the Hub cache layout
+        Assert.That(after.Fingerprint, Is.EqualTo(before.Fingerprint));
+        Assert.That(after.Status, Is.EqualTo(StageStatus.Cached));
+        var resolved = SdPipeline.BaseModel.ResolvedModel.Read(outcome.Directory);
+        Assert.That(resolved.Folder, Is.EqualTo(_temp.File($"hub/models--org--sd/snapshots/{FakeHub.Commit}")));
+        Assert.That(resolved.Commit, Is.EqualTo(FakeHub.Commit));
+
+        // And offline, the cache alone answers
+        server.Dispose();
+        Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+        Assert.That(PlanModel("hf:org/sd").Fingerprint, Is.EqualTo(before.Fingerprint));
+    }
+
+    [Test]
+    public void HubModel_Should_BeAnError_When_OfflineAndNotCached()
+    {
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", _temp.File("hub"));
+        Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+
+        var plan = PlanModel("hf:org/never-downloaded");
+
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Error));
+        Assert.That(plan.Reasons.Single(), Does.Contain("HF_HUB_OFFLINE").And.Contain("org/never-downloaded"));
+    }
+}
