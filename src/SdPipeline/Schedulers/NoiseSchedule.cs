@@ -62,6 +62,9 @@ public sealed class NoiseSchedule : IDisposable
     /// <summary>ᾱₜ = α₀·α₁⋯αₜ, float32 [N].</summary>
     public Tensor AlphasCumprod { get; }
 
+    /// <summary>ᾱₜ as host floats, for the schedulers' scalar coefficient arithmetic.</summary>
+    internal float[] AlphasCumprodValues { get; }
+
     /// <summary>
     /// x_t = √ᾱₜ · x₀ + √(1 − ᾱₜ) · ε (equation (4) of the DDPM paper): noises each sample of the batch to its timestep.
     /// </summary>
@@ -113,9 +116,6 @@ public sealed class NoiseSchedule : IDisposable
         Alphas.Dispose();
         AlphasCumprod.Dispose();
     }
-
-    /// <summary>ᾱₜ as host floats, for the schedulers' scalar coefficient arithmetic.</summary>
-    internal float[] AlphasCumprodValues { get; }
 
     /// <summary>The noise level of the variance-exploding view, σₜ = √((1 − ᾱₜ)/ᾱₜ), t = 0 … N − 1, in float32 (Euler, DPM-Solver).</summary>
     internal float[] SigmaValues() => AlphasCumprodValues.Select(a => MathF.Sqrt((1f - a) / a)).ToArray();

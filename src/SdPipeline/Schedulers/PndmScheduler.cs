@@ -11,8 +11,9 @@ namespace SdPipeline.Schedulers;
 /// <remarks>
 /// Mirrors diffusers' <c>PNDMScheduler</c> (git 58eb52c0), PLMS path (crowsonkb's PLMS sampler,
 /// CompVis/latent-diffusion#51). There is no ε history at the start, so the second timestep is visited twice
-/// (50 steps: 981, 961, 961, 941, …): the first call takes an Euler step and remembers x_t; the second re-evaluates
-/// at the step's end and redoes the step from the remembered x_t with the mean of the two ε (a Heun-like warm-up).
+/// (50 steps: 981, 961, 961, 941, …): the first call takes a first-order step and remembers x_t; the second
+/// re-evaluates at the step's end and redoes the step from the remembered x_t with the mean of the two ε (a Heun-like
+/// warm-up).
 /// The Runge–Kutta warm-up (<c>skip_prk_steps</c> false, the class default) is not implemented.
 /// </remarks>
 public sealed class PndmScheduler : IScheduler
@@ -31,7 +32,7 @@ public sealed class PndmScheduler : IScheduler
     {
         config.Validate();
         config.Refuse(config.SkipPrkSteps == true, SchedulerFactory.Pndm, "skip_prk_steps", config.SkipPrkSteps ?? false,
-            "true; PLMS only. The key is absent or false here, so the class default, PRK warm-up, would apply");
+            "true, the PLMS sampler; an absent key means diffusers' default, false, the Runge–Kutta warm-up");
         Config = config;
         Schedule = new NoiseSchedule(config);
         _spacing = config.TimestepSpacing ?? "leading";
