@@ -1,3 +1,4 @@
+using SdPipeline.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,7 +14,7 @@ public sealed class TorchGeneratorTests
     public void Draws_Should_EqualPyTorchs_When_GeneratorIsSeededTheSame()
     {
         using var scope = NewDisposeScope();
-        var rng = FixtureTensors.OpenParity("rng");
+        using var rng = FixtureTensors.OpenParity("rng");
         // Given torch.Generator().manual_seed(1234)
         using var generator = new torch.Generator(1234);
 
@@ -36,7 +37,7 @@ public sealed class TorchGeneratorTests
     public void GlobalDraws_Should_EqualPyTorchs_When_GlobalSeedIsSet()
     {
         using var scope = NewDisposeScope();
-        var rng = FixtureTensors.OpenParity("rng");
+        using var rng = FixtureTensors.OpenParity("rng");
         var saved = torch.Generator.Default.get_state();
         try
         {
