@@ -176,9 +176,11 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     {
         var config = UNet2DConditionConfig.Parse(folder.ComponentJson(component), Path.Combine(folder.Component(component), ConfigName));
         var files = folder.WeightFiles(component, variant);
-        var model = new UNet2DConditionModel(config);
+        // Built on meta, then given empty storage: the strict load overwrites every parameter anyway.
+        var model = new UNet2DConditionModel(config, new Device(DeviceType.META));
         try
         {
+            MetaModules.ToEmpty(model, torch.CPU);
             StateDictLoader.Load(model, files);
         }
         catch

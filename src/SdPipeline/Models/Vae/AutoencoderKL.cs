@@ -94,9 +94,11 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         var config = AutoencoderKLConfig.Parse(folder.ComponentJson(component), Path.Combine(folder.Component(component), ConfigName));
         var files = folder.WeightFiles(component, variant);
-        var model = new AutoencoderKL(config);
+        // Built on meta, then given empty storage: the strict load overwrites every parameter anyway.
+        var model = new AutoencoderKL(config, new Device(DeviceType.META));
         try
         {
+            MetaModules.ToEmpty(model, torch.CPU);
             StateDictLoader.Load(model, files, LegacyKeys);
         }
         catch
