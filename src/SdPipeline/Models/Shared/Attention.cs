@@ -23,6 +23,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     private readonly bool _residualConnection;
     private readonly double _rescaleOutputFactor;
 
+    /// <summary>Number of heads.</summary>
+    public long Heads => _heads;
+
     /// <summary>Creates the layer.</summary>
     /// <param name="queryDim">Width of the attending hidden states.</param>
     /// <param name="crossAttentionDim">Width of the attended states for cross-attention; null = self-attention.</param>
@@ -44,7 +47,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     {
         long innerDim = heads * dimHead;
         long contextDim = crossAttentionDim ?? queryDim;
-        if (normNumGroups is long groups) group_norm = nn.GroupNorm(groups, queryDim, eps, affine: true, device: device);
+        if (normNumGroups is long groups) group_norm = Norms.GroupNorm(groups, queryDim, eps, device);
         to_q = nn.Linear(queryDim, innerDim, hasBias: bias, device: device);
         to_k = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
         to_v = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);

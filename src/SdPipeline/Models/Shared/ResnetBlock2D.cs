@@ -34,10 +34,10 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     public ResnetBlock2D(long inChannels, long outChannels, long? tembChannels, long groups, double eps,
         double dropout = 0.0, double outputScaleFactor = 1.0, Device? device = null) : base(nameof(ResnetBlock2D))
     {
-        norm1 = nn.GroupNorm(groups, inChannels, eps, affine: true, device: device);
+        norm1 = Norms.GroupNorm(groups, inChannels, eps, device);
         conv1 = nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1, device: device);
         if (tembChannels is long temb) time_emb_proj = nn.Linear(temb, outChannels, device: device);
-        norm2 = nn.GroupNorm(groups, outChannels, eps, affine: true, device: device);
+        norm2 = Norms.GroupNorm(groups, outChannels, eps, device);
         conv2 = nn.Conv2d(outChannels, outChannels, 3, stride: 1, padding: 1, device: device);
         if (inChannels != outChannels) conv_shortcut = nn.Conv2d(inChannels, outChannels, kernel_size: 1, stride: 1, padding: 0L, device: device);
         _dropout = dropout;

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -36,7 +37,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long normNumGroups, bool useLinearProjection, bool upcastAttention, Device? device = null) : base(nameof(Transformer2DModel))
     {
         long innerDim = numAttentionHeads * attentionHeadDim;
-        norm = nn.GroupNorm(normNumGroups, inChannels, GroupNormEps, affine: true, device: device);
+        norm = Norms.GroupNorm(normNumGroups, inChannels, GroupNormEps, device);
         proj_in = useLinearProjection
             ? nn.Linear(inChannels, innerDim, device: device)
             : nn.Conv2d(inChannels, innerDim, kernel_size: 1, stride: 1, padding: 0L, device: device);

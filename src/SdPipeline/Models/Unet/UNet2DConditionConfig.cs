@@ -288,7 +288,8 @@ public sealed record UNet2DConditionConfig
             ["block_out_channels"] = new JArray(BlockOutChannels),
             ["layers_per_block"] = LayersPerBlock,
             ["downsample_padding"] = DownsamplePadding,
-            ["mid_block_scale_factor"] = MidBlockScaleFactor,
+            // Written as diffusers' default literal (1, not 1.0) when integral, so SD configs round-trip unchanged.
+            ["mid_block_scale_factor"] = MidBlockScaleFactor == Math.Floor(MidBlockScaleFactor) ? new JValue((long)MidBlockScaleFactor) : new JValue(MidBlockScaleFactor),
             ["dropout"] = Dropout,
             ["act_fn"] = ActFn,
             ["norm_num_groups"] = NormNumGroups,

@@ -106,7 +106,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             config.UseLinearProjection, config.UpcastAttention, device);
 
         // out
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, boc[0], config.NormEps, affine: true, device: device);
+        conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[0], config.NormEps, device);
         conv_out = nn.Conv2d(boc[0], config.OutChannels, kernel_size: config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2, device: device);
 
         RegisterComponents();

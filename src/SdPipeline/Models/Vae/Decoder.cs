@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -34,7 +35,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
         }
         up_blocks = nn.ModuleList(blocks);
 
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, boc[0], Encoder.NormEps, affine: true, device: device);
+        conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[0], Encoder.NormEps, device);
         conv_out = nn.Conv2d(boc[0], config.OutChannels, kernel_size: 3, stride: 1, padding: 1, device: device);
         RegisterComponents();
     }

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,7 +38,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
         down_blocks = nn.ModuleList(blocks);
 
         mid_block = new UNetMidBlock2D(boc[^1], config.NormNumGroups, NormEps, config.MidBlockAddAttention, device);
-        conv_norm_out = nn.GroupNorm(config.NormNumGroups, boc[^1], NormEps, affine: true, device: device);
+        conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[^1], NormEps, device);
         conv_out = nn.Conv2d(boc[^1], 2 * config.LatentChannels, kernel_size: 3, stride: 1, padding: 1, device: device);
         RegisterComponents();
     }
