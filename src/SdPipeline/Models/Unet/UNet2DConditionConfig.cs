@@ -78,7 +78,10 @@ public sealed record UNet2DConditionConfig
     /// </summary>
     public IReadOnlyList<int> AttentionHeadDim { get; init; } = [8];
 
-    /// <summary>Heads per down block under its correct name; when set it wins over <see cref="AttentionHeadDim"/>.</summary>
+    /// <summary>
+    /// Heads per down block under its correct name; when set it wins over <see cref="AttentionHeadDim"/>. (diffusers
+    /// 0.40 itself still refuses this key pending the rename; it is accepted here with that intended meaning.)
+    /// </summary>
     public IReadOnlyList<int>? NumAttentionHeads { get; init; }
 
     /// <summary>Transformer <c>proj_in</c>/<c>proj_out</c> are Linear (SD 2.x) instead of 1×1 convolutions.</summary>
@@ -212,11 +215,12 @@ public sealed record UNet2DConditionConfig
         return config;
     }
 
-    // diffusers also takes per-block lists for these; Stable Diffusion never uses them and they are not ported.
+    // diffusers also takes per-block lists for these; Stable Diffusion never uses differing values, which are not ported.
     private static int ScalarOnly(DiffusersConfigReader read, string key, int @default)
     {
         var values = read.IntOrList(key, [@default])!;
-        if (values.Count != 1) throw read.Invalid(key, $"per-block lists ([{string.Join(", ", values)}]) are not supported by this port; give one integer");
+        if (values.Distinct().Count() != 1)
+            throw read.Invalid(key, $"per-block values ([{string.Join(", ", values)}]) are not supported by this port; give one integer");
         return values[0];
     }
 

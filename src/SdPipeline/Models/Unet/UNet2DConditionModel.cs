@@ -28,6 +28,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly Conv2d conv_out;
 
     private readonly int _numUpsamplers;
+    private BlockRunner _runBlock = BlockRunners.Direct;
 
     /// <summary>The architecture.</summary>
     public UNet2DConditionConfig Config { get; }
@@ -36,7 +37,11 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     /// How every resnet and transformer block is invoked. Training replaces it to wrap the blocks (gradient
     /// checkpointing, precision); the default calls them directly.
     /// </summary>
-    public BlockRunner RunBlock { get; set; } = BlockRunners.Direct;
+    public BlockRunner RunBlock
+    {
+        get => _runBlock;
+        set => _runBlock = value ?? throw new ArgumentNullException(nameof(value));
+    }
 
     /// <summary>Builds the UNet with freshly initialised parameters.</summary>
     /// <param name="config">The architecture (validated here).</param>
