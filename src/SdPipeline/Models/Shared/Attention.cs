@@ -33,8 +33,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     /// <param name="dimHead">Width of one head.</param>
     /// <param name="bias">Whether <c>to_q</c>/<c>to_k</c>/<c>to_v</c> have biases (UNet: no; VAE: yes). <c>to_out.0</c> always has one.</param>
     /// <param name="upcast">
-    /// Compute the attention in float32 when the inputs are half precision (diffusers' <c>upcast_attention</c> /
-    /// <c>upcast_softmax</c>); no effect in float32.
+    /// Compute the attention in float32 when the inputs are half precision, as diffusers' classic processor does
+    /// for <c>upcast_attention</c> / <c>upcast_softmax</c> (its default SDPA processor ignores both). No effect in float32.
     /// </param>
     /// <param name="normNumGroups">Groups of a GroupNorm applied to the input first (the VAE), or null.</param>
     /// <param name="eps">That GroupNorm's epsilon.</param>

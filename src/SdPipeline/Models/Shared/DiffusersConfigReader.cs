@@ -12,8 +12,6 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
 {
     private readonly HashSet<string> _consumed = new(StringComparer.Ordinal);
 
-    public string Source => source;
-
     public int Int(string key, int @default) => Read(key, @default, AsInt);
 
     public int? NullableInt(string key, int? @default) => Read(key, @default, (k, t) => (int?)AsInt(k, t));
@@ -25,8 +23,6 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
     public bool Bool(string key, bool @default) => Read(key, @default, (k, t) => t.Type == JTokenType.Boolean ? t.Value<bool>() : throw Malformed(k, t, "true or false"));
 
     public string String(string key, string @default) => Read(key, @default, AsString);
-
-    public string? NullableString(string key, string? @default) => Read(key, @default, (k, t) => AsString(k, t));
 
     public IReadOnlyList<string> StringList(string key, IReadOnlyList<string> @default) =>
         Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsString(k, item)).ToArray() : throw Malformed(k, t, "a list of strings"));
