@@ -1,0 +1,104 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Models.Shared;
+
+/// <summary>
+/// Multi-head attention through <c>scaled_dot_product_attention</c>: self-attention, or cross-attention over
+/// <c>encoder_hidden_states</c>. The VAE's variant takes [B, C, H, W] input, normalises it with its own GroupNorm
+/// and adds the input back (<c>residual_connection</c>).
+/// </summary>
+/// <remarks>Mirrors diffusers.models.attention_processor.Attention with AttnProcessor2_0 (no masks, no added KV).</remarks>
+public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
+{
+    private readonly GroupNorm? group_norm;
+    private readonly Linear to_q;
+    private readonly Linear to_k;
+    private readonly Linear to_v;
+    private readonly ModuleList<nn.Module<Tensor, Tensor>> to_out;
+
+    private readonly long _heads;
+    private readonly bool _upcast;
+    private readonly bool _residualConnection;
+    private readonly double _rescaleOutputFactor;
+
+    /// <summary>Number of heads.</summary>
+    public long Heads => _heads;
+
+    /// <summary>Creates the layer.</summary>
+    /// <param name="queryDim">Width of the attending hidden states.</param>
+    /// <param name="crossAttentionDim">Width of the attended states for cross-attention; null = self-attention.</param>
+    /// <param name="heads">Number of heads.</param>
+    /// <param name="dimHead">Width of one head.</param>
+    /// <param name="bias">Whether <c>to_q</c>/<c>to_k</c>/<c>to_v</c> have biases (UNet: no; VAE: yes). <c>to_out.0</c> always has one.</param>
+    /// <param name="upcast">
+    /// Compute the attention in float32 when the inputs are half precision, as diffusers' classic processor does
+    /// for <c>upcast_attention</c> / <c>upcast_softmax</c> (its default SDPA processor ignores both). No effect in float32.
+    /// </param>
+    /// <param name="normNumGroups">Groups of a GroupNorm applied to the input first (the VAE), or null.</param>
+    /// <param name="eps">That GroupNorm's epsilon.</param>
+    /// <param name="residualConnection">Add the input to the output (the VAE).</param>
+    /// <param name="rescaleOutputFactor">The output is divided by it.</param>
+    /// <param name="device">Where to create the parameters.</param>
+    public Attention(long queryDim, long? crossAttentionDim, long heads, long dimHead, bool bias, bool upcast,
+        long? normNumGroups = null, double eps = 1e-5, bool residualConnection = false, double rescaleOutputFactor = 1.0,
+        Device? device = null) : base(nameof(Attention))
+    {
+        long innerDim = heads * dimHead;
+        long contextDim = crossAttentionDim ?? queryDim;
+        if (normNumGroups is long groups) group_norm = Norms.GroupNorm(groups, queryDim, eps, device);
+        to_q = nn.Linear(queryDim, innerDim, hasBias: bias, device: device);
+        to_k = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
+        to_v = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
+        // to_out.1 is diffusers' Dropout(0.0): kept so that the output projection is key "to_out.0".
+        to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(innerDim, queryDim, hasBias: true, device: device), nn.Dropout(0.0));
+        _heads = heads;
+        _upcast = upcast;
+        _residualConnection = residualConnection;
+        _rescaleOutputFactor = rescaleOutputFactor;
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Attends <paramref name="hiddenStates"/> ([B, N, C], or [B, C, H, W] for the VAE) to
+    /// <paramref name="encoderHiddenStates"/> [B, M, D], or to itself when that is null.
+    /// </summary>
+    public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
+    {
+        var residual = hiddenStates;
+        long[] spatial = hiddenStates.shape;
+        bool image = hiddenStates.dim() == 4;
+        if (image) hiddenStates = hiddenStates.view(spatial[0], spatial[1], spatial[2] * spatial[3]).transpose(1, 2);
+
+        if (group_norm is not null) hiddenStates = group_norm.call(hiddenStates.transpose(1, 2)).transpose(1, 2);
+
+        long batch = hiddenStates.shape[0];
+        var context = encoderHiddenStates ?? hiddenStates;
+        var query = to_q.call(hiddenStates);
+        var key = to_k.call(context);
+        var value = to_v.call(context);
+
+        long headDim = key.shape[^1] / _heads;
+        query = query.view(batch, -1, _heads, headDim).transpose(1, 2);
+        key = key.view(batch, -1, _heads, headDim).transpose(1, 2);
+        value = value.view(batch, -1, _heads, headDim).transpose(1, 2);
+
+        var attended = ScaledDotProduct(query, key, value);
+        hiddenStates = attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
+        hiddenStates = to_out[0].call(hiddenStates);
+
+        if (image) hiddenStates = hiddenStates.transpose(-1, -2).reshape(spatial);
+        if (_residualConnection) hiddenStates = hiddenStates + residual;
+        return _rescaleOutputFactor == 1.0 ? hiddenStates : hiddenStates / _rescaleOutputFactor;
+    }
+
+    private Tensor ScaledDotProduct(Tensor query, Tensor key, Tensor value)
+    {
+        var dtype = query.dtype;
+        if (!_upcast || dtype is not (ScalarType.Float16 or ScalarType.BFloat16))
+            return nn.functional.scaled_dot_product_attention(query, key, value);
+        var attended = nn.functional.scaled_dot_product_attention(query.to(ScalarType.Float32), key.to(ScalarType.Float32), value.to(ScalarType.Float32));
+        return attended.to(dtype);
+    }
+}

@@ -1,0 +1,29 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Models.Unet;
+
+/// <summary>A gated GELU unit: one projection to twice the width, split into values and (exact) GELU gates.</summary>
+/// <remarks>Mirrors diffusers.models.activations.GEGLU.</remarks>
+public sealed class GEGLU : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear proj;
+
+    /// <summary>Creates the unit.</summary>
+    /// <param name="dimIn">Input width.</param>
+    /// <param name="dimOut">Output width (the projection makes twice this).</param>
+    /// <param name="device">Where to create the parameters.</param>
+    public GEGLU(long dimIn, long dimOut, Device? device = null) : base(nameof(GEGLU))
+    {
+        proj = nn.Linear(dimIn, dimOut * 2, device: device);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor hiddenStates)
+    {
+        var halves = proj.call(hiddenStates).chunk(2, dim: -1);
+        return halves[0] * nn.functional.gelu(halves[1]);
+    }
+}
