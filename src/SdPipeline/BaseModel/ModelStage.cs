@@ -50,7 +50,7 @@ public sealed class ModelStage : IStageRunner
             _ => throw new InvalidOperationException("unknown model source"),
         };
         resolved.Write(workspace.Directory);
-        workspace.Log($"model: {resolved.Source} → {resolved.Folder}");
+        workspace.Log($"model: {resolved.Source} → {resolved.Folder}{(Path.IsPathRooted(resolved.Folder) ? "" : " (inside the artifact)")}");
         return new JObject { ["kind"] = resolved.Kind, ["folder"] = resolved.Folder, ["commit"] = resolved.Commit, ["files"] = resolved.ContentHashes.Count };
     }
 

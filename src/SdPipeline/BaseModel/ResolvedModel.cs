@@ -18,7 +18,7 @@ public sealed record ResolvedModel
     /// <summary>What <c>model.base</c> said.</summary>
     public required string Source { get; init; }
 
-    /// <summary>The diffusers folder (absolute; inside the artifact for builtin models).</summary>
+    /// <summary>The diffusers folder: absolute, or relative to the model artifact (builtin models live inside it). <see cref="Read"/> makes it absolute.</summary>
     public required string Folder { get; init; }
 
     /// <summary>The Hub commit, for Hub models.</summary>
@@ -43,7 +43,8 @@ public sealed record ResolvedModel
     public static ResolvedModel Read(string artifactFolder)
     {
         string path = Path.Combine(artifactFolder, FileName);
-        return JsonConvert.DeserializeObject<ResolvedModel>(File.ReadAllText(path), Settings)
+        var model = JsonConvert.DeserializeObject<ResolvedModel>(File.ReadAllText(path), Settings)
             ?? throw new InvalidDataException($"{path}: empty");
+        return model with { Folder = Path.GetFullPath(model.Folder, artifactFolder) };
     }
 }

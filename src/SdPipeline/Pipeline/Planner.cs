@@ -77,12 +77,19 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
                 : $"upstream {name} changed ({ArtifactStore.Short(old ?? "none")} → {ArtifactStore.Short(fingerprint)})");
         }
 
+        var inputChanges = new Dictionary<string, List<string>> { ["is new"] = [], ["is gone"] = [], ["changed content"] = [] };
         foreach (string name in current.Inputs.Keys.Union(previous.Inputs.Keys).Order(StringComparer.Ordinal))
         {
             current.Inputs.TryGetValue(name, out var now);
             previous.Inputs.TryGetValue(name, out var before);
             if (now == before) continue;
-            reasons.Add(before is null ? $"input {name} is new" : now is null ? $"input {name} is gone" : $"input {name} changed content");
+            inputChanges[before is null ? "is new" : now is null ? "is gone" : "changed content"].Add(name);
+        }
+        foreach (var (change, names) in inputChanges)
+        {
+            // A switch of model or dataset changes every file at once: name a few, count the rest.
+            if (names.Count <= 3) reasons.AddRange(names.Select(name => $"input {name} {change}"));
+            else reasons.Add($"{names.Count} inputs {(change == "is new" ? "are new" : change == "is gone" ? "are gone" : "changed content")} ({string.Join(", ", names.Take(2))}, …)");
         }
 
         if (reasons.Count == 0) reasons.Add("no artifact for these inputs");

@@ -86,6 +86,33 @@ public sealed record ClipTextConfig
         return config;
     }
 
+    /// <summary>
+    /// The config as transformers writes it for a <c>CLIPTextModel</c> (its keys plus the class bookkeeping), with
+    /// the token ids of the given vocabulary, so transformers and this tool both load the saved folder.
+    /// </summary>
+    public JObject ToJson(int bosTokenId, int eosTokenId, int padTokenId) => new()
+    {
+        ["architectures"] = new JArray("CLIPTextModel"),
+        ["attention_dropout"] = 0.0,
+        ["bos_token_id"] = bosTokenId,
+        ["dropout"] = 0.0,
+        ["eos_token_id"] = eosTokenId,
+        ["hidden_act"] = HiddenAct,
+        ["hidden_size"] = HiddenSize,
+        ["initializer_factor"] = 1.0,
+        ["initializer_range"] = 0.02,
+        ["intermediate_size"] = IntermediateSize,
+        ["layer_norm_eps"] = LayerNormEps,
+        ["max_position_embeddings"] = MaxPositionEmbeddings,
+        ["model_type"] = "clip_text_model",
+        ["num_attention_heads"] = NumAttentionHeads,
+        ["num_hidden_layers"] = NumHiddenLayers,
+        ["pad_token_id"] = padTokenId,
+        ["projection_dim"] = HiddenSize,
+        ["torch_dtype"] = "float32",
+        ["vocab_size"] = VocabSize,
+    };
+
     /// <summary>Throws when a value cannot describe a CLIP text encoder, quoting the key and value.</summary>
     public void Validate(string source)
     {

@@ -64,6 +64,19 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// Writes <c>config.json</c> (with the given special token ids) and <c>model.safetensors</c> into
+    /// <paramref name="componentFolder"/>, which transformers' <c>CLIPTextModel.from_pretrained</c> and
+    /// <see cref="FromPretrained"/> both load.
+    /// </summary>
+    public void Save(string componentFolder, int bosTokenId, int eosTokenId, int padTokenId)
+    {
+        Directory.CreateDirectory(componentFolder);
+        SafeTensorsWriter.Write(Path.Combine(componentFolder, "model.safetensors"), state_dict());
+        Pipeline.AtomicFile.WriteAllText(Path.Combine(componentFolder, "config.json"),
+            Config.ToJson(bosTokenId, eosTokenId, padTokenId).ToString(Newtonsoft.Json.Formatting.Indented) + "\n");
+    }
+
+    /// <summary>
     /// <c>last_hidden_state</c>: the output of the last layer through <c>final_layer_norm</c>, what SD feeds the UNet.
     /// </summary>
     /// <param name="inputIds">int64 token ids [B, T], T ≤ <c>max_position_embeddings</c>.</param>

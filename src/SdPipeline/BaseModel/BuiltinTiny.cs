@@ -1,0 +1,112 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Models.Vae;
+using SdPipeline.Pipeline;
+using SdPipeline.Tokenization;
+using TorchSharp;
+
+namespace SdPipeline.BaseModel;
+
+/// <summary>
+/// <c>builtin:tiny</c>: a Stable Diffusion of the same architecture at toy size, made offline and
+/// deterministically from a seed, in diffusers layout. It exists so the whole pipeline runs — and learns
+/// something visible — on a laptop CPU with no downloads: 64×64 images, a VAE with two downsamplings
+/// (16×16×4 latents), a two-level cross-attention UNet, and a three-layer CLIP text encoder over a
+/// character-level vocabulary the tool generates (the real CLIP vocabulary may not ship with it).
+/// </summary>
+public static class BuiltinTiny
+{
+    /// <summary>Image side in pixels.</summary>
+    public const int ImageSize = 64;
+
+    /// <summary>The UNet's diffusers config.</summary>
+    public static JObject UnetConfig => new()
+    {
+        ["sample_size"] = ImageSize / 4,
+        ["in_channels"] = 4,
+        ["out_channels"] = 4,
+        ["block_out_channels"] = new JArray(64, 128),
+        ["layers_per_block"] = 1,
+        ["down_block_types"] = new JArray("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        ["up_block_types"] = new JArray("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        ["mid_block_type"] = "UNetMidBlock2DCrossAttn",
+        ["attention_head_dim"] = 4,
+        ["cross_attention_dim"] = 64,
+        ["norm_num_groups"] = 32,
+    };
+
+    /// <summary>The VAE's diffusers config.</summary>
+    public static JObject VaeConfig => new()
+    {
+        ["sample_size"] = ImageSize,
+        ["in_channels"] = 3,
+        ["out_channels"] = 3,
+        ["latent_channels"] = 4,
+        ["block_out_channels"] = new JArray(32, 64, 64),
+        ["down_block_types"] = new JArray("DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"),
+        ["up_block_types"] = new JArray("UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"),
+        ["layers_per_block"] = 1,
+        ["norm_num_groups"] = 16,
+        ["scaling_factor"] = 0.18215,
+    };
+
+    /// <summary>The text encoder's transformers config (a character-level vocabulary).</summary>
+    public static ClipTextConfig TextEncoderConfig => new()
+    {
+        VocabSize = CharacterVocabulary.Size,
+        HiddenSize = 64,
+        IntermediateSize = 128,
+        NumHiddenLayers = 3,
+        NumAttentionHeads = 4,
+        MaxPositionEmbeddings = 77,
+        HiddenAct = "quick_gelu",
+    };
+
+    /// <summary>Stable Diffusion 1.5's scheduler config (the noise schedule the UNet is trained with).</summary>
+    public static JObject SchedulerConfig => new()
+    {
+        ["_class_name"] = "PNDMScheduler",
+        ["beta_start"] = 0.00085,
+        ["beta_end"] = 0.012,
+        ["beta_schedule"] = "scaled_linear",
+        ["num_train_timesteps"] = 1000,
+        ["set_alpha_to_one"] = false,
+        ["skip_prk_steps"] = true,
+        ["steps_offset"] = 1,
+        ["clip_sample"] = false,
+        ["prediction_type"] = "epsilon",
+    };
+
+    /// <summary>Writes the model, with weights initialised from <paramref name="seed"/>, as a diffusers folder.</summary>
+    public static void Write(string folder, int seed)
+    {
+        Directory.CreateDirectory(folder);
+        torch.manual_seed(seed);
+        using (var textEncoder = new ClipTextModel(TextEncoderConfig))
+            textEncoder.Save(Path.Combine(folder, "text_encoder"), CharacterVocabulary.StartOfTextId, CharacterVocabulary.EndOfTextId, CharacterVocabulary.EndOfTextId);
+        CharacterVocabulary.WriteTo(Path.Combine(folder, "tokenizer"));
+        using (var unet = new UNet2DConditionModel(UNet2DConditionConfig.Parse(UnetConfig, "builtin:tiny unet")))
+            unet.Save(Path.Combine(folder, "unet"));
+        using (var vae = new AutoencoderKL(AutoencoderKLConfig.Parse(VaeConfig, "builtin:tiny vae")))
+            vae.Save(Path.Combine(folder, "vae"));
+        Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
+        WriteJson(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig);
+        WriteJson(Path.Combine(folder, "model_index.json"), new JObject
+        {
+            ["_class_name"] = "StableDiffusionPipeline",
+            ["_diffusers_version"] = "0.40.0.dev0",
+            ["requires_safety_checker"] = false,
+            ["feature_extractor"] = new JArray(JValue.CreateNull(), JValue.CreateNull()),
+            ["safety_checker"] = new JArray(JValue.CreateNull(), JValue.CreateNull()),
+            ["scheduler"] = new JArray("diffusers", "PNDMScheduler"),
+            ["text_encoder"] = new JArray("transformers", "CLIPTextModel"),
+            ["tokenizer"] = new JArray("transformers", "CLIPTokenizer"),
+            ["unet"] = new JArray("diffusers", "UNet2DConditionModel"),
+            ["vae"] = new JArray("diffusers", "AutoencoderKL"),
+        });
+    }
+
+    private static void WriteJson(string path, JObject json) => AtomicFile.WriteAllText(path, json.ToString(Formatting.Indented) + "\n");
+}
