@@ -27,6 +27,55 @@ public sealed class ModelSection
 
     [ConfigKey("Seed of builtin:tiny's initial weights.")]
     public int BuiltinSeed { get; init; }
+
+    [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.")]
+    public int ClipSkip { get; init; }
+}
+
+/// <summary>Image preprocessing and the latent cache (the `latents` stage).</summary>
+public sealed class LatentsSection
+{
+    [ConfigKey("Training resolution in pixels: the short side is resized to it (or buckets of about this many pixels squared).")]
+    public int Resolution { get; init; } = 512;
+
+    [ConfigKey("Resampling filter of the resize, as diffusers' --image_interpolation_mode.", AllowedValues = ["lanczos", "bilinear", "bicubic"])]
+    public string Interpolation { get; init; } = "lanczos";
+
+    [ConfigKey("Crop the centre (true) or a random window (false, diffusers' default) of the resized image.")]
+    public bool CenterCrop { get; init; }
+
+    [ConfigKey("Flip images left-right at random (diffusers' --random_flip); cached as separate variants.")]
+    public bool RandomFlip { get; init; }
+
+    [ConfigKey("Augmented variants cached per image (random crops and flips); training draws one per epoch. At least 2 when random_flip is on; 1 when neither random crops nor flips apply.")]
+    public int Variants { get; init; } = 1;
+
+    [ConfigKey("Seed of the random crops and flips.")]
+    public int Seed { get; init; }
+
+    [ConfigKey("Aspect-ratio bucketing: train each image whole at the bucket nearest its aspect ratio instead of cropping it square.")]
+    public bool Bucketing { get; init; }
+
+    [ConfigKey("Smallest bucket side in pixels; 0 means resolution/2.")]
+    public int BucketMinSide { get; init; }
+
+    [ConfigKey("Largest bucket side in pixels; 0 means resolution×2.")]
+    public int BucketMaxSide { get; init; }
+
+    [ConfigKey("Images encoded per VAE batch (memory, not results: lower it if the device runs out of memory).")]
+    public int BatchSize { get; init; } = 8;
+
+    [ConfigKey("Rows per shard file; an interrupted run resumes from the finished shards.")]
+    public int ShardSize { get; init; } = 256;
+
+    [ConfigKey("Storage dtype of the text-encoder hidden states.", AllowedValues = ["float16", "bfloat16", "float32"])]
+    public string EmbeddingDtype { get; init; } = "float16";
+
+    [ConfigKey("Storage dtype of the VAE posterior (mean and std).", AllowedValues = ["float32", "float16", "bfloat16"])]
+    public string PosteriorDtype { get; init; } = "float32";
+
+    [ConfigKey("Fail the stage when more than this share of images cannot be used.")]
+    public double MaxSkippedFraction { get; init; } = 0.05;
 }
 
 /// <summary>The dataset (the `download` stage).</summary>
@@ -68,4 +117,7 @@ public sealed class RunConfig
 
     [JsonProperty("download")]
     public DownloadSection Download { get; init; } = new();
+
+    [JsonProperty("latents")]
+    public LatentsSection Latents { get; init; } = new();
 }

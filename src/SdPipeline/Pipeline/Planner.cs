@@ -32,7 +32,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
         FingerprintInputs inputs;
         try
         {
-            inputs = Inputs(stage, context, stage.Upstream.ToDictionary(u => u, u => plans[u].Fingerprint!));
+            inputs = Inputs(stage, context, stage.Upstream.Where(u => !stage.UpstreamByContent.Contains(u)).ToDictionary(u => u, u => plans[u].Fingerprint!));
         }
         catch (StageInputException e)
         {

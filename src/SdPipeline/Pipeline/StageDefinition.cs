@@ -23,4 +23,11 @@ public sealed record StageDefinition(
     /// entry, local files). Null when the stage has none.
     /// </summary>
     public Func<StageInputContext, IReadOnlyDictionary<string, string>>? ExternalInputs { get; init; }
+
+    /// <summary>
+    /// Upstream stages this stage needs built but whose fingerprint it does not inherit, because its
+    /// <see cref="ExternalInputs"/> already name the part of their output it reads (the latent cache reads the
+    /// VAE and text encoder of the model, not its UNet, so a new UNet does not re-encode the dataset).
+    /// </summary>
+    public IReadOnlySet<string> UpstreamByContent { get; init; } = new HashSet<string>();
 }

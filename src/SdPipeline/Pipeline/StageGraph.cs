@@ -1,5 +1,6 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
+using SdPipeline.Latents;
 
 namespace SdPipeline.Pipeline;
 
@@ -62,8 +63,12 @@ public sealed class StageGraph
         {
             ExternalInputs = DownloadStage.ExternalInputs,
         },
-        new StageDefinition("latents", "PrecomputeLatents", 1, [], ["model", "download"],
-            "Encode images with the VAE and captions with the text encoder into shards"),
+        new StageDefinition("latents", "PrecomputeLatents", 1, LatentsStage.ConfigKeys, ["model", "download"],
+            "Encode images with the VAE and captions with the text encoder into shards")
+        {
+            ExternalInputs = LatentsStage.ExternalInputs,
+            UpstreamByContent = new HashSet<string> { "model" },
+        },
         new StageDefinition("train", "Train", 1, [], ["model", "latents"],
             "Fine-tune the UNet on the latent cache"),
         new StageDefinition("sample", "Sample", 1, [], ["model", "train"],

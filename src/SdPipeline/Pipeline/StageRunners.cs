@@ -1,5 +1,6 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
+using SdPipeline.Latents;
 
 namespace SdPipeline.Pipeline;
 
@@ -10,6 +11,7 @@ public static class StageRunners
     {
         ["model"] = () => new ModelStage(),
         ["download"] = () => new DownloadStage(),
+        ["latents"] = () => new LatentsStage(),
     };
 
     /// <summary>The runner for <paramref name="stage"/>.</summary>

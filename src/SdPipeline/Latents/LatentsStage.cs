@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.BaseModel;
+using SdPipeline.Config;
+using SdPipeline.Data;
+using SdPipeline.Images;
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Vae;
+using SdPipeline.Pipeline;
+using SdPipeline.Runtime;
+using SdPipeline.Tokenization;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Latents;
+
+/// <summary>
+/// The <c>latents</c> stage: preprocesses every image as diffusers' training script does (see
+/// <see cref="ImagePreprocessor"/>), encodes it with the VAE (the posterior's mean and std, not one sample)
+/// and its caption with the frozen text encoder, and writes shards plus <c>index.json</c>. Shards are
+/// written whole and renamed into place; a rerun after an interruption keeps the finished ones.
+/// </summary>
+public sealed class LatentsStage : IStageRunner
+{
+    /// <summary>The config keys that change the cache (nothing that only training reads).</summary>
+    public static IReadOnlyList<string> ConfigKeys { get; } =
+    [
+        "latents.resolution", "latents.interpolation", "latents.center_crop", "latents.random_flip", "latents.variants",
+        "latents.seed", "latents.bucketing", "latents.bucket_min_side", "latents.bucket_max_side", "latents.shard_size",
+        "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip",
+    ];
+
+    /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) =>
+        ModelStage.ExternalInputs(context)
+            .Where(p => !p.Key.StartsWith("file:", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:vae/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:text_encoder/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal))
+            .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var settings = workspace.Config.Typed.Latents;
+        var runtime = workspace.Config.Typed.Runtime;
+        int clipSkip = workspace.Config.Typed.Model.ClipSkip;
+        string datasetFolder = workspace.Upstream["download"];
+        var items = DatasetReader.Items(datasetFolder);
+        var shards = LatentPlan.Make(items, settings);
+        int totalRows = shards.Sum(s => s.Rows.Count);
+
+        var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        using var vae = AutoencoderKL.FromFolder(model);
+        using var textEncoder = ClipTextModel.FromPretrained(model);
+        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"));
+        vae.to(device).eval();
+        textEncoder.to(device).eval();
+
+        var rows = new List<LatentRow>();
+        var skipped = new List<SkippedItem>();
+        int encoded = 0, reusedShards = 0;
+        var clock = Stopwatch.StartNew();
+        using (var bar = workspace.Progress.Start("encode images", totalRows))
+        {
+            foreach (var shard in shards)
+            {
+                workspace.Cancellation.ThrowIfCancellationRequested();
+                string path = Path.Combine(workspace.Directory, shard.Name);
+                if (workspace.Resuming && TryReadFinishedShard(path) is { } finished)
+                {
+                    rows.AddRange(finished.Rows);
+                    skipped.AddRange(finished.Skipped);
+                    reusedShards++;
+                    bar.Advance(shard.Rows.Count);
+                    continue;
+                }
+                var written = EncodeShard(shard, path, datasetFolder, vae, textEncoder, tokenizer, device, settings, clipSkip, bar, workspace.Cancellation);
+                rows.AddRange(written.Rows);
+                skipped.AddRange(written.Skipped);
+                encoded += written.Rows.Count;
+            }
+        }
+
+        double skippedFraction = items.Count == 0 ? 0 : (double)skipped.Select(s => s.Source).Distinct().Count() / items.Count;
+        if (skippedFraction > settings.MaxSkippedFraction)
+            throw new StageFailedException(
+                $"latents: {skipped.Count} of {items.Count} images could not be used ({skippedFraction:P1} > latents.max_skipped_fraction {settings.MaxSkippedFraction:P1}); " +
+                $"first: {skipped[0].Source}: {skipped[0].Reason}");
+
+        new LatentIndex
+        {
+            ScalingFactor = vae.Config.ScalingFactor,
+            ShiftFactor = vae.Config.ShiftFactor,
+            ClipSkip = clipSkip,
+            Rows = rows,
+            Skipped = skipped,
+        }.Write(workspace.Directory);
+
+        double seconds = clock.Elapsed.TotalSeconds;
+        workspace.Log($"latents: {rows.Count} rows in {shards.Count} shards ({encoded} encoded, {reusedShards} shards reused from an interrupted run, {skipped.Count} skipped)" +
+            (encoded > 0 ? $", {encoded / seconds:0.0} images/s" : ""));
+        return new JObject
+        {
+            ["rows"] = rows.Count,
+            ["items"] = items.Count,
+            ["shards"] = shards.Count,
+            ["encoded"] = encoded,
+            ["reused_shards"] = reusedShards,
+            ["skipped"] = skipped.Count,
+            ["images_per_second"] = encoded > 0 ? Math.Round(encoded / seconds, 2) : null,
+            ["peak_memory_bytes"] = ProcessMemory.PeakResidentBytes(),
+            ["device"] = device.ToString(),
+        };
+    }
+
+    private sealed record ShardContent(IReadOnlyList<LatentRow> Rows, IReadOnlyList<SkippedItem> Skipped);
+
+    private static ShardContent EncodeShard(PlannedShard shard, string path, string datasetFolder, AutoencoderKL vae, ClipTextModel textEncoder,
+        ClipTokenizer tokenizer, Device device, LatentsSection settings, int clipSkip, Progress.IProgressTask bar, CancellationToken cancellation)
+    {
+        var interpolation = Enum.Parse<Interpolation>(settings.Interpolation, ignoreCase: true);
+        var kept = new List<(PlannedRow Row, float[] Pixels)>();
+        var skipped = new List<SkippedItem>();
+        var means = new List<Tensor>();
+        var stds = new List<Tensor>();
+        var embeddings = new List<Tensor>();
+        var ids = new List<Tensor>();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+
+        void Flush()
+        {
+            if (kept.Count == 0) return;
+            int h = kept[0].Row.Bucket.Height, w = kept[0].Row.Bucket.Width;
+            var pixels = torch.tensor(kept.SelectMany(k => k.Pixels).ToArray(), [kept.Count, 3, h, w]).to(device);
+            var tokens = tokenizer.EncodeBatch(kept.Select(k => k.Row.Item.Caption).ToList());
+            try
+            {
+                using var posterior = vae.Encode(pixels);
+                means.Add(posterior.Mean.to(DType(settings.PosteriorDtype)).cpu());
+                stds.Add(posterior.Std.to(DType(settings.PosteriorDtype)).cpu());
+                embeddings.Add(textEncoder.Encode(tokens.to(device), clipSkip).to(DType(settings.EmbeddingDtype)).cpu());
+            }
+            catch (Exception e) when (IsOutOfMemory(e))
+            {
+                throw new StageFailedException($"latents: the device ran out of memory encoding a batch of {kept.Count} images at {w}x{h}; " +
+                    $"lower latents.batch_size (now {settings.BatchSize}), e.g. --set latents.batch_size={Math.Max(1, settings.BatchSize / 2)}", e);
+            }
+            ids.Add(tokens);
+            bar.Advance(kept.Count);
+        }
+
+        var rows = new List<LatentRow>();
+        var batch = new List<(PlannedRow, float[])>();
+        foreach (var row in shard.Rows)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            float[] data;
+            try
+            {
+                var image = ImageCodec.DecodeRgb(DatasetReader.ImageBytes(datasetFolder, row.Item));
+                var resized = PilResampler.Resize(image, row.Resized.Width, row.Resized.Height, ImagePreprocessor.Filter(interpolation));
+                data = ImagePreprocessor.ToTensorData(resized, row.Crop, row.Flip);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException)
+            {
+                skipped.Add(new SkippedItem(row.Item.Id, $"undecodable image: {e.Message}"));
+                bar.Advance(1);
+                continue;
+            }
+            kept.Add((row, data));
+            rows.Add(new LatentRow(row.Item.Id, row.Item.Caption, row.Item.Sha256, row.Item.Split, row.Bucket.ToString(),
+                [row.Crop.Left, row.Crop.Top, row.Crop.Width, row.Crop.Height], row.Flip, row.Variant, shard.Name, rows.Count));
+            if (kept.Count == settings.BatchSize)
+            {
+                Flush();
+                kept.Clear();
+            }
+        }
+        Flush();
+
+        if (rows.Count > 0)
+        {
+            var tensors = new Dictionary<string, Tensor>
+            {
+                ["mean"] = torch.cat(means),
+                ["std"] = torch.cat(stds),
+                ["input_ids"] = torch.cat(ids),
+                ["text_embeddings"] = torch.cat(embeddings),
+            };
+            // The shard carries its own rows, so a resumed run can rebuild the index from finished shards alone.
+            SafeTensorsWriter.Write(path, tensors, new Dictionary<string, string>
+            {
+                ["rows"] = JsonConvert.SerializeObject(rows),
+                ["skipped"] = JsonConvert.SerializeObject(skipped),
+            });
+        }
+        else
+        {
+            AtomicFile.WriteAllText(path + ".empty", JsonConvert.SerializeObject(skipped));
+        }
+        return new ShardContent(rows, skipped);
+    }
+
+    private static ShardContent? TryReadFinishedShard(string path)
+    {
+        try
+        {
+            if (File.Exists(path + ".empty"))
+                return new ShardContent([], JsonConvert.DeserializeObject<List<SkippedItem>>(File.ReadAllText(path + ".empty")) ?? []);
+            if (!File.Exists(path)) return null;
+            using var file = SafeTensorsFile.Open(path);
+            var rows = JsonConvert.DeserializeObject<List<LatentRow>>(file.Metadata["rows"]) ?? [];
+            var skipped = JsonConvert.DeserializeObject<List<SkippedItem>>(file.Metadata["skipped"]) ?? [];
+            return file.Contains("mean") && file.Entry("mean").Shape[0] == rows.Count ? new ShardContent(rows, skipped) : null;
+        }
+        catch (Exception e) when (e is WeightsException or JsonException or KeyNotFoundException)
+        {
+            return null; // not a finished shard: encode it again
+        }
+    }
+
+    private static ScalarType DType(string name) => name switch
+    {
+        "float32" => ScalarType.Float32,
+        "float16" => ScalarType.Float16,
+        "bfloat16" => ScalarType.BFloat16,
+        _ => throw new ConfigException($"dtype '{name}' is not one of float32, float16, bfloat16"),
+    };
+
+    private static bool IsOutOfMemory(Exception e) =>
+        e is OutOfMemoryException
+        || (e is ExternalException or InvalidOperationException && e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase))
+        || e.Message.Contains("can't allocate memory", StringComparison.OrdinalIgnoreCase);
+}
