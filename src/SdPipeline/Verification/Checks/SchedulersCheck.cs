@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Schedulers;
@@ -133,7 +134,7 @@ internal sealed partial class SchedulersCheck : IParityCheck
             var match = SingleStepKey().Match(key[(entry.Length + 1)..^".prev_sample".Length]);
             if (!match.Success) throw new ParityFixtureException($"'{key}': expected {entry}.PREDICTION_TYPE.tTIMESTEP.prev_sample");
             string predictionType = match.Groups[1].Value;
-            long t = long.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            long t = long.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
             string prefix = key[..^".prev_sample".Length];
             var expected = fixture.Get(key);
 
@@ -172,7 +173,7 @@ internal sealed partial class SchedulersCheck : IParityCheck
     private static string? ClassIn(string description) => SchedulerClass().Match(description) is { Success: true } m ? m.Value : null;
 
     private static int? StepsIn(string description) =>
-        StepCount().Match(description) is { Success: true } m ? int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null;
+        StepCount().Match(description) is { Success: true } m ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : null;
 
     [GeneratedRegex(@"^([a-z_]+)\.t(\d+)$")]
     private static partial Regex SingleStepKey();
