@@ -1,29 +1,26 @@
 using Newtonsoft.Json.Linq;
 using SdPipeline.Schedulers;
 using SdPipeline.Tests.Support;
+using SdPipeline.Verification;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Schedulers;
 
 /// <summary>
-/// parity/schedulers.safetensors and its sidecar schedulers.json (diffusers git 58eb52c0), and the fixtures' loop:
-/// <c>x = x_init · init_noise_sigma; for t: x = step(0.1 · scale_model_input(x, t) + 0.0005 · t, t, x)</c>.
+/// parity/schedulers.safetensors and its sidecar schedulers.json (diffusers git 58eb52c0), the fixtures' loop
+/// (<see cref="FakeModelLoop"/>) and the README's tolerances (<see cref="ParityTolerance"/>), as `sdpipe verify` uses them.
 /// </summary>
-/// <remarks>
-/// The generator multiplied 0.0005 by the timestep tensor, so that product is a float32 one (the recorded model
-/// outputs say so bit for bit; 0.0005 · float(t) in float64, as the json words it, is one ulp off at times).
-/// </remarks>
 internal static class SchedulerFixtures
 {
     /// <summary>Scheduler tables (betas, ᾱ, sigmas): relative tolerance of the fixtures README.</summary>
-    public const double TableRtol = 1e-6;
+    public static readonly double TableRtol = ParityTolerance.SchedulerTable.Value;
 
     /// <summary>Scheduler loops (every x after a step): absolute tolerance of the fixtures README.</summary>
-    public const double LoopAtol = 1e-5;
+    public static readonly double LoopAtol = ParityTolerance.SchedulerLoop.Value;
 
     /// <summary>Euler's fractional timesteps: absolute tolerance of the fixtures README.</summary>
-    public const double FloatTimestepAtol = 1e-4;
+    public static readonly double FloatTimestepAtol = ParityTolerance.FloatTimesteps.Value;
 
     private static readonly Lazy<FixtureTensors> LazyTensors = new(() => FixtureTensors.OpenParity("schedulers"));
     private static readonly Lazy<JObject> LazyJson = new(() =>
@@ -41,49 +38,18 @@ internal static class SchedulerFixtures
     public static SchedulerConfig ConfigOf(string entry) =>
         SchedulerConfig.Parse(Json["entries"]![entry]!["config"]!.ToString(), $"schedulers.json entries.{entry}.config");
 
-    /// <summary>Largest |a − b| over all elements, in float64.</summary>
-    public static double MaxAbsDiff(Tensor actual, Tensor expected)
-    {
-        using var scope = NewDisposeScope();
-        Assert.That(actual.shape, Is.EqualTo(expected.shape), "shape");
-        return (actual.to_type(ScalarType.Float64) - expected.to_type(ScalarType.Float64)).abs().max().item<double>();
-    }
+    /// <summary>Largest |a − b| over all elements, in float64 (the shapes must agree).</summary>
+    public static double MaxAbsDiff(Tensor actual, Tensor expected) =>
+        TensorComparison.Of("", actual, expected, ParityTolerance.Exact).MaxAbsError;
 
-    /// <summary>Largest |a − b| / |b| over the elements where b ≠ 0, in float64.</summary>
-    public static double MaxRelDiff(Tensor actual, Tensor expected)
-    {
-        using var scope = NewDisposeScope();
-        Assert.That(actual.shape, Is.EqualTo(expected.shape), "shape");
-        var a = actual.to_type(ScalarType.Float64);
-        var b = expected.to_type(ScalarType.Float64);
-        var nonZero = b != 0;
-        return ((a - b).abs()[nonZero] / b.abs()[nonZero]).max().item<double>();
-    }
+    /// <summary>Largest |a − b| / |b| over the elements, in float64 (0 where a = b = 0, infinite where only b is 0).</summary>
+    public static double MaxRelDiff(Tensor actual, Tensor expected) =>
+        TensorComparison.Of("", actual, expected, ParityTolerance.RelativePerElement(TableRtol)).MaxRelError;
 
-    /// <summary>Runs the fixtures' loop with one dispose scope per step, as the sampling loop will.</summary>
-    public static LoopResult RunLoop(IScheduler scheduler, int steps, torch.Generator? generator = null)
+    /// <summary>Runs the fixtures' loop from <c>x_init</c>, one dispose scope per step, as the sampling loop will.</summary>
+    public static FakeModelLoopResult RunLoop(IScheduler scheduler, int steps, torch.Generator? generator = null)
     {
-        scheduler.SetTimesteps(steps);
-        var xs = new List<Tensor>();
-        var modelOutputs = new List<Tensor>();
         using var xInit = Tensors.Get("x_init");
-        var x = xInit * scheduler.InitNoiseSigma;
-        long count = scheduler.Timesteps.shape[0];
-        for (long i = 0; i < count; i++)
-        {
-            using var scope = NewDisposeScope();
-            var t = scheduler.Timesteps[i];
-            float tValue = t.to_type(ScalarType.Float32).item<float>();
-            var modelInput = scheduler.ScaleModelInput(x, t);
-            var modelOutput = modelInput * 0.1 + 0.0005f * tValue;
-            var next = scheduler.Step(modelOutput, t, x, generator).PrevSample;
-            modelOutputs.Add(modelOutput.MoveToOuterDisposeScope());
-            xs.Add(next.MoveToOuterDisposeScope());
-            x = xs[^1];
-        }
-        return new LoopResult(stack(xs), stack(modelOutputs));
+        return FakeModelLoop.Run(scheduler, steps, xInit, generator);
     }
-
-    /// <summary>Every x after a step, and every fake-model output fed to a step, stacked on a new first axis.</summary>
-    public sealed record LoopResult(Tensor Xs, Tensor ModelOutputs);
 }

@@ -1,0 +1,76 @@
+using System.CommandLine;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Serialization;
+using SdPipeline.Config;
+using SdPipeline.Verification;
+using SdPipeline.Weights;
+
+namespace SdPipeline.Cli.Commands;
+
+/// <summary>
+/// <c>sdpipe verify --model DIR --parity DIR</c>: checks a model folder against diffusers' reference tensors and prints
+/// one row per check; exit 0 when every row passes, 1 when any fails, 2 when a folder or file is missing.
+/// </summary>
+internal static class VerifyCommand
+{
+    private static readonly Option<string> Model = new("--model")
+    {
+        Description = "The model folder to check (diffusers layout: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/).",
+        Required = true,
+    };
+
+    private static readonly Option<string> Parity = new("--parity")
+    {
+        Description = "The parity fixtures: NAME.safetensors + NAME.json pairs, as in shared/fixtures/parity.",
+        Required = true,
+    };
+
+    private static readonly Option<string?> Tokenization = new("--tokenization")
+    {
+        Description = "A tokenization.jsonl to check the model's tokenizer against (default: the parity folder's, if any).",
+    };
+
+    private static readonly Option<string?> Json = new("--json") { Description = "Also write the rows to this file as JSON." };
+
+    private static readonly JsonSerializerSettings JsonSettings = new()
+    {
+        ContractResolver = new DefaultContractResolver { NamingStrategy = new SnakeCaseNamingStrategy() },
+        FloatFormatHandling = FloatFormatHandling.String,
+        Formatting = Formatting.Indented,
+    };
+
+    public static Command Create()
+    {
+        var command = new Command("verify",
+            "Check a model folder against parity fixtures (reference tensors from diffusers); exit 1 if any check fails.")
+        {
+            Model, Parity, Tokenization, Json,
+        };
+        command.SetAction(result =>
+        {
+            string model = result.GetValue(Model)!, parity = result.GetValue(Parity)!;
+            string? tokenization = result.GetValue(Tokenization), json = result.GetValue(Json);
+            if (!Directory.Exists(model)) throw new ConfigException($"--model: folder '{model}' not found");
+            if (!Directory.Exists(parity)) throw new ConfigException($"--parity: folder '{parity}' not found");
+            if (tokenization is not null && !File.Exists(tokenization)) throw new ConfigException($"--tokenization: file '{tokenization}' not found");
+            DiffusersFolder folder;
+            try
+            {
+                folder = DiffusersFolder.Open(model);
+            }
+            catch (WeightsException e)
+            {
+                throw new ConfigException($"--model: {e.Message}");
+            }
+
+            Console.WriteLine($"verify {Path.GetFullPath(model)} against {Path.GetFullPath(parity)} (CPU, float32)");
+            foreach (string line in ParityTable.Header()) Console.WriteLine(line);
+            var rows = new ParityVerifier(folder, parity, tokenization).Run(row => Console.WriteLine(ParityTable.Line(row)));
+            Console.WriteLine(ParityTable.Summary(rows.ToList()));
+
+            if (json is not null) File.WriteAllText(json, JsonConvert.SerializeObject(rows, JsonSettings) + "\n");
+            return rows.All(r => r.Passed) ? ExitCodes.Success : ExitCodes.StageFailure;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,182 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Sampling;
+using SdPipeline.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Verification.Checks;
+
+/// <summary>
+/// <c>pipeline</c>: text to image with the sidecar's prompts, negative prompt, guidance scale, step count and
+/// scheduler class, from the recorded <c>init_latents</c>, through <see cref="StableDiffusionPipeline"/>: the prompt ids
+/// and embeddings, the timesteps, the latents after each step, the decoded and 8-bit images. The guided noise
+/// prediction of each step is also checked teacher-forced (from the reference latents), which tells a UNet or
+/// guidance error from a sampler error.
+/// </summary>
+internal sealed class PipelineCheck : IParityCheck
+{
+    public IReadOnlyList<string> Components { get; } =
+        [ModelComponents.Tokenizer, ModelComponents.TextEncoder, ModelComponents.Unet, ModelComponents.Vae, ModelComponents.Scheduler];
+
+    public void Run(ParityFixture fixture, ModelComponents model, ParityRows rows)
+    {
+        using var _ = no_grad();
+        string name = fixture.Name;
+        var settings = new Lazy<Settings>(() => Settings.Read(fixture, model));
+        // The components belong to the model cache, which disposes them: this pipeline is not disposed.
+        var pipeline = new Lazy<StableDiffusionPipeline>(() => new StableDiffusionPipeline(model.ClipTokenizer, model.ClipTextModel, model.UNet,
+            model.AutoencoderKL, model.SchedulerConfig, torch.CPU));
+
+        rows.Check($"{name}.input_ids", () =>
+        {
+            var s = settings.Value;
+            var comparisons = new List<TensorComparison>
+            {
+                TensorComparison.Of("input_ids", model.ClipTokenizer.EncodeBatch(s.Prompts), fixture.Get("input_ids"), ParityTolerance.Exact),
+            };
+            if (fixture.Contains("negative_input_ids"))
+                comparisons.Add(TensorComparison.Of("negative_input_ids", model.ClipTokenizer.EncodeBatch(s.NegativePrompts), fixture.Get("negative_input_ids"), ParityTolerance.Exact));
+            return comparisons;
+        }, "tokenizer");
+
+        rows.Check($"{name}.prompt_embeds", () =>
+        {
+            var s = settings.Value;
+            var comparisons = new List<TensorComparison>
+            {
+                TensorComparison.Of("prompt_embeds", pipeline.Value.EncodePrompts(s.Prompts), fixture.Get("prompt_embeds"), ParityTolerance.ModelOutput),
+            };
+            if (fixture.Contains("negative_prompt_embeds"))
+                comparisons.Add(TensorComparison.Of("negative_prompt_embeds", pipeline.Value.EncodePrompts(s.NegativePrompts), fixture.Get("negative_prompt_embeds"), ParityTolerance.ModelOutput));
+            return comparisons;
+        });
+
+        rows.Check($"{name}.timesteps", () =>
+        {
+            using var scheduler = settings.Value.CreateScheduler(model);
+            var expected = fixture.Get("timesteps");
+            return [TensorComparison.Of("timesteps", scheduler.Timesteps, expected, torch.is_integral(expected.dtype) ? ParityTolerance.Exact : ParityTolerance.FloatTimesteps)];
+        }, "the sidecar's scheduler class over the model's scheduler_config.json");
+
+        if (fixture.Contains("guided_noise_pred_per_step"))
+            rows.Check($"{name}.guided_noise_pred", () => TeacherForcedNoise(fixture, model, pipeline.Value, settings.Value),
+                "each step from the reference latents");
+
+        var generated = new Lazy<(TextToImageResult Result, Tensor PerStep)>(() => Generate(fixture, pipeline.Value, settings.Value));
+        rows.Check($"{name}.latents", () =>
+        {
+            var comparisons = new List<TensorComparison>();
+            if (fixture.Contains("latents_per_step"))
+                comparisons.Add(TensorComparison.Of("latents_per_step", generated.Value.PerStep, fixture.Get("latents_per_step"), ParityTolerance.PipelineLatents));
+            comparisons.Add(TensorComparison.Of("final_latents", generated.Value.Result.Latents, fixture.Get("final_latents"), ParityTolerance.PipelineLatents));
+            return comparisons;
+        });
+
+        rows.Check($"{name}.image", () =>
+        {
+            var decoded = generated.Value.Result.Decoded;
+            var comparisons = new List<TensorComparison>
+            {
+                TensorComparison.Of("image_decoded", decoded, fixture.Get("image_decoded"), ParityTolerance.PipelineImage),
+            };
+            if (fixture.Contains("image_postprocessed"))
+                comparisons.Add(TensorComparison.Of("image_postprocessed", ImagePostprocessor.ToUnitRange(decoded), fixture.Get("image_postprocessed"), ParityTolerance.PipelineImage));
+            return comparisons;
+        }, "VAE decode of latents / scaling_factor");
+
+        if (fixture.Contains("image_uint8_nhwc"))
+            rows.Check($"{name}.image_uint8", () =>
+            {
+                var bytes = ImagePostprocessor.ToUint8(ImagePostprocessor.ToUnitRange(generated.Value.Result.Decoded));
+                return [TensorComparison.Of("image_uint8_nhwc", bytes, fixture.Get("image_uint8_nhwc"), ParityTolerance.Uint8Image)];
+            });
+    }
+
+    private static (TextToImageResult Result, Tensor PerStep) Generate(ParityFixture fixture, StableDiffusionPipeline pipeline, Settings settings)
+    {
+        var init = fixture.Get("init_latents");
+        if (init.dim() != 4) throw new ParityFixtureException($"init_latents has shape [{string.Join(", ", init.shape)}], expected [B, C, h, w]");
+        int factor = pipeline.VaeScaleFactor;
+        var request = new TextToImageRequest(settings.Prompts, new long[settings.Prompts.Count], settings.NegativePrompt, settings.GuidanceScale,
+            settings.Steps, settings.Sampler, Width: (int)init.shape[3] * factor, Height: (int)init.shape[2] * factor);
+        // Each step's latents live in the pipeline's step scope: keep a copy outside every scope, and free it here.
+        var perStep = new List<Tensor>();
+        try
+        {
+            var result = pipeline.Generate(request, init, (_, latents) => perStep.Add(latents.detach().clone().DetachFromDisposeScope()));
+            return (result, torch.stack(perStep));
+        }
+        finally
+        {
+            foreach (var copy in perStep) copy.Dispose();
+        }
+    }
+
+    private static List<TensorComparison> TeacherForcedNoise(ParityFixture fixture, ModelComponents model, StableDiffusionPipeline pipeline, Settings settings)
+    {
+        var expected = fixture.Get("guided_noise_pred_per_step");
+        var latents = fixture.Get("latents_per_step");
+        bool guided = settings.GuidanceScale > 1.0;
+        var cond = pipeline.EncodePrompts(settings.Prompts);
+        var embeddings = guided ? torch.cat([pipeline.EncodePrompts(settings.NegativePrompts), cond]) : cond;
+        using var scheduler = settings.CreateScheduler(model);
+        var timesteps = scheduler.Timesteps;
+        if (timesteps.shape[0] != expected.shape[0])
+            throw new ParityFixtureException($"guided_noise_pred_per_step holds {expected.shape[0]} steps, the scheduler makes {timesteps.shape[0]}");
+
+        var predictions = new List<Tensor>();
+        var x = fixture.Get("init_latents") * scheduler.InitNoiseSigma;
+        for (int i = 0; i < timesteps.shape[0]; i++)
+        {
+            var t = timesteps[i];
+            var input = scheduler.ScaleModelInput(guided ? torch.cat([x, x]) : x, t);
+            var prediction = model.UNet.call(input, t, embeddings);
+            if (guided) prediction = Guidance.Combine(prediction, settings.GuidanceScale);
+            predictions.Add(prediction);
+            // The step keeps a stateful sampler's step index in line; its result is replaced by the reference.
+            scheduler.Step(prediction, t, x);
+            x = latents[i];
+        }
+        return [TensorComparison.Of("guided_noise_pred_per_step", torch.stack(predictions), expected, ParityTolerance.ModelOutput)];
+    }
+
+    private sealed record Settings(IReadOnlyList<string> Prompts, string NegativePrompt, double GuidanceScale, int Steps, string Sampler)
+    {
+        public IReadOnlyList<string> NegativePrompts => Enumerable.Repeat(NegativePrompt, Prompts.Count).ToList();
+
+        public IScheduler CreateScheduler(ModelComponents model)
+        {
+            var scheduler = SchedulerFactory.Create(Sampler, model.SchedulerConfig);
+            scheduler.SetTimesteps(Steps);
+            return scheduler;
+        }
+
+        public static Settings Read(ParityFixture fixture, ModelComponents model)
+        {
+            var prompts = fixture.Require<string[]>("prompts");
+            string negative = fixture.Sidecar["negative_prompt"] switch
+            {
+                null or { Type: JTokenType.Null } => "",
+                { Type: JTokenType.String } token => token.Value<string>()!,
+                JArray array when array.Values<string>().Distinct().Count() == 1 => array.Values<string>().First()!,
+                _ => throw new ParityFixtureException($"{fixture.Name}.json: negative_prompt must be a string (one for every prompt)"),
+            };
+            double eta = fixture.Setting<double?>("eta") ?? 0;
+            if (eta != 0) throw new ParityFixtureException($"{fixture.Name}.json: eta {eta}; the pipeline samples with eta 0");
+            string cls = fixture.Require<string>("scheduler");
+            string sampler;
+            try
+            {
+                sampler = SchedulerFactory.ShippedName(model.SchedulerConfig with { ClassName = cls });
+            }
+            catch (ConfigException e)
+            {
+                throw new ParityFixtureException(e.Message);
+            }
+            if (sampler is SchedulerFactory.Ddpm or SchedulerFactory.EulerAncestral)
+                throw new ParityFixtureException($"{cls} draws noise at every step, which the fixture does not record");
+            return new Settings(prompts, negative, fixture.Require<double>("guidance_scale"), fixture.Require<int>("num_inference_steps"), sampler);
+        }
+    }
+}
