@@ -14,6 +14,9 @@ public sealed class RuntimeSection
 
     [ConfigKey("Threads for CPU tensor work; 0 uses every core.")]
     public int Threads { get; init; }
+
+    [ConfigKey("Memory the training pre-flight may plan for, in GiB; 0 uses what the device reports available (CPU: MemAvailable).")]
+    public double MemoryLimitGb { get; init; }
 }
 
 /// <summary>The base model (the `model` stage).</summary>
@@ -106,6 +109,115 @@ public sealed class DownloadSection
     public int TimeoutSeconds { get; init; } = 60;
 }
 
+/// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>
+public sealed class TrainSection
+{
+    [ConfigKey("Base learning rate (AdamW).")]
+    public double LearningRate { get; init; } = 1e-4;
+
+    [ConfigKey("Multiply the learning rate by gradient_accumulation_steps × train_batch_size, as diffusers' --scale_lr.")]
+    public bool ScaleLr { get; init; }
+
+    [ConfigKey("Learning-rate schedule.", AllowedValues = ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"])]
+    public string LrScheduler { get; init; } = "constant";
+
+    [ConfigKey("Optimizer steps of linear warm-up (ignored by constant).")]
+    public int LrWarmupSteps { get; init; } = 500;
+
+    [ConfigKey("cosine: half-waves over the run (0.5 = one decay to zero); cosine_with_restarts: number of restarts.")]
+    public double LrNumCycles { get; init; } = 1;
+
+    [ConfigKey("polynomial: decay power.")]
+    public double LrPower { get; init; } = 1.0;
+
+    [ConfigKey("AdamW β1.")]
+    public double AdamBeta1 { get; init; } = 0.9;
+
+    [ConfigKey("AdamW β2.")]
+    public double AdamBeta2 { get; init; } = 0.999;
+
+    [ConfigKey("AdamW decoupled weight decay.")]
+    public double AdamWeightDecay { get; init; } = 1e-2;
+
+    [ConfigKey("AdamW ε.")]
+    public double AdamEpsilon { get; init; } = 1e-8;
+
+    [ConfigKey("Clip the global gradient norm to this; 0 disables clipping.")]
+    public double MaxGradNorm { get; init; } = 1.0;
+
+    [ConfigKey("Images per micro-batch.")]
+    public int TrainBatchSize { get; init; } = 16;
+
+    [ConfigKey("Micro-batches per optimizer step.")]
+    public int GradientAccumulationSteps { get; init; } = 1;
+
+    [ConfigKey("Optimizer steps to train; 0 means num_train_epochs passes over the data.")]
+    public int MaxTrainSteps { get; init; }
+
+    [ConfigKey("Passes over the training images when max_train_steps is 0.")]
+    public int NumTrainEpochs { get; init; } = 100;
+
+    [ConfigKey("Seed of the data order, noise and timesteps.")]
+    public int Seed { get; init; }
+
+    [ConfigKey("Noise offset (Guttenberg): adds offset × N(0,1) per channel to the noise; 0.1 is common, 0 disables.")]
+    public double NoiseOffset { get; init; }
+
+    [ConfigKey("Input perturbation (Ning et al.): noise the input with noise + p × N(0,1); 0.1 is recommended, 0 disables.")]
+    public double InputPerturbation { get; init; }
+
+    [ConfigKey("Prediction target: epsilon or v_prediction; empty uses the scheduler config's prediction_type.", AllowedValues = ["", "epsilon", "v_prediction"])]
+    public string PredictionType { get; init; } = "";
+
+    [ConfigKey("Min-SNR-γ loss weighting (Hang et al. 2023); 5 is recommended, 0 disables.")]
+    public double SnrGamma { get; init; }
+
+    [ConfigKey("Compute precision of matmuls and convolutions; master weights stay float32 (fp16 adds dynamic loss scaling).", AllowedValues = ["no", "fp16", "bf16"])]
+    public string MixedPrecision { get; init; } = "no";
+
+    [ConfigKey("Recompute the UNet's resnet and transformer block activations in the backward pass instead of storing them.")]
+    public bool GradientCheckpointing { get; init; }
+
+    [ConfigKey("Keep an exponential moving average of the weights and export it as the result.")]
+    public bool UseEma { get; init; }
+
+    [ConfigKey("EMA maximum decay.")]
+    public double EmaDecay { get; init; } = 0.9999;
+
+    [ConfigKey("EMA minimum decay.")]
+    public double EmaMinDecay { get; init; }
+
+    [ConfigKey("Optimizer steps before the EMA starts averaging.")]
+    public int EmaUpdateAfterStep { get; init; }
+
+    [ConfigKey("EMA warm-up: decay 1 - (1 + step/inv_gamma)^-power instead of (1 + step)/(10 + step).")]
+    public bool EmaUseWarmup { get; init; }
+
+    [ConfigKey("EMA warm-up inverse gamma.")]
+    public double EmaInvGamma { get; init; } = 1.0;
+
+    [ConfigKey("EMA warm-up power.")]
+    public double EmaPower { get; init; } = 2.0 / 3.0;
+
+    [ConfigKey("Keep the EMA weights in CPU memory (saves device memory; costs a copy per step).")]
+    public bool EmaOnCpu { get; init; }
+
+    [ConfigKey("Save a checkpoint (weights and training state) every N optimizer steps; 0 saves only at the end.")]
+    public int CheckpointingSteps { get; init; } = 500;
+
+    [ConfigKey("Checkpoints to keep (the newest); 0 keeps all.")]
+    public int CheckpointsTotalLimit { get; init; } = 3;
+
+    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap) every N optimizer steps; 0 only at the end.")]
+    public int ValidationSteps { get; init; } = 100;
+
+    [ConfigKey("Held-out images used for the held-out loss (the first N of the held-out split).")]
+    public int HeldoutMaxItems { get; init; } = 64;
+
+    [ConfigKey("Train the text encoder too (its embeddings are then computed each step instead of read from the cache).")]
+    public bool TrainTextEncoder { get; init; }
+}
+
 /// <summary>Every section of a run profile.</summary>
 public sealed class RunConfig
 {
@@ -120,4 +232,7 @@ public sealed class RunConfig
 
     [JsonProperty("latents")]
     public LatentsSection Latents { get; init; } = new();
+
+    [JsonProperty("train")]
+    public TrainSection Train { get; init; } = new();
 }

@@ -1,6 +1,7 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
 using SdPipeline.Latents;
+using SdPipeline.Training;
 
 namespace SdPipeline.Pipeline;
 
@@ -69,7 +70,7 @@ public sealed class StageGraph
             ExternalInputs = LatentsStage.ExternalInputs,
             UpstreamByContent = new HashSet<string> { "model" },
         },
-        new StageDefinition("train", "Train", 1, [], ["model", "latents"],
+        new StageDefinition("train", "Train", 1, TrainStage.ConfigKeys, ["model", "latents"],
             "Fine-tune the UNet on the latent cache"),
         new StageDefinition("sample", "Sample", 1, [], ["model", "train"],
             "Generate images from the base and the fine-tuned weights"),

@@ -1,6 +1,7 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
 using SdPipeline.Latents;
+using SdPipeline.Training;
 
 namespace SdPipeline.Pipeline;
 
@@ -12,6 +13,7 @@ public static class StageRunners
         ["model"] = () => new ModelStage(),
         ["download"] = () => new DownloadStage(),
         ["latents"] = () => new LatentsStage(),
+        ["train"] = () => new TrainStage(),
     };
 
     /// <summary>The runner for <paramref name="stage"/>.</summary>

@@ -69,12 +69,13 @@ public sealed class EmaModel : IDisposable
         }
     }
 
-    /// <summary>Copies the averaged weights into <paramref name="module"/>'s parameters of the same names.</summary>
-    public void CopyTo(nn.Module module)
+    /// <summary>Copies the averaged weights named <c>PREFIX + key</c> into <paramref name="module"/>'s parameter <c>key</c>.</summary>
+    public void CopyTo(nn.Module module, string prefix = "")
     {
         using var noGrad = torch.no_grad();
         var state = module.state_dict();
-        foreach (var (name, shadow) in _shadow) state[name].copy_(shadow);
+        foreach (var (name, shadow) in _shadow)
+            if (name.StartsWith(prefix, StringComparison.Ordinal)) state[name[prefix.Length..]].copy_(shadow);
     }
 
     /// <summary>Restores a saved average.</summary>

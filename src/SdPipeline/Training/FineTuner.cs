@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Latents;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Runtime;
+using SdPipeline.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Training;
+
+/// <summary>What a finished (or interrupted) run reports.</summary>
+/// <param name="Steps">Optimizer steps taken in total.</param>
+/// <param name="ResumedFromStep">The checkpoint step it resumed from, or null.</param>
+/// <param name="FinalLoss">Mean training loss of the last optimizer step.</param>
+/// <param name="Heldout">The last held-out evaluation.</param>
+/// <param name="SkippedSteps">fp16 steps skipped for non-finite gradients.</param>
+/// <param name="MedianStepSeconds">Median optimizer-step time (warm-up step excluded).</param>
+/// <param name="PeakMemoryBytes">Peak device memory seen.</param>
+public sealed record TrainingOutcome(long Steps, long? ResumedFromStep, double FinalLoss, HeldoutResult? Heldout, long SkippedSteps, double? MedianStepSeconds, long? PeakMemoryBytes);
+
+/// <summary>
+/// The fine-tuning loop of diffusers' <c>train_text_to_image.py</c>, top to bottom: for each optimizer step,
+/// accumulate gradients over micro-batches (latents drawn from the cached posterior, noise, uniform timesteps,
+/// the objective's loss in float32), clip, step AdamW at the scheduled learning rate, update the EMA, log,
+/// evaluate on the held-out split, checkpoint. Every random draw comes from one generator saved in
+/// checkpoints, and the data order is a function of (seed, epoch), so a resumed run is the same run.
+/// </summary>
+public sealed class FineTuner(TrainSection settings, TrainedModels models, LatentDataset dataset, NoiseSchedule schedule, string predictionType,
+    int clipSkip, Device device, string folder, Action<string> log, IProgressSink progress, CancellationToken cancellation)
+{
+    /// <summary>The metrics file inside the run folder.</summary>
+    public const string MetricsFile = "metrics.jsonl";
+
+    /// <summary>The checkpoints folder inside the run folder.</summary>
+    public const string CheckpointsFolder = "checkpoints";
+
+    /// <summary>Optimizer steps the run will take.</summary>
+    public long TotalSteps()
+    {
+        int batchesPerEpoch = new BatchOrder(dataset.Rows(Data.DatasetItem.TrainSplit), settings.TrainBatchSize, settings.Seed).Epoch(0).Count;
+        long stepsPerEpoch = (batchesPerEpoch + settings.GradientAccumulationSteps - 1) / settings.GradientAccumulationSteps;
+        return settings.MaxTrainSteps > 0 ? settings.MaxTrainSteps : settings.NumTrainEpochs * stepsPerEpoch;
+    }
+
+    /// <summary>Runs (or resumes) the loop. Cancellation saves a checkpoint and throws <see cref="OperationCanceledException"/>.</summary>
+    public TrainingOutcome Run(bool resume)
+    {
+        var trainRows = dataset.Rows(Data.DatasetItem.TrainSplit);
+        if (trainRows.Count == 0) throw new StageFailedException("train: the latent cache has no training rows");
+        var order = new BatchOrder(trainRows, settings.TrainBatchSize, settings.Seed);
+        long totalSteps = TotalSteps();
+        int accumulation = Math.Max(1, settings.GradientAccumulationSteps);
+        double baseLr = settings.ScaleLr ? settings.LearningRate * accumulation * settings.TrainBatchSize : settings.LearningRate;
+        var objective = new TrainingObjective(schedule, predictionType, settings.NoiseOffset, settings.InputPerturbation, settings.SnrGamma);
+        double scalingFactor = dataset.Index.ScalingFactor;
+
+        var parameters = models.Parameters();
+        foreach (var (_, parameter) in parameters) parameter.requires_grad = true;
+        using var optimizer = new AdamW(parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
+        using var ema = settings.UseEma
+            ? new EmaModel(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)),
+                new EmaSettings(settings.EmaDecay, settings.EmaMinDecay, settings.EmaUpdateAfterStep, settings.EmaUseWarmup, settings.EmaInvGamma, settings.EmaPower),
+                settings.EmaOnCpu ? torch.CPU : device)
+            : null;
+        using var generator = new torch.Generator((ulong)settings.Seed);
+        using var heldout = new HeldoutEvaluator(dataset, dataset.Rows(Data.DatasetItem.HeldoutSplit), settings.HeldoutMaxItems,
+            settings.TrainBatchSize, scalingFactor, schedule.NumTrainTimesteps);
+        var memory = new DeviceMemory(device);
+
+        string checkpoints = Path.Combine(folder, CheckpointsFolder);
+        Directory.CreateDirectory(checkpoints);
+        var position = new TrainingProgress(0, 0, 0, 0, 0, null);
+        long? resumedFrom = null;
+        if (resume && TrainingCheckpoint.Latest(checkpoints) is { } latest)
+        {
+            position = TrainingCheckpoint.Load(latest, models, optimizer, ema, generator);
+            resumedFrom = position.Step;
+            log($"train: resuming from {Path.GetFileName(latest)} (step {position.Step} of {totalSteps})");
+        }
+        using var metrics = new MetricsWriter(Path.Combine(folder, MetricsFile), resumedFrom is null ? 0 : position.MetricsLines);
+
+        models.Unet.train();
+        if (models.TrainsTextEncoder) models.TextEncoder.train();
+        long step = position.Step;
+        int epoch = position.Epoch, batchInEpoch = position.BatchInEpoch;
+        double lastLoss = double.NaN;
+        HeldoutResult? lastHeldout = null;
+        var stepTimes = new List<double>();
+        if (resumedFrom is null)
+            lastHeldout = Evaluate(heldout, objective, metrics, 0); // the base model's held-out loss: the baseline to beat
+        var bar = progress.Start("train steps", totalSteps);
+        bar.SetValue(step);
+        try
+        {
+            while (step < totalSteps)
+            {
+                int currentEpoch = epoch;
+                var batches = order.Epoch(epoch);
+                using var prefetcher = new BatchPrefetcher(dataset, batches.Skip(batchInEpoch));
+                using var reader = prefetcher.Batches().GetEnumerator();
+                while (step < totalSteps && epoch == currentEpoch)
+                {
+                    var clock = Stopwatch.StartNew();
+                    double lossSum = 0;
+                    int images = 0, micro = 0;
+                    for (; micro < accumulation && batchInEpoch < batches.Count; micro++, batchInEpoch++)
+                    {
+                        if (!reader.MoveNext()) throw new InvalidOperationException("the batch reader ended early");
+                        using var scope = torch.NewDisposeScope();
+                        using var batch = reader.Current;
+                        // diffusers' latent_dist.sample() * scaling_factor, from the cached posterior.
+                        var epsilon = torch.randn(batch.Mean.shape, generator: generator);
+                        var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).to(device);
+                        var embeddings = Embed(batch.TextEmbeddings.to(device), batch.InputIds.to(device));
+                        var noised = objective.Noise(latents, generator);
+                        var prediction = models.Unet.call(noised.NoisyLatents, noised.Timesteps, embeddings);
+                        var loss = objective.Loss(prediction, noised.Target, noised.Timesteps);
+                        double value = loss.item<float>();
+                        if (!double.IsFinite(value))
+                            throw new StageFailedException($"train: the loss became {value} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}), " +
+                                $"keep train.max_grad_norm above 0, or use train.mixed_precision=bf16 or no instead of fp16");
+                        (loss / accumulation).backward();
+                        lossSum += value;
+                        images += (int)latents.shape[0];
+                    }
+
+                    double gradNorm = GradientNorm.ClipAndMeasure(parameters.Select(p => p.Parameter), settings.MaxGradNorm);
+                    if (!double.IsFinite(gradNorm))
+                        throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}) or use train.mixed_precision=fp16 with loss scaling, bf16, or no");
+                    double lr = baseLr * LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, totalSteps, settings.LrNumCycles, settings.LrPower);
+                    optimizer.Step(lr);
+                    optimizer.ZeroGrad();
+                    ema?.Step(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)));
+                    step++;
+                    if (batchInEpoch >= batches.Count) { epoch++; batchInEpoch = 0; }
+
+                    double seconds = clock.Elapsed.TotalSeconds;
+                    if (step > 1 || resumedFrom is not null) stepTimes.Add(seconds);
+                    lastLoss = lossSum / micro;
+                    metrics.Write(new JObject
+                    {
+                        ["kind"] = "train",
+                        ["step"] = step,
+                        ["epoch"] = epoch,
+                        ["loss"] = lastLoss,
+                        ["lr"] = lr,
+                        ["grad_norm"] = gradNorm,
+                        ["loss_scale"] = null,
+                        ["skipped"] = false,
+                        ["step_time_s"] = Math.Round(seconds, 4),
+                        ["images_per_s"] = Math.Round(images / seconds, 2),
+                        ["peak_memory_bytes"] = memory.PeakBytes(),
+                        ["ema_decay"] = ema?.CurrentDecay,
+                    });
+                    bar.SetValue(step);
+
+                    if ((settings.ValidationSteps > 0 && step % settings.ValidationSteps == 0) || step == totalSteps)
+                        lastHeldout = Evaluate(heldout, objective, metrics, step) ?? lastHeldout;
+                    bool interrupted = cancellation.IsCancellationRequested;
+                    if ((settings.CheckpointingSteps > 0 && step % settings.CheckpointingSteps == 0) || step == totalSteps || interrupted)
+                        TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0, null),
+                            models, optimizer, ema, generator, settings.CheckpointsTotalLimit);
+                    if (interrupted)
+                    {
+                        log($"train: interrupted; checkpoint saved at step {step}; run again to continue from it");
+                        cancellation.ThrowIfCancellationRequested();
+                    }
+                }
+            }
+        }
+        finally
+        {
+            bar.Dispose();
+        }
+
+        if (ema is not null) ema.CopyTo(models.Unet, "unet.");
+        stepTimes.Sort();
+        return new TrainingOutcome(step, resumedFrom, lastLoss, lastHeldout, 0,
+            stepTimes.Count > 0 ? stepTimes[stepTimes.Count / 2] : null, memory.PeakBytes());
+    }
+
+    /// <summary>The text conditioning: the cached embeddings, or the text encoder's when it is trained.</summary>
+    private Tensor Embed(Tensor cached, Tensor inputIds) =>
+        models.TrainsTextEncoder ? models.TextEncoder.Encode(inputIds, clipSkip) : cached.to(ScalarType.Float32);
+
+    private HeldoutResult? Evaluate(HeldoutEvaluator evaluator, TrainingObjective objective, MetricsWriter metrics, long step)
+    {
+        models.Unet.eval();
+        if (models.TrainsTextEncoder) models.TextEncoder.eval();
+        HeldoutResult? result;
+        try
+        {
+            result = evaluator.Evaluate(objective, (x, t, e) => models.Unet.call(x, t, e), Embed, device);
+        }
+        finally
+        {
+            models.Unet.train();
+            if (models.TrainsTextEncoder) models.TextEncoder.train();
+        }
+        if (result is null) return null;
+        metrics.Write(new JObject
+        {
+            ["kind"] = "eval",
+            ["step"] = step,
+            ["heldout_loss"] = result.Loss,
+            ["heldout_loss_shuffled"] = result.ShuffledLoss,
+            ["heldout_items"] = evaluator.Count,
+        });
+        log($"train: step {step}: held-out loss {result.Loss:0.0000}, with shuffled captions {result.ShuffledLoss:0.0000} (gap {result.ShuffledLoss - result.Loss:+0.0000;-0.0000})");
+        return result;
+    }
+}

@@ -1,0 +1,37 @@
+using System.Text;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+
+namespace SdPipeline.Training;
+
+/// <summary>
+/// <c>metrics.jsonl</c>: one JSON object per optimizer step (<c>"kind": "train"</c>) and per held-out evaluation
+/// (<c>"kind": "eval"</c>), flushed line by line so a crash loses nothing written. A resumed run first cuts
+/// the file back to what its checkpoint had seen, so no step appears twice.
+/// </summary>
+public sealed class MetricsWriter : IDisposable
+{
+    private readonly StreamWriter _writer;
+
+    /// <summary>Opens <paramref name="path"/>, keeping its first <paramref name="keepLines"/> lines.</summary>
+    public MetricsWriter(string path, int keepLines)
+    {
+        var kept = File.Exists(path) ? File.ReadLines(path).Take(keepLines).ToList() : [];
+        File.WriteAllLines(path, kept);
+        Lines = kept.Count;
+        _writer = new StreamWriter(path, append: true, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
+    }
+
+    /// <summary>Lines in the file.</summary>
+    public int Lines { get; private set; }
+
+    /// <summary>Appends one record.</summary>
+    public void Write(JObject record)
+    {
+        _writer.WriteLine(record.ToString(Formatting.None));
+        Lines++;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _writer.Dispose();
+}

@@ -1,0 +1,153 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.BaseModel;
+using SdPipeline.Config;
+using SdPipeline.Latents;
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Pipeline;
+using SdPipeline.Runtime;
+using SdPipeline.Schedulers;
+using SdPipeline.Tokenization;
+using SdPipeline.Weights;
+using TorchSharp;
+
+namespace SdPipeline.Training;
+
+/// <summary>
+/// The <c>train</c> stage: a pre-flight memory check, then <see cref="FineTuner"/> on the latent cache, then the
+/// result in diffusers layout — <c>unet/</c> (the EMA weights when EMA is on), <c>text_encoder/</c> when trained,
+/// and <c>pipeline/</c>, a complete model folder (the base's other components linked in) that
+/// <c>StableDiffusionPipeline.from_pretrained</c> loads — beside <c>metrics.jsonl</c> and the last checkpoints.
+/// </summary>
+public sealed class TrainStage : IStageRunner
+{
+    /// <summary>Keys that change the result (checkpoint frequency and retention do not).</summary>
+    public static IReadOnlyList<string> ConfigKeys { get; } =
+        [.. ConfigSchema.Keys.Where(k => k.Section == "train" && k.Name is not ("checkpointing_steps" or "checkpoints_total_limit")).Select(k => k.Path), "model.clip_skip"];
+
+    /// <summary>The folder of the full model inside the train artifact.</summary>
+    public const string PipelineFolder = "pipeline";
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var settings = workspace.Config.Typed.Train;
+        var runtime = workspace.Config.Typed.Runtime;
+        if (settings.MixedPrecision != "no")
+            throw new StageFailedException($"train.mixed_precision={settings.MixedPrecision} is not available yet; use no");
+        if (settings.GradientCheckpointing)
+            throw new StageFailedException("train.gradient_checkpointing is not available yet; use false");
+
+        var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
+        var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
+        string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;
+
+        var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        var unet = UNet2DConditionModel.FromFolder(modelFolder);
+        var textEncoder = ClipTextModel.FromPretrained(modelFolder);
+        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"));
+        try
+        {
+            var estimate = Preflight(workspace, unet, textEncoder, dataset, device);
+            unet.to(device);
+            if (settings.TrainTextEncoder) textEncoder.to(device);
+            else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
+
+            using var schedule = new NoiseSchedule(schedulerConfig);
+            var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
+            var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
+                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
+            var outcome = tuner.Run(resume: workspace.Resuming);
+
+            Export(workspace.Directory, modelFolder, models);
+            workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
+                (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000})" : "") +
+                (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
+            return new JObject
+            {
+                ["steps"] = outcome.Steps,
+                ["resumed_from_step"] = outcome.ResumedFromStep,
+                ["final_loss"] = outcome.FinalLoss,
+                ["heldout_loss"] = outcome.Heldout?.Loss,
+                ["heldout_loss_shuffled"] = outcome.Heldout?.ShuffledLoss,
+                ["median_step_seconds"] = outcome.MedianStepSeconds,
+                ["peak_memory_bytes"] = outcome.PeakMemoryBytes,
+                ["memory_estimate"] = estimate.ToJson(),
+                ["prediction_type"] = predictionType,
+                ["trainable_parameters"] = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
+                ["device"] = device.ToString(),
+            };
+        }
+        finally
+        {
+            unet.Dispose();
+            textEncoder.Dispose();
+        }
+    }
+
+    private static MemoryEstimate Preflight(StageWorkspace workspace, UNet2DConditionModel unet, ClipTextModel textEncoder, LatentDataset dataset, torch.Device device)
+    {
+        var settings = workspace.Config.Typed.Train;
+        var latentShape = LargestLatent(dataset);
+        bool cuda = device.type == DeviceType.CUDA;
+        var estimate = MemoryEstimate.For(unet.Config, unet.parameters().Sum(p => p.NumberOfElements), textEncoder.parameters().Sum(p => p.NumberOfElements),
+            settings.TrainTextEncoder, settings.TrainBatchSize, latentShape.Height, latentShape.Width, settings.MixedPrecision,
+            settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda);
+        long? available = AvailableMemory.Bytes(workspace.Config.Typed.Runtime.MemoryLimitGb, cuda);
+        AtomicFile.WriteAllText(Path.Combine(workspace.Directory, "preflight.json"), new JObject
+        {
+            ["estimate"] = estimate.ToJson(),
+            ["available_gib"] = available is { } a ? MemoryEstimate.Gib(a) : null,
+            ["batch_size"] = settings.TrainBatchSize,
+            ["latent_size"] = $"{latentShape.Width}x{latentShape.Height}",
+        }.ToString(Formatting.Indented));
+        workspace.Log($"train: pre-flight memory estimate {estimate}" + (available is { } free ? $"; available {MemoryEstimate.Gib(free):0.00} GiB" : "; available memory unknown"));
+        if (available is { } limit && estimate.Total > limit)
+            throw new ConfigException(Refusal(estimate, limit, settings));
+        return estimate;
+    }
+
+    private static string Refusal(MemoryEstimate estimate, long available, TrainSection settings)
+    {
+        var options = new List<string>();
+        if (!settings.GradientCheckpointing && estimate.Activations > 0) options.Add("--set train.gradient_checkpointing=true (activations)");
+        if (settings.TrainBatchSize > 1) options.Add($"--set train.train_batch_size={Math.Max(1, settings.TrainBatchSize / 2)} with train.gradient_accumulation_steps={settings.GradientAccumulationSteps * 2} (activations)");
+        if (settings.MixedPrecision == "no") options.Add("--set train.mixed_precision=bf16 or fp16 (activations)");
+        if (settings.UseEma && estimate.Ema > 0) options.Add("--set train.ema_on_cpu=true or train.use_ema=false (EMA)");
+        if (settings.TrainTextEncoder) options.Add("--set train.train_text_encoder=false (its gradients and optimizer state)");
+        return $"train: the run needs an estimated {estimate} but {MemoryEstimate.Gib(available):0.00} GiB is available " +
+            $"(runtime.memory_limit_gb, or what the device reports). Try: {(options.Count > 0 ? string.Join("; ", options) : "a smaller model or a device with more memory")}.";
+    }
+
+    private static (int Width, int Height) LargestLatent(LatentDataset dataset)
+    {
+        var buckets = dataset.Index.Rows.Select(r => r.Bucket).Distinct().Select(b => b.Split('x').Select(int.Parse).ToArray());
+        var largest = buckets.OrderByDescending(b => b[0] * b[1]).First();
+        string shard = dataset.Index.Rows.First(r => r.Bucket == $"{largest[0]}x{largest[1]}").Shard;
+        using var file = SafeTensorsFile.Open(Path.Combine(dataset.Folder, shard));
+        var shape = file.Entry("mean").Shape;
+        return ((int)shape[3], (int)shape[2]);
+    }
+
+    private static void Export(string folder, DiffusersFolder baseModel, TrainedModels models)
+    {
+        models.Unet.Save(Path.Combine(folder, "unet"));
+        if (models.TrainsTextEncoder)
+            models.TextEncoder.Save(Path.Combine(folder, "text_encoder"), models.Tokenizer.StartOfTextId, models.Tokenizer.EndOfTextId, models.Tokenizer.PadId);
+
+        // A complete diffusers folder: the trained components, and the base's others linked (not copied: the VAE
+        // and text encoder of SD 1.5 are 800 MB and already on disk in the model stage's folder or the Hub cache).
+        string pipeline = Path.Combine(folder, PipelineFolder);
+        if (Directory.Exists(pipeline)) Directory.Delete(pipeline, recursive: true);
+        Directory.CreateDirectory(pipeline);
+        File.Copy(Path.Combine(baseModel.Root, "model_index.json"), Path.Combine(pipeline, "model_index.json"));
+        foreach (string component in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" })
+        {
+            string trained = Path.Combine(folder, component);
+            string target = Directory.Exists(trained) ? Path.Combine("..", component) : Path.GetFullPath(baseModel.Component(component));
+            Directory.CreateSymbolicLink(Path.Combine(pipeline, component), target);
+        }
+    }
+}

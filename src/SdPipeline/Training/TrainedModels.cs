@@ -1,0 +1,23 @@
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Tokenization;
+using TorchSharp.Modules;
+
+namespace SdPipeline.Training;
+
+/// <summary>The modules a run trains (the UNet, and the text encoder when <c>train.train_text_encoder</c> is on).</summary>
+/// <param name="Unet">The UNet.</param>
+/// <param name="TextEncoder">The text encoder (trained, or frozen and used only when embeddings are not cached).</param>
+/// <param name="Tokenizer">The tokenizer (for saving the text encoder's special token ids).</param>
+/// <param name="TrainsTextEncoder">Whether the text encoder is trained.</param>
+public sealed record TrainedModels(UNet2DConditionModel Unet, ClipTextModel TextEncoder, ClipTokenizer Tokenizer, bool TrainsTextEncoder)
+{
+    /// <summary>Every trained parameter with a stable name (<c>unet.…</c>, <c>text_encoder.…</c>).</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters()
+    {
+        var parameters = Unet.named_parameters().Select(p => ($"unet.{p.name}", p.parameter)).ToList();
+        if (TrainsTextEncoder)
+            parameters.AddRange(TextEncoder.named_parameters().Select(p => ($"text_encoder.{p.name}", p.parameter)));
+        return parameters;
+    }
+}

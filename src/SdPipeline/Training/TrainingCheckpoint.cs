@@ -1,0 +1,99 @@
+using Newtonsoft.Json;
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Pipeline;
+using SdPipeline.Tokenization;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Training;
+
+/// <summary>
+/// Training checkpoints: <c>checkpoints/checkpoint-NNNNNN/</c> with the UNet in diffusers layout (it loads in
+/// diffusers), the EMA weights (<c>unet_ema/</c>) and text encoder when present, and the training state
+/// (<c>training_state.safetensors</c>: AdamW moments and the generator state; <c>training_state.json</c>: the
+/// position). Each is built in a temporary folder and renamed; <c>training_state.json</c> is written last and
+/// marks it complete. Only the newest <c>keep</c> are kept.
+/// </summary>
+public static class TrainingCheckpoint
+{
+    private const string StateJson = "training_state.json";
+    private const string StateTensors = "training_state.safetensors";
+
+    /// <summary>The folder of step <paramref name="step"/>'s checkpoint.</summary>
+    public static string Folder(string checkpoints, long step) => Path.Combine(checkpoints, $"checkpoint-{step:D6}");
+
+    /// <summary>Writes a checkpoint and prunes old ones; returns its folder.</summary>
+    public static string Save(string checkpoints, TrainingProgress progress, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator, int keep)
+    {
+        string final = Folder(checkpoints, progress.Step);
+        string temp = Path.Combine(checkpoints, $".tmp-checkpoint-{progress.Step:D6}-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        Directory.CreateDirectory(temp);
+
+        models.Unet.Save(Path.Combine(temp, "unet"));
+        if (ema is not null)
+        {
+            Directory.CreateDirectory(Path.Combine(temp, "unet_ema"));
+            File.Copy(Path.Combine(temp, "unet", "config.json"), Path.Combine(temp, "unet_ema", "config.json"));
+            SafeTensorsWriter.Write(Path.Combine(temp, "unet_ema", "diffusion_pytorch_model.safetensors"), ema.Shadow.Where(p => p.Key.StartsWith("unet.", StringComparison.Ordinal))
+                .ToDictionary(p => p.Key["unet.".Length..], p => p.Value));
+        }
+        if (models.TrainsTextEncoder)
+            models.TextEncoder.Save(Path.Combine(temp, "text_encoder"), models.Tokenizer.StartOfTextId, models.Tokenizer.EndOfTextId, models.Tokenizer.PadId);
+
+        var tensors = optimizer.StateTensors();
+        tensors["generator_state"] = generator.get_state();
+        SafeTensorsWriter.Write(Path.Combine(temp, StateTensors), tensors,
+            new Dictionary<string, string> { ["optimizer_steps"] = optimizer.StepCount.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        AtomicFile.WriteAllText(Path.Combine(temp, StateJson), JsonConvert.SerializeObject(progress, Formatting.Indented));
+
+        if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
+        Directory.Move(temp, final);
+        Prune(checkpoints, keep);
+        return final;
+    }
+
+    /// <summary>The newest complete checkpoint, or null.</summary>
+    public static string? Latest(string checkpoints) =>
+        Directory.Exists(checkpoints)
+            ? Directory.EnumerateDirectories(checkpoints, "checkpoint-*")
+                .Where(d => File.Exists(Path.Combine(d, StateJson)))
+                .OrderBy(d => d, StringComparer.Ordinal)
+                .LastOrDefault()
+            : null;
+
+    /// <summary>Restores weights, optimizer, EMA and generator from <paramref name="folder"/>; returns the position.</summary>
+    public static TrainingProgress Load(string folder, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator)
+    {
+        var progress = JsonConvert.DeserializeObject<TrainingProgress>(File.ReadAllText(Path.Combine(folder, StateJson)))
+            ?? throw new InvalidDataException($"{folder}: empty training state");
+        StateDictLoader.Load(models.Unet, [Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors")]);
+        if (models.TrainsTextEncoder)
+            StateDictLoader.Load(models.TextEncoder, [Path.Combine(folder, "text_encoder", "model.safetensors")]);
+        using (var file = SafeTensorsFile.Open(Path.Combine(folder, StateTensors)))
+        {
+            var tensors = file.ReadAll();
+            optimizer.LoadState(tensors, long.Parse(file.Metadata["optimizer_steps"], System.Globalization.CultureInfo.InvariantCulture));
+            generator.set_state(tensors["generator_state"]);
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+        if (ema is not null)
+        {
+            using var file = SafeTensorsFile.Open(Path.Combine(folder, "unet_ema", "diffusion_pytorch_model.safetensors"));
+            var shadow = file.ReadAll();
+            ema.Load(shadow.ToDictionary(p => "unet." + p.Key, p => p.Value), progress.EmaSteps);
+            foreach (var tensor in shadow.Values) tensor.Dispose();
+        }
+        return progress;
+    }
+
+    private static void Prune(string checkpoints, int keep)
+    {
+        if (keep <= 0) return;
+        var complete = Directory.EnumerateDirectories(checkpoints, "checkpoint-*").Order(StringComparer.Ordinal).ToList();
+        foreach (string old in complete.Take(Math.Max(0, complete.Count - keep)))
+            Directory.Delete(old, recursive: true);
+    }
+}

@@ -1,0 +1,121 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Sampling;
+using SdPipeline.Tests.Support;
+using SdPipeline.Training;
+using SdPipeline.Weights;
+using TorchSharp;
+
+namespace SdPipeline.Tests.Training;
+
+/// <summary>The train stage end to end on builtin:tiny and a small shapes set.</summary>
+public sealed class TrainStageTests
+{
+    private static readonly string[] Small =
+    [
+        $"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", "model.base=builtin:tiny", "download.count=24", "latents.resolution=64", "latents.center_crop=true", "latents.random_flip=true",
+        "train.train_batch_size=4", "train.max_train_steps=6", "train.lr_warmup_steps=0", "train.learning_rate=1e-3",
+        "train.validation_steps=3", "train.checkpointing_steps=2", "train.heldout_max_items=8",
+    ];
+
+    private static BuildOutcome Train(PipelineHarness harness, string[] sets, CancellationToken cancellation = default, IProgressSink? progress = null)
+    {
+        harness.RunChain(["model", "download", "latents"], sets);
+        return new StageExecutor(StageGraph.Default, harness.Store, new FileHashCache(null))
+            .Run("train", PipelineHarness.Config(sets), false, line => harness.Log.Add(line), progress ?? NullProgress.Instance, cancellation);
+    }
+
+    private static Dictionary<string, byte[]> Weights(string folder)
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors"));
+        return file.Entries.ToDictionary(e => e.Name, e => file.Bytes(e).ToArray());
+    }
+
+    [Test, Category("Slow")]
+    public void InterruptedRun_Should_ResumeToTheSameWeights_BitForBit()
+    {
+        // Given an uninterrupted run
+        using var straight = new PipelineHarness();
+        var reference = Train(straight, Small);
+
+        // When another run is stopped after step 3 (as SIGTERM does) and run again
+        using var interrupted = new PipelineHarness();
+        using var stop = new CancellationTokenSource();
+        Assert.Throws<OperationCanceledException>(() => Train(interrupted, Small, stop.Token, new StopAt(3, stop)));
+        Assert.That(interrupted.Log, Has.Some.Contains("interrupted; checkpoint saved at step 3"));
+        var resumed = Train(interrupted, Small);
+
+        // Then it resumed from the checkpoint and ended with exactly the same weights and the same metrics
+        Assert.That(interrupted.Log, Has.Some.Contains("resuming from checkpoint-000003"));
+        Assert.That(resumed.Manifest.Summary["resumed_from_step"]!.Value<long>(), Is.EqualTo(3));
+        var expected = Weights(reference.Directory);
+        var actual = Weights(resumed.Directory);
+        Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        foreach (var (name, bytes) in expected)
+            Assert.That(actual[name], Is.EqualTo(bytes), name);
+        static IEnumerable<string> Losses(string folder) => File.ReadLines(Path.Combine(folder, FineTuner.MetricsFile))
+            .Select(JObject.Parse).Select(j => $"{j["kind"]} {j["step"]} {j["loss"] ?? j["heldout_loss"]}");
+        Assert.That(Losses(resumed.Directory), Is.EqualTo(Losses(reference.Directory)));
+    }
+
+    [Test]
+    public void Result_Should_LoadAsADiffusersFolder_WithTheStrictLoader()
+    {
+        using var harness = new PipelineHarness();
+        var outcome = Train(harness, [.. Small, "train.max_train_steps=2"]);
+
+        using var pipeline = StableDiffusionPipeline.FromFolder(DiffusersFolder.Open(Path.Combine(outcome.Directory, TrainStage.PipelineFolder)), torch.CPU);
+        string checkpoint = TrainingCheckpoint.Latest(Path.Combine(outcome.Directory, FineTuner.CheckpointsFolder))!;
+        SdPipeline.Weights.StateDictLoader.Load(pipeline.Unet, [Path.Combine(checkpoint, "unet", "diffusion_pytorch_model.safetensors")]);
+
+        Assert.That(Directory.GetDirectories(Path.Combine(outcome.Directory, FineTuner.CheckpointsFolder)).Select(Path.GetFileName),
+            Is.EquivalentTo(new[] { "checkpoint-000002" }));
+        Assert.That(File.Exists(Path.Combine(outcome.Directory, "preflight.json")), Is.True);
+    }
+
+    [Test]
+    public void HeldoutLoss_Should_FallBelowTheBaseModels()
+    {
+        using var harness = new PipelineHarness();
+        var outcome = Train(harness, [.. Small, "train.max_train_steps=12", "train.validation_steps=12"]);
+
+        var evals = File.ReadLines(Path.Combine(outcome.Directory, FineTuner.MetricsFile)).Select(JObject.Parse)
+            .Where(j => j["kind"]!.ToString() == "eval").ToList();
+
+        Assert.That(evals.First()["step"]!.Value<int>(), Is.EqualTo(0), "the base model is measured before training");
+        Assert.That(evals.Last()["heldout_loss"]!.Value<double>(), Is.LessThan(evals.First()["heldout_loss"]!.Value<double>()));
+    }
+
+    [Test]
+    public void Preflight_Should_RefuseARunThatCannotFit_WithExitCode2()
+    {
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.File("configs"));
+        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
+        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        string[] sets = ["--set", "download.count=8", "--set", "runtime.memory_limit_gb=0.05", "--set", "train.train_batch_size=64"];
+        foreach (string stage in new[] { "model", "download", "latents" })
+            Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", stage, .. sets]).ExitCode, Is.EqualTo(0), stage);
+
+        var result = CliRunner.Sdpipe(temp.Path, null, ["run", "train", .. sets]);
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("estimated").And.Contain("train.gradient_checkpointing=true").And.Contain("train.train_batch_size=32"));
+    }
+
+    /// <summary>Cancels the run once the progress bar reaches a step, as a SIGTERM arriving then would.</summary>
+    private sealed class StopAt(int step, CancellationTokenSource source) : IProgressSink
+    {
+        public IProgressTask Start(string description, double? total, ProgressUnit unit = ProgressUnit.Items) => new Task(step, source);
+
+        private sealed class Task(int step, CancellationTokenSource source) : IProgressTask
+        {
+            public void Advance(double amount) { }
+            public void SetTotal(double total) { }
+            public void SetValue(double value) { if (value >= step) source.Cancel(); }
+            public void Dispose() { }
+        }
+    }
+}
