@@ -89,6 +89,7 @@ Task("Sample")
     .Description("Generate images from the base and fine-tuned weights (sdpipe run sample).")
     .IsDependentOn("BuildCli")
     .IsDependentOn("Model")
+    .IsDependentOn("Download")
     .IsDependentOn("Train")
     .Does<BuildData>(data => Sdpipe(data, "run sample"));
 
@@ -101,9 +102,14 @@ Task("Report")
     .Does<BuildData>(data =>
     {
         Sdpipe(data, "run report");
-        // On GitHub Actions the report's Markdown becomes the job summary.
-        if (GitHubActions.IsRunningOnGitHubActions && SdpipePath(data, "report report.md") is string summary && FileExists(summary))
-            GitHubActions.Commands.SetStepSummary(System.IO.File.ReadAllText(summary));
+        // On GitHub Actions the report's Markdown becomes the job summary, and the folder to upload a step output.
+        if (GitHubActions.IsRunningOnGitHubActions)
+        {
+            if (SdpipePath(data, "report report.md") is string summary && FileExists(summary))
+                GitHubActions.Commands.SetStepSummary(System.IO.File.ReadAllText(summary));
+            if (SdpipePath(data, "report deliverables") is string deliverables)
+                GitHubActions.Commands.SetOutputParameter("report_dir", deliverables);
+        }
     });
 
 // TARGETS

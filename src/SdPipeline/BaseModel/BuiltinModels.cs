@@ -7,17 +7,19 @@ namespace SdPipeline.BaseModel;
 public static class BuiltinModels
 {
     /// <summary>Bumped whenever a builtin's architecture, initialisation or training changes.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
-    /// <summary>The identity of a builtin in fingerprints: its name, generator version and seed.</summary>
-    public static string Identity(string name, int seed) => $"{name} v{Version} seed {seed}";
+    /// <summary>The identity of a builtin in fingerprints: its name, generator version, seed and autoencoder training.</summary>
+    public static string Identity(string name, int seed, int autoencoderSteps) => $"{name} v{Version} seed {seed} autoencoder steps {autoencoderSteps}";
 
     /// <summary>Writes the builtin model into <c>model/</c> of the stage's folder.</summary>
-    public static ResolvedModel Create(string name, int seed, StageWorkspace workspace)
+    public static ResolvedModel Create(string name, int seed, int autoencoderSteps, StageWorkspace workspace)
     {
         string folder = Path.Combine(workspace.Directory, "model");
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); // an interrupted run's leftovers
-        BuiltinTiny.Write(folder, seed);
+        var training = BuiltinTiny.Write(folder, seed, autoencoderSteps, workspace.Progress, workspace.Cancellation);
+        if (training is not null)
+            workspace.Log($"model: trained the autoencoder for {training.Steps} steps in {training.Seconds:0} s: reconstruction MSE {training.ReconstructionError:0.0000}, scaling factor {training.ScalingFactor:0.0000}");
         var hashes = ModelFiles.Select(DiffusersFolder.Open(folder), null)
             .ToDictionary(f => f, f => FileHashCache.HashFile(Path.Combine(folder, f)), StringComparer.Ordinal);
         // Relative: the stage's folder is renamed into place after this returns.

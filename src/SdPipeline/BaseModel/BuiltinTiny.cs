@@ -4,6 +4,7 @@ using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
 using SdPipeline.Pipeline;
+using SdPipeline.Progress;
 using SdPipeline.Tokenization;
 using TorchSharp;
 
@@ -44,12 +45,12 @@ public static class BuiltinTiny
         ["in_channels"] = 3,
         ["out_channels"] = 3,
         ["latent_channels"] = 4,
-        ["block_out_channels"] = new JArray(32, 64, 64),
+        ["block_out_channels"] = new JArray(16, 32, 32),
         ["down_block_types"] = new JArray("DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"),
         ["up_block_types"] = new JArray("UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"),
         ["layers_per_block"] = 1,
-        ["norm_num_groups"] = 16,
-        ["scaling_factor"] = 0.18215,
+        ["norm_num_groups"] = 8,
+        ["scaling_factor"] = 1.0,
     };
 
     /// <summary>The text encoder's transformers config (a character-level vocabulary).</summary>
@@ -79,8 +80,11 @@ public static class BuiltinTiny
         ["prediction_type"] = "epsilon",
     };
 
-    /// <summary>Writes the model, with weights initialised from <paramref name="seed"/>, as a diffusers folder.</summary>
-    public static void Write(string folder, int seed)
+    /// <summary>
+    /// Writes the model as a diffusers folder: weights initialised from <paramref name="seed"/>, and the autoencoder
+    /// trained for <paramref name="autoencoderSteps"/> steps on generated shapes (0 leaves it random).
+    /// </summary>
+    public static AutoencoderTraining? Write(string folder, int seed, int autoencoderSteps = 0, IProgressSink? progress = null, CancellationToken cancellation = default)
     {
         Directory.CreateDirectory(folder);
         torch.manual_seed(seed);
@@ -89,8 +93,23 @@ public static class BuiltinTiny
         CharacterVocabulary.WriteTo(Path.Combine(folder, "tokenizer"));
         using (var unet = new UNet2DConditionModel(UNet2DConditionConfig.Parse(UnetConfig, "builtin:tiny unet")))
             unet.Save(Path.Combine(folder, "unet"));
+        AutoencoderTraining? training = null;
         using (var vae = new AutoencoderKL(AutoencoderKLConfig.Parse(VaeConfig, "builtin:tiny vae")))
-            vae.Save(Path.Combine(folder, "vae"));
+        {
+            if (autoencoderSteps > 0)
+            {
+                training = TinyAutoencoderTrainer.Train(vae, autoencoderSteps, batchSize: 16, seed, progress ?? NullProgress.Instance, cancellation);
+                var config = VaeConfig;
+                config["scaling_factor"] = Math.Round(training.ScalingFactor, 5);
+                using var trained = new AutoencoderKL(AutoencoderKLConfig.Parse(config, "builtin:tiny vae"));
+                trained.load_state_dict(vae.state_dict());
+                trained.Save(Path.Combine(folder, "vae"));
+            }
+            else
+            {
+                vae.Save(Path.Combine(folder, "vae"));
+            }
+        }
         Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
         WriteJson(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig);
         WriteJson(Path.Combine(folder, "model_index.json"), new JObject
@@ -106,6 +125,7 @@ public static class BuiltinTiny
             ["unet"] = new JArray("diffusers", "UNet2DConditionModel"),
             ["vae"] = new JArray("diffusers", "AutoencoderKL"),
         });
+        return training;
     }
 
     private static void WriteJson(string path, JObject json) => AtomicFile.WriteAllText(path, json.ToString(Formatting.Indented) + "\n");

@@ -23,7 +23,7 @@ public sealed class ModelStage : IStageRunner
         switch (BaseModelSource.Parse(settings.Base))
         {
             case BaseModelSource.Builtin builtin:
-                return new Dictionary<string, string> { [$"builtin:{builtin.Name}"] = BuiltinModels.Identity(builtin.Name, settings.BuiltinSeed) };
+                return new Dictionary<string, string> { [$"builtin:{builtin.Name}"] = BuiltinModels.Identity(builtin.Name, settings.BuiltinSeed, settings.BuiltinAutoencoderSteps) };
             case BaseModelSource.Local local:
                 var folder = Open(local.Folder);
                 return Prefixed(ModelFiles.Select(folder, variant).ToDictionary(f => f, f => context.Hashes.Hash(Path.Combine(folder.Root, f))));
@@ -44,7 +44,7 @@ public sealed class ModelStage : IStageRunner
         string? variant = Variant(settings.Variant);
         ResolvedModel resolved = BaseModelSource.Parse(settings.Base) switch
         {
-            BaseModelSource.Builtin builtin => BuiltinModels.Create(builtin.Name, settings.BuiltinSeed, workspace),
+            BaseModelSource.Builtin builtin => BuiltinModels.Create(builtin.Name, settings.BuiltinSeed, settings.BuiltinAutoencoderSteps, workspace),
             BaseModelSource.Local local => ResolveLocal(local, variant, settings.Base),
             BaseModelSource.FromHub hub => Download(hub.Model, variant, settings.Base, workspace),
             _ => throw new InvalidOperationException("unknown model source"),

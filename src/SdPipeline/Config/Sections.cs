@@ -31,6 +31,9 @@ public sealed class ModelSection
     [ConfigKey("Seed of builtin:tiny's initial weights.")]
     public int BuiltinSeed { get; init; }
 
+    [ConfigKey("Steps training builtin:tiny's autoencoder on generated shapes (batches of 16); 0 leaves it random.")]
+    public int BuiltinAutoencoderSteps { get; init; } = 400;
+
     [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.")]
     public int ClipSkip { get; init; }
 }
@@ -218,6 +221,40 @@ public sealed class TrainSection
     public bool TrainTextEncoder { get; init; }
 }
 
+/// <summary>Text-to-image from the base and the fine-tuned model (the `sample` stage).</summary>
+public sealed class SampleSection
+{
+    [ConfigKey("Prompts to sample.")]
+    public string[] Prompts { get; init; } = [];
+
+    [ConfigKey("Also sample the captions of the first N held-out images (prompts the model never trained on).")]
+    public int HeldoutPrompts { get; init; }
+
+    [ConfigKey("Negative prompt (the unconditional side of classifier-free guidance).")]
+    public string NegativePrompt { get; init; } = "";
+
+    [ConfigKey("Classifier-free guidance scale; 1 or less disables guidance.")]
+    public double GuidanceScale { get; init; } = 7.5;
+
+    [ConfigKey("Sampler steps.")]
+    public int Steps { get; init; } = 30;
+
+    [ConfigKey("Sampler: ddpm, ddim, pndm, euler, euler_ancestral or dpmsolver++; empty uses the model's scheduler.", AllowedValues = ["", "ddpm", "ddim", "pndm", "euler", "euler_ancestral", "dpmsolver++"])]
+    public string Sampler { get; init; } = "";
+
+    [ConfigKey("Image width in pixels; 0 uses latents.resolution.")]
+    public int Width { get; init; }
+
+    [ConfigKey("Image height in pixels; 0 uses latents.resolution.")]
+    public int Height { get; init; }
+
+    [ConfigKey("Seeds: each prompt is sampled once per seed, from the same noise for the base and the fine-tuned model.")]
+    public long[] Seeds { get; init; } = [0, 1, 2, 3];
+
+    [ConfigKey("Images generated per batch (memory, not results).")]
+    public int BatchSize { get; init; } = 4;
+}
+
 /// <summary>Every section of a run profile.</summary>
 public sealed class RunConfig
 {
@@ -235,4 +272,7 @@ public sealed class RunConfig
 
     [JsonProperty("train")]
     public TrainSection Train { get; init; } = new();
+
+    [JsonProperty("sample")]
+    public SampleSection Sample { get; init; } = new();
 }

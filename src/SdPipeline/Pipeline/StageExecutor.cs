@@ -30,6 +30,7 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
         }
 
         string shortFp = ArtifactStore.Short(plan.Fingerprint!);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var outcome = store.Build(plan.Inputs!, config.Json, (folder, resuming) =>
         {
             log(resuming
@@ -38,6 +39,7 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
             var workspace = new StageWorkspace(stage, plan.Fingerprint!, folder, resuming, upstream, config, store, log, progress, cancellation);
             return runner.Run(workspace);
         }, force, log, cancellation);
+        new RunLog(store).Append(new RunLogEntry(DateTime.UtcNow, stageName, outcome.Manifest.Fingerprint, outcome.CacheHit, Math.Round(clock.Elapsed.TotalSeconds, 3)));
         return outcome;
     }
 }

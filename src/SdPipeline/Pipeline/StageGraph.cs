@@ -1,6 +1,7 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
 using SdPipeline.Latents;
+using SdPipeline.Sampling;
 using SdPipeline.Training;
 
 namespace SdPipeline.Pipeline;
@@ -72,9 +73,12 @@ public sealed class StageGraph
         },
         new StageDefinition("train", "Train", 1, TrainStage.ConfigKeys, ["model", "latents"],
             "Fine-tune the UNet on the latent cache"),
-        new StageDefinition("sample", "Sample", 1, [], ["model", "train"],
+        new StageDefinition("sample", "Sample", 1, SampleStage.ConfigKeys, ["model", "download", "train"],
             "Generate images from the base and the fine-tuned weights"),
         new StageDefinition("report", "Report", 1, [], ["download", "train", "sample"],
-            "Write report.html, report.md and summary.json"),
+            "Write report.html, report.md and summary.json")
+        {
+            ExternalInputs = Reporting.ReportStage.ExternalInputs,
+        },
     ]);
 }

@@ -1,6 +1,7 @@
 using SdPipeline.BaseModel;
 using SdPipeline.Data;
 using SdPipeline.Latents;
+using SdPipeline.Sampling;
 using SdPipeline.Training;
 
 namespace SdPipeline.Pipeline;
@@ -14,6 +15,8 @@ public static class StageRunners
         ["download"] = () => new DownloadStage(),
         ["latents"] = () => new LatentsStage(),
         ["train"] = () => new TrainStage(),
+        ["sample"] = () => new SampleStage(),
+        ["report"] = () => new Reporting.ReportStage(StageGraph.Default),
     };
 
     /// <summary>The runner for <paramref name="stage"/>.</summary>

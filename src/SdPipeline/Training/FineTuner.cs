@@ -209,7 +209,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
             ["heldout_loss_shuffled"] = result.ShuffledLoss,
             ["heldout_items"] = evaluator.Count,
         });
-        log($"train: step {step}: held-out loss {result.Loss:0.0000}, with shuffled captions {result.ShuffledLoss:0.0000} (gap {result.ShuffledLoss - result.Loss:+0.0000;-0.0000})");
+        log($"train: step {step}: held-out loss {result.Loss:0.0000}, with shuffled captions {result.ShuffledLoss:0.0000} (gap {result.ShuffledLoss - result.Loss:+0.0000;-0.0000;0.0000})");
         return result;
     }
 }

@@ -63,7 +63,7 @@ public sealed class TrainStage : IStageRunner
 
             Export(workspace.Directory, modelFolder, models);
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
-                (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000})" : "") +
+                (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
             return new JObject
             {

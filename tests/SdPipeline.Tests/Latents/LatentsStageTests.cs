@@ -27,7 +27,7 @@ public sealed class LatentsStageTests
         // Given a small image folder encoded by the latents stage
         using var harness = new PipelineHarness();
         string modelBase = model == "builtin" ? "builtin:tiny" : Path.Combine(RepoPaths.Fixtures, "tiny-sd");
-        string[] sets = [.. harness.ImageFolder(Images()), $"model.base={modelBase}", "latents.resolution=64", "latents.center_crop=true",
+        string[] sets = [.. harness.ImageFolder(Images()), $"model.base={modelBase}", "model.builtin_autoencoder_steps=0", "latents.resolution=64", "latents.center_crop=true",
             "latents.random_flip=true", "latents.posterior_dtype=float32", "download.heldout_fraction=0"];
         var outcome = harness.RunChain(Chain, sets);
 
@@ -65,7 +65,7 @@ public sealed class LatentsStageTests
 
         Assert.That(harness.Plan("latents", [.. sets, "latents.resolution=128"]).Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(harness.Plan("latents", [.. sets, "download.retries=9"]).Status, Is.EqualTo(StageStatus.Cached));
-        Assert.That(harness.Plan("latents", [.. sets, "model.base=builtin:tiny"]).Status, Is.EqualTo(StageStatus.Stale));
+        Assert.That(harness.Plan("latents", [.. sets, "model.base=builtin:tiny", "model.builtin_autoencoder_steps=0"]).Status, Is.EqualTo(StageStatus.Stale));
 
         Perturb(Path.Combine(model, "unet", "diffusion_pytorch_model.safetensors"));
         Assert.That(harness.Plan("model", sets).Status, Is.EqualTo(StageStatus.Stale), "a new UNet is a new model");
@@ -85,7 +85,7 @@ public sealed class LatentsStageTests
         Directory.CreateDirectory(temp.File("configs"));
         File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
         File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
-        string[] sets = ["--set", "download.count=64", "--set", "latents.shard_size=8", "--set", "latents.batch_size=8"];
+        string[] sets = ["--set", "download.count=64", "--set", "model.builtin_autoencoder_steps=0", "--set", "latents.shard_size=8", "--set", "latents.batch_size=8"];
         Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", "model", .. sets]).ExitCode, Is.EqualTo(0));
         Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", "download", .. sets]).ExitCode, Is.EqualTo(0));
 

@@ -15,7 +15,7 @@ public sealed class TrainStageTests
 {
     private static readonly string[] Small =
     [
-        $"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", "model.base=builtin:tiny", "download.count=24", "latents.resolution=64", "latents.center_crop=true", "latents.random_flip=true",
+        $"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", "model.base=builtin:tiny", "model.builtin_autoencoder_steps=0", "download.count=24", "latents.resolution=64", "latents.center_crop=true", "latents.random_flip=true",
         "train.train_batch_size=4", "train.max_train_steps=6", "train.lr_warmup_steps=0", "train.learning_rate=1e-3",
         "train.validation_steps=3", "train.checkpointing_steps=2", "train.heldout_max_items=8",
     ];
@@ -95,7 +95,7 @@ public sealed class TrainStageTests
         Directory.CreateDirectory(temp.File("configs"));
         File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
         File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
-        string[] sets = ["--set", "download.count=8", "--set", "runtime.memory_limit_gb=0.05", "--set", "train.train_batch_size=64"];
+        string[] sets = ["--set", "download.count=8", "--set", "model.builtin_autoencoder_steps=0", "--set", "runtime.memory_limit_gb=0.05", "--set", "train.train_batch_size=64"];
         foreach (string stage in new[] { "model", "download", "latents" })
             Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", stage, .. sets]).ExitCode, Is.EqualTo(0), stage);
 

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+using SdPipeline.Data;
+using SdPipeline.Pipeline;
+using SdPipeline.Sampling;
+using SdPipeline.Training;
+using TorchSharp;
+
+namespace SdPipeline.Reporting;
+
+/// <summary>
+/// The <c>report</c> stage: gathers the chain's artifacts into <c>report.html</c> (self-contained),
+/// <c>report.md</c> (for the GitHub job summary) and <c>summary.json</c>, and lays out <c>deliverables/</c> —
+/// the report, the samples and the fine-tuned model in one folder for <c>actions/upload-artifact</c>.
+/// </summary>
+public sealed class ReportStage(StageGraph graph) : IStageRunner
+{
+    /// <summary>The folder of everything worth uploading, inside the report artifact.</summary>
+    public const string DeliverablesFolder = "deliverables";
+
+    /// <summary>
+    /// The report shows the effective config as a diff against the defaults, so every key is an input (as the
+    /// hash of the whole effective config: a report is cheap, and listing them all here would be noise).
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) => new Dictionary<string, string>
+    {
+        ["effective_config"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes(CanonicalJson.Serialize(context.Config.Json)))),
+    };
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var config = workspace.Config;
+        var registry = DatasetRegistry.Load(config.Typed.Download.Registry);
+        var dataset = registry.Get(config.Typed.Download.Dataset);
+        var trainManifest = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName));
+
+        var samples = Samples(workspace.Upstream["sample"]);
+        var input = new ReportInput(new RunOverview(
+            config.Typed.Model.Base,
+            dataset.Name,
+            trainManifest?.Summary.Value<string>("device") ?? config.Typed.Runtime.Device,
+            ArtifactStore.ToolVersion,
+            typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown",
+            torch.__version__,
+            GitCommit(),
+            DateTimeOffset.UtcNow))
+        {
+            Stages = Stages(workspace),
+            ConfigDifferences = ConfigDifference.From(config),
+            Metrics = File.Exists(Path.Combine(workspace.Upstream["train"], FineTuner.MetricsFile))
+                ? MetricsLog.Read(Path.Combine(workspace.Upstream["train"], FineTuner.MetricsFile))
+                : MetricsLog.Empty,
+            Samples = samples,
+            Warnings = Warnings(workspace),
+            Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
+        };
+        var facts = ReportWriter.Write(input, workspace.Directory);
+        Deliverables(workspace);
+
+        var summary = JObject.Parse(File.ReadAllText(Path.Combine(workspace.Directory, ReportWriter.SummaryFileName)));
+        workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the model");
+        if (input.Adherence is { } adherence)
+            workspace.Log($"report: colour adherence base {adherence.Base.ColorRate:P0}, fine-tuned {adherence.FineTuned.ColorRate:P0}");
+        return summary;
+    }
+
+    /// <summary>Every stage of the chain for this config, with its fingerprint, build time and whether this run found it cached.</summary>
+    private IReadOnlyList<StageRun> Stages(StageWorkspace workspace)
+    {
+        var runLog = new RunLog(workspace.Store);
+        var plans = new Planner(graph, workspace.Store, new FileHashCache(null)).Plan(workspace.Config);
+        var rows = new List<StageRun>();
+        foreach (var plan in plans.Where(p => p.Stage.Name != workspace.Stage.Name && p.Status == StageStatus.Cached))
+        {
+            var manifest = Manifest.TryRead(Path.Combine(plan.ArtifactDirectory!, Manifest.FileName))!;
+            var logged = runLog.Latest(plan.Stage.Name, manifest.Fingerprint);
+            rows.Add(new StageRun(plan.Stage.Name, manifest.Fingerprint, logged?.CacheHit ?? false, manifest.DurationSeconds));
+        }
+        return rows;
+    }
+
+    private static IReadOnlyList<SampleSet> Samples(string folder)
+    {
+        var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(folder, SampleStage.SamplesFile))) ?? [];
+        return records.GroupBy(r => r.Prompt).Select(g => new SampleSet(g.Key,
+            g.Select(r => SampleImage.FromFile(r.Seed, Path.Combine(folder, r.Base))).ToList(),
+            g.Select(r => SampleImage.FromFile(r.Seed, Path.Combine(folder, r.FineTuned))).ToList())).ToList();
+    }
+
+    private static List<string> Warnings(StageWorkspace workspace)
+    {
+        var warnings = new List<string>();
+        string skipped = Path.Combine(workspace.Upstream["download"], DatasetWriter.SkippedFile);
+        if (File.Exists(skipped))
+        {
+            var reasons = File.ReadLines(skipped).Select(l => JsonConvert.DeserializeObject<SkippedItem>(l)).Where(s => s is not null)
+                .GroupBy(s => s!.Reason.Split(':')[0]).Select(g => $"{g.Count()} {g.Key}").ToList();
+            if (reasons.Count > 0) warnings.Add($"download skipped {string.Join(", ", reasons)} (see skipped.jsonl)");
+        }
+        return warnings;
+    }
+
+    private void Deliverables(StageWorkspace workspace)
+    {
+        string folder = Path.Combine(workspace.Directory, DeliverablesFolder);
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        Directory.CreateDirectory(folder);
+        foreach (string file in new[] { ReportWriter.HtmlFileName, ReportWriter.MarkdownFileName, ReportWriter.SummaryFileName })
+            File.Copy(Path.Combine(workspace.Directory, file), Path.Combine(folder, file));
+        // Links, not copies: the samples and the model already live in their own artifacts (upload-artifact follows links).
+        Directory.CreateSymbolicLink(Path.Combine(folder, "samples"), Path.GetFullPath(workspace.Upstream["sample"]));
+        Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+    }
+
+    private static string? GitCommit()
+    {
+        if (Environment.GetEnvironmentVariable("GITHUB_SHA") is { Length: > 0 } sha) return sha;
+        try
+        {
+            using var git = Process.Start(new ProcessStartInfo("git", "rev-parse HEAD") { RedirectStandardOutput = true, RedirectStandardError = true });
+            if (git is null) return null;
+            string output = git.StandardOutput.ReadToEnd().Trim();
+            git.WaitForExit(5000);
+            return git.ExitCode == 0 && output.Length == 40 ? output : null;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using System.Globalization;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.BaseModel;
+using SdPipeline.Config;
+using SdPipeline.Images;
+using SdPipeline.Pipeline;
+using SdPipeline.Reporting;
+using SdPipeline.Runtime;
+using SdPipeline.Schedulers;
+using SdPipeline.Training;
+using SdPipeline.Weights;
+
+namespace SdPipeline.Sampling;
+
+/// <summary>
+/// The <c>sample</c> stage: each prompt at each seed from the base model and from the fine-tuned one, from the
+/// same initial noise, side by side. Every PNG carries its generation parameters in text chunks; one grid per
+/// prompt shows base (top row) against fine-tuned (bottom row); all-black or constant images are flagged.
+/// </summary>
+public sealed class SampleStage : IStageRunner
+{
+    /// <summary>The list of samples inside the artifact.</summary>
+    public const string SamplesFile = "samples.json";
+
+    /// <summary>Keys that change the samples.</summary>
+    public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "latents.resolution"];
+
+    /// <inheritdoc />
+    public JObject Run(StageWorkspace workspace)
+    {
+        var settings = workspace.Config.Typed.Sample;
+        var runtime = workspace.Config.Typed.Runtime;
+        var prompts = Prompts(workspace, settings);
+        if (prompts.Count == 0)
+            throw new ConfigException("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+        int width = settings.Width > 0 ? settings.Width : workspace.Config.Typed.Latents.Resolution;
+        int height = settings.Height > 0 ? settings.Height : workspace.Config.Typed.Latents.Resolution;
+
+        var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        var tunedFolder = DiffusersFolder.Open(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder));
+        string sampler = settings.Sampler.Length > 0 ? settings.Sampler
+            : SchedulerFactory.ShippedName(SchedulerConfig.Load(Path.Combine(baseFolder.Component("scheduler"), "scheduler_config.json")));
+
+        var jobs = prompts.SelectMany(p => settings.Seeds.Select(seed => (p.Prompt, p.Heldout, Seed: seed))).ToList();
+        var images = new Dictionary<string, List<byte[]>>();
+        using var bar = workspace.Progress.Start("sample images", jobs.Count * 2);
+        foreach (var (variant, folder, fingerprint) in new[]
+        {
+            ("base", baseFolder, ArtifactStore.Short(Path.GetFileName(workspace.Upstream["model"]))),
+            ("fine_tuned", tunedFolder, ArtifactStore.Short(Path.GetFileName(workspace.Upstream["train"]))),
+        })
+        {
+            using var pipeline = StableDiffusionPipeline.FromFolder(folder, device);
+            var encoded = new List<byte[]>();
+            foreach (var chunk in jobs.Chunk(Math.Max(1, settings.BatchSize)))
+            {
+                workspace.Cancellation.ThrowIfCancellationRequested();
+                var request = new TextToImageRequest(chunk.Select(j => j.Prompt).ToList(), chunk.Select(j => j.Seed).ToList(), settings.NegativePrompt,
+                    settings.GuidanceScale, settings.Steps, sampler, width, height, workspace.Config.Typed.Model.ClipSkip);
+                var result = pipeline.Generate(request);
+                for (int i = 0; i < chunk.Length; i++)
+                    encoded.Add(ImageCodec.EncodePng(result.Images[i], Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint)));
+                bar.Advance(chunk.Length);
+            }
+            images[variant] = encoded;
+        }
+
+        var records = new List<SampleRecord>();
+        Directory.CreateDirectory(Path.Combine(workspace.Directory, "base"));
+        Directory.CreateDirectory(Path.Combine(workspace.Directory, "fine_tuned"));
+        Directory.CreateDirectory(Path.Combine(workspace.Directory, "grids"));
+        for (int i = 0; i < jobs.Count; i++)
+        {
+            int promptIndex = i / settings.Seeds.Length;
+            string name = $"{promptIndex:D3}-seed{jobs[i].Seed}.png";
+            File.WriteAllBytes(Path.Combine(workspace.Directory, "base", name), images["base"][i]);
+            File.WriteAllBytes(Path.Combine(workspace.Directory, "fine_tuned", name), images["fine_tuned"][i]);
+            records.Add(new SampleRecord(jobs[i].Prompt, jobs[i].Seed, jobs[i].Heldout, $"base/{name}", $"fine_tuned/{name}",
+                ImageFlags.Check(images["base"][i]), ImageFlags.Check(images["fine_tuned"][i])));
+        }
+        for (int p = 0; p < prompts.Count; p++)
+        {
+            int n = settings.Seeds.Length;
+            var row = images["base"].Skip(p * n).Take(n).Concat(images["fine_tuned"].Skip(p * n).Take(n)).ToList();
+            File.WriteAllBytes(Path.Combine(workspace.Directory, "grids", $"{p:D3}.png"), ImageGrid.ComposePng(row, n, padding: 2));
+        }
+        AtomicFile.WriteAllText(Path.Combine(workspace.Directory, SamplesFile), JsonConvert.SerializeObject(records, Formatting.Indented));
+
+        int flagged = records.Count(r => r.FineTunedFlag is not null || r.BaseFlag is not null);
+        foreach (var record in records.Where(r => r.FineTunedFlag is not null))
+            workspace.Log($"sample: warning: fine-tuned image for \"{record.Prompt}\" seed {record.Seed} is {record.FineTunedFlag}");
+        workspace.Log($"sample: {records.Count} prompt×seed pairs from both models ({sampler}, {settings.Steps} steps, {width}x{height}); {flagged} flagged");
+        return new JObject { ["samples"] = records.Count, ["prompts"] = prompts.Count, ["sampler"] = sampler, ["flagged"] = flagged };
+    }
+
+    /// <summary>The configured prompts, then the captions of the first held-out images.</summary>
+    private static List<(string Prompt, bool Heldout)> Prompts(StageWorkspace workspace, SampleSection settings)
+    {
+        var prompts = settings.Prompts.Select(p => (p, false)).ToList();
+        if (settings.HeldoutPrompts > 0)
+            prompts.AddRange(Data.DatasetReader.Items(workspace.Upstream["download"])
+                .Where(i => i.Split == Data.DatasetItem.HeldoutSplit)
+                .Select(i => i.Caption).Distinct().Take(settings.HeldoutPrompts)
+                .Select(caption => (caption, true)));
+        return prompts;
+    }
+
+    private static Dictionary<string, string> Parameters(string prompt, long seed, SampleSection settings, string sampler, int width, int height, string model, string fingerprint) => new()
+    {
+        ["prompt"] = Latin1(prompt),
+        ["negative_prompt"] = Latin1(settings.NegativePrompt),
+        ["sampler"] = sampler,
+        ["steps"] = settings.Steps.ToString(CultureInfo.InvariantCulture),
+        ["guidance_scale"] = settings.GuidanceScale.ToString("R", CultureInfo.InvariantCulture),
+        ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
+        ["size"] = $"{width}x{height}",
+        ["model"] = model,
+        ["model_fingerprint"] = fingerprint,
+        ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
+    };
+
+    // tEXt chunks are Latin-1; other characters become '?', the prompt's full text stays in samples.json.
+    private static string Latin1(string text) => new(text.Select(c => c <= 0xFF ? c : '?').ToArray());
+}
