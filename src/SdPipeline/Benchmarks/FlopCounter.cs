@@ -46,7 +46,11 @@ public sealed class FlopCounter : IDisposable
     public FlopCount Total => FlopCount.Of(_records);
 
     /// <summary>Forgets the calls counted so far.</summary>
-    public void Reset() => _records.Clear();
+    public void Reset()
+    {
+        _records.Clear();
+        _silenced = 0; // in case a forward threw inside an attention
+    }
 
     /// <summary>Hooks every convolution, linear layer and attention of <paramref name="model"/> until the counter is disposed.</summary>
     /// <param name="model">The model.</param>

@@ -28,7 +28,7 @@ public sealed record MatmulCeiling(int Size, IReadOnlyList<double> Seconds)
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, "the matrix size must be positive");
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
-        var generator = new Generator(0, device);
+        using var generator = new Generator(0, device);
         var a = torch.randn(size, size, generator: generator, device: device);
         var b = torch.randn(size, size, generator: generator, device: device);
         var seconds = new List<double>(repeats);

@@ -41,7 +41,7 @@ public static class UnetBenchmark
         foreach (int size in options.Sizes)
         {
             using var scope = torch.NewDisposeScope();
-            var generator = new Generator((ulong)options.Seed, device);
+            using var generator = new Generator((ulong)options.Seed, device);
             var sample = torch.randn([options.Batch, config.InChannels, size, size], generator: generator, device: device);
             var timestep = torch.full([options.Batch], Timestep, ScalarType.Int64, device);
             var text = torch.randn([options.Batch, TextTokens, config.CrossAttentionDim], generator: generator, device: device);

@@ -39,7 +39,7 @@ public static class VaeBenchmark
             {
                 using var scope = torch.NewDisposeScope();
                 int pixels = size * scale;
-                var generator = new Generator((ulong)options.Seed, device);
+                using var generator = new Generator((ulong)options.Seed, device);
                 var image = torch.rand([options.Batch, config.InChannels, pixels, pixels], generator: generator, device: device) * 2 - 1;
                 var latents = torch.randn([options.Batch, config.LatentChannels, size, size], generator: generator, device: device);
 
