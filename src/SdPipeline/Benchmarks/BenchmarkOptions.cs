@@ -1,0 +1,39 @@
+namespace SdPipeline.Benchmarks;
+
+/// <summary>What a model benchmark runs.</summary>
+public sealed record BenchmarkOptions
+{
+    /// <summary>Latent sizes (square; pixels are 8× for Stable Diffusion).</summary>
+    public IReadOnlyList<int> Sizes { get; init; } = [32, 64];
+
+    /// <summary>Samples per run.</summary>
+    public int Batch { get; init; } = 1;
+
+    /// <summary>Untimed runs before the timed ones, per case.</summary>
+    public int Warmup { get; init; } = 1;
+
+    /// <summary>Timed runs per case; the median is reported.</summary>
+    public int Repeats { get; init; } = 3;
+
+    /// <summary>Seed of the random weights and inputs.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>n of the n³ fp32 matmul that measures the machine's ceiling.</summary>
+    public int MatmulSize { get; init; } = 4096;
+
+    /// <summary>A diffusers <c>config.json</c> to benchmark instead of the built-in SD 1.5 architecture; null for SD 1.5.</summary>
+    public string? ConfigFile { get; init; }
+
+    /// <summary>Checks the values, naming the first bad one.</summary>
+    /// <exception cref="ArgumentException">A value out of range.</exception>
+    public void Validate()
+    {
+        if (Sizes.Count == 0) throw new ArgumentException("at least one size is needed (e.g. 32,64)");
+        foreach (int size in Sizes)
+            if (size < 1) throw new ArgumentException($"size {size} must be a positive number of latent pixels");
+        if (Batch < 1) throw new ArgumentException($"batch {Batch} must be at least 1");
+        if (Warmup < 0) throw new ArgumentException($"warm-up {Warmup} cannot be negative");
+        if (Repeats < 1) throw new ArgumentException($"repeats {Repeats} must be at least 1");
+        if (MatmulSize < 1) throw new ArgumentException($"matmul size {MatmulSize} must be positive");
+    }
+}

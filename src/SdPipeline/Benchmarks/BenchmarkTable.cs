@@ -1,0 +1,43 @@
+using System.Globalization;
+using System.Text;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>A benchmark report as a plain-text table, for terminals and CI logs alike.</summary>
+public static class BenchmarkTable
+{
+    private static readonly string[] Headers =
+        ["model", "case", "latent", "pixels", "batch", "median s", "min s", "GFLOP", "GFLOP/s", "of matmul", "peak RSS", "items/s"];
+
+    /// <summary>The matmul ceiling line, then one line per row.</summary>
+    public static string Format(BenchmarkReport report)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var text = new StringBuilder();
+        text.AppendLine(string.Create(c,
+            $"fp32 matmul {report.MatmulBefore.Size}³ ceiling: {report.MatmulGflops:0.0} GFLOP/s " +
+            $"(median {report.MatmulBefore.MedianSeconds:0.000} s before, {report.MatmulAfter.MedianSeconds:0.000} s after the model cases); " +
+            $"{report.Machine.Threads} threads on {report.Machine.CpuModel}"));
+        var lines = report.Rows.Select(row => new[]
+        {
+            row.Model,
+            row.Case + (row.Derived ? "*" : ""),
+            $"{row.LatentSize}x{row.LatentSize}",
+            row.ImageSize.ToString(c),
+            row.Batch.ToString(c),
+            row.MedianSeconds.ToString("0.000", c),
+            row.MinSeconds.ToString("0.000", c),
+            row.Gflop.ToString("0.0", c),
+            row.Gflops.ToString("0.0", c),
+            row.RatioToMatmul.ToString("0%", c),
+            (row.PeakRssBytes / (double)(1L << 30)).ToString("0.00", c) + " GiB",
+            row.ItemsPerSecond.ToString("0.000", c),
+        }).ToList();
+        int[] widths = Headers.Select((h, i) => lines.Select(l => l[i].Length).Append(h.Length).Max()).ToArray();
+        string Line(string[] cells) => string.Join("  ", cells.Select((cell, i) => i < 2 ? cell.PadRight(widths[i]) : cell.PadLeft(widths[i]))).TrimEnd();
+        text.AppendLine(Line(Headers));
+        foreach (var line in lines) text.AppendLine(Line(line));
+        if (report.Rows.Any(r => r.Derived)) text.AppendLine("* computed from the rows above it (times and FLOPs added), not timed itself");
+        return text.ToString();
+    }
+}

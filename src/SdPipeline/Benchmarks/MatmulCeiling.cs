@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>
+/// The machine's practical compute ceiling: the rate of a large fp32 matmul, the best-tuned kernel libtorch has.
+/// Measured in the same process as the benchmark it is compared with, because the machine is shared and its speed
+/// drifts: ratios within one run are meaningful, absolute times across runs much less so.
+/// </summary>
+/// <param name="Size">n of the n×n by n×n product.</param>
+/// <param name="Seconds">Seconds of each timed product.</param>
+public sealed record MatmulCeiling(int Size, IReadOnlyList<double> Seconds)
+{
+    /// <summary>FLOPs of one product: 2·n³.</summary>
+    public double Flop => 2.0 * Size * Size * Size;
+
+    /// <summary>Median seconds of one product.</summary>
+    public double MedianSeconds => Statistics.Median(Seconds);
+
+    /// <summary>GFLOP/s at the median.</summary>
+    public double Gflops => Flop / MedianSeconds / 1e9;
+
+    /// <summary>Times <paramref name="repeats"/> products of two random fp32 <paramref name="size"/>² matrices after <paramref name="warmup"/> untimed ones.</summary>
+    public static MatmulCeiling Measure(Device device, int size = 4096, int repeats = 5, int warmup = 1)
+    {
+        if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, "the matrix size must be positive");
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        using var generator = new Generator(0, device);
+        var a = torch.randn(size, size, generator: generator, device: device);
+        var b = torch.randn(size, size, generator: generator, device: device);
+        var seconds = new List<double>(repeats);
+        for (int i = 0; i < warmup + repeats; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            using (var product = a.matmul(b))
+                if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
+            if (i >= warmup) seconds.Add(clock.Elapsed.TotalSeconds);
+        }
+        return new MatmulCeiling(size, seconds);
+    }
+}

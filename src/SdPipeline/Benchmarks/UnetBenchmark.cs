@@ -1,0 +1,88 @@
+using SdPipeline.Models.Unet;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>
+/// <c>sdpipe bench unet</c>: forward (no_grad) and forward+backward (MSE against zeros, gradients dropped between runs)
+/// of a UNet with random weights, per latent size, against the fp32 matmul ceiling measured in the same run.
+/// </summary>
+public static class UnetBenchmark
+{
+    /// <summary>Text-embedding tokens per sample: CLIP's context length in Stable Diffusion.</summary>
+    public const int TextTokens = 77;
+
+    /// <summary>The timestep fed to every run (its value does not change the cost).</summary>
+    public const long Timestep = 500;
+
+    /// <summary>Runs the benchmark.</summary>
+    /// <param name="options">Sizes, batch, repeats, seed, config.</param>
+    /// <param name="device">Where to run (after <see cref="Runtime.TorchRuntime.Initialise"/> has set the threads).</param>
+    /// <param name="log">Progress lines; null for silence.</param>
+    /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    {
+        options.Validate();
+        var config = options.ConfigFile is null ? Sd15Configs.Unet : UNet2DConditionConfig.Load(options.ConfigFile);
+        var machine = MachineInfo.Capture(device);
+
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
+        var before = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+
+        log?.Invoke("building the UNet with random weights ...");
+        torch.manual_seed(options.Seed);
+        using var unet = new UNet2DConditionModel(config, device);
+        long parameters = unet.parameters().Sum(p => p.numel());
+
+        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log);
+        var measured = new List<(int Size, string Case, Timing Timing, FlopCount Flops, bool Backward)>();
+        foreach (int size in options.Sizes)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var generator = new Generator((ulong)options.Seed, device);
+            var sample = torch.randn([options.Batch, config.InChannels, size, size], generator: generator, device: device);
+            var timestep = torch.full([options.Batch], Timestep, ScalarType.Int64, device);
+            var text = torch.randn([options.Batch, TextTokens, config.CrossAttentionDim], generator: generator, device: device);
+
+            // Counted with autograd on, so that the count knows which layers' inputs need a gradient.
+            FlopCount flops;
+            using (torch.NewDisposeScope())
+                flops = FlopCounter.Count(unet, () => unet.call(sample, timestep, text), shapesOnly: true);
+            log?.Invoke($"unet {size}x{size}: {flops.Forward / 1e9:0.0} GFLOP forward, {flops.ForwardBackward / 1e9:0.0} GFLOP forward+backward");
+
+            var forward = harness.Measure($"unet {size}x{size} forward", () =>
+            {
+                using var _ = torch.no_grad();
+                unet.call(sample, timestep, text);
+            });
+            measured.Add((size, "forward", forward, flops, false));
+
+            // set_to_none (PyTorch's default too): each backward allocates its gradients, as a training step does.
+            var forwardBackward = harness.Measure($"unet {size}x{size} forward+backward", () =>
+            {
+                var output = unet.call(sample, timestep, text);
+                nn.functional.mse_loss(output, torch.zeros_like(output)).backward();
+            }, beforeEach: () => unet.zero_grad());
+            unet.zero_grad();
+            measured.Add((size, "forward_backward", forwardBackward, flops, true));
+        }
+
+        var after = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
+        double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
+        return new BenchmarkReport
+        {
+            Benchmark = "unet",
+            CreatedUtc = DateTime.UtcNow,
+            Machine = machine,
+            ModelConfig = options.ConfigFile ?? "sd15",
+            Parameters = parameters,
+            Seed = options.Seed,
+            MatmulBefore = before,
+            MatmulAfter = after,
+            Rows = measured.Select(m => BenchmarkRow.Measured("unet", m.Case, m.Size, m.Size * 8, options.Batch, harness, m.Timing, m.Flops, ceiling, m.Backward)).ToList(),
+        };
+    }
+}

@@ -1,0 +1,86 @@
+using SdPipeline.Models.Vae;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>
+/// <c>sdpipe bench vae</c>: encode (image → posterior mode) and decode (latents → image) of a VAE with random weights,
+/// no_grad, per latent size, against the fp32 matmul ceiling measured in the same run; plus encode+decode images/s.
+/// </summary>
+public static class VaeBenchmark
+{
+    /// <summary>Runs the benchmark; sizes are latent sizes (images are <c>2^(blocks−1)</c>× larger: 8× for SD).</summary>
+    /// <param name="options">Sizes, batch, repeats, seed, config.</param>
+    /// <param name="device">Where to run (after the threads have been set).</param>
+    /// <param name="log">Progress lines; null for silence.</param>
+    /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    {
+        options.Validate();
+        var config = options.ConfigFile is null ? Sd15Configs.Vae : AutoencoderKLConfig.Load(options.ConfigFile);
+        int scale = 1 << (config.BlockOutChannels.Count - 1);
+        var machine = MachineInfo.Capture(device);
+
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
+        var before = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+
+        log?.Invoke("building the VAE with random weights ...");
+        torch.manual_seed(options.Seed);
+        using var vae = new AutoencoderKL(config, device);
+        long parameters = vae.parameters().Sum(p => p.numel());
+
+        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log);
+        var measured = new List<(int Size, string Case, Timing Timing, FlopCount Flops)>();
+        using (torch.no_grad())
+        {
+            foreach (int size in options.Sizes)
+            {
+                using var scope = torch.NewDisposeScope();
+                int pixels = size * scale;
+                using var generator = new Generator((ulong)options.Seed, device);
+                var image = torch.rand([options.Batch, config.InChannels, pixels, pixels], generator: generator, device: device) * 2 - 1;
+                var latents = torch.randn([options.Batch, config.LatentChannels, size, size], generator: generator, device: device);
+
+                void Encode() => vae.Encode(image).Mode();
+                void Decode() => vae.Decode(latents);
+                FlopCount encodeFlops, decodeFlops;
+                using (torch.NewDisposeScope())
+                {
+                    encodeFlops = FlopCounter.Count(vae, Encode, shapesOnly: true);
+                    decodeFlops = FlopCounter.Count(vae, Decode, shapesOnly: true);
+                }
+                log?.Invoke($"vae {pixels}px: encode {encodeFlops.Forward / 1e9:0.0} GFLOP, decode {decodeFlops.Forward / 1e9:0.0} GFLOP");
+
+                measured.Add((size, "encode", harness.Measure($"vae {pixels}px encode", Encode), encodeFlops));
+                measured.Add((size, "decode", harness.Measure($"vae {pixels}px decode", Decode), decodeFlops));
+            }
+        }
+
+        var after = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
+        double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
+        var rows = new List<BenchmarkRow>();
+        for (int i = 0; i < measured.Count; i += 2)
+        {
+            var (size, _, encodeTiming, encodeFlops) = measured[i];
+            var (_, _, decodeTiming, decodeFlops) = measured[i + 1];
+            var encode = BenchmarkRow.Measured("vae", "encode", size, size * scale, options.Batch, harness, encodeTiming, encodeFlops, ceiling);
+            var decode = BenchmarkRow.Measured("vae", "decode", size, size * scale, options.Batch, harness, decodeTiming, decodeFlops, ceiling);
+            rows.AddRange([encode, decode, BenchmarkRow.Sum("encode_decode", encode, decode, ceiling)]);
+        }
+        return new BenchmarkReport
+        {
+            Benchmark = "vae",
+            CreatedUtc = DateTime.UtcNow,
+            Machine = machine,
+            ModelConfig = options.ConfigFile ?? "sd15",
+            Parameters = parameters,
+            Seed = options.Seed,
+            MatmulBefore = before,
+            MatmulAfter = after,
+            Rows = rows,
+        };
+    }
+}

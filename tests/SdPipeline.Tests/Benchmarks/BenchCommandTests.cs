@@ -1,0 +1,91 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Benchmarks;
+
+/// <summary><c>sdpipe bench</c> as a user runs it, on the tiny fixture configs so that it takes seconds.</summary>
+public sealed class BenchCommandTests
+{
+    private TempFolder _temp = null!;
+
+    [SetUp]
+    public void SetUp() => _temp = new TempFolder();
+
+    [TearDown]
+    public void TearDown() => _temp.Dispose();
+
+    private static string TinyConfig(string component) => Path.Combine(RepoPaths.Fixtures, "tiny-sd", component, "config.json");
+
+    private ProcessResult Sdpipe(params string[] arguments) => CliRunner.Sdpipe(_temp.Path, null, arguments);
+
+    [Test]
+    public void BenchUnet_Should_WriteForwardAndBackwardRows_To_TheDefaultJson()
+    {
+        // When the tiny UNet is benchmarked at one 8×8 size, one timed run, no warm-up
+        var result = Sdpipe("bench", "unet", "--sizes", "8", "--repeats", "1", "--warmup", "0", "--threads", "1",
+            "--matmul-size", "128", "--config-file", TinyConfig("unet"));
+
+        // Then it succeeds, prints the table, and writes artifacts/bench/unet.json with a forward and a forward+backward row
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        Assert.That(result.Output, Does.Contain("forward_backward").And.Contain("GFLOP/s"));
+        var json = JObject.Parse(File.ReadAllText(_temp.File("artifacts/bench/unet.json")));
+        BenchJson.AssertSchema(json, "unet", rows: 2);
+        Assert.That(json.Value<string>("model_config"), Is.EqualTo(TinyConfig("unet")));
+        Assert.That(json.Value<long>("parameters"), Is.EqualTo(1_427_012L));
+        Assert.That(json["machine"]!.Value<int>("threads"), Is.EqualTo(1));
+        Assert.That(json["matmul_before"]!.Value<int>("size"), Is.EqualTo(128));
+        var rows = json["rows"]!;
+        Assert.That(rows.Select(r => r.Value<string>("case")), Is.EqualTo(new[] { "forward", "forward_backward" }));
+        foreach (var row in rows)
+        {
+            Assert.That(row.Value<int>("latent_size"), Is.EqualTo(8));
+            Assert.That(row.Value<int>("image_size"), Is.EqualTo(64));
+            Assert.That(row["seconds"]!.Count(), Is.EqualTo(1));
+            Assert.That(row.Value<double>("gflops"), Is.EqualTo(row.Value<double>("gflop") / row.Value<double>("median_seconds")).Within(1e-6).Percent);
+            Assert.That(row.Value<long>("peak_rss_bytes"), Is.GreaterThan(0));
+        }
+        // forward+backward costs about 3× the forward (less the layers whose input needs no gradient)
+        double ratio = rows[1]!.Value<double>("gflop") / rows[0]!.Value<double>("gflop");
+        Assert.That(ratio, Is.InRange(2.5, 3.0));
+    }
+
+    [Test]
+    public void BenchVae_Should_WriteEncodeDecodeAndCombinedRows_To_TheGivenFile()
+    {
+        // When the tiny VAE (one downsampling: images are 2× the latents) is benchmarked at latent size 8
+        var result = Sdpipe("bench", "vae", "--sizes", "8", "--repeats", "1", "--warmup", "0", "--matmul-size", "64",
+            "--config-file", TinyConfig("vae"), "--output", "out/vae.json");
+
+        // Then encode, decode and the derived encode+decode rows are written
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        var json = JObject.Parse(File.ReadAllText(_temp.File("out/vae.json")));
+        BenchJson.AssertSchema(json, "vae", rows: 3);
+        var rows = json["rows"]!;
+        Assert.That(rows.Select(r => r.Value<string>("case")), Is.EqualTo(new[] { "encode", "decode", "encode_decode" }));
+        Assert.That(rows.Select(r => r.Value<int>("image_size")), Is.All.EqualTo(16));
+        Assert.That(rows.Select(r => r.Value<bool>("derived")), Is.EqualTo(new[] { false, false, true }));
+        Assert.That(rows[2]!.Value<double>("median_seconds"),
+            Is.EqualTo(rows[0]!.Value<double>("median_seconds") + rows[1]!.Value<double>("median_seconds")).Within(1e-9));
+    }
+
+    [TestCase("--sizes", "32,abc")]
+    [TestCase("--sizes", "0")]
+    [TestCase("--repeats", "0")]
+    [TestCase("--warmup", "-1")]
+    public void Bench_Should_ExitWith2_When_AnOptionIsOutOfRange(string option, string value)
+    {
+        var result = Sdpipe("bench", "unet", option, value);
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("error:"));
+    }
+
+    [Test]
+    public void Bench_Should_ExitWith2_And_NameTheFile_When_TheConfigFileIsMissing()
+    {
+        var result = Sdpipe("bench", "unet", "--config-file", "no/such/config.json", "--matmul-size", "16");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("no/such/config.json"));
+    }
+}
