@@ -1,3 +1,4 @@
+using SdPipeline.Runtime;
 using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;

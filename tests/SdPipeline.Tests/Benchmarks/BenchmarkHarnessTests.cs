@@ -1,3 +1,4 @@
+using SdPipeline.Runtime;
 using SdPipeline.Benchmarks;
 using TorchSharp;
 using static TorchSharp.torch;
