@@ -8,12 +8,18 @@ namespace SdPipeline.Cli.Commands;
 internal static class ConfigCommand
 {
     private static readonly Option<bool> Defaults = new("--defaults") { Description = "List every key with its type, default and description." };
+    private static readonly Option<bool> Markdown = new("--markdown") { Description = "With --defaults: one Markdown table per section (as in the README)." };
 
     public static Command Create()
     {
-        var command = new Command("config", "Print the effective config (after --set), or with --defaults every key documented.") { Defaults };
+        var command = new Command("config", "Print the effective config (after --set), or with --defaults every key documented.") { Defaults, Markdown };
         command.SetAction(result =>
         {
+            if (result.GetValue(Defaults) && result.GetValue(Markdown))
+            {
+                Console.Write(ConfigDocumentation.Markdown());
+                return ExitCodes.Success;
+            }
             if (result.GetValue(Defaults))
             {
                 foreach (var key in ConfigSchema.Keys)
