@@ -29,17 +29,22 @@ internal sealed class TinyUnetStep : IDisposable
     public Tensor EncoderHiddenStates { get; }
     public Tensor Target { get; }
 
-    /// <summary>Loads the UNet (train mode) and the inputs; the tensors are detached from any dispose scope.</summary>
-    public static TinyUnetStep Load()
+    /// <summary>
+    /// Loads the UNet (train mode) and the inputs, the latents and target cropped to their top-left
+    /// <paramref name="size"/>×<paramref name="size"/> (32: all of them) to make slow precisions affordable on a CPU.
+    /// The tensors are detached from any dispose scope.
+    /// </summary>
+    public static TinyUnetStep Load(int size = 32)
     {
         var unet = UNet2DConditionModel.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
         unet.train();
+        using var scope = torch.NewDisposeScope();
         using var step = SafeTensorsFile.Open(Path.Combine(RepoPaths.Fixtures, "parity", "train_step_epsilon.safetensors"));
         return new TinyUnetStep(unet,
-            step.Read("step0.noisy_latents").DetachFromDisposeScope(),
+            step.Read("step0.noisy_latents")[.., .., ..size, ..size].contiguous().DetachFromDisposeScope(),
             step.Read("step0.timesteps").DetachFromDisposeScope(),
             step.Read("step0.encoder_hidden_states").DetachFromDisposeScope(),
-            step.Read("step0.target").DetachFromDisposeScope());
+            step.Read("step0.target")[.., .., ..size, ..size].contiguous().DetachFromDisposeScope());
     }
 
     /// <summary>The prediction for the recorded inputs.</summary>

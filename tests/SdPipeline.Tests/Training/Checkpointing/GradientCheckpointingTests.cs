@@ -48,9 +48,9 @@ public sealed class GradientCheckpointingTests
     [Test]
     public void Backward_Should_GiveThePlainGradients_When_BlocksAreCheckpointedUnderBf16Autocast()
     {
-        // Given the recorded step run plainly under bfloat16 autocast
+        // Given the recorded step (a 16×16 crop: bfloat16 is slow on a CPU) run plainly under bfloat16 autocast
         using var scope = torch.NewDisposeScope();
-        using var step = TinyUnetStep.Load();
+        using var step = TinyUnetStep.Load(size: 16);
         Tensor plainLoss;
         using (Autocast.Enter(ScalarType.BFloat16)) plainLoss = step.Loss(step.Predict());
         plainLoss.backward();
@@ -65,11 +65,12 @@ public sealed class GradientCheckpointingTests
         var checkpointed = step.Gradients();
 
         // Then the gradients are the plain bfloat16 run's within bfloat16 rounding: gradients summed in another order
-        // differ by ~2^-8 relative (measured 1.5e-3 of the largest gradient; float32 vs bfloat16 is 4.9e-3)
+        // differ by ~2^-8 relative. Measured: 2.6e-3 of the largest gradient, 1.3e-2 of the worst tensor's abs max;
+        // float32 against bfloat16 differ by 9.1e-3 and 5.7e-2.
         var difference = GradientComparison.Of(plain, checkpointed);
         TestContext.Out.WriteLine($"bf16: loss {plainLoss.item<float>()} vs {loss.item<float>()}; {difference}");
         Assert.That(loss.item<float>(), Is.EqualTo(plainLoss.item<float>()));
-        Assert.That(difference.Global, Is.LessThan(3e-3));
+        Assert.That(difference.Global, Is.LessThan(5e-3));
         Assert.That(difference.PerTensor, Is.LessThan(3e-2));
     }
 

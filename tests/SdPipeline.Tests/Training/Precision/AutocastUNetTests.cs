@@ -35,14 +35,12 @@ public sealed class AutocastUNetTests
     {
         // Given the tiny UNet and an 8×8 crop of the recorded step (float16 convolution backward is slow on a CPU)
         using var scope = torch.NewDisposeScope();
-        using var step = TinyUnetStep.Load();
-        var latents = step.NoisyLatents[.., .., ..8, ..8];
-        var target = step.Target[.., .., ..8, ..8];
+        using var step = TinyUnetStep.Load(size: 8);
 
         // When the forward runs in a region and the float32 loss back-propagates after it
         Tensor prediction;
-        using (Autocast.Enter(dtype)) prediction = step.Unet.call(latents, step.Timesteps, step.EncoderHiddenStates);
-        var loss = AutocastOps.MseLoss(prediction.to(ScalarType.Float32), target);
+        using (Autocast.Enter(dtype)) prediction = step.Predict();
+        var loss = step.Loss(prediction);
         loss.backward();
 
         // Then every parameter is still float32 and holds a finite float32 gradient

@@ -10,7 +10,8 @@ public sealed class MixedPrecisionTrainingTests
     [Test]
     public void Training_Should_ReduceTheLossWithoutAScaler_When_PrecisionIsBf16()
     {
-        var (losses, scaler) = Train(MixedPrecision.Bf16, steps: 3, crop: 32);
+        // A 16×16 crop: bfloat16 has no hardware support on this kind of CPU and is slower than float32
+        var (losses, scaler) = Train(MixedPrecision.Bf16, steps: 2, crop: 16);
 
         TestContext.Out.WriteLine($"bf16 losses: {string.Join(", ", losses.Select(l => l.ToString("F5")))}");
         Assert.That(scaler.Enabled, Is.False);
@@ -36,9 +37,7 @@ public sealed class MixedPrecisionTrainingTests
     private static (List<float> Losses, DynamicLossScaler Scaler) Train(MixedPrecision precision, int steps, int crop)
     {
         using var scope = torch.NewDisposeScope();
-        using var step = TinyUnetStep.Load();
-        var latents = step.NoisyLatents[.., .., ..crop, ..crop];
-        var target = step.Target[.., .., ..crop, ..crop];
+        using var step = TinyUnetStep.Load(crop);
         var parameters = step.Unet.parameters().ToList();
         using var optimizer = torch.optim.AdamW(parameters, lr: 1e-3);
         var scaler = DynamicLossScaler.For(precision, parameters);
@@ -46,8 +45,8 @@ public sealed class MixedPrecisionTrainingTests
         Tensor Loss()
         {
             Tensor prediction;
-            using (precision.EnterAutocast()) prediction = step.Unet.call(latents, step.Timesteps, step.EncoderHiddenStates);
-            return AutocastOps.MseLoss(prediction.to(ScalarType.Float32), target);
+            using (precision.EnterAutocast()) prediction = step.Predict();
+            return step.Loss(prediction);
         }
 
         for (int i = 0; i < steps; i++)
