@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -24,8 +23,8 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
     // returned tensors (adding its own reference) right after backward returns, so the handles cannot be disposed
     // inside backward and must not wait for the GC: each holds an activation-sized gradient. They are released at
     // the next checkpoint callback on the same thread (after libtorch has taken its copy; per thread, because CUDA
-    // backward runs on libtorch's device threads, concurrently with the CPU thread) and by the next forward.
-    [ThreadStatic] private static ConcurrentQueue<Tensor>? _returnedGradients;
+    // backward runs on libtorch's device threads, concurrently with the CPU thread) or the next checkpointed forward.
+    [ThreadStatic] private static Queue<Tensor>? _returnedGradients;
 
     /// <inheritdoc />
     public override string Name => nameof(CheckpointFunction);
@@ -33,7 +32,6 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
     /// <inheritdoc />
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
-        ReleaseReturnedGradients();
         var hiddenStates = (Tensor)vars[0];
         var condition = vars[1] as Tensor;
         var call = (CheckpointedCall)vars[3];
@@ -50,7 +48,7 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
         ReleaseReturnedGradients();
         var call = (CheckpointedCall)ctx.get_data(CallKey);
         Tensor? hiddenGrad = null, conditionGrad = null;
-        using (var scope = torch.NewDisposeScope())
+        using (torch.NewDisposeScope())
         {
             var saved = ctx.get_saved_variables();
             var hiddenStates = Leaf(saved[0]);
@@ -67,7 +65,7 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
         }
         // The handle TorchSharp made for this callback; libtorch keeps its own reference.
         gradOutput.Dispose();
-        var queue = _returnedGradients ??= new ConcurrentQueue<Tensor>();
+        var queue = _returnedGradients ??= new Queue<Tensor>();
         if (hiddenGrad is not null) queue.Enqueue(hiddenGrad);
         if (conditionGrad is not null) queue.Enqueue(conditionGrad);
         return [hiddenGrad!, conditionGrad!, null!, null!];
