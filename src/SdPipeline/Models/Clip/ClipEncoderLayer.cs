@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,16 +9,16 @@ namespace SdPipeline.Models.Clip;
 internal sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
 {
     private readonly ClipAttention self_attn;
-    private readonly LayerNorm layer_norm1;
+    private readonly AutocastLayerNorm layer_norm1;
     private readonly ClipMlp mlp;
-    private readonly LayerNorm layer_norm2;
+    private readonly AutocastLayerNorm layer_norm2;
 
     public ClipEncoderLayer(ClipTextConfig config, Device? device) : base(nameof(ClipEncoderLayer))
     {
         self_attn = new ClipAttention(config, device);
-        layer_norm1 = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
+        layer_norm1 = new AutocastLayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         mlp = new ClipMlp(config, device);
-        layer_norm2 = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
+        layer_norm2 = new AutocastLayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         RegisterComponents();
     }
 

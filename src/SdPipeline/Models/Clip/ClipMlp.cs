@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,14 +8,14 @@ namespace SdPipeline.Models.Clip;
 /// <summary>Two linear layers around the activation. Mirrors transformers' <c>CLIPMLP</c>.</summary>
 internal sealed class ClipMlp : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear fc1;
-    private readonly Linear fc2;
+    private readonly AutocastLinear fc1;
+    private readonly AutocastLinear fc2;
     private readonly bool _quickGelu;
 
     public ClipMlp(ClipTextConfig config, Device? device) : base(nameof(ClipMlp))
     {
-        fc1 = nn.Linear(config.HiddenSize, config.IntermediateSize, device: device);
-        fc2 = nn.Linear(config.IntermediateSize, config.HiddenSize, device: device);
+        fc1 = new AutocastLinear(config.HiddenSize, config.IntermediateSize, device: device);
+        fc2 = new AutocastLinear(config.IntermediateSize, config.HiddenSize, device: device);
         _quickGelu = config.HiddenAct switch
         {
             "quick_gelu" => true,

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -9,13 +10,13 @@ internal sealed class ClipTextTransformer : nn.Module
 {
     private readonly ClipTextEmbeddings embeddings;
     private readonly ClipEncoder encoder;
-    private readonly LayerNorm final_layer_norm;
+    private readonly AutocastLayerNorm final_layer_norm;
 
     public ClipTextTransformer(ClipTextConfig config, Device? device) : base(nameof(ClipTextTransformer))
     {
         embeddings = new ClipTextEmbeddings(config, device);
         encoder = new ClipEncoder(config, device);
-        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
+        final_layer_norm = new AutocastLayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         RegisterComponents();
     }
 

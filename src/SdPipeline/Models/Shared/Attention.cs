@@ -1,3 +1,4 @@
+using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,10 +13,10 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.attention_processor.Attention with AttnProcessor2_0 (no masks, no added KV).</remarks>
 public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 {
-    private readonly GroupNorm? group_norm;
-    private readonly Linear to_q;
-    private readonly Linear to_k;
-    private readonly Linear to_v;
+    private readonly AutocastGroupNorm? group_norm;
+    private readonly AutocastLinear to_q;
+    private readonly AutocastLinear to_k;
+    private readonly AutocastLinear to_v;
     private readonly ModuleList<nn.Module<Tensor, Tensor>> to_out;
 
     private readonly long _heads;
@@ -48,11 +49,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         long innerDim = heads * dimHead;
         long contextDim = crossAttentionDim ?? queryDim;
         if (normNumGroups is long groups) group_norm = Norms.GroupNorm(groups, queryDim, eps, device);
-        to_q = nn.Linear(queryDim, innerDim, hasBias: bias, device: device);
-        to_k = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
-        to_v = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
+        to_q = new AutocastLinear(queryDim, innerDim, hasBias: bias, device: device);
+        to_k = new AutocastLinear(contextDim, innerDim, hasBias: bias, device: device);
+        to_v = new AutocastLinear(contextDim, innerDim, hasBias: bias, device: device);
         // to_out.1 is diffusers' Dropout(0.0): kept so that the output projection is key "to_out.0".
-        to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(innerDim, queryDim, hasBias: true, device: device), nn.Dropout(0.0));
+        to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(new AutocastLinear(innerDim, queryDim, hasBias: true, device: device), nn.Dropout(0.0));
         _heads = heads;
         _upcast = upcast;
         _residualConnection = residualConnection;
@@ -97,7 +98,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     {
         var dtype = query.dtype;
         if (!_upcast || dtype is not (ScalarType.Float16 or ScalarType.BFloat16))
-            return nn.functional.scaled_dot_product_attention(query, key, value);
+            return AutocastOps.ScaledDotProductAttention(query, key, value);
+        // Deliberately the plain kernel: an autocast region must not cast this back to half precision.
         var attended = nn.functional.scaled_dot_product_attention(query.to(ScalarType.Float32), key.to(ScalarType.Float32), value.to(ScalarType.Float32));
         return attended.to(dtype);
     }

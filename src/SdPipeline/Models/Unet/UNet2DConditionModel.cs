@@ -18,14 +18,14 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private const string ConfigName = "config.json";
 
     // Field order = diffusers' registration order = state_dict order.
-    private readonly Conv2d conv_in;
+    private readonly AutocastConv2d conv_in;
     private readonly Timesteps time_proj;
     private readonly TimestepEmbedding time_embedding;
     private readonly ModuleList<UNetDownBlock> down_blocks;
     private readonly ModuleList<UNetUpBlock> up_blocks;
     private readonly UNetMidBlock2DCrossAttn mid_block;
-    private readonly GroupNorm conv_norm_out;
-    private readonly Conv2d conv_out;
+    private readonly AutocastGroupNorm conv_norm_out;
+    private readonly AutocastConv2d conv_out;
 
     private readonly int _numUpsamplers;
     private BlockRunner _runBlock = BlockRunners.Direct;
@@ -55,7 +55,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         int blocks = boc.Count;
 
         // input
-        conv_in = nn.Conv2d(config.InChannels, boc[0], kernel_size: config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2, device: device);
+        conv_in = new AutocastConv2d(config.InChannels, boc[0], kernelSize: config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2, device: device);
 
         // time
         int timeEmbedDim = config.TimeEmbedDim;
@@ -112,7 +112,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         // out
         conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[0], config.NormEps, device);
-        conv_out = nn.Conv2d(boc[0], config.OutChannels, kernel_size: config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2, device: device);
+        conv_out = new AutocastConv2d(boc[0], config.OutChannels, kernelSize: config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2, device: device);
 
         RegisterComponents();
     }
