@@ -6,6 +6,8 @@ using SdPipeline.Pipeline;
 using SdPipeline.Progress;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
+using SdPipeline.Training.Checkpointing;
+using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -59,6 +61,12 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
 
         var parameters = models.Parameters();
         foreach (var (_, parameter) in parameters) parameter.requires_grad = true;
+        // Mixed precision: float32 master weights, matmuls and convolutions in the autocast dtype (see Autocast);
+        // fp16 adds dynamic loss scaling. The scaler is a pass-through for no and bf16, so there is one code path.
+        var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
+        var scaler = DynamicLossScaler.For(precision, parameters.Select(p => p.Parameter));
+        if (settings.GradientCheckpointing) GradientCheckpointing.Apply(models.Unet);
+        else GradientCheckpointing.Remove(models.Unet);
         using var optimizer = new AdamW(parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
         using var ema = settings.UseEma
             ? new EmaModel(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)),
@@ -77,6 +85,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         if (resume && TrainingCheckpoint.Latest(checkpoints) is { } latest)
         {
             position = TrainingCheckpoint.Load(latest, models, optimizer, ema, generator);
+            if (position.LossScaler is { } state) scaler.ImportState(state.ToObject<LossScalerState>(Config.ConfigSchema.Serializer)!);
             resumedFrom = position.Step;
             log($"train: resuming from {Path.GetFileName(latest)} (step {position.Step} of {totalSteps})");
         }
@@ -116,24 +125,34 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).to(device);
                         var embeddings = Embed(batch.TextEmbeddings.to(device), batch.InputIds.to(device));
                         var noised = objective.Noise(latents, generator);
-                        var prediction = models.Unet.call(noised.NoisyLatents, noised.Timesteps, embeddings);
+                        Tensor prediction;
+                        using (precision.EnterAutocast())
+                            prediction = models.Unet.call(noised.NoisyLatents, noised.Timesteps, embeddings);
                         var loss = objective.Loss(prediction, noised.Target, noised.Timesteps);
                         double value = loss.item<float>();
-                        if (!double.IsFinite(value))
+                        if (!double.IsFinite(value) && !scaler.Enabled)
                             throw new StageFailedException($"train: the loss became {value} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}), " +
-                                $"keep train.max_grad_norm above 0, or use train.mixed_precision=bf16 or no instead of fp16");
-                        (loss / accumulation).backward();
+                                "keep train.max_grad_norm above 0, or try train.mixed_precision=no");
+                        scaler.ScaleLoss(loss / accumulation).backward();
                         lossSum += value;
                         images += (int)latents.shape[0];
                     }
 
-                    double gradNorm = GradientNorm.ClipAndMeasure(parameters.Select(p => p.Parameter), settings.MaxGradNorm);
-                    if (!double.IsFinite(gradNorm))
-                        throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}) or use train.mixed_precision=fp16 with loss scaling, bf16, or no");
-                    double lr = baseLr * LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, totalSteps, settings.LrNumCycles, settings.LrPower);
-                    optimizer.Step(lr);
+                    // fp16: unscale first, so clipping and the logged norm see true gradients; a non-finite step is skipped
+                    // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
+                    bool finite = scaler.UnscaleGradients();
+                    double gradNorm = finite ? GradientNorm.ClipAndMeasure(parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
+                    if (!double.IsFinite(gradNorm) && !scaler.Enabled)
+                        throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
+                    // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
+                    double lr = baseLr * LrSchedules.Multiplier(settings.LrScheduler, optimizer.StepCount, settings.LrWarmupSteps, totalSteps, settings.LrNumCycles, settings.LrPower);
+                    double scaleUsed = scaler.Scale;
+                    bool stepped = scaler.Step(() => optimizer.Step(lr));
                     optimizer.ZeroGrad();
-                    ema?.Step(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)));
+                    if (stepped) ema?.Step(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)));
+                    else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)
+                        throw new StageFailedException($"train: {scaler.SkippedSteps} fp16 steps were skipped for overflowing gradients and the loss scale fell to {scaler.Scale}; " +
+                            "use train.mixed_precision=bf16 or no, or lower train.learning_rate");
                     step++;
                     if (batchInEpoch >= batches.Count) { epoch++; batchInEpoch = 0; }
 
@@ -148,8 +167,8 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         ["loss"] = lastLoss,
                         ["lr"] = lr,
                         ["grad_norm"] = gradNorm,
-                        ["loss_scale"] = null,
-                        ["skipped"] = false,
+                        ["loss_scale"] = scaler.Enabled ? scaleUsed : null,
+                        ["skipped"] = !stepped,
                         ["step_time_s"] = Math.Round(seconds, 4),
                         ["images_per_s"] = Math.Round(images / seconds, 2),
                         ["peak_memory_bytes"] = memory.PeakBytes(),
@@ -161,7 +180,8 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         lastHeldout = Evaluate(heldout, objective, metrics, step) ?? lastHeldout;
                     bool interrupted = cancellation.IsCancellationRequested;
                     if ((settings.CheckpointingSteps > 0 && step % settings.CheckpointingSteps == 0) || step == totalSteps || interrupted)
-                        TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0, null),
+                        TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0,
+                                scaler.Enabled ? JObject.FromObject(scaler.ExportState(), Config.ConfigSchema.Serializer) : null),
                             models, optimizer, ema, generator, settings.CheckpointsTotalLimit);
                     if (interrupted)
                     {
@@ -176,9 +196,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
             bar.Dispose();
         }
 
+        GradientCheckpointing.Remove(models.Unet);
         if (ema is not null) ema.CopyTo(models.Unet, "unet.");
         stepTimes.Sort();
-        return new TrainingOutcome(step, resumedFrom, lastLoss, lastHeldout, 0,
+        return new TrainingOutcome(step, resumedFrom, lastLoss, lastHeldout, scaler.SkippedSteps,
             stepTimes.Count > 0 ? stepTimes[stepTimes.Count / 2] : null, memory.PeakBytes());
     }
 

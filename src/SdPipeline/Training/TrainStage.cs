@@ -34,10 +34,6 @@ public sealed class TrainStage : IStageRunner
     {
         var settings = workspace.Config.Typed.Train;
         var runtime = workspace.Config.Typed.Runtime;
-        if (settings.MixedPrecision != "no")
-            throw new StageFailedException($"train.mixed_precision={settings.MixedPrecision} is not available yet; use no");
-        if (settings.GradientCheckpointing)
-            throw new StageFailedException("train.gradient_checkpointing is not available yet; use false");
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
@@ -61,7 +57,7 @@ public sealed class TrainStage : IStageRunner
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
             var outcome = tuner.Run(resume: workspace.Resuming);
 
-            Export(workspace.Directory, modelFolder, models);
+            Export(workspace.Directory, modelFolder, models, predictionType);
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
@@ -73,6 +69,7 @@ public sealed class TrainStage : IStageRunner
                 ["heldout_loss"] = outcome.Heldout?.Loss,
                 ["heldout_loss_shuffled"] = outcome.Heldout?.ShuffledLoss,
                 ["median_step_seconds"] = outcome.MedianStepSeconds,
+                ["skipped_steps"] = outcome.SkippedSteps,
                 ["peak_memory_bytes"] = outcome.PeakMemoryBytes,
                 ["memory_estimate"] = estimate.ToJson(),
                 ["prediction_type"] = predictionType,
@@ -131,7 +128,7 @@ public sealed class TrainStage : IStageRunner
         return ((int)shape[3], (int)shape[2]);
     }
 
-    private static void Export(string folder, DiffusersFolder baseModel, TrainedModels models)
+    private static void Export(string folder, DiffusersFolder baseModel, TrainedModels models, string predictionType)
     {
         models.Unet.Save(Path.Combine(folder, "unet"));
         if (models.TrainsTextEncoder)
@@ -143,11 +140,17 @@ public sealed class TrainStage : IStageRunner
         if (Directory.Exists(pipeline)) Directory.Delete(pipeline, recursive: true);
         Directory.CreateDirectory(pipeline);
         File.Copy(Path.Combine(baseModel.Root, "model_index.json"), Path.Combine(pipeline, "model_index.json"));
-        foreach (string component in new[] { "unet", "vae", "text_encoder", "tokenizer", "scheduler" })
+        foreach (string component in new[] { "unet", "vae", "text_encoder", "tokenizer" })
         {
             string trained = Path.Combine(folder, component);
             string target = Directory.Exists(trained) ? Path.Combine("..", component) : Path.GetFullPath(baseModel.Component(component));
             Directory.CreateSymbolicLink(Path.Combine(pipeline, component), target);
         }
+        // The scheduler config records what the UNet now predicts. (diffusers' script keeps the base's config even
+        // after --prediction_type changed the training target, and the saved pipeline then samples wrongly.)
+        var scheduler = baseModel.ComponentJson("scheduler", "scheduler_config.json");
+        scheduler["prediction_type"] = predictionType;
+        Directory.CreateDirectory(Path.Combine(pipeline, "scheduler"));
+        AtomicFile.WriteAllText(Path.Combine(pipeline, "scheduler", "scheduler_config.json"), scheduler.ToString(Formatting.Indented) + "\n");
     }
 }

@@ -89,6 +89,30 @@ public sealed class TrainStageTests
     }
 
     [Test]
+    public void Bf16WithCheckpointing_Should_Train_WithoutALossScaler()
+    {
+        using var harness = new PipelineHarness();
+        var outcome = Train(harness, [.. Small, "train.max_train_steps=2", "train.mixed_precision=bf16", "train.gradient_checkpointing=true"]);
+
+        var steps = File.ReadLines(Path.Combine(outcome.Directory, FineTuner.MetricsFile)).Select(JObject.Parse)
+            .Where(j => j["kind"]!.ToString() == "train").ToList();
+        Assert.That(steps, Has.Count.EqualTo(2));
+        Assert.That(steps.All(j => j["loss_scale"]!.Type == JTokenType.Null && !j["skipped"]!.Value<bool>()), Is.True);
+        Assert.That(steps.All(j => double.IsFinite(j["loss"]!.Value<double>())), Is.True);
+    }
+
+    [Test]
+    public void VPrediction_Should_BeRecordedInTheExportedSchedulerConfig()
+    {
+        using var harness = new PipelineHarness();
+        var outcome = Train(harness, [.. Small, "train.max_train_steps=1", "train.prediction_type=v_prediction"]);
+
+        var scheduler = JObject.Parse(File.ReadAllText(Path.Combine(outcome.Directory, TrainStage.PipelineFolder, "scheduler", "scheduler_config.json")));
+
+        Assert.That(scheduler["prediction_type"]!.ToString(), Is.EqualTo("v_prediction"), "sampling the result must use the target it was trained on");
+    }
+
+    [Test]
     public void Preflight_Should_RefuseARunThatCannotFit_WithExitCode2()
     {
         using var temp = new TempFolder();
