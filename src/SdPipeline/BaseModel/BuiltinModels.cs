@@ -7,7 +7,7 @@ namespace SdPipeline.BaseModel;
 public static class BuiltinModels
 {
     /// <summary>Bumped whenever a builtin's architecture, initialisation or training changes.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     /// <summary>The identity of a builtin in fingerprints: its name, generator version, seed and autoencoder training.</summary>
     public static string Identity(string name, int seed, int autoencoderSteps) => $"{name} v{Version} seed {seed} autoencoder steps {autoencoderSteps}";
