@@ -64,8 +64,18 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
                 if (after <= max) break;
                 Remove(candidate, $"least recently used (last used {candidate.LastUsed:yyyy-MM-dd}) while the store is over {Progress.ProgressFormat.Bytes(max)}");
             }
+            if (after > max) kept.AddRange(Unmanaged(plans));
         }
         return new GcResult(removed, before, after, kept);
+    }
+
+    /// <summary>Top-level folders of the store that are neither a stage's nor the shared caches (benchmark cells, bench results), with their size.</summary>
+    private IEnumerable<string> Unmanaged(IReadOnlyList<StagePlan> plans)
+    {
+        var stages = plans.Select(p => p.Stage.Name).Append("_shared").ToHashSet();
+        foreach (string folder in Directory.EnumerateDirectories(store.Root).Order(StringComparer.Ordinal))
+            if (!stages.Contains(Path.GetFileName(folder)) && Size(folder) is > 0 and var bytes)
+                yield return $"{Path.GetFileName(folder)}/ ({Progress.ProgressFormat.Bytes(bytes)}) is not a stage's: gc leaves it alone";
     }
 
     /// <summary>Size of every file in the store, links not followed (a report's deliverables link other artifacts).</summary>
