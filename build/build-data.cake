@@ -6,11 +6,19 @@ public sealed record BuildData(
     FilePath CliDll,
     DirectoryPath TestResults,
     string TestFilter,
-    ProcessArgumentBuilder PassThrough)
+    ProcessArgumentBuilder PassThrough,
+    DotNetMSBuildSettings MSBuild)
 {
     public static BuildData From(ICakeContext context)
     {
         string configuration = context.Argument("configuration", "Release");
+        // --torch-backend=cuda builds against TorchSharp-cuda-linux (Directory.Build.props); absent, MSBuild's own
+        // default applies (cpu, or the TorchBackend environment variable).
+        string torchBackend = context.Argument("torch-backend", "");
+        if (torchBackend is not ("" or "cpu" or "cuda"))
+            throw new CakeException($"--torch-backend={torchBackend} is not supported: use --torch-backend=cpu or --torch-backend=cuda.");
+        var msbuild = new DotNetMSBuildSettings();
+        if (torchBackend.Length > 0) msbuild.WithProperty("TorchBackend", torchBackend);
         // Arguments that go to every `sdpipe` call: the run profile, overrides, store, device, --force.
         var passThrough = new ProcessArgumentBuilder();
         if (context.HasArgument("config")) passThrough.AppendSwitchQuoted("--config", " ", context.Argument<string>("config"));
@@ -26,6 +34,7 @@ public sealed record BuildData(
             $"./src/SdPipeline.Cli/bin/{configuration}/net10.0/sdpipe.dll",
             "./TestResults",
             context.Argument("filter", ""),
-            passThrough);
+            passThrough,
+            msbuild);
     }
 }

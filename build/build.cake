@@ -39,17 +39,18 @@ string SdpipePath(BuildData data, string stageAndFile)
 
 Task("Build")
     .Description("Build the solution.")
-    .Does<BuildData>(data => DotNetBuild(data.Solution.FullPath, new DotNetBuildSettings { Configuration = data.Configuration }));
+    .Does<BuildData>(data => DotNetBuild(data.Solution.FullPath, new DotNetBuildSettings { Configuration = data.Configuration, MSBuildSettings = data.MSBuild }));
 
 Task("BuildCli")
     .Description("Build the sdpipe command the stage tasks run.")
-    .Does<BuildData>(data => DotNetBuild(data.CliProject.FullPath, new DotNetBuildSettings { Configuration = data.Configuration }));
+    .Does<BuildData>(data => DotNetBuild(data.CliProject.FullPath, new DotNetBuildSettings { Configuration = data.Configuration, MSBuildSettings = data.MSBuild }));
 
 Task("Test")
     .Description("Run the tests (NUnit); results in TestResults/tests.trx.")
     .Does<BuildData>(data => DotNetTest(data.Solution.FullPath, new DotNetTestSettings
     {
         Configuration = data.Configuration,
+        MSBuildSettings = data.MSBuild,
         ResultsDirectory = data.TestResults,
         Loggers = new[] { "trx;LogFileName=tests.trx", "console;verbosity=normal" },
         Filter = string.IsNullOrEmpty(data.TestFilter) ? null : data.TestFilter,
