@@ -107,15 +107,6 @@ public sealed class CliTests
     }
 
     [Test]
-    public void UnimplementedStage_Should_SaySo_And_ExitWith1()
-    {
-        var result = Sdpipe("run", "sample");
-
-        Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
-        Assert.That(result.Error, Does.Contain("not implemented yet"));
-    }
-
-    [Test]
     public void Gc_Should_RemoveUnreferencedArtifacts_And_KeepTheCurrentOne()
     {
         Sdpipe("run", "download", "--set", "download.count=8");
