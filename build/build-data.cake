@@ -6,6 +6,7 @@ public sealed record BuildData(
     FilePath CliDll,
     DirectoryPath TestResults,
     string TestFilter,
+    string ArtifactsDirectory,
     ProcessArgumentBuilder PassThrough,
     DotNetMSBuildSettings MSBuild)
 {
@@ -34,6 +35,7 @@ public sealed record BuildData(
             $"./src/SdPipeline.Cli/bin/{configuration}/net10.0/sdpipe.dll",
             "./TestResults",
             context.Argument("filter", ""),
+            context.Argument("artifacts", "artifacts"),
             passThrough,
             msbuild);
     }

@@ -21,6 +21,7 @@ root.Subcommands.Add(DoctorCommand.Create());
 root.Subcommands.Add(PathCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(BenchmarkCommand.Create(cancellation.Token));
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Cli.Commands;
 
-/// <summary><c>sdpipe bench unet|vae</c>: model speed against the machine's fp32 matmul ceiling, written to JSON.</summary>
+/// <summary><c>sdpipe bench unet|vae|train-step|latents</c>: model speed against the machine's fp32 matmul ceiling, written to JSON.</summary>
 internal static class BenchCommand
 {
     private static readonly Option<string> Sizes = new("--sizes")
@@ -28,17 +28,43 @@ internal static class BenchCommand
         Description = "A diffusers config.json to benchmark instead of the built-in Stable Diffusion 1.5 architecture.",
     };
 
+    private static readonly Option<string> StepSizes = new("--sizes")
+    {
+        Description = "Latent sizes, comma-separated (pixels are 8x for SD): 32 = 256 px, the PyTorch comparison.",
+        DefaultValueFactory = _ => "32",
+    };
+
+    private static readonly Option<string> MixedPrecision = new("--mixed-precision")
+    {
+        Description = "Compute precision of the step, as train.mixed_precision: no, bf16 or fp16 (no loss scaling here).",
+        DefaultValueFactory = _ => "no",
+    };
+
+    private static readonly Option<bool> GradientCheckpointing = new("--gradient-checkpointing")
+    {
+        Description = "Recompute the UNet's blocks in backward, as train.gradient_checkpointing.",
+    };
+
     public static Command Create()
     {
-        var command = new Command("bench", "Time model forward/backward passes against the machine's fp32 matmul ceiling (random weights; JSON report).");
-        command.Subcommands.Add(Model("unet", "SD 1.5 UNet: forward (no_grad) and forward+backward, per latent size.", UnetBenchmark.Run));
-        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad), per latent size, and encode+decode images/s.", VaeBenchmark.Run));
+        var command = new Command("bench", "Time model forward/backward passes and training steps against the machine's fp32 matmul ceiling (random weights; JSON report).");
+        command.Subcommands.Add(Model("unet", "SD 1.5 UNet: forward (no_grad) and forward+backward, per latent size.", UnetBenchmark.Run, Sizes));
+        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes));
+        command.Subcommands.Add(Model("train-step",
+            "SD 1.5 UNet training step (forward, MSE, backward, AdamW over every parameter), each phase timed, batch 1 at 32x32 latents by default.",
+            TrainStepBenchmark.Run, StepSizes, MixedPrecision, GradientCheckpointing));
+        command.Subcommands.Add(Model("latents",
+            "The latent cache's per-image work: preprocessing (decode, Lanczos resize, crop) and SD 1.5 VAE encode, images/s at 256 and 512 px.",
+            LatentsBenchmark.Run, Sizes));
         return command;
     }
 
-    private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, BenchmarkReport> run)
+    private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, BenchmarkReport> run,
+        Option<string> sizes, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null)
     {
-        var command = new Command(name, description) { Sizes, Batch, Repeats, Warmup, Threads, Seed, MatmulSize, Output, ConfigFile };
+        var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, Seed, MatmulSize, Output, ConfigFile };
+        if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
+        if (checkpointing is not null) command.Options.Add(checkpointing);
         command.SetAction(result =>
         {
             BenchmarkOptions options;
@@ -46,13 +72,15 @@ internal static class BenchCommand
             {
                 options = new BenchmarkOptions
                 {
-                    Sizes = ParseSizes(result.GetValue(Sizes)!),
+                    Sizes = ParseSizes(result.GetValue(sizes)!),
                     Batch = result.GetValue(Batch),
                     Repeats = result.GetValue(Repeats),
                     Warmup = result.GetValue(Warmup),
                     Seed = result.GetValue(Seed),
                     MatmulSize = result.GetValue(MatmulSize),
                     ConfigFile = result.GetValue(ConfigFile),
+                    MixedPrecision = mixedPrecision is null ? "no" : result.GetValue(mixedPrecision)!,
+                    GradientCheckpointing = checkpointing is not null && result.GetValue(checkpointing),
                 };
                 options.Validate();
             }
@@ -67,7 +95,7 @@ internal static class BenchCommand
                 return ExitCodes.Usage;
             }
 
-            string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", $"{name}.json");
+            string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", $"{name.Replace('-', '_')}.json");
             var device = TorchRuntime.Initialise(result.GetValue(GlobalOptions.Device) ?? "cpu", result.GetValue(Threads));
             BenchmarkReport report;
             try

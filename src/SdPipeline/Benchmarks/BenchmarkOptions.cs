@@ -24,6 +24,12 @@ public sealed record BenchmarkOptions
     /// <summary>A diffusers <c>config.json</c> to benchmark instead of the built-in SD 1.5 architecture; null for SD 1.5.</summary>
     public string? ConfigFile { get; init; }
 
+    /// <summary>Training step only: <c>no</c>, <c>bf16</c> or <c>fp16</c> (as <c>train.mixed_precision</c>).</summary>
+    public string MixedPrecision { get; init; } = "no";
+
+    /// <summary>Training step only: recompute the UNet's blocks in backward (as <c>train.gradient_checkpointing</c>).</summary>
+    public bool GradientCheckpointing { get; init; }
+
     /// <summary>Checks the values, naming the first bad one.</summary>
     /// <exception cref="ArgumentException">A value out of range.</exception>
     public void Validate()
@@ -35,5 +41,6 @@ public sealed record BenchmarkOptions
         if (Warmup < 0) throw new ArgumentException($"warm-up {Warmup} cannot be negative");
         if (Repeats < 1) throw new ArgumentException($"repeats {Repeats} must be at least 1");
         if (MatmulSize < 1) throw new ArgumentException($"matmul size {MatmulSize} must be positive");
+        if (MixedPrecision is not ("no" or "bf16" or "fp16")) throw new ArgumentException($"mixed precision '{MixedPrecision}' must be no, bf16 or fp16");
     }
 }

@@ -26,7 +26,7 @@ public sealed record BenchmarkReport
     /// <summary>The JSON layout version.</summary>
     public int SchemaVersion { get; init; } = CurrentSchemaVersion;
 
-    /// <summary>Which benchmark: <c>unet</c>, <c>vae</c>.</summary>
+    /// <summary>Which benchmark: <c>unet</c>, <c>vae</c>, <c>train_step</c>, <c>latents</c>.</summary>
     public required string Benchmark { get; init; }
 
     /// <summary>When the run finished.</summary>
@@ -58,6 +58,9 @@ public sealed record BenchmarkReport
 
     /// <summary>The measured cases.</summary>
     public required IReadOnlyList<BenchmarkRow> Rows { get; init; }
+
+    /// <summary>Figures of the whole run beyond the rows (a training step's time over the matmul's, its peak memory), or null.</summary>
+    public IReadOnlyDictionary<string, double>? Summary { get; init; }
 
     /// <summary>The ceiling pooled from two measurements of the same size.</summary>
     public static double PooledMatmulGflops(MatmulCeiling before, MatmulCeiling after) =>

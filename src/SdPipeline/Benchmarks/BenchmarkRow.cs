@@ -3,10 +3,13 @@ namespace SdPipeline.Benchmarks;
 /// <summary>One measured case of a benchmark: a model, an operation and a size.</summary>
 public sealed record BenchmarkRow
 {
-    /// <summary><c>unet</c> or <c>vae</c> (later: <c>train_step</c>, <c>latents</c>).</summary>
+    /// <summary><c>unet</c>, <c>vae</c>, <c>train_step</c> or <c>latents</c>.</summary>
     public required string Model { get; init; }
 
-    /// <summary>The operation: <c>forward</c>, <c>forward_backward</c>, <c>encode</c>, <c>decode</c>, <c>encode_decode</c>.</summary>
+    /// <summary>
+    /// The operation: <c>forward</c>, <c>forward_backward</c>, <c>encode</c>, <c>decode</c>, <c>encode_decode</c>; for a training
+    /// step also <c>backward</c>, <c>adamw</c> and <c>step</c>; for the latent cache <c>preprocess</c> and <c>preprocess_encode</c>.
+    /// </summary>
     public required string Case { get; init; }
 
     /// <summary>Latent side length.</summary>
@@ -69,9 +72,31 @@ public sealed record BenchmarkRow
     /// <param name="matmulGflops">The ceiling.</param>
     /// <param name="backward">Count the backward FLOPs too (a forward+backward case).</param>
     public static BenchmarkRow Measured(string model, string @case, int latentSize, int imageSize, int batch, BenchmarkHarness harness,
-        Timing timing, FlopCount flops, double matmulGflops, bool backward = false)
+        Timing timing, FlopCount flops, double matmulGflops, bool backward = false) =>
+        Phase(model, @case, latentSize, imageSize, batch, harness.Warmup, timing, flops, backward ? FlopPart.ForwardBackward : FlopPart.Forward, matmulGflops);
+
+    /// <summary>A measured row that counts the given <paramref name="part"/> of <paramref name="flops"/> (one phase of a training step).</summary>
+    /// <param name="model">Model name.</param>
+    /// <param name="case">Operation.</param>
+    /// <param name="latentSize">Latent side.</param>
+    /// <param name="imageSize">Pixel side.</param>
+    /// <param name="batch">Samples per run.</param>
+    /// <param name="warmup">Untimed runs before the timed ones.</param>
+    /// <param name="timing">The timed runs.</param>
+    /// <param name="flops">FLOPs of one forward (and the backward it implies).</param>
+    /// <param name="part">Which of them this case does.</param>
+    /// <param name="matmulGflops">The ceiling.</param>
+    public static BenchmarkRow Phase(string model, string @case, int latentSize, int imageSize, int batch, int warmup,
+        Timing timing, FlopCount flops, FlopPart part, double matmulGflops)
     {
-        double flop = backward ? flops.ForwardBackward : flops.Forward;
+        double Pick(double forward, double backward) => part switch
+        {
+            FlopPart.Forward => forward,
+            FlopPart.Backward => backward,
+            FlopPart.ForwardBackward => forward + backward,
+            _ => 0,
+        };
+        double flop = Pick(flops.Forward, flops.Backward);
         double median = timing.Median;
         return new BenchmarkRow
         {
@@ -80,17 +105,17 @@ public sealed record BenchmarkRow
             LatentSize = latentSize,
             ImageSize = imageSize,
             Batch = batch,
-            Warmup = harness.Warmup,
-            Repeats = harness.Repeats,
+            Warmup = warmup,
+            Repeats = timing.Seconds.Count,
             Seconds = timing.Seconds,
             MedianSeconds = median,
             MinSeconds = timing.Min,
             Gflop = flop / 1e9,
             GflopByOp = new Dictionary<string, double>
             {
-                ["convolution"] = (flops.ConvolutionForward + (backward ? flops.ConvolutionBackward : 0)) / 1e9,
-                ["linear"] = (flops.LinearForward + (backward ? flops.LinearBackward : 0)) / 1e9,
-                ["attention"] = (flops.AttentionForward + (backward ? flops.AttentionBackward : 0)) / 1e9,
+                ["convolution"] = Pick(flops.ConvolutionForward, flops.ConvolutionBackward) / 1e9,
+                ["linear"] = Pick(flops.LinearForward, flops.LinearBackward) / 1e9,
+                ["attention"] = Pick(flops.AttentionForward, flops.AttentionBackward) / 1e9,
             },
             Gflops = flop / median / 1e9,
             RatioToMatmul = flop / median / 1e9 / matmulGflops,

@@ -38,6 +38,8 @@ public static class BenchmarkTable
         text.AppendLine(Line(Headers));
         foreach (var line in lines) text.AppendLine(Line(line));
         if (report.Rows.Any(r => r.Derived)) text.AppendLine("* computed from the rows above it (times and FLOPs added), not timed itself");
+        if (report.Summary is { Count: > 0 } summary)
+            text.AppendLine(string.Join(", ", summary.Select(kv => string.Create(c, $"{kv.Key} {kv.Value:0.###}"))));
         return text.ToString();
     }
 }

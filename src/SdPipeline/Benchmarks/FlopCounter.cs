@@ -9,7 +9,8 @@ namespace SdPipeline.Benchmarks;
 /// Counts a model's FLOPs from the shapes its layers see in a forward pass, the way PyTorch's
 /// <c>torch.utils.flop_counter.FlopCounterMode</c> counts them: 2 FLOPs per multiply-add in convolutions, linear layers
 /// and the two attention matmuls; norms, activations, adds, softmax and bias adds count 0. Forward hooks on every
-/// <see cref="Convolution"/>, <see cref="Linear"/> and <see cref="Attention"/> record each call while attached.
+/// convolution (<see cref="Convolution"/>, <see cref="AutocastConv2d"/>), linear layer (<see cref="Linear"/>,
+/// <see cref="AutocastLinear"/>) and <see cref="Attention"/> record each call while attached.
 /// </summary>
 /// <remarks>
 /// <para>Backward, per call made with autograd on: a convolution or linear layer costs its forward once for the
@@ -55,7 +56,7 @@ public sealed class FlopCounter : IDisposable
     /// <summary>Hooks every convolution, linear layer and attention of <paramref name="model"/> until the counter is disposed.</summary>
     /// <param name="model">The model.</param>
     /// <param name="shapesOnly">Skip the arithmetic of convolutions, linear layers and attention (outputs become zeros of the right shape).</param>
-    /// <exception cref="NotSupportedException">The model holds a transposed convolution (not counted by this class).</exception>
+    /// <exception cref="NotSupportedException">The model holds a transposed or dilated-padding-'same' convolution (not counted by this class).</exception>
     public static FlopCounter Attach(nn.Module model, bool shapesOnly = false)
     {
         var counter = new FlopCounter(shapesOnly);
@@ -67,8 +68,10 @@ public sealed class FlopCounter : IDisposable
                 if (!seen.Add(module)) continue;
                 switch (module)
                 {
-                    case Convolution convolution: counter.Hook(name, convolution); break;
-                    case Linear linear: counter.Hook(name, linear); break;
+                    case Convolution convolution: counter.Hook(name, convolution, ConvGeometry.Of(name, convolution)); break;
+                    case AutocastConv2d convolution: counter.Hook(name, convolution, ConvGeometry.Of(convolution)); break;
+                    case Linear linear: counter.Hook(name, linear, new LinearGeometry(linear.weight, linear.bias, linear.in_features, linear.out_features)); break;
+                    case AutocastLinear linear: counter.Hook(name, linear, new LinearGeometry(linear.weight, linear.bias, linear.InFeatures, linear.OutFeatures)); break;
                     case Attention attention: counter.Hook(name, attention); break;
                 }
             }
@@ -101,23 +104,11 @@ public sealed class FlopCounter : IDisposable
         2 * 2.0 * batch * heads * queryLength * keyLength * headDim;
 
     /// <summary>The output shape of a (non-transposed) convolution for an input of <paramref name="inputShape"/>, as PyTorch computes it.</summary>
-    public static long[] ConvolutionOutputShape(Convolution convolution, long[] inputShape)
-    {
-        var shape = new long[inputShape.Length];
-        shape[0] = inputShape[0];
-        shape[1] = convolution.out_channels;
-        for (int i = 0; i < inputShape.Length - 2; i++)
-        {
-            long size = inputShape[i + 2], stride = convolution.stride[i];
-            if (convolution.padding_type == Padding.Same)
-            {
-                shape[i + 2] = size; // PyTorch allows 'same' only with stride 1
-                continue;
-            }
-            shape[i + 2] = (size + 2 * PaddingOf(convolution, i) - KernelExtent(convolution, i)) / stride + 1;
-        }
-        return shape;
-    }
+    public static long[] ConvolutionOutputShape(Convolution convolution, long[] inputShape) =>
+        ConvGeometry.Of(nameof(convolution), convolution).OutputShape(inputShape);
+
+    /// <summary>The output shape of an <see cref="AutocastConv2d"/> for an input of <paramref name="inputShape"/>.</summary>
+    public static long[] ConvolutionOutputShape(AutocastConv2d convolution, long[] inputShape) => ConvGeometry.Of(convolution).OutputShape(inputShape);
 
     /// <summary>Removes the hooks.</summary>
     public void Dispose()
@@ -126,10 +117,8 @@ public sealed class FlopCounter : IDisposable
         _removeHooks.Clear();
     }
 
-    private void Hook(string name, Convolution convolution)
+    private void Hook(string name, nn.Module<Tensor, Tensor> convolution, ConvGeometry geometry)
     {
-        if (convolution.transposed)
-            throw new NotSupportedException($"{name}: transposed convolutions are not counted by {nameof(FlopCounter)}");
         long[] inputShape = [];
         bool inputGrad = false;
         _removeHooks.Add(convolution.register_forward_pre_hook((_, input) =>
@@ -143,24 +132,24 @@ public sealed class FlopCounter : IDisposable
             var sliver = input.narrow(0, 0, 1);
             for (int i = 0; i < input.dim() - 2; i++)
             {
-                long needed = Math.Max(1, KernelExtent(convolution, i) - 2 * PaddingOf(convolution, i));
+                long needed = Math.Max(1, geometry.KernelExtent(i) - 2 * geometry.Padding[i]);
                 sliver = sliver.narrow(i + 2, 0, Math.Min(input.shape[i + 2], needed));
             }
             return sliver;
         }).remove);
         _removeHooks.Add(convolution.register_forward_hook((_, _, output) =>
         {
-            long[] outputShape = ConvolutionOutputShape(convolution, inputShape);
+            long[] outputShape = geometry.OutputShape(inputShape);
             if (!_shapesOnly && !outputShape.AsSpan().SequenceEqual(output.shape))
                 throw new InvalidOperationException(
                     $"{name}: the convolution output shape [{string.Join(", ", output.shape)}] differs from the computed [{string.Join(", ", outputShape)}]");
-            double forward = ConvolutionFlops(convolution.weight.shape, outputShape);
-            _records.Add(new FlopRecord(name, FlopOp.Convolution, inputShape, outputShape, forward, forward * BackwardPasses(inputGrad, convolution.weight)));
-            return _shapesOnly ? Placeholder(outputShape, output, inputGrad || NeedsGrad(convolution.weight, convolution.bias)) : output;
+            double forward = ConvolutionFlops(geometry.Weight.shape, outputShape);
+            _records.Add(new FlopRecord(name, FlopOp.Convolution, inputShape, outputShape, forward, forward * BackwardPasses(inputGrad, geometry.Weight)));
+            return _shapesOnly ? Placeholder(outputShape, output, inputGrad || NeedsGrad(geometry.Weight, geometry.Bias)) : output;
         }).remove);
     }
 
-    private void Hook(string name, Linear linear)
+    private void Hook(string name, nn.Module<Tensor, Tensor> linear, LinearGeometry geometry)
     {
         long[] inputShape = [];
         bool inputGrad = false;
@@ -173,17 +162,21 @@ public sealed class FlopCounter : IDisposable
         _removeHooks.Add(linear.register_forward_hook((_, _, output) =>
         {
             // Inside a shrunk attention the projections see one token; the attention's hook counts them instead.
-            long[] outputShape = _silenced > 0 ? [.. inputShape[..^1], linear.out_features] : RecordLinear(name, linear, inputShape, inputGrad);
-            return _shapesOnly ? Placeholder(outputShape, output, inputGrad || NeedsGrad(linear.weight, linear.bias)) : output;
+            long[] outputShape = _silenced > 0 ? [.. inputShape[..^1], geometry.OutFeatures] : RecordLinear(name, geometry, inputShape, inputGrad);
+            return _shapesOnly ? Placeholder(outputShape, output, inputGrad || NeedsGrad(geometry.Weight, geometry.Bias)) : output;
         }).remove);
     }
 
     private void Hook(string name, Attention attention)
     {
         var modules = attention.named_modules().ToDictionary(m => m.name, m => m.module);
-        Linear Projection(string key) => modules.GetValueOrDefault(key) as Linear
-            ?? throw new NotSupportedException($"{name}: an {nameof(Attention)} without a Linear {key} cannot be counted");
-        Linear toQ = Projection("to_q"), toK = Projection("to_k"), toV = Projection("to_v"), toOut = Projection("to_out.0");
+        LinearGeometry Projection(string key) => modules.GetValueOrDefault(key) switch
+        {
+            AutocastLinear linear => new LinearGeometry(linear.weight, linear.bias, linear.InFeatures, linear.OutFeatures),
+            Linear linear => new LinearGeometry(linear.weight, linear.bias, linear.in_features, linear.out_features),
+            _ => throw new NotSupportedException($"{name}: an {nameof(Attention)} without a linear {key} cannot be counted"),
+        };
+        LinearGeometry toQ = Projection("to_q"), toK = Projection("to_k"), toV = Projection("to_v"), toOut = Projection("to_out.0");
         bool normTrains = modules.GetValueOrDefault("group_norm")?.parameters().Any(p => p.requires_grad) == true;
 
         long[] hiddenShape = [];
@@ -220,29 +213,29 @@ public sealed class FlopCounter : IDisposable
             long keyLength = contextShape?[1] ?? queryLength;
             bool queryInputGrad = hiddenGrad || normTrains;
             bool keyInputGrad = contextShape is null ? queryInputGrad : contextGrad;
-            bool attendedGrad = queryInputGrad || keyInputGrad || NeedsGrad(toQ.weight, toQ.bias) || NeedsGrad(toK.weight, toK.bias) || NeedsGrad(toV.weight, toV.bias);
+            bool attendedGrad = queryInputGrad || keyInputGrad || NeedsGrad(toQ.Weight, toQ.Bias) || NeedsGrad(toK.Weight, toK.Bias) || NeedsGrad(toV.Weight, toV.Bias);
             if (_shapesOnly)
             {
-                RecordLinear($"{name}.to_q", toQ, [batch, queryLength, toQ.in_features], queryInputGrad);
-                RecordLinear($"{name}.to_k", toK, [batch, keyLength, toK.in_features], keyInputGrad);
-                RecordLinear($"{name}.to_v", toV, [batch, keyLength, toV.in_features], keyInputGrad);
+                RecordLinear($"{name}.to_q", toQ, [batch, queryLength, toQ.InFeatures], queryInputGrad);
+                RecordLinear($"{name}.to_k", toK, [batch, keyLength, toK.InFeatures], keyInputGrad);
+                RecordLinear($"{name}.to_v", toV, [batch, keyLength, toV.InFeatures], keyInputGrad);
             }
-            long heads = attention.Heads, headDim = toQ.out_features / heads;
+            long heads = attention.Heads, headDim = toQ.OutFeatures / heads;
             double forward = AttentionFlops(batch, heads, queryLength, keyLength, headDim);
             double backward = torch.is_grad_enabled() && attendedGrad ? 2 * forward : 0;
             _records.Add(new FlopRecord(name, FlopOp.Attention, hiddenShape, [batch, heads, queryLength, keyLength], forward, backward));
             if (!_shapesOnly) return output;
-            RecordLinear($"{name}.to_out.0", toOut, [batch, queryLength, toOut.in_features], attendedGrad);
-            return Placeholder(hiddenShape, output, attendedGrad || hiddenGrad || NeedsGrad(toOut.weight, toOut.bias));
+            RecordLinear($"{name}.to_out.0", toOut, [batch, queryLength, toOut.InFeatures], attendedGrad);
+            return Placeholder(hiddenShape, output, attendedGrad || hiddenGrad || NeedsGrad(toOut.Weight, toOut.Bias));
         }).remove);
     }
 
-    private long[] RecordLinear(string name, Linear linear, long[] inputShape, bool inputGrad)
+    private long[] RecordLinear(string name, LinearGeometry linear, long[] inputShape, bool inputGrad)
     {
-        long[] outputShape = [.. inputShape[..^1], linear.out_features];
+        long[] outputShape = [.. inputShape[..^1], linear.OutFeatures];
         long tokens = Product(inputShape.AsSpan(0, inputShape.Length - 1));
-        double forward = LinearFlops(tokens, linear.in_features, linear.out_features);
-        _records.Add(new FlopRecord(name, FlopOp.Linear, inputShape, outputShape, forward, forward * BackwardPasses(inputGrad, linear.weight)));
+        double forward = LinearFlops(tokens, linear.InFeatures, linear.OutFeatures);
+        _records.Add(new FlopRecord(name, FlopOp.Linear, inputShape, outputShape, forward, forward * BackwardPasses(inputGrad, linear.Weight)));
         return outputShape;
     }
 
@@ -263,11 +256,39 @@ public sealed class FlopCounter : IDisposable
     private static Tensor Placeholder(long[] shape, Tensor like, bool needsGrad) =>
         torch.zeros(shape, like.dtype, like.device, requires_grad: needsGrad && torch.is_grad_enabled());
 
-    // Explicit padding per side ('same' is handled by the caller; 'valid' is none).
-    private static long PaddingOf(Convolution convolution, int dim) =>
-        convolution.padding_type is null && convolution.padding is { } padding ? padding[dim] : 0;
+    // What the count needs of a convolution, from TorchSharp's Convolution or the models' AutocastConv2d alike.
+    private sealed record ConvGeometry(Parameter Weight, Parameter? Bias, long OutChannels, long[] Stride, long[] Padding, long[] Dilation, long[] Kernel, bool Same)
+    {
+        public static ConvGeometry Of(string name, Convolution convolution)
+        {
+            if (convolution.transposed)
+                throw new NotSupportedException($"{name}: transposed convolutions are not counted by {nameof(FlopCounter)}");
+            int dims = convolution.kernel_size.Length;
+            // Explicit padding per side ('same' is handled in OutputShape; 'valid' is none).
+            long[] padding = Enumerable.Range(0, dims)
+                .Select(i => convolution.padding_type is null && convolution.padding is { } p ? p[i] : 0).ToArray();
+            return new ConvGeometry(convolution.weight, convolution.bias, convolution.out_channels, convolution.stride, padding,
+                convolution.dilation, convolution.kernel_size, convolution.padding_type == TorchSharp.Padding.Same);
+        }
 
-    private static long KernelExtent(Convolution convolution, int dim) => convolution.dilation[dim] * (convolution.kernel_size[dim] - 1) + 1;
+        public static ConvGeometry Of(AutocastConv2d convolution) =>
+            new(convolution.weight, convolution.bias, convolution.OutChannels, [.. convolution.Stride], [.. convolution.Padding], [1, 1], [.. convolution.KernelSize], false);
+
+        public long KernelExtent(int dim) => Dilation[dim] * (Kernel[dim] - 1) + 1;
+
+        public long[] OutputShape(long[] inputShape)
+        {
+            var shape = new long[inputShape.Length];
+            shape[0] = inputShape[0];
+            shape[1] = OutChannels;
+            for (int i = 0; i < inputShape.Length - 2; i++)
+                // PyTorch allows 'same' only with stride 1
+                shape[i + 2] = Same ? inputShape[i + 2] : (inputShape[i + 2] + 2 * Padding[i] - KernelExtent(i)) / Stride[i] + 1;
+            return shape;
+        }
+    }
+
+    private sealed record LinearGeometry(Parameter Weight, Parameter? Bias, long InFeatures, long OutFeatures);
 
     private static long Product(ReadOnlySpan<long> values)
     {

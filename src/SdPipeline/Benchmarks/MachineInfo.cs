@@ -48,7 +48,8 @@ public sealed record MachineInfo(
             torch.get_num_interop_threads());
     }
 
-    private static string ReadCpuModel()
+    /// <summary>The CPU's model name (<c>/proc/cpuinfo</c>), or the architecture where that cannot be read.</summary>
+    public static string ReadCpuModel()
     {
         const string cpuinfo = "/proc/cpuinfo";
         if (!File.Exists(cpuinfo)) return RuntimeInformation.ProcessArchitecture.ToString();

@@ -255,6 +255,34 @@ public sealed class SampleSection
     public int BatchSize { get; init; } = 4;
 }
 
+/// <summary>
+/// The training benchmark (`sdpipe benchmark`): a sweep of short training runs, one per cell of
+/// mixed_precision × gradient_checkpointing × resolution, each in its own process.
+/// </summary>
+public sealed class BenchmarkSection
+{
+    [ConfigKey("Compute precisions to sweep (train.mixed_precision values).", AllowedValues = ["no", "bf16", "fp16"])]
+    public string[] MixedPrecision { get; init; } = ["no", "bf16", "fp16"];
+
+    [ConfigKey("Gradient checkpointing settings to sweep (train.gradient_checkpointing values).")]
+    public bool[] GradientCheckpointing { get; init; } = [false, true];
+
+    [ConfigKey("Resolutions to sweep: full is latents.resolution, half is half of it (rounded down to a multiple of 8); each has its own latent cache.", AllowedValues = ["full", "half"])]
+    public string[] Resolution { get; init; } = ["full", "half"];
+
+    [ConfigKey("Optimizer steps per cell before the timed ones (allocator, kernel selection and page faults settle in them); excluded from the figures.")]
+    public int WarmupSteps { get; init; } = 2;
+
+    [ConfigKey("Timed optimizer steps per cell: the step time is their median.")]
+    public int TimedSteps { get; init; } = 5;
+
+    [ConfigKey("Images per micro-batch in every cell; 0 uses train.train_batch_size.")]
+    public int BatchSize { get; init; }
+
+    [ConfigKey("Seconds a cell may run (process start to exit) before it is stopped and recorded as a timeout; 0 waits for ever.")]
+    public int CellTimeoutSeconds { get; init; } = 600;
+}
+
 /// <summary>Every section of a run profile.</summary>
 public sealed class RunConfig
 {
@@ -275,4 +303,7 @@ public sealed class RunConfig
 
     [JsonProperty("sample")]
     public SampleSection Sample { get; init; } = new();
+
+    [JsonProperty("benchmark")]
+    public BenchmarkSection Benchmark { get; init; } = new();
 }

@@ -10,7 +10,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
     public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false)
     {
         var plans = new Dictionary<string, StagePlan>();
-        var context = new StageInputContext(config, hashes);
+        var context = new StageInputContext(config, hashes, store);
         foreach (var stage in graph.Stages)
             plans[stage.Name] = PlanStage(stage, context, plans, verify);
         hashes.Save();

@@ -2,7 +2,8 @@ using SdPipeline.Config;
 
 namespace SdPipeline.Pipeline;
 
-/// <summary>What a stage's <see cref="StageDefinition.ExternalInputs"/> may look at: the config and a file-hash cache.</summary>
+/// <summary>What a stage's <see cref="StageDefinition.ExternalInputs"/> may look at: the config, a file-hash cache and the store.</summary>
 /// <param name="Config">The effective config.</param>
 /// <param name="Hashes">Content hashes of local files, remembered by size and modification time.</param>
-public sealed record StageInputContext(EffectiveConfig Config, FileHashCache Hashes);
+/// <param name="Store">The artifact store being planned (results kept beside the stages, such as the benchmark's), or null.</param>
+public sealed record StageInputContext(EffectiveConfig Config, FileHashCache Hashes, ArtifactStore? Store = null);

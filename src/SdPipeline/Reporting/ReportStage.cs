@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Benchmarks.Sweep;
 using SdPipeline.Config;
 using SdPipeline.Data;
 using SdPipeline.Pipeline;
@@ -24,11 +25,33 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     /// The report shows the effective config as a diff against the defaults, so every key is an input (as the
     /// hash of the whole effective config: a report is cheap, and listing them all here would be noise).
     /// </summary>
-    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) => new Dictionary<string, string>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
     {
-        ["effective_config"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
-            System.Text.Encoding.UTF8.GetBytes(CanonicalJson.Serialize(context.Config.Json)))),
-    };
+        var inputs = new Dictionary<string, string>
+        {
+            ["effective_config"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+                System.Text.Encoding.UTF8.GetBytes(CanonicalJson.Serialize(context.Config.Json)))),
+        };
+        // The benchmark's merged table is shown when it belongs to this config; a new merge refreshes the report.
+        if (context.Store is { } store && CurrentBenchmark(store, context.Config) is { } path)
+            inputs["benchmark"] = FileHashCache.HashFile(path);
+        return inputs;
+    }
+
+    /// <summary>The store's merged benchmark result when it was merged for <paramref name="config"/>, else null.</summary>
+    public static string? CurrentBenchmark(ArtifactStore store, EffectiveConfig config)
+    {
+        string path = BenchmarkSweep.ResultPath(store);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return SweepResult.Read(path).ConfigHash == BenchmarkSweep.ConfigHash(config) ? path : null;
+        }
+        catch (InvalidDataException)
+        {
+            return null; // a torn or foreign file: the report goes without the table
+        }
+    }
 
     /// <inheritdoc />
     public JObject Run(StageWorkspace workspace)
@@ -57,6 +80,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             Samples = samples,
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
+            Benchmark = CurrentBenchmark(workspace.Store, config) is { } benchmark ? SweepResult.Read(benchmark).ToTable() : null,
         };
         var facts = ReportWriter.Write(input, workspace.Directory);
         Deliverables(workspace);

@@ -43,6 +43,18 @@ public sealed class AutocastConv2d : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>Stride in each spatial direction.</summary>
+    public IReadOnlyList<long> Stride => _stride;
+
+    /// <summary>Zero padding on each side, per spatial direction.</summary>
+    public IReadOnlyList<long> Padding => _padding;
+
+    /// <summary>Kernel height and width.</summary>
+    public IReadOnlyList<long> KernelSize => [_weight.shape[2], _weight.shape[3]];
+
+    /// <summary>Output channels.</summary>
+    public long OutChannels => _weight.shape[0];
+
     /// <summary>The weight [out, in, k, k]; setting it replaces (and disposes) the old one.</summary>
     public Parameter weight
     {

@@ -35,6 +35,12 @@ public sealed class AutocastLinear : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>Input width.</summary>
+    public long InFeatures => _weight.shape[1];
+
+    /// <summary>Output width.</summary>
+    public long OutFeatures => _weight.shape[0];
+
     /// <summary>The weight [out, in]; setting it replaces (and disposes) the old one.</summary>
     public Parameter weight
     {

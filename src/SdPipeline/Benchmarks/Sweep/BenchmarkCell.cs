@@ -1,0 +1,67 @@
+using Newtonsoft.Json.Linq;
+using SdPipeline.Config;
+
+namespace SdPipeline.Benchmarks.Sweep;
+
+/// <summary>
+/// One cell of the benchmark sweep: a compute precision, gradient checkpointing on or off, and the full or half
+/// training resolution. Its id, <c>PRECISION-off|on-full|half</c> (<c>no-off-full</c>, <c>bf16-on-half</c>), names it
+/// on the command line (<c>sdpipe benchmark --cell ID</c>) and in CI matrices.
+/// </summary>
+/// <param name="MixedPrecision"><c>no</c>, <c>bf16</c> or <c>fp16</c>.</param>
+/// <param name="GradientCheckpointing">Whether the UNet's blocks are recomputed in backward.</param>
+/// <param name="Resolution"><c>full</c> (latents.resolution) or <c>half</c>.</param>
+public sealed record BenchmarkCell(string MixedPrecision, bool GradientCheckpointing, string Resolution)
+{
+    /// <summary>The precisions a cell may have.</summary>
+    public static IReadOnlyList<string> Precisions { get; } = ["no", "bf16", "fp16"];
+
+    /// <summary>The resolutions a cell may have.</summary>
+    public static IReadOnlyList<string> Resolutions { get; } = ["full", "half"];
+
+    /// <summary>The cell every other is compared with: float32, no checkpointing, full resolution.</summary>
+    public static BenchmarkCell Baseline { get; } = new("no", false, "full");
+
+    /// <summary>The id: <c>PRECISION-off|on-full|half</c>.</summary>
+    public string Id => $"{MixedPrecision}-{(GradientCheckpointing ? "on" : "off")}-{Resolution}";
+
+    /// <summary>Whether this is <see cref="Baseline"/>.</summary>
+    public bool IsBaseline => this == Baseline;
+
+    /// <summary>The settings in which this cell differs from the baseline (<c>mixed_precision=bf16</c>, …); empty for the baseline.</summary>
+    public IReadOnlyList<string> Differences
+    {
+        get
+        {
+            var differences = new List<string>();
+            if (MixedPrecision != Baseline.MixedPrecision) differences.Add($"mixed_precision={MixedPrecision}");
+            if (GradientCheckpointing != Baseline.GradientCheckpointing) differences.Add($"gradient_checkpointing={(GradientCheckpointing ? "on" : "off")}");
+            if (Resolution != Baseline.Resolution) differences.Add($"resolution={Resolution}");
+            return differences;
+        }
+    }
+
+    /// <summary>The training resolution in pixels for a profile whose <c>latents.resolution</c> is <paramref name="full"/>.</summary>
+    public int Pixels(int full) => Resolution == "full" ? full : Math.Max(8, full / 2 / 8 * 8);
+
+    /// <summary>Parses an id made by <see cref="Id"/>.</summary>
+    /// <exception cref="ConfigException">Not a cell id (the message shows the form and the valid parts).</exception>
+    public static BenchmarkCell Parse(string id)
+    {
+        string[] parts = id.Split('-');
+        if (parts.Length != 3 || !Precisions.Contains(parts[0]) || parts[1] is not ("on" or "off") || !Resolutions.Contains(parts[2]))
+            throw new ConfigException($"'{id}' is not a benchmark cell id: expected PRECISION-CHECKPOINTING-RESOLUTION with PRECISION one of " +
+                $"{string.Join(", ", Precisions)}, CHECKPOINTING on or off, RESOLUTION full or half (for example no-off-full); " +
+                "`sdpipe benchmark --list-cells` lists the cells of the current config");
+        return new BenchmarkCell(parts[0], parts[1] == "on", parts[2]);
+    }
+
+    /// <summary>The cell as <c>{"id", "mixed_precision", "gradient_checkpointing", "resolution"}</c>.</summary>
+    public JObject ToJson() => new()
+    {
+        ["id"] = Id,
+        ["mixed_precision"] = MixedPrecision,
+        ["gradient_checkpointing"] = GradientCheckpointing,
+        ["resolution"] = Resolution,
+    };
+}

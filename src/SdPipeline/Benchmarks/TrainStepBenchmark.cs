@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using SdPipeline.Models.Unet;
+using SdPipeline.Runtime;
+using SdPipeline.Training;
+using SdPipeline.Training.Checkpointing;
+using SdPipeline.Training.Precision;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>
+/// <c>sdpipe bench train-step</c>: one training step of a UNet with random weights — forward, MSE against a fixed
+/// target, backward, <see cref="AdamW"/> over every parameter — with each phase timed on its own and the whole step
+/// timed together, against the fp32 matmul ceiling measured in the same run. The comparison PyTorch was measured on
+/// (docs/performance.md): SD 1.5, batch 1, 32×32 latents, fp32, 2 threads.
+/// </summary>
+public static class TrainStepBenchmark
+{
+    /// <summary>The constant learning rate of the timed AdamW steps (its value does not change the cost).</summary>
+    public const double LearningRate = 1e-4;
+
+    /// <summary>Summary key: median step seconds over median matmul seconds (PyTorch: 30.2; the target is at most 27).</summary>
+    public const string StepOverMatmul = "step_over_matmul_seconds";
+
+    /// <summary>Summary key: forward+backward GFLOP/s as a fraction of the matmul's (PyTorch: 0.19; the target is at least 0.25).</summary>
+    public const string ForwardBackwardOfMatmul = "forward_backward_of_matmul_flops";
+
+    /// <summary>Summary key: the process's peak resident memory in GiB (PyTorch: 14.0).</summary>
+    public const string PeakRssGib = "peak_rss_gib";
+
+    /// <summary>Runs the benchmark; one set of rows per latent size in <paramref name="options"/>.</summary>
+    /// <param name="options">Sizes, batch, repeats, seed, config, precision, checkpointing.</param>
+    /// <param name="device">Where to run (after the threads have been set).</param>
+    /// <param name="log">Progress lines; null for silence.</param>
+    /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    {
+        options.Validate();
+        var config = options.ConfigFile is null ? Sd15Configs.Unet : UNet2DConditionConfig.Load(options.ConfigFile);
+        var precision = MixedPrecision.Parse(options.MixedPrecision);
+        var machine = MachineInfo.Capture(device);
+
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
+        var before = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+
+        log?.Invoke("building the UNet with random weights ...");
+        torch.manual_seed(options.Seed);
+        using var unet = new UNet2DConditionModel(config, device);
+        unet.train();
+        var parameters = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+        long parameterCount = parameters.Sum(p => p.parameter.numel());
+        if (options.GradientCheckpointing) GradientCheckpointing.Apply(unet);
+        using var optimizer = new AdamW(parameters);
+
+        var measured = new List<(int Size, FlopCount Flops, Phases Phases)>();
+        foreach (int size in options.Sizes)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var generator = new Generator((ulong)options.Seed, device);
+            var sample = torch.randn([options.Batch, config.InChannels, size, size], generator: generator, device: device);
+            var timestep = torch.full([options.Batch], UnetBenchmark.Timestep, ScalarType.Int64, device);
+            var text = torch.randn([options.Batch, UnetBenchmark.TextTokens, config.CrossAttentionDim], generator: generator, device: device);
+            var target = torch.randn([options.Batch, config.OutChannels, size, size], generator: generator, device: device);
+
+            FlopCount flops;
+            GradientCheckpointing.Remove(unet); // the counter must see each block once
+            using (torch.NewDisposeScope())
+                flops = FlopCounter.Count(unet, () => unet.call(sample, timestep, text), shapesOnly: true);
+            if (options.GradientCheckpointing) GradientCheckpointing.Apply(unet);
+            log?.Invoke($"train step {size}x{size}: {flops.ForwardBackward / 1e9:0.0} GFLOP forward+backward");
+
+            var phases = new Phases();
+            for (int i = 0; i < options.Warmup + options.Repeats; i++)
+            {
+                optimizer.ZeroGrad();
+                var (forward, backward, adamw, step) = Step(unet, optimizer, precision, sample, timestep, text, target, device);
+                bool timed = i >= options.Warmup;
+                if (timed) phases.Add(forward, backward, adamw, step);
+                log?.Invoke($"train step {size}x{size} {(timed ? $"run {i - options.Warmup + 1}/{options.Repeats}" : $"warm-up {i + 1}/{options.Warmup}")}: " +
+                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB");
+            }
+            optimizer.ZeroGrad();
+            measured.Add((size, flops, phases));
+        }
+
+        var after = MatmulCeiling.Measure(device, options.MatmulSize);
+        log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
+        double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
+        double matmulSeconds = before.Flop / ceiling / 1e9;
+        long peak = ProcessMemory.PeakResidentBytes();
+
+        var rows = new List<BenchmarkRow>();
+        foreach (var (size, flops, phases) in measured)
+        {
+            BenchmarkRow Row(string @case, IReadOnlyList<double> seconds, FlopPart part) =>
+                BenchmarkRow.Phase("train_step", @case, size, size * 8, options.Batch, options.Warmup, new Timing(seconds, peak, false), flops, part, ceiling);
+            rows.Add(Row("forward", phases.Forward, FlopPart.Forward));
+            rows.Add(Row("backward", phases.Backward, FlopPart.Backward));
+            rows.Add(Row("forward_backward", phases.Forward.Zip(phases.Backward, (f, b) => f + b).ToList(), FlopPart.ForwardBackward));
+            rows.Add(Row("adamw", phases.AdamW, FlopPart.None));
+            rows.Add(Row("step", phases.Step, FlopPart.ForwardBackward));
+        }
+        // The headline figures are those of the first size (32×32 by default: the PyTorch comparison).
+        var first = rows.Take(5).ToList();
+        return new BenchmarkReport
+        {
+            Benchmark = "train_step",
+            CreatedUtc = DateTime.UtcNow,
+            Machine = machine,
+            ModelConfig = (options.ConfigFile ?? "sd15") + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : ""),
+            Parameters = parameterCount,
+            Seed = options.Seed,
+            MatmulBefore = before,
+            MatmulAfter = after,
+            Rows = rows,
+            Summary = new Dictionary<string, double>
+            {
+                [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),
+                [ForwardBackwardOfMatmul] = Math.Round(first.Single(r => r.Case == "forward_backward").RatioToMatmul, 3),
+                [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
+            },
+        };
+    }
+
+    // One step, each phase timed: the tensors it makes are disposed when it returns, the gradients stay for AdamW.
+    private static (double Forward, double Backward, double AdamW, double Step) Step(UNet2DConditionModel unet, AdamW optimizer, MixedPrecision precision,
+        Tensor sample, Tensor timestep, Tensor text, Tensor target, Device device)
+    {
+        using var scope = torch.NewDisposeScope();
+        var clock = Stopwatch.StartNew();
+        Tensor loss;
+        using (precision.EnterAutocast())
+        {
+            var output = unet.call(sample, timestep, text);
+            loss = AutocastOps.MseLoss(output, target);
+        }
+        Synchronize(device);
+        double forward = clock.Elapsed.TotalSeconds;
+        loss.backward();
+        Synchronize(device);
+        double backward = clock.Elapsed.TotalSeconds - forward;
+        optimizer.Step(LearningRate);
+        Synchronize(device);
+        double total = clock.Elapsed.TotalSeconds;
+        return (forward, backward, total - forward - backward, total);
+    }
+
+    private static void Synchronize(Device device)
+    {
+        if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
+    }
+
+    private sealed class Phases
+    {
+        public List<double> Forward { get; } = [];
+        public List<double> Backward { get; } = [];
+        public List<double> AdamW { get; } = [];
+        public List<double> Step { get; } = [];
+
+        public void Add(double forward, double backward, double adamw, double step)
+        {
+            Forward.Add(forward);
+            Backward.Add(backward);
+            AdamW.Add(adamw);
+            Step.Add(step);
+        }
+    }
+}
