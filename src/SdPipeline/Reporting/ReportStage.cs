@@ -137,7 +137,10 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             File.Copy(Path.Combine(workspace.Directory, file), Path.Combine(folder, file));
         // Links, not copies: the samples and the model already live in their own artifacts (upload-artifact follows links).
         Directory.CreateSymbolicLink(Path.Combine(folder, "samples"), Path.GetFullPath(workspace.Upstream["sample"]));
-        Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+        // A LoRA run's result is its adapter files (lora/: diffusers and kohya layouts); a full fine-tune's is a model folder.
+        string lora = Path.Combine(workspace.Upstream["train"], TrainStage.LoraFolder);
+        if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
+        else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
     }
 
     private static string? GitCommit()
