@@ -104,5 +104,36 @@ public sealed class LoraNetworkTests
         Assert.That(network.Parameters().All(p => p.Parameter.grad is { } g && g.abs().sum().item<float>() > 0), Is.True);
     }
 
+    [Test]
+    public void GradientCheckpointing_Should_RecomputeEveryBlock_AndGiveTheAdaptersTheSameGradients_When_TheBaseIsFrozen()
+    {
+        // Given a frozen UNet whose only trainable weights are adapters (so no block input needs a gradient)
+        using var step = TinyUnetStep.Load(size: 16);
+        foreach (var parameter in step.Unet.parameters()) parameter.requires_grad = false;
+        using var network = LoraNetwork.Create(step.Unet, null, Everything with { TextEncoder = false }, seed: 0);
+        Randomise(network, 4);
+        foreach (var (_, parameter) in network.Parameters()) parameter.requires_grad = true;
+        var calls = step.CountBlockCalls();
+        Dictionary<string, Tensor> Gradients()
+        {
+            foreach (var (_, parameter) in network.Parameters()) parameter.grad = null;
+            using (var loss = step.Loss(step.Predict())) loss.backward();
+            return network.Parameters().ToDictionary(p => p.Name, p => p.Parameter.grad!.detach().clone());
+        }
+        var plain = Gradients();
+        int plainCalls = calls();
+
+        // When the blocks are checkpointed
+        SdPipeline.Training.Checkpointing.GradientCheckpointing.Apply(step.Unet);
+        var checkpointed = Gradients();
+        int checkpointedCalls = calls() - plainCalls;
+        SdPipeline.Training.Checkpointing.GradientCheckpointing.Remove(step.Unet);
+
+        // Then every block ran twice (forward, then recomputed in backward) and the gradients agree
+        Assert.That(checkpointedCalls, Is.EqualTo(2 * plainCalls));
+        foreach (var (name, gradient) in plain)
+            Assert.That((checkpointed[name] - gradient).abs().max().item<float>(), Is.LessThan(1e-5f), name);
+    }
+
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 }

@@ -61,7 +61,7 @@ public sealed class BenchmarkCommandTests
         var result = Sdpipe("benchmark", "--merge", "--set", "benchmark.mixed_precision=no");
 
         Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
-        Assert.That(result.Output, Does.Contain("no-off-full (baseline)").And.Contain("4 cell(s) not run"));
+        Assert.That(result.Output, Does.Contain("no-off-full (baseline)").And.Contain("8 cell(s) not run"), "2 checkpointing × 2 resolutions × 2 methods");
         var json = JObject.Parse(File.ReadAllText(_temp.File("artifacts/benchmark/benchmark.json")));
         Assert.That(json["cells"]!.Select(c => c.Value<string>("status")), Is.All.EqualTo("not_run"));
         Assert.That(File.Exists(_temp.File("artifacts/benchmark/benchmark.md")), Is.True);
