@@ -89,14 +89,29 @@ public static class LoraFile
     public static (LoraLayout Layout, IReadOnlyList<LoraModuleWeights> Modules) Read(string path, IEnumerable<(string Component, string Path)> layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
-        if (!File.Exists(path)) throw new WeightsException($"LoRA file '{path}' not found");
-        using var file = SafeTensorsFile.Open(path);
+        using var file = Open(path);
+        return Detect(file) == LoraLayout.Kohya ? (LoraLayout.Kohya, ReadKohya(file, layers)) : (LoraLayout.Diffusers, ReadDiffusers(file));
+    }
+
+    /// <summary>The layout of the LoRA file at <paramref name="path"/>.</summary>
+    /// <exception cref="WeightsException">Not a LoRA file.</exception>
+    public static LoraLayout Detect(string path)
+    {
+        using var file = Open(path);
+        return Detect(file);
+    }
+
+    private static SafeTensorsFile Open(string path) =>
+        File.Exists(path) ? SafeTensorsFile.Open(path) : throw new WeightsException($"LoRA file '{path}' not found");
+
+    private static LoraLayout Detect(SafeTensorsFile file)
+    {
         var names = file.Entries.Select(e => e.Name).ToList();
         if (names.Any(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) || n.StartsWith("lora_te_", StringComparison.Ordinal)))
-            return (LoraLayout.Kohya, ReadKohya(file, layers));
-        if (names.Any(n => n.Contains(".lora_A.", StringComparison.Ordinal) || n.Contains(".lora.down.", StringComparison.Ordinal)))
-            return (LoraLayout.Diffusers, ReadDiffusers(file));
-        throw new WeightsException($"{path}: not a LoRA file in the diffusers/PEFT layout (unet.….lora_A.weight) or kohya's (lora_unet_….lora_down.weight); " +
+            return LoraLayout.Kohya;
+        if (names.Any(n => n.Contains(".lora_A.", StringComparison.Ordinal) || n.Contains(".lora.down.", StringComparison.Ordinal) || n.Contains(".lora_linear_layer.down.", StringComparison.Ordinal)))
+            return LoraLayout.Diffusers;
+        throw new WeightsException($"{file.Path}: not a LoRA file in the diffusers/PEFT layout (unet.….lora_A.weight) or kohya's (lora_unet_….lora_down.weight); " +
             $"first keys: {string.Join(", ", names.Take(3))}");
     }
 

@@ -88,7 +88,8 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         Deliverables(workspace);
 
         var summary = JObject.Parse(File.ReadAllText(Path.Combine(workspace.Directory, ReportWriter.SummaryFileName)));
-        workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the model");
+        workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the " +
+            (input.Method is { IsLora: true } ? "LoRA files" : "model"));
         if (input.Adherence is { } adherence)
             workspace.Log($"report: colour adherence base {adherence.Base.ColorRate:P0}, fine-tuned {adherence.FineTuned.ColorRate:P0}");
         return summary;
