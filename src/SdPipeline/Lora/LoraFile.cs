@@ -193,7 +193,8 @@ public static class LoraFile
             if (group.Any(m => m.Alpha != first.Alpha))
                 metadata[$"{c}.alpha_pattern"] = new JObject(group.Select(m => new JProperty(m.Path, m.Alpha)));
         }
-        return metadata;
+        // Sorted keys, as diffusers' json.dumps(..., sort_keys=True): the same adapters give the same header.
+        return new JObject(metadata.Properties().OrderBy(p => p.Name, StringComparer.Ordinal));
     }
 
     private static string TargetName(string path)

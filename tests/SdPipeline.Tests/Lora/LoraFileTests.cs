@@ -136,6 +136,33 @@ public sealed class LoraFileTests
         Assert.That(error!.Message, Does.Contain("lora_unet_input_blocks_4_1_proj_in").And.Contain("another architecture"));
     }
 
+    [Test]
+    public void Convert_Should_GoToKohyaAndBack_ResolvingKohyaNamesAgainstTheModelFolder()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        using var textEncoder = TextEncoder();
+        using var network = LoraNetwork.Create(step.Unet, textEncoder, Settings, seed: 0);
+        LoraNetworkTests.Randomise(network, 1);
+        string diffusers = temp.File("a.safetensors"), kohya = temp.File("b.safetensors"), back = temp.File("c.safetensors");
+        LoraFile.Write(diffusers, network.ToWeights(), LoraLayout.Diffusers);
+        var model = DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd"));
+
+        var there = LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, model: null);
+        var error = Assert.Throws<WeightsException>(() => LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model: null));
+        var again = LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model);
+
+        Assert.That((there.From, again.From), Is.EqualTo((LoraLayout.Diffusers, LoraLayout.Kohya)));
+        Assert.That(again.Modules, Is.EqualTo(network.Modules.Count));
+        Assert.That(error!.Message, Does.Contain("--model"));
+        using var original = SafeTensorsFile.Open(diffusers);
+        using var roundTripped = SafeTensorsFile.Open(back);
+        Assert.That(roundTripped.Entries.Select(e => e.Name), Is.EquivalentTo(original.Entries.Select(e => e.Name)));
+        foreach (var entry in original.Entries)
+            Assert.That(roundTripped.Bytes(roundTripped.Entry(entry.Name)).ToArray(), Is.EqualTo(original.Bytes(entry).ToArray()), entry.Name);
+        Assert.That(roundTripped.Metadata[LoraFile.AdapterMetadataKey], Is.EqualTo(original.Metadata[LoraFile.AdapterMetadataKey]));
+    }
+
     /// <summary>
     /// diffusers' path from a kohya UNet key to its PEFT key, for SD 1.x names: <c>_convert_unet_lora_key</c> ("_" → ".",
     /// then re-joining the names that contain underscores; "attnN" → "attnN.processor"; "to_q_lora"/"to_out_lora" forms),
