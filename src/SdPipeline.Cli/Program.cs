@@ -19,6 +19,7 @@ root.Subcommands.Add(GcCommand.Create());
 root.Subcommands.Add(ConfigCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
 root.Subcommands.Add(PathCommand.Create());
+root.Subcommands.Add(ModelCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(BenchmarkCommand.Create(cancellation.Token));
