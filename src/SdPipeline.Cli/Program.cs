@@ -23,6 +23,7 @@ root.Subcommands.Add(ModelCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(BenchmarkCommand.Create(cancellation.Token));
+root.Subcommands.Add(LoraCommand.Create());
 
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

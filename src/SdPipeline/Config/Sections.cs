@@ -217,8 +217,23 @@ public sealed class TrainSection
     [ConfigKey("Held-out images used for the held-out loss (the first N of the held-out split).")]
     public int HeldoutMaxItems { get; init; } = 64;
 
-    [ConfigKey("Train the text encoder too (its embeddings are then computed each step instead of read from the cache).")]
+    [ConfigKey("Train the text encoder too (its embeddings are then computed each step instead of read from the cache); with method lora, LoRA adapters on its attention projections.")]
     public bool TrainTextEncoder { get; init; }
+
+    [ConfigKey("full fine-tunes every weight; lora trains low-rank adapters on frozen weights (small files, less memory; see the README's LoRA section).", AllowedValues = ["full", "lora"])]
+    public string Method { get; init; } = "full";
+
+    [ConfigKey("LoRA rank r (diffusers' train_text_to_image_lora.py --rank).")]
+    public int LoraRank { get; init; } = 4;
+
+    [ConfigKey("LoRA alpha: the adapter's output is scaled by alpha / rank; 0 uses lora_rank (as diffusers' script sets lora_alpha = rank).")]
+    public double LoraAlpha { get; init; }
+
+    [ConfigKey("Dropout on the adapters' input while training (PEFT's lora_dropout).")]
+    public double LoraDropout { get; init; }
+
+    [ConfigKey("Layers of the UNet that get adapters: attention (to_q, to_k, to_v, to_out.0 of every attention, as diffusers' script) and resnets (conv1, conv2 and conv_shortcut of every resnet).", AllowedValues = ["attention", "resnets"])]
+    public string[] LoraTargets { get; init; } = ["attention"];
 }
 
 /// <summary>Text-to-image from the base and the fine-tuned model (the `sample` stage).</summary>
@@ -253,6 +268,12 @@ public sealed class SampleSection
 
     [ConfigKey("Images generated per batch (memory, not results).")]
     public int BatchSize { get; init; } = 4;
+
+    [ConfigKey("A LoRA file (safetensors, diffusers/PEFT or kohya layout) to sample as base + LoRA instead of the train stage's result; empty samples what train made.")]
+    public string Lora { get; init; } = "";
+
+    [ConfigKey("Strength of the LoRA when sampling base + LoRA (train.method=lora or sample.lora): 1 as trained, 0 the base.")]
+    public double LoraScale { get; init; } = 1.0;
 }
 
 /// <summary>
@@ -266,6 +287,9 @@ public sealed class BenchmarkSection
 
     [ConfigKey("Gradient checkpointing settings to sweep (train.gradient_checkpointing values).")]
     public bool[] GradientCheckpointing { get; init; } = [false, true];
+
+    [ConfigKey("Training methods to sweep (train.method values).", AllowedValues = ["full", "lora"])]
+    public string[] Method { get; init; } = ["full", "lora"];
 
     [ConfigKey("Resolutions to sweep: full is latents.resolution, half is half of it (rounded down to a multiple of 8); each has its own latent cache.", AllowedValues = ["full", "half"])]
     public string[] Resolution { get; init; } = ["full", "half"];

@@ -74,7 +74,10 @@ public sealed class StageGraph
         new StageDefinition("train", "Train", 1, TrainStage.ConfigKeys, ["model", "latents"],
             "Fine-tune the UNet on the latent cache"),
         new StageDefinition("sample", "Sample", 1, SampleStage.ConfigKeys, ["model", "download", "train"],
-            "Generate images from the base and the fine-tuned weights"),
+            "Generate images from the base and the fine-tuned weights")
+        {
+            ExternalInputs = SampleStage.ExternalInputs,
+        },
         new StageDefinition("report", "Report", 1, [], ["download", "train", "sample"],
             "Write report.html, report.md and summary.json")
         {

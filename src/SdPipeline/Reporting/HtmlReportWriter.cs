@@ -84,7 +84,7 @@ public static class HtmlReportWriter
         Stages(html, input.Stages);
         Config(html, input.ConfigDifferences);
         Training(html, facts);
-        Samples(html, input.Samples);
+        Samples(html, input.Samples, input.Method?.TunedLabel ?? ReportFacts.Label(ModelVariant.FineTuned));
         if (input.Adherence is { } adherence) Adherence(html, adherence);
         if (input.Benchmark is { } benchmark) Benchmark(html, benchmark);
         Warnings(html, facts.Warnings);
@@ -177,6 +177,7 @@ public static class HtmlReportWriter
         }
 
         html.AppendLine("<table><tbody>");
+        foreach (var (figure, value) in MethodRows(facts.Input.Method)) Row(html, figure, value);
         Row(html, "steps logged", facts.Steps.ToString());
         Row(html, "final loss (last step / smoothed)", $"{ReportFormat.Number(facts.FinalLoss)} / {ReportFormat.Number(facts.FinalLossSmoothed)}");
         if (facts.LastEval is { } eval)
@@ -210,17 +211,36 @@ public static class HtmlReportWriter
         html.AppendLine("</section>");
     }
 
-    private static void Samples(StringBuilder html, IReadOnlyList<SampleSet> samples)
+    /// <summary>The method rows of the training table (shared with report.md): method, trainable parameters, LoRA files, benchmark.</summary>
+    internal static IEnumerable<(string Figure, string Value)> MethodRows(TrainingMethod? method)
+    {
+        if (method is null) yield break;
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        yield return ("method", method.IsLora
+            ? $"LoRA (rank {method.Rank}, alpha {method.Alpha?.ToString("0.##", c)}, on {string.Join(", ", method.Targets)})"
+            : "full fine-tune");
+        if (method.TrainableParameters is { } trainable)
+            yield return ("trainable parameters", trainable.ToString("N0", c) +
+                (method.BaseParameters is { } total && total > 0 ? $" ({100.0 * trainable / total:0.###}% of {total.ToString("N0", c)} frozen)" : ""));
+        foreach (var (name, bytes) in method.Files)
+            yield return ($"file {name}", ReportFormat.Bytes(bytes));
+        if (method.SampleScale is { } scale) yield return ("LoRA strength when sampling", scale.ToString("0.###", c));
+        if (method.BenchmarkComparison is { } b)
+            yield return ($"benchmark: LoRA vs full fine-tune ({b.Cell} vs {Benchmarks.Sweep.BenchmarkCell.Baseline.Id})",
+                $"step time {Benchmarks.Sweep.SweepResult.Percent(b.TimeChange)}, peak memory {Benchmarks.Sweep.SweepResult.Percent(b.MemoryChange)}");
+    }
+
+    private static void Samples(StringBuilder html, IReadOnlyList<SampleSet> samples, string tuned)
     {
         html.AppendLine($"<section id=\"{SamplesId}\">");
-        html.AppendLine("<h2>Samples: base vs fine-tuned</h2>");
+        html.AppendLine($"<h2>Samples: base vs {E(tuned)}</h2>");
         if (samples.Count == 0)
         {
             html.AppendLine("<p class=\"empty\">No samples were generated.</p>");
             html.AppendLine("</section>");
             return;
         }
-        html.AppendLine("<p class=\"note\">Each row shows the same seeds, left to right, from the base model and from the fine-tuned one.</p>");
+        html.AppendLine($"<p class=\"note\">Each row shows the same seeds, left to right, from the base model and from the {E(tuned)} one.</p>");
         for (int n = 0; n < samples.Count; n++)
         {
             var set = samples[n];
@@ -228,11 +248,11 @@ public static class HtmlReportWriter
             html.AppendLine($"<figcaption>“{E(set.Prompt)}”</figcaption>");
             html.AppendLine($"<p class=\"note\">seeds {E(string.Join(", ", set.Seeds))} (left to right)</p>");
             html.AppendLine("<table class=\"grid\"><tbody>");
-            GridRow(html, set, ModelVariant.Base, set.Base);
-            GridRow(html, set, ModelVariant.FineTuned, set.FineTuned);
+            GridRow(html, set, ReportFacts.Label(ModelVariant.Base), set.Base);
+            GridRow(html, set, tuned, set.FineTuned);
             html.AppendLine("</tbody></table>");
             var flags = set.Base.SelectMany(i => i.Flags.Select(f => $"base, seed {i.Seed}: {f}"))
-                .Concat(set.FineTuned.SelectMany(i => i.Flags.Select(f => $"fine-tuned, seed {i.Seed}: {f}")))
+                .Concat(set.FineTuned.SelectMany(i => i.Flags.Select(f => $"{tuned}, seed {i.Seed}: {f}")))
                 .ToList();
             if (flags.Count > 0)
                 html.AppendLine($"<ul class=\"flags\">{string.Concat(flags.Select(f => $"<li>{E(f)}</li>"))}</ul>");
@@ -241,9 +261,8 @@ public static class HtmlReportWriter
         html.AppendLine("</section>");
     }
 
-    private static void GridRow(StringBuilder html, SampleSet set, ModelVariant model, IReadOnlyList<SampleImage> images)
+    private static void GridRow(StringBuilder html, SampleSet set, string label, IReadOnlyList<SampleImage> images)
     {
-        string label = ReportFacts.Label(model);
         if (images.Count == 0)
         {
             html.AppendLine($"<tr><th>{label}</th><td class=\"empty\">not sampled</td></tr>");

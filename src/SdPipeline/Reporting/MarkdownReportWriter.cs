@@ -64,11 +64,12 @@ public static class MarkdownReportWriter
         }
         else
         {
-            var rows = new List<IReadOnlyList<string>>
+            var rows = HtmlReportWriter.MethodRows(input.Method).Select(r => (IReadOnlyList<string>)[r.Figure, r.Value]).ToList();
+            rows.AddRange(new List<IReadOnlyList<string>>
             {
                 new[] { "steps logged", facts.Steps.ToString() },
                 new[] { "final loss (last step / smoothed)", $"{ReportFormat.Number(facts.FinalLoss)} / {ReportFormat.Number(facts.FinalLossSmoothed)}" },
-            };
+            });
             if (facts.LastEval is { } eval)
             {
                 rows.Add([$"held-out loss (step {eval.Step})", ReportFormat.Number(eval.HeldoutLoss)]);
@@ -99,8 +100,9 @@ public static class MarkdownReportWriter
         }
         else
         {
-            Line(md, "The base-vs-fine-tuned image grids are in `report.html`.");
-            Table(md, ["prompt", "seeds", "base flagged", "fine-tuned flagged"],
+            string tuned = input.Method?.TunedLabel ?? "fine-tuned";
+            Line(md, $"The base-vs-{tuned} image grids are in `report.html`.");
+            Table(md, ["prompt", "seeds", "base flagged", $"{tuned} flagged"],
                 input.Samples.Select(s => (IReadOnlyList<string>)[Text(s.Prompt), string.Join(", ", s.Seeds),
                     $"{s.Base.Count(i => i.Flags.Count > 0)} of {s.Base.Count}", $"{s.FineTuned.Count(i => i.Flags.Count > 0)} of {s.FineTuned.Count}"]),
                 rightAligned: [2, 3]);

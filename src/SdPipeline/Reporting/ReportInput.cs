@@ -29,6 +29,9 @@ public sealed record ReportInput(RunOverview Overview)
     /// </summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 
+    /// <summary>The training method, trainable parameters and LoRA details, or null when the train stage did not say.</summary>
+    public TrainingMethod? Method { get; init; }
+
     /// <summary>Prompt adherence (see <see cref="PromptAdherence.Evaluate"/>), or null when it was not measured.</summary>
     public AdherenceResult? Adherence { get; init; }
 }

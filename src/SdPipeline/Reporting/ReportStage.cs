@@ -62,6 +62,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         var trainManifest = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName));
 
         var samples = Samples(workspace.Upstream["sample"]);
+        var sweep = CurrentBenchmark(workspace.Store, config) is { } benchmark ? SweepResult.Read(benchmark) : null;
         var input = new ReportInput(new RunOverview(
             config.Typed.Model.Base,
             dataset.Name,
@@ -80,16 +81,36 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             Samples = samples,
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
-            Benchmark = CurrentBenchmark(workspace.Store, config) is { } benchmark ? SweepResult.Read(benchmark).ToTable() : null,
+            Benchmark = sweep?.ToTable(),
+            Method = Method(trainManifest, Manifest.TryRead(Path.Combine(workspace.Upstream["sample"], Manifest.FileName)), sweep),
         };
         var facts = ReportWriter.Write(input, workspace.Directory);
         Deliverables(workspace);
 
         var summary = JObject.Parse(File.ReadAllText(Path.Combine(workspace.Directory, ReportWriter.SummaryFileName)));
-        workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the model");
+        workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the " +
+            (input.Method is { IsLora: true } ? "LoRA files" : "model"));
         if (input.Adherence is { } adherence)
             workspace.Log($"report: colour adherence base {adherence.Base.ColorRate:P0}, fine-tuned {adherence.FineTuned.ColorRate:P0}");
         return summary;
+    }
+
+    /// <summary>The training method from the train stage's summary, the LoRA strength from the sample stage's, the LoRA-vs-full benchmark effect.</summary>
+    private static TrainingMethod? Method(Manifest? train, Manifest? sample, SweepResult? sweep)
+    {
+        if (train is null) return null;
+        var summary = train.Summary;
+        var lora = summary["lora"] as JObject;
+        return new TrainingMethod(summary.Value<string>("method") ?? "full", summary.Value<long?>("trainable_parameters"))
+        {
+            Rank = lora?.Value<int?>("rank"),
+            Alpha = lora?.Value<double?>("alpha"),
+            Targets = lora is null ? [] : [.. lora["targets"]!.Values<string>().OfType<string>(), .. lora.Value<bool>("text_encoder") ? new[] { "text_encoder" } : []],
+            BaseParameters = lora?.Value<long?>("base_parameters"),
+            Files = lora?["files"] is JObject files ? files.Properties().ToDictionary(p => p.Name, p => p.Value.Value<long>()) : new Dictionary<string, long>(),
+            SampleScale = sample?.Summary.Value<double?>("lora_scale"),
+            BenchmarkComparison = sweep?.Effects.FirstOrDefault(e => e.Setting == "method=lora"),
+        };
     }
 
     /// <summary>Every stage of the chain for this config, with its fingerprint, build time and whether this run found it cached.</summary>
@@ -137,7 +158,10 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             File.Copy(Path.Combine(workspace.Directory, file), Path.Combine(folder, file));
         // Links, not copies: the samples and the model already live in their own artifacts (upload-artifact follows links).
         Directory.CreateSymbolicLink(Path.Combine(folder, "samples"), Path.GetFullPath(workspace.Upstream["sample"]));
-        Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+        // A LoRA run's result is its adapter files (lora/: diffusers and kohya layouts); a full fine-tune's is a model folder.
+        string lora = Path.Combine(workspace.Upstream["train"], TrainStage.LoraFolder);
+        if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
+        else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
     }
 
     private static string? GitCommit()

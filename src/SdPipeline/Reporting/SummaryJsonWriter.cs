@@ -62,6 +62,19 @@ public static class SummaryJsonWriter
                 ["step_time_seconds_median"] = Number(stepTime?.Median),
                 ["images_per_second_median"] = Number(throughput?.Median),
                 ["peak_memory_bytes"] = facts.PeakMemoryBytes,
+                ["method"] = input.Method?.Method,
+                ["trainable_parameters"] = input.Method?.TrainableParameters,
+                ["lora"] = input.Method is { IsLora: true } m ? new JObject
+                {
+                    ["rank"] = m.Rank,
+                    ["alpha"] = m.Alpha,
+                    ["targets"] = new JArray(m.Targets),
+                    ["base_parameters"] = m.BaseParameters,
+                    ["files"] = new JObject(m.Files.Select(f => new JProperty(f.Key, f.Value))),
+                    ["sample_scale"] = m.SampleScale,
+                    ["benchmark_time_change"] = m.BenchmarkComparison?.TimeChange,
+                    ["benchmark_memory_change"] = m.BenchmarkComparison?.MemoryChange,
+                } : null,
             },
             ["samples"] = new JObject
             {

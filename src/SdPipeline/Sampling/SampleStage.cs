@@ -4,6 +4,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
 using SdPipeline.Images;
+using SdPipeline.Lora;
 using SdPipeline.Pipeline;
 using SdPipeline.Reporting;
 using SdPipeline.Runtime;
@@ -16,7 +17,9 @@ namespace SdPipeline.Sampling;
 /// <summary>
 /// The <c>sample</c> stage: each prompt at each seed from the base model and from the fine-tuned one, from the
 /// same initial noise, side by side. Every PNG carries its generation parameters in text chunks; one grid per
-/// prompt shows base (top row) against fine-tuned (bottom row); all-black or constant images are flagged.
+/// prompt shows base (top row) against fine-tuned (bottom row); all-black or constant images are flagged. After a LoRA
+/// run (or with <c>sample.lora</c>, a LoRA file of either layout) the second row is the base model with the LoRA applied
+/// at <c>sample.lora_scale</c>.
 /// </summary>
 public sealed class SampleStage : IStageRunner
 {
@@ -25,6 +28,57 @@ public sealed class SampleStage : IStageRunner
 
     /// <summary>Keys that change the samples.</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "latents.resolution"];
+
+    /// <summary>A LoRA file named by <c>sample.lora</c> is an input by its content (its path is in the config already).</summary>
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
+    {
+        string lora = context.Config.Typed.Sample.Lora;
+        if (lora.Length == 0) return new Dictionary<string, string>();
+        string path = Path.GetFullPath(lora);
+        if (!File.Exists(path)) throw new StageInputException($"sample.lora: file '{path}' not found (a LoRA safetensors file, or empty to sample the train stage's result)");
+        return new Dictionary<string, string> { ["sample.lora"] = context.Hashes.Hash(path) };
+    }
+
+    /// <summary>
+    /// The LoRA the second row applies to the base: <c>sample.lora</c>, else a LoRA run's
+    /// <c>lora/pytorch_lora_weights.safetensors</c>; null after a full fine-tune.
+    /// </summary>
+    public static string? LoraPath(SampleSection settings, string trainFolder)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        if (settings.Lora.Length > 0) return Path.GetFullPath(settings.Lora);
+        string trained = Path.Combine(trainFolder, TrainStage.LoraFolder, LoraFile.DiffusersFileName);
+        return File.Exists(trained) ? trained : null;
+    }
+
+    /// <summary>Loads the base pipeline from <paramref name="baseFolder"/> and applies the LoRA file at <paramref name="path"/> at <paramref name="scale"/>.</summary>
+    public static StableDiffusionPipeline WithLora(DiffusersFolder baseFolder, string path, double scale, TorchSharp.torch.Device device)
+    {
+        var pipeline = StableDiffusionPipeline.FromFolder(baseFolder, device);
+        try
+        {
+            var (_, modules) = LoraFile.Read(path, LoraNetwork.Layers(pipeline.Unet, pipeline.TextEncoder).Keys);
+            try
+            {
+                // Attached, not merged: the update is scaled at run time as diffusers' lora_scale and kohya's multiplier do.
+                pipeline.Lora = LoraNetwork.Apply(modules, pipeline.Unet, pipeline.TextEncoder, scale);
+            }
+            finally
+            {
+                foreach (var module in modules)
+                {
+                    module.Down.Dispose();
+                    module.Up.Dispose();
+                }
+            }
+            return pipeline;
+        }
+        catch
+        {
+            pipeline.Dispose();
+            throw;
+        }
+    }
 
     /// <inheritdoc />
     public JObject Run(StageWorkspace workspace)
@@ -39,7 +93,8 @@ public sealed class SampleStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
-        var tunedFolder = DiffusersFolder.Open(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder));
+        string? lora = LoraPath(settings, workspace.Upstream["train"]);
+        var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)) : baseFolder;
         string sampler = settings.Sampler.Length > 0 ? settings.Sampler
             : SchedulerFactory.ShippedName(SchedulerConfig.Load(Path.Combine(baseFolder.Component("scheduler"), "scheduler_config.json")));
 
@@ -52,7 +107,9 @@ public sealed class SampleStage : IStageRunner
             ("fine_tuned", tunedFolder, ArtifactStore.Short(Path.GetFileName(workspace.Upstream["train"]))),
         })
         {
-            using var pipeline = StableDiffusionPipeline.FromFolder(folder, device);
+            using var pipeline = variant == "fine_tuned" && lora is not null
+                ? WithLora(folder, lora, settings.LoraScale, device)
+                : StableDiffusionPipeline.FromFolder(folder, device);
             var encoded = new List<byte[]>();
             foreach (var chunk in jobs.Chunk(Math.Max(1, settings.BatchSize)))
             {
@@ -61,7 +118,15 @@ public sealed class SampleStage : IStageRunner
                     settings.GuidanceScale, settings.Steps, sampler, width, height, workspace.Config.Typed.Model.ClipSkip);
                 var result = pipeline.Generate(request);
                 for (int i = 0; i < chunk.Length; i++)
-                    encoded.Add(ImageCodec.EncodePng(result.Images[i], Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint)));
+                {
+                    var parameters = Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint);
+                    if (variant == "fine_tuned" && lora is not null)
+                    {
+                        parameters["lora"] = Latin1(Path.GetFileName(lora));
+                        parameters["lora_scale"] = settings.LoraScale.ToString("R", CultureInfo.InvariantCulture);
+                    }
+                    encoded.Add(ImageCodec.EncodePng(result.Images[i], parameters));
+                }
                 bar.Advance(chunk.Length);
             }
             images[variant] = encoded;
@@ -92,7 +157,12 @@ public sealed class SampleStage : IStageRunner
         foreach (var record in records.Where(r => r.FineTunedFlag is not null))
             workspace.Log($"sample: warning: fine-tuned image for \"{record.Prompt}\" seed {record.Seed} is {record.FineTunedFlag}");
         workspace.Log($"sample: {records.Count} prompt×seed pairs from both models ({sampler}, {settings.Steps} steps, {width}x{height}); {flagged} flagged");
-        return new JObject { ["samples"] = records.Count, ["prompts"] = prompts.Count, ["sampler"] = sampler, ["flagged"] = flagged };
+        return new JObject
+        {
+            ["samples"] = records.Count, ["prompts"] = prompts.Count, ["sampler"] = sampler, ["flagged"] = flagged,
+            ["lora"] = lora is null ? null : settings.Lora.Length > 0 ? lora : $"train/{TrainStage.LoraFolder}/{LoraFile.DiffusersFileName}",
+            ["lora_scale"] = lora is null ? null : settings.LoraScale,
+        };
     }
 
     /// <summary>The configured prompts, then the captions of the first held-out images.</summary>

@@ -39,6 +39,9 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <summary>The denoiser.</summary>
     public UNet2DConditionModel Unet { get; }
 
+    /// <summary>LoRA adapters applied to the UNet and text encoder (see <c>SampleStage.WithLora</c>), or null; disposed with the pipeline.</summary>
+    public Lora.LoraNetwork? Lora { get; set; }
+
     /// <summary>The autoencoder.</summary>
     public AutoencoderKL Vae { get; }
 
@@ -138,6 +141,7 @@ public sealed class StableDiffusionPipeline : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        Lora?.Dispose();
         TextEncoder.Dispose();
         Unet.Dispose();
         Vae.Dispose();

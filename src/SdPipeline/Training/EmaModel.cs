@@ -78,6 +78,14 @@ public sealed class EmaModel : IDisposable
             if (name.StartsWith(prefix, StringComparison.Ordinal)) state[name[prefix.Length..]].copy_(shadow);
     }
 
+    /// <summary>Copies the averaged weights into the parameters of the same names.</summary>
+    public void CopyTo(IEnumerable<(string Name, Parameter Parameter)> parameters)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (name, parameter) in parameters)
+            if (_shadow.TryGetValue(name, out var shadow)) parameter.copy_(shadow);
+    }
+
     /// <summary>Restores a saved average.</summary>
     public void Load(IReadOnlyDictionary<string, Tensor> shadow, long optimizationStep)
     {

@@ -68,8 +68,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         if (settings.GradientCheckpointing) GradientCheckpointing.Apply(models.Unet);
         else GradientCheckpointing.Remove(models.Unet);
         using var optimizer = new AdamW(parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
+        // A full fine-tune averages the UNet (diffusers' EMAModel(unet.parameters())); a LoRA run averages its adapters.
+        var emaParameters = models.Lora is null ? parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)).ToList() : parameters;
         using var ema = settings.UseEma
-            ? new EmaModel(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)),
+            ? new EmaModel(emaParameters,
                 new EmaSettings(settings.EmaDecay, settings.EmaMinDecay, settings.EmaUpdateAfterStep, settings.EmaUseWarmup, settings.EmaInvGamma, settings.EmaPower),
                 settings.EmaOnCpu ? torch.CPU : device)
             : null;
@@ -99,7 +101,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         HeldoutResult? lastHeldout = null;
         var stepTimes = new List<double>();
         if (resumedFrom is null)
-            lastHeldout = Evaluate(heldout, objective, metrics, 0); // the base model's held-out loss: the baseline to beat
+            lastHeldout = Evaluate(heldout, objective, metrics, 0, precision); // the base model's held-out loss: the baseline to beat
         var bar = progress.Start("train steps", totalSteps);
         bar.SetValue(step);
         try
@@ -149,7 +151,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                     double scaleUsed = scaler.Scale;
                     bool stepped = scaler.Step(() => optimizer.Step(lr));
                     optimizer.ZeroGrad();
-                    if (stepped) ema?.Step(parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)));
+                    if (stepped) ema?.Step(emaParameters);
                     else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)
                         throw new StageFailedException($"train: {scaler.SkippedSteps} fp16 steps were skipped for overflowing gradients and the loss scale fell to {scaler.Scale}; " +
                             "use train.mixed_precision=bf16 or no, or lower train.learning_rate");
@@ -177,7 +179,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                     bar.SetValue(step);
 
                     if ((settings.ValidationSteps > 0 && step % settings.ValidationSteps == 0) || step == totalSteps)
-                        lastHeldout = Evaluate(heldout, objective, metrics, step) ?? lastHeldout;
+                        lastHeldout = Evaluate(heldout, objective, metrics, step, precision) ?? lastHeldout;
                     bool interrupted = cancellation.IsCancellationRequested;
                     if ((settings.CheckpointingSteps > 0 && step % settings.CheckpointingSteps == 0) || step == totalSteps || interrupted)
                         TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0,
@@ -197,7 +199,8 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         }
 
         GradientCheckpointing.Remove(models.Unet);
-        if (ema is not null) ema.CopyTo(models.Unet, "unet.");
+        if (ema is not null && models.Lora is null) ema.CopyTo(models.Unet, "unet.");
+        else ema?.CopyTo(parameters);
         stepTimes.Sort();
         return new TrainingOutcome(step, resumedFrom, lastLoss, lastHeldout, scaler.SkippedSteps,
             stepTimes.Count > 0 ? stepTimes[stepTimes.Count / 2] : null, memory.PeakBytes());
@@ -207,14 +210,19 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     private Tensor Embed(Tensor cached, Tensor inputIds) =>
         models.TrainsTextEncoder ? models.TextEncoder.Encode(inputIds, clipSkip) : cached.to(ScalarType.Float32);
 
-    private HeldoutResult? Evaluate(HeldoutEvaluator evaluator, TrainingObjective objective, MetricsWriter metrics, long step)
+    private HeldoutResult? Evaluate(HeldoutEvaluator evaluator, TrainingObjective objective, MetricsWriter metrics, long step, MixedPrecision precision)
     {
         models.Unet.eval();
         if (models.TrainsTextEncoder) models.TextEncoder.eval();
         HeldoutResult? result;
         try
         {
-            result = evaluator.Evaluate(objective, (x, t, e) => models.Unet.call(x, t, e), Embed, device);
+            result = evaluator.Evaluate(objective, (x, t, e) =>
+            {
+                // A half-precision frozen base runs only inside its autocast region.
+                using (models.HalfPrecisionBase ? precision.EnterAutocast() : null)
+                    return models.Unet.call(x, t, e);
+            }, Embed, device);
         }
         finally
         {

@@ -9,7 +9,7 @@ namespace SdPipeline.Training;
 /// (an estimate of what autograd keeps for the backward pass — with checkpointing, only each block's
 /// inputs plus one block's internals). Compared with the measured peak by the benchmark.
 /// </summary>
-/// <param name="Weights">Trained weights (float32 masters).</param>
+/// <param name="Weights">Trained weights (float32 masters); for LoRA also the frozen UNet they adapt.</param>
 /// <param name="Gradients">Their gradients (float32).</param>
 /// <param name="Optimizer">AdamW's two moments.</param>
 /// <param name="Ema">The EMA copy (0 when off or kept on the CPU while training on a GPU).</param>
@@ -22,12 +22,28 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
     /// <summary>The sum.</summary>
     public long Total => Weights + Gradients + Optimizer + Ema + HalfWeights + FrozenModels + Activations + Runtime;
 
-    /// <summary>Estimates a run of a UNet with <paramref name="config"/>.</summary>
+    /// <summary>
+    /// Estimates a run of a UNet with <paramref name="config"/>. For a LoRA run (<paramref name="loraParameters"/> = the
+    /// adapters' parameter count) only the adapters have gradients, AdamW moments and an EMA copy; the frozen UNet is
+    /// weights only, its linear and convolution weights stored in half precision under mixed precision.
+    /// </summary>
     public static MemoryEstimate For(UNet2DConditionConfig config, long unetParameters, long textEncoderParameters, bool trainTextEncoder,
-        int batchSize, int latentHeight, int latentWidth, string mixedPrecision, bool checkpointing, bool ema, bool emaOnCpu, bool onGpu)
+        int batchSize, int latentHeight, int latentWidth, string mixedPrecision, bool checkpointing, bool ema, bool emaOnCpu, bool onGpu,
+        long? loraParameters = null)
     {
-        long trained = unetParameters + (trainTextEncoder ? textEncoderParameters : 0);
         int activationBytes = mixedPrecision == "no" ? 4 : 2;
+        var activations = (long)(ActivationElements(config, batchSize, latentHeight, latentWidth, checkpointing) * activationBytes);
+        if (loraParameters is long adapters)
+            return new MemoryEstimate(
+                Weights: adapters * 4 + unetParameters * (mixedPrecision == "no" ? 4 : 2) + (trainTextEncoder ? textEncoderParameters * 4 : 0),
+                Gradients: adapters * 4,
+                Optimizer: adapters * 8,
+                Ema: ema && !(emaOnCpu && onGpu) ? adapters * 4 : 0,
+                HalfWeights: mixedPrecision == "no" ? 0 : adapters * 2,
+                FrozenModels: trainTextEncoder ? 0 : textEncoderParameters * 4,
+                Activations: activations,
+                Runtime: 600L << 20);
+        long trained = unetParameters + (trainTextEncoder ? textEncoderParameters : 0);
         return new MemoryEstimate(
             Weights: trained * 4,
             Gradients: trained * 4,
@@ -35,7 +51,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
             Ema: ema && !(emaOnCpu && onGpu) ? unetParameters * 4 : 0,
             HalfWeights: mixedPrecision == "no" ? 0 : trained * 2,
             FrozenModels: trainTextEncoder ? 0 : textEncoderParameters * 4,
-            Activations: (long)(ActivationElements(config, batchSize, latentHeight, latentWidth, checkpointing) * activationBytes),
+            Activations: activations,
             Runtime: 600L << 20);
     }
 

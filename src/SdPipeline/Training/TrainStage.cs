@@ -3,6 +3,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
 using SdPipeline.Latents;
+using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Pipeline;
@@ -19,6 +20,9 @@ namespace SdPipeline.Training;
 /// result in diffusers layout — <c>unet/</c> (the EMA weights when EMA is on), <c>text_encoder/</c> when trained,
 /// and <c>pipeline/</c>, a complete model folder (the base's other components linked in) that
 /// <c>StableDiffusionPipeline.from_pretrained</c> loads — beside <c>metrics.jsonl</c> and the last checkpoints.
+/// With <c>train.method=lora</c> the result is the adapters alone, in <c>lora/</c>: <c>pytorch_lora_weights.safetensors</c>
+/// (diffusers' <c>load_lora_weights</c>) and <c>lora_kohya.safetensors</c> (ComfyUI, AUTOMATIC1111); the sample stage
+/// applies them to the base model.
 /// </summary>
 public sealed class TrainStage : IStageRunner
 {
@@ -29,11 +33,15 @@ public sealed class TrainStage : IStageRunner
     /// <summary>The folder of the full model inside the train artifact.</summary>
     public const string PipelineFolder = "pipeline";
 
+    /// <summary>The folder of a LoRA run's adapter files inside the train artifact.</summary>
+    public const string LoraFolder = "lora";
+
     /// <inheritdoc />
     public JObject Run(StageWorkspace workspace)
     {
         var settings = workspace.Config.Typed.Train;
         var runtime = workspace.Config.Typed.Runtime;
+        var lora = settings.Method == "lora" ? LoraSettings.From(settings) : null;
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
@@ -46,18 +54,22 @@ public sealed class TrainStage : IStageRunner
         var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"));
         try
         {
-            var estimate = Preflight(workspace, unet, textEncoder, dataset, device);
+            long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
+            var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
             if (settings.TrainTextEncoder) textEncoder.to(device);
             else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
 
             using var schedule = new NoiseSchedule(schedulerConfig);
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
+            if (lora is not null) models = WithLora(models, lora, settings);
+            using var network = models.Lora;
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
             var outcome = tuner.Run(resume: workspace.Resuming);
 
-            Export(workspace.Directory, modelFolder, models, predictionType);
+            var files = network is not null ? ExportLora(workspace.Directory, network) : null;
+            if (network is null) Export(workspace.Directory, modelFolder, models, predictionType);
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
@@ -75,6 +87,18 @@ public sealed class TrainStage : IStageRunner
                 ["prediction_type"] = predictionType,
                 ["trainable_parameters"] = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
                 ["device"] = device.ToString(),
+                ["method"] = settings.Method,
+                ["lora"] = lora is null || network is null ? null : new JObject
+                {
+                    ["rank"] = lora.Rank,
+                    ["alpha"] = lora.Alpha,
+                    ["dropout"] = lora.Dropout,
+                    ["targets"] = new JArray(settings.LoraTargets),
+                    ["text_encoder"] = lora.TextEncoder,
+                    ["modules"] = network.Modules.Count,
+                    ["base_parameters"] = unet.parameters().Sum(p => p.NumberOfElements) + (lora.TextEncoder ? textEncoder.parameters().Sum(p => p.NumberOfElements) : 0),
+                    ["files"] = new JObject(files!.Select(f => new JProperty(f.Key, f.Value))),
+                },
             };
         }
         finally
@@ -84,14 +108,39 @@ public sealed class TrainStage : IStageRunner
         }
     }
 
-    private static MemoryEstimate Preflight(StageWorkspace workspace, UNet2DConditionModel unet, ClipTextModel textEncoder, LatentDataset dataset, torch.Device device)
+    /// <summary>
+    /// Freezes the models and attaches fresh adapters (seeded by train.seed); under mixed precision the frozen UNet's
+    /// linear and convolution weights are stored in the autocast dtype.
+    /// </summary>
+    private static TrainedModels WithLora(TrainedModels models, LoraSettings lora, TrainSection settings)
+    {
+        foreach (var parameter in models.Unet.parameters()) parameter.requires_grad = false;
+        foreach (var parameter in models.TextEncoder.parameters()) parameter.requires_grad = false;
+        var precision = Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
+        if (precision.AutocastDtype is { } dtype) LoraNetwork.StoreFrozenWeights(models.Unet, dtype);
+        var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
+        return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
+    }
+
+    /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
+    private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network)
+    {
+        string target = Path.Combine(folder, LoraFolder);
+        Directory.CreateDirectory(target);
+        var weights = network.ToWeights();
+        LoraFile.Write(Path.Combine(target, LoraFile.DiffusersFileName), weights, LoraLayout.Diffusers);
+        LoraFile.Write(Path.Combine(target, LoraFile.KohyaFileName), weights, LoraLayout.Kohya);
+        return new[] { LoraFile.DiffusersFileName, LoraFile.KohyaFileName }.ToDictionary(name => name, name => new FileInfo(Path.Combine(target, name)).Length);
+    }
+
+    private static MemoryEstimate Preflight(StageWorkspace workspace, UNet2DConditionModel unet, ClipTextModel textEncoder, LatentDataset dataset, torch.Device device, long? loraParameters)
     {
         var settings = workspace.Config.Typed.Train;
         var latentShape = LargestLatent(dataset);
         bool cuda = device.type == DeviceType.CUDA;
         var estimate = MemoryEstimate.For(unet.Config, unet.parameters().Sum(p => p.NumberOfElements), textEncoder.parameters().Sum(p => p.NumberOfElements),
             settings.TrainTextEncoder, settings.TrainBatchSize, latentShape.Height, latentShape.Width, settings.MixedPrecision,
-            settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda);
+            settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda, loraParameters);
         long? available = AvailableMemory.Bytes(workspace.Config.Typed.Runtime.MemoryLimitGb, cuda);
         AtomicFile.WriteAllText(Path.Combine(workspace.Directory, "preflight.json"), new JObject
         {
@@ -114,6 +163,7 @@ public sealed class TrainStage : IStageRunner
         if (settings.MixedPrecision == "no") options.Add("--set train.mixed_precision=bf16 or fp16 (activations)");
         if (settings.UseEma && estimate.Ema > 0) options.Add("--set train.ema_on_cpu=true or train.use_ema=false (EMA)");
         if (settings.TrainTextEncoder) options.Add("--set train.train_text_encoder=false (its gradients and optimizer state)");
+        if (settings.Method == "full") options.Add("--set train.method=lora (gradients and optimizer state for small adapters only)");
         return $"train: the run needs an estimated {estimate} but {MemoryEstimate.Gib(available):0.00} GiB is available " +
             $"(runtime.memory_limit_gb, or what the device reports). Try: {(options.Count > 0 ? string.Join("; ", options) : "a smaller model or a device with more memory")}.";
     }

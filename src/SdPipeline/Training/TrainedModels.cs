@@ -1,3 +1,4 @@
+using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Tokenization;
@@ -12,9 +13,19 @@ namespace SdPipeline.Training;
 /// <param name="TrainsTextEncoder">Whether the text encoder is trained.</param>
 public sealed record TrainedModels(UNet2DConditionModel Unet, ClipTextModel TextEncoder, ClipTokenizer Tokenizer, bool TrainsTextEncoder)
 {
-    /// <summary>Every trained parameter with a stable name (<c>unet.…</c>, <c>text_encoder.…</c>).</summary>
+    /// <summary>The LoRA adapters when <c>train.method</c> is lora (then they are all that is trained), else null.</summary>
+    public LoraNetwork? Lora { get; init; }
+
+    /// <summary>Whether the frozen UNet's linear and convolution weights are stored in the autocast dtype (LoRA under mixed precision).</summary>
+    public bool HalfPrecisionBase { get; init; }
+
+    /// <summary>
+    /// Every trained parameter with a stable name (<c>unet.…</c>, <c>text_encoder.…</c>); with LoRA the adapters' weights
+    /// under their diffusers/PEFT keys (<c>unet.PATH.lora_A.weight</c>).
+    /// </summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters()
     {
+        if (Lora is not null) return Lora.Parameters();
         var parameters = Unet.named_parameters().Select(p => ($"unet.{p.name}", p.parameter)).ToList();
         if (TrainsTextEncoder)
             parameters.AddRange(TextEncoder.named_parameters().Select(p => ($"text_encoder.{p.name}", p.parameter)));

@@ -1,4 +1,5 @@
 using Newtonsoft.Json;
+using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Pipeline;
@@ -14,12 +15,14 @@ namespace SdPipeline.Training;
 /// diffusers), the EMA weights (<c>unet_ema/</c>) and text encoder when present, and the training state
 /// (<c>training_state.safetensors</c>: AdamW moments and the generator state; <c>training_state.json</c>: the
 /// position). Each is built in a temporary folder and renamed; <c>training_state.json</c> is written last and
-/// marks it complete. Only the newest <c>keep</c> are kept.
+/// marks it complete. Only the newest <c>keep</c> are kept. A LoRA run saves only its adapters
+/// (<c>pytorch_lora_weights.safetensors</c>, diffusers' layout, and <c>lora_ema.safetensors</c>): the base is frozen.
 /// </summary>
 public static class TrainingCheckpoint
 {
     private const string StateJson = "training_state.json";
     private const string StateTensors = "training_state.safetensors";
+    private const string LoraEma = "lora_ema.safetensors";
 
     /// <summary>The folder of step <paramref name="step"/>'s checkpoint.</summary>
     public static string Folder(string checkpoints, long step) => Path.Combine(checkpoints, $"checkpoint-{step:D6}");
@@ -32,16 +35,13 @@ public static class TrainingCheckpoint
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
 
-        models.Unet.Save(Path.Combine(temp, "unet"));
-        if (ema is not null)
+        if (models.Lora is { } lora)
         {
-            Directory.CreateDirectory(Path.Combine(temp, "unet_ema"));
-            File.Copy(Path.Combine(temp, "unet", "config.json"), Path.Combine(temp, "unet_ema", "config.json"));
-            SafeTensorsWriter.Write(Path.Combine(temp, "unet_ema", "diffusion_pytorch_model.safetensors"), ema.Shadow.Where(p => p.Key.StartsWith("unet.", StringComparison.Ordinal))
-                .ToDictionary(p => p.Key["unet.".Length..], p => p.Value));
+            LoraFile.Write(Path.Combine(temp, LoraFile.DiffusersFileName), lora.ToWeights(), LoraLayout.Diffusers);
+            if (ema is not null) SafeTensorsWriter.Write(Path.Combine(temp, LoraEma), ema.Shadow);
         }
-        if (models.TrainsTextEncoder)
-            models.TextEncoder.Save(Path.Combine(temp, "text_encoder"), models.Tokenizer.StartOfTextId, models.Tokenizer.EndOfTextId, models.Tokenizer.PadId);
+        else
+            SaveFull(temp, models, ema);
 
         var tensors = optimizer.StateTensors();
         tensors["generator_state"] = generator.get_state();
@@ -69,9 +69,17 @@ public static class TrainingCheckpoint
     {
         var progress = JsonConvert.DeserializeObject<TrainingProgress>(File.ReadAllText(Path.Combine(folder, StateJson)))
             ?? throw new InvalidDataException($"{folder}: empty training state");
-        StateDictLoader.Load(models.Unet, [Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors")]);
-        if (models.TrainsTextEncoder)
-            StateDictLoader.Load(models.TextEncoder, [Path.Combine(folder, "text_encoder", "model.safetensors")]);
+        if (models.Lora is { } lora)
+        {
+            using var adapters = SafeTensorsFile.Open(Path.Combine(folder, LoraFile.DiffusersFileName));
+            foreach (var (name, parameter) in lora.Parameters()) adapters.CopyInto(name, parameter);
+        }
+        else
+        {
+            StateDictLoader.Load(models.Unet, [Path.Combine(folder, "unet", "diffusion_pytorch_model.safetensors")]);
+            if (models.TrainsTextEncoder)
+                StateDictLoader.Load(models.TextEncoder, [Path.Combine(folder, "text_encoder", "model.safetensors")]);
+        }
         using (var file = SafeTensorsFile.Open(Path.Combine(folder, StateTensors)))
         {
             var tensors = file.ReadAll();
@@ -81,12 +89,27 @@ public static class TrainingCheckpoint
         }
         if (ema is not null)
         {
-            using var file = SafeTensorsFile.Open(Path.Combine(folder, "unet_ema", "diffusion_pytorch_model.safetensors"));
+            bool adapters = models.Lora is not null;
+            using var file = SafeTensorsFile.Open(adapters ? Path.Combine(folder, LoraEma) : Path.Combine(folder, "unet_ema", "diffusion_pytorch_model.safetensors"));
             var shadow = file.ReadAll();
-            ema.Load(shadow.ToDictionary(p => "unet." + p.Key, p => p.Value), progress.EmaSteps);
+            ema.Load(shadow.ToDictionary(p => adapters ? p.Key : "unet." + p.Key, p => p.Value), progress.EmaSteps);
             foreach (var tensor in shadow.Values) tensor.Dispose();
         }
         return progress;
+    }
+
+    private static void SaveFull(string temp, TrainedModels models, EmaModel? ema)
+    {
+        models.Unet.Save(Path.Combine(temp, "unet"));
+        if (ema is not null)
+        {
+            Directory.CreateDirectory(Path.Combine(temp, "unet_ema"));
+            File.Copy(Path.Combine(temp, "unet", "config.json"), Path.Combine(temp, "unet_ema", "config.json"));
+            SafeTensorsWriter.Write(Path.Combine(temp, "unet_ema", "diffusion_pytorch_model.safetensors"), ema.Shadow.Where(p => p.Key.StartsWith("unet.", StringComparison.Ordinal))
+                .ToDictionary(p => p.Key["unet.".Length..], p => p.Value));
+        }
+        if (models.TrainsTextEncoder)
+            models.TextEncoder.Save(Path.Combine(temp, "text_encoder"), models.Tokenizer.StartOfTextId, models.Tokenizer.EndOfTextId, models.Tokenizer.PadId);
     }
 
     private static void Prune(string checkpoints, int keep)

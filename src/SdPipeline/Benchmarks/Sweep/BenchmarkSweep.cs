@@ -35,18 +35,18 @@ public static class BenchmarkSweep
     public static IReadOnlyList<string> ConfigKeys { get; } =
         [.. TrainStage.ConfigKeys, "latents.resolution", "runtime.device", "runtime.threads", "benchmark.warmup_steps", "benchmark.timed_steps"];
 
-    /// <summary>The cells of <paramref name="config"/>'s benchmark section: every combination, precision outermost.</summary>
+    /// <summary>The cells of <paramref name="config"/>'s benchmark section: every combination, precision outermost, method innermost.</summary>
     /// <exception cref="ConfigException">A list of the section is empty.</exception>
     public static IReadOnlyList<BenchmarkCell> Cells(EffectiveConfig config)
     {
         var section = config.Typed.Benchmark;
-        if (section.MixedPrecision.Length == 0 || section.GradientCheckpointing.Length == 0 || section.Resolution.Length == 0)
-            throw new ConfigException("benchmark.mixed_precision, benchmark.gradient_checkpointing and benchmark.resolution each need at least one value");
+        if (section.MixedPrecision.Length == 0 || section.GradientCheckpointing.Length == 0 || section.Resolution.Length == 0 || section.Method.Length == 0)
+            throw new ConfigException("benchmark.mixed_precision, benchmark.gradient_checkpointing, benchmark.resolution and benchmark.method each need at least one value");
         if (section.WarmupSteps < 0 || section.TimedSteps < 1)
             throw new ConfigException($"benchmark.warmup_steps ({section.WarmupSteps}) cannot be negative and benchmark.timed_steps ({section.TimedSteps}) must be at least 1");
         return section.MixedPrecision.Distinct()
             .SelectMany(precision => section.GradientCheckpointing.Distinct().SelectMany(checkpointing => section.Resolution.Distinct()
-                .Select(resolution => new BenchmarkCell(precision, checkpointing, resolution))))
+                .SelectMany(resolution => section.Method.Distinct().Select(method => new BenchmarkCell(precision, checkpointing, resolution, method)))))
             .ToList();
     }
 
@@ -58,11 +58,11 @@ public static class BenchmarkSweep
         var cells = Cells(config);
         return cells.Contains(cell) ? cell
             : throw new ConfigException($"cell '{id}' is not part of this config's sweep (cells: {string.Join(", ", cells.Select(c => c.Id))}); " +
-                "widen benchmark.mixed_precision, benchmark.gradient_checkpointing or benchmark.resolution to include it");
+                "widen benchmark.mixed_precision, benchmark.gradient_checkpointing, benchmark.resolution or benchmark.method to include it");
     }
 
     /// <summary>
-    /// The training config of a cell: the profile with the cell's precision, checkpointing and resolution, the benchmark's
+    /// The training config of a cell: the profile with the cell's precision, checkpointing, resolution and method, the benchmark's
     /// batch size, warm-up + timed steps, and no held-out evaluation or intermediate checkpoints (neither is measured).
     /// </summary>
     public static EffectiveConfig CellConfig(EffectiveConfig config, BenchmarkCell cell)
@@ -72,6 +72,7 @@ public static class BenchmarkSweep
         var train = (JObject)json["train"]!;
         train["mixed_precision"] = cell.MixedPrecision;
         train["gradient_checkpointing"] = cell.GradientCheckpointing;
+        train["method"] = cell.Method;
         train["max_train_steps"] = section.WarmupSteps + section.TimedSteps;
         if (section.BatchSize > 0) train["train_batch_size"] = section.BatchSize;
         train["heldout_max_items"] = 0;

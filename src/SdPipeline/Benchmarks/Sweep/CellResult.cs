@@ -46,6 +46,9 @@ public sealed record CellResult
     /// <summary><c>full</c> or <c>half</c>.</summary>
     public required string Resolution { get; init; }
 
+    /// <summary>The training method: <c>full</c> or <c>lora</c> (results written before the method axis are full).</summary>
+    public string Method { get; init; } = "full";
+
     /// <summary>The training resolution in pixels.</summary>
     public required int ResolutionPixels { get; init; }
 

@@ -121,6 +121,7 @@ public static class CellRunner
             MixedPrecision = plan.Cell.MixedPrecision,
             GradientCheckpointing = plan.Cell.GradientCheckpointing,
             Resolution = plan.Cell.Resolution,
+            Method = plan.Cell.Method,
             ResolutionPixels = settings.Latents.Resolution,
             Status = status,
             Error = error,

@@ -9,7 +9,8 @@ namespace SdPipeline.Benchmarks.Sweep;
 /// <summary>
 /// <c>benchmark.json</c>: every cell of a config's sweep — measured, failed, or not run — with its change against the
 /// baseline (fp32, no checkpointing, full resolution), and each setting's effect on its own. Its content depends only
-/// on the cell results, so merging the same results twice writes the same file.
+/// on the cell results, so merging the same results twice writes the same file. A LoRA cell one step from the baseline
+/// (<c>no-off-full-lora</c>) gives the memory and step-time difference of LoRA against the full fine-tune.
 /// </summary>
 public sealed record SweepResult
 {
@@ -61,7 +62,7 @@ public sealed record SweepResult
                 return new SweepRow
                 {
                     Id = cell.Id, MixedPrecision = cell.MixedPrecision, GradientCheckpointing = cell.GradientCheckpointing,
-                    Resolution = cell.Resolution, Status = SweepRow.NotRun,
+                    Resolution = cell.Resolution, Method = cell.Method, Status = SweepRow.NotRun,
                 };
             var result = found.Result;
             bool ok = result.Status == CellResult.Ok;
@@ -71,6 +72,7 @@ public sealed record SweepResult
                 MixedPrecision = cell.MixedPrecision,
                 GradientCheckpointing = cell.GradientCheckpointing,
                 Resolution = cell.Resolution,
+                Method = cell.Method,
                 ResolutionPixels = result.ResolutionPixels,
                 Status = result.Status,
                 Error = result.Error,
@@ -87,7 +89,7 @@ public sealed record SweepResult
         }).ToList();
 
         var effects = rows
-            .Select(row => (Row: row, Cell: new BenchmarkCell(row.MixedPrecision, row.GradientCheckpointing, row.Resolution)))
+            .Select(row => (Row: row, Cell: new BenchmarkCell(row.MixedPrecision, row.GradientCheckpointing, row.Resolution, row.Method)))
             .Where(x => x.Cell.Differences.Count == 1)
             .Select(x => new SweepEffect(x.Cell.Differences[0], x.Row.Id, x.Row.TimeChange, x.Row.MemoryChange, Study(x.Cell.Differences[0])))
             .ToList();
@@ -124,7 +126,7 @@ public sealed record SweepResult
 
         var columns = new[]
         {
-            "cell", "precision", "checkpointing", "resolution", "status", "step time (s)", "Δ time", "images/s",
+            "cell", "precision", "checkpointing", "resolution", "method", "status", "step time (s)", "Δ time", "images/s",
             "peak memory (GiB)", "Δ memory", "pre-flight estimate (GiB)", "final loss",
         };
         var rows = Cells.Select(row => (IReadOnlyList<string>)
@@ -133,6 +135,7 @@ public sealed record SweepResult
             row.MixedPrecision == "no" ? "fp32" : row.MixedPrecision,
             row.GradientCheckpointing ? "on" : "off",
             row.ResolutionPixels is { } px ? $"{row.Resolution} ({px} px)" : row.Resolution,
+            row.Method,
             row.Status == SweepRow.NotRun ? "not run" : row.Status,
             Seconds(row.MedianStepSeconds),
             Percent(row.TimeChange),
@@ -145,7 +148,7 @@ public sealed record SweepResult
 
         var notes = new List<string>
         {
-            $"Baseline: {Baseline} (fp32, no gradient checkpointing, full resolution); Δ is each cell's change against it.",
+            $"Baseline: {Baseline} (fp32, no gradient checkpointing, full resolution, full fine-tune); Δ is each cell's change against it.",
         };
         foreach (var effect in Effects)
             notes.Add($"{effect.Setting} alone ({effect.Cell}): time {Percent(effect.TimeChange)}, peak memory {Percent(effect.MemoryChange)}" +
@@ -168,7 +171,7 @@ public sealed record SweepResult
         var table = ToTable();
         var md = new StringBuilder();
         md.AppendLine("| " + string.Join(" | ", table.Columns) + " |");
-        md.AppendLine("|" + string.Concat(table.Columns.Select((_, i) => i < 5 ? " --- |" : " ---: |")));
+        md.AppendLine("|" + string.Concat(table.Columns.Select((_, i) => i < 6 ? " --- |" : " ---: |")));
         foreach (var row in table.Rows) md.AppendLine("| " + string.Join(" | ", row.Select(cell => cell.Replace("|", "\\|"))) + " |");
         md.AppendLine();
         foreach (string note in table.Notes) md.AppendLine($"- {note}");
@@ -181,7 +184,7 @@ public sealed record SweepResult
         var table = ToTable();
         int[] widths = table.Columns.Select((h, i) => table.Rows.Select(r => r[i].Length).Append(h.Length).Max()).ToArray();
         string Line(IReadOnlyList<string> cells) =>
-            string.Join("  ", cells.Select((cell, i) => i < 5 ? cell.PadRight(widths[i]) : cell.PadLeft(widths[i]))).TrimEnd();
+            string.Join("  ", cells.Select((cell, i) => i < 6 ? cell.PadRight(widths[i]) : cell.PadLeft(widths[i]))).TrimEnd();
         var text = new StringBuilder();
         text.AppendLine(Line(table.Columns));
         foreach (var row in table.Rows) text.AppendLine(Line(row));

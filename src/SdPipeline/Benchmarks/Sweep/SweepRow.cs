@@ -18,6 +18,9 @@ public sealed record SweepRow
     /// <summary><c>full</c> or <c>half</c>.</summary>
     public required string Resolution { get; init; }
 
+    /// <summary>The training method: <c>full</c> or <c>lora</c>.</summary>
+    public string Method { get; init; } = "full";
+
     /// <summary>The training resolution in pixels, when the cell ran.</summary>
     public int? ResolutionPixels { get; init; }
 

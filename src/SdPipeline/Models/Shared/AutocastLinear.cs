@@ -67,6 +67,18 @@ public sealed class AutocastLinear : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>
+    /// A LoRA adapter whose update is added to the output, or null. It is not a registered submodule: the layer's
+    /// state_dict stays the base layer's, and the adapter's weights are saved in a LoRA layout by <see cref="Lora.LoraNetwork"/>.
+    /// </summary>
+    public Lora.LoraAdapter? Lora { get; set; }
+
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => AutocastOps.Linear(input, _weight, _bias);
+    public override Tensor forward(Tensor input)
+    {
+        if (Lora is not { } adapter) return AutocastOps.Linear(input, _weight, _bias);
+        using var output = AutocastOps.Linear(input, _weight, _bias);
+        using var update = adapter.Forward(input, training);
+        return output + update;
+    }
 }

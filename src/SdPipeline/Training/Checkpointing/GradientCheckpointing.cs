@@ -60,12 +60,21 @@ public static class GradientCheckpointing
     /// <summary>Whether <paramref name="unet"/> currently checkpoints its blocks.</summary>
     public static bool IsApplied(UNet2DConditionModel unet) => unet.RunBlock == Runner;
 
+    // LoRA adapters are not registered parameters of the block: a frozen block with trained adapters still needs its graph.
+    private static bool HasTrainableWeights(nn.Module block) =>
+        block.parameters().Any(p => p.requires_grad) || block.modules().Any(m => m switch
+        {
+            Models.Shared.AutocastLinear { Lora: { } adapter } => adapter.Down.requires_grad || adapter.Up.requires_grad,
+            Models.Shared.AutocastConv2d { Lora: { } adapter } => adapter.Down.requires_grad || adapter.Up.requires_grad,
+            _ => false,
+        });
+
     private static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor hiddenStates, Tensor? condition)
     {
         CheckpointFunction.ReleaseReturnedGradients();
         if (!torch.is_grad_enabled()) return block.call(hiddenStates, condition);
         bool inputsNeedGrad = hiddenStates.requires_grad || condition is { requires_grad: true };
-        if (!inputsNeedGrad && !block.parameters().Any(p => p.requires_grad)) return block.call(hiddenStates, condition);
+        if (!inputsNeedGrad && !HasTrainableWeights(block)) return block.call(hiddenStates, condition);
 
         // Everything made in here (the block's activations during the graph-free forward, the anchor) is freed on
         // return; the output leaves the scope, the inputs were made outside it.

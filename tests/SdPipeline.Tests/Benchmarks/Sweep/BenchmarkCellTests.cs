@@ -9,7 +9,8 @@ public sealed class BenchmarkCellTests
         from precision in BenchmarkCell.Precisions
         from checkpointing in new[] { false, true }
         from resolution in BenchmarkCell.Resolutions
-        select new BenchmarkCell(precision, checkpointing, resolution);
+        from method in BenchmarkCell.Methods
+        select new BenchmarkCell(precision, checkpointing, resolution, method);
 
     [TestCaseSource(nameof(AllCells))]
     public void Parse_Should_GiveBackTheCell_When_GivenItsId(BenchmarkCell cell)
@@ -22,12 +23,16 @@ public sealed class BenchmarkCellTests
     {
         Assert.That(new BenchmarkCell("bf16", true, "half").Id, Is.EqualTo("bf16-on-half"));
         Assert.That(BenchmarkCell.Baseline.Id, Is.EqualTo("no-off-full"));
+        Assert.That(new BenchmarkCell("no", false, "full", "lora").Id, Is.EqualTo("no-off-full-lora"));
+        Assert.That(new BenchmarkCell("no", false, "full", "lora").Differences, Is.EqualTo(new[] { "method=lora" }));
     }
 
     [TestCase("")]
     [TestCase("no-off")]
     [TestCase("fp32-off-full")]
     [TestCase("no-yes-full")]
+    [TestCase("no-off-full-dora")]
+    [TestCase("no-off-full-full")]
     [TestCase("no-off-quarter")]
     [TestCase("no-off-full-x")]
     public void Parse_Should_Refuse_And_ShowTheForm_When_TheIdIsMalformed(string id)

@@ -20,7 +20,7 @@ public sealed class BenchmarkCommandTests
     [Test]
     public void ListCells_Should_PrintTheMatrixAsOneJsonArray()
     {
-        var result = Sdpipe("benchmark", "--list-cells", "--json", "--set", "benchmark.mixed_precision=no,bf16");
+        var result = Sdpipe("benchmark", "--list-cells", "--json", "--set", "benchmark.mixed_precision=no,bf16", "--set", "benchmark.method=full");
 
         Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
         Assert.That(result.Output.Trim().Split('\n'), Has.Length.EqualTo(1), "one line, for $GITHUB_OUTPUT");
@@ -30,7 +30,7 @@ public sealed class BenchmarkCommandTests
             "no-off-full", "no-off-half", "no-on-full", "no-on-half", "bf16-off-full", "bf16-off-half", "bf16-on-full", "bf16-on-half",
         }));
         Assert.That(cells[2]!.ToString(Newtonsoft.Json.Formatting.None),
-            Is.EqualTo("""{"id":"no-on-full","mixed_precision":"no","gradient_checkpointing":true,"resolution":"full"}"""));
+            Is.EqualTo("""{"id":"no-on-full","mixed_precision":"no","gradient_checkpointing":true,"resolution":"full","method":"full"}"""));
     }
 
     [Test]
@@ -61,7 +61,7 @@ public sealed class BenchmarkCommandTests
         var result = Sdpipe("benchmark", "--merge", "--set", "benchmark.mixed_precision=no");
 
         Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
-        Assert.That(result.Output, Does.Contain("no-off-full (baseline)").And.Contain("4 cell(s) not run"));
+        Assert.That(result.Output, Does.Contain("no-off-full (baseline)").And.Contain("8 cell(s) not run"), "2 checkpointing × 2 resolutions × 2 methods");
         var json = JObject.Parse(File.ReadAllText(_temp.File("artifacts/benchmark/benchmark.json")));
         Assert.That(json["cells"]!.Select(c => c.Value<string>("status")), Is.All.EqualTo("not_run"));
         Assert.That(File.Exists(_temp.File("artifacts/benchmark/benchmark.md")), Is.True);

@@ -16,12 +16,12 @@ public sealed class BenchmarkSweepTests
     {
         var cells = BenchmarkSweep.Cells(Config());
 
-        // 3 precisions × 2 checkpointing × 2 resolutions, the baseline first, precision outermost
+        // 3 precisions × 2 checkpointing × 2 resolutions × 2 methods, the baseline first, precision outermost, method innermost
         Assert.That(cells.Select(c => c.Id), Is.EqualTo(new[]
         {
-            "no-off-full", "no-off-half", "no-on-full", "no-on-half",
-            "bf16-off-full", "bf16-off-half", "bf16-on-full", "bf16-on-half",
-            "fp16-off-full", "fp16-off-half", "fp16-on-full", "fp16-on-half",
+            "no-off-full", "no-off-full-lora", "no-off-half", "no-off-half-lora", "no-on-full", "no-on-full-lora", "no-on-half", "no-on-half-lora",
+            "bf16-off-full", "bf16-off-full-lora", "bf16-off-half", "bf16-off-half-lora", "bf16-on-full", "bf16-on-full-lora", "bf16-on-half", "bf16-on-half-lora",
+            "fp16-off-full", "fp16-off-full-lora", "fp16-off-half", "fp16-off-half-lora", "fp16-on-full", "fp16-on-full-lora", "fp16-on-half", "fp16-on-half-lora",
         }));
         Assert.That(cells[0].IsBaseline, Is.True);
     }
@@ -29,13 +29,14 @@ public sealed class BenchmarkSweepTests
     [Test]
     public void Cells_Should_FollowTheBenchmarkSection_When_ItNarrowsTheMatrix()
     {
-        var cells = BenchmarkSweep.Cells(Config("benchmark.mixed_precision=bf16,no", "benchmark.gradient_checkpointing=true", "benchmark.resolution=half"));
+        var cells = BenchmarkSweep.Cells(Config("benchmark.mixed_precision=bf16,no", "benchmark.gradient_checkpointing=true", "benchmark.resolution=half", "benchmark.method=full"));
 
         Assert.That(cells.Select(c => c.Id), Is.EqualTo(new[] { "bf16-on-half", "no-on-half" }));
     }
 
     [TestCase("benchmark.mixed_precision=[]")]
     [TestCase("benchmark.resolution=[]")]
+    [TestCase("benchmark.method=[]")]
     [TestCase("benchmark.timed_steps=0")]
     public void Cells_Should_Refuse_When_TheSweepIsEmpty(string set)
     {

@@ -48,12 +48,12 @@ public sealed class SweepMergerTests
         // When they are merged
         var result = SweepMerger.Merge(config, _store, new FileHashCache(null));
 
-        // Then both are rows with their changes, and the other ten cells are not run
+        // Then both are rows with their changes, and the other 22 cells are not run
         var rows = result.Cells.ToDictionary(r => r.Id);
-        Assert.That(rows, Has.Count.EqualTo(12));
+        Assert.That(rows, Has.Count.EqualTo(24));
         Assert.That(rows["no-on-full"].TimeChange, Is.EqualTo(0.5).Within(1e-12));
         Assert.That(rows["no-on-full"].MemoryChange, Is.EqualTo(-0.2).Within(1e-12));
-        Assert.That(result.Cells.Count(r => r.Status == SweepRow.NotRun), Is.EqualTo(10));
+        Assert.That(result.Cells.Count(r => r.Status == SweepRow.NotRun), Is.EqualTo(22));
         Assert.That(result.ConfigHash, Is.EqualTo(BenchmarkSweep.ConfigHash(config)));
     }
 

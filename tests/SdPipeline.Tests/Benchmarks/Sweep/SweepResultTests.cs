@@ -79,7 +79,7 @@ public sealed class SweepResultTests
         var table = result.ToTable();
         Assert.That(table.Notes, Has.Some.Contains("no-on-full: oom — DefaultCPUAllocator"));
         Assert.That(table.Notes, Has.Some.Contains("3 cell(s) not run"));
-        Assert.That(table.Rows.Single(r => r[0] == "no-off-half")[4], Is.EqualTo("not run"));
+        Assert.That(table.Rows.Single(r => r[0] == "no-off-half")[5], Is.EqualTo("not run"));
     }
 
     [Test]
@@ -124,11 +124,11 @@ public sealed class SweepResultTests
         Assert.That(table.Rows, Has.Count.EqualTo(Cells.Count));
         var baseline = table.Rows[0];
         Assert.That(baseline[0], Is.EqualTo("no-off-full (baseline)"));
-        Assert.That(baseline.Skip(1).Take(5), Is.EqualTo(new[] { "fp32", "off", "full (64 px)", "ok", "0.371" }));
-        Assert.That(baseline[8], Is.EqualTo("3.00"));
-        Assert.That(table.Rows[4][6], Is.EqualTo("+100%"));
+        Assert.That(baseline.Skip(1).Take(6), Is.EqualTo(new[] { "fp32", "off", "full (64 px)", "full", "ok", "0.371" }));
+        Assert.That(baseline[9], Is.EqualTo("3.00"));
+        Assert.That(table.Rows[4][7], Is.EqualTo("+100%"));
         string markdown = result.ToMarkdown();
-        Assert.That(markdown, Does.StartWith("| cell | precision |").And.Contain("| bf16-off-full | bf16 | off | full (64 px) | ok | 0.742 | +100% |"));
+        Assert.That(markdown, Does.StartWith("| cell | precision |").And.Contain("| bf16-off-full | bf16 | off | full (64 px) | full | ok | 0.742 | +100% |"));
         Assert.That(result.ToPlainText(), Does.Contain("no-off-full (baseline)"));
     }
 

@@ -1,0 +1,39 @@
+using System.CommandLine;
+using SdPipeline.Lora;
+using SdPipeline.Weights;
+
+namespace SdPipeline.Cli.Commands;
+
+/// <summary><c>sdpipe lora convert IN OUT --to kohya|diffusers [--model DIR]</c>: a LoRA file in the other layout.</summary>
+internal static class LoraCommand
+{
+    private static readonly Argument<string> Input = new("input") { Description = "The LoRA file (safetensors, diffusers/PEFT or kohya layout)." };
+
+    private static readonly Argument<string> Output = new("output") { Description = "Where to write the converted file." };
+
+    private static readonly Option<string> To = new("--to")
+    {
+        Description = "The layout to write: kohya (ComfyUI, AUTOMATIC1111) or diffusers (load_lora_weights).",
+        Required = true,
+    };
+
+    private static readonly Option<string?> Model = new("--model")
+    {
+        Description = "The base model's diffusers folder; needed to read a kohya file (its names resolve against the model's layers).",
+    };
+
+    public static Command Create()
+    {
+        To.AcceptOnlyFromAmong("kohya", "diffusers");
+        var convert = new Command("convert", "Rewrite a LoRA file in the diffusers/PEFT or the kohya layout.") { Input, Output, To, Model };
+        convert.SetAction(result =>
+        {
+            var layout = result.GetValue(To) == "kohya" ? LoraLayout.Kohya : LoraLayout.Diffusers;
+            var model = result.GetValue(Model) is { } folder ? DiffusersFolder.Open(folder) : null;
+            var (from, modules) = LoraConverter.Convert(result.GetValue(Input)!, result.GetValue(Output)!, layout, model);
+            Console.WriteLine($"{modules} adapted layers: {from} → {layout} ({result.GetValue(Output)})");
+            return ExitCodes.Success;
+        });
+        return new Command("lora", "LoRA files: convert between the diffusers/PEFT and kohya layouts.") { convert };
+    }
+}

@@ -1,0 +1,222 @@
+using System.Globalization;
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Lora;
+
+/// <summary>
+/// LoRA files in the two layouts other tools load. Key patterns, from the sources that read and write them:
+/// <list type="bullet">
+/// <item>diffusers/PEFT — <c>StableDiffusionLoraLoaderMixin.save_lora_weights</c> packs PEFT's
+/// <c>get_peft_model_state_dict</c> under the component prefix: <c>unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight</c>,
+/// <c>…lora_B.weight</c>, <c>text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight</c>; its loader also accepts
+/// the <c>.lora.down/.lora.up</c> spelling that <c>convert_state_dict_to_diffusers</c> writes (state_dict_utils.py's
+/// <c>UNET_TO_DIFFUSERS</c> maps it back). Alpha is not a tensor: diffusers ≥ 0.34 stores the LoraConfig as JSON in the
+/// safetensors header entry <c>lora_adapter_metadata</c> (<c>{"unet.r": 4, "unet.lora_alpha": 4, …}</c>); without it alpha = r.</item>
+/// <item>kohya (sd-scripts networks/lora.py: <c>lora_name = prefix + "." + name + "." + child_name</c> with "." → "_",
+/// prefixes <c>lora_unet</c> and <c>lora_te</c>): <c>lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight</c>,
+/// <c>.lora_up.weight</c> and a scalar <c>.alpha</c>. diffusers reads it with <c>_convert_non_diffusers_lora_to_diffusers</c>
+/// (lora_conversion_utils.py), ComfyUI and AUTOMATIC1111 map the same names to their modules.</item>
+/// </list>
+/// </summary>
+public static class LoraFile
+{
+    /// <summary>diffusers' file name (<c>LORA_WEIGHT_NAME_SAFE</c>): <c>load_lora_weights(folder)</c> finds it.</summary>
+    public const string DiffusersFileName = "pytorch_lora_weights.safetensors";
+
+    /// <summary>The kohya-layout file written beside it.</summary>
+    public const string KohyaFileName = "lora_kohya.safetensors";
+
+    /// <summary>diffusers' <c>LORA_ADAPTER_METADATA_KEY</c>.</summary>
+    public const string AdapterMetadataKey = "lora_adapter_metadata";
+
+    private static readonly Dictionary<string, string> KohyaPrefixes = new(StringComparer.Ordinal)
+    {
+        [LoraNetwork.Unet] = "lora_unet_",
+        [LoraNetwork.TextEncoder] = "lora_te_",
+    };
+
+    /// <summary>Writes <paramref name="modules"/> in <paramref name="layout"/> (float32) to <paramref name="path"/>.</summary>
+    public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(modules);
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        using var scope = torch.NewDisposeScope();
+        Dictionary<string, string> metadata;
+        if (layout == LoraLayout.Diffusers)
+        {
+            foreach (var m in modules)
+            {
+                tensors[$"{m.Component}.{m.Path}.lora_A.weight"] = Float(m.Down);
+                tensors[$"{m.Component}.{m.Path}.lora_B.weight"] = Float(m.Up);
+            }
+            metadata = new Dictionary<string, string> { [AdapterMetadataKey] = AdapterMetadata(modules).ToString(Formatting.Indented) };
+        }
+        else
+        {
+            foreach (var m in modules)
+            {
+                string name = KohyaName(m.Component, m.Path);
+                tensors[$"{name}.lora_down.weight"] = Float(m.Down);
+                tensors[$"{name}.lora_up.weight"] = Float(m.Up);
+                tensors[$"{name}.alpha"] = torch.tensor((float)m.Alpha);
+            }
+            // sd-scripts' training metadata that UIs show (ss_network_dim/alpha are strings there too).
+            metadata = new Dictionary<string, string>
+            {
+                ["ss_network_module"] = "networks.lora",
+                ["ss_network_dim"] = modules.Count > 0 ? modules[0].Rank.ToString(CultureInfo.InvariantCulture) : "0",
+                ["ss_network_alpha"] = modules.Count > 0 ? modules[0].Alpha.ToString("R", CultureInfo.InvariantCulture) : "0",
+            };
+        }
+        SafeTensorsWriter.Write(path, tensors, metadata);
+    }
+
+    /// <summary>The kohya module name of a layer: <c>lora_unet_</c> or <c>lora_te_</c> and the path with dots as underscores.</summary>
+    public static string KohyaName(string component, string path) =>
+        (KohyaPrefixes.TryGetValue(component, out string? prefix) ? prefix : throw new ArgumentException($"no kohya prefix for component '{component}'", nameof(component)))
+        + path.Replace('.', '_');
+
+    /// <summary>
+    /// Reads a LoRA file of either layout. Kohya names lose the dots of the module path, so they are matched against the
+    /// layers the model has (<paramref name="layers"/>: component and path of every linear and convolution layer), as
+    /// ComfyUI and AUTOMATIC1111 do. The tensors returned are new CPU tensors the caller owns.
+    /// </summary>
+    /// <exception cref="WeightsException">Not a LoRA file, or keys that name no layer of the model.</exception>
+    public static (LoraLayout Layout, IReadOnlyList<LoraModuleWeights> Modules) Read(string path, IEnumerable<(string Component, string Path)> layers)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        using var file = Open(path);
+        return Detect(file) == LoraLayout.Kohya ? (LoraLayout.Kohya, ReadKohya(file, layers)) : (LoraLayout.Diffusers, ReadDiffusers(file));
+    }
+
+    /// <summary>The layout of the LoRA file at <paramref name="path"/>.</summary>
+    /// <exception cref="WeightsException">Not a LoRA file.</exception>
+    public static LoraLayout Detect(string path)
+    {
+        using var file = Open(path);
+        return Detect(file);
+    }
+
+    private static SafeTensorsFile Open(string path) =>
+        File.Exists(path) ? SafeTensorsFile.Open(path) : throw new WeightsException($"LoRA file '{path}' not found");
+
+    private static LoraLayout Detect(SafeTensorsFile file)
+    {
+        var names = file.Entries.Select(e => e.Name).ToList();
+        if (names.Any(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) || n.StartsWith("lora_te_", StringComparison.Ordinal)))
+            return LoraLayout.Kohya;
+        if (names.Any(n => n.Contains(".lora_A.", StringComparison.Ordinal) || n.Contains(".lora.down.", StringComparison.Ordinal) || n.Contains(".lora_linear_layer.down.", StringComparison.Ordinal)))
+            return LoraLayout.Diffusers;
+        throw new WeightsException($"{file.Path}: not a LoRA file in the diffusers/PEFT layout (unet.….lora_A.weight) or kohya's (lora_unet_….lora_down.weight); " +
+            $"first keys: {string.Join(", ", names.Take(3))}");
+    }
+
+    private static List<LoraModuleWeights> ReadKohya(SafeTensorsFile file, IEnumerable<(string Component, string Path)> layers)
+    {
+        var byName = new Dictionary<string, (string Component, string Path)>(StringComparer.Ordinal);
+        foreach (var layer in layers)
+            if (KohyaPrefixes.ContainsKey(layer.Component)) byName[KohyaName(layer.Component, layer.Path)] = layer;
+        var modules = new List<LoraModuleWeights>();
+        var unknown = new List<string>();
+        foreach (var entry in file.Entries.Where(e => e.Name.EndsWith(".lora_down.weight", StringComparison.Ordinal)))
+        {
+            string name = entry.Name[..^".lora_down.weight".Length];
+            if (!byName.TryGetValue(name, out var layer))
+            {
+                unknown.Add(name);
+                continue;
+            }
+            var down = file.Read(entry.Name);
+            var up = file.Read($"{name}.lora_up.weight");
+            // kohya: "if alpha == 0 or None, alpha is rank (no scaling)".
+            double alpha = file.Contains($"{name}.alpha") ? Scalar(file, $"{name}.alpha") : 0;
+            modules.Add(new LoraModuleWeights(layer.Component, layer.Path, down, up, alpha > 0 ? alpha : down.shape[0]));
+        }
+        Unknown(file.Path, unknown);
+        var unused = file.Entries.Select(e => e.Name)
+            .Where(n => !n.EndsWith(".lora_down.weight", StringComparison.Ordinal) && !n.EndsWith(".lora_up.weight", StringComparison.Ordinal) && !n.EndsWith(".alpha", StringComparison.Ordinal))
+            .ToList();
+        if (unused.Count > 0)
+            throw new WeightsException($"{file.Path}: keys of a kind this LoRA loader does not apply (LyCORIS/DoRA?): {string.Join(", ", unused.Take(5))}");
+        return modules;
+    }
+
+    private static List<LoraModuleWeights> ReadDiffusers(SafeTensorsFile file)
+    {
+        JObject? config = file.Metadata.TryGetValue(AdapterMetadataKey, out string? json) ? JObject.Parse(json) : null;
+        var modules = new List<LoraModuleWeights>();
+        foreach (var entry in file.Entries)
+        {
+            string? stem = Stem(entry.Name, ".lora_A.weight") ?? Stem(entry.Name, ".lora.down.weight") ?? Stem(entry.Name, ".lora_linear_layer.down.weight");
+            if (stem is null) continue;
+            string upName = entry.Name.Replace(".lora_A.", ".lora_B.", StringComparison.Ordinal).Replace(".lora.down.", ".lora.up.", StringComparison.Ordinal)
+                .Replace(".lora_linear_layer.down.", ".lora_linear_layer.up.", StringComparison.Ordinal);
+            int dot = stem.IndexOf('.', StringComparison.Ordinal);
+            if (dot < 0) throw new WeightsException($"{file.Path}: key '{entry.Name}' has no component prefix (unet. or text_encoder.)");
+            string component = stem[..dot], layerPath = stem[(dot + 1)..].Replace(".processor.", ".", StringComparison.Ordinal);
+            var down = file.Read(entry.Name);
+            var up = file.Read(upName);
+            modules.Add(new LoraModuleWeights(component, layerPath, down, up, DiffusersAlpha(file, config, component, layerPath, stem, down.shape[0])));
+        }
+        return modules;
+    }
+
+    // diffusers: the LoraConfig from the header (alpha_pattern by module, else lora_alpha), else a network_alphas-style
+    // "PATH.alpha" tensor (older conversions), else alpha = r (load_lora_adapter's default).
+    private static double DiffusersAlpha(SafeTensorsFile file, JObject? config, string component, string path, string stem, long rank)
+    {
+        if (config?[$"{component}.alpha_pattern"] is JObject pattern && pattern[path] is { } specific) return specific.Value<double>();
+        if (config?[$"{component}.lora_alpha"] is { } alpha) return alpha.Value<double>();
+        if (file.Contains($"{stem}.alpha")) return Scalar(file, $"{stem}.alpha");
+        return rank;
+    }
+
+    private static JObject AdapterMetadata(IReadOnlyList<LoraModuleWeights> modules)
+    {
+        var metadata = new JObject();
+        foreach (var group in modules.GroupBy(m => m.Component))
+        {
+            var first = group.First();
+            string c = group.Key;
+            metadata[$"{c}.r"] = first.Rank;
+            metadata[$"{c}.lora_alpha"] = first.Alpha;
+            metadata[$"{c}.init_lora_weights"] = "gaussian";
+            metadata[$"{c}.lora_dropout"] = 0.0;
+            // PEFT matches target_modules as suffixes of module names: the layer names (to_q, to_out.0, conv1, q_proj, …).
+            metadata[$"{c}.target_modules"] = new JArray(group.Select(m => TargetName(m.Path)).Distinct().Order(StringComparer.Ordinal));
+            if (group.Any(m => m.Rank != first.Rank))
+                metadata[$"{c}.rank_pattern"] = new JObject(group.Select(m => new JProperty(m.Path, m.Rank)));
+            if (group.Any(m => m.Alpha != first.Alpha))
+                metadata[$"{c}.alpha_pattern"] = new JObject(group.Select(m => new JProperty(m.Path, m.Alpha)));
+        }
+        // Sorted keys, as diffusers' json.dumps(..., sort_keys=True): the same adapters give the same header.
+        return new JObject(metadata.Properties().OrderBy(p => p.Name, StringComparer.Ordinal));
+    }
+
+    private static string TargetName(string path)
+    {
+        string[] parts = path.Split('.');
+        return parts.Length >= 2 && int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out _) ? $"{parts[^2]}.{parts[^1]}" : parts[^1];
+    }
+
+    private static string? Stem(string name, string suffix) => name.EndsWith(suffix, StringComparison.Ordinal) ? name[..^suffix.Length] : null;
+
+    private static double Scalar(SafeTensorsFile file, string name)
+    {
+        using var tensor = file.Read(name);
+        return tensor.to(ScalarType.Float64).item<double>();
+    }
+
+    private static Tensor Float(Tensor tensor) => tensor.detach().to(ScalarType.Float32).cpu().contiguous();
+
+    private static void Unknown(string path, List<string> unknown)
+    {
+        if (unknown.Count > 0)
+            throw new WeightsException($"{path}: {unknown.Count} LoRA module(s) name no layer of this model, e.g. {string.Join(", ", unknown.Take(3))} " +
+                "(a LoRA for another architecture? SD 1.x/2.x LoRAs in diffusers naming are supported; LoRAs in the original CompVis naming are not)");
+    }
+}

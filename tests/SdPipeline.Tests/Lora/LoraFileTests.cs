@@ -1,0 +1,198 @@
+using System.Text.RegularExpressions;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Lora;
+using SdPipeline.Models.Clip;
+using SdPipeline.Tests.Support;
+using SdPipeline.Tests.Training;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Tests.Lora;
+
+/// <summary>
+/// Export and import in the diffusers/PEFT and kohya layouts. The expected key names come from the code that writes and
+/// reads them: diffusers' <c>save_lora_weights</c> (PEFT state dict packed under <c>unet.</c>/<c>text_encoder.</c>),
+/// <c>convert_unet_state_dict_to_peft</c> and <c>_convert_non_diffusers_lora_to_diffusers</c> / <c>_convert_unet_lora_key</c>
+/// (src/diffusers/loaders/lora_conversion_utils.py, src/diffusers/utils/state_dict_utils.py), and kohya's sd-scripts
+/// networks/lora.py (<c>lora_name = prefix + "." + name + "." + child_name</c>, "." → "_", prefixes lora_unet / lora_te).
+/// </summary>
+public sealed class LoraFileTests
+{
+    private static readonly LoraSettings Settings = new(Rank: 4, Alpha: 2, Dropout: 0, Attention: true, Resnets: true, TextEncoder: true);
+
+    private static ClipTextModel TextEncoder() => ClipTextModel.FromPretrained(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+
+    [TestCase(LoraLayout.Diffusers)]
+    [TestCase(LoraLayout.Kohya)]
+    public void ExportThenImport_Should_RoundTripTheAdapters(LoraLayout layout)
+    {
+        // Given trained-looking adapters (alpha 2 ≠ rank 4, so alpha must travel with the file)
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        using var textEncoder = TextEncoder();
+        step.Unet.eval();
+        using var network = LoraNetwork.Create(step.Unet, textEncoder, Settings, seed: 5);
+        LoraNetworkTests.Randomise(network, 6);
+        using var noGrad = torch.no_grad();
+        using var expected = step.Predict();
+        string path = temp.File("lora.safetensors");
+
+        // When written, removed, and read back onto the same model
+        LoraFile.Write(path, network.ToWeights(), layout);
+        var original = network.Modules.ToDictionary(m => (m.Component, m.Path), m => (Down: m.Adapter.Down.clone(), Up: m.Adapter.Up.clone()));
+        network.Detach();
+        var (detected, modules) = LoraFile.Read(path, LoraNetwork.Layers(step.Unet, textEncoder).Keys);
+        using var applied = LoraNetwork.Apply(modules, step.Unet, textEncoder, strength: 1.0);
+        using var actual = step.Predict();
+
+        // Then the layout is recognised, every module comes back bit for bit with its alpha, and the model computes the same
+        Assert.That(detected, Is.EqualTo(layout));
+        Assert.That(modules.Select(m => (m.Component, m.Path)), Is.EquivalentTo(original.Keys));
+        foreach (var module in modules)
+        {
+            Assert.That(Same(module.Down, original[(module.Component, module.Path)].Down), Is.True, module.Path);
+            Assert.That(Same(module.Up, original[(module.Component, module.Path)].Up), Is.True, module.Path);
+            Assert.That(module.Alpha, Is.EqualTo(2.0), module.Path);
+        }
+        Assert.That(Same(actual, expected), Is.True);
+    }
+
+    [Test]
+    public void DiffusersLayout_Should_UsePeftKeys_AndCarryAlphaInTheAdapterMetadata()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        using var textEncoder = TextEncoder();
+        using var network = LoraNetwork.Create(step.Unet, textEncoder, Settings, seed: 0);
+        string path = temp.File(LoraFile.DiffusersFileName);
+
+        LoraFile.Write(path, network.ToWeights(), LoraLayout.Diffusers);
+
+        using var file = SafeTensorsFile.Open(path);
+        var keys = file.Entries.Select(e => e.Name).ToList();
+        var unet = new Regex(@"^unet\.(down_blocks\.\d+|mid_block|up_blocks\.\d+)\.(attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)|resnets\.\d+\.(conv1|conv2|conv_shortcut))\.lora_[AB]\.weight$");
+        var text = new Regex(@"^text_encoder\.text_model\.encoder\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|out_proj)\.lora_[AB]\.weight$");
+        Assert.That(keys.Where(k => !unet.IsMatch(k) && !text.IsMatch(k)), Is.Empty);
+        Assert.That(keys, Does.Contain("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight")
+            .And.Contain("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"));
+        var metadata = JObject.Parse(file.Metadata[LoraFile.AdapterMetadataKey]);
+        Assert.That(metadata["unet.r"]!.Value<int>(), Is.EqualTo(4));
+        Assert.That(metadata["unet.lora_alpha"]!.Value<double>(), Is.EqualTo(2.0));
+        Assert.That(metadata["text_encoder.lora_alpha"]!.Value<double>(), Is.EqualTo(2.0));
+        Assert.That(metadata["unet.target_modules"]!.Values<string>(), Is.EquivalentTo(new[] { "conv1", "conv2", "conv_shortcut", "to_k", "to_out.0", "to_q", "to_v" }));
+        Assert.That(file.Entry("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight").Shape[0], Is.EqualTo(4), "lora_A is [r, in]");
+    }
+
+    [Test]
+    public void KohyaLayout_Should_UseSdScriptsNames_ThatDiffusersConvertsBackToTheSameLayers()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        using var textEncoder = TextEncoder();
+        using var network = LoraNetwork.Create(step.Unet, textEncoder, Settings, seed: 0);
+        string path = temp.File(LoraFile.KohyaFileName);
+
+        LoraFile.Write(path, network.ToWeights(), LoraLayout.Kohya);
+
+        using var file = SafeTensorsFile.Open(path);
+        var keys = file.Entries.Select(e => e.Name).ToList();
+        Assert.That(keys, Does.Contain("lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight")
+            .And.Contain("lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_out_0.lora_up.weight")
+            .And.Contain("lora_unet_down_blocks_0_resnets_0_conv1.alpha")
+            .And.Contain("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"));
+        Assert.That(keys.All(k => Regex.IsMatch(k, @"^lora_(unet|te)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")), Is.True);
+        using (var alpha = file.Read("lora_unet_down_blocks_0_resnets_0_conv1.alpha"))
+        {
+            Assert.That(alpha.shape, Is.Empty, "alpha is a scalar tensor, as sd-scripts' register_buffer(\"alpha\", torch.tensor(alpha))");
+            Assert.That(alpha.item<float>(), Is.EqualTo(2f));
+        }
+        Assert.That(file.Entry("lora_unet_down_blocks_0_resnets_0_conv1.lora_up.weight").Shape[2..], Is.EqualTo(new long[] { 1, 1 }), "lora_up of a conv is 1×1");
+
+        // diffusers' reading of each kohya name lands on the layer our diffusers-layout key names
+        foreach (var module in network.Modules.Where(m => m.Component == "unet"))
+        {
+            string kohya = LoraFile.KohyaName(module.Component, module.Path) + ".lora_down.weight";
+            Assert.That(DiffusersUnetKey(kohya), Is.EqualTo($"{module.Path}.lora_A.weight"), kohya);
+        }
+    }
+
+    [Test]
+    public void Read_Should_NameTheModulesThatFitNoLayer()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string path = temp.File("sdxl.safetensors");
+        using (var down = torch.zeros(4, 8))
+        using (var up = torch.zeros(8, 4))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
+            {
+                ["lora_unet_input_blocks_4_1_proj_in.lora_down.weight"] = down,
+                ["lora_unet_input_blocks_4_1_proj_in.lora_up.weight"] = up,
+            });
+
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+
+        Assert.That(error!.Message, Does.Contain("lora_unet_input_blocks_4_1_proj_in").And.Contain("another architecture"));
+    }
+
+    [Test]
+    public void Convert_Should_GoToKohyaAndBack_ResolvingKohyaNamesAgainstTheModelFolder()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        using var textEncoder = TextEncoder();
+        using var network = LoraNetwork.Create(step.Unet, textEncoder, Settings, seed: 0);
+        LoraNetworkTests.Randomise(network, 1);
+        string diffusers = temp.File("a.safetensors"), kohya = temp.File("b.safetensors"), back = temp.File("c.safetensors");
+        LoraFile.Write(diffusers, network.ToWeights(), LoraLayout.Diffusers);
+        var model = DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd"));
+
+        var there = LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, model: null);
+        var error = Assert.Throws<WeightsException>(() => LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model: null));
+        var again = LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model);
+
+        Assert.That((there.From, again.From), Is.EqualTo((LoraLayout.Diffusers, LoraLayout.Kohya)));
+        Assert.That(again.Modules, Is.EqualTo(network.Modules.Count));
+        Assert.That(error!.Message, Does.Contain("--model"));
+        using var original = SafeTensorsFile.Open(diffusers);
+        using var roundTripped = SafeTensorsFile.Open(back);
+        Assert.That(roundTripped.Entries.Select(e => e.Name), Is.EquivalentTo(original.Entries.Select(e => e.Name)));
+        foreach (var entry in original.Entries)
+            Assert.That(roundTripped.Bytes(roundTripped.Entry(entry.Name)).ToArray(), Is.EqualTo(original.Bytes(entry).ToArray()), entry.Name);
+        Assert.That(roundTripped.Metadata[LoraFile.AdapterMetadataKey], Is.EqualTo(original.Metadata[LoraFile.AdapterMetadataKey]));
+    }
+
+    /// <summary>
+    /// diffusers' path from a kohya UNet key to its PEFT key, for SD 1.x names: <c>_convert_unet_lora_key</c> ("_" → ".",
+    /// then re-joining the names that contain underscores; "attnN" → "attnN.processor"; "to_q_lora"/"to_out_lora" forms),
+    /// then <c>convert_unet_state_dict_to_peft</c> (<c>UNET_TO_DIFFUSERS</c>: ".to_q_lora.down" → ".to_q.lora_A",
+    /// ".lora.down" → ".lora_A"; <c>KEYS_TO_ALWAYS_REPLACE</c>: ".processor." → ".").
+    /// </summary>
+    private static string DiffusersUnetKey(string kohyaKey)
+    {
+        string name = kohyaKey.Replace("lora_unet_", "", StringComparison.Ordinal).Replace('_', '.');
+        foreach (var (from, to) in new[]
+        {
+            ("down.blocks", "down_blocks"), ("mid.block", "mid_block"), ("up.blocks", "up_blocks"), ("transformer.blocks", "transformer_blocks"),
+            ("to.q.lora", "to_q_lora"), ("to.k.lora", "to_k_lora"), ("to.v.lora", "to_v_lora"), ("to.out.0.lora", "to_out_lora"),
+            ("proj.in", "proj_in"), ("proj.out", "proj_out"), ("conv.shortcut", "conv_shortcut"),
+        })
+            name = name.Replace(from, to, StringComparison.Ordinal);
+        if (name.Contains("transformer_blocks", StringComparison.Ordinal))
+            name = name.Replace("attn1", "attn1.processor", StringComparison.Ordinal).Replace("attn2", "attn2.processor", StringComparison.Ordinal);
+        foreach (var (from, to) in new[]
+        {
+            (".to_out_lora.down", ".to_out.0.lora_A"), (".to_q_lora.down", ".to_q.lora_A"), (".to_k_lora.down", ".to_k.lora_A"),
+            (".to_v_lora.down", ".to_v.lora_A"), (".lora.down", ".lora_A"),
+        })
+            if (name.Contains(from, StringComparison.Ordinal))
+            {
+                name = name.Replace(from, to, StringComparison.Ordinal);
+                break;
+            }
+        return name.Replace(".processor.", ".", StringComparison.Ordinal);
+    }
+
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+}
