@@ -5,6 +5,9 @@ using SdPipeline.Cli.Commands;
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
 
+// Before anything loads libtorch: some of these settings are read once, at its first allocation or its OpenMP start.
+SdPipeline.Runtime.NativeRuntimeSettings.Apply();
+
 // Ctrl+C and SIGTERM cancel the running stage, which stops at its next safe point; its partial work stays
 // in the store's .partial folder for the next run to resume.
 using var cancellation = new CancellationTokenSource();

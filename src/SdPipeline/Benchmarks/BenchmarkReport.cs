@@ -47,7 +47,10 @@ public sealed record BenchmarkReport
     /// <summary>The fp32 matmul ceiling measured before the model cases.</summary>
     public required MatmulCeiling MatmulBefore { get; init; }
 
-    /// <summary>The same measured after them: a large difference means the machine's load changed during the run.</summary>
+    /// <summary>
+    /// The same measured after them (for <c>train-step</c>, also one probe after each timed step, listed first): a large
+    /// difference from <see cref="MatmulBefore"/> means the machine's load changed during the run.
+    /// </summary>
     public required MatmulCeiling MatmulAfter { get; init; }
 
     /// <summary>The ceiling the rows are compared with: GFLOP/s at the median of all matmul runs, before and after.</summary>

@@ -34,11 +34,22 @@ public sealed record MatmulCeiling(int Size, IReadOnlyList<double> Seconds)
         var seconds = new List<double>(repeats);
         for (int i = 0; i < warmup + repeats; i++)
         {
-            var clock = Stopwatch.StartNew();
-            using (var product = a.matmul(b))
-                if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
-            if (i >= warmup) seconds.Add(clock.Elapsed.TotalSeconds);
+            double elapsed = TimeOne(a, b, device);
+            if (i >= warmup) seconds.Add(elapsed);
         }
         return new MatmulCeiling(size, seconds);
+    }
+
+    /// <summary>
+    /// Seconds of one product <paramref name="a"/>·<paramref name="b"/>: the probe a benchmark interleaves with its own
+    /// work, so that the ceiling is measured under the same load as the work it is compared with.
+    /// </summary>
+    public static double TimeOne(Tensor a, Tensor b, Device device)
+    {
+        using var _ = torch.no_grad();
+        var clock = Stopwatch.StartNew();
+        using (var product = a.matmul(b))
+            if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
+        return clock.Elapsed.TotalSeconds;
     }
 }

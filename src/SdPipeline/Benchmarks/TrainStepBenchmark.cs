@@ -29,6 +29,12 @@ public static class TrainStepBenchmark
     /// <summary>Summary key: the process's peak resident memory in GiB (PyTorch: 14.0).</summary>
     public const string PeakRssGib = "peak_rss_gib";
 
+    /// <summary>
+    /// Summary key: the train stage's pre-flight memory estimate (<see cref="MemoryEstimate"/>) for this step at the first
+    /// size, in GiB, to set beside <see cref="PeakRssGib"/>.
+    /// </summary>
+    public const string PreflightEstimateGib = "preflight_estimate_gib";
+
     /// <summary>Runs the benchmark; one set of rows per latent size in <paramref name="options"/>.</summary>
     /// <param name="options">Sizes, batch, repeats, seed, config, precision, checkpointing.</param>
     /// <param name="device">Where to run (after the threads have been set).</param>
@@ -55,6 +61,7 @@ public static class TrainStepBenchmark
         using var optimizer = new AdamW(parameters);
 
         var measured = new List<(int Size, FlopCount Flops, Phases Phases)>();
+        var probes = new List<double>();
         foreach (int size in options.Sizes)
         {
             using var scope = torch.NewDisposeScope();
@@ -77,15 +84,24 @@ public static class TrainStepBenchmark
                 optimizer.ZeroGrad();
                 var (forward, backward, adamw, step) = Step(unet, optimizer, precision, sample, timestep, text, target, device);
                 bool timed = i >= options.Warmup;
-                if (timed) phases.Add(forward, backward, adamw, step);
+                // A matmul after each timed step: on a shared machine the load drifts within a run, and the ceiling
+                // pooled from these probes is the one the steps actually ran under.
+                double matmul = timed ? ProbeMatmul(options.MatmulSize, device) : double.NaN;
+                if (timed)
+                {
+                    phases.Add(forward, backward, adamw, step);
+                    probes.Add(matmul);
+                }
                 log?.Invoke($"train step {size}x{size} {(timed ? $"run {i - options.Warmup + 1}/{options.Repeats}" : $"warm-up {i + 1}/{options.Warmup}")}: " +
-                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB");
+                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB" +
+                    (timed ? $"; matmul after it {matmul:0.000} s, step/matmul {step / matmul:0.0}" : ""));
             }
             optimizer.ZeroGrad();
             measured.Add((size, flops, phases));
         }
 
         var after = MatmulCeiling.Measure(device, options.MatmulSize);
+        after = after with { Seconds = [.. probes, .. after.Seconds] };
         log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
         double matmulSeconds = before.Flop / ceiling / 1e9;
@@ -120,6 +136,9 @@ public static class TrainStepBenchmark
                 [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),
                 [ForwardBackwardOfMatmul] = Math.Round(first.Single(r => r.Case == "forward_backward").RatioToMatmul, 3),
                 [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
+                [PreflightEstimateGib] = MemoryEstimate.Gib(MemoryEstimate.For(config, parameterCount, textEncoderParameters: 0, trainTextEncoder: false,
+                    options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: false, emaOnCpu: false,
+                    onGpu: device.type == DeviceType.CUDA).Total),
             },
         };
     }
@@ -145,6 +164,16 @@ public static class TrainStepBenchmark
         Synchronize(device);
         double total = clock.Elapsed.TotalSeconds;
         return (forward, backward, total - forward - backward, total);
+    }
+
+    // Fresh operands, freed at once: the probe must not raise the peak memory the benchmark reports.
+    private static double ProbeMatmul(int size, Device device)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var generator = new Generator(0, device);
+        var a = torch.randn(size, size, generator: generator, device: device);
+        var b = torch.randn(size, size, generator: generator, device: device);
+        return MatmulCeiling.TimeOne(a, b, device);
     }
 
     private static void Synchronize(Device device)

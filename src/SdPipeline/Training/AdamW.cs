@@ -8,7 +8,8 @@ namespace SdPipeline.Training;
 /// AdamW (Loshchilov and Hutter) with the exact operations, in the exact order, of PyTorch's
 /// <c>_single_tensor_adamw</c> (the path <c>torch.optim.AdamW</c> takes for CPU tensors), so a step here gives
 /// the parameters diffusers' training script gives. Written out rather than taken from TorchSharp so its
-/// state is ours to checkpoint (as safetensors, by parameter name) and to restore bit for bit.
+/// state is ours to checkpoint (as safetensors, by parameter name) and to restore bit for bit. Float32 CPU
+/// parameters are updated by one fused pass over memory (<see cref="AdamWKernel"/>), the same operations per element.
 /// </summary>
 public sealed class AdamW : IDisposable
 {
@@ -43,6 +44,12 @@ public sealed class AdamW : IDisposable
     /// <summary>The optimised parameters.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
 
+    /// <summary>
+    /// Whether float32 CPU parameters take the fused single-pass update (<see cref="AdamWKernel"/>); false forces the
+    /// op-by-op form for every parameter, which CUDA and other dtypes always take.
+    /// </summary>
+    internal bool Fused { get; init; } = true;
+
     /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are left alone.</summary>
     public void Step(double lr)
     {
@@ -52,21 +59,40 @@ public sealed class AdamW : IDisposable
         double biasCorrection2 = 1 - Math.Pow(Beta2, StepCount);
         double stepSize = lr / biasCorrection1;
         double biasCorrection2Sqrt = Math.Sqrt(biasCorrection2);
-        foreach (var (name, parameter) in _parameters)
+        var fused = new List<AdamWKernel.Buffers>(_parameters.Count);
+        var gradients = new List<Tensor>(_parameters.Count);
+        try
         {
-            var grad = parameter.grad;
-            if (grad is null) continue;
-            if (!_state.TryGetValue(name, out var moments))
+            foreach (var (name, parameter) in _parameters)
             {
-                moments = (torch.zeros_like(parameter).DetachFromDisposeScope(), torch.zeros_like(parameter).DetachFromDisposeScope());
-                _state[name] = moments;
+                var grad = parameter.grad;
+                if (grad is null) continue;
+                gradients.Add(grad);
+                if (!_state.TryGetValue(name, out var moments))
+                {
+                    moments = (torch.zeros_like(parameter).DetachFromDisposeScope(), torch.zeros_like(parameter).DetachFromDisposeScope());
+                    _state[name] = moments;
+                }
+                if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
+                {
+                    fused.Add(AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq));
+                    continue;
+                }
+                using var scope = torch.NewDisposeScope();
+                parameter.mul_(1 - lr * WeightDecay);
+                moments.ExpAvg.lerp_(grad, 1 - Beta1);
+                moments.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);
+                var denominator = (moments.ExpAvgSq.sqrt() / biasCorrection2Sqrt).add_(Epsilon);
+                parameter.addcdiv_(moments.ExpAvg, denominator, -stepSize);
             }
-            using var scope = torch.NewDisposeScope();
-            parameter.mul_(1 - lr * WeightDecay);
-            moments.ExpAvg.lerp_(grad, 1 - Beta1);
-            moments.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);
-            var denominator = (moments.ExpAvgSq.sqrt() / biasCorrection2Sqrt).add_(Epsilon);
-            parameter.addcdiv_(moments.ExpAvg, denominator, -stepSize);
+            if (fused.Count > 0)
+                AdamWKernel.Step(fused, new AdamWKernel.Scalars((float)(1 - lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
+                    (float)biasCorrection2Sqrt, (float)Epsilon, (float)-stepSize), torch.get_num_threads());
+        }
+        finally
+        {
+            // The wrappers only: the gradients themselves stay on the parameters until ZeroGrad.
+            foreach (var grad in gradients) grad.Dispose();
         }
     }
 

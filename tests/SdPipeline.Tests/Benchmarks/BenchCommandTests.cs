@@ -50,6 +50,30 @@ public sealed class BenchCommandTests
     }
 
     [Test]
+    public void BenchTrainStep_Should_WriteEveryPhase_ProbeTheMatmulAfterEachTimedStep_And_SetTheEstimateBesideThePeak()
+    {
+        // When a training step of the tiny UNet is benchmarked at 8×8, two timed steps after one warm-up
+        string output = _temp.File("train.json");
+        var result = Sdpipe("bench", "train-step", "--sizes", "8", "--repeats", "2", "--warmup", "1", "--threads", "1",
+            "--matmul-size", "128", "--config-file", TinyConfig("unet"), "--output", output);
+
+        // Then each phase has a row of two runs, the matmul after the model holds one probe per timed step besides its
+        // own five runs, and the summary sets the pre-flight estimate beside the measured peak
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        var json = JObject.Parse(File.ReadAllText(output));
+        BenchJson.AssertSchema(json, "train_step", rows: 5);
+        Assert.That(json["rows"]!.Select(r => r.Value<string>("case")), Is.EqualTo(new[] { "forward", "backward", "forward_backward", "adamw", "step" }));
+        Assert.That(json["rows"]!.Select(r => r["seconds"]!.Count()), Is.All.EqualTo(2));
+        Assert.That(json["matmul_before"]!["seconds"]!.Count(), Is.EqualTo(5));
+        Assert.That(json["matmul_after"]!["seconds"]!.Count(), Is.EqualTo(2 + 5));
+        var summary = (JObject)json["summary"]!;
+        Assert.That(summary.Value<double>("peak_rss_gib"), Is.GreaterThan(0));
+        // weights, gradients and AdamW's moments of 1.4 M parameters are ~0.02 GiB: the estimate is mostly the runtime allowance
+        Assert.That(summary.Value<double>("preflight_estimate_gib"), Is.InRange(0.5, 1.0));
+        Assert.That(result.All, Does.Contain("step/matmul"));
+    }
+
+    [Test]
     public void BenchVae_Should_WriteEncodeDecodeAndCombinedRows_To_TheGivenFile()
     {
         // When the tiny VAE (one downsampling: images are 2× the latents) is benchmarked at latent size 8
