@@ -113,9 +113,17 @@ public static class BenchmarkSweep
     /// A hash of the settings the sweep reads (the benchmark, model, dataset, latents, train and runtime sections): the
     /// merged result records it, and the report shows only a result whose hash matches the current config's.
     /// </summary>
-    public static string ConfigHash(EffectiveConfig config) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(CanonicalJson.Serialize(
-            config.Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads"])))));
+    public static string ConfigHash(EffectiveConfig config)
+    {
+        var slice = config.Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads"]);
+        // Every cell sets the swept keys itself: the same sweep serves a config that differs only in them (the
+        // report of a LoRA run shows the sweep made with method=full, and the other way round).
+        foreach (string swept in SweptKeys) slice.Remove(swept);
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(CanonicalJson.Serialize(slice))));
+    }
+
+    /// <summary>The train keys each cell sets from its own axis values.</summary>
+    public static IReadOnlyList<string> SweptKeys { get; } = ["train.mixed_precision", "train.gradient_checkpointing", "train.method"];
 
     /// <summary>Where the merged result of the store's sweep is.</summary>
     public static string ResultPath(ArtifactStore store) => Path.Combine(store.StageDirectory(StageName), ResultFile);

@@ -123,5 +123,8 @@ public sealed class BenchmarkSweepTests
         Assert.That(BenchmarkSweep.ConfigHash(Config("benchmark.timed_steps=9")), Is.Not.EqualTo(hash));
         Assert.That(BenchmarkSweep.ConfigHash(Config("train.learning_rate=0.5")), Is.Not.EqualTo(hash));
         Assert.That(BenchmarkSweep.ConfigHash(Config("sample.steps=3")), Is.EqualTo(hash));
+        // The swept keys are set by each cell: a LoRA run's report shows the sweep a full run made.
+        Assert.That(BenchmarkSweep.ConfigHash(Config("train.method=lora")), Is.EqualTo(hash));
+        Assert.That(BenchmarkSweep.ConfigHash(Config("train.mixed_precision=bf16")), Is.EqualTo(hash));
     }
 }
