@@ -25,9 +25,7 @@ public static class LatentsBenchmark
         int scale = 1 << (config.BlockOutChannels.Count - 1);
         var machine = MachineInfo.Capture(device);
 
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
-        var before = MatmulCeiling.Measure(device, options.MatmulSize);
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+        var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);
 
         log?.Invoke("building the VAE with random weights ...");
         torch.manual_seed(options.Seed);
@@ -64,8 +62,7 @@ public static class LatentsBenchmark
             }
         }
 
-        var after = MatmulCeiling.Measure(device, options.MatmulSize);
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
+        var after = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log, "after");
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
         var rows = new List<BenchmarkRow>();
         foreach (var (size, preprocessTiming, encodeTiming, flops) in measured)

@@ -22,6 +22,18 @@ public sealed record MatmulCeiling(int Size, IReadOnlyList<double> Seconds)
     /// <summary>GFLOP/s at the median.</summary>
     public double Gflops => Flop / MedianSeconds / 1e9;
 
+    /// <summary>
+    /// <see cref="Measure"/> with the progress lines every benchmark prints: before its model cases (no
+    /// <paramref name="label"/>) and after them (<paramref name="label"/> "after").
+    /// </summary>
+    public static MatmulCeiling MeasureLogged(Device device, int size, Action<string>? log, string? label = null)
+    {
+        if (label is null) log?.Invoke($"fp32 matmul {size}³ ...");
+        var ceiling = Measure(device, size);
+        log?.Invoke($"fp32 matmul {size}³{(label is null ? "" : " " + label)}: {ceiling.Gflops:0.0} GFLOP/s");
+        return ceiling;
+    }
+
     /// <summary>Times <paramref name="repeats"/> products of two random fp32 <paramref name="size"/>² matrices after <paramref name="warmup"/> untimed ones.</summary>
     public static MatmulCeiling Measure(Device device, int size = 4096, int repeats = 5, int warmup = 1)
     {

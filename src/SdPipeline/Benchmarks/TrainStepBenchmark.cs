@@ -47,9 +47,7 @@ public static class TrainStepBenchmark
         var precision = MixedPrecision.Parse(options.MixedPrecision);
         var machine = MachineInfo.Capture(device);
 
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
-        var before = MatmulCeiling.Measure(device, options.MatmulSize);
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+        var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);
 
         log?.Invoke("building the UNet with random weights ...");
         torch.manual_seed(options.Seed);

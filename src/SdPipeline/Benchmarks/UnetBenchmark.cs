@@ -27,9 +27,7 @@ public static class UnetBenchmark
         var config = options.ConfigFile is null ? Sd15Configs.Unet : UNet2DConditionConfig.Load(options.ConfigFile);
         var machine = MachineInfo.Capture(device);
 
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³ ...");
-        var before = MatmulCeiling.Measure(device, options.MatmulSize);
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³: {before.Gflops:0.0} GFLOP/s");
+        var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);
 
         log?.Invoke("building the UNet with random weights ...");
         torch.manual_seed(options.Seed);
@@ -69,8 +67,7 @@ public static class UnetBenchmark
             measured.Add((size, "forward_backward", forwardBackward, flops, true));
         }
 
-        var after = MatmulCeiling.Measure(device, options.MatmulSize);
-        log?.Invoke($"fp32 matmul {options.MatmulSize}³ after: {after.Gflops:0.0} GFLOP/s");
+        var after = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log, "after");
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
         return new BenchmarkReport
         {
