@@ -2,8 +2,11 @@ using System.CommandLine;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Config;
+using SdPipeline.Models.Unet;
+using SdPipeline.Numerics;
 using SdPipeline.Verification;
 using SdPipeline.Weights;
+using TorchSharp;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -64,6 +67,7 @@ internal static class VerifyCommand
             }
 
             Console.WriteLine($"verify {Path.GetFullPath(model)} against {Path.GetFullPath(parity)} (CPU, float32)");
+            CheckNumerics(folder, GlobalOptions.LoadConfig(result).Typed.Runtime.Onednn);
             foreach (string line in ParityTable.Header()) Console.WriteLine(line);
             var rows = new ParityVerifier(folder, parity, tokenization).Run(row => Console.WriteLine(ParityTable.Line(row)));
             Console.WriteLine(ParityTable.Summary(rows.ToList()));
@@ -72,5 +76,17 @@ internal static class VerifyCommand
             return rows.All(r => r.Passed) ? ExitCodes.Success : ExitCodes.StageFailure;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The numerics self-check over the model's UNet before its training steps are compared, as the train stage runs it:
+    /// a wrong kernel on this CPU is routed around (or named) instead of showing up as failed gradient rows.
+    /// </summary>
+    private static void CheckNumerics(DiffusersFolder folder, string oneDnn)
+    {
+        string config = Path.Combine(folder.Root, "unet", "config.json");
+        if (!File.Exists(config)) return;
+        using var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(config), torch.META);
+        NumericsGuard.Ensure(OperationInventory.Of(unet), torch.CPU, [torch.ScalarType.Float32], oneDnn, Console.WriteLine);
     }
 }

@@ -17,6 +17,9 @@ public sealed class RuntimeSection
 
     [ConfigKey("Memory the training pre-flight may plan for, in GiB; 0 uses what the device reports available (CPU: MemAvailable).")]
     public double MemoryLimitGb { get; init; }
+
+    [ConfigKey("oneDNN for CPU convolutions. auto: on, unless the numerics self-check before training finds a wrong result with it on this CPU, then off for the run; on: keep it (a wrong result stops the run); off: libtorch's own convolutions.", AllowedValues = ["auto", "on", "off"])]
+    public string Onednn { get; init; } = "auto";
 }
 
 /// <summary>The base model (the `model` stage).</summary>

@@ -71,7 +71,10 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown",
             torch.__version__,
             GitCommit(),
-            DateTimeOffset.UtcNow))
+            DateTimeOffset.UtcNow)
+        {
+            Numerics = trainManifest?.Summary["numerics"]?["line"]?.Value<string>(),
+        })
         {
             Stages = Stages(workspace),
             ConfigDifferences = ConfigDifference.From(config),

@@ -6,6 +6,7 @@ using SdPipeline.Latents;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
+using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
@@ -64,6 +65,8 @@ public sealed class TrainStage : IStageRunner
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
+            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder ? [unet, textEncoder] : [unet]), device,
+                CheckedDtypes(settings), runtime.Onednn, workspace.Log);
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
             var outcome = tuner.Run(resume: workspace.Resuming);
@@ -87,6 +90,7 @@ public sealed class TrainStage : IStageRunner
                 ["prediction_type"] = predictionType,
                 ["trainable_parameters"] = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
                 ["device"] = device.ToString(),
+                ["numerics"] = numerics.ToJson(),
                 ["method"] = settings.Method,
                 ["lora"] = lora is null || network is null ? null : new JObject
                 {
@@ -121,6 +125,12 @@ public sealed class TrainStage : IStageRunner
         var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
     }
+
+    /// <summary>The dtypes training computes in: float32, and the autocast dtype under mixed precision.</summary>
+    private static IReadOnlyList<torch.ScalarType> CheckedDtypes(TrainSection settings) =>
+        Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision").AutocastDtype is { } half
+            ? [torch.ScalarType.Float32, half]
+            : [torch.ScalarType.Float32];
 
     /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
     private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network)

@@ -16,6 +16,9 @@ internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
     private readonly AutocastLinear out_proj;
     private readonly long _heads;
 
+    /// <summary>Number of heads.</summary>
+    public long Heads => _heads;
+
     public ClipAttention(ClipTextConfig config, Device? device) : base(nameof(ClipAttention))
     {
         k_proj = new AutocastLinear(config.HiddenSize, config.HiddenSize, device: device);
