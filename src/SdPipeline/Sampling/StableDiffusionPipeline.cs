@@ -55,9 +55,14 @@ public sealed class StableDiffusionPipeline : IDisposable
     public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
 
     /// <summary>Loads every component of a diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
-    public static StableDiffusionPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null)
+    /// <param name="folder">The diffusers folder.</param>
+    /// <param name="device">Where the models run.</param>
+    /// <param name="variant">Precision variant of the weight files, or null.</param>
+    /// <param name="cleaning">Whose CLIP text clean-up the tokenizer reproduces (default: transformers', as diffusers).</param>
+    public static StableDiffusionPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null,
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
-        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"), cleaning);
         var textEncoder = ClipTextModel.FromPretrained(folder, variant: variant);
         var unet = UNet2DConditionModel.FromFolder(folder, variant);
         var vae = AutoencoderKL.FromFolder(folder, variant);
