@@ -91,6 +91,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         if (request.Prompts.Count != request.Seeds.Count)
             throw new ArgumentException($"{request.Prompts.Count} prompts but {request.Seeds.Count} seeds: give one seed per prompt", nameof(request));
+        if (request.NegativePrompts is { } negatives && negatives.Count != request.Prompts.Count)
+            throw new ArgumentException($"{request.Prompts.Count} prompts but {negatives.Count} negative prompts: give one per prompt", nameof(request));
         if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
             throw new ArgumentException($"{request.Width}x{request.Height} is not a multiple of the VAE factor {VaeScaleFactor}", nameof(request));
 
@@ -99,7 +101,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         bool guided = request.GuidanceScale > 1.0;
         var cond = EncodePrompts(request.Prompts, request.ClipSkip);
         var embeddings = guided
-            ? torch.cat([EncodePrompts(Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), request.ClipSkip), cond])
+            ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), request.ClipSkip), cond])
             : cond;
 
         using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);
