@@ -30,7 +30,7 @@ internal static class VerifyCommand
 
     private static readonly Option<string?> Tokenization = new("--tokenization")
     {
-        Description = "A tokenization.jsonl to check the model's tokenizer against (default: the parity folder's, if any).",
+        Description = "A tokenization reference to check the model's tokenizer against: transformers' format (tokenization_transformers.jsonl, input_ids) or OpenAI's (tokenization.jsonl, ids); default: the parity folder's, if any.",
     };
 
     private static readonly Option<string?> Json = new("--json") { Description = "Also write the rows to this file as JSON." };

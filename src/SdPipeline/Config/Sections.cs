@@ -39,6 +39,9 @@ public sealed class ModelSection
 
     [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.")]
     public int ClipSkip { get; init; }
+
+    [ConfigKey("Text clean-up of the CLIP tokenizer for captions and prompts: transformers (the CLIPTokenizer diffusers uses, as a plain install runs it: no ftfy, HTML entities kept, control characters dropped, CJK ideographs split) or openai (OpenAI CLIP's simple_tokenizer without ftfy: HTML entities unescaped).", AllowedValues = ["transformers", "openai"])]
+    public string TokenizerCleaning { get; init; } = "transformers";
 }
 
 /// <summary>Image preprocessing and the latent cache (the `latents` stage).</summary>

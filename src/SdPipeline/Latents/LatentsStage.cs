@@ -25,12 +25,18 @@ namespace SdPipeline.Latents;
 /// </summary>
 public sealed class LatentsStage : IStageRunner
 {
+    /// <summary>
+    /// The version of the cache's meaning. 2: captions are tokenized as transformers' CLIPTokenizer does by default
+    /// (version 1 caches hold OpenAI-cleaned ids, which differ for captions with HTML entities, control characters or CJK).
+    /// </summary>
+    public const int SchemaVersion = 2;
+
     /// <summary>The config keys that change the cache (nothing that only training reads).</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =
     [
         "latents.resolution", "latents.interpolation", "latents.center_crop", "latents.random_flip", "latents.variants",
         "latents.seed", "latents.bucketing", "latents.bucket_min_side", "latents.bucket_max_side", "latents.shard_size",
-        "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip",
+        "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip", "model.tokenizer_cleaning",
     ];
 
     /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
@@ -57,7 +63,7 @@ public sealed class LatentsStage : IStageRunner
         var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
-        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         vae.to(device).eval();
         textEncoder.to(device).eval();
 

@@ -65,7 +65,7 @@ public sealed class StageGraph
         {
             ExternalInputs = DownloadStage.ExternalInputs,
         },
-        new StageDefinition("latents", "PrecomputeLatents", 1, LatentsStage.ConfigKeys, ["model", "download"],
+        new StageDefinition("latents", "PrecomputeLatents", LatentsStage.SchemaVersion, LatentsStage.ConfigKeys, ["model", "download"],
             "Encode images with the VAE and captions with the text encoder into shards")
         {
             ExternalInputs = LatentsStage.ExternalInputs,
@@ -73,7 +73,7 @@ public sealed class StageGraph
         },
         new StageDefinition("train", "Train", 1, TrainStage.ConfigKeys, ["model", "latents"],
             "Fine-tune the UNet on the latent cache"),
-        new StageDefinition("sample", "Sample", 1, SampleStage.ConfigKeys, ["model", "download", "train"],
+        new StageDefinition("sample", "Sample", SampleStage.SchemaVersion, SampleStage.ConfigKeys, ["model", "download", "train"],
             "Generate images from the base and the fine-tuned weights")
         {
             ExternalInputs = SampleStage.ExternalInputs,

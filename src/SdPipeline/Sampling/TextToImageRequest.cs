@@ -19,4 +19,11 @@ public sealed record TextToImageRequest(
     string Sampler = "pndm",
     int Width = 512,
     int Height = 512,
-    int ClipSkip = 0);
+    int ClipSkip = 0)
+{
+    /// <summary>
+    /// One negative prompt per prompt (diffusers' <c>negative_prompt</c> as a list), in place of
+    /// <see cref="NegativePrompt"/> for all; null uses <see cref="NegativePrompt"/>.
+    /// </summary>
+    public IReadOnlyList<string>? NegativePrompts { get; init; }
+}

@@ -52,7 +52,7 @@ public sealed class TrainStage : IStageRunner
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var unet = UNet2DConditionModel.FromFolder(modelFolder);
         var textEncoder = ClipTextModel.FromPretrained(modelFolder);
-        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         try
         {
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
