@@ -215,6 +215,6 @@ public sealed class DownloadStage : IStageRunner
     private static void ClearFolder(string folder)
     {
         foreach (string directory in Directory.EnumerateDirectories(folder)) Directory.Delete(directory, recursive: true);
-        foreach (string file in Directory.EnumerateFiles(folder)) File.Delete(file);
+        foreach (string file in Directory.EnumerateFiles(folder).Where(f => Path.GetFileName(f) != StoreMarkers.PartialFileName)) File.Delete(file);
     }
 }
