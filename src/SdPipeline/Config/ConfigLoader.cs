@@ -36,7 +36,8 @@ public static class ConfigLoader
             throw new ConfigException($"config file '{path}' not found (pass --config FILE; the profiles are in configs/)");
         try
         {
-            var token = JToken.Parse(File.ReadAllText(path));
+            // A key given twice is an error, not "the last one wins": the user meant one of them.
+            var token = JToken.Parse(File.ReadAllText(path), new JsonLoadSettings { DuplicatePropertyNameHandling = DuplicatePropertyNameHandling.Error });
             return token as JObject ?? throw new ConfigException($"{path}: a profile is a JSON object with one object per section");
         }
         catch (JsonReaderException e)
