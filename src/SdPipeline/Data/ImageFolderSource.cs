@@ -70,14 +70,26 @@ public static class ImageFolderSource
                     continue;
                 }
                 yield return new CandidateItem(relative, captionToken?.Value<string>(),
-                    File.Exists(path) ? () => File.ReadAllBytes(path) : null);
+                    File.Exists(path) ? () => ReadImageFile(path) : null);
             }
         }
 
         // Images no metadata line describes have no caption: list them as skipped rather than drop them silently.
         foreach (string image in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
                      .Where(IsImageFile).Select(Path.GetFullPath).Where(p => !described.Contains(p)).OrderBy(p => p, StringComparer.Ordinal))
-            yield return new CandidateItem(Relative(root, image), null, () => File.ReadAllBytes(image));
+            yield return new CandidateItem(Relative(root, image), null, () => ReadImageFile(image));
+    }
+
+    /// <summary>The largest image file read into memory; the pixel limit applies only after the header is read.</summary>
+    public const long MaxImageFileBytes = 256L * 1024 * 1024;
+
+    /// <summary>Reads an image file whole, refusing (as an unreadable item) one too large to hold in memory.</summary>
+    public static byte[] ReadImageFile(string path)
+    {
+        long length = new FileInfo(path).Length;
+        if (length > MaxImageFileBytes)
+            throw new IOException($"{length} bytes, over the {MaxImageFileBytes / (1024 * 1024)} MiB an image file may have");
+        return File.ReadAllBytes(path);
     }
 
     private static readonly JsonLoadSettings StrictJson = new() { DuplicatePropertyNameHandling = DuplicatePropertyNameHandling.Error };
