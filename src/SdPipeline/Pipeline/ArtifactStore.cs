@@ -125,6 +125,8 @@ public sealed class ArtifactStore(string root)
 
         // From here the manifest identifies the folder to gc; the build marker would only be an unlisted file.
         File.Delete(Path.Combine(partial, StoreMarkers.PartialFileName));
+        // Every file on disk before the rename that makes the artifact a hit.
+        Durability.FlushFolder(partial);
         if (Directory.Exists(final))
         {
             string trash = Path.Combine(stageDir, $".{shortFp}.trash-{Guid.NewGuid():N}");
@@ -132,6 +134,7 @@ public sealed class ArtifactStore(string root)
             Directory.Delete(trash, recursive: true);
         }
         Directory.Move(partial, final);
+        Durability.FlushDirectoryEntry(stageDir);
         return new BuildOutcome(final, manifest, CacheHit: false);
     }
 
