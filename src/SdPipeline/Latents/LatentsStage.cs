@@ -39,7 +39,9 @@ public sealed class LatentsStage : IStageRunner
             .Where(p => !p.Key.StartsWith("file:", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:vae/", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:text_encoder/", StringComparison.Ordinal)
-                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal))
+                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:text_encoder_2/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:tokenizer_2/", StringComparison.Ordinal))
             .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
     /// <inheritdoc />
