@@ -57,4 +57,28 @@ public sealed class SdxlPipelineTests
         Assert.That(pipeline.ForceZerosForEmptyPrompt, Is.True);
         Assert.That((zeros.Latents - empty.Latents).abs().max().item<float>(), Is.GreaterThan(1e-4f));
     }
+
+    [Test]
+    public void RandomWeightsFolder_Should_MakeAnSdxlFolderThePipelineLoads_When_TheConfigsAreSdxl()
+    {
+        // Given tiny-sdxl's configs (only its configs and tokenizer settings are read)
+        using var temp = new TempFolder();
+        string output = temp.File("random-sdxl");
+
+        // When a random-weight folder is made from them
+        RandomWeightsFolder.Write(TinySdxl.Folder, Path.Combine(TinySdxl.Folder, "tokenizer"), output, seed: 5);
+
+        // Then every component loads strictly, the second encoder keeps its projection, the second tokenizer pads with "!",
+        // and the pipeline samples from it
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(SdPipeline.Weights.DiffusersFolder.Open(output), torch.CPU);
+        Assert.That(pipeline.PromptEncoder.TextEncoder2.ProjectionDim, Is.EqualTo(20));
+        Assert.That(pipeline.PromptEncoder.Tokenizer2.PadId, Is.Zero);
+        using var real = SdPipeline.Models.Unet.UNet2DConditionModel.FromFolder(TinySdxl.Open());
+        Assert.That(pipeline.Unet.state_dict().Keys, Is.EqualTo(real.state_dict().Keys));
+        Assert.That((pipeline.Unet.state_dict()["add_embedding.linear_1.weight"] - real.state_dict()["add_embedding.linear_1.weight"]).abs().max().item<float>(),
+            Is.GreaterThan(0f));
+        var result = pipeline.Generate(new TextToImageRequest(["x"], [1], null, 5, 2, "euler", 16, 16));
+        Assert.That(result.Latents.isfinite().all().item<bool>(), Is.True);
+    }
 }

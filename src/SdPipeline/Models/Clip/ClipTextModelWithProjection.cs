@@ -66,13 +66,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         Action<string>? warn = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        string configPath = Path.Combine(model.Component(component), "config.json");
-        var config = ClipTextConfig.Load(configPath, warn);
-        var json = JObject.Parse(File.ReadAllText(configPath));
-        int projectionDim = IntKey(json, "projection_dim", DefaultProjectionDim, configPath);
-        int eosTokenId = IntKey(json, "eos_token_id", LegacyEosTokenId, configPath);
-        if (projectionDim <= 0) throw new InvalidDataException($"{configPath}: projection_dim must be positive, found {projectionDim}");
-        var encoder = new ClipTextModelWithProjection(config, projectionDim, eosTokenId);
+        var encoder = FromConfig(Path.Combine(model.Component(component), "config.json"), warn);
         try
         {
             StateDictLoader.Load(encoder, model.WeightFiles(component, variant), ClipTextModel.LegacyKeys);
@@ -83,6 +77,18 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
             throw;
         }
         return encoder;
+    }
+
+    /// <summary>Builds the model a <c>config.json</c> describes, with freshly initialised weights, on the CPU.</summary>
+    /// <exception cref="InvalidDataException">The config is invalid; the message names the file and key.</exception>
+    public static ClipTextModelWithProjection FromConfig(string configPath, Action<string>? warn = null)
+    {
+        var config = ClipTextConfig.Load(configPath, warn);
+        var json = JObject.Parse(File.ReadAllText(configPath));
+        int projectionDim = IntKey(json, "projection_dim", DefaultProjectionDim, configPath);
+        int eosTokenId = IntKey(json, "eos_token_id", LegacyEosTokenId, configPath);
+        if (projectionDim <= 0) throw new InvalidDataException($"{configPath}: projection_dim must be positive, found {projectionDim}");
+        return new ClipTextModelWithProjection(config, projectionDim, eosTokenId);
     }
 
     /// <summary>
