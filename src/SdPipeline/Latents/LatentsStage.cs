@@ -57,6 +57,7 @@ public sealed class LatentsStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        Sampling.SdxlStageSupport.RefuseSdxl(model, "latents");
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
         var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"));
