@@ -45,7 +45,9 @@ public sealed class LatentsStage : IStageRunner
             .Where(p => !p.Key.StartsWith("file:", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:vae/", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:text_encoder/", StringComparison.Ordinal)
-                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal))
+                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:text_encoder_2/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:tokenizer_2/", StringComparison.Ordinal))
             .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
     /// <inheritdoc />
@@ -61,6 +63,7 @@ public sealed class LatentsStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        Sampling.SdxlStageSupport.RefuseSdxl(model, "latents");
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
         var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));

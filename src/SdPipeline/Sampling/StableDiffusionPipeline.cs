@@ -101,7 +101,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         bool guided = request.GuidanceScale > 1.0;
         var cond = EncodePrompts(request.Prompts, request.ClipSkip);
         var embeddings = guided
-            ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), request.ClipSkip), cond])
+            ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt ?? "", request.Prompts.Count).ToList(), request.ClipSkip), cond])
             : cond;
 
         using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);

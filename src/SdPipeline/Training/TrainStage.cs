@@ -45,6 +45,7 @@ public sealed class TrainStage : IStageRunner
         var lora = settings.Method == "lora" ? LoraSettings.From(settings) : null;
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        Sampling.SdxlStageSupport.RefuseSdxl(modelFolder, "train");
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;

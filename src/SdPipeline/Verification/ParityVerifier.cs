@@ -19,7 +19,7 @@ public sealed class ParityVerifier
 {
     /// <summary>The fixture names (or name patterns) the verifier has a check for, in the order it runs them.</summary>
     public static readonly IReadOnlyList<string> KnownFixtures =
-        ["text_encoder", "unet", "vae", "schedulers", "rng", "pipeline", "train_step_*", "train_step_*" + AllGradsCheck.Suffix];
+        ["text_encoder", "text_encoders", "unet", "vae", "schedulers", "rng", "pipeline", "pipeline_*", "train_step_*", "train_step_*" + AllGradsCheck.Suffix];
 
     private readonly DiffusersFolder _model;
     private readonly string _parityFolder;
@@ -76,8 +76,7 @@ public sealed class ParityVerifier
 
     private void RunFixture(string name, ModelComponents components, ParityRows rows)
     {
-        var check = CheckFor(name);
-        if (check is null)
+        if (CheckFor(name, sdxl: false) is null)
         {
             rows.Add(ParityRow.CannotInterpret(name, $"no check for a fixture named '{name}' (known: {string.Join(", ", KnownFixtures)})"));
             return;
@@ -94,6 +93,8 @@ public sealed class ParityVerifier
         }
         using (fixture)
         {
+            // SDXL's fixtures carry the UNet's added conditions; the same names then call for the SDXL checks.
+            var check = CheckFor(name, sdxl: fixture.Contains("time_ids") || fixture.Contains("add_time_ids") || fixture.Contains("step0.time_ids"))!;
             // Outside the check's dispose scope: the loaded modules outlive it.
             components.Preload(check.Components);
             using var scope = torch.NewDisposeScope();
@@ -101,16 +102,17 @@ public sealed class ParityVerifier
         }
     }
 
-    private static IParityCheck? CheckFor(string name) => name switch
+    private static IParityCheck? CheckFor(string name, bool sdxl) => name switch
     {
         "text_encoder" => new TextEncoderCheck(),
+        "text_encoders" => new SdxlTextEncodersCheck(),
         "unet" => new UNetCheck(),
         "vae" => new VaeCheck(),
         "schedulers" => new SchedulersCheck(),
         "rng" => new RngCheck(),
-        "pipeline" => new PipelineCheck(),
+        _ when name == "pipeline" || name.StartsWith("pipeline_", StringComparison.Ordinal) => sdxl ? new SdxlPipelineCheck() : new PipelineCheck(),
         _ when name.StartsWith("train_step_", StringComparison.Ordinal) && name.EndsWith(AllGradsCheck.Suffix, StringComparison.Ordinal) => new AllGradsCheck(),
-        _ when name.StartsWith("train_step_", StringComparison.Ordinal) => new TrainStepCheck(),
+        _ when name.StartsWith("train_step_", StringComparison.Ordinal) => sdxl ? new SdxlTrainStepCheck() : new TrainStepCheck(),
         _ => null,
     };
 
