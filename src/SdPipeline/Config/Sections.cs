@@ -22,11 +22,14 @@ public sealed class RuntimeSection
 /// <summary>The base model (the `model` stage).</summary>
 public sealed class ModelSection
 {
-    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], or a local diffusers folder.")]
+    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], a local diffusers folder, or an original-layout SD 1.x/2.x single-file .safetensors (the AUTOMATIC1111/ComfyUI kind; a .yaml beside it is read for v-prediction).")]
     public string Base { get; init; } = "builtin:tiny";
 
     [ConfigKey("Precision variant of the weights to fetch and load (for example fp16: diffusion_pytorch_model.fp16.safetensors); empty for the full-precision files. Weights are used in float32 either way.")]
     public string Variant { get; init; } = "";
+
+    [ConfigKey("For a single-file model.base: a diffusers folder of the same architecture whose tokenizer/ (which no single file carries) and, where present, unet/vae/text_encoder/scheduler configs are used, as diffusers' from_single_file(config=...); what it lacks is inferred from the tensors.")]
+    public string SingleFileConfig { get; init; } = "";
 
     [ConfigKey("Seed of builtin:tiny's initial weights.")]
     public int BuiltinSeed { get; init; }
@@ -115,6 +118,9 @@ public sealed class DownloadSection
 /// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>
 public sealed class TrainSection
 {
+    [ConfigKey("Precision of the single-file model.safetensors a full fine-tune also writes (the file AUTOMATIC1111 and ComfyUI load): fp16 halves its size, fp32 keeps the trained weights exactly.", AllowedValues = ["fp16", "fp32"])]
+    public string ExportDtype { get; init; } = "fp16";
+
     [ConfigKey("Base learning rate (AdamW).")]
     public double LearningRate { get; init; } = 1e-4;
 

@@ -162,6 +162,9 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         string lora = Path.Combine(workspace.Upstream["train"], TrainStage.LoraFolder);
         if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
         else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+        // The same fine-tune as one original-layout file, for AUTOMATIC1111 and ComfyUI.
+        string single = Path.Combine(workspace.Upstream["train"], SingleFileDeliverable.FileName);
+        if (File.Exists(single)) File.CreateSymbolicLink(Path.Combine(folder, SingleFileDeliverable.FileName), Path.GetFullPath(single));
     }
 
     private static string? GitCommit()

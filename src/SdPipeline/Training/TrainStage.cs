@@ -69,7 +69,11 @@ public sealed class TrainStage : IStageRunner
             var outcome = tuner.Run(resume: workspace.Resuming);
 
             var files = network is not null ? ExportLora(workspace.Directory, network) : null;
-            if (network is null) Export(workspace.Directory, modelFolder, models, predictionType);
+            if (network is null)
+            {
+                Export(workspace.Directory, modelFolder, models, predictionType);
+                SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
+            }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
