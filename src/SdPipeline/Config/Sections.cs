@@ -90,8 +90,14 @@ public sealed class LatentsSection
 /// <summary>The dataset (the `download` stage).</summary>
 public sealed class DownloadSection
 {
-    [ConfigKey("Name of the dataset in the registry (download.registry).")]
+    [ConfigKey("Name of the dataset in the registry (download.registry); ignored when download.source is set.")]
     public string Dataset { get; init; } = "shapes";
+
+    [ConfigKey("A dataset without a registry entry: a local folder or archive (relative to the working directory), an https:// URL of an archive, parquet or image, or hf:org/name[@revision] (a Hub dataset repository). Captions: metadata.jsonl, then metadata.csv, then image.txt / image.caption beside image.png, in subfolders too.")]
+    public string Source { get; init; } = "";
+
+    [ConfigKey("An image without a caption: skip it (listed in skipped.jsonl), error (stop and name it), or empty (train it with the empty caption).", AllowedValues = ["skip", "error", "empty"])]
+    public string MissingCaption { get; init; } = "skip";
 
     [ConfigKey("Path of the dataset registry JSON file. Only the chosen entry's content is part of the fingerprint.")]
     public string Registry { get; init; } = "datasets.json";
@@ -118,6 +124,15 @@ public sealed class DownloadSection
 /// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>
 public sealed class TrainSection
 {
+    [ConfigKey("Probability of training a caption as the empty prompt (diffusers' --proportion_empty_prompts), which trains the unconditional prediction classifier-free guidance uses; the empty prompt's embedding is computed once, so the latent cache stays in use.")]
+    public double CaptionDropout { get; init; }
+
+    [ConfigKey("Shuffle the comma-separated tags of each caption every step (kohya's --shuffle_caption), after the first train.keep_tags; shuffled captions are encoded each step by the text encoder instead of read from the cache.")]
+    public bool ShuffleTags { get; init; }
+
+    [ConfigKey("Leading tags that train.shuffle_tags keeps in place (kohya's --keep_tokens), such as a trigger word.")]
+    public int KeepTags { get; init; }
+
     [ConfigKey("Precision of the single-file model.safetensors a full fine-tune also writes (the file AUTOMATIC1111 and ComfyUI load): fp16 halves its size, fp32 keeps the trained weights exactly.", AllowedValues = ["fp16", "fp32"])]
     public string ExportDtype { get; init; } = "fp16";
 

@@ -57,8 +57,8 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     public JObject Run(StageWorkspace workspace)
     {
         var config = workspace.Config;
-        var registry = DatasetRegistry.Load(config.Typed.Download.Registry);
-        var dataset = registry.Get(config.Typed.Download.Dataset);
+        var (registry, datasetName) = DatasetSelection.Resolve(config.Typed.Download);
+        var dataset = registry.Get(datasetName);
         var trainManifest = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName));
 
         var samples = Samples(workspace.Upstream["sample"]);

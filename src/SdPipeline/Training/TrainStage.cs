@@ -57,15 +57,16 @@ public sealed class TrainStage : IStageRunner
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
             var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
-            if (settings.TrainTextEncoder) textEncoder.to(device);
+            if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags) textEncoder.to(device);
             else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
 
             using var schedule = new NoiseSchedule(schedulerConfig);
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
+            using var captions = CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
-                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
+                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation) { CaptionAugmentation = captions };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
             var files = network is not null ? ExportLora(workspace.Directory, network) : null;
