@@ -48,7 +48,14 @@ public static class SingleFileImporter
             string path = Path.Combine(configFolder, component, name);
             if (!File.Exists(path)) return null;
             sources[component] = path;
-            return JObject.Parse(File.ReadAllText(path));
+            try
+            {
+                return JObject.Parse(File.ReadAllText(path));
+            }
+            catch (JsonReaderException e)
+            {
+                throw new WeightsException($"{path}: invalid JSON at line {e.LineNumber}: {e.Message}");
+            }
         }
         string tokenizer = configFolder is null ? "" : Path.Combine(configFolder, "tokenizer");
         if (!Directory.Exists(tokenizer))
