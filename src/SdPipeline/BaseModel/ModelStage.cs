@@ -27,6 +27,8 @@ public sealed class ModelStage : IStageRunner
             case BaseModelSource.Local local:
                 var folder = Open(local.Folder);
                 return Prefixed(ModelFiles.Select(folder, variant).ToDictionary(f => f, f => context.Hashes.Hash(Path.Combine(folder.Root, f))));
+            case BaseModelSource.SingleFile single:
+                return SingleFileModel.Identity(single.File, settings.SingleFileConfig, context.Hashes);
             case BaseModelSource.FromHub hub:
                 var cache = new HubCache(HubSettings.FromEnvironment().HubCache);
                 if (HubSnapshotDownloader.FromCache(cache, hub.Model, variant) is { } cached)
@@ -46,6 +48,7 @@ public sealed class ModelStage : IStageRunner
         {
             BaseModelSource.Builtin builtin => BuiltinModels.Create(builtin.Name, settings.BuiltinSeed, settings.BuiltinAutoencoderSteps, workspace),
             BaseModelSource.Local local => ResolveLocal(local, variant, settings.Base),
+            BaseModelSource.SingleFile single => SingleFileModel.Create(single.File, settings.SingleFileConfig, workspace),
             BaseModelSource.FromHub hub => Download(hub.Model, variant, settings.Base, workspace),
             _ => throw new InvalidOperationException("unknown model source"),
         };

@@ -12,6 +12,11 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
         var stage = graph.Get(stageName);
+        if (ConfigChecks.Check(stageName, config) is { Count: > 0 } problems)
+            throw new Config.ConfigException($"{stageName}: {string.Join("; ", problems)}");
+        foreach (string downstream in graph.Downstream(stageName))
+            foreach (string problem in ConfigChecks.Check(downstream, config))
+                log($"warning: {downstream} will refuse this config: {problem}");
         var runner = (runners ?? StageRunners.For)(stage);
         var plans = new Planner(graph, store, hashes).Plan(config);
         var plan = plans.Single(p => p.Stage.Name == stageName);

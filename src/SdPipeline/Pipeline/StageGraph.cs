@@ -60,7 +60,7 @@ public sealed class StageGraph
             ExternalInputs = ModelStage.ExternalInputs,
         },
         new StageDefinition("download", "Download", 1,
-            ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction"], [],
+            ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
             "Fetch, verify and normalise the dataset named in datasets.json")
         {
             ExternalInputs = DownloadStage.ExternalInputs,

@@ -92,7 +92,9 @@ public sealed class SampleStage : IStageRunner
         var runtime = workspace.Config.Typed.Runtime;
         var prompts = Prompts(workspace, settings);
         if (prompts.Count == 0)
-            throw new ConfigException("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+            throw new ConfigException(settings.HeldoutPrompts > 0
+                ? $"sample: no prompts: sample.prompts is empty and the dataset has no held-out items for sample.heldout_prompts={settings.HeldoutPrompts} (a small dataset, or download.heldout_fraction 0); set sample.prompts (a JSON list)"
+                : "sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
         int width = settings.Width > 0 ? settings.Width : workspace.Config.Typed.Latents.Resolution;
         int height = settings.Height > 0 ? settings.Height : workspace.Config.Typed.Latents.Resolution;
 
