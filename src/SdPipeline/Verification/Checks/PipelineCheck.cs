@@ -66,33 +66,7 @@ internal sealed class PipelineCheck : IParityCheck
                 "each step from the reference latents");
 
         var generated = new Lazy<(TextToImageResult Result, Tensor PerStep)>(() => Generate(fixture, pipeline.Value, settings.Value));
-        rows.Check($"{name}.latents", () =>
-        {
-            var comparisons = new List<TensorComparison>();
-            if (fixture.Contains("latents_per_step"))
-                comparisons.Add(TensorComparison.Of("latents_per_step", generated.Value.PerStep, fixture.Get("latents_per_step"), ParityTolerance.PipelineLatents));
-            comparisons.Add(TensorComparison.Of("final_latents", generated.Value.Result.Latents, fixture.Get("final_latents"), ParityTolerance.PipelineLatents));
-            return comparisons;
-        });
-
-        rows.Check($"{name}.image", () =>
-        {
-            var decoded = generated.Value.Result.Decoded;
-            var comparisons = new List<TensorComparison>
-            {
-                TensorComparison.Of("image_decoded", decoded, fixture.Get("image_decoded"), ParityTolerance.PipelineImage),
-            };
-            if (fixture.Contains("image_postprocessed"))
-                comparisons.Add(TensorComparison.Of("image_postprocessed", ImagePostprocessor.ToUnitRange(decoded), fixture.Get("image_postprocessed"), ParityTolerance.PipelineImage));
-            return comparisons;
-        }, "VAE decode of latents / scaling_factor");
-
-        if (fixture.Contains("image_uint8_nhwc"))
-            rows.Check($"{name}.image_uint8", () =>
-            {
-                var bytes = ImagePostprocessor.ToUint8(ImagePostprocessor.ToUnitRange(generated.Value.Result.Decoded));
-                return [TensorComparison.Of("image_uint8_nhwc", bytes, fixture.Get("image_uint8_nhwc"), ParityTolerance.Uint8Image)];
-            });
+        GeneratedImageRows.Check(rows, name, fixture, generated, "VAE decode of latents / scaling_factor");
     }
 
     private static IScheduler CreateScheduler(PipelineInputs settings, ModelComponents model)
