@@ -1,5 +1,6 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Benchmarks;

@@ -5,6 +5,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
 using SdPipeline.Data;
+using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Vae;

@@ -3,6 +3,7 @@ using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Lora;
 using SdPipeline.Pipeline;

@@ -2,6 +2,7 @@ using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Latents;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;

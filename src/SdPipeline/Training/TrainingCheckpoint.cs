@@ -1,4 +1,5 @@
 using Newtonsoft.Json;
+using SdPipeline.Files;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;

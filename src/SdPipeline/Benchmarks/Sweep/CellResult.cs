@@ -1,6 +1,7 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using Newtonsoft.Json.Serialization;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Benchmarks.Sweep;

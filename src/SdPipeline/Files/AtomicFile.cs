@@ -1,4 +1,4 @@
-namespace SdPipeline.Pipeline;
+namespace SdPipeline.Files;
 
 /// <summary>Writes files through a temporary sibling and a rename, so a reader never sees half a file.</summary>
 public static class AtomicFile
