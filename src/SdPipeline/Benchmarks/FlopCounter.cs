@@ -1,4 +1,5 @@
 using SdPipeline.Models.Shared;
+using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

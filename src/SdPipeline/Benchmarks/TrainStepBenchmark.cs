@@ -52,6 +52,7 @@ public static class TrainStepBenchmark
         log?.Invoke("building the UNet with random weights ...");
         torch.manual_seed(options.Seed);
         using var unet = new UNet2DConditionModel(config, device);
+        AutocastLayers.Apply(unet);
         unet.train();
         var parameters = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
         long parameterCount = parameters.Sum(p => p.parameter.numel());

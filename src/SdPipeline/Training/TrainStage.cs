@@ -11,6 +11,7 @@ using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Tokenization;
+using SdPipeline.Training.Precision;
 using SdPipeline.Weights;
 using TorchSharp;
 
@@ -55,6 +56,9 @@ public sealed class TrainStage : IStageRunner
         var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"));
         try
         {
+            // Before anything holds the layers (adapters, the optimizer): the models become autocast-ready here.
+            AutocastLayers.Apply(unet);
+            AutocastLayers.Apply(textEncoder);
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
             var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
@@ -117,7 +121,7 @@ public sealed class TrainStage : IStageRunner
     {
         foreach (var parameter in models.Unet.parameters()) parameter.requires_grad = false;
         foreach (var parameter in models.TextEncoder.parameters()) parameter.requires_grad = false;
-        var precision = Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
+        var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
         if (precision.AutocastDtype is { } dtype) LoraNetwork.StoreFrozenWeights(models.Unet, dtype);
         var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };

@@ -196,7 +196,7 @@ public sealed class DynamicLossScalerTests
     private static Sequential TinyModel()
     {
         torch.manual_seed(7);
-        return nn.Sequential(("0", new AutocastLinear(8, 16)), ("1", nn.Tanh()), ("2", new AutocastLinear(16, 4)));
+        return nn.Sequential(("0", new AutocastLinear(nn.Linear(8, 16))), ("1", nn.Tanh()), ("2", new AutocastLinear(nn.Linear(16, 4))));
     }
 
     private static void Backward(Sequential model, DynamicLossScaler? scaler, ScalarType? dtype)

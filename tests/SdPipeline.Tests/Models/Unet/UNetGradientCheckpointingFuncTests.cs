@@ -7,11 +7,11 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Unet;
 
-/// <summary><see cref="UNet2DConditionModel.RunBlock"/> is where training wraps blocks (gradient checkpointing): it must see all of them.</summary>
-public sealed class UNetBlockRunnerTests
+/// <summary><see cref="UNetBlock.GradientCheckpointingFunc"/> is where training wraps blocks (gradient checkpointing): it must see all of them.</summary>
+public sealed class UNetGradientCheckpointingFuncTests
 {
     [Test]
-    public void RunBlock_Should_InvokeEveryResnetAndTransformerOnce_And_LeaveTheOutputUnchanged()
+    public void GradientCheckpointingFunc_Should_InvokeEveryResnetAndTransformerOnce_And_LeaveTheOutputUnchanged()
     {
         // Given the tiny UNet (resnets: 2 + 2 down, 2 mid, 3 + 3 up; transformers: 2 down, 1 mid, 3 up)
         using var scope = torch.NewDisposeScope();
@@ -20,13 +20,13 @@ public sealed class UNetBlockRunnerTests
         using var fixture = SafeTensorsFile.Open(Path.Combine(RepoPaths.Fixtures, "parity", "unet.safetensors"));
         var direct = unet.call(fixture.Read("sample"), fixture.Read("timesteps"), fixture.Read("encoder_hidden_states"));
 
-        // When a runner that counts the blocks is installed
+        // When a checkpointing function that counts the blocks is installed
         var seen = new List<nn.Module>();
-        unet.RunBlock = (block, hiddenStates, condition) =>
+        unet.EnableGradientCheckpointing((block, hiddenStates, condition) =>
         {
             seen.Add(block);
             return block.call(hiddenStates, condition);
-        };
+        });
         var wrapped = unet.call(fixture.Read("sample"), fixture.Read("timesteps"), fixture.Read("encoder_hidden_states"));
 
         // Then it saw each of the 18 blocks once, and the result is the same
