@@ -15,6 +15,14 @@ namespace SdPipeline.BaseModel;
 /// </summary>
 public sealed class ModelStage : IStageRunner
 {
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("model", "Model", 1, [], [],
+        "Resolve the base model (builtin:tiny, a Hub repo or a local diffusers folder)")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = _ => new ModelStage(),
+    };
+
     /// <summary>Content hashes of the weights <c>model.base</c> names, without downloading them.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
     {

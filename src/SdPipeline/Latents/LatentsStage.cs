@@ -34,6 +34,15 @@ public sealed class LatentsStage : IStageRunner
         "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip",
     ];
 
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("latents", "PrecomputeLatents", 1, ConfigKeys, ["model", "download"],
+        "Encode images with the VAE and captions with the text encoder into shards")
+    {
+        ExternalInputs = ExternalInputs,
+        UpstreamByContent = new HashSet<string> { "model" },
+        CreateRunner = _ => new LatentsStage(),
+    };
+
     /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) =>
         ModelStage.ExternalInputs(context)

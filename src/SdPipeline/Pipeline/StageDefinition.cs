@@ -30,4 +30,10 @@ public sealed record StageDefinition(
     /// VAE and text encoder of the model, not its UNet, so a new UNet does not re-encode the dataset).
     /// </summary>
     public IReadOnlySet<string> UpstreamByContent { get; init; } = new HashSet<string>();
+
+    /// <summary>
+    /// Makes the stage's runner (given the graph it runs in); null for a stage that is declared but not built. The
+    /// stage registers its own runner here, so the engine names no stage.
+    /// </summary>
+    public Func<StageGraph, IStageRunner>? CreateRunner { get; init; }
 }

@@ -12,7 +12,8 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
         var stage = graph.Get(stageName);
-        var runner = (runners ?? StageRunners.For)(stage);
+        var runner = runners is not null ? runners(stage)
+            : stage.CreateRunner?.Invoke(graph) ?? throw new StageFailedException($"stage '{stage.Name}' ({stage.Description}) has no runner");
         var plans = new Planner(graph, store, hashes).Plan(config);
         var plan = plans.Single(p => p.Stage.Name == stageName);
         if (plan.Status == StageStatus.Error)

@@ -7,7 +7,6 @@ using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Lora;
 using SdPipeline.Pipeline;
-using SdPipeline.Reporting;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Training;
@@ -29,6 +28,14 @@ public sealed class SampleStage : IStageRunner
 
     /// <summary>Keys that change the samples.</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "latents.resolution"];
+
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("sample", "Sample", 1, ConfigKeys, ["model", "download", "train"],
+        "Generate images from the base and the fine-tuned weights")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = _ => new SampleStage(),
+    };
 
     /// <summary>A LoRA file named by <c>sample.lora</c> is an input by its content (its path is in the config already).</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)

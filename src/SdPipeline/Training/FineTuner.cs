@@ -7,6 +7,7 @@ using SdPipeline.Progress;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Training.Checkpointing;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;

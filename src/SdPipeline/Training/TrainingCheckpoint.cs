@@ -5,6 +5,7 @@ using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Pipeline;
 using SdPipeline.Tokenization;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Weights;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -39,6 +39,22 @@ public sealed partial class LayeringTests
     }
 
     [Test]
+    public void Table_Should_DescribeLayers_When_ReadAsAGraph()
+    {
+        // What the table allows must itself be acyclic, so that the imports it admits cannot form a cycle: peel off,
+        // round by round, the folders that import nothing not yet peeled.
+        var (mayImport, knownUpward) = ReadRules();
+        var placed = new HashSet<string>();
+        while (placed.Count < mayImport.Count)
+        {
+            var next = mayImport.Where(m => !placed.Contains(m.Key) && m.Value.All(placed.Contains)).Select(m => m.Key).ToList();
+            Assert.That(next, Is.Not.Empty, $"the table has a cycle among: {string.Join(", ", mayImport.Keys.Where(k => !placed.Contains(k)))}");
+            placed.UnionWith(next);
+        }
+        Assert.That(knownUpward.Where(k => mayImport.GetValueOrDefault(k.From)?.Contains(k.To) == true), Is.Empty, "an upward import the table also allows");
+    }
+
+    [Test]
     public void Models_Should_ImportNothingButWeightsAndFiles_When_Compiled()
     {
         // The bottom of the stack, stated on its own: a diffusers engineer reading Models/ meets no training, LoRA or stage code.
@@ -46,12 +62,12 @@ public sealed partial class LayeringTests
         Assert.That(uses, Is.SubsetOf(new[] { "Files", "Weights" }));
     }
 
-    // The unit of a namespace: its first segment under SdPipeline, except Training's precision and checkpointing,
+    // The unit of a namespace: its first segment under SdPipeline, except Training's precision, checkpointing and optimization,
     // which sit below the rest of Training.
     private static string UnitOf(string ns)
     {
         string name = ns["SdPipeline.".Length..];
-        foreach (var split in new[] { "Training.Precision", "Training.Checkpointing" })
+        foreach (var split in new[] { "Training.Precision", "Training.Checkpointing", "Training.Optimization" })
             if (name == split || name.StartsWith(split + ".", StringComparison.Ordinal)) return split;
         return name.Split('.')[0];
     }

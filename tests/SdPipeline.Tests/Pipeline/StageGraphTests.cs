@@ -1,4 +1,5 @@
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Tests.Pipeline;
 
@@ -7,8 +8,8 @@ public sealed class StageGraphTests
     [Test]
     public void Downstream_Should_FollowEdgesTransitively()
     {
-        Assert.That(StageGraph.Default.Downstream("download"), Is.EqualTo(new[] { "latents", "train", "sample", "report" }));
-        Assert.That(StageGraph.Default.Downstream("report"), Is.Empty);
+        Assert.That(ProjectStages.Graph.Downstream("download"), Is.EqualTo(new[] { "latents", "train", "sample", "report" }));
+        Assert.That(ProjectStages.Graph.Downstream("report"), Is.Empty);
     }
 
     [Test]
@@ -24,7 +25,7 @@ public sealed class StageGraphTests
     [Test]
     public void Get_Should_NameTheClosestStage_When_NameIsUnknown()
     {
-        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => StageGraph.Default.Get("downlod"))!;
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => ProjectStages.Graph.Get("downlod"))!;
         Assert.That(error.Message, Does.Contain("did you mean 'download'"));
     }
 
@@ -32,7 +33,7 @@ public sealed class StageGraphTests
     public void EveryStageConfigKey_Should_ExistInTheSchema()
     {
         var config = SdPipeline.Config.ConfigLoader.Load(null);
-        foreach (var stage in StageGraph.Default.Stages)
+        foreach (var stage in ProjectStages.Graph.Stages)
             Assert.DoesNotThrow(() => config.Slice(stage.ConfigKeys), stage.Name);
     }
 }

@@ -1,6 +1,7 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Models.Shared;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;

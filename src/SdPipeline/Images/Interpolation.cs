@@ -1,4 +1,4 @@
-namespace SdPipeline.Latents;
+namespace SdPipeline.Images;
 
 /// <summary>The resampling filters of diffusers' <c>--image_interpolation_mode</c> that this tool supports.</summary>
 public enum Interpolation

@@ -1,6 +1,4 @@
-using SdPipeline.Images;
-
-namespace SdPipeline.Latents;
+namespace SdPipeline.Images;
 
 /// <summary>
 /// The image transform of diffusers' <c>train_text_to_image.py</c>: convert to RGB (alpha dropped, grey

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SdPipeline.Training;
+namespace SdPipeline.Training.Optimization;
 
 /// <summary>
 /// AdamW's update for float32 CPU tensors in one pass over memory: each element of the parameter, its gradient and

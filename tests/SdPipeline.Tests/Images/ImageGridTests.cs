@@ -1,7 +1,7 @@
 using SdPipeline.Images;
-using SdPipeline.Reporting;
+using SdPipeline.Tests.Reporting;
 
-namespace SdPipeline.Tests.Reporting;
+namespace SdPipeline.Tests.Images;
 
 public sealed class ImageGridTests
 {

@@ -1,9 +1,9 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using AdamW = SdPipeline.Training.AdamW;
+using AdamW = SdPipeline.Training.Optimization.AdamW;
 
-namespace SdPipeline.Tests.Training;
+namespace SdPipeline.Tests.Training.Optimization;
 
 /// <summary>The fused AdamW update against the op-by-op form it replaces (PyTorch's <c>_single_tensor_adamw</c>).</summary>
 public sealed class AdamWTests

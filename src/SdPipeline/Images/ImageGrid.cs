@@ -1,6 +1,4 @@
-using SdPipeline.Images;
-
-namespace SdPipeline.Reporting;
+namespace SdPipeline.Images;
 
 /// <summary>
 /// Lays images out in a grid of equal cells, row by row, without labels (the report writes labels as

@@ -1,6 +1,4 @@
-using SdPipeline.Images;
-
-namespace SdPipeline.Reporting;
+namespace SdPipeline.Images;
 
 /// <summary>
 /// Flags samples that show nothing: an all-black image (the classic fp16 VAE failure, where NaN latents

@@ -1,4 +1,4 @@
-namespace SdPipeline.Training;
+namespace SdPipeline.Training.Optimization;
 
 /// <summary>
 /// Learning-rate schedules as multipliers of the base rate at an optimizer step, with the formulas of

@@ -1,9 +1,10 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Images;
 using SdPipeline.Latents;
 using SdPipeline.Tests.Support;
 using SdPipeline.Weights;
 
-namespace SdPipeline.Tests.Latents;
+namespace SdPipeline.Tests.Images;
 
 /// <summary>Preprocessing against diffusers' transform (torchvision over PIL) on every fixture case.</summary>
 public sealed class ImagePreprocessorTests

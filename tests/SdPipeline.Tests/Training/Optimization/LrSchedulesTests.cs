@@ -1,6 +1,7 @@
 using SdPipeline.Training;
+using SdPipeline.Training.Optimization;
 
-namespace SdPipeline.Tests.Training;
+namespace SdPipeline.Tests.Training.Optimization;
 
 /// <summary>Values worked out by hand from transformers' optimization.py formulas.</summary>
 public sealed class LrSchedulesTests

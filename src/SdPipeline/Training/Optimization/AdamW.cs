@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace SdPipeline.Training;
+namespace SdPipeline.Training.Optimization;
 
 /// <summary>
 /// AdamW (Loshchilov and Hutter) with the exact operations, in the exact order, of PyTorch's

@@ -1,10 +1,10 @@
-namespace SdPipeline.Reporting;
+namespace SdPipeline.Benchmarks.Sweep;
 
-/// <summary>A benchmark's results as a plain table, shown as it is (the benchmark stage chooses columns and units).</summary>
+/// <summary>A sweep's results as a plain table, which the report shows as it is (the sweep chooses columns and units).</summary>
 /// <param name="Columns">Column headers, with units (<c>step time (s)</c>).</param>
 /// <param name="Rows">Rows of cell text, each as long as <paramref name="Columns"/>.</param>
 /// <param name="Notes">Lines printed under the table (machine, what was measured, caveats).</param>
-public sealed record BenchmarkTable(IReadOnlyList<string> Columns, IReadOnlyList<IReadOnlyList<string>> Rows, IReadOnlyList<string> Notes)
+public sealed record SweepTable(IReadOnlyList<string> Columns, IReadOnlyList<IReadOnlyList<string>> Rows, IReadOnlyList<string> Notes)
 {
     /// <summary>Throws when a row's length differs from the number of columns.</summary>
     public void Validate()

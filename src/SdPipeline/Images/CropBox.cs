@@ -1,4 +1,4 @@
-namespace SdPipeline.Latents;
+namespace SdPipeline.Images;
 
 /// <summary>A crop rectangle in the resized image, recorded in the latent index.</summary>
 /// <param name="Left">Left edge in pixels.</param>
