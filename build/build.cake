@@ -49,16 +49,29 @@ Task("BuildCli")
     .Description("Build the sdpipe command the stage tasks run.")
     .Does<BuildData>(data => DotNetBuild(data.CliProject.FullPath, new DotNetBuildSettings { Configuration = data.Configuration, MSBuildSettings = data.MSBuild }));
 
+// The tools some tests drive (Chromium, shellcheck, node/npm): installed when that needs no prompt, else the build
+// stops here with the command to run, instead of failing those tests minutes later.
+void EnsureTestPrerequisites()
+{
+    if (!IsRunningOnUnix()) return; // the script installs Debian packages; elsewhere the tests name what they miss
+    int exit = StartProcess("bash", new ProcessSettings { Arguments = ".ci/test-prerequisites.sh", WorkingDirectory = Context.Environment.WorkingDirectory });
+    if (exit != 0) throw new CakeException(exit, "the tests' prerequisites are missing: run the command printed above, then the tests again");
+}
+
 Task("Test")
-    .Description("Run the tests (NUnit); results in TestResults/tests.trx.")
-    .Does<BuildData>(data => DotNetTest(data.Solution.FullPath, new DotNetTestSettings
+    .Description("Run the tests (NUnit), after installing the tools they need (.ci/test-prerequisites.sh); results in TestResults/tests.trx.")
+    .Does<BuildData>(data =>
     {
-        Configuration = data.Configuration,
-        MSBuildSettings = data.MSBuild,
-        ResultsDirectory = data.TestResults,
-        Loggers = new[] { "trx;LogFileName=tests.trx", "console;verbosity=normal" },
-        Filter = string.IsNullOrEmpty(data.TestFilter) ? null : data.TestFilter,
-    }));
+        EnsureTestPrerequisites();
+        DotNetTest(data.Solution.FullPath, new DotNetTestSettings
+        {
+            Configuration = data.Configuration,
+            MSBuildSettings = data.MSBuild,
+            ResultsDirectory = data.TestResults,
+            Loggers = new[] { "trx;LogFileName=tests.trx", "console;verbosity=normal" },
+            Filter = string.IsNullOrEmpty(data.TestFilter) ? null : data.TestFilter,
+        });
+    });
 
 Task("Plan")
     .Description("Show every stage as cached or stale, and why (sdpipe plan).")

@@ -36,6 +36,11 @@ if (parsed.Errors.Count > 0)
     return ExitCodes.Usage;
 }
 
+// libtorch's own warnings stay out of the log (doctor shows them); only verbs that do tensor work load libtorch for it.
+if (parsed.CommandResult.Command.Name is "run" or "verify" or "bench" or "benchmark" or "model" or "lora" or "doctor"
+    || parsed.CommandResult.Command.Parents.OfType<Command>().Any(c => c.Name is "bench" or "model" or "lora"))
+    SdPipeline.Runtime.LibTorchLog.Apply(showWarnings: parsed.CommandResult.Command.Name == "doctor");
+
 try
 {
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -45,7 +50,7 @@ catch (Exception e) when (e is ConfigException or StageInputException)
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.Usage;
 }
-catch (Exception e) when (e is StageFailedException or SdPipeline.Weights.WeightsException)
+catch (Exception e) when (e is StageFailedException or SdPipeline.Weights.WeightsException or SdPipeline.Numerics.NumericsException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.StageFailure;

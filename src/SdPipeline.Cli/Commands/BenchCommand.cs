@@ -2,7 +2,9 @@ using System.CommandLine;
 using System.Globalization;
 using SdPipeline.Benchmarks;
 using SdPipeline.Models.Shared;
+using SdPipeline.Numerics;
 using SdPipeline.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Cli.Commands;
@@ -20,6 +22,11 @@ internal static class BenchCommand
     private static readonly Option<int> Repeats = new("--repeats") { Description = "Timed runs per case (the median is reported).", DefaultValueFactory = _ => 3 };
     private static readonly Option<int> Warmup = new("--warmup") { Description = "Untimed runs before the timed ones, per case.", DefaultValueFactory = _ => 1 };
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads for libtorch; 0 uses every core.", DefaultValueFactory = _ => 0 };
+    private static readonly Option<string> OneDnnOption = new("--onednn")
+    {
+        Description = "oneDNN for convolutions, as runtime.onednn: auto (the numerics self-check decides, as in training), on, off.",
+        DefaultValueFactory = _ => "auto",
+    };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random weights and inputs.", DefaultValueFactory = _ => 0 };
     private static readonly Option<int> MatmulSize = new("--matmul-size") { Description = "n of the n³ fp32 matmul that measures the ceiling.", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string?> Output = new("--output") { Description = "JSON file to write (default: ARTIFACTS/bench/MODEL.json)." };
@@ -62,7 +69,7 @@ internal static class BenchCommand
     private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, BenchmarkReport> run,
         Option<string> sizes, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null)
     {
-        var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, Seed, MatmulSize, Output, ConfigFile };
+        var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, Seed, MatmulSize, Output, ConfigFile };
         if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
         if (checkpointing is not null) command.Options.Add(checkpointing);
         command.SetAction(result =>
@@ -89,6 +96,11 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             }
+            if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
+            {
+                Console.Error.WriteLine($"error: --onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
+                return ExitCodes.Usage;
+            }
             if (result.GetValue(Threads) < 0)
             {
                 Console.Error.WriteLine($"error: --threads {result.GetValue(Threads)} cannot be negative");
@@ -97,6 +109,10 @@ internal static class BenchCommand
 
             string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", $"{name.Replace('-', '_')}.json");
             var device = TorchRuntime.Initialise(result.GetValue(GlobalOptions.Device) ?? "cpu", result.GetValue(Threads));
+            Console.Error.WriteLine($"CPU: {CpuModel.Name}");
+            // As training runs: the self-check decides oneDNN under runtime.onednn=auto, so a workaround's cost is in the figures.
+            NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
+            Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
             BenchmarkReport report;
             try
             {
@@ -113,6 +129,13 @@ internal static class BenchCommand
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    private static IReadOnlyList<OperationProbe> Sd15Probes()
+    {
+        using var unet = new Models.Unet.UNet2DConditionModel(Sd15Configs.Unet, torch.META);
+        using var vae = new Models.Vae.AutoencoderKL(Sd15Configs.Vae, torch.META);
+        return OperationInventory.Of(unet, vae);
     }
 
     private static List<int> ParseSizes(string text)

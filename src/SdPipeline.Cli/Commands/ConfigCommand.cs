@@ -7,7 +7,7 @@ namespace SdPipeline.Cli.Commands;
 /// <summary><c>sdpipe config</c>: the effective config, or every key with its default and meaning.</summary>
 internal static class ConfigCommand
 {
-    private static readonly Option<bool> Defaults = new("--defaults") { Description = "List every key with its type, default and description." };
+    private static readonly Option<bool> Defaults = new("--defaults") { Description = "List every key with its type, accepted values, default and description." };
     private static readonly Option<bool> Markdown = new("--markdown") { Description = "With --defaults: one Markdown table per section (as in the README)." };
 
     public static Command Create()
@@ -25,7 +25,7 @@ internal static class ConfigCommand
                 foreach (var key in ConfigSchema.Keys)
                 {
                     string allowed = key.AllowedValues.Count > 0 ? $" [{string.Join(", ", key.AllowedValues)}]" : "";
-                    Console.WriteLine($"{key.Path} ({key.TypeName}{allowed}) = {key.Default.ToString(Formatting.None)}");
+                    Console.WriteLine($"{key.Path} ({key.TypeAndRange}{allowed}) = {key.Default.ToString(Formatting.None)}");
                     Console.WriteLine($"    {key.Description}");
                 }
                 return ExitCodes.Success;

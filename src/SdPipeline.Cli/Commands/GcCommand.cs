@@ -12,6 +12,8 @@ namespace SdPipeline.Cli.Commands;
 /// </summary>
 internal static class GcCommand
 {
+    private const double MaxOlderThanDays = 36_500;
+
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "List what would be removed, remove nothing." };
 
     private static readonly Option<string?> MaxSize = new("--max-size")
@@ -73,8 +75,9 @@ internal static class GcCommand
                 throw new ConfigException($"--max-size: {e.Message}");
             }
         }
-        if (olderThanDays is < 0 or double.NaN)
-            throw new ConfigException($"--older-than: {olderThanDays} is not a number of days (0 or more, for example 30)");
+        // A century bounds it: TimeSpan (and the date it is subtracted from) cannot hold ten million days.
+        if (olderThanDays is < 0 or > MaxOlderThanDays or double.NaN)
+            throw new ConfigException($"--older-than: {olderThanDays} is not a number of days (0 to {MaxOlderThanDays}, for example 30)");
         return new GcLimits(maxBytes, olderThanDays is { } days ? TimeSpan.FromDays(days) : null);
     }
 }

@@ -2,8 +2,11 @@ using System.CommandLine;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Config;
+using SdPipeline.Models.Unet;
+using SdPipeline.Numerics;
 using SdPipeline.Verification;
 using SdPipeline.Weights;
+using TorchSharp;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -27,7 +30,7 @@ internal static class VerifyCommand
 
     private static readonly Option<string?> Tokenization = new("--tokenization")
     {
-        Description = "A tokenization.jsonl to check the model's tokenizer against (default: the parity folder's, if any).",
+        Description = "A tokenization reference to check the model's tokenizer against: transformers' format (tokenization_transformers.jsonl, input_ids) or OpenAI's (tokenization.jsonl, ids); default: the parity folder's, if any.",
     };
 
     private static readonly Option<string?> Json = new("--json") { Description = "Also write the rows to this file as JSON." };
@@ -64,6 +67,7 @@ internal static class VerifyCommand
             }
 
             Console.WriteLine($"verify {Path.GetFullPath(model)} against {Path.GetFullPath(parity)} (CPU, float32)");
+            CheckNumerics(folder);
             foreach (string line in ParityTable.Header()) Console.WriteLine(line);
             var rows = new ParityVerifier(folder, parity, tokenization).Run(row => Console.WriteLine(ParityTable.Line(row)));
             Console.WriteLine(ParityTable.Summary(rows.ToList()));
@@ -72,5 +76,17 @@ internal static class VerifyCommand
             return rows.All(r => r.Passed) ? ExitCodes.Success : ExitCodes.StageFailure;
         });
         return command;
+    }
+
+    /// <summary>
+    /// The numerics self-check over the model's UNet before its training steps are compared, as the train stage runs it:
+    /// a wrong kernel on this CPU is routed around (or named) instead of showing up as failed gradient rows.
+    /// </summary>
+    private static void CheckNumerics(DiffusersFolder folder)
+    {
+        string config = Path.Combine(folder.Root, "unet", "config.json");
+        if (!File.Exists(config)) return;
+        using var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(config), torch.META);
+        NumericsGuard.Ensure(OperationInventory.Of(unet), torch.CPU, [torch.ScalarType.Float32], "auto", Console.WriteLine);
     }
 }

@@ -1,4 +1,7 @@
+using SdPipeline.Models.Vae;
+using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
+using TorchSharp;
 using SdPipeline.Weights;
 
 namespace SdPipeline.BaseModel;
@@ -17,6 +20,12 @@ public static class BuiltinModels
     {
         string folder = Path.Combine(workspace.Directory, "model");
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); // an interrupted run's leftovers
+        if (autoencoderSteps > 0)
+        {
+            // The autoencoder trains through its decoder's 3-channel conv_out, the class of convolution oneDNN gets wrong on some CPUs.
+            using var architecture = new AutoencoderKL(AutoencoderKLConfig.Parse(BuiltinTiny.VaeConfig, "builtin:tiny vae"), torch.META);
+            NumericsGuard.Ensure(OperationInventory.Of(architecture), torch.CPU, [torch.ScalarType.Float32], workspace.Config.Typed.Runtime.Onednn, workspace.Log);
+        }
         var training = BuiltinTiny.Write(folder, seed, autoencoderSteps, workspace.Progress, workspace.Cancellation);
         if (training is not null)
             workspace.Log($"model: trained the autoencoder for {training.Steps} steps in {training.Seconds:0} s: reconstruction MSE {training.ReconstructionError:0.0000}, scaling factor {training.ScalingFactor:0.0000}");

@@ -100,7 +100,7 @@ public sealed class ModelStage : IStageRunner
             var files = PipelineFiles.Select(client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, CancellationToken.None).GetAwaiter().GetResult(), variant);
             return files.ToDictionary(f => f.Path, f => f.Sha256 ?? f.GitOid, StringComparer.Ordinal);
         }
-        catch (StageFailedException e)
+        catch (StageFailedException e) when (!HubClient.IsRefusedAnswer(e))
         {
             throw new StageInputException($"model.base {model}: {e.Message}");
         }

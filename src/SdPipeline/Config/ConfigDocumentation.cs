@@ -16,7 +16,7 @@ public static class ConfigDocumentation
             foreach (var key in section)
             {
                 string allowed = key.AllowedValues.Count > 0 ? $" ({string.Join(", ", key.AllowedValues.Where(v => v.Length > 0))})" : "";
-                text.Append($"| `{key.Path}` | {key.TypeName}{allowed} | `{key.Default.ToString(Formatting.None)}` | {key.Description.Replace("|", "\\|")} |\n");
+                text.Append($"| `{key.Path}` | {key.TypeAndRange}{allowed} | `{key.Default.ToString(Formatting.None)}` | {key.Description.Replace("|", "\\|")} |\n");
             }
             text.Append('\n');
         }

@@ -12,6 +12,24 @@ namespace SdPipeline.Config;
 /// <param name="Property">The property that holds the value.</param>
 public sealed record ConfigKey(string Path, Type Type, JToken Default, string Description, IReadOnlyList<string> AllowedValues, PropertyInfo Property)
 {
+    /// <summary>The accepted numbers of a numeric key (or of each element of a numeric list).</summary>
+    public ConfigRange Range { get; init; } = ConfigRange.Any;
+
+    /// <summary>Whether the key (or each element of its list) is a number.</summary>
+    public bool IsNumeric => (Type.IsArray ? Type.GetElementType()! : Type) is var t
+        && (t == typeof(int) || t == typeof(long) || t == typeof(double) || t == typeof(float));
+
+    /// <summary>The type and, for numbers, the range: <c>integer ≥ 1</c>, <c>number in [0, 1)</c>.</summary>
+    public string TypeAndRange
+    {
+        get
+        {
+            var element = Type.IsArray ? Type.GetElementType()! : Type;
+            string range = IsNumeric ? Range.Describe(element == typeof(int) || element == typeof(long)) : "";
+            return range.Length > 0 ? $"{TypeName} {range}" : TypeName;
+        }
+    }
+
     /// <summary>The section part of the path.</summary>
     public string Section => Path[..Path.IndexOf('.')];
 

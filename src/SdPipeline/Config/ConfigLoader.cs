@@ -36,7 +36,8 @@ public static class ConfigLoader
             throw new ConfigException($"config file '{path}' not found (pass --config FILE; the profiles are in configs/)");
         try
         {
-            var token = JToken.Parse(File.ReadAllText(path));
+            // A key given twice is an error, not "the last one wins": the user meant one of them.
+            var token = JToken.Parse(File.ReadAllText(path), new JsonLoadSettings { DuplicatePropertyNameHandling = DuplicatePropertyNameHandling.Error });
             return token as JObject ?? throw new ConfigException($"{path}: a profile is a JSON object with one object per section");
         }
         catch (JsonReaderException e)
@@ -127,19 +128,28 @@ public static class ConfigLoader
             return value.Type == JTokenType.Boolean ? value : throw WrongType(key, origin, value.ToString(Formatting.None));
         if (type == typeof(int) || type == typeof(long))
         {
-            if (value.Type == JTokenType.Integer) return value;
-            if (value.Type == JTokenType.Float && value.Value<double>() is var d && d == Math.Floor(d) && Math.Abs(d) < 9e15)
-                return new JValue((long)d);
-            throw WrongType(key, origin, value.ToString(Formatting.None));
+            JToken integer = value.Type == JTokenType.Integer ? value
+                : value.Type == JTokenType.Float && value.Value<double>() is var d && d == Math.Floor(d) && Math.Abs(d) < 9e15 ? new JValue((long)d)
+                : throw WrongType(key, origin, value.ToString(Formatting.None));
+            if (((JValue)integer).Value is System.Numerics.BigInteger)
+                throw OutOfRange(key, origin, integer.ToString(Formatting.None));
+            return CheckRange(key, integer, origin);
         }
         if (type == typeof(double) || type == typeof(float))
         {
             if (value.Type is JTokenType.Integer or JTokenType.Float)
-                return new JValue(value.Value<double>());
+                return CheckRange(key, new JValue(value.Value<double>()), origin);
             throw WrongType(key, origin, value.ToString(Formatting.None));
         }
         throw new InvalidOperationException($"config key {key.Path} has unsupported type {type.Name}");
     }
+
+    private static JToken CheckRange(ConfigKey key, JToken value, string origin) =>
+        key.Range.Contains(value.Value<double>()) ? value : throw OutOfRange(key, origin, Show(value));
+
+    private static ConfigException OutOfRange(ConfigKey key, string origin, string text) =>
+        new($"{origin}: {key.Path} = {text} is outside its range: {key.TypeAndRange}" +
+            $" (default: {key.Default.ToString(Formatting.None)}; `sdpipe config --defaults` lists every key's range)");
 
     private static ConfigException WrongType(ConfigKey key, string origin, string text) =>
         new($"{origin}: {key.Path} expects {Article(key.TypeName)} {key.TypeName}, got {text}" +

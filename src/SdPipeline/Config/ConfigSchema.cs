@@ -49,7 +49,7 @@ public static class ConfigSchema
                     ?? throw new InvalidOperationException($"{section.PropertyType.Name}.{property.Name} has no [ConfigKey] description");
                 string name = naming.GetPropertyName(property.Name, false);
                 keys.Add(new ConfigKey($"{sectionName}.{name}", property.PropertyType, defaults[sectionName]![name]!.DeepClone(),
-                    doc.Description, doc.AllowedValues, property));
+                    doc.Description, doc.AllowedValues, property) { Range = ConfigRange.For(doc, property.PropertyType) });
             }
         }
         return keys;

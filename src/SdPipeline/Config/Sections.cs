@@ -12,11 +12,14 @@ public sealed class RuntimeSection
     [ConfigKey("Device for tensor work: cpu, cuda, or auto (cuda when available).", AllowedValues = ["cpu", "cuda", "auto"])]
     public string Device { get; init; } = "cpu";
 
-    [ConfigKey("Threads for CPU tensor work; 0 uses every core.")]
+    [ConfigKey("Threads for CPU tensor work; 0 uses every core.", Min = 0, Max = 4096)]
     public int Threads { get; init; }
 
-    [ConfigKey("Memory the training pre-flight may plan for, in GiB; 0 uses what the device reports available (CPU: MemAvailable).")]
+    [ConfigKey("Memory the training pre-flight may plan for, in GiB; 0 uses what the device reports available (CPU: MemAvailable).", Min = 0)]
     public double MemoryLimitGb { get; init; }
+
+    [ConfigKey("oneDNN for CPU convolutions. auto: on, unless the numerics self-check before training finds a wrong result with it on this CPU, then off for the run; on: keep it (a wrong result stops the run); off: libtorch's own convolutions.", AllowedValues = ["auto", "on", "off"])]
+    public string Onednn { get; init; } = "auto";
 }
 
 /// <summary>The base model (the `model` stage).</summary>
@@ -28,20 +31,23 @@ public sealed class ModelSection
     [ConfigKey("Precision variant of the weights to fetch and load (for example fp16: diffusion_pytorch_model.fp16.safetensors); empty for the full-precision files. Weights are used in float32 either way.")]
     public string Variant { get; init; } = "";
 
-    [ConfigKey("Seed of builtin:tiny's initial weights.")]
+    [ConfigKey("Seed of builtin:tiny's initial weights.", Min = 0)]
     public int BuiltinSeed { get; init; }
 
-    [ConfigKey("Steps training builtin:tiny's autoencoder on generated shapes (batches of 16); 0 leaves it random.")]
+    [ConfigKey("Steps training builtin:tiny's autoencoder on generated shapes (batches of 16); 0 leaves it random.", Min = 0)]
     public int BuiltinAutoencoderSteps { get; init; } = 400;
 
-    [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.")]
+    [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.", Min = 0)]
     public int ClipSkip { get; init; }
+
+    [ConfigKey("Text clean-up of the CLIP tokenizer for captions and prompts: transformers (the CLIPTokenizer diffusers uses, as a plain install runs it: no ftfy, HTML entities kept, control characters dropped, CJK ideographs split) or openai (OpenAI CLIP's simple_tokenizer without ftfy: HTML entities unescaped).", AllowedValues = ["transformers", "openai"])]
+    public string TokenizerCleaning { get; init; } = "transformers";
 }
 
 /// <summary>Image preprocessing and the latent cache (the `latents` stage).</summary>
 public sealed class LatentsSection
 {
-    [ConfigKey("Training resolution in pixels: the short side is resized to it (or buckets of about this many pixels squared).")]
+    [ConfigKey("Training resolution in pixels: the short side is resized to it (or buckets of about this many pixels squared).", Min = 8, Max = 8192, MultipleOf = 8)]
     public int Resolution { get; init; } = 512;
 
     [ConfigKey("Resampling filter of the resize, as diffusers' --image_interpolation_mode.", AllowedValues = ["lanczos", "bilinear", "bicubic"])]
@@ -53,25 +59,25 @@ public sealed class LatentsSection
     [ConfigKey("Flip images left-right at random (diffusers' --random_flip); cached as separate variants.")]
     public bool RandomFlip { get; init; }
 
-    [ConfigKey("Augmented variants cached per image (random crops and flips); training draws one per epoch. At least 2 when random_flip is on; 1 when neither random crops nor flips apply.")]
+    [ConfigKey("Augmented variants cached per image (random crops and flips); training draws one per epoch. At least 2 when random_flip is on; 1 when neither random crops nor flips apply.", Min = 1)]
     public int Variants { get; init; } = 1;
 
-    [ConfigKey("Seed of the random crops and flips.")]
+    [ConfigKey("Seed of the random crops and flips.", Min = 0)]
     public int Seed { get; init; }
 
     [ConfigKey("Aspect-ratio bucketing: train each image whole at the bucket nearest its aspect ratio instead of cropping it square.")]
     public bool Bucketing { get; init; }
 
-    [ConfigKey("Smallest bucket side in pixels; 0 means resolution/2.")]
+    [ConfigKey("Smallest bucket side in pixels; 0 means resolution/2.", Min = 0, Max = 8192)]
     public int BucketMinSide { get; init; }
 
-    [ConfigKey("Largest bucket side in pixels; 0 means resolution×2.")]
+    [ConfigKey("Largest bucket side in pixels; 0 means resolution×2.", Min = 0, Max = 8192)]
     public int BucketMaxSide { get; init; }
 
-    [ConfigKey("Images encoded per VAE batch (memory, not results: lower it if the device runs out of memory).")]
+    [ConfigKey("Images encoded per VAE batch (memory, not results: lower it if the device runs out of memory).", Min = 1)]
     public int BatchSize { get; init; } = 8;
 
-    [ConfigKey("Rows per shard file; an interrupted run resumes from the finished shards.")]
+    [ConfigKey("Rows per shard file; an interrupted run resumes from the finished shards.", Min = 1)]
     public int ShardSize { get; init; } = 256;
 
     [ConfigKey("Storage dtype of the text-encoder hidden states.", AllowedValues = ["float16", "bfloat16", "float32"])]
@@ -80,7 +86,7 @@ public sealed class LatentsSection
     [ConfigKey("Storage dtype of the VAE posterior (mean and std).", AllowedValues = ["float32", "float16", "bfloat16"])]
     public string PosteriorDtype { get; init; } = "float32";
 
-    [ConfigKey("Fail the stage when more than this share of images cannot be used.")]
+    [ConfigKey("Fail the stage when more than this share of images cannot be used.", Min = 0, Max = 1)]
     public double MaxSkippedFraction { get; init; } = 0.05;
 }
 
@@ -93,29 +99,31 @@ public sealed class DownloadSection
     [ConfigKey("Path of the dataset registry JSON file. Only the chosen entry's content is part of the fingerprint.")]
     public string Registry { get; init; } = "datasets.json";
 
-    [ConfigKey("Items to take: the first N of the source (for synthetic sources, N to generate); 0 takes the registry's full size.")]
+    [ConfigKey("Items to take: the first N of the source (for synthetic sources, N to generate); 0 takes the registry's full size.", Min = 0)]
     public int Count { get; init; }
 
-    [ConfigKey("Images whose shorter side is below this many pixels are skipped.")]
+    [ConfigKey("Images whose shorter side is below this many pixels are skipped.", Min = 1)]
     public int MinSide { get; init; } = 32;
 
-    [ConfigKey("Images with more pixels than this are skipped before decoding (a decompression-bomb guard).")]
+    // The ceiling is 16384² pixels: decoding holds 4 bytes a pixel in one .NET array, and past 2^29 pixels that
+    // size no longer fits an int.
+    [ConfigKey("Images with more pixels than this are skipped before decoding (a decompression-bomb guard).", Min = 1, Max = 268_435_456)]
     public long MaxPixels { get; init; } = 64L * 1024 * 1024;
 
-    [ConfigKey("Share of items put in the held-out split, chosen by a hash of the item id, for datasets without their own split.")]
+    [ConfigKey("Share of items put in the held-out split, chosen by a hash of the item id, for datasets without their own split.", Min = 0, Max = 1, MaxExclusive = true)]
     public double HeldoutFraction { get; init; } = 0.05;
 
-    [ConfigKey("Attempts per file download before giving up (with exponential backoff between them).")]
+    [ConfigKey("Attempts per file download before giving up (with exponential backoff between them).", Min = 1, Max = 100)]
     public int Retries { get; init; } = 5;
 
-    [ConfigKey("Seconds without progress before a download attempt is abandoned and resumed.")]
+    [ConfigKey("Seconds without progress before a download attempt is abandoned and resumed.", Min = 1, Max = 86400)]
     public int TimeoutSeconds { get; init; } = 60;
 }
 
 /// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>
 public sealed class TrainSection
 {
-    [ConfigKey("Base learning rate (AdamW).")]
+    [ConfigKey("Base learning rate (AdamW).", Min = 0, MinExclusive = true, Max = 1)]
     public double LearningRate { get; init; } = 1e-4;
 
     [ConfigKey("Multiply the learning rate by gradient_accumulation_steps × train_batch_size, as diffusers' --scale_lr.")]
@@ -124,55 +132,55 @@ public sealed class TrainSection
     [ConfigKey("Learning-rate schedule.", AllowedValues = ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"])]
     public string LrScheduler { get; init; } = "constant";
 
-    [ConfigKey("Optimizer steps of linear warm-up (ignored by constant).")]
+    [ConfigKey("Optimizer steps of linear warm-up (ignored by constant).", Min = 0)]
     public int LrWarmupSteps { get; init; } = 500;
 
-    [ConfigKey("cosine: half-waves over the run (0.5 = one decay to zero); cosine_with_restarts: number of restarts.")]
+    [ConfigKey("cosine: half-waves over the run (0.5 = one decay to zero); cosine_with_restarts: number of restarts.", Min = 0)]
     public double LrNumCycles { get; init; } = 1;
 
-    [ConfigKey("polynomial: decay power.")]
+    [ConfigKey("polynomial: decay power.", Min = 0)]
     public double LrPower { get; init; } = 1.0;
 
-    [ConfigKey("AdamW β1.")]
+    [ConfigKey("AdamW β1.", Min = 0, Max = 1, MaxExclusive = true)]
     public double AdamBeta1 { get; init; } = 0.9;
 
-    [ConfigKey("AdamW β2.")]
+    [ConfigKey("AdamW β2.", Min = 0, Max = 1, MaxExclusive = true)]
     public double AdamBeta2 { get; init; } = 0.999;
 
-    [ConfigKey("AdamW decoupled weight decay.")]
+    [ConfigKey("AdamW decoupled weight decay.", Min = 0)]
     public double AdamWeightDecay { get; init; } = 1e-2;
 
-    [ConfigKey("AdamW ε.")]
+    [ConfigKey("AdamW ε.", Min = 0, MinExclusive = true)]
     public double AdamEpsilon { get; init; } = 1e-8;
 
-    [ConfigKey("Clip the global gradient norm to this; 0 disables clipping.")]
+    [ConfigKey("Clip the global gradient norm to this; 0 disables clipping.", Min = 0)]
     public double MaxGradNorm { get; init; } = 1.0;
 
-    [ConfigKey("Images per micro-batch.")]
+    [ConfigKey("Images per micro-batch.", Min = 1)]
     public int TrainBatchSize { get; init; } = 16;
 
-    [ConfigKey("Micro-batches per optimizer step.")]
+    [ConfigKey("Micro-batches per optimizer step.", Min = 1)]
     public int GradientAccumulationSteps { get; init; } = 1;
 
-    [ConfigKey("Optimizer steps to train; 0 means num_train_epochs passes over the data.")]
+    [ConfigKey("Optimizer steps to train; 0 means num_train_epochs passes over the data.", Min = 0)]
     public int MaxTrainSteps { get; init; }
 
-    [ConfigKey("Passes over the training images when max_train_steps is 0.")]
+    [ConfigKey("Passes over the training images when max_train_steps is 0.", Min = 1)]
     public int NumTrainEpochs { get; init; } = 100;
 
-    [ConfigKey("Seed of the data order, noise and timesteps.")]
+    [ConfigKey("Seed of the data order, noise and timesteps.", Min = 0)]
     public int Seed { get; init; }
 
-    [ConfigKey("Noise offset (Guttenberg): adds offset × N(0,1) per channel to the noise; 0.1 is common, 0 disables.")]
+    [ConfigKey("Noise offset (Guttenberg): adds offset × N(0,1) per channel to the noise; 0.1 is common, 0 disables.", Min = 0)]
     public double NoiseOffset { get; init; }
 
-    [ConfigKey("Input perturbation (Ning et al.): noise the input with noise + p × N(0,1); 0.1 is recommended, 0 disables.")]
+    [ConfigKey("Input perturbation (Ning et al.): noise the input with noise + p × N(0,1); 0.1 is recommended, 0 disables.", Min = 0)]
     public double InputPerturbation { get; init; }
 
     [ConfigKey("Prediction target: epsilon or v_prediction; empty uses the scheduler config's prediction_type.", AllowedValues = ["", "epsilon", "v_prediction"])]
     public string PredictionType { get; init; } = "";
 
-    [ConfigKey("Min-SNR-γ loss weighting (Hang et al. 2023); 5 is recommended, 0 disables.")]
+    [ConfigKey("Min-SNR-γ loss weighting (Hang et al. 2023); 5 is recommended, 0 disables.", Min = 0)]
     public double SnrGamma { get; init; }
 
     [ConfigKey("Compute precision of matmuls and convolutions; master weights stay float32 (fp16 adds dynamic loss scaling).", AllowedValues = ["no", "fp16", "bf16"])]
@@ -184,37 +192,37 @@ public sealed class TrainSection
     [ConfigKey("Keep an exponential moving average of the weights and export it as the result.")]
     public bool UseEma { get; init; }
 
-    [ConfigKey("EMA maximum decay.")]
+    [ConfigKey("EMA maximum decay.", Min = 0, Max = 1)]
     public double EmaDecay { get; init; } = 0.9999;
 
-    [ConfigKey("EMA minimum decay.")]
+    [ConfigKey("EMA minimum decay.", Min = 0, Max = 1)]
     public double EmaMinDecay { get; init; }
 
-    [ConfigKey("Optimizer steps before the EMA starts averaging.")]
+    [ConfigKey("Optimizer steps before the EMA starts averaging.", Min = 0)]
     public int EmaUpdateAfterStep { get; init; }
 
     [ConfigKey("EMA warm-up: decay 1 - (1 + step/inv_gamma)^-power instead of (1 + step)/(10 + step).")]
     public bool EmaUseWarmup { get; init; }
 
-    [ConfigKey("EMA warm-up inverse gamma.")]
+    [ConfigKey("EMA warm-up inverse gamma.", Min = 0, MinExclusive = true)]
     public double EmaInvGamma { get; init; } = 1.0;
 
-    [ConfigKey("EMA warm-up power.")]
+    [ConfigKey("EMA warm-up power.", Min = 0, MinExclusive = true)]
     public double EmaPower { get; init; } = 2.0 / 3.0;
 
     [ConfigKey("Keep the EMA weights in CPU memory (saves device memory; costs a copy per step).")]
     public bool EmaOnCpu { get; init; }
 
-    [ConfigKey("Save a checkpoint (weights and training state) every N optimizer steps; 0 saves only at the end.")]
+    [ConfigKey("Save a checkpoint (weights and training state) every N optimizer steps; 0 saves only at the end.", Min = 0)]
     public int CheckpointingSteps { get; init; } = 500;
 
-    [ConfigKey("Checkpoints to keep (the newest); 0 keeps all.")]
+    [ConfigKey("Checkpoints to keep (the newest); 0 keeps all.", Min = 0)]
     public int CheckpointsTotalLimit { get; init; } = 3;
 
-    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap) every N optimizer steps; 0 only at the end.")]
+    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap) every N optimizer steps; 0 only at the end.", Min = 0)]
     public int ValidationSteps { get; init; } = 100;
 
-    [ConfigKey("Held-out images used for the held-out loss (the first N of the held-out split).")]
+    [ConfigKey("Held-out images used for the held-out loss (the first N of the held-out split).", Min = 0)]
     public int HeldoutMaxItems { get; init; } = 64;
 
     [ConfigKey("Train the text encoder too (its embeddings are then computed each step instead of read from the cache); with method lora, LoRA adapters on its attention projections.")]
@@ -223,13 +231,13 @@ public sealed class TrainSection
     [ConfigKey("full fine-tunes every weight; lora trains low-rank adapters on frozen weights (small files, less memory; see the README's LoRA section).", AllowedValues = [TrainingMethods.Full, TrainingMethods.Lora])]
     public string Method { get; init; } = TrainingMethods.Full;
 
-    [ConfigKey("LoRA rank r (diffusers' train_text_to_image_lora.py --rank).")]
+    [ConfigKey("LoRA rank r (diffusers' train_text_to_image_lora.py --rank).", Min = 1)]
     public int LoraRank { get; init; } = 4;
 
-    [ConfigKey("LoRA alpha: the adapter's output is scaled by alpha / rank; 0 uses lora_rank (as diffusers' script sets lora_alpha = rank).")]
+    [ConfigKey("LoRA alpha: the adapter's output is scaled by alpha / rank; 0 uses lora_rank (as diffusers' script sets lora_alpha = rank).", Min = 0)]
     public double LoraAlpha { get; init; }
 
-    [ConfigKey("Dropout on the adapters' input while training (PEFT's lora_dropout).")]
+    [ConfigKey("Dropout on the adapters' input while training (PEFT's lora_dropout).", Min = 0, Max = 1, MaxExclusive = true)]
     public double LoraDropout { get; init; }
 
     [ConfigKey("Layers of the UNet that get adapters: attention (to_q, to_k, to_v, to_out.0 of every attention, as diffusers' script) and resnets (conv1, conv2 and conv_shortcut of every resnet).", AllowedValues = ["attention", "resnets"])]
@@ -242,31 +250,31 @@ public sealed class SampleSection
     [ConfigKey("Prompts to sample.")]
     public string[] Prompts { get; init; } = [];
 
-    [ConfigKey("Also sample the captions of the first N held-out images (prompts the model never trained on).")]
+    [ConfigKey("Also sample the captions of the first N held-out images (prompts the model never trained on).", Min = 0)]
     public int HeldoutPrompts { get; init; }
 
     [ConfigKey("Negative prompt (the unconditional side of classifier-free guidance).")]
     public string NegativePrompt { get; init; } = "";
 
-    [ConfigKey("Classifier-free guidance scale; 1 or less disables guidance.")]
+    [ConfigKey("Classifier-free guidance scale; 1 or less disables guidance.", Min = 0)]
     public double GuidanceScale { get; init; } = 7.5;
 
-    [ConfigKey("Sampler steps.")]
+    [ConfigKey("Sampler steps.", Min = 1, Max = 1000)]
     public int Steps { get; init; } = 30;
 
     [ConfigKey("Sampler: ddpm, ddim, pndm, euler, euler_ancestral or dpmsolver++; empty uses the model's scheduler.", AllowedValues = ["", "ddpm", "ddim", "pndm", "euler", "euler_ancestral", "dpmsolver++"])]
     public string Sampler { get; init; } = "";
 
-    [ConfigKey("Image width in pixels; 0 uses latents.resolution.")]
+    [ConfigKey("Image width in pixels; 0 uses latents.resolution.", Min = 0, Max = 8192, MultipleOf = 8)]
     public int Width { get; init; }
 
-    [ConfigKey("Image height in pixels; 0 uses latents.resolution.")]
+    [ConfigKey("Image height in pixels; 0 uses latents.resolution.", Min = 0, Max = 8192, MultipleOf = 8)]
     public int Height { get; init; }
 
-    [ConfigKey("Seeds: each prompt is sampled once per seed, from the same noise for the base and the fine-tuned model.")]
+    [ConfigKey("Seeds: each prompt is sampled once per seed, from the same noise for the base and the fine-tuned model.", Min = 0)]
     public long[] Seeds { get; init; } = [0, 1, 2, 3];
 
-    [ConfigKey("Images generated per batch (memory, not results).")]
+    [ConfigKey("Images generated per batch (memory, not results).", Min = 1)]
     public int BatchSize { get; init; } = 4;
 
     [ConfigKey("A LoRA file (safetensors, diffusers/PEFT or kohya layout) to sample as base + LoRA instead of the train stage's result; empty samples what train made.")]
@@ -294,16 +302,16 @@ public sealed class BenchmarkSection
     [ConfigKey("Resolutions to sweep: full is latents.resolution, half is half of it (rounded down to a multiple of 8); each has its own latent cache.", AllowedValues = ["full", "half"])]
     public string[] Resolution { get; init; } = ["full", "half"];
 
-    [ConfigKey("Optimizer steps per cell before the timed ones (allocator, kernel selection and page faults settle in them); excluded from the figures.")]
+    [ConfigKey("Optimizer steps per cell before the timed ones (allocator, kernel selection and page faults settle in them); excluded from the figures.", Min = 0)]
     public int WarmupSteps { get; init; } = 2;
 
-    [ConfigKey("Timed optimizer steps per cell: the step time is their median.")]
+    [ConfigKey("Timed optimizer steps per cell: the step time is their median.", Min = 1)]
     public int TimedSteps { get; init; } = 5;
 
-    [ConfigKey("Images per micro-batch in every cell; 0 uses train.train_batch_size.")]
+    [ConfigKey("Images per micro-batch in every cell; 0 uses train.train_batch_size.", Min = 0)]
     public int BatchSize { get; init; }
 
-    [ConfigKey("Seconds a cell may run (process start to exit) before it is stopped and recorded as a timeout; 0 waits for ever.")]
+    [ConfigKey("Seconds a cell may run (process start to exit) before it is stopped and recorded as a timeout; 0 waits for ever.", Min = 0)]
     public int CellTimeoutSeconds { get; init; } = 600;
 }
 

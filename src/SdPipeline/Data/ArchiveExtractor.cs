@@ -15,17 +15,34 @@ public static class ArchiveExtractor
         path.EndsWith(".zip", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".tar.gz", StringComparison.OrdinalIgnoreCase)
         || path.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".tar", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>The most entries an archive may have.</summary>
+    public const int MaxEntries = 1_000_000;
+
+    /// <summary>Unpacked bytes always allowed, whatever the archive's size.</summary>
+    public const long BaseUnpackedBytes = 1L << 30;
+
+    /// <summary>
+    /// Unpacked bytes allowed per archive byte beyond <see cref="BaseUnpackedBytes"/>. Image datasets are already
+    /// compressed (PNG, JPEG), so they unpack to about their own size; a bomb unpacks to thousands of times it.
+    /// </summary>
+    public const long MaxExpansion = 20;
+
     /// <summary>Unpacks <paramref name="archive"/> into <paramref name="destination"/>.</summary>
-    /// <exception cref="StageFailedException">An entry escapes the folder, or the archive is unreadable.</exception>
-    public static void Extract(string archive, string destination)
+    /// <exception cref="StageFailedException">An entry escapes the folder, the archive unpacks to too much, or it is unreadable.</exception>
+    /// <param name="archive">The archive.</param>
+    /// <param name="destination">The folder to unpack into.</param>
+    /// <param name="maxBytes">Unpacked bytes allowed; by default <see cref="BaseUnpackedBytes"/> + <see cref="MaxExpansion"/> × the archive's size.</param>
+    /// <param name="maxEntries">Entries allowed.</param>
+    public static void Extract(string archive, string destination, long? maxBytes = null, int maxEntries = MaxEntries)
     {
         Directory.CreateDirectory(destination);
+        var budget = new Budget(archive, maxBytes ?? BaseUnpackedBytes + MaxExpansion * new FileInfo(archive).Length, maxEntries);
         try
         {
             if (archive.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
-                ExtractZip(archive, destination);
+                ExtractZip(archive, destination, budget);
             else
-                ExtractTar(archive, destination);
+                ExtractTar(archive, destination, budget);
         }
         catch (InvalidDataException e)
         {
@@ -33,11 +50,12 @@ public static class ArchiveExtractor
         }
     }
 
-    private static void ExtractZip(string archive, string destination)
+    private static void ExtractZip(string archive, string destination, Budget budget)
     {
         using var zip = ZipFile.OpenRead(archive);
         foreach (var entry in zip.Entries)
         {
+            budget.CountEntry();
             string target = SafeTarget(archive, destination, entry.FullName);
             if (entry.FullName.EndsWith('/'))
             {
@@ -45,17 +63,19 @@ public static class ArchiveExtractor
                 continue;
             }
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            entry.ExtractToFile(target, overwrite: true);
+            using var source = entry.Open();
+            budget.Copy(source, target, entry.FullName);
         }
     }
 
-    private static void ExtractTar(string archive, string destination)
+    private static void ExtractTar(string archive, string destination, Budget budget)
     {
         using var file = File.OpenRead(archive);
         using Stream stream = archive.EndsWith(".tar", StringComparison.OrdinalIgnoreCase) ? file : new GZipStream(file, CompressionMode.Decompress);
         using var tar = new TarReader(stream);
         while (tar.GetNextEntry() is { } entry)
         {
+            budget.CountEntry();
             string target = SafeTarget(archive, destination, entry.Name);
             switch (entry.EntryType)
             {
@@ -64,12 +84,43 @@ public static class ArchiveExtractor
                     break;
                 case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
                     Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                    entry.ExtractToFile(target, overwrite: true);
+                    if (entry.DataStream is null) File.WriteAllBytes(target, []);
+                    else budget.Copy(entry.DataStream, target, entry.Name);
                     break;
                 case TarEntryType.SymbolicLink or TarEntryType.HardLink:
                     throw new StageFailedException($"{archive}: entry '{entry.Name}' is a link to '{entry.LinkName}'; links in dataset archives are refused");
                 default:
                     break; // metadata entries (PAX headers, global extended attributes) carry no file
+            }
+        }
+    }
+
+    /// <summary>
+    /// What an archive may still unpack, counted from the bytes actually written (a zip's declared sizes can lie).
+    /// </summary>
+    private sealed class Budget(string archive, long maxBytes, int maxEntries)
+    {
+        private long _bytes;
+        private int _entries;
+
+        public void CountEntry()
+        {
+            if (++_entries > maxEntries)
+                throw new StageFailedException($"{archive}: more than {maxEntries:N0} entries; the archive is refused");
+        }
+
+        public void Copy(Stream source, string target, string entryName)
+        {
+            using var output = File.Create(target);
+            var buffer = new byte[81920];
+            int read;
+            while ((read = source.Read(buffer)) > 0)
+            {
+                _bytes += read;
+                if (_bytes > maxBytes)
+                    throw new StageFailedException($"{archive}: unpacks to more than {maxBytes:N0} bytes (at entry '{entryName}'); " +
+                        $"refused as a decompression bomb (the limit is {BaseUnpackedBytes >> 30} GiB + {MaxExpansion}× the archive's size)");
+                output.Write(buffer, 0, read);
             }
         }
     }

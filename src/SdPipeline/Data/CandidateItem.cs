@@ -5,4 +5,5 @@ namespace SdPipeline.Data;
 /// <param name="Caption">The caption, or null when the source has none for it.</param>
 /// <param name="ReadImage">Reads the image's encoded bytes; null when the image file is missing.</param>
 /// <param name="Split">The split the source assigns, or null to assign one by hash.</param>
-public sealed record CandidateItem(string Source, string? Caption, Func<byte[]>? ReadImage, string? Split = null);
+/// <param name="Problem">Why the source already knows the item is unusable (a file_name outside the dataset, a caption that is not text); null when it does not.</param>
+public sealed record CandidateItem(string Source, string? Caption, Func<byte[]>? ReadImage, string? Split = null, string? Problem = null);

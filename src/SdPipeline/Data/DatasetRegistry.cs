@@ -32,7 +32,7 @@ public sealed class DatasetRegistry
             throw new StageInputException($"dataset registry '{path}' not found (set download.registry to the datasets.json to use)");
         try
         {
-            var root = JObject.Parse(File.ReadAllText(path));
+            var root = JObject.Parse(File.ReadAllText(path), new JsonLoadSettings { DuplicatePropertyNameHandling = DuplicatePropertyNameHandling.Error });
             var datasets = root["datasets"] as JObject
                 ?? throw new StageInputException($"{path}: expected an object {{\"datasets\": {{name: entry, …}}}}");
             return new DatasetRegistry(path, datasets);

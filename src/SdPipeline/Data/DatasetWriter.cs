@@ -48,7 +48,8 @@ public sealed class DatasetWriter(string folder, int minSide, long maxPixels, do
 
             string? problem = null;
             byte[]? bytes = null;
-            if (candidate.Caption is null) problem = "missing caption";
+            if (candidate.Problem is not null) problem = candidate.Problem;
+            else if (candidate.Caption is null) problem = "missing caption";
             else if (candidate.ReadImage is null) problem = "image file not found";
             else
             {

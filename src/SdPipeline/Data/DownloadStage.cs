@@ -193,7 +193,7 @@ public sealed class DownloadStage : IStageRunner
                 if (parquet.Count == 0) throw new StageFailedException($"dataset '{entry.Name}': format parquet, but no .parquet file was fetched");
                 return ParquetSource.Read(parquet, entry.ImageColumn, entry.CaptionColumn);
             case "imagefolder":
-                var folders = roots.Count > 0 ? roots : files.Select(f => Directory.Exists(f.Path) ? f.Path : Path.GetDirectoryName(f.Path)!).Distinct().ToList();
+                var folders = ImageFolderSource.OutermostFolders(roots.Count > 0 ? roots : files.Select(f => Directory.Exists(f.Path) ? f.Path : Path.GetDirectoryName(f.Path)!));
                 return folders.SelectMany(root => ImageFolderSource.Read(root, entry.CaptionColumn));
             default:
                 throw new StageInputException($"dataset '{entry.Name}': unknown format '{entry.Format}' (auto, imagefolder, parquet)");
@@ -224,6 +224,6 @@ public sealed class DownloadStage : IStageRunner
     private static void ClearFolder(string folder)
     {
         foreach (string directory in Directory.EnumerateDirectories(folder)) Directory.Delete(directory, recursive: true);
-        foreach (string file in Directory.EnumerateFiles(folder)) File.Delete(file);
+        foreach (string file in Directory.EnumerateFiles(folder).Where(f => Path.GetFileName(f) != StoreMarkers.PartialFileName)) File.Delete(file);
     }
 }

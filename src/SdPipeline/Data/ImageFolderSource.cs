@@ -32,35 +32,86 @@ public static class ImageFolderSource
                 lineNumber++;
                 if (string.IsNullOrWhiteSpace(line)) continue;
                 JObject row;
-                try { row = JObject.Parse(line); }
+                try { row = JObject.Parse(line, StrictJson); }
                 catch (JsonReaderException e)
                 {
+                    // Duplicate keys land here too: which of two captions was meant is not ours to guess.
                     throw new StageFailedException($"{metadata}:{lineNumber}: invalid JSON: {e.Message}");
                 }
-                string? fileName = row.Value<string>("file_name");
                 string source = Relative(root, metadata) + $":{lineNumber}";
-                if (fileName is null)
+                var fileNameToken = row["file_name"];
+                if (fileNameToken is null)
                 {
-                    yield return new CandidateItem(source, null, null);
+                    yield return new CandidateItem(source, null, null, Problem: "bad metadata: no file_name");
                     continue;
                 }
+                if (fileNameToken.Type != JTokenType.String)
+                {
+                    yield return new CandidateItem(source, null, null, Problem: $"bad metadata: file_name is {Describe(fileNameToken)}, not a string");
+                    continue;
+                }
+                string fileName = fileNameToken.Value<string>()!;
                 string path = Path.GetFullPath(Path.Combine(folder, fileName));
-                if (!IsInside(root, path))
+                if (fileName.Length == 0 || !IsInside(root, path))
                 {
-                    yield return new CandidateItem(source, null, null); // a file_name like ../../etc/passwd
+                    yield return new CandidateItem(source, null, null, Problem: $"bad metadata: file_name '{fileName}' is not a file inside the dataset folder");
                     continue;
                 }
-                described.Add(path);
+                if (!described.Add(path))
+                {
+                    yield return new CandidateItem(source, null, null, Problem: $"bad metadata: file_name '{fileName}' is described twice");
+                    continue;
+                }
                 string relative = Relative(root, path);
-                yield return new CandidateItem(relative, row.Value<string>(captionColumn),
-                    File.Exists(path) ? () => File.ReadAllBytes(path) : null);
+                var captionToken = row[captionColumn];
+                if (captionToken is not null && captionToken.Type is not (JTokenType.String or JTokenType.Null))
+                {
+                    yield return new CandidateItem(relative, null, null, Problem: $"bad metadata: {captionColumn} is {Describe(captionToken)}, not a string");
+                    continue;
+                }
+                yield return new CandidateItem(relative, captionToken?.Value<string>(),
+                    File.Exists(path) ? () => ReadImageFile(path) : null);
             }
         }
 
         // Images no metadata line describes have no caption: list them as skipped rather than drop them silently.
         foreach (string image in Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
                      .Where(IsImageFile).Select(Path.GetFullPath).Where(p => !described.Contains(p)).OrderBy(p => p, StringComparer.Ordinal))
-            yield return new CandidateItem(Relative(root, image), null, () => File.ReadAllBytes(image));
+            yield return new CandidateItem(Relative(root, image), null, () => ReadImageFile(image));
+    }
+
+    /// <summary>The largest image file read into memory; the pixel limit applies only after the header is read.</summary>
+    public const long MaxImageFileBytes = 256L * 1024 * 1024;
+
+    /// <summary>Reads an image file whole, refusing (as an unreadable item) one too large to hold in memory.</summary>
+    public static byte[] ReadImageFile(string path)
+    {
+        long length = new FileInfo(path).Length;
+        if (length > MaxImageFileBytes)
+            throw new IOException($"{length} bytes, over the {MaxImageFileBytes / (1024 * 1024)} MiB an image file may have");
+        return File.ReadAllBytes(path);
+    }
+
+    private static readonly JsonLoadSettings StrictJson = new() { DuplicatePropertyNameHandling = DuplicatePropertyNameHandling.Error };
+
+    private static string Describe(JToken token) => token.Type switch
+    {
+        JTokenType.Integer or JTokenType.Float => "a number",
+        JTokenType.Boolean => "a boolean",
+        JTokenType.Array => "a list",
+        JTokenType.Object => "an object",
+        JTokenType.Null => "null",
+        _ => token.Type.ToString(),
+    };
+
+    /// <summary>
+    /// The folders to read as image-folder roots: those not inside another of them. Each root's metadata files
+    /// are found recursively, so reading a sub-folder as a root of its own would yield its items twice.
+    /// </summary>
+    public static IReadOnlyList<string> OutermostFolders(IEnumerable<string> folders)
+    {
+        var full = folders.Select(f => Path.GetFullPath(f)).Distinct(StringComparer.Ordinal).ToList();
+        return full.Where(folder => !full.Any(other => other != folder && IsInside(other, folder))).ToList();
     }
 
     /// <summary>Whether a file name has a common image extension.</summary>

@@ -10,6 +10,9 @@ namespace SdPipeline.Data;
 /// </summary>
 public static class ParquetSource
 {
+    /// <summary>The most rows one row group may declare (image datasets write hundreds to thousands).</summary>
+    public const long MaxRowsPerGroup = 1_000_000;
+
     /// <summary>The candidates of every file in order, row by row.</summary>
     public static IEnumerable<CandidateItem> Read(IReadOnlyList<(string Path, string Name)> files, string imageColumn, string captionColumn)
     {
@@ -33,6 +36,9 @@ public static class ParquetSource
             for (int group = 0; group < reader.RowGroupCount; group++)
             {
                 using var groupReader = reader.OpenRowGroupReader(group);
+                // The arrays below are sized from the file's own claim; a damaged or hostile file could claim billions.
+                if (groupReader.RowCount is < 0 or > MaxRowsPerGroup)
+                    throw new StageFailedException($"{name}: row group {group} declares {groupReader.RowCount} rows; more than {MaxRowsPerGroup:N0} in one group is refused (damaged file?)");
                 var images = new byte[]?[groupReader.RowCount];
                 var captions = new string?[groupReader.RowCount];
                 groupReader.ReadAsync(imageField, images.AsMemory(), null).AsTask().GetAwaiter().GetResult();

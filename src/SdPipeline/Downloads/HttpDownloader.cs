@@ -105,6 +105,12 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
 
         bool resumed = response.StatusCode == HttpStatusCode.PartialContent;
         if (!resumed) have = 0; // the server ignored the Range header: rewrite from the start
+        if (resumed && response.Content.Headers.ContentRange?.From != have)
+        {
+            // Appending bytes from anywhere but where the partial file ends would splice two different files.
+            File.Delete(part);
+            throw new IOException($"the server resumed at byte {response.Content.Headers.ContentRange?.From?.ToString() ?? "(no Content-Range)"}, not at {have}; restarting from byte 0");
+        }
         long? total = response.Content.Headers.ContentRange?.Length ?? (response.Content.Headers.ContentLength is { } length ? length + have : request.Size);
         if (total is { } t) bar.SetTotal(t);
         bar.SetValue(have);

@@ -1,6 +1,6 @@
 namespace SdPipeline.Files;
 
-/// <summary>Writes files through a temporary sibling and a rename, so a reader never sees half a file.</summary>
+/// <summary>Writes files through a temporary sibling, flushed to disk, and a rename, so a reader never sees half a file.</summary>
 public static class AtomicFile
 {
     /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> atomically.</summary>
@@ -18,6 +18,8 @@ public static class AtomicFile
         try
         {
             write(temp);
+            // The rename is what readers trust, so the data must be on disk first (a power loss would otherwise leave the name and lose the bytes).
+            Durability.FlushFile(temp);
             File.Move(temp, path, overwrite: true);
         }
         finally

@@ -27,14 +27,20 @@ public sealed class HubCache(string root)
     public string? ResolveRef(HubRepoKind kind, string repo, string revision)
     {
         if (IsCommit(revision)) return revision;
+        if (!HubPaths.IsSafeRevision(revision)) return null;
         string path = Path.Combine(RepoFolder(kind, repo), "refs", revision);
-        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+        if (!File.Exists(path)) return null;
+        // Another tool may have written the file: only a commit id may name a snapshot folder.
+        string commit = File.ReadAllText(path).Trim();
+        return HubPaths.IsCommit(commit) ? commit : null;
     }
 
     /// <summary>Remembers that <paramref name="revision"/> resolved to <paramref name="commit"/>.</summary>
     public void WriteRef(HubRepoKind kind, string repo, string revision, string commit)
     {
         if (IsCommit(revision)) return;
+        if (!HubPaths.IsSafeRevision(revision) || !HubPaths.IsCommit(commit))
+            throw new InvalidOperationException($"refusing to write ref '{revision}' → '{commit}' into the Hub cache: not a revision name and a commit id");
         string path = Path.Combine(RepoFolder(kind, repo), "refs", revision);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         AtomicFile.WriteAllText(path, commit);
@@ -43,6 +49,9 @@ public sealed class HubCache(string root)
     /// <summary>Links <c>snapshots/COMMIT/PATH</c> to its blob with a relative symlink, as huggingface_hub does.</summary>
     public void Link(HubRepoKind kind, string repo, string commit, string path, string hash)
     {
+        // Callers pass what HubClient checked; this is the last line before a symlink is made.
+        if (!HubPaths.IsCommit(commit) || HubPaths.RelativePathProblem(path) is not null || !(HubPaths.IsSha256(hash) || HubPaths.IsCommit(hash)))
+            throw new InvalidOperationException($"refusing to link '{path}' at commit '{commit}' to blob '{hash}' in the Hub cache: not a commit, a repository path and a hash");
         string link = Path.Combine(SnapshotFolder(kind, repo, commit), path);
         Directory.CreateDirectory(Path.GetDirectoryName(link)!);
         string target = Path.GetRelativePath(Path.GetDirectoryName(link)!, BlobPath(kind, repo, hash));
@@ -55,5 +64,5 @@ public sealed class HubCache(string root)
     }
 
     /// <summary>Whether a string is a full 40-hex-digit commit id.</summary>
-    public static bool IsCommit(string revision) => revision.Length == 40 && revision.All(char.IsAsciiHexDigitLower);
+    public static bool IsCommit(string revision) => HubPaths.IsCommit(revision);
 }

@@ -15,7 +15,12 @@ public sealed class HubClient(HttpClient http, HubSettings settings)
     public async Task<string> ResolveRevisionAsync(HubRepoKind kind, string repo, string revision, CancellationToken cancellation)
     {
         var json = await GetJsonAsync(Api(kind, repo, $"revision/{Uri.EscapeDataString(revision)}"), $"{Describe(kind, repo)}@{revision}", cancellation);
-        return json.Value<string>("sha") ?? throw new StageFailedException($"{Describe(kind, repo)}@{revision}: the Hub's answer has no commit sha");
+        string? sha = json["sha"]?.Type == JTokenType.String ? json.Value<string>("sha") : null;
+        if (sha is null) throw new StageFailedException($"{Describe(kind, repo)}@{revision}: the Hub's answer has no commit sha");
+        // The sha names a folder of the cache: anything but a commit id could point outside it.
+        return HubPaths.IsCommit(sha) ? sha
+            : throw Refused($"{Describe(kind, repo)}@{revision}: the Hub answered commit '{Shorten(sha)}', which is not a 40-hex-digit commit id; " +
+                $"check HF_ENDPOINT ({settings.Endpoint})");
     }
 
     /// <summary>Every file of the repository at <paramref name="commit"/>, following the API's pages.</summary>
@@ -28,12 +33,41 @@ public sealed class HubClient(HttpClient http, HubSettings settings)
             using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", cancellation);
             var entries = JArray.Parse(await response.Content.ReadAsStringAsync(cancellation));
             foreach (var entry in entries.OfType<JObject>().Where(e => e.Value<string>("type") == "file"))
-                files.Add(new HubFile(entry.Value<string>("path")!, entry.Value<long>("size"),
-                    entry["lfs"]?.Value<string>("oid"), entry.Value<string>("oid") ?? ""));
+                files.Add(ReadFile(entry, $"{Describe(kind, repo)}@{commit}"));
             next = NextPage(response);
         }
         return files;
     }
+
+    /// <summary>
+    /// One entry of a tree listing, checked: its path becomes a file under the cache and its hashes name blobs,
+    /// so a path escaping the repository or a hash that is not one is refused, naming the entry.
+    /// </summary>
+    private static HubFile ReadFile(JObject entry, string what)
+    {
+        string? path = entry["path"]?.Type == JTokenType.String ? entry.Value<string>("path") : null;
+        if (HubPaths.RelativePathProblem(path) is { } problem)
+            throw Refused($"{what}: the Hub lists a file at '{Shorten(path ?? "")}', which is not a path inside the repository ({problem})");
+        string? lfs = entry["lfs"] is JObject lfsObject ? lfsObject.Value<string>("oid") : null;
+        string? oid = entry["oid"]?.Type == JTokenType.String ? entry.Value<string>("oid") : null;
+        if (lfs is not null && !HubPaths.IsSha256(lfs))
+            throw Refused($"{what}: the Hub gives {path} the LFS oid '{Shorten(lfs)}', which is not a SHA-256");
+        long size = entry["size"]?.Type == JTokenType.Integer ? entry.Value<long>("size") : -1;
+        if (size < 0) throw Refused($"{what}: the Hub gives {path} no size (or a negative one)");
+        // The git oid names a small file's blob in the model cache (HubSnapshotDownloader checks it there).
+        return new HubFile(path!, size, lfs, oid ?? "");
+    }
+
+    /// <summary>
+    /// An answer refused as unsafe: bad data from the server (exit 1), which callers that turn unreachable or
+    /// missing repositories into configuration errors tell apart by <see cref="IsRefusedAnswer"/>.
+    /// </summary>
+    public static StageFailedException Refused(string message) => new(message, new InvalidDataException(message));
+
+    /// <summary>Whether <paramref name="error"/> is a refused answer (see <see cref="Refused"/>).</summary>
+    public static bool IsRefusedAnswer(StageFailedException error) => error.InnerException is InvalidDataException;
+
+    private static string Shorten(string text) => text.Length <= 80 ? text : text[..80] + "…";
 
     /// <summary>The download URL of one file at a commit.</summary>
     public Uri FileUrl(HubRepoKind kind, string repo, string commit, string path) =>

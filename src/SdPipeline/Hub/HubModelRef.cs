@@ -13,8 +13,10 @@ public sealed record HubModelRef(string Repo, string Revision)
         int at = rest.IndexOf('@');
         string repo = at < 0 ? rest : rest[..at];
         string revision = at < 0 ? "main" : rest[(at + 1)..];
-        if (repo.Split('/') is not [{ Length: > 0 }, { Length: > 0 }] || revision.Length == 0)
+        if (repo.Split('/') is not [{ Length: > 0 } org, { Length: > 0 } name] || revision.Length == 0)
             throw new Config.ConfigException($"model.base '{text}': expected hf:org/name or hf:org/name@revision");
+        if (org is "." or ".." || name is "." or ".." || repo.Any(c => c == '\\' || char.IsControl(c)) || !HubPaths.IsSafeRevision(revision))
+            throw new Config.ConfigException($"model.base '{text}': the organisation, name and revision cannot be '.', '..', hold a backslash or begin with '/'");
         return new HubModelRef(repo, revision);
     }
 

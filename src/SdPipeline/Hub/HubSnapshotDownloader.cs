@@ -25,6 +25,9 @@ public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, Http
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var file in files)
         {
+            // A small file's blob is named by its git oid: refuse one that is not a blob id (it could be a path).
+            if (file.Sha256 is null && !HubPaths.IsCommit(file.GitOid))
+                throw HubClient.Refused($"{model}: the Hub gives {file.Path} the git oid '{file.GitOid}', which is not a 40-hex-digit blob id");
             string hash = file.Sha256 ?? file.GitOid;
             string blob = cache.BlobPath(HubRepoKind.Model, model.Repo, hash);
             var request = new DownloadRequest(client.FileUrl(HubRepoKind.Model, model.Repo, commit, file.Path), blob, file.Sha256, file.Size, $"{model.Repo}: {file.Path}");

@@ -4,7 +4,8 @@ namespace SdPipeline.Hub;
 /// Which files of a Stable Diffusion repository a text-to-image pipeline needs: the component configs,
 /// the tokenizer, and one set of safetensors weights per component (the requested precision variant
 /// when the repository has it). Everything else — pickle weights, single-file checkpoints at the top
-/// level, safety checker, feature extractor, images — is left on the Hub.
+/// level, safety checker, feature extractor, images — is left on the Hub. An SDXL repository (one with
+/// <c>text_encoder_2/config.json</c>) also gets its second text encoder and tokenizer.
 /// </summary>
 public static class PipelineFiles
 {
@@ -19,11 +20,19 @@ public static class PipelineFiles
         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json",
     };
 
+    // SDXL's second text encoder and tokenizer (tokenizer_2 pads with "!").
+    private static readonly HashSet<string> SdxlAlways = new(StringComparer.Ordinal)
+    {
+        "text_encoder_2/config.json",
+        "tokenizer_2/vocab.json", "tokenizer_2/merges.txt", "tokenizer_2/tokenizer_config.json", "tokenizer_2/special_tokens_map.json",
+    };
+
     /// <summary>The subset of <paramref name="files"/> to download.</summary>
     public static IReadOnlyList<HubFile> Select(IReadOnlyList<HubFile> files, string? variant)
     {
-        var chosen = files.Where(f => Always.Contains(f.Path)).ToList();
-        foreach (string component in WeightComponents)
+        bool sdxl = files.Any(f => f.Path == "text_encoder_2/config.json");
+        var chosen = files.Where(f => Always.Contains(f.Path) || (sdxl && SdxlAlways.Contains(f.Path))).ToList();
+        foreach (string component in sdxl ? [.. WeightComponents, "text_encoder_2"] : WeightComponents)
         {
             var candidates = files.Where(f => f.Path.StartsWith(component + "/", StringComparison.Ordinal) && f.Path.Count(c => c == '/') == 1).ToList();
             var weights = Weights(candidates, variant) ?? Weights(candidates, null);

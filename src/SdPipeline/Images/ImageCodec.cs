@@ -31,8 +31,12 @@ public static class ImageCodec
     {
         using var data = SKData.CreateCopy(encoded);
         using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
+        // SKImageInfo.BytesSize is an int: past 2^29 pixels it wraps, and the decoder would write past the buffer.
+        long rgbaBytes = 4L * codec.Info.Width * codec.Info.Height;
+        if (codec.Info.Width <= 0 || codec.Info.Height <= 0 || rgbaBytes > Array.MaxLength)
+            throw new InvalidDataException($"image of {codec.Info.Width}x{codec.Info.Height} pixels is too large to decode ({rgbaBytes} bytes; at most {Array.MaxLength})");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var rgba = new byte[info.BytesSize];
+        var rgba = new byte[rgbaBytes];
         var handle = GCHandle.Alloc(rgba, GCHandleType.Pinned);
         try
         {

@@ -26,16 +26,22 @@ namespace SdPipeline.Latents;
 /// </summary>
 public sealed class LatentsStage : IStageRunner
 {
+    /// <summary>
+    /// The version of the cache's meaning. 2: captions are tokenized as transformers' CLIPTokenizer does by default
+    /// (version 1 caches hold OpenAI-cleaned ids, which differ for captions with HTML entities, control characters or CJK).
+    /// </summary>
+    public const int SchemaVersion = 2;
+
     /// <summary>The config keys that change the cache (nothing that only training reads).</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =
     [
         "latents.resolution", "latents.interpolation", "latents.center_crop", "latents.random_flip", "latents.variants",
         "latents.seed", "latents.bucketing", "latents.bucket_min_side", "latents.bucket_max_side", "latents.shard_size",
-        "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip",
+        "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip", "model.tokenizer_cleaning",
     ];
 
     /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
-    public static StageDefinition Definition { get; } = new StageDefinition("latents", "PrecomputeLatents", 1, ConfigKeys, ["model", "download"],
+    public static StageDefinition Definition { get; } = new StageDefinition("latents", "PrecomputeLatents", SchemaVersion, ConfigKeys, ["model", "download"],
         "Encode images with the VAE and captions with the text encoder into shards")
     {
         ExternalInputs = ExternalInputs,
@@ -49,7 +55,9 @@ public sealed class LatentsStage : IStageRunner
             .Where(p => !p.Key.StartsWith("file:", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:vae/", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:text_encoder/", StringComparison.Ordinal)
-                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal))
+                || p.Key.StartsWith("file:tokenizer/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:text_encoder_2/", StringComparison.Ordinal)
+                || p.Key.StartsWith("file:tokenizer_2/", StringComparison.Ordinal))
             .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
     /// <inheritdoc />
@@ -65,9 +73,10 @@ public sealed class LatentsStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        SdxlStageSupport.RefuseSdxl(model, "latents");
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
-        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         vae.to(device).eval();
         textEncoder.to(device).eval();
 

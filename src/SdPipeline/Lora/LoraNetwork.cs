@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
@@ -28,6 +29,10 @@ public sealed class LoraNetwork : IDisposable
     private static readonly Regex AttentionLayer = new(@"(^|\.)(to_q|to_k|to_v|to_out\.0)$", RegexOptions.CultureInvariant);
     private static readonly Regex ResnetLayer = new(@"(^|\.)resnets\.\d+\.(conv1|conv2|conv_shortcut)$", RegexOptions.CultureInvariant);
     private static readonly Regex TextAttentionLayer = new(@"(^|\.)self_attn\.(q_proj|k_proj|v_proj|out_proj)$", RegexOptions.CultureInvariant);
+
+    // Which layer carries which adapter, for whoever inspects a model from outside (the numerics self-check's inventory):
+    // a forward hook leaves no trace in the layer itself. Weak, so a layer dropped without Detach does not stay alive.
+    private static readonly ConditionalWeakTable<nn.Module, LoraAdapter> AttachedAdapters = new();
 
     private readonly List<LoraModule> _modules;
     private readonly List<Action> _hooks;
@@ -199,6 +204,13 @@ public sealed class LoraNetwork : IDisposable
         Detach();
     }
 
+    /// <summary>The adapter attached to <paramref name="layer"/>, or null when it carries none.</summary>
+    public static LoraAdapter? AdapterOn(nn.Module layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        return AttachedAdapters.TryGetValue(layer, out var adapter) ? adapter : null;
+    }
+
     /// <summary>Whether <paramref name="block"/> contains a layer whose adapter is being trained.</summary>
     public bool HoldsTrainableAdapter(nn.Module block)
     {
@@ -210,7 +222,11 @@ public sealed class LoraNetwork : IDisposable
     public void Detach()
     {
         foreach (var removeHook in _hooks) removeHook();
-        foreach (var module in _modules) module.Adapter.Dispose();
+        foreach (var module in _modules)
+        {
+            AttachedAdapters.Remove(module.Layer);
+            module.Adapter.Dispose();
+        }
         _hooks.Clear();
         _modules.Clear();
     }
@@ -229,6 +245,7 @@ public sealed class LoraNetwork : IDisposable
             using var update = adapter.Forward(input, module.training);
             using (output) return output + update;
         });
+        AttachedAdapters.AddOrUpdate(layer, adapter);
         return (new LoraModule(component, path, layer, adapter), hook.remove);
     }
 

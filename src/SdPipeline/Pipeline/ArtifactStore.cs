@@ -88,6 +88,7 @@ public sealed class ArtifactStore(string root)
             return new BuildOutcome(final, hit.Manifest!, CacheHit: true);
 
         string stageDir = StageDirectory(stage);
+        StoreMarkers.MarkStore(Root);
         Directory.CreateDirectory(stageDir);
         string shortFp = Short(fingerprint);
         using var _ = FileLock.Acquire(Path.Combine(stageDir, $".{shortFp}.lock"), TimeSpan.FromHours(24),
@@ -98,8 +99,10 @@ public sealed class ArtifactStore(string root)
             return new BuildOutcome(final, built.Manifest!, CacheHit: true);
 
         string partial = Path.Combine(stageDir, $".{shortFp}.partial");
-        bool resuming = Directory.Exists(partial) && Directory.EnumerateFileSystemEntries(partial).Any();
+        bool resuming = Directory.Exists(partial)
+            && Directory.EnumerateFileSystemEntries(partial).Any(e => Path.GetFileName(e) != StoreMarkers.PartialFileName);
         Directory.CreateDirectory(partial);
+        StoreMarkers.MarkPartial(partial, inputs, fingerprint);
 
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
@@ -121,6 +124,10 @@ public sealed class ArtifactStore(string root)
         };
         AtomicFile.WriteAllText(Path.Combine(partial, Manifest.FileName), manifest.ToJson());
 
+        // From here the manifest identifies the folder to gc; the build marker would only be an unlisted file.
+        File.Delete(Path.Combine(partial, StoreMarkers.PartialFileName));
+        // Every file on disk before the rename that makes the artifact a hit.
+        Durability.FlushFolder(partial);
         if (Directory.Exists(final))
         {
             string trash = Path.Combine(stageDir, $".{shortFp}.trash-{Guid.NewGuid():N}");
@@ -128,13 +135,14 @@ public sealed class ArtifactStore(string root)
             Directory.Delete(trash, recursive: true);
         }
         Directory.Move(partial, final);
+        Durability.FlushDirectoryEntry(stageDir);
         return new BuildOutcome(final, manifest, CacheHit: false);
     }
 
     private static List<ManifestFile> ListFiles(string folder) =>
         Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
             .Select(path => (path, relative: Path.GetRelativePath(folder, path).Replace('\\', '/')))
-            .Where(f => f.relative != Manifest.FileName)
+            .Where(f => f.relative != Manifest.FileName && f.relative != StoreMarkers.PartialFileName)
             .OrderBy(f => f.relative, StringComparer.Ordinal)
             .Select(f => new ManifestFile(f.relative, new FileInfo(f.path).Length, FileHashCache.HashFile(f.path)))
             .ToList();

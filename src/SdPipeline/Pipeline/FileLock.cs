@@ -23,6 +23,11 @@ public sealed class FileLock : IDisposable
             {
                 return new FileLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
             }
+            catch (IOException e) when (!IsHeldByAnother(e))
+            {
+                // Disk full, read-only file system, a name too long: waiting would not help, so say what it is.
+                throw new StageFailedException($"cannot create or lock '{path}': {e.Message} (is the disk full or read-only?)", e);
+            }
             catch (IOException) when (DateTime.UtcNow < deadline)
             {
                 if (!told) { onWait?.Invoke(); told = true; }
@@ -34,6 +39,16 @@ public sealed class FileLock : IDisposable
                 throw new TimeoutException($"could not lock '{path}' within {timeout.TotalSeconds:0} s: {e.Message}", e);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether opening failed because another handle holds the lock: on Unix .NET reports flock's EWOULDBLOCK
+    /// with the errno as HResult (11 on Linux, 35 on macOS and the BSDs); on Windows a sharing or lock violation.
+    /// </summary>
+    private static bool IsHeldByAnother(IOException error)
+    {
+        if (OperatingSystem.IsWindows()) return (error.HResult & 0xFFFF) is 32 or 33;
+        return error.HResult == (OperatingSystem.IsLinux() ? 11 : 35);
     }
 
     /// <inheritdoc />

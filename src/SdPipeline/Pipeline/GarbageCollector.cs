@@ -20,8 +20,10 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
     /// Removes, within <paramref name="limits"/>, what <paramref name="plans"/> does not reference; without limits,
     /// everything it does not reference. With <paramref name="dryRun"/> it only lists what would go.
     /// </summary>
+    /// <exception cref="Config.ConfigException">The store's root exists but is not an sdpipe store.</exception>
     public GcResult Collect(IReadOnlyList<StagePlan> plans, GcLimits limits, bool dryRun)
     {
+        RequireStore(plans, dryRun);
         var kept = new List<string>();
         var candidates = StageCandidates(plans, bounded: !limits.IsEmpty, kept).ToList();
         if (!limits.IsEmpty) candidates.AddRange(DownloadCandidates(kept));
@@ -69,6 +71,26 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
         return new GcResult(removed, before, after, kept);
     }
 
+    /// <summary>
+    /// Refuses a root that is not a store: one without the marker <see cref="ArtifactStore.Build"/> writes, unless
+    /// it holds a finished artifact of one of the stages (a store from before the marker, which is then marked).
+    /// </summary>
+    private void RequireStore(IReadOnlyList<StagePlan> plans, bool dryRun)
+    {
+        if (!Directory.Exists(store.Root) || StoreMarkers.IsMarkedStore(store.Root) || !Directory.EnumerateFileSystemEntries(store.Root).Any())
+            return;
+        bool holdsArtifacts = plans.Any(plan =>
+        {
+            string stageDir = store.StageDirectory(plan.Stage.Name);
+            return Directory.Exists(stageDir) && !IsLink(stageDir) && Directory.EnumerateDirectories(stageDir)
+                .Any(folder => Recognise(plan.Stage.Name, folder, Path.GetFileName(folder)) is { Kind: FolderKind.Artifact });
+        });
+        if (!holdsArtifacts)
+            throw new Config.ConfigException($"{store.Root} is not an sdpipe artifact store (no {StoreMarkers.StoreFileName} marker and no artifact " +
+                "of any stage): gc removes nothing from a folder sdpipe did not make; check --artifacts");
+        if (!dryRun) StoreMarkers.MarkStore(store.Root);
+    }
+
     /// <summary>Top-level folders of the store that are neither a stage's nor the shared caches (benchmark cells, bench results), with their size.</summary>
     private IEnumerable<string> Unmanaged(IReadOnlyList<StagePlan> plans)
     {
@@ -84,30 +106,103 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
     private IEnumerable<Candidate> StageCandidates(IReadOnlyList<StagePlan> plans, bool bounded, List<string> kept)
     {
         var runLog = new RunLog(store);
+        var inUse = UpstreamOfRunningBuilds(plans);
         foreach (var plan in plans)
         {
             string stageDir = store.StageDirectory(plan.Stage.Name);
             if (!Directory.Exists(stageDir)) continue;
-            string? keep = plan.Fingerprint is null ? null : Path.GetFileName(store.ArtifactDirectory(plan.Stage.Name, plan.Fingerprint));
-            if (keep is null && bounded)
+            if (IsLink(stageDir))
             {
-                // Which folder is the current config's is unknown, so none of them may go: "never the current config's".
+                kept.Add($"{plan.Stage.Name}/ is a link to another folder: gc does not follow it");
+                continue;
+            }
+            string? keep = plan.Fingerprint is null ? null : Path.GetFileName(store.ArtifactDirectory(plan.Stage.Name, plan.Fingerprint));
+            if (keep is null)
+            {
+                // Which folder (and which interrupted build) is the current config's is unknown, so none of them may go.
                 kept.Add($"{plan.Stage.Name}: its fingerprint cannot be resolved ({string.Join("; ", plan.Reasons)}), so its artifacts are kept");
                 continue;
             }
             foreach (string folder in Directory.EnumerateDirectories(stageDir).Order(StringComparer.Ordinal))
             {
                 string name = Path.GetFileName(folder);
-                bool hidden = name.StartsWith('.');
-                if (keep is null && !hidden) continue; // unresolved stage: keep its artifacts
-                if (keep is not null && (name == keep || name == $".{keep}.partial")) continue;
+                if (name == keep || name == $".{keep}.partial") continue;
+                var kind = Recognise(plan.Stage.Name, folder, name);
+                if (kind is null)
+                {
+                    kept.Add($"{Relative(folder)} was not made by sdpipe (no manifest or build marker of this stage): gc leaves it alone");
+                    continue;
+                }
+                if (inUse.Contains(folder))
+                {
+                    kept.Add($"{Relative(folder)} is read by a running build");
+                    continue;
+                }
                 // Folders are FP, .FP.partial and .FP.trash-GUID; each is guarded by .FP.lock.
-                string shortFp = hidden ? name.Split('.')[1] : name;
-                string lockFile = Path.Combine(stageDir, $".{shortFp}.lock");
+                string lockFile = Path.Combine(stageDir, $".{kind.Value.ShortFingerprint}.lock");
+                bool hidden = kind.Value.Kind != FolderKind.Artifact;
                 yield return new Candidate(folder, Size(folder), LastUsed(plan.Stage.Name, folder, hidden, runLog),
-                    IsLeftover: hidden, IsTrash: hidden && name.Contains(".trash-", StringComparison.Ordinal), () => TryLock(lockFile));
+                    IsLeftover: hidden, IsTrash: kind.Value.Kind == FolderKind.Trash, () => TryLock(lockFile));
             }
         }
+    }
+
+    private enum FolderKind
+    {
+        Artifact,
+        Partial,
+        Trash,
+    }
+
+    /// <summary>
+    /// What a folder in a stage's directory is, when sdpipe made it: a finished artifact (its manifest names this
+    /// stage and this folder's fingerprint), a build (its marker or manifest does), or a replaced artifact on its
+    /// way out (the <c>.FP.trash-GUID</c> name only <see cref="ArtifactStore"/> gives). Anything else, links
+    /// included, is null: someone else's.
+    /// </summary>
+    private static (FolderKind Kind, string ShortFingerprint)? Recognise(string stage, string folder, string name)
+    {
+        if (IsLink(folder)) return null;
+        bool Owns(Manifest? manifest, string shortFp) =>
+            manifest is not null && manifest.Stage == stage && ArtifactStore.Short(manifest.Fingerprint) == shortFp;
+        Manifest? ManifestIn() => Manifest.TryRead(Path.Combine(folder, Manifest.FileName));
+
+        if (StoreMarkers.ArtifactName().IsMatch(name))
+            return Owns(ManifestIn(), name) ? (FolderKind.Artifact, name) : null;
+        if (StoreMarkers.PartialName().Match(name) is { Success: true } partial)
+        {
+            string shortFp = partial.Groups[1].Value;
+            var marker = StoreMarkers.ReadPartial(folder);
+            bool ours = marker is not null && marker.Stage == stage && ArtifactStore.Short(marker.Fingerprint) == shortFp;
+            return ours || Owns(ManifestIn(), shortFp) ? (FolderKind.Partial, shortFp) : null;
+        }
+        if (StoreMarkers.TrashName().Match(name) is { Success: true } trash)
+            return (FolderKind.Trash, trash.Groups[1].Value);
+        return null;
+    }
+
+    /// <summary>
+    /// The upstream artifact folders of every build in progress (its lock held by another process): a running
+    /// train stage reads its latents artifact, which the current config may no longer reference.
+    /// </summary>
+    private HashSet<string> UpstreamOfRunningBuilds(IReadOnlyList<StagePlan> plans)
+    {
+        var inUse = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var plan in plans)
+        {
+            string stageDir = store.StageDirectory(plan.Stage.Name);
+            if (!Directory.Exists(stageDir) || IsLink(stageDir)) continue;
+            foreach (string lockFile in Directory.EnumerateFiles(stageDir, ".*.lock"))
+            {
+                using (var held = TryLock(lockFile))
+                    if (held is not null) continue;
+                string partial = lockFile[..^".lock".Length] + ".partial";
+                if (StoreMarkers.ReadPartial(partial) is not { } marker) continue;
+                foreach (var (stage, fingerprint) in marker.Upstream)
+                    inUse.Add(store.ArtifactDirectory(stage, fingerprint));
+            }
+        }
+        return inUse;
     }
 
     /// <summary>

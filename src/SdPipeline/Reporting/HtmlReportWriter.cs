@@ -112,6 +112,7 @@ public static class HtmlReportWriter
         Term(html, "sdpipe", o.ToolVersion);
         Term(html, "TorchSharp", o.TorchSharpVersion);
         Term(html, "libtorch", o.LibTorchVersion);
+        if (o.Numerics is not null) Term(html, "numerics", o.Numerics);
         Term(html, "git commit", o.GitCommit ?? "unknown (not a git checkout)");
         Term(html, "report made", ReportFormat.Timestamp(o.Timestamp));
         if (input.Stages.Count > 0)

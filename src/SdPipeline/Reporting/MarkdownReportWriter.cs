@@ -30,6 +30,7 @@ public static class MarkdownReportWriter
             ["sdpipe", Code(o.ToolVersion)],
             ["TorchSharp", Code(o.TorchSharpVersion)],
             ["libtorch", Code(o.LibTorchVersion)],
+            .. o.Numerics is null ? Array.Empty<IReadOnlyList<string>>() : [["numerics", Text(o.Numerics)]],
             ["git commit", o.GitCommit is null ? "unknown (not a git checkout)" : Code(o.GitCommit)],
             ["report made", ReportFormat.Timestamp(o.Timestamp)],
         ]);

@@ -79,7 +79,10 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown",
             torch.__version__,
             GitCommit(),
-            DateTimeOffset.UtcNow))
+            DateTimeOffset.UtcNow)
+        {
+            Numerics = trainSummary?.Numerics?["line"]?.Value<string>(),
+        })
         {
             Stages = Stages(workspace),
             ConfigDifferences = ConfigDifference.From(config),

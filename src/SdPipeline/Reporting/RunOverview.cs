@@ -17,4 +17,8 @@ public sealed record RunOverview(
     string TorchSharpVersion,
     string LibTorchVersion,
     string? GitCommit,
-    DateTimeOffset Timestamp);
+    DateTimeOffset Timestamp)
+{
+    /// <summary>The numerics self-check's verdict before training (and the workaround in force), or null when the train stage recorded none.</summary>
+    public string? Numerics { get; init; }
+}

@@ -33,6 +33,7 @@ public static class SummaryJsonWriter
                 ["tool_version"] = o.ToolVersion,
                 ["torchsharp_version"] = o.TorchSharpVersion,
                 ["libtorch_version"] = o.LibTorchVersion,
+                ["numerics"] = o.Numerics,
                 ["git_commit"] = o.GitCommit is null ? JValue.CreateNull() : new JValue(o.GitCommit),
                 ["timestamp"] = o.Timestamp.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
             },

@@ -9,6 +9,7 @@ using SdPipeline.Lora;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
+using SdPipeline.Tokenization;
 using SdPipeline.Training;
 using SdPipeline.Weights;
 
@@ -26,11 +27,14 @@ public sealed class SampleStage : IStageRunner
     /// <summary>The list of samples inside the artifact.</summary>
     public const string SamplesFile = "samples.json";
 
+    /// <summary>The version of the samples' meaning. 2: prompts are tokenized as transformers' CLIPTokenizer does by default.</summary>
+    public const int SchemaVersion = 2;
+
     /// <summary>Keys that change the samples.</summary>
-    public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "latents.resolution"];
+    public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "model.tokenizer_cleaning", "latents.resolution"];
 
     /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
-    public static StageDefinition Definition { get; } = new StageDefinition("sample", "Sample", 1, ConfigKeys, ["model", "download", "train"],
+    public static StageDefinition Definition { get; } = new StageDefinition("sample", "Sample", SchemaVersion, ConfigKeys, ["model", "download", "train"],
         "Generate images from the base and the fine-tuned weights")
     {
         ExternalInputs = ExternalInputs,
@@ -60,9 +64,10 @@ public sealed class SampleStage : IStageRunner
     }
 
     /// <summary>Loads the base pipeline from <paramref name="baseFolder"/> and applies the LoRA file at <paramref name="path"/> at <paramref name="scale"/>.</summary>
-    public static StableDiffusionPipeline WithLora(DiffusersFolder baseFolder, string path, double scale, TorchSharp.torch.Device device)
+    public static StableDiffusionPipeline WithLora(DiffusersFolder baseFolder, string path, double scale, TorchSharp.torch.Device device,
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
-        var pipeline = StableDiffusionPipeline.FromFolder(baseFolder, device);
+        var pipeline = StableDiffusionPipeline.FromFolder(baseFolder, device, cleaning: cleaning);
         try
         {
             var (_, modules) = LoraFile.Read(path, LoraNetwork.Layers(pipeline.Unet, pipeline.TextEncoder).Keys);
@@ -100,6 +105,7 @@ public sealed class SampleStage : IStageRunner
         int height = settings.Height > 0 ? settings.Height : workspace.Config.Typed.Latents.Resolution;
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        var cleaning = ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning);
         var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
         string? lora = LoraPath(settings, workspace.Upstream["train"]);
         var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)) : baseFolder;
@@ -116,8 +122,8 @@ public sealed class SampleStage : IStageRunner
         })
         {
             using var pipeline = variant == "fine_tuned" && lora is not null
-                ? WithLora(folder, lora, settings.LoraScale, device)
-                : StableDiffusionPipeline.FromFolder(folder, device);
+                ? WithLora(folder, lora, settings.LoraScale, device, cleaning)
+                : StableDiffusionPipeline.FromFolder(folder, device, cleaning: cleaning);
             var encoded = new List<byte[]>();
             foreach (var chunk in jobs.Chunk(Math.Max(1, settings.BatchSize)))
             {

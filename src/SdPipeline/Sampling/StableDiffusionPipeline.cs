@@ -55,9 +55,14 @@ public sealed class StableDiffusionPipeline : IDisposable
     public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
 
     /// <summary>Loads every component of a diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
-    public static StableDiffusionPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null)
+    /// <param name="folder">The diffusers folder.</param>
+    /// <param name="device">Where the models run.</param>
+    /// <param name="variant">Precision variant of the weight files, or null.</param>
+    /// <param name="cleaning">Whose CLIP text clean-up the tokenizer reproduces (default: transformers', as diffusers).</param>
+    public static StableDiffusionPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null,
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
-        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"), cleaning);
         var textEncoder = ClipTextModel.FromPretrained(folder, variant: variant);
         var unet = UNet2DConditionModel.FromFolder(folder, variant);
         var vae = AutoencoderKL.FromFolder(folder, variant);
@@ -86,6 +91,8 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         if (request.Prompts.Count != request.Seeds.Count)
             throw new ArgumentException($"{request.Prompts.Count} prompts but {request.Seeds.Count} seeds: give one seed per prompt", nameof(request));
+        if (request.NegativePrompts is { } negatives && negatives.Count != request.Prompts.Count)
+            throw new ArgumentException($"{request.Prompts.Count} prompts but {negatives.Count} negative prompts: give one per prompt", nameof(request));
         if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
             throw new ArgumentException($"{request.Width}x{request.Height} is not a multiple of the VAE factor {VaeScaleFactor}", nameof(request));
 
@@ -94,7 +101,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         bool guided = request.GuidanceScale > 1.0;
         var cond = EncodePrompts(request.Prompts, request.ClipSkip);
         var embeddings = guided
-            ? torch.cat([EncodePrompts(Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), request.ClipSkip), cond])
+            ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt ?? "", request.Prompts.Count).ToList(), request.ClipSkip), cond])
             : cond;
 
         using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);

@@ -8,15 +8,17 @@ namespace SdPipeline.Tokenization;
 
 /// <summary>
 /// The CLIP tokenizer Stable Diffusion uses: a prompt becomes <see cref="ModelMaxLength"/> (77) token ids,
-/// <c>&lt;|startoftext|&gt;</c>, the byte-level BPE tokens, <c>&lt;|endoftext|&gt;</c>, then padding. Reproduces OpenAI's
-/// <c>SimpleTokenizer</c> (which the reference fixtures follow) without ftfy; see <see cref="ClipTextNormalizer"/>.
+/// <c>&lt;|startoftext|&gt;</c>, the byte-level BPE tokens, <c>&lt;|endoftext|&gt;</c>, then padding. By default it
+/// reproduces transformers' <c>CLIPTokenizer</c>, the one diffusers tokenizes prompts and captions with; OpenAI's
+/// <c>SimpleTokenizer</c> differs only in its text clean-up and is there by name (<see cref="ClipTextCleaning"/>).
 /// </summary>
 /// <remarks>
 /// The byte-pair merging is Microsoft.ML.Tokenizers' <see cref="BpeTokenizer"/> with <c>ByteLevel</c> (CLIP's
 /// <c>bytes_to_unicode</c> is GPT-2's, which it implements) and <c>EndOfWordSuffix = "&lt;/w&gt;"</c> (CLIP marks a
 /// word's last symbol, so "cat" starts as c, a, t&lt;/w&gt;). Its lowest-rank-first merge order gives the same tokens
 /// as CLIP's loop that merges every occurrence of the best pair at once, because a pair a merge creates always
-/// ranks after it. What it cannot do is done here: CLIP's cleaning (<see cref="ClipTextNormalizer"/>), CLIP's word
+/// ranks after it. What it cannot do is done here: CLIP's cleaning (<see cref="TransformersClipNormalizer"/> or
+/// <see cref="OpenAiClipNormalizer"/>), CLIP's word
 /// split on code points (<see cref="ClipPreTokenizer"/>), and the wrap / truncate / pad to 77, where CLIP keeps
 /// <c>&lt;|endoftext|&gt;</c> as the last id of a truncated prompt.
 /// </remarks>
@@ -33,15 +35,19 @@ public sealed class ClipTokenizer
 
     private readonly BpeTokenizer _bpe;
 
-    private ClipTokenizer(BpeTokenizer bpe, int vocabularySize, int startOfTextId, int endOfTextId, int padId, int modelMaxLength)
+    private ClipTokenizer(BpeTokenizer bpe, ClipTextCleaning cleaning, int vocabularySize, int startOfTextId, int endOfTextId, int padId, int modelMaxLength)
     {
         _bpe = bpe;
+        Cleaning = cleaning;
         VocabularySize = vocabularySize;
         StartOfTextId = startOfTextId;
         EndOfTextId = endOfTextId;
         PadId = padId;
         ModelMaxLength = modelMaxLength;
     }
+
+    /// <summary>Whose text clean-up runs before the byte-pair encoding.</summary>
+    public ClipTextCleaning Cleaning { get; }
 
     /// <summary>The length of every encoded sequence (<c>model_max_length</c>, 77 for CLIP).</summary>
     public int ModelMaxLength { get; }
@@ -63,9 +69,11 @@ public sealed class ClipTokenizer
     /// <c>special_tokens_map.json</c> from <paramref name="folder"/>: either a tokenizer folder, or a model folder in
     /// diffusers layout whose <c>tokenizer/</c> holds them.
     /// </summary>
+    /// <param name="folder">A tokenizer folder or a diffusers model folder.</param>
+    /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
     /// <exception cref="FileNotFoundException">Neither the folder nor its <c>tokenizer/</c> holds <c>vocab.json</c>.</exception>
     /// <exception cref="InvalidDataException">A file is malformed; the message names it.</exception>
-    public static ClipTokenizer FromFolder(string folder)
+    public static ClipTokenizer FromFolder(string folder, ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
         string tokenizerFolder = File.Exists(Path.Combine(folder, "vocab.json")) ? folder : Path.Combine(folder, "tokenizer");
         string vocabPath = Path.Combine(tokenizerFolder, "vocab.json");
@@ -74,7 +82,7 @@ public sealed class ClipTokenizer
                 $"no CLIP tokenizer in {folder}: expected vocab.json and merges.txt there or in {Path.Combine(folder, "tokenizer")}", vocabPath);
 
         var special = SpecialTokenSettings.Read(tokenizerFolder);
-        return FromFiles(vocabPath, Path.Combine(tokenizerFolder, "merges.txt"), special.ModelMaxLength, special.PadToken);
+        return FromFiles(vocabPath, Path.Combine(tokenizerFolder, "merges.txt"), special.ModelMaxLength, special.PadToken, cleaning);
     }
 
     /// <summary>Loads a tokenizer from a CLIP <c>vocab.json</c> and <c>merges.txt</c>.</summary>
@@ -82,7 +90,9 @@ public sealed class ClipTokenizer
     /// <param name="mergesPath">Merges, one "a b" pair a line in rank order, after an optional <c>#version</c> line.</param>
     /// <param name="modelMaxLength">The length of every encoded sequence.</param>
     /// <param name="padToken">The token that fills a sequence after its end.</param>
-    public static ClipTokenizer FromFiles(string vocabPath, string mergesPath, int modelMaxLength = DefaultModelMaxLength, string padToken = EndOfTextToken)
+    /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
+    public static ClipTokenizer FromFiles(string vocabPath, string mergesPath, int modelMaxLength = DefaultModelMaxLength, string padToken = EndOfTextToken,
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
         if (modelMaxLength < 2)
             throw new ArgumentOutOfRangeException(nameof(modelMaxLength), modelMaxLength, "a sequence needs room for its start and end tokens");
@@ -104,7 +114,12 @@ public sealed class ClipTokenizer
                 Merges = merges,
                 ByteLevel = true,
                 EndOfWordSuffix = "</w>",
-                Normalizer = ClipTextNormalizer.Instance,
+                Normalizer = cleaning switch
+                {
+                    ClipTextCleaning.Transformers => TransformersClipNormalizer.Instance,
+                    ClipTextCleaning.OpenAi => OpenAiClipNormalizer.Instance,
+                    _ => throw new ArgumentOutOfRangeException(nameof(cleaning), cleaning, "unknown CLIP text cleaning"),
+                },
                 PreTokenizer = ClipPreTokenizer.Instance,
                 // The pre-tokenizer yields these literals as whole pieces; they map to their ids instead of being
                 // byte-pair encoded, as in CLIP (a prompt that contains "<|endoftext|>" gets id 49407 there).
@@ -115,7 +130,7 @@ public sealed class ClipTokenizer
         {
             throw new InvalidDataException($"{mergesPath} does not fit {vocabPath}: {e.Message}", e);
         }
-        return new ClipTokenizer(bpe, vocabulary.Count, startOfText, endOfText, pad, modelMaxLength);
+        return new ClipTokenizer(bpe, cleaning, vocabulary.Count, startOfText, endOfText, pad, modelMaxLength);
     }
 
     /// <summary>The BPE token ids of <paramref name="prompt"/> alone: no start/end token, no truncation, no padding.</summary>

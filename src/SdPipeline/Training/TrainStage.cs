@@ -7,6 +7,7 @@ using SdPipeline.Latents;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
+using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
@@ -53,6 +54,7 @@ public sealed class TrainStage : IStageRunner
         var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        SdxlStageSupport.RefuseSdxl(modelFolder, "train");
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;
@@ -60,7 +62,7 @@ public sealed class TrainStage : IStageRunner
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var unet = UNet2DConditionModel.FromFolder(modelFolder);
         var textEncoder = ClipTextModel.FromPretrained(modelFolder);
-        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"));
+        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         try
         {
             // Before anything holds the layers (adapters, the optimizer): the models become autocast-ready here.
@@ -76,6 +78,8 @@ public sealed class TrainStage : IStageRunner
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
+            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder ? [unet, textEncoder] : [unet]), device,
+                CheckedDtypes(settings), runtime.Onednn, workspace.Log);
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
             var outcome = tuner.Run(resume: workspace.Resuming);
@@ -99,6 +103,7 @@ public sealed class TrainStage : IStageRunner
                 PredictionType = predictionType,
                 TrainableParameters = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
                 Device = device.ToString(),
+                Numerics = numerics.ToJson(),
                 Method = settings.Method,
                 Lora = lora is null || network is null ? null : new LoraSummary(lora.Rank, lora.Alpha, lora.Dropout, settings.LoraTargets, lora.TextEncoder,
                     network.Modules.Count,
@@ -126,6 +131,12 @@ public sealed class TrainStage : IStageRunner
         var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
     }
+
+    /// <summary>The dtypes training computes in: float32, and the autocast dtype under mixed precision.</summary>
+    private static IReadOnlyList<torch.ScalarType> CheckedDtypes(TrainSection settings) =>
+        Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision").AutocastDtype is { } half
+            ? [torch.ScalarType.Float32, half]
+            : [torch.ScalarType.Float32];
 
     /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
     private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network)

@@ -44,6 +44,9 @@ public sealed record TrainSummary
     /// <summary>The device trained on.</summary>
     public string Device { get; init; } = "";
 
+    /// <summary>The numerics self-check's verdict (<see cref="Numerics.NumericsVerdict.ToJson"/>); null in a summary written before the check existed.</summary>
+    public JObject? Numerics { get; init; }
+
     /// <summary><c>train.method</c>.</summary>
     public string Method { get; init; } = "";
 

@@ -33,8 +33,8 @@ public static class TrainingCheckpoint
     public static string Save(string checkpoints, TrainingProgress progress, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator, int keep)
     {
         string final = Folder(checkpoints, progress.Step);
+        RemoveLeftovers(checkpoints);
         string temp = Path.Combine(checkpoints, $".tmp-checkpoint-{progress.Step:D6}-{Environment.ProcessId}");
-        if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
 
         if (models.Lora is { } lora)
@@ -51,8 +51,11 @@ public static class TrainingCheckpoint
             new Dictionary<string, string> { ["optimizer_steps"] = optimizer.StepCount.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         AtomicFile.WriteAllText(Path.Combine(temp, StateJson), JsonConvert.SerializeObject(progress, Formatting.Indented));
 
+        // On disk before the rename: after a power loss a checkpoint-N folder must never hold empty tensors.
+        Durability.FlushFolder(temp);
         if (Directory.Exists(final)) Directory.Delete(final, recursive: true);
         Directory.Move(temp, final);
+        Durability.FlushDirectoryEntry(checkpoints);
         Prune(checkpoints, keep);
         return final;
     }
@@ -60,11 +63,31 @@ public static class TrainingCheckpoint
     /// <summary>The newest complete checkpoint, or null.</summary>
     public static string? Latest(string checkpoints) =>
         Directory.Exists(checkpoints)
-            ? Directory.EnumerateDirectories(checkpoints, "checkpoint-*")
-                .Where(d => File.Exists(Path.Combine(d, StateJson)))
-                .OrderBy(d => d, StringComparer.Ordinal)
-                .LastOrDefault()
+            ? ByStep(checkpoints).Where(d => File.Exists(Path.Combine(d, StateJson))).LastOrDefault()
             : null;
+
+    /// <summary>
+    /// The <c>checkpoint-N</c> folders in step order. By number, not by name: past 999,999 steps the name
+    /// gains a digit and "checkpoint-1000000" sorts before "checkpoint-999999".
+    /// </summary>
+    public static IReadOnlyList<string> ByStep(string checkpoints) =>
+        Directory.EnumerateDirectories(checkpoints, "checkpoint-*")
+            .Select(d => (Folder: d, Step: long.TryParse(Path.GetFileName(d)["checkpoint-".Length..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long step) ? step : -1))
+            .Where(c => c.Step >= 0)
+            .OrderBy(c => c.Step)
+            .Select(c => c.Folder)
+            .ToList();
+
+    /// <summary>
+    /// Removes the temporary folders of checkpoints a killed process was writing. Only one process trains a
+    /// fingerprint at a time (the store's lock), so every such folder here is a leftover.
+    /// </summary>
+    public static void RemoveLeftovers(string checkpoints)
+    {
+        if (!Directory.Exists(checkpoints)) return;
+        foreach (string leftover in Directory.EnumerateDirectories(checkpoints, ".tmp-checkpoint-*"))
+            Directory.Delete(leftover, recursive: true);
+    }
 
     /// <summary>Restores weights, optimizer, EMA and generator from <paramref name="folder"/>; returns the position.</summary>
     public static TrainingProgress Load(string folder, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator)
@@ -117,7 +140,7 @@ public static class TrainingCheckpoint
     private static void Prune(string checkpoints, int keep)
     {
         if (keep <= 0) return;
-        var complete = Directory.EnumerateDirectories(checkpoints, "checkpoint-*").Order(StringComparer.Ordinal).ToList();
+        var complete = ByStep(checkpoints);
         foreach (string old in complete.Take(Math.Max(0, complete.Count - keep)))
             Directory.Delete(old, recursive: true);
     }

@@ -18,6 +18,8 @@ internal sealed class ModelComponents : IDisposable
 {
     public const string Tokenizer = "tokenizer";
     public const string TextEncoder = "text_encoder";
+    public const string Tokenizer2 = "tokenizer_2";
+    public const string TextEncoder2 = "text_encoder_2";
     public const string Unet = "unet";
     public const string Vae = "vae";
     public const string Scheduler = "scheduler";
@@ -54,6 +56,18 @@ internal sealed class ModelComponents : IDisposable
     public ClipTokenizer ClipTokenizer => Get<ClipTokenizer>(Tokenizer);
 
     public ClipTextModel ClipTextModel => Get<ClipTextModel>(TextEncoder);
+
+    /// <summary>SDXL's second tokenizer (pads with "!").</summary>
+    public ClipTokenizer ClipTokenizer2 => Get<ClipTokenizer>(Tokenizer2);
+
+    /// <summary>SDXL's second text encoder.</summary>
+    public ClipTextModelWithProjection ClipTextModelWithProjection => Get<ClipTextModelWithProjection>(TextEncoder2);
+
+    /// <summary>SDXL's prompt encoding over the four text components (preload them first).</summary>
+    public Sampling.SdxlPromptEncoder SdxlPromptEncoder => new(ClipTokenizer, ClipTokenizer2, ClipTextModel, ClipTextModelWithProjection);
+
+    /// <summary>model_index.json's <c>force_zeros_for_empty_prompt</c> (diffusers' default: true).</summary>
+    public bool ForceZerosForEmptyPrompt => Sampling.StableDiffusionXLPipeline.ReadForceZerosForEmptyPrompt(_folder);
 
     public UNet2DConditionModel UNet => Get<UNet2DConditionModel>(Unet);
 
@@ -94,6 +108,10 @@ internal sealed class ModelComponents : IDisposable
                 return SchedulerConfig.Load(Path.Combine(_folder.Component(Scheduler), "scheduler_config.json"));
             case TextEncoder:
                 return Eval(ClipTextModel.FromPretrained(_folder));
+            case Tokenizer2:
+                return ClipTokenizer.FromFolder(_folder.Component(Tokenizer2));
+            case TextEncoder2:
+                return Eval(ClipTextModelWithProjection.FromPretrained(_folder));
             case Unet:
                 return Eval(UNet2DConditionModel.FromFolder(_folder));
             case Vae:

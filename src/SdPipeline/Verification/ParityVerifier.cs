@@ -19,16 +19,17 @@ public sealed class ParityVerifier
 {
     /// <summary>The fixture names (or name patterns) the verifier has a check for, in the order it runs them.</summary>
     public static readonly IReadOnlyList<string> KnownFixtures =
-        ["text_encoder", "unet", "vae", "schedulers", "rng", "pipeline", "train_step_*", "train_step_*" + AllGradsCheck.Suffix];
+        ["text_encoder", "text_encoders", "unet", "vae", "schedulers", "rng", "pipeline", "pipeline_*", "train_step_*", "train_step_*" + AllGradsCheck.Suffix];
 
     private readonly DiffusersFolder _model;
     private readonly string _parityFolder;
-    private readonly string? _tokenizationFile;
+    private readonly IReadOnlyList<(string Check, string Path)> _tokenizationFiles;
 
     /// <summary>Prepares a run; nothing is loaded yet.</summary>
     /// <param name="model">The model folder under test.</param>
     /// <param name="parityFolder">The fixtures.</param>
-    /// <param name="tokenizationFile">A <c>tokenization.jsonl</c>; null takes the parity folder's, if it has one.</param>
+    /// <param name="tokenizationFile">A tokenization reference (OpenAI's <c>tokenization.jsonl</c> or transformers'
+    /// <c>tokenization_transformers.jsonl</c> format); null takes the parity folder's, if it has either.</param>
     /// <exception cref="DirectoryNotFoundException">The parity folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">The tokenization file does not exist.</exception>
     public ParityVerifier(DiffusersFolder model, string parityFolder, string? tokenizationFile = null)
@@ -38,8 +39,12 @@ public sealed class ParityVerifier
             throw new FileNotFoundException($"tokenization file '{tokenizationFile}' not found", tokenizationFile);
         _model = model;
         _parityFolder = parityFolder;
-        string beside = Path.Combine(parityFolder, TokenizationCheck.FileName);
-        _tokenizationFile = tokenizationFile ?? (File.Exists(beside) ? beside : null);
+        _tokenizationFiles = tokenizationFile is not null
+            ? [("tokenization", tokenizationFile)]
+            : new[] { TokenizationCheck.FileName, TokenizationCheck.TransformersFileName }
+                .Select(name => (Check: Path.GetFileNameWithoutExtension(name), Path: Path.Combine(parityFolder, name)))
+                .Where(file => File.Exists(file.Path))
+                .ToList();
     }
 
     /// <summary>Runs every check; <paramref name="onRow"/> sees each row as soon as it is known.</summary>
@@ -48,10 +53,10 @@ public sealed class ParityVerifier
         var rows = new ParityRows(onRow);
         using var components = new ModelComponents(_model);
 
-        if (_tokenizationFile is not null)
+        foreach (var (check, path) in _tokenizationFiles)
         {
             components.Preload([ModelComponents.Tokenizer]);
-            rows.Check("tokenization", () => TokenizationCheck.Run(_tokenizationFile, components));
+            rows.Check(check, () => TokenizationCheck.Run(check, path, components));
         }
 
         var names = Directory.EnumerateFiles(_parityFolder)
@@ -65,14 +70,13 @@ public sealed class ParityVerifier
             RunFixture(name!, components, rows);
 
         if (rows.All.Count == 0)
-            rows.Add(ParityRow.CannotInterpret("(none)", $"{_parityFolder} holds no NAME.safetensors + NAME.json fixtures and no {TokenizationCheck.FileName}"));
+            rows.Add(ParityRow.CannotInterpret("(none)", $"{_parityFolder} holds no NAME.safetensors + NAME.json fixtures, no {TokenizationCheck.FileName} and no {TokenizationCheck.TransformersFileName}"));
         return rows.All;
     }
 
     private void RunFixture(string name, ModelComponents components, ParityRows rows)
     {
-        var check = CheckFor(name);
-        if (check is null)
+        if (CheckFor(name, sdxl: false) is null)
         {
             rows.Add(ParityRow.CannotInterpret(name, $"no check for a fixture named '{name}' (known: {string.Join(", ", KnownFixtures)})"));
             return;
@@ -89,6 +93,8 @@ public sealed class ParityVerifier
         }
         using (fixture)
         {
+            // SDXL's fixtures carry the UNet's added conditions; the same names then call for the SDXL checks.
+            var check = CheckFor(name, sdxl: fixture.Contains("time_ids") || fixture.Contains("add_time_ids") || fixture.Contains("step0.time_ids"))!;
             // Outside the check's dispose scope: the loaded modules outlive it.
             components.Preload(check.Components);
             using var scope = torch.NewDisposeScope();
@@ -96,16 +102,17 @@ public sealed class ParityVerifier
         }
     }
 
-    private static IParityCheck? CheckFor(string name) => name switch
+    private static IParityCheck? CheckFor(string name, bool sdxl) => name switch
     {
         "text_encoder" => new TextEncoderCheck(),
+        "text_encoders" => new SdxlTextEncodersCheck(),
         "unet" => new UNetCheck(),
         "vae" => new VaeCheck(),
         "schedulers" => new SchedulersCheck(),
         "rng" => new RngCheck(),
-        "pipeline" => new PipelineCheck(),
+        _ when name == "pipeline" || name.StartsWith("pipeline_", StringComparison.Ordinal) => sdxl ? new SdxlPipelineCheck() : new PipelineCheck(),
         _ when name.StartsWith("train_step_", StringComparison.Ordinal) && name.EndsWith(AllGradsCheck.Suffix, StringComparison.Ordinal) => new AllGradsCheck(),
-        _ when name.StartsWith("train_step_", StringComparison.Ordinal) => new TrainStepCheck(),
+        _ when name.StartsWith("train_step_", StringComparison.Ordinal) => sdxl ? new SdxlTrainStepCheck() : new TrainStepCheck(),
         _ => null,
     };
 

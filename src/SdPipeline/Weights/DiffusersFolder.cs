@@ -65,12 +65,34 @@ public sealed class DiffusersFolder
                 if (File.Exists(single)) return [single];
                 string index = Path.Combine(folder, $"{stem}.safetensors.index.json");
                 if (File.Exists(index))
-                    return ReadJson(index)["weight_map"]!.Values<string>().Distinct().Select(f => Path.Combine(folder, f!)).ToList();
+                    return ShardFiles(index, folder);
             }
         }
         var pickles = Directory.EnumerateFiles(folder).Where(f => Path.GetExtension(f) is ".bin" or ".ckpt" or ".pt" or ".pth").ToList();
         if (pickles.Count > 0) throw new WeightsException(PickleRefusal.Message(pickles[0]));
         throw new WeightsException($"{folder}: no safetensors weights (expected diffusion_pytorch_model.safetensors or model.safetensors{(variant is null ? "" : $", or the {variant} variant")})");
+    }
+
+    /// <summary>
+    /// The shards a <c>.index.json</c> names. A shard is a file beside the index (as diffusers and transformers
+    /// write them); a name with a folder in it, such as <c>../../secret.safetensors</c>, is refused rather than opened.
+    /// </summary>
+    private static List<string> ShardFiles(string index, string folder)
+    {
+        if (ReadJson(index)["weight_map"] is not JObject map)
+            throw new WeightsException($"{index}: no 'weight_map' object (tensor name → shard file)");
+        var shards = new List<string>();
+        foreach (var entry in map.Properties())
+        {
+            string? file = entry.Value.Type == JTokenType.String ? entry.Value.Value<string>() : null;
+            if (file is null || file.Length == 0 || file is "." or ".." || file.IndexOfAny(['/', '\\', ':', '\0']) >= 0)
+                throw new WeightsException($"{index}: weight_map entry '{entry.Name}' names '{entry.Value}', which is not a file beside the index " +
+                    "(shards are plain file names; a path there could read outside the model folder)");
+            if (!file.EndsWith(".safetensors", StringComparison.Ordinal))
+                throw new WeightsException($"{index}: weight_map entry '{entry.Name}' names '{file}', which is not a .safetensors shard");
+            if (!shards.Contains(file)) shards.Add(file);
+        }
+        return shards.Select(f => Path.Combine(folder, f)).ToList();
     }
 
     private static JObject ReadJson(string path)

@@ -1,7 +1,4 @@
 using System.IO.MemoryMappedFiles;
-using System.Text;
-using Newtonsoft.Json;
-using Newtonsoft.Json.Linq;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,8 +11,6 @@ namespace SdPipeline.Weights;
 /// </summary>
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
-    private const long MaxHeaderBytes = 100L * 1024 * 1024;
-
     private readonly MemoryMappedFile? _map;
     private readonly MemoryMappedViewAccessor? _view;
     private readonly byte* _base;
@@ -43,39 +38,19 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
         _base = pointer + _view.PointerOffset;
 
-        long headerLength = *(long*)_base;
-        if (headerLength <= 0 || headerLength > MaxHeaderBytes || 8 + headerLength > info.Length)
-            throw new WeightsException($"{path}: header length {headerLength} does not fit a {info.Length}-byte file (truncated, or not safetensors?)");
-        JObject header;
+        List<SafeTensorsEntry> entries;
+        Dictionary<string, string> metadata;
         try
         {
-            header = JObject.Parse(Encoding.UTF8.GetString(_base + 8, (int)headerLength));
+            long headerLength = *(long*)_base;
+            SafeTensorsHeader.CheckLength(headerLength, info.Length, path);
+            (entries, metadata) = SafeTensorsHeader.Parse(new ReadOnlySpan<byte>(_base + 8, (int)headerLength), info.Length, path);
         }
-        catch (JsonReaderException e)
+        catch
         {
-            throw new WeightsException($"{path}: unreadable safetensors header: {e.Message}");
-        }
-
-        long dataStart = 8 + headerLength;
-        var entries = new List<SafeTensorsEntry>();
-        var metadata = new Dictionary<string, string>();
-        foreach (var property in header.Properties())
-        {
-            if (property.Name == "__metadata__")
-            {
-                foreach (var item in ((JObject)property.Value).Properties()) metadata[item.Name] = item.Value.ToString();
-                continue;
-            }
-            var value = (JObject)property.Value;
-            var (type, size) = SafeTensorsDType.Parse(value.Value<string>("dtype") ?? "", path, property.Name);
-            long[] shape = value["shape"]!.Select(d => d.Value<long>()).ToArray();
-            long[] offsets = value["data_offsets"]!.Select(d => d.Value<long>()).ToArray();
-            long expected = shape.Aggregate(1L, (a, b) => a * b) * size;
-            if (offsets.Length != 2 || offsets[1] - offsets[0] != expected)
-                throw new WeightsException($"{path}: tensor '{property.Name}' claims {offsets.ElementAtOrDefault(1) - offsets.ElementAtOrDefault(0)} bytes for shape [{string.Join(", ", shape)}] of {type} ({expected} bytes)");
-            if (dataStart + offsets[1] > info.Length)
-                throw new WeightsException($"{path}: tensor '{property.Name}' ends at byte {dataStart + offsets[1]}, past the end of the {info.Length}-byte file (truncated download?)");
-            entries.Add(new SafeTensorsEntry(property.Name, type, shape, dataStart + offsets[0], expected));
+            // A rejected file must not stay mapped (or, on Windows, locked against deletion).
+            Dispose();
+            throw;
         }
         Entries = entries;
         _entries = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);

@@ -55,7 +55,7 @@ internal sealed class UNetFlopArithmetic
             {
                 Resnet(input, channels[i], hw);
                 input = channels[i];
-                if (c.DownBlockTypes[i] == "CrossAttnDownBlock2D") Transformer(channels[i], c.HeadsOfDownBlock(i), hw);
+                if (c.DownBlockTypes[i] == "CrossAttnDownBlock2D") Transformer(channels[i], c.HeadsOfDownBlock(i), c.TransformerLayersOfDownBlock(i), hw);
                 skips.Push(channels[i]);
             }
             if (i < blocks - 1)
@@ -67,7 +67,7 @@ internal sealed class UNetFlopArithmetic
         }
 
         Resnet(channels[^1], channels[^1], hw);
-        Transformer(channels[^1], c.HeadsOfDownBlock(blocks - 1), hw);
+        Transformer(channels[^1], c.HeadsOfDownBlock(blocks - 1), c.TransformerLayersOfDownBlock(blocks - 1), hw);
         Resnet(channels[^1], channels[^1], hw);
 
         long previous = channels[^1];
@@ -78,7 +78,7 @@ internal sealed class UNetFlopArithmetic
             {
                 Resnet(previous + skips.Pop(), output, hw);
                 previous = output;
-                if (c.UpBlockTypes[i] == "CrossAttnUpBlock2D") Transformer(output, c.HeadsOfDownBlock(blocks - 1 - i), hw);
+                if (c.UpBlockTypes[i] == "CrossAttnUpBlock2D") Transformer(output, c.HeadsOfDownBlock(blocks - 1 - i), c.TransformerLayersOfDownBlock(blocks - 1 - i), hw);
             }
             if (i < blocks - 1)
             {
@@ -97,11 +97,11 @@ internal sealed class UNetFlopArithmetic
         if (inChannels != outChannels) Conv(inChannels, outChannels, 1, hw);
     }
 
-    private void Transformer(long channels, long heads, long hw)
+    private void Transformer(long channels, long heads, int layers, long hw)
     {
         long tokens = hw * hw, text = _config.CrossAttentionDim;
         Conv(channels, channels, 1, hw);
-        for (int layer = 0; layer < _config.TransformerLayersPerBlock; layer++)
+        for (int layer = 0; layer < layers; layer++)
         {
             // attn1: self-attention over the pixels
             for (int p = 0; p < 4; p++) Linear(channels, channels, tokens);

@@ -129,5 +129,18 @@ public sealed class CliTests
 
         Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
         Assert.That(result.Output, Does.Contain("libtorch:        2.").And.Contain("device:          cpu").And.Contain("threads:").And.Contain("result correct"));
+        Assert.That(result.Output, Does.Contain("CPU:             ").And.Contain("oneDNN:          "));
+        Assert.That(result.Output, Does.Match(@"numerics: +\d+ operation configurations of the SD 1\.5 UNet and VAE, forward and backward in float32 against float64: "));
+    }
+
+    [Test]
+    public void Doctor_Should_NameTheWrongKernel_And_ShowTheWorkaround_When_AFaultIsInjected()
+    {
+        var result = CliRunner.Sdpipe(_temp.Path, new Dictionary<string, string> { ["SDPIPE_INJECT_FAULT"] = SdPipeline.Numerics.FaultInjection.ConvolutionInputGradient }, "doctor");
+
+        Assert.That(result.Output, Does.Contain("WRONG").And.Contain("  wrong: conv2d 320→4 k3 s1 p1 (float32): grad input off by"), "the SD 1.5 UNet's conv_out");
+        Assert.That(result.Output, Does.Contain("  wrong: conv2d 128→3 k3 s1 p1"), "the SD 1.5 VAE decoder's conv_out");
+        Assert.That(result.Output, Does.Contain("with oneDNN off: all right — training turns oneDNN off by itself"));
+        Assert.That(result.ExitCode, Is.EqualTo(0), "a wrong kernel with a working workaround is not a broken machine");
     }
 }

@@ -147,6 +147,11 @@ public sealed class GcTests
         foreach (string partial in new[] { currentPartial, otherPartial })
         {
             Directory.CreateDirectory(partial);
+            // The marker an interrupted build of that fingerprint leaves, by which gc knows it made the folder.
+            string shortFp = Path.GetFileName(partial).Split('.')[1];
+            File.WriteAllText(Path.Combine(partial, ".sdpipe-partial"),
+                new JObject { ["stage"] = "download", ["fingerprint"] = shortFp + new string('0', 48), ["upstream"] = new JObject() }.ToString());
+            File.SetLastWriteTimeUtc(Path.Combine(partial, ".sdpipe-partial"), DateTime.UtcNow.AddDays(-60));
             File.WriteAllText(Path.Combine(partial, "shard-000.bin"), "interrupted");
             File.SetLastWriteTimeUtc(Path.Combine(partial, "shard-000.bin"), DateTime.UtcNow.AddDays(-60));
             Directory.SetLastWriteTimeUtc(partial, DateTime.UtcNow.AddDays(-60));

@@ -107,11 +107,10 @@ public sealed class LoraTrainingTests
     [TestCase("train.lora_targets=[]", "train.lora_targets")]
     public void Settings_Should_RejectValuesOutOfRange_NamingTheKey(string assignment, string key)
     {
-        var config = ConfigLoader.Load(null, ["train.method=lora", assignment]);
+        // The schema's ranges refuse rank, alpha and dropout as the profile loads; LoraSettings the empty target list.
+        var error = Assert.Throws<ConfigException>(() => LoraSettings.From(ConfigLoader.Load(null, ["train.method=lora", assignment]).Typed.Train));
 
-        var error = Assert.Throws<ConfigException>(() => LoraSettings.From(config.Typed.Train));
-
-        Assert.That(error!.Message, Does.StartWith(key));
+        Assert.That(error!.Message, Does.Contain(key));
     }
 
     [TestCase("train.method=qlora", "train.method")]

@@ -36,4 +36,17 @@ public sealed class StageGraphTests
         foreach (var stage in ProjectStages.Graph.Stages)
             Assert.DoesNotThrow(() => config.Slice(stage.ConfigKeys), stage.Name);
     }
+
+    [Test]
+    public void TokenizerCleaning_Should_KeyTheStagesThatTokenize_When_ItChanges()
+    {
+        // Given the stages that tokenize captions (latents) and prompts (sample), and the model stage, which does not
+        var keys = ProjectStages.Graph.Stages.ToDictionary(s => s.Name, s => s.ConfigKeys);
+
+        // Then a change of tokenizer clean-up re-encodes the captions and resamples (train follows latents), and keeps the model
+        Assert.That(keys["latents"], Does.Contain("model.tokenizer_cleaning"));
+        Assert.That(keys["sample"], Does.Contain("model.tokenizer_cleaning"));
+        Assert.That(keys["model"], Does.Not.Contain("model.tokenizer_cleaning"));
+        Assert.That(ProjectStages.Graph.Downstream("latents"), Does.Contain("train"));
+    }
 }

@@ -5,7 +5,7 @@ namespace SdPipeline.Tests.Reporting;
 
 /// <summary>
 /// Opens report.html in a real browser: Debian's Chromium driven by Playwright (its own browser download
-/// does not work offline, so <c>.ci/run</c> installs the <c>chromium</c> package and this test points
+/// does not work offline, so the Test target installs the <c>chromium</c> package (<c>.ci/test-prerequisites.sh</c>) and this test points
 /// Playwright at it). The test fails, never skips, when the browser is missing.
 /// </summary>
 [NonParallelizable]
@@ -23,7 +23,7 @@ public sealed class ReportBrowserTests
         // Given a report written from synthetic input, in a folder kept for inspection
         string browser = BrowserPath;
         Assert.That(File.Exists(browser), Is.True,
-            $"Chromium is missing at {browser}: install it with `apt-get install -y chromium` (.ci/run does), or set {BrowserVariable} to another Chromium");
+            $"Chromium is missing at {browser}: run `sudo apt-get install -y chromium` (./build.sh --target=Test installs it first when it can), or set {BrowserVariable} to another Chromium");
         string folder = Path.Combine(TestContext.CurrentContext.WorkDirectory, "report-browser-test");
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         var facts = ReportWriter.Write(ReportTestData.Full(), folder);

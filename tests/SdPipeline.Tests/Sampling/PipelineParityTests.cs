@@ -65,7 +65,12 @@ public sealed class PipelineParityTests
         var again = pipeline.Generate(new TextToImageRequest(["a fox"], [7], Steps: 3, Sampler: sampler, Width: 64, Height: 64));
 
         Assert.That(again.Images[0].Pixels, Is.EqualTo(alone.Images[0].Pixels), "same seed, same image");
-        Assert.That(MaxAbs(batched.Latents[1], alone.Latents[0]), Is.LessThan(1e-4), "the batch does not change an image");
+        // Relative to the latents' size: the UNet's output for one image differs between batch sizes by float32 rounding
+        // (the GEMM kernels block by batch size; measured 2.4e-7–3.6e-7 on AMD EPYC Zen 4), and guidance 7.5 and Euler's
+        // σ_max 14.6 carry that into latents of magnitude ~60 as 1.6e-4 absolute, 2.8e-6 relative. A batch that changed an
+        // image (other noise, other embeddings) moves it by order 1.
+        double scale = alone.Latents.abs().max().item<float>();
+        Assert.That(MaxAbs(batched.Latents[1], alone.Latents[0]) / scale, Is.LessThan(1e-5), "the batch does not change an image");
     }
 
     private static double MaxAbs(Tensor a, Tensor b) => (a.to(ScalarType.Float32) - b.to(ScalarType.Float32)).abs().max().item<float>();

@@ -25,6 +25,8 @@ public sealed class TestHttpServer : IDisposable
         /// <summary>On the first request only, send this many body bytes and then close the connection.</summary>
         public long? DropAfterBytes { get; set; }
         public bool IgnoreRange { get; init; }
+        /// <summary>Answers a Range request with 206 but the whole body from byte 0 (a misbehaving server or proxy).</summary>
+        public bool ResumeFromZero { get; init; }
         public Dictionary<string, string> Headers { get; init; } = [];
     }
 
@@ -103,7 +105,7 @@ public sealed class TestHttpServer : IDisposable
             var extra = new Dictionary<string, string>(route.Headers);
             if (!route.IgnoreRange && headers.TryGetValue("Range", out var range) && range.StartsWith("bytes="))
             {
-                start = long.Parse(range["bytes=".Length..].Split('-')[0]);
+                start = route.ResumeFromZero ? 0 : long.Parse(range["bytes=".Length..].Split('-')[0]);
                 if (start >= route.Body.Length)
                 {
                     await Write(stream, 416, "Range Not Satisfiable", "text/plain", [], new() { ["Content-Range"] = $"bytes */{route.Body.Length}" });

@@ -11,10 +11,54 @@ public sealed class ClipTokenizerTests
 
     private static readonly Lazy<ClipTokenizer> s_sdTokenizer = new(() => ClipTokenizer.FromFolder(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
 
+    private static readonly Lazy<ClipTokenizer> s_openAiTokenizer = new(() => ClipTokenizer.FromFolder(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), ClipTextCleaning.OpenAi));
+
     private static ClipTokenizer SdTokenizer => s_sdTokenizer.Value;
 
     [Test]
-    public void Encode_Should_MatchOpenAiClip_When_EncodingEveryFixturePrompt()
+    public void Encode_Should_MatchTransformersClipTokenizer_When_EncodingEveryFixturePrompt()
+    {
+        // Given the 341 prompts transformers' CLIPTokenizer (v4.57.6, as diffusers loads it) tokenized without ftfy,
+        // which is what a plain install of diffusers and transformers runs (HTML entities, control characters, CJK)
+        var failures = new List<string>();
+        int lines = 0, differFromOpenAi = 0;
+        foreach (string line in File.ReadLines(Path.Combine(RepoPaths.Fixtures, "clip-tokenizer", "tokenization_transformers.jsonl")))
+        {
+            var record = JObject.Parse(line);
+            string prompt = record.Value<string>("prompt")!;
+            long[] expected = record["input_ids_without_ftfy"]!.ToObject<long[]>()!;
+            lines++;
+            if (record.Value<bool>("without_ftfy_differs_from_openai")) differFromOpenAi++;
+
+            // When the default tokenizer encodes it
+            long[] actual = SdTokenizer.Encode(prompt);
+
+            if (!actual.SequenceEqual(expected))
+                failures.Add($"#{record["index"]} {JToken.FromObject(prompt).ToString(Newtonsoft.Json.Formatting.None)}:\n  expected [{string.Join(",", expected)}]\n  actual   [{string.Join(",", actual)}]");
+        }
+
+        // Then every line is identical, including the 52 where OpenAI's tokenizer gives other ids
+        Assert.That(SdTokenizer.Cleaning, Is.EqualTo(ClipTextCleaning.Transformers));
+        Assert.That(lines, Is.EqualTo(341));
+        Assert.That(differFromOpenAi, Is.EqualTo(52));
+        Assert.That(failures, Is.Empty, string.Join("\n", failures));
+    }
+
+    [TestCase("Tom &amp; Jerry", "tom & amp ; jerry")]
+    [TestCase("a\u200bb \u00ADsoft", "ab soft")] // Cf characters dropped
+    [TestCase("東京タワー", "東 京 タワー")] // ideographs become words of their own, kana do not
+    [TestCase("e\u0301 \t\n A", "é a")] // NFC, white space folded
+    [TestCase("x<|endoftext|>Y <|ENDOFTEXT|>", "x <|endoftext|> y <|endoftext|>")] // literals split off first (case-sensitive), then lower case
+    public void Encode_Should_CleanAsTransformers_When_PromptHasEntitiesControlsOrIdeographs(string prompt, string cleanedAs)
+    {
+        // Given a prompt and the text transformers' BasicTokenizer path hands to CLIP's word split
+        // When both are encoded by the default tokenizer
+        // Then they give the same ids
+        Assert.That(SdTokenizer.Encode(prompt), Is.EqualTo(s_openAiTokenizer.Value.Encode(cleanedAs)));
+    }
+
+    [Test]
+    public void Encode_Should_MatchOpenAiClip_When_AskedForOpenAiCleaning()
     {
         // Given the 300 reference prompts (ids from OpenAI's SimpleTokenizer; ftfy-sensitive lines carry the
         // ids the same tokenizer gives without ftfy, which this port reproduces)
@@ -29,8 +73,8 @@ public sealed class ClipTokenizerTests
             lines++;
             if (ftfySensitive) sensitive++;
 
-            // When it is encoded
-            long[] actual = SdTokenizer.Encode(prompt);
+            // When the tokenizer asked for by name encodes it
+            long[] actual = s_openAiTokenizer.Value.Encode(prompt);
 
             if (!actual.SequenceEqual(expected))
                 failures.Add($"#{record["index"]} {JToken.FromObject(prompt).ToString(Newtonsoft.Json.Formatting.None)}:\n  expected [{string.Join(",", expected)}]\n  actual   [{string.Join(",", actual)}]");

@@ -154,6 +154,23 @@ public sealed class ParityVerifierTests
     }
 
     [Test]
+    public void Run_Should_CheckEachReferenceWithItsTokenizer_When_FolderHoldsBothTokenizationFiles()
+    {
+        // Given a folder with transformers' reference (what diffusers runs) and OpenAI's, which disagree on 52 prompts
+        using var temp = new TempFolder();
+        foreach (string name in new[] { "tokenization.jsonl", "tokenization_transformers.jsonl" })
+            File.Copy(Path.Combine(RepoPaths.Fixtures, "clip-tokenizer", name), temp.File(name));
+
+        // When it is verified
+        var rows = new ParityVerifier(TinySd, temp.Path).Run();
+
+        // Then each file is checked with the clean-up of the tokenizer that made it, and every line matches
+        Assert.That(rows.Select(r => (r.Check, r.Passed)), Is.EqualTo(new[] { ("tokenization", true), ("tokenization_transformers", true) }));
+        Assert.That(rows[0].Note, Does.StartWith("0 of 300 lines differ (300 openai)"));
+        Assert.That(rows[1].Note, Does.StartWith("0 of 341 lines differ (341 transformers)"));
+    }
+
+    [Test]
     public void Run_Should_FailTheStepRows_When_TheOptimizerDiffers()
     {
         // Given the epsilon training fixture whose sidecar claims a learning rate ten times larger than the one used

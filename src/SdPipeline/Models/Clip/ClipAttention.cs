@@ -15,6 +15,9 @@ internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> out_proj;
     private readonly long _heads;
 
+    /// <summary>Number of heads.</summary>
+    public long Heads => _heads;
+
     public ClipAttention(ClipTextConfig config, Device? device) : base(nameof(ClipAttention))
     {
         k_proj = nn.Linear(config.HiddenSize, config.HiddenSize, device: device);

@@ -105,4 +105,17 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     /// layer by layer; the caller disposes them.
     /// </summary>
     public IReadOnlyList<Tensor> HiddenStates(Tensor inputIds) => text_model.HiddenStates(inputIds, text_model.LayerCount);
+
+    /// <summary>
+    /// transformers' <c>hidden_states[<paramref name="index"/>]</c> alone (0 = embeddings, i = output of layer i, no final
+    /// LayerNorm), running only the layers it needs. SDXL conditions on <c>num_hidden_layers − 1</c>, the penultimate.
+    /// </summary>
+    public Tensor HiddenState(Tensor inputIds, int index)
+    {
+        if (index < 0 || index > text_model.LayerCount)
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"a {text_model.LayerCount}-layer encoder has hidden states 0 … {text_model.LayerCount}");
+        var states = text_model.HiddenStates(inputIds, index);
+        for (int i = 0; i < states.Count - 1; i++) states[i].Dispose();
+        return states[^1];
+    }
 }

@@ -24,6 +24,8 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
 
     public string String(string key, string @default) => Read(key, @default, AsString);
 
+    public string? NullableString(string key) => Read<string?>(key, null, AsString);
+
     public IReadOnlyList<string> StringList(string key, IReadOnlyList<string> @default) =>
         Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsString(k, item)).ToArray() : throw Malformed(k, t, "a list of strings"));
 
@@ -51,8 +53,8 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
     /// <summary>The error for a value whose code path is not ported.</summary>
     public DiffusersConfigException Unsupported(string key, JToken value, string supported) =>
         new DiffusersConfigException(
-            $"{source}: \"{key}\": {Show(value)} is not supported by this Stable Diffusion 1.x/2.x port (supported: {supported}). " +
-            "The model needs code this tool does not have; use a Stable Diffusion 1.x/2.x checkpoint.");
+            $"{source}: \"{key}\": {Show(value)} is not supported by this Stable Diffusion 1.x/2.x/XL port (supported: {supported}). " +
+            "The model needs code this tool does not have; use a Stable Diffusion 1.x, 2.x or XL checkpoint.");
 
     /// <summary>A key diffusers accepts that does not change these block types' computation: kept as written.</summary>
     public JToken Inert(string key, JToken @default)

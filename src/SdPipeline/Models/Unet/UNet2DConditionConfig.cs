@@ -68,8 +68,11 @@ public sealed record UNet2DConditionConfig
     /// <summary>Width of the text embeddings (768 for SD 1.x, 1024 for SD 2.x).</summary>
     public int CrossAttentionDim { get; init; } = 1280;
 
-    /// <summary>Transformer blocks per <c>Transformer2DModel</c>.</summary>
-    public int TransformerLayersPerBlock { get; init; } = 1;
+    /// <summary>
+    /// Transformer blocks per <c>Transformer2DModel</c>, per down block (SDXL: [1, 2, 10]); one element = the same for
+    /// every block. The mid block uses the last entry, the up blocks the reversed list.
+    /// </summary>
+    public IReadOnlyList<int> TransformerLayersPerBlock { get; init; } = [1];
 
     /// <summary>
     /// Despite its name, the NUMBER OF HEADS per down block (diffusers' historical naming, kept because 40,000+
@@ -93,6 +96,18 @@ public sealed record UNet2DConditionConfig
     /// <summary>Time embedding width; null = 4 × <c>BlockOutChannels[0]</c>.</summary>
     public int? TimeEmbeddingDim { get; init; }
 
+    /// <summary>
+    /// The added embedding: null (SD 1.x/2.x) or <c>text_time</c> (SDXL: the pooled text embedding and six
+    /// micro-conditioning ids, embedded and added to the timestep embedding).
+    /// </summary>
+    public string? AdditionEmbedType { get; init; }
+
+    /// <summary>Sinusoid width of each <c>text_time</c> id (SDXL: 256).</summary>
+    public int? AdditionTimeEmbedDim { get; init; }
+
+    /// <summary>Input width of <c>add_embedding</c>: pooled text width + 6 × <see cref="AdditionTimeEmbedDim"/> (SDXL: 2816).</summary>
+    public int? ProjectionClassEmbeddingsInputDim { get; init; }
+
     /// <summary>Kernel of <c>conv_in</c>.</summary>
     public int ConvInKernel { get; init; } = 3;
 
@@ -115,6 +130,13 @@ public sealed record UNet2DConditionConfig
         return heads.Count == 1 ? heads[0] : heads[index];
     }
 
+    /// <summary>Transformer blocks in each attention of down block <paramref name="index"/> (the mid block uses the last one).</summary>
+    public int TransformerLayersOfDownBlock(int index) =>
+        TransformerLayersPerBlock.Count == 1 ? TransformerLayersPerBlock[0] : TransformerLayersPerBlock[index];
+
+    /// <summary>Whether the UNet takes SDXL's added conditions (pooled text embedding and time ids).</summary>
+    public bool HasTextTimeEmbedding => AdditionEmbedType == "text_time";
+
     // Keys whose only supported value is the diffusers default; anything else needs code this port lacks.
     private static readonly (string Key, JToken Default)[] Unported =
     [
@@ -122,7 +144,6 @@ public sealed record UNet2DConditionConfig
         ("encoder_hid_dim_type", JValue.CreateNull()),
         ("dual_cross_attention", false),
         ("class_embed_type", JValue.CreateNull()),
-        ("addition_embed_type", JValue.CreateNull()),
         ("num_class_embeds", JValue.CreateNull()),
         ("resnet_time_scale_shift", "default"),
         ("time_embedding_type", "positional"),
@@ -137,8 +158,6 @@ public sealed record UNet2DConditionConfig
     private static readonly (string Key, JToken Default)[] Inert =
     [
         ("addition_embed_type_num_heads", 64),
-        ("addition_time_embed_dim", JValue.CreateNull()),
-        ("projection_class_embeddings_input_dim", JValue.CreateNull()),
         ("class_embeddings_concat", false),
         ("mid_block_only_cross_attention", JValue.CreateNull()),
         ("cross_attention_norm", JValue.CreateNull()),
@@ -200,12 +219,15 @@ public sealed record UNet2DConditionConfig
             NormNumGroups = read.Int("norm_num_groups", defaults.NormNumGroups),
             NormEps = read.Double("norm_eps", defaults.NormEps),
             CrossAttentionDim = ScalarOnly(read, "cross_attention_dim", defaults.CrossAttentionDim),
-            TransformerLayersPerBlock = ScalarOnly(read, "transformer_layers_per_block", defaults.TransformerLayersPerBlock),
+            TransformerLayersPerBlock = read.IntOrList("transformer_layers_per_block", defaults.TransformerLayersPerBlock)!,
             AttentionHeadDim = read.IntOrList("attention_head_dim", defaults.AttentionHeadDim)!,
             NumAttentionHeads = read.IntOrList("num_attention_heads", null),
             UseLinearProjection = read.Bool("use_linear_projection", defaults.UseLinearProjection),
             UpcastAttention = read.Bool("upcast_attention", defaults.UpcastAttention),
             TimeEmbeddingDim = read.NullableInt("time_embedding_dim", null),
+            AdditionEmbedType = read.NullableString("addition_embed_type"),
+            AdditionTimeEmbedDim = read.NullableInt("addition_time_embed_dim", null),
+            ProjectionClassEmbeddingsInputDim = read.NullableInt("projection_class_embeddings_input_dim", null),
             ConvInKernel = read.Int("conv_in_kernel", defaults.ConvInKernel),
             ConvOutKernel = read.Int("conv_out_kernel", defaults.ConvOutKernel),
             InertKeys = Inert.ToDictionary(p => p.Key, p => read.Inert(p.Key, p.Default)),
@@ -265,10 +287,27 @@ public sealed record UNet2DConditionConfig
                 throw Bad(headsKey, $"{HeadsOfDownBlock(i)} heads do not divide block {i}'s {channels} channels (in this key diffusers means the number of heads)");
         }
         if (LayersPerBlock < 1) throw Bad("layers_per_block", $"{LayersPerBlock} must be at least 1");
-        if (TransformerLayersPerBlock < 1) throw Bad("transformer_layers_per_block", $"{TransformerLayersPerBlock} must be at least 1");
+        if (TransformerLayersPerBlock.Count != 1 && TransformerLayersPerBlock.Count != blocks)
+            throw Bad("transformer_layers_per_block", $"{List(TransformerLayersPerBlock)} has {TransformerLayersPerBlock.Count} entries for {blocks} down blocks");
+        if (TransformerLayersPerBlock.Any(n => n < 1))
+            throw Bad("transformer_layers_per_block", $"{List(TransformerLayersPerBlock)}: every entry must be at least 1");
+        ValidateAdditionEmbedding(Bad);
         if (ConvInKernel % 2 == 0) throw Bad("conv_in_kernel", $"{ConvInKernel} must be odd");
         if (ConvOutKernel % 2 == 0) throw Bad("conv_out_kernel", $"{ConvOutKernel} must be odd");
         if (Dropout is < 0 or >= 1) throw Bad("dropout", $"{Dropout} must be in [0, 1)");
+    }
+
+    // SDXL's added conditioning; diffusers' other addition types (text, image, text_image, image_hint) are not ported.
+    private void ValidateAdditionEmbedding(Func<string, string, DiffusersConfigException> bad)
+    {
+        if (AdditionEmbedType is null) return;
+        if (AdditionEmbedType != "text_time")
+            throw bad("addition_embed_type", $"\"{AdditionEmbedType}\" is not supported (supported: null, text_time)");
+        if (AdditionTimeEmbedDim is not > 0)
+            throw bad("addition_time_embed_dim", $"{AdditionTimeEmbedDim?.ToString() ?? "null"}: addition_embed_type text_time needs a positive width");
+        if (ProjectionClassEmbeddingsInputDim is not int inputDim || inputDim <= 6 * AdditionTimeEmbedDim)
+            throw bad("projection_class_embeddings_input_dim",
+                $"{ProjectionClassEmbeddingsInputDim?.ToString() ?? "null"}: must be the pooled text width plus 6 × addition_time_embed_dim ({6 * AdditionTimeEmbedDim})");
     }
 
     /// <summary>
@@ -299,7 +338,10 @@ public sealed record UNet2DConditionConfig
             ["norm_num_groups"] = NormNumGroups,
             ["norm_eps"] = NormEps,
             ["cross_attention_dim"] = CrossAttentionDim,
-            ["transformer_layers_per_block"] = TransformerLayersPerBlock,
+            ["transformer_layers_per_block"] = DiffusersConfigWriter.IntOrList(TransformerLayersPerBlock),
+            ["addition_embed_type"] = AdditionEmbedType is { } type ? type : JValue.CreateNull(),
+            ["addition_time_embed_dim"] = AdditionTimeEmbedDim is int timeDim ? timeDim : JValue.CreateNull(),
+            ["projection_class_embeddings_input_dim"] = ProjectionClassEmbeddingsInputDim is int inputDim ? inputDim : JValue.CreateNull(),
             ["attention_head_dim"] = DiffusersConfigWriter.IntOrList(AttentionHeadDim),
             ["num_attention_heads"] = DiffusersConfigWriter.IntOrList(NumAttentionHeads),
             ["use_linear_projection"] = UseLinearProjection,

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Unet;
 
 /// <summary>
-/// The Stable Diffusion 1.x/2.x denoising UNet: predicts the noise (or v) in latents at a timestep, conditioned on
+/// The Stable Diffusion 1.x/2.x/XL denoising UNet: predicts the noise (or v) in latents at a timestep, conditioned on
 /// text embeddings. Parameter names, and so <c>state_dict()</c> keys, equal diffusers' (<c>conv_in.weight</c>,
 /// <c>down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight</c>, …).
 /// </summary>
@@ -21,6 +21,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly nn.Module<Tensor, Tensor> conv_in;
     private readonly Timesteps time_proj;
     private readonly TimestepEmbedding time_embedding;
+    // SDXL (addition_embed_type "text_time"); null otherwise.
+    private readonly Timesteps? add_time_proj;
+    private readonly TimestepEmbedding? add_embedding;
     private readonly ModuleList<UNetDownBlock> down_blocks;
     private readonly ModuleList<UNetUpBlock> up_blocks;
     private readonly UNetMidBlock2DCrossAttn mid_block;
@@ -50,6 +53,11 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         int timeEmbedDim = config.TimeEmbedDim;
         time_proj = new Timesteps(boc[0], config.FlipSinToCos, config.FreqShift);
         time_embedding = new TimestepEmbedding(boc[0], timeEmbedDim, device);
+        if (config.HasTextTimeEmbedding)
+        {
+            add_time_proj = new Timesteps(config.AdditionTimeEmbedDim!.Value, config.FlipSinToCos, config.FreqShift);
+            add_embedding = new TimestepEmbedding(config.ProjectionClassEmbeddingsInputDim!.Value, timeEmbedDim, device);
+        }
 
         // down
         var downBlocks = new UNetDownBlock[blocks];
@@ -62,7 +70,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             downBlocks[i] = config.DownBlockTypes[i] switch
             {
                 "CrossAttnDownBlock2D" => new CrossAttnDownBlock2D(inputChannel, outputChannel, timeEmbedDim, config.LayersPerBlock,
-                    config.TransformerLayersPerBlock, addDownsample: !isFinal, config.NormNumGroups, config.NormEps, config.Dropout,
+                    config.TransformerLayersOfDownBlock(i), addDownsample: !isFinal, config.NormNumGroups, config.NormEps, config.Dropout,
                     config.DownsamplePadding, config.CrossAttentionDim, config.HeadsOfDownBlock(i), config.UseLinearProjection,
                     config.UpcastAttention, device),
                 "DownBlock2D" => new DownBlock2D(inputChannel, outputChannel, timeEmbedDim, config.LayersPerBlock, addDownsample: !isFinal,
@@ -84,7 +92,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             upBlocks[i] = config.UpBlockTypes[i] switch
             {
                 "CrossAttnUpBlock2D" => new CrossAttnUpBlock2D(inputChannel, outputChannel, prevOutputChannel, timeEmbedDim, config.LayersPerBlock + 1,
-                    config.TransformerLayersPerBlock, addUpsample: !isFinal, config.NormNumGroups, config.NormEps, config.Dropout,
+                    config.TransformerLayersOfDownBlock(blocks - 1 - i), addUpsample: !isFinal, config.NormNumGroups, config.NormEps, config.Dropout,
                     config.CrossAttentionDim, config.HeadsOfDownBlock(blocks - 1 - i), config.UseLinearProjection, config.UpcastAttention, device),
                 "UpBlock2D" => new UpBlock2D(inputChannel, outputChannel, prevOutputChannel, timeEmbedDim, config.LayersPerBlock + 1,
                     addUpsample: !isFinal, config.NormNumGroups, config.NormEps, config.Dropout, device),
@@ -95,7 +103,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         up_blocks = nn.ModuleList(upBlocks);
 
         // mid
-        mid_block = new UNetMidBlock2DCrossAttn(boc[blocks - 1], timeEmbedDim, config.TransformerLayersPerBlock, config.NormNumGroups,
+        mid_block = new UNetMidBlock2DCrossAttn(boc[blocks - 1], timeEmbedDim, config.TransformerLayersOfDownBlock(blocks - 1), config.NormNumGroups,
             config.NormEps, config.Dropout, config.MidBlockScaleFactor, config.CrossAttentionDim, config.HeadsOfDownBlock(blocks - 1),
             config.UseLinearProjection, config.UpcastAttention, device);
 
@@ -129,8 +137,21 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     /// Predicts the noise in <paramref name="sample"/> [B, C, H, W] at <paramref name="timestep"/> (int64 or float;
     /// [B], or 0-d for the whole batch) given text embeddings <paramref name="encoderHiddenStates"/> [B, 77, D].
     /// </summary>
-    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates)
+    /// <exception cref="ArgumentException">The UNet is SDXL's, which also needs <see cref="AddedConditions"/>.</exception>
+    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates) => forward(sample, timestep, encoderHiddenStates, null);
+
+    /// <summary>
+    /// The forward of an SDXL UNet (<c>addition_embed_type: "text_time"</c>): as the three-input forward, plus the
+    /// pooled text embedding and time ids in <paramref name="added"/>, which must be null for any other UNet.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="added"/> is missing for SDXL, given for another UNet, or misshapen.</exception>
+    public Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, AddedConditions? added)
     {
+        if (Config.HasTextTimeEmbedding != added is not null)
+            throw new ArgumentException(added is null
+                ? "this UNet (addition_embed_type \"text_time\", SDXL) needs the pooled text embedding and time ids (added conditions)"
+                : "added conditions were given to a UNet without addition_embed_type \"text_time\"", nameof(added));
+
         // The upsamplers must be told their output size when H or W is not a multiple of 2^(number of upsamplers).
         long factor = 1L << _numUpsamplers;
         bool forwardUpsampleSize = sample.shape[^2] % factor != 0 || sample.shape[^1] % factor != 0;
@@ -144,6 +165,9 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var tEmb = time_proj.call(timesteps);
         if (tEmb.dtype != sample.dtype) tEmb = tEmb.to(sample.dtype);
         var emb = time_embedding.call(tEmb);
+        if (add_embedding is not null)
+            emb = emb + TextTimeEmbedding.Compute(add_time_proj!, add_embedding, Config.AdditionTimeEmbedDim!.Value,
+                Config.ProjectionClassEmbeddingsInputDim!.Value, added!, sample.shape[0], emb.dtype, sample.device);
 
         // 2. pre-process
         sample = conv_in.call(sample);

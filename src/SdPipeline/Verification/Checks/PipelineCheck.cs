@@ -8,8 +8,8 @@ using static TorchSharp.torch;
 namespace SdPipeline.Verification.Checks;
 
 /// <summary>
-/// <c>pipeline</c>: text to image with the sidecar's prompts, negative prompt, guidance scale, step count and
-/// scheduler class, from the recorded <c>init_latents</c>, through <see cref="StableDiffusionPipeline"/>: the prompt ids
+/// <c>pipeline</c>: text to image with the sidecar's pipeline arguments (<see cref="PipelineInputs"/>: prompts, negative
+/// prompts, images per prompt, guidance scale, step count, clip skip, scheduler class), from the recorded <c>init_latents</c>, through <see cref="StableDiffusionPipeline"/>: the prompt ids
 /// and embeddings, the timesteps, the latents after each step, the decoded and 8-bit images. The guided noise
 /// prediction of each step is also checked teacher-forced (from the reference latents), which tells a UNet or
 /// guidance error from a sampler error.
@@ -23,38 +23,40 @@ internal sealed class PipelineCheck : IParityCheck
     {
         using var _ = no_grad();
         string name = fixture.Name;
-        var settings = new Lazy<Settings>(() => Settings.Read(fixture, model));
+        var settings = new Lazy<PipelineInputs>(() => PipelineInputs.Read(fixture, model.SchedulerConfig));
         // The components belong to the model cache, which disposes them: this pipeline is not disposed.
         var pipeline = new Lazy<StableDiffusionPipeline>(() => new StableDiffusionPipeline(model.ClipTokenizer, model.ClipTextModel, model.UNet,
             model.AutoencoderKL, model.SchedulerConfig, torch.CPU));
 
         rows.Check($"{name}.input_ids", () =>
         {
-            var s = settings.Value;
-            var comparisons = new List<TensorComparison>
-            {
-                TensorComparison.Of("input_ids", model.ClipTokenizer.EncodeBatch(s.Prompts), fixture.Get("input_ids"), ParityTolerance.Exact),
-            };
-            if (fixture.Contains("negative_input_ids"))
-                comparisons.Add(TensorComparison.Of("negative_input_ids", model.ClipTokenizer.EncodeBatch(s.NegativePrompts), fixture.Get("negative_input_ids"), ParityTolerance.Exact));
+            var comparisons = new List<TensorComparison>();
+            foreach (var (key, negative) in new[] { ("input_ids", false), ("negative_input_ids", true) })
+                if (key == "input_ids" || fixture.Contains(key))
+                {
+                    var expected = fixture.Get(key);
+                    var prompts = settings.Value.PromptsForRows(key, expected.shape[0], negative);
+                    comparisons.Add(TensorComparison.Of(key, model.ClipTokenizer.EncodeBatch(prompts), expected, ParityTolerance.Exact));
+                }
             return comparisons;
         }, "tokenizer");
 
         rows.Check($"{name}.prompt_embeds", () =>
         {
-            var s = settings.Value;
-            var comparisons = new List<TensorComparison>
-            {
-                TensorComparison.Of("prompt_embeds", pipeline.Value.EncodePrompts(s.Prompts), fixture.Get("prompt_embeds"), ParityTolerance.ModelOutput),
-            };
-            if (fixture.Contains("negative_prompt_embeds"))
-                comparisons.Add(TensorComparison.Of("negative_prompt_embeds", pipeline.Value.EncodePrompts(s.NegativePrompts), fixture.Get("negative_prompt_embeds"), ParityTolerance.ModelOutput));
+            var comparisons = new List<TensorComparison>();
+            foreach (var (key, negative) in new[] { ("prompt_embeds", false), ("negative_prompt_embeds", true) })
+                if (key == "prompt_embeds" || fixture.Contains(key))
+                {
+                    var expected = fixture.Get(key);
+                    var prompts = settings.Value.PromptsForRows(key, expected.shape[0], negative);
+                    comparisons.Add(TensorComparison.Of(key, pipeline.Value.EncodePrompts(prompts, settings.Value.ClipSkip), expected, ParityTolerance.ModelOutput));
+                }
             return comparisons;
         });
 
         rows.Check($"{name}.timesteps", () =>
         {
-            using var scheduler = settings.Value.CreateScheduler(model);
+            using var scheduler = CreateScheduler(settings.Value, model);
             var expected = fixture.Get("timesteps");
             return [TensorComparison.Of("timesteps", scheduler.Timesteps, expected, torch.is_integral(expected.dtype) ? ParityTolerance.Exact : ParityTolerance.FloatTimesteps)];
         }, "the sidecar's scheduler class over the model's scheduler_config.json");
@@ -93,13 +95,24 @@ internal sealed class PipelineCheck : IParityCheck
             });
     }
 
-    private static (TextToImageResult Result, Tensor PerStep) Generate(ParityFixture fixture, StableDiffusionPipeline pipeline, Settings settings)
+    private static IScheduler CreateScheduler(PipelineInputs settings, ModelComponents model)
+    {
+        var scheduler = SchedulerFactory.Create(settings.Sampler, model.SchedulerConfig);
+        scheduler.SetTimesteps(settings.Steps);
+        return scheduler;
+    }
+
+    private static (TextToImageResult Result, Tensor PerStep) Generate(ParityFixture fixture, StableDiffusionPipeline pipeline, PipelineInputs settings)
     {
         var init = fixture.Get("init_latents");
-        if (init.dim() != 4) throw new ParityFixtureException($"init_latents has shape [{string.Join(", ", init.shape)}], expected [B, C, h, w]");
         int factor = pipeline.VaeScaleFactor;
-        var request = new TextToImageRequest(settings.Prompts, new long[settings.Prompts.Count], settings.NegativePrompt, settings.GuidanceScale,
-            settings.Steps, settings.Sampler, Width: (int)init.shape[3] * factor, Height: (int)init.shape[2] * factor);
+        settings.CheckLatents(fixture.Name + ".json", init.shape, factor, fixture.Setting<int?>("height"), fixture.Setting<int?>("width"));
+        var prompts = settings.ImagePrompts;
+        var request = new TextToImageRequest(prompts, new long[prompts.Count], GuidanceScale: settings.GuidanceScale, Steps: settings.Steps,
+            Sampler: settings.Sampler, Width: (int)init.shape[3] * factor, Height: (int)init.shape[2] * factor, ClipSkip: settings.ClipSkip)
+        {
+            NegativePrompts = settings.ImageNegativePrompts,
+        };
         // Each step's latents live in the pipeline's step scope: keep a copy outside every scope, and free it here.
         var perStep = new List<Tensor>();
         try
@@ -113,14 +126,14 @@ internal sealed class PipelineCheck : IParityCheck
         }
     }
 
-    private static List<TensorComparison> TeacherForcedNoise(ParityFixture fixture, ModelComponents model, StableDiffusionPipeline pipeline, Settings settings)
+    private static List<TensorComparison> TeacherForcedNoise(ParityFixture fixture, ModelComponents model, StableDiffusionPipeline pipeline, PipelineInputs settings)
     {
         var expected = fixture.Get("guided_noise_pred_per_step");
         var latents = fixture.Get("latents_per_step");
         bool guided = settings.GuidanceScale > 1.0;
-        var cond = pipeline.EncodePrompts(settings.Prompts);
-        var embeddings = guided ? torch.cat([pipeline.EncodePrompts(settings.NegativePrompts), cond]) : cond;
-        using var scheduler = settings.CreateScheduler(model);
+        var cond = pipeline.EncodePrompts(settings.ImagePrompts, settings.ClipSkip);
+        var embeddings = guided ? torch.cat([pipeline.EncodePrompts(settings.ImageNegativePrompts, settings.ClipSkip), cond]) : cond;
+        using var scheduler = CreateScheduler(settings, model);
         var timesteps = scheduler.Timesteps;
         if (timesteps.shape[0] != expected.shape[0])
             throw new ParityFixtureException($"guided_noise_pred_per_step holds {expected.shape[0]} steps, the scheduler makes {timesteps.shape[0]}");
@@ -139,44 +152,5 @@ internal sealed class PipelineCheck : IParityCheck
             x = latents[i];
         }
         return [TensorComparison.Of("guided_noise_pred_per_step", torch.stack(predictions), expected, ParityTolerance.ModelOutput)];
-    }
-
-    private sealed record Settings(IReadOnlyList<string> Prompts, string NegativePrompt, double GuidanceScale, int Steps, string Sampler)
-    {
-        public IReadOnlyList<string> NegativePrompts => Enumerable.Repeat(NegativePrompt, Prompts.Count).ToList();
-
-        public IScheduler CreateScheduler(ModelComponents model)
-        {
-            var scheduler = SchedulerFactory.Create(Sampler, model.SchedulerConfig);
-            scheduler.SetTimesteps(Steps);
-            return scheduler;
-        }
-
-        public static Settings Read(ParityFixture fixture, ModelComponents model)
-        {
-            var prompts = fixture.Require<string[]>("prompts");
-            string negative = fixture.Sidecar["negative_prompt"] switch
-            {
-                null or { Type: JTokenType.Null } => "",
-                { Type: JTokenType.String } token => token.Value<string>()!,
-                JArray array when array.Values<string>().Distinct().Count() == 1 => array.Values<string>().First()!,
-                _ => throw new ParityFixtureException($"{fixture.Name}.json: negative_prompt must be a string (one for every prompt)"),
-            };
-            double eta = fixture.Setting<double?>("eta") ?? 0;
-            if (eta != 0) throw new ParityFixtureException($"{fixture.Name}.json: eta {eta}; the pipeline samples with eta 0");
-            string cls = fixture.Require<string>("scheduler");
-            string sampler;
-            try
-            {
-                sampler = SchedulerFactory.ShippedName(model.SchedulerConfig with { ClassName = cls });
-            }
-            catch (ConfigException e)
-            {
-                throw new ParityFixtureException(e.Message);
-            }
-            if (sampler is SchedulerFactory.Ddpm or SchedulerFactory.EulerAncestral)
-                throw new ParityFixtureException($"{cls} draws noise at every step, which the fixture does not record");
-            return new Settings(prompts, negative, fixture.Require<double>("guidance_scale"), fixture.Require<int>("num_inference_steps"), sampler);
-        }
     }
 }

@@ -90,7 +90,11 @@ internal sealed class TrainStepCheck : IParityCheck
             }, settings.SnrGamma is { } g ? $"{settings.PredictionType}, min-SNR γ {g}" : settings.PredictionType);
 
         // The UNet and the loss from the recorded noisy latents and target, so a schedule error does not spread here.
-        var prediction = unet.call(noisyLatents, timesteps, fixture.Get($"{step}.encoder_hidden_states"));
+        // SDXL's step also feeds the pooled text embedding and the time ids (train_text_to_image_sdxl.py's unet_added_conditions).
+        var added = fixture.Contains($"{step}.time_ids") ? new AddedConditions(fixture.Get($"{step}.text_embeds"), fixture.Get($"{step}.time_ids")) : null;
+        var prediction = added is null
+            ? unet.call(noisyLatents, timesteps, fixture.Get($"{step}.encoder_hidden_states"))
+            : unet.forward(noisyLatents, timesteps, fixture.Get($"{step}.encoder_hidden_states"), added);
         rows.Check($"{check}.model_pred", () =>
             [TensorComparison.Of("model_pred", prediction, fixture.Get($"{step}.model_pred"), ParityTolerance.ModelOutput)], "train mode");
         var loss = objective.Loss(prediction, target, timesteps);

@@ -32,7 +32,7 @@ public sealed class UNetLoadingTests
     }
 
     [TestCase("class_embed_type", "\"timestep\"")]
-    [TestCase("addition_embed_type", "\"text_time\"")]
+    [TestCase("addition_embed_type", "\"text_image\"")]
     [TestCase("attention_type", "\"gated\"")]
     [TestCase("time_embedding_type", "\"fourier\"")]
     [TestCase("num_class_embeds", "10")]
@@ -40,7 +40,7 @@ public sealed class UNetLoadingTests
     [TestCase("only_cross_attention", "true")]
     [TestCase("mid_block_type", "\"UNetMidBlock2DSimpleCrossAttn\"")]
     [TestCase("down_block_types", "[\"DownBlock2D\", \"AttnDownBlock2D\"]")]
-    [TestCase("transformer_layers_per_block", "[1, 2]")]
+    [TestCase("transformer_layers_per_block", "[1, 2, 3]")]
     [TestCase("act_fn", "\"gelu\"")]
     public void FromFolder_Should_RefuseNamingKeyAndValue_When_TheConfigSelectsAnUnportedOption(string key, string value)
     {

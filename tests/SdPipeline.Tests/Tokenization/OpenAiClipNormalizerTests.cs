@@ -3,7 +3,7 @@ using SdPipeline.Tokenization;
 namespace SdPipeline.Tests.Tokenization;
 
 /// <summary>Python semantics the fixture prompts do not reach; expected values are what CPython 3.13 prints.</summary>
-public sealed class ClipTextNormalizerTests
+public sealed class OpenAiClipNormalizerTests
 {
     [TestCase("fish &amp; chips", "fish & chips")]
     [TestCase("&amp;amp; twice", "& twice")] // basic_clean unescapes twice
@@ -14,7 +14,7 @@ public sealed class ClipTextNormalizerTests
     [TestCase("&#xD800;&#1114112;", "\uFFFD\uFFFD")] // surrogates and beyond U+10FFFF
     public void Clean_Should_UnescapeLikePythonHtml_When_TextHasCharacterReferences(string text, string expected)
     {
-        Assert.That(ClipTextNormalizer.Clean(text), Is.EqualTo(expected));
+        Assert.That(OpenAiClipNormalizer.Clean(text), Is.EqualTo(expected));
     }
 
     [TestCase("  A\u3000\t B \n", "a b")]
@@ -24,6 +24,6 @@ public sealed class ClipTextNormalizerTests
     [TestCase("𐐀", "𐐨")] // astral letters lower-case too (Deseret)
     public void Clean_Should_FoldSpaceAndCaseLikePython_When_TextHasUnicode(string text, string expected)
     {
-        Assert.That(ClipTextNormalizer.Clean(text), Is.EqualTo(expected));
+        Assert.That(OpenAiClipNormalizer.Clean(text), Is.EqualTo(expected));
     }
 }

@@ -1,0 +1,208 @@
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Models.Vae;
+using SdPipeline.Schedulers;
+using SdPipeline.Tokenization;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Sampling;
+
+/// <summary>
+/// Text to image with an SDXL diffusers folder: both tokenizers and text encoders (<see cref="SdxlPromptEncoder"/>),
+/// the micro-conditioning time ids, the sampler loop with classifier-free guidance, the VAE decode in float32.
+/// Mirrors diffusers' <c>StableDiffusionXLPipeline.__call__</c> (no refiner, no guidance rescale); each image starts
+/// from noise of its own seeded generator, as <see cref="StableDiffusionPipeline"/>.
+/// </summary>
+public sealed class StableDiffusionXLPipeline : IDisposable
+{
+    /// <summary>Assembles a pipeline from loaded components.</summary>
+    /// <param name="promptEncoder">Both tokenizers and text encoders.</param>
+    /// <param name="unet">An SDXL UNet (<c>addition_embed_type: "text_time"</c>).</param>
+    /// <param name="vae">The autoencoder.</param>
+    /// <param name="schedulerConfig">The folder's scheduler config; every sampler is built from it.</param>
+    /// <param name="forceZerosForEmptyPrompt">model_index.json's <c>force_zeros_for_empty_prompt</c> (true for SDXL base).</param>
+    /// <param name="device">Where the models run.</param>
+    public StableDiffusionXLPipeline(SdxlPromptEncoder promptEncoder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig schedulerConfig,
+        bool forceZerosForEmptyPrompt, Device device)
+    {
+        if (!unet.Config.HasTextTimeEmbedding)
+            throw new ArgumentException("an SDXL pipeline needs a UNet with addition_embed_type \"text_time\"", nameof(unet));
+        if (unet.Config.CrossAttentionDim != promptEncoder.EmbeddingWidth)
+            throw new ArgumentException(
+                $"the UNet's cross_attention_dim {unet.Config.CrossAttentionDim} is not the text encoders' combined width {promptEncoder.EmbeddingWidth}", nameof(unet));
+        // The check diffusers' pipeline makes in _get_add_time_ids.
+        int expected = unet.Config.AdditionTimeEmbedDim!.Value * 6 + promptEncoder.TextEncoder2.ProjectionDim;
+        if (unet.Config.ProjectionClassEmbeddingsInputDim != expected)
+            throw new ArgumentException(
+                $"the UNet's projection_class_embeddings_input_dim {unet.Config.ProjectionClassEmbeddingsInputDim} is not addition_time_embed_dim × 6 + " +
+                $"text_encoder_2's projection_dim = {expected}", nameof(unet));
+        PromptEncoder = promptEncoder;
+        Unet = unet;
+        Vae = vae;
+        SchedulerConfig = schedulerConfig;
+        ForceZerosForEmptyPrompt = forceZerosForEmptyPrompt;
+        Device = device;
+    }
+
+    /// <summary>Both tokenizers and text encoders.</summary>
+    public SdxlPromptEncoder PromptEncoder { get; }
+
+    /// <summary>The denoiser.</summary>
+    public UNet2DConditionModel Unet { get; }
+
+    /// <summary>The autoencoder.</summary>
+    public AutoencoderKL Vae { get; }
+
+    /// <summary>The folder's scheduler config.</summary>
+    public SchedulerConfig SchedulerConfig { get; }
+
+    /// <summary>An absent negative prompt gives zero embeddings instead of the encoded empty prompt.</summary>
+    public bool ForceZerosForEmptyPrompt { get; }
+
+    /// <summary>Where the models run.</summary>
+    public Device Device { get; }
+
+    /// <summary>LoRA adapters applied to the UNet and text encoders, or null; disposed with the pipeline.</summary>
+    public Lora.LoraNetwork? Lora { get; set; }
+
+    /// <summary>The VAE's spatial downsampling factor (8 for SDXL).</summary>
+    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
+
+    /// <summary>Whether <paramref name="folder"/> is an SDXL folder (it has <c>text_encoder_2/</c>).</summary>
+    public static bool IsSdxlFolder(DiffusersFolder folder) => BaseModel.SdxlStageSupport.IsSdxlFolder(folder);
+
+    /// <summary>Loads every component of an SDXL diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
+    public static StableDiffusionXLPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null)
+    {
+        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"));
+        var tokenizer2 = ClipTokenizer.FromFolder(folder.Component("tokenizer_2"));
+        var textEncoder = ClipTextModel.FromPretrained(folder, variant: variant);
+        var textEncoder2 = ClipTextModelWithProjection.FromPretrained(folder, variant: variant);
+        var unet = UNet2DConditionModel.FromFolder(folder, variant);
+        var vae = AutoencoderKL.FromFolder(folder, variant);
+        var scheduler = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
+        foreach (nn.Module module in new nn.Module[] { textEncoder, textEncoder2, unet, vae })
+        {
+            module.to(device);
+            module.eval();
+        }
+        return new StableDiffusionXLPipeline(new SdxlPromptEncoder(tokenizer, tokenizer2, textEncoder, textEncoder2), unet, vae, scheduler,
+            ReadForceZerosForEmptyPrompt(folder), device);
+    }
+
+    /// <summary>model_index.json's <c>force_zeros_for_empty_prompt</c>; diffusers' default is true.</summary>
+    public static bool ReadForceZerosForEmptyPrompt(DiffusersFolder folder)
+    {
+        var value = folder.ModelIndex()["force_zeros_for_empty_prompt"];
+        return value is null || value.Type == Newtonsoft.Json.Linq.JTokenType.Null || value.ToObject<bool>();
+    }
+
+    /// <summary>The embeddings of <paramref name="prompts"/>.</summary>
+    public SdxlPromptEmbeddings EncodePrompts(IReadOnlyList<string> prompts)
+    {
+        using var _ = torch.no_grad();
+        return PromptEncoder.Encode(prompts, Device);
+    }
+
+    /// <summary>
+    /// The unconditional embeddings: <paramref name="negativePrompts"/> null with <see cref="ForceZerosForEmptyPrompt"/> gives
+    /// zeros shaped like <paramref name="cond"/>; otherwise the negative prompts (null = one <c>""</c> per prompt) are encoded
+    /// like prompts, an explicit <c>""</c> included.
+    /// </summary>
+    public SdxlPromptEmbeddings EncodeNegativePrompts(IReadOnlyList<string>? negativePrompts, SdxlPromptEmbeddings cond)
+    {
+        if (negativePrompts is null && ForceZerosForEmptyPrompt) return cond.ZerosLike();
+        long batch = cond.PromptEmbeds.shape[0];
+        var negatives = negativePrompts ?? Enumerable.Repeat("", (int)batch).ToList();
+        if (negatives.Count != batch)
+            throw new ArgumentException($"{negatives.Count} negative prompts for {batch} prompts", nameof(negativePrompts));
+        return EncodePrompts(negatives);
+    }
+
+    /// <summary>
+    /// Generates one image per prompt and seed. The request's negative prompt null means none (zero embeddings when
+    /// the model forces them); <c>""</c> is encoded.
+    /// </summary>
+    /// <param name="request">What to generate; <c>ClipSkip</c> must be 0 (SDXL always reads the penultimate layers).</param>
+    /// <param name="initialLatents">Starting latents [B, C, h, w] instead of seeded noise (parity tests); multiplied by the sampler's initial sigma.</param>
+    /// <param name="onStep">Called after each sampler step with (step index, latents).</param>
+    public TextToImageResult Generate(TextToImageRequest request, Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
+    {
+        if (request.ClipSkip != 0)
+            throw new ArgumentException("clip skip is not used with SDXL, which conditions on both encoders' penultimate layers; set it to 0", nameof(request));
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var cond = EncodePrompts(request.Prompts);
+        SdxlPromptEmbeddings? uncond = request.GuidanceScale > 1.0
+            ? EncodeNegativePrompts(request.NegativePrompt is null ? null : Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), cond)
+            : null;
+        var result = GenerateFromEmbeddings(request, cond, uncond, initialLatents, onStep);
+        return result with { Latents = result.Latents.MoveToOuterDisposeScope(), Decoded = result.Decoded.MoveToOuterDisposeScope() };
+    }
+
+    /// <summary>
+    /// The sampler loop and decode from given embeddings (diffusers' <c>prompt_embeds</c> / <c>negative_prompt_embeds</c>
+    /// arguments). <paramref name="uncond"/> null runs without guidance.
+    /// </summary>
+    public TextToImageResult GenerateFromEmbeddings(TextToImageRequest request, SdxlPromptEmbeddings cond, SdxlPromptEmbeddings? uncond,
+        Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
+    {
+        if (request.Prompts.Count != request.Seeds.Count)
+            throw new ArgumentException($"{request.Prompts.Count} prompts but {request.Seeds.Count} seeds: give one seed per prompt", nameof(request));
+        if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
+            throw new ArgumentException($"{request.Width}x{request.Height} is not a multiple of the VAE factor {VaeScaleFactor}", nameof(request));
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        long batch = cond.PromptEmbeds.shape[0];
+        bool guided = uncond is not null;
+        var both = guided ? SdxlPromptEmbeddings.Concat(uncond!, cond) : cond;
+        // The same ids for the unconditional and conditional rows: the pipeline's defaults for the requested size.
+        var timeIds = SdxlTimeIds.Stack(Enumerable.Repeat(SdxlTimeIds.ForGeneration(request.Height, request.Width), (int)(guided ? 2 * batch : batch)).ToList())
+            .to(Device);
+        var added = new AddedConditions(both.PooledPromptEmbeds, timeIds);
+
+        using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);
+        scheduler.SetTimesteps(request.Steps);
+        var generators = request.Seeds.Select(seed => new torch.Generator((ulong)seed)).ToList();
+        try
+        {
+            long channels = Unet.Config.InChannels, h = request.Height / VaeScaleFactor, w = request.Width / VaeScaleFactor;
+            Tensor Noise() => torch.cat(generators.Select(g => torch.randn([1, channels, h, w], generator: g)).ToList()).to(Device);
+
+            var latents = (initialLatents?.to(ScalarType.Float32).to(Device) ?? Noise()) * scheduler.InitNoiseSigma;
+            var timesteps = scheduler.Timesteps;
+            for (int i = 0; i < timesteps.shape[0]; i++)
+            {
+                using var stepScope = torch.NewDisposeScope();
+                var t = timesteps[i];
+                var input = scheduler.ScaleModelInput(guided ? torch.cat([latents, latents]) : latents, t);
+                var prediction = Unet.forward(input, t, both.PromptEmbeds, added);
+                if (guided) prediction = Guidance.Combine(prediction, request.GuidanceScale);
+                var stepNoise = scheduler is DdpmScheduler or EulerAncestralDiscreteScheduler ? Noise() : null;
+                latents = scheduler.Step(prediction, t, latents, noise: stepNoise).PrevSample.MoveToOuterDisposeScope();
+                onStep?.Invoke(i, latents);
+            }
+
+            // SDXL's VAE overflows in float16 (force_upcast): decode in float32 whatever the other components run in.
+            var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(ScalarType.Float32));
+            var images = ImagePostprocessor.ToImages(decoded);
+            return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
+        }
+        finally
+        {
+            foreach (var generator in generators) generator.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Lora?.Dispose();
+        PromptEncoder.TextEncoder.Dispose();
+        PromptEncoder.TextEncoder2.Dispose();
+        Unet.Dispose();
+        Vae.Dispose();
+    }
+}

@@ -1,0 +1,101 @@
+using SdPipeline.BaseModel;
+using SdPipeline.Sampling;
+using SdPipeline.Schedulers;
+using SdPipeline.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Tests.Sdxl;
+
+/// <summary>Loading an SDXL diffusers folder and sampling it with every sampler.</summary>
+public sealed class SdxlPipelineTests
+{
+    [Test]
+    public void ModelFiles_Should_SelectTheSecondEncoderAndTokenizer_When_TheFolderIsSdxl()
+    {
+        var files = ModelFiles.Select(TinySdxl.Open(), variant: null);
+
+        Assert.That(files, Does.Contain("text_encoder_2/model.safetensors").And.Contain("text_encoder_2/config.json"));
+        Assert.That(files, Does.Contain("tokenizer_2/vocab.json").And.Contain("tokenizer_2/merges.txt").And.Contain("tokenizer_2/special_tokens_map.json"));
+        Assert.That(files, Does.Contain("unet/diffusion_pytorch_model.safetensors").And.Contain("text_encoder/model.safetensors"));
+    }
+
+    [TestCaseSource(typeof(SchedulerFactory), nameof(SchedulerFactory.Names))]
+    public void Generate_Should_GiveTheSameFiniteImageForASeed_When_AnySamplerRuns(string sampler)
+    {
+        // Given the tiny SDXL pipeline and a non-square request with guidance and no negative prompt (zero embeddings)
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(TinySdxl.Open(), torch.CPU);
+        var request = new TextToImageRequest(["a red circle", "a blue square"], [1, 2], NegativePrompt: null, GuidanceScale: 5, Steps: 3,
+            Sampler: sampler, Width: 24, Height: 16);
+
+        // When it generates twice
+        var first = pipeline.Generate(request);
+        var second = pipeline.Generate(request);
+
+        // Then the images are 24×16, finite and repeatable, and the two seeds give different images
+        Assert.That(first.Images, Has.Count.EqualTo(2));
+        Assert.That((first.Images[0].Width, first.Images[0].Height), Is.EqualTo((24, 16)));
+        Assert.That(first.Latents.isfinite().all().item<bool>(), Is.True);
+        Assert.That((first.Decoded - second.Decoded).abs().max().item<float>(), Is.Zero);
+        Assert.That((first.Latents[0] - first.Latents[1]).abs().max().item<float>(), Is.GreaterThan(1e-3f));
+    }
+
+    [Test]
+    public void Generate_Should_EncodeTheEmptyNegative_When_ItIsGivenExplicitly()
+    {
+        // Given the same request with no negative prompt and with an explicit ""
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(TinySdxl.Open(), torch.CPU);
+        var none = new TextToImageRequest(["a red circle"], [7], NegativePrompt: null, GuidanceScale: 5, Steps: 2, Sampler: "euler", Width: 16, Height: 16);
+
+        // When both run
+        var zeros = pipeline.Generate(none);
+        var empty = pipeline.Generate(none with { NegativePrompt = "" });
+
+        // Then they differ: force_zeros_for_empty_prompt zeroes only an absent negative prompt
+        Assert.That(pipeline.ForceZerosForEmptyPrompt, Is.True);
+        Assert.That((zeros.Latents - empty.Latents).abs().max().item<float>(), Is.GreaterThan(1e-4f));
+    }
+
+    [Test]
+    public void RandomWeightsFolder_Should_MakeAnSdxlFolderThePipelineLoads_When_TheConfigsAreSdxl()
+    {
+        // Given tiny-sdxl's configs (only its configs and tokenizer settings are read)
+        using var temp = new TempFolder();
+        string output = temp.File("random-sdxl");
+
+        // When a random-weight folder is made from them
+        RandomWeightsFolder.Write(TinySdxl.Folder, Path.Combine(TinySdxl.Folder, "tokenizer"), output, seed: 5);
+
+        // Then every component loads strictly, the second encoder keeps its projection, the second tokenizer pads with "!",
+        // and the pipeline samples from it
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(SdPipeline.Weights.DiffusersFolder.Open(output), torch.CPU);
+        Assert.That(pipeline.PromptEncoder.TextEncoder2.ProjectionDim, Is.EqualTo(20));
+        Assert.That(pipeline.PromptEncoder.Tokenizer2.PadId, Is.Zero);
+        using var real = SdPipeline.Models.Unet.UNet2DConditionModel.FromFolder(TinySdxl.Open());
+        Assert.That(pipeline.Unet.state_dict().Keys, Is.EqualTo(real.state_dict().Keys));
+        Assert.That((pipeline.Unet.state_dict()["add_embedding.linear_1.weight"] - real.state_dict()["add_embedding.linear_1.weight"]).abs().max().item<float>(),
+            Is.GreaterThan(0f));
+        var result = pipeline.Generate(new TextToImageRequest(["x"], [1], null, 5, 2, "euler", 16, 16));
+        Assert.That(result.Latents.isfinite().all().item<bool>(), Is.True);
+    }
+
+    [Test]
+    public void LatentsStage_Should_RefuseSayingSdxlTrainingIsNotImplemented_When_TheBaseModelIsSdxl()
+    {
+        // Given tiny-sdxl as model.base and a small image dataset
+        using var harness = new PipelineHarness();
+        string[] sets = [.. harness.ImageFolder([("a.png", DatasetFiles.Png(32, 32, 20), "a thing")]), $"model.base={TinySdxl.Folder}", "latents.resolution=16"];
+        harness.RunChain(["model", "download"], sets);
+
+        // When the latent cache is built
+        var error = Assert.Catch(() => harness.Run("latents", sets))!;
+
+        // Then it stops with a configuration error that says what is missing, instead of caching SD-style embeddings
+        var config = error as SdPipeline.Config.ConfigException ?? error.InnerException as SdPipeline.Config.ConfigException;
+        Assert.That(config, Is.Not.Null, error.ToString());
+        Assert.That(config!.Message, Does.Contain("Stable Diffusion XL").And.Contain("not implemented"));
+    }
+}
