@@ -3,7 +3,7 @@ using SdPipeline.Hub;
 
 namespace SdPipeline.BaseModel;
 
-/// <summary>What <c>model.base</c> names: a builtin model, a Hub repository, or a local diffusers folder.</summary>
+/// <summary>What <c>model.base</c> names: a builtin model, a Hub repository, a local diffusers folder, or a single-file checkpoint.</summary>
 public abstract record BaseModelSource
 {
     /// <summary>Parses <c>model.base</c>.</summary>
@@ -18,8 +18,10 @@ public abstract record BaseModelSource
                 : throw new ConfigException($"model.base '{text}': unknown builtin model (known: builtin:tiny)");
         }
         if (HubModelRef.TryParse(text) is { } hub) return new FromHub(hub);
-        if (text.Length == 0) throw new ConfigException("model.base is empty: give builtin:tiny, hf:org/name[@revision], or a diffusers folder");
-        return new Local(Path.GetFullPath(text));
+        if (text.Length == 0) throw new ConfigException("model.base is empty: give builtin:tiny, hf:org/name[@revision], a diffusers folder, or a single-file .safetensors");
+        string path = Path.GetFullPath(text);
+        if (File.Exists(path) && Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase)) return new SingleFile(path);
+        return new Local(path);
     }
 
     /// <summary>A model the tool makes itself.</summary>
@@ -29,6 +31,10 @@ public abstract record BaseModelSource
     /// <summary>A Hugging Face Hub repository.</summary>
     /// <param name="Model">Repository and revision.</param>
     public sealed record FromHub(HubModelRef Model) : BaseModelSource;
+
+    /// <summary>An original-layout single-file checkpoint (<c>model.diffusion_model.*</c>, <c>first_stage_model.*</c>, <c>cond_stage_model.*</c>).</summary>
+    /// <param name="File">Its absolute path.</param>
+    public sealed record SingleFile(string File) : BaseModelSource;
 
     /// <summary>A diffusers folder on disk.</summary>
     /// <param name="Folder">Its absolute path.</param>

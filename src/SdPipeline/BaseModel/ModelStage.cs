@@ -1,3 +1,4 @@
+using SdPipeline.Config;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Downloads;
 using SdPipeline.Hub;
@@ -21,7 +22,29 @@ public sealed class ModelStage : IStageRunner
     {
         ExternalInputs = ExternalInputs,
         CreateRunner = _ => new ModelStage(),
+        CheckConfig = CheckConfig,
     };
+
+    /// <summary>What the model stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var model = config.Typed.Model;
+        return SingleFile(model.Base) && model.SingleFileConfig.Length == 0
+            ? ["model.base is a single-file checkpoint, which carries no tokenizer: set model.single_file_config to a diffusers folder of the same architecture (its tokenizer/ is used)"]
+            : [];
+
+        static bool SingleFile(string modelBase)
+        {
+            try
+            {
+                return BaseModelSource.Parse(modelBase) is BaseModelSource.SingleFile;
+            }
+            catch (ConfigException)
+            {
+                return false; // reported by the model stage itself
+            }
+        }
+    }
 
     /// <summary>Content hashes of the weights <c>model.base</c> names, without downloading them.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
@@ -35,6 +58,8 @@ public sealed class ModelStage : IStageRunner
             case BaseModelSource.Local local:
                 var folder = Open(local.Folder);
                 return Prefixed(ModelFiles.Select(folder, variant).ToDictionary(f => f, f => context.Hashes.Hash(Path.Combine(folder.Root, f))));
+            case BaseModelSource.SingleFile single:
+                return SingleFileModel.Identity(single.File, settings.SingleFileConfig, context.Hashes);
             case BaseModelSource.FromHub hub:
                 var cache = new HubCache(HubSettings.FromEnvironment().HubCache);
                 if (HubSnapshotDownloader.FromCache(cache, hub.Model, variant) is { } cached)
@@ -54,6 +79,7 @@ public sealed class ModelStage : IStageRunner
         {
             BaseModelSource.Builtin builtin => BuiltinModels.Create(builtin.Name, settings.BuiltinSeed, settings.BuiltinAutoencoderSteps, workspace),
             BaseModelSource.Local local => ResolveLocal(local, variant, settings.Base),
+            BaseModelSource.SingleFile single => SingleFileModel.Create(single.File, settings.SingleFileConfig, workspace),
             BaseModelSource.FromHub hub => Download(hub.Model, variant, settings.Base, workspace),
             _ => throw new InvalidOperationException("unknown model source"),
         };

@@ -69,7 +69,9 @@ public static class ConfigLoader
     }
 
     private static ConfigException UnknownKey(string origin, string path) =>
-        new($"{origin}: unknown key '{path}'; did you mean '{ConfigSchema.Closest(path, ConfigSchema.Keys.Select(k => k.Path))}'? " +
+        DiffusersArguments.Explain(path) is { } explained
+            ? new($"{origin}: unknown key '{path}'; {explained} (`sdpipe config --defaults` lists every key)")
+            : new($"{origin}: unknown key '{path}'; did you mean '{ConfigSchema.Closest(path, ConfigSchema.Keys.Select(k => k.Path))}'? " +
             "(`sdpipe config --defaults` lists every key)");
 
     private static void ApplyOverride(JObject profile, string assignment)

@@ -25,11 +25,14 @@ public sealed class RuntimeSection
 /// <summary>The base model (the `model` stage).</summary>
 public sealed class ModelSection
 {
-    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], or a local diffusers folder.")]
+    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], a local diffusers folder, or an original-layout SD 1.x/2.x single-file .safetensors (the AUTOMATIC1111/ComfyUI kind; a .yaml beside it is read for v-prediction).")]
     public string Base { get; init; } = "builtin:tiny";
 
     [ConfigKey("Precision variant of the weights to fetch and load (for example fp16: diffusion_pytorch_model.fp16.safetensors); empty for the full-precision files. Weights are used in float32 either way.")]
     public string Variant { get; init; } = "";
+
+    [ConfigKey("For a single-file model.base: a diffusers folder of the same architecture whose tokenizer/ (which no single file carries) and, where present, unet/vae/text_encoder/scheduler configs are used, as diffusers' from_single_file(config=...); what it lacks is inferred from the tensors.")]
+    public string SingleFileConfig { get; init; } = "";
 
     [ConfigKey("Seed of builtin:tiny's initial weights.", Min = 0)]
     public int BuiltinSeed { get; init; }
@@ -93,8 +96,14 @@ public sealed class LatentsSection
 /// <summary>The dataset (the `download` stage).</summary>
 public sealed class DownloadSection
 {
-    [ConfigKey("Name of the dataset in the registry (download.registry).")]
+    [ConfigKey("Name of the dataset in the registry (download.registry); ignored when download.source is set.")]
     public string Dataset { get; init; } = "shapes";
+
+    [ConfigKey("A dataset without a registry entry: a local folder or archive (relative to the working directory), an https:// URL of an archive, parquet or image, or hf:org/name[@revision] (a Hub dataset repository). Captions: metadata.jsonl, then metadata.csv, then image.txt / image.caption beside image.png, in subfolders too.")]
+    public string Source { get; init; } = "";
+
+    [ConfigKey("An image without a caption: skip it (listed in skipped.jsonl), error (stop and name it), or empty (train it with the empty caption).", AllowedValues = ["skip", "error", "empty"])]
+    public string MissingCaption { get; init; } = "skip";
 
     [ConfigKey("Path of the dataset registry JSON file. Only the chosen entry's content is part of the fingerprint.")]
     public string Registry { get; init; } = "datasets.json";
@@ -123,6 +132,18 @@ public sealed class DownloadSection
 /// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>
 public sealed class TrainSection
 {
+    [ConfigKey("Probability of training a caption as the empty prompt (diffusers' --proportion_empty_prompts), which trains the unconditional prediction classifier-free guidance uses; the empty prompt's embedding is computed once, so the latent cache stays in use.", Min = 0, Max = 1)]
+    public double CaptionDropout { get; init; }
+
+    [ConfigKey("Shuffle the comma-separated tags of each caption every step (kohya's --shuffle_caption), after the first train.keep_tags; shuffled captions are encoded each step by the text encoder instead of read from the cache.")]
+    public bool ShuffleTags { get; init; }
+
+    [ConfigKey("Leading tags that train.shuffle_tags keeps in place (kohya's --keep_tokens), such as a trigger word.", Min = 0)]
+    public int KeepTags { get; init; }
+
+    [ConfigKey("Precision of the single-file model.safetensors a full fine-tune also writes (the file AUTOMATIC1111 and ComfyUI load): fp16 halves its size, fp32 keeps the trained weights exactly.", AllowedValues = ["fp16", "fp32"])]
+    public string ExportDtype { get; init; } = "fp16";
+
     [ConfigKey("Base learning rate (AdamW).", Min = 0, MinExclusive = true, Max = 1)]
     public double LearningRate { get; init; } = 1e-4;
 

@@ -43,6 +43,10 @@ public sealed class DatasetRegistry
         }
     }
 
+    /// <summary>A registry of one entry that no file holds (<c>download.source</c>); relative paths resolve against <paramref name="baseFolder"/>.</summary>
+    public static DatasetRegistry FromEntry(string baseFolder, string name, JObject entry) =>
+        new(System.IO.Path.Combine(System.IO.Path.GetFullPath(baseFolder), name), new JObject { [name] = entry });
+
     /// <summary>The entry called <paramref name="name"/>.</summary>
     /// <exception cref="StageInputException">No such dataset, or an entry with unknown fields.</exception>
     public DatasetEntry Get(string name)

@@ -17,7 +17,7 @@ public sealed class DownloadStage : IStageRunner
 {
     /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
     public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 1,
-        ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction"], [],
+        ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
         "Fetch, verify and normalise the dataset named in datasets.json")
     {
         ExternalInputs = ExternalInputs,
@@ -28,8 +28,8 @@ public sealed class DownloadStage : IStageRunner
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
     {
         var settings = context.Config.Typed.Download;
-        var registry = DatasetRegistry.Load(settings.Registry);
-        var entry = registry.Get(settings.Dataset);
+        var (registry, name) = DatasetSelection.Resolve(settings);
+        var entry = registry.Get(name);
         var inputs = new Dictionary<string, string> { [$"dataset:{entry.Name}"] = registry.EntryHash(entry.Name) };
         if (SourceKind(entry) == Kind.Local)
         {
@@ -43,8 +43,8 @@ public sealed class DownloadStage : IStageRunner
     public JObject Run(StageWorkspace workspace)
     {
         var settings = workspace.Config.Typed.Download;
-        var registry = DatasetRegistry.Load(settings.Registry);
-        var entry = registry.Get(settings.Dataset);
+        var (registry, name) = DatasetSelection.Resolve(settings);
+        var entry = registry.Get(name);
         if (workspace.Resuming)
             ClearFolder(workspace.Directory); // downloads resume in the shared cache; normalising is cheap to redo
 
@@ -65,7 +65,7 @@ public sealed class DownloadStage : IStageRunner
         }
 
         var writer = new DatasetWriter(workspace.Directory, settings.MinSide, settings.MaxPixels, settings.HeldoutFraction);
-        var counts = writer.Write(candidates, limit, workspace.Progress, workspace.Cancellation);
+        var counts = writer.Write(CaptionedFolderSource.WithMissingCaptions(candidates, settings.MissingCaption), limit, workspace.Progress, workspace.Cancellation);
         if (Directory.Exists(extractRoot)) Directory.Delete(extractRoot, recursive: true);
         if (counts.Items == 0)
             throw new StageFailedException($"dataset '{entry.Name}': no usable items ({Describe(counts.Skipped)}); see the reasons in {Path.Combine(workspace.Directory, DatasetWriter.SkippedFile)}");
@@ -193,8 +193,9 @@ public sealed class DownloadStage : IStageRunner
                 if (parquet.Count == 0) throw new StageFailedException($"dataset '{entry.Name}': format parquet, but no .parquet file was fetched");
                 return ParquetSource.Read(parquet, entry.ImageColumn, entry.CaptionColumn);
             case "imagefolder":
+                // A local folder's files come one by one, so their folders include its subfolders: each dataset is read once, recursively, from its outermost folder.
                 var folders = ImageFolderSource.OutermostFolders(roots.Count > 0 ? roots : files.Select(f => Directory.Exists(f.Path) ? f.Path : Path.GetDirectoryName(f.Path)!));
-                return folders.SelectMany(root => ImageFolderSource.Read(root, entry.CaptionColumn));
+                return folders.SelectMany(root => CaptionedFolderSource.Read(root, entry.CaptionColumn));
             default:
                 throw new StageInputException($"dataset '{entry.Name}': unknown format '{entry.Format}' (auto, imagefolder, parquet)");
         }

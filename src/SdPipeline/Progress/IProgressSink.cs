@@ -28,4 +28,7 @@ public interface IProgressTask : IDisposable
 
     /// <summary>Sets or changes the total.</summary>
     void SetTotal(double total);
+
+    /// <summary>Shows <paramref name="status"/> after the description (a training step's loss and learning rate); a sink without room for it ignores it.</summary>
+    void SetStatus(string status) { }
 }

@@ -27,6 +27,9 @@ public sealed class PlainProgress(TextWriter output, TimeSpan interval) : IProgr
         private double _value;
         private double? _total = total;
         private bool _done;
+        private string _status = "";
+
+        public void SetStatus(string status) => _status = status;
 
         public void Advance(double amount) => SetValue(_value + amount);
 
@@ -62,7 +65,7 @@ public sealed class PlainProgress(TextWriter output, TimeSpan interval) : IProgr
             string eta = _total is { } total2 && rate > 0 && _value < total2
                 ? $", ETA {ProgressFormat.Duration(TimeSpan.FromSeconds((total2 - _value) / rate))}"
                 : "";
-            return $"{description}: {amount}, {speed}{eta}";
+            return $"{description}: {amount}, {speed}{eta}{(_status.Length > 0 ? $", {_status}" : "")}";
         }
     }
 }

@@ -2,7 +2,10 @@ using Spectre.Console;
 
 namespace SdPipeline.Progress;
 
-/// <summary>Progress bars with rate and ETA on an interactive terminal (Spectre.Console).</summary>
+/// <summary>
+/// Progress bars with rate and ETA on an interactive terminal (Spectre.Console). Counts and rates follow each
+/// counter's unit: bytes as KB/MB/GB and MB/s (Spectre's download columns), steps and images as plain counts per second.
+/// </summary>
 public sealed class SpectreProgress(ProgressContext context) : IProgressSink
 {
     /// <summary>
@@ -16,7 +19,7 @@ public sealed class SpectreProgress(ProgressContext context) : IProgressSink
         return AnsiConsole.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
-                new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+                new AmountColumn(), new RateColumn(), new RemainingTimeColumn())
             .Start(context => work(new SpectreProgress(context)));
     }
 
@@ -25,11 +28,37 @@ public sealed class SpectreProgress(ProgressContext context) : IProgressSink
     {
         var task = context.AddTask(Markup.Escape(description), maxValue: total ?? 1);
         task.IsIndeterminate = total is null;
-        return new Task(task);
+        task.State.Update<ProgressUnit>(UnitKey, _ => unit);
+        return new Task(task, description);
     }
 
-    private sealed class Task(ProgressTask task) : IProgressTask
+    private const string UnitKey = "unit";
+
+    private static bool IsBytes(ProgressTask task) => task.State.Get<ProgressUnit>(UnitKey) == ProgressUnit.Bytes;
+
+    /// <summary>"12.3 MB/45.0 MB" for bytes, "120/1100" for counts.</summary>
+    private sealed class AmountColumn : ProgressColumn
     {
+        private readonly DownloadedColumn _bytes = new();
+
+        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+            IsBytes(task) ? _bytes.Render(options, task, deltaTime)
+                : new Text(task.IsIndeterminate ? $"{task.Value:0}" : $"{task.Value:0}/{task.MaxValue:0}");
+    }
+
+    /// <summary>"3.2 MB/s" for bytes, "1.8/s" for counts.</summary>
+    private sealed class RateColumn : ProgressColumn
+    {
+        private readonly TransferSpeedColumn _bytes = new();
+
+        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+            IsBytes(task) ? _bytes.Render(options, task, deltaTime)
+                : new Text(task.Speed is double speed ? $"{speed:0.0#}/s" : "");
+    }
+
+    private sealed class Task(ProgressTask task, string description) : IProgressTask
+    {
+        public void SetStatus(string status) => task.Description = Markup.Escape(status.Length > 0 ? $"{description} ({status})" : description);
         public void Advance(double amount) => task.Increment(amount);
         public void SetValue(double value) => task.Value = value;
         public void SetTotal(double total) { task.MaxValue = total; task.IsIndeterminate = false; }

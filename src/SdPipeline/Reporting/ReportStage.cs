@@ -65,8 +65,8 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     public JObject Run(StageWorkspace workspace)
     {
         var config = workspace.Config;
-        var registry = DatasetRegistry.Load(config.Typed.Download.Registry);
-        var dataset = registry.Get(config.Typed.Download.Dataset);
+        var (registry, datasetName) = DatasetSelection.Resolve(config.Typed.Download);
+        var dataset = registry.Get(datasetName);
         var trainSummary = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName))?.SummaryAs<TrainSummary>();
 
         var samples = Samples(workspace.Upstream["sample"]);
@@ -172,6 +172,9 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         string lora = Path.Combine(workspace.Upstream["train"], TrainStage.LoraFolder);
         if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
         else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+        // The same fine-tune as one original-layout file, for AUTOMATIC1111 and ComfyUI.
+        string single = Path.Combine(workspace.Upstream["train"], SingleFileDeliverable.FileName);
+        if (File.Exists(single)) File.CreateSymbolicLink(Path.Combine(folder, SingleFileDeliverable.FileName), Path.GetFullPath(single));
     }
 
     private static string? GitCommit()

@@ -39,7 +39,20 @@ public sealed class SampleStage : IStageRunner
     {
         ExternalInputs = ExternalInputs,
         CreateRunner = _ => new SampleStage(),
+        CheckConfig = CheckConfig,
     };
+
+    /// <summary>What the sample stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var sample = config.Typed.Sample;
+        var problems = new List<string>();
+        if (sample.Prompts.Length == 0 && sample.HeldoutPrompts <= 0)
+            problems.Add("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+        if (sample.Seeds.Length == 0)
+            problems.Add("sample: sample.seeds is empty, so no image would be made");
+        return problems;
+    }
 
     /// <summary>A LoRA file named by <c>sample.lora</c> is an input by its content (its path is in the config already).</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
@@ -100,7 +113,9 @@ public sealed class SampleStage : IStageRunner
         var runtime = workspace.Config.Typed.Runtime;
         var prompts = Prompts(workspace, settings);
         if (prompts.Count == 0)
-            throw new ConfigException("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+            throw new ConfigException(settings.HeldoutPrompts > 0
+                ? $"sample: no prompts: sample.prompts is empty and the dataset has no held-out items for sample.heldout_prompts={settings.HeldoutPrompts} (a small dataset, or download.heldout_fraction 0); set sample.prompts (a JSON list)"
+                : "sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
         int width = settings.Width > 0 ? settings.Width : workspace.Config.Typed.Latents.Resolution;
         int height = settings.Height > 0 ? settings.Height : workspace.Config.Typed.Latents.Resolution;
 

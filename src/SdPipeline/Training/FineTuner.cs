@@ -40,6 +40,9 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     /// <summary>The checkpoints folder inside the run folder.</summary>
     public const string CheckpointsFolder = "checkpoints";
 
+    /// <summary>Caption dropout and tag shuffling, when the settings ask for them (see <see cref="Training.CaptionAugmentation"/>).</summary>
+    public CaptionAugmentation? CaptionAugmentation { get; init; }
+
     /// <summary>Optimizer steps the run will take.</summary>
     public long TotalSteps()
     {
@@ -126,7 +129,8 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         // diffusers' latent_dist.sample() * scaling_factor, from the cached posterior.
                         var epsilon = torch.randn(batch.Mean.shape, generator: generator);
                         var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).to(device);
-                        var embeddings = Embed(batch.TextEmbeddings.to(device), batch.InputIds.to(device));
+                        var (cachedText, inputIds) = CaptionAugmentation?.Apply(batch, generator) ?? (batch.TextEmbeddings, batch.InputIds);
+                        var embeddings = Embed(cachedText.to(device), inputIds.to(device));
                         var noised = objective.Noise(latents, generator);
                         Tensor prediction;
                         using (precision.EnterAutocast())
@@ -177,6 +181,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         ["peak_memory_bytes"] = memory.PeakBytes(),
                         ["ema_decay"] = ema?.CurrentDecay,
                     });
+                    bar.SetStatus($"loss {lastLoss:0.0000}, lr {lr:0.0e+00}");
                     bar.SetValue(step);
 
                     if ((settings.ValidationSteps > 0 && step % settings.ValidationSteps == 0) || step == totalSteps)

@@ -7,11 +7,13 @@ namespace SdPipeline.Training;
 /// <summary>
 /// <c>metrics.jsonl</c>: one JSON object per optimizer step (<c>"kind": "train"</c>) and per held-out evaluation
 /// (<c>"kind": "eval"</c>), flushed line by line so a crash loses nothing written. A resumed run first cuts
-/// the file back to what its checkpoint had seen, so no step appears twice.
+/// the file back to what its checkpoint had seen, so no step appears twice. Every record is mirrored to the
+/// TensorBoard event files beside it (<see cref="TensorBoardLog"/>).
 /// </summary>
 public sealed class MetricsWriter : IDisposable
 {
     private readonly StreamWriter _writer;
+    private readonly TensorBoardLog _tensorBoard;
 
     /// <summary>Opens <paramref name="path"/>, keeping its first <paramref name="keepLines"/> lines.</summary>
     public MetricsWriter(string path, int keepLines)
@@ -20,6 +22,7 @@ public sealed class MetricsWriter : IDisposable
         File.WriteAllLines(path, kept);
         Lines = kept.Count;
         _writer = new StreamWriter(path, append: true, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
+        _tensorBoard = new TensorBoardLog(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
     /// <summary>Lines in the file.</summary>
@@ -30,6 +33,7 @@ public sealed class MetricsWriter : IDisposable
     {
         _writer.WriteLine(record.ToString(Formatting.None));
         Lines++;
+        _tensorBoard.Write(record);
     }
 
     /// <inheritdoc />

@@ -38,7 +38,17 @@ public sealed class TrainStage : IStageRunner
         "Fine-tune the UNet on the latent cache")
     {
         CreateRunner = _ => new TrainStage(),
+        CheckConfig = CheckConfig,
     };
+
+    /// <summary>What the train stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var train = config.Typed.Train;
+        return train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0
+            ? ["train: neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train"]
+            : [];
+    }
 
     /// <summary>The folder of the full model inside the train artifact.</summary>
     public const string PipelineFolder = "pipeline";
@@ -71,21 +81,27 @@ public sealed class TrainStage : IStageRunner
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
             var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
-            if (settings.TrainTextEncoder) textEncoder.to(device);
+            if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags) textEncoder.to(device);
             else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
 
             using var schedule = new NoiseSchedule(schedulerConfig);
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
-            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder ? [unet, textEncoder] : [unet]), device,
+            // The self-check covers every model that runs: the text encoder too when it trains or encodes shuffled captions each step.
+            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder || settings.ShuffleTags ? [unet, textEncoder] : [unet]), device,
                 CheckedDtypes(settings), runtime.Onednn, workspace.Log);
+            using var captions = CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
-                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation);
+                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation) { CaptionAugmentation = captions };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
             var files = network is not null ? ExportLora(workspace.Directory, network) : null;
-            if (network is null) Export(workspace.Directory, modelFolder, models, predictionType);
+            if (network is null)
+            {
+                Export(workspace.Directory, modelFolder, models, predictionType);
+                SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
+            }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));

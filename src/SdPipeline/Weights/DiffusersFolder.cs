@@ -24,8 +24,8 @@ public sealed class DiffusersFolder
         {
             if (Path.GetExtension(path) is ".ckpt" or ".bin" or ".pt" or ".pth")
                 throw new WeightsException(PickleRefusal.Message(path));
-            throw new WeightsException($"{path}: a single-file checkpoint; this tool reads diffusers folders (model_index.json, unet/, vae/, …). " +
-                "Convert it with diffusers' `StableDiffusionPipeline.from_single_file(path).save_pretrained(dir, safe_serialization=True)`.");
+            throw new WeightsException($"{path}: not a diffusers folder; model.base reads single-file checkpoints only as .safetensors (original SD 1.x/2.x layout), " +
+                "and diffusers folders (model_index.json, unet/, vae/, …) otherwise.");
         }
         if (!Directory.Exists(path)) throw new WeightsException($"{path}: model folder not found");
         if (!File.Exists(Path.Combine(path, "model_index.json")))

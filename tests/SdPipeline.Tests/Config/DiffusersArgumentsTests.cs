@@ -1,0 +1,35 @@
+using SdPipeline.Config;
+
+namespace SdPipeline.Tests.Config;
+
+/// <summary>"Did you mean" for people who type diffusers' train_text_to_image.py argument names.</summary>
+public sealed class DiffusersArgumentsTests
+{
+    [Test]
+    public void ArgparseName_Should_PointAtOurKey_When_SetWithoutASection()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.Load(null, ["pretrained_model_name_or_path=hf:a/b"]));
+        Assert.That(error!.Message, Does.Contain("did you mean 'model.base'").And.Contain("--pretrained_model_name_or_path"));
+    }
+
+    [Test]
+    public void UnsupportedArgparseName_Should_SayWhyAndWhatHelpsInstead()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.Load(null, ["train.use_8bit_adam=true"]));
+        Assert.That(error!.Message, Does.Contain("not supported").And.Contain("train.method=lora"));
+    }
+
+    [Test]
+    public void EveryMappedKey_Should_ExistInTheSchema()
+    {
+        foreach (var (name, target) in DiffusersArguments.Map.Where(p => !p.Value.Contains(' ')))
+            Assert.That(ConfigSchema.Find(target), Is.Not.Null, $"--{name} → {target}");
+    }
+
+    [Test]
+    public void UnknownNonDiffusersKey_Should_StillGetTheNearestSpelling()
+    {
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.Load(null, ["train.learning_rat=1"]));
+        Assert.That(error!.Message, Does.Contain("did you mean 'train.learning_rate'"));
+    }
+}
