@@ -2,6 +2,7 @@ using System.CommandLine;
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -39,7 +40,7 @@ internal static class GcCommand
             var limits = Limits(result.GetValue(MaxSize), result.GetValue(OlderThan));
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
-            var plans = new Planner(StageGraph.Default, store, GlobalOptions.Hashes(store)).Plan(config);
+            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config);
             bool dryRun = result.GetValue(DryRun);
             var outcome = new GarbageCollector(store).Collect(plans, limits, dryRun);
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -21,8 +22,8 @@ internal static class PathCommand
         {
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
-            string stage = StageGraph.Default.Get(result.GetValue(Stage)!).Name;
-            var plan = new Planner(StageGraph.Default, store, GlobalOptions.Hashes(store)).Plan(config).Single(p => p.Stage.Name == stage);
+            string stage = ProjectStages.Graph.Get(result.GetValue(Stage)!).Name;
+            var plan = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config).Single(p => p.Stage.Name == stage);
             if (plan.Status != StageStatus.Cached)
                 throw new StageFailedException($"{stage} is not built for this config ({string.Join("; ", plan.Reasons)})");
             string path = result.GetValue(File) is { } file ? System.IO.Path.Combine(plan.ArtifactDirectory!, file) : plan.ArtifactDirectory!;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -23,7 +24,7 @@ internal static class PlanCommand
         {
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
-            var plans = new Planner(StageGraph.Default, store, GlobalOptions.Hashes(store)).Plan(config, result.GetValue(Verify));
+            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, result.GetValue(Verify));
 
             if (result.GetValue(Json)) Console.WriteLine(ToJson(plans, store).ToString(Formatting.Indented));
             else foreach (var plan in plans) Console.WriteLine(Describe(plan));
@@ -45,7 +46,7 @@ internal static class PlanCommand
     {
         string status = plan.Status.ToString().ToLowerInvariant();
         string fingerprint = plan.Fingerprint is null ? "" : $" [{ArtifactStore.Short(plan.Fingerprint)}]";
-        string implemented = StageRunners.IsImplemented(plan.Stage.Name) ? "" : " (stage not implemented yet)";
+        string implemented = (plan.Stage.CreateRunner is not null) ? "" : " (stage not implemented yet)";
         return plan.Reasons.Count == 0
             ? $"{plan.Stage.Name}: {status}{fingerprint}{implemented}"
             : $"{plan.Stage.Name}: {status} — {string.Join("; ", plan.Reasons)}{fingerprint}{implemented}";
@@ -60,7 +61,7 @@ internal static class PlanCommand
         ["reasons"] = new JArray(plan.Reasons),
         ["artifact"] = plan.ArtifactDirectory is null ? null : Path.GetRelativePath(Environment.CurrentDirectory, plan.ArtifactDirectory),
         ["upstream"] = new JArray(plan.Stage.Upstream),
-        ["implemented"] = StageRunners.IsImplemented(plan.Stage.Name),
+        ["implemented"] = (plan.Stage.CreateRunner is not null),
         ["description"] = plan.Stage.Description,
     }));
 

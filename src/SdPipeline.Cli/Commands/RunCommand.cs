@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Cli.Commands;
 
@@ -9,7 +10,7 @@ internal static class RunCommand
 {
     private static readonly Argument<string> Stage = new("stage")
     {
-        Description = $"The stage to run: {string.Join(", ", StageGraph.Default.Stages.Select(s => s.Name))}.",
+        Description = $"The stage to run: {string.Join(", ", ProjectStages.Graph.Stages.Select(s => s.Name))}.",
     };
 
     private static readonly Option<bool> Force = new("--force") { Description = "Rebuild even when a valid artifact exists." };
@@ -22,7 +23,7 @@ internal static class RunCommand
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
             string stage = result.GetValue(Stage)!;
-            var executor = new StageExecutor(StageGraph.Default, store, GlobalOptions.Hashes(store));
+            var executor = new StageExecutor(ProjectStages.Graph, store, GlobalOptions.Hashes(store));
             var outcome = SpectreProgress.Run(progress =>
                 executor.Run(stage, config, result.GetValue(Force), Console.WriteLine, progress, cancellation));
             string where = Path.GetRelativePath(Environment.CurrentDirectory, outcome.Directory);

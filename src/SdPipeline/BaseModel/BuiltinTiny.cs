@@ -1,5 +1,6 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Files;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;

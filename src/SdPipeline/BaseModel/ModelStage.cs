@@ -1,3 +1,4 @@
+using SdPipeline.Config;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Downloads;
 using SdPipeline.Hub;
@@ -15,6 +16,36 @@ namespace SdPipeline.BaseModel;
 /// </summary>
 public sealed class ModelStage : IStageRunner
 {
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("model", "Model", 1, [], [],
+        "Resolve the base model (builtin:tiny, a Hub repo or a local diffusers folder)")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = _ => new ModelStage(),
+        CheckConfig = CheckConfig,
+    };
+
+    /// <summary>What the model stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var model = config.Typed.Model;
+        return SingleFile(model.Base) && model.SingleFileConfig.Length == 0
+            ? ["model.base is a single-file checkpoint, which carries no tokenizer: set model.single_file_config to a diffusers folder of the same architecture (its tokenizer/ is used)"]
+            : [];
+
+        static bool SingleFile(string modelBase)
+        {
+            try
+            {
+                return BaseModelSource.Parse(modelBase) is BaseModelSource.SingleFile;
+            }
+            catch (ConfigException)
+            {
+                return false; // reported by the model stage itself
+            }
+        }
+    }
+
     /// <summary>Content hashes of the weights <c>model.base</c> names, without downloading them.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
     {

@@ -1,5 +1,6 @@
 using Newtonsoft.Json;
 using SdPipeline.Config;
+using SdPipeline.Files;
 
 namespace SdPipeline.BaseModel;
 
@@ -37,7 +38,7 @@ public sealed record ResolvedModel
     };
 
     /// <summary>Writes <c>model.json</c> into <paramref name="folder"/>.</summary>
-    public void Write(string folder) => Pipeline.AtomicFile.WriteAllText(Path.Combine(folder, FileName), JsonConvert.SerializeObject(this, Settings));
+    public void Write(string folder) => AtomicFile.WriteAllText(Path.Combine(folder, FileName), JsonConvert.SerializeObject(this, Settings));
 
     /// <summary>Reads the <c>model.json</c> of a model artifact.</summary>
     public static ResolvedModel Read(string artifactFolder)

@@ -1,6 +1,6 @@
 using SdPipeline.Pipeline;
 using SdPipeline.Weights;
-using SdPipeline.Weights.SingleFile;
+using SdPipeline.SingleFileCheckpoints;
 
 namespace SdPipeline.BaseModel;
 

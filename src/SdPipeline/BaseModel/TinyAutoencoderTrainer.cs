@@ -5,6 +5,7 @@ using SdPipeline.Latents;
 using SdPipeline.Models.Vae;
 using SdPipeline.Progress;
 using SdPipeline.Training;
+using SdPipeline.Training.Optimization;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,5 +1,6 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Benchmarks;
@@ -64,6 +65,24 @@ public sealed record BenchmarkReport
 
     /// <summary>Figures of the whole run beyond the rows (a training step's time over the matmul's, its peak memory), or null.</summary>
     public IReadOnlyDictionary<string, double>? Summary { get; init; }
+
+    /// <summary>
+    /// The report of one <c>sdpipe bench</c> run: the fields every benchmark fills the same way (name, time, machine,
+    /// the model config it was built from, seed, the matmul ceiling around the model cases) and its rows.
+    /// </summary>
+    public static BenchmarkReport Of(string benchmark, BenchmarkOptions options, MachineInfo machine, long parameters,
+        MatmulCeiling before, MatmulCeiling after, IReadOnlyList<BenchmarkRow> rows) => new()
+    {
+        Benchmark = benchmark,
+        CreatedUtc = DateTime.UtcNow,
+        Machine = machine,
+        ModelConfig = options.ConfigFile ?? "sd15",
+        Parameters = parameters,
+        Seed = options.Seed,
+        MatmulBefore = before,
+        MatmulAfter = after,
+        Rows = rows,
+    };
 
     /// <summary>The ceiling pooled from two measurements of the same size.</summary>
     public static double PooledMatmulGflops(MatmulCeiling before, MatmulCeiling after) =>

@@ -1,4 +1,5 @@
 using SdPipeline.Models.Shared;
+using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -102,13 +103,6 @@ public sealed class FlopCounter : IDisposable
     /// <summary>Attention FLOPs: scores (Q·Kᵀ) and values (P·V), each 2 · B · heads · L_q · L_k · head_dim.</summary>
     public static double AttentionFlops(long batch, long heads, long queryLength, long keyLength, long headDim) =>
         2 * 2.0 * batch * heads * queryLength * keyLength * headDim;
-
-    /// <summary>The output shape of a (non-transposed) convolution for an input of <paramref name="inputShape"/>, as PyTorch computes it.</summary>
-    public static long[] ConvolutionOutputShape(Convolution convolution, long[] inputShape) =>
-        ConvGeometry.Of(nameof(convolution), convolution).OutputShape(inputShape);
-
-    /// <summary>The output shape of an <see cref="AutocastConv2d"/> for an input of <paramref name="inputShape"/>.</summary>
-    public static long[] ConvolutionOutputShape(AutocastConv2d convolution, long[] inputShape) => ConvGeometry.Of(convolution).OutputShape(inputShape);
 
     /// <summary>Removes the hooks.</summary>
     public void Dispose()

@@ -71,18 +71,7 @@ public static class LatentsBenchmark
             var encode = BenchmarkRow.Phase("latents", "encode", size, size * scale, options.Batch, options.Warmup, encodeTiming, flops, FlopPart.Forward, ceiling);
             rows.AddRange([preprocess, encode, BenchmarkRow.Sum("preprocess_encode", preprocess, encode, ceiling)]);
         }
-        return new BenchmarkReport
-        {
-            Benchmark = "latents",
-            CreatedUtc = DateTime.UtcNow,
-            Machine = machine,
-            ModelConfig = options.ConfigFile ?? "sd15",
-            Parameters = parameters,
-            Seed = options.Seed,
-            MatmulBefore = before,
-            MatmulAfter = after,
-            Rows = rows,
-        };
+        return BenchmarkReport.Of("latents", options, machine, parameters, before, after, rows);
     }
 
     /// <summary>A square PNG with smooth gradients and fine noise (a photograph's mix of both), deterministic from the seed.</summary>

@@ -3,6 +3,7 @@ using SdPipeline.Models.Unet;
 using SdPipeline.Runtime;
 using SdPipeline.Training;
 using SdPipeline.Training.Checkpointing;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -52,6 +53,7 @@ public static class TrainStepBenchmark
         log?.Invoke("building the UNet with random weights ...");
         torch.manual_seed(options.Seed);
         using var unet = new UNet2DConditionModel(config, device);
+        AutocastLayers.Apply(unet);
         unet.train();
         var parameters = unet.named_parameters().Select(p => (p.name, p.parameter)).ToList();
         long parameterCount = parameters.Sum(p => p.parameter.numel());
@@ -118,17 +120,10 @@ public static class TrainStepBenchmark
         }
         // The headline figures are those of the first size (32×32 by default: the PyTorch comparison).
         var first = rows.Take(5).ToList();
-        return new BenchmarkReport
+        var report = BenchmarkReport.Of("train_step", options, machine, parameterCount, before, after, rows);
+        return report with
         {
-            Benchmark = "train_step",
-            CreatedUtc = DateTime.UtcNow,
-            Machine = machine,
-            ModelConfig = (options.ConfigFile ?? "sd15") + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : ""),
-            Parameters = parameterCount,
-            Seed = options.Seed,
-            MatmulBefore = before,
-            MatmulAfter = after,
-            Rows = rows,
+            ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : ""),
             Summary = new Dictionary<string, double>
             {
                 [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),

@@ -69,17 +69,7 @@ public static class UnetBenchmark
 
         var after = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log, "after");
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
-        return new BenchmarkReport
-        {
-            Benchmark = "unet",
-            CreatedUtc = DateTime.UtcNow,
-            Machine = machine,
-            ModelConfig = options.ConfigFile ?? "sd15",
-            Parameters = parameters,
-            Seed = options.Seed,
-            MatmulBefore = before,
-            MatmulAfter = after,
-            Rows = measured.Select(m => BenchmarkRow.Measured("unet", m.Case, m.Size, m.Size * 8, options.Batch, harness, m.Timing, m.Flops, ceiling, m.Backward)).ToList(),
-        };
+        var rows = measured.Select(m => BenchmarkRow.Measured("unet", m.Case, m.Size, m.Size * 8, options.Batch, harness, m.Timing, m.Flops, ceiling, m.Backward)).ToList();
+        return BenchmarkReport.Of("unet", options, machine, parameters, before, after, rows);
     }
 }

@@ -67,17 +67,6 @@ public static class VaeBenchmark
             var decode = BenchmarkRow.Measured("vae", "decode", size, size * scale, options.Batch, harness, decodeTiming, decodeFlops, ceiling);
             rows.AddRange([encode, decode, BenchmarkRow.Sum("encode_decode", encode, decode, ceiling)]);
         }
-        return new BenchmarkReport
-        {
-            Benchmark = "vae",
-            CreatedUtc = DateTime.UtcNow,
-            Machine = machine,
-            ModelConfig = options.ConfigFile ?? "sd15",
-            Parameters = parameters,
-            Seed = options.Seed,
-            MatmulBefore = before,
-            MatmulAfter = after,
-            Rows = rows,
-        };
+        return BenchmarkReport.Of("vae", options, machine, parameters, before, after, rows);
     }
 }

@@ -249,8 +249,8 @@ public sealed class TrainSection
     [ConfigKey("Train the text encoder too (its embeddings are then computed each step instead of read from the cache); with method lora, LoRA adapters on its attention projections.")]
     public bool TrainTextEncoder { get; init; }
 
-    [ConfigKey("full fine-tunes every weight; lora trains low-rank adapters on frozen weights (small files, less memory; see the README's LoRA section).", AllowedValues = ["full", "lora"])]
-    public string Method { get; init; } = "full";
+    [ConfigKey("full fine-tunes every weight; lora trains low-rank adapters on frozen weights (small files, less memory; see the README's LoRA section).", AllowedValues = [TrainingMethods.Full, TrainingMethods.Lora])]
+    public string Method { get; init; } = TrainingMethods.Full;
 
     [ConfigKey("LoRA rank r (diffusers' train_text_to_image_lora.py --rank).", Min = 1)]
     public int LoraRank { get; init; } = 4;
@@ -317,8 +317,8 @@ public sealed class BenchmarkSection
     [ConfigKey("Gradient checkpointing settings to sweep (train.gradient_checkpointing values).")]
     public bool[] GradientCheckpointing { get; init; } = [false, true];
 
-    [ConfigKey("Training methods to sweep (train.method values).", AllowedValues = ["full", "lora"])]
-    public string[] Method { get; init; } = ["full", "lora"];
+    [ConfigKey("Training methods to sweep (train.method values).", AllowedValues = [TrainingMethods.Full, TrainingMethods.Lora])]
+    public string[] Method { get; init; } = [TrainingMethods.Full, TrainingMethods.Lora];
 
     [ConfigKey("Resolutions to sweep: full is latents.resolution, half is half of it (rounded down to a multiple of 8); each has its own latent cache.", AllowedValues = ["full", "half"])]
     public string[] Resolution { get; init; } = ["full", "half"];

@@ -15,6 +15,15 @@ namespace SdPipeline.Data;
 /// </summary>
 public sealed class DownloadStage : IStageRunner
 {
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 1,
+        ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
+        "Fetch, verify and normalise the dataset named in datasets.json")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = _ => new DownloadStage(),
+    };
+
     /// <summary>The dataset's identity for the fingerprint: its registry entry, and the content of local sources.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
     {

@@ -43,10 +43,6 @@ public static class ShapesGenerator
             yield return Item(options, DatasetItem.HeldoutSplit, i);
     }
 
-    /// <summary>The caption of a shape description.</summary>
-    public static string Caption(string color, string shape, string background) =>
-        $"{("aeiou".Contains(color[0]) ? "an" : "a")} {color} {shape} on {("aeiou".Contains(background[0]) ? "an" : "a")} {background} background";
-
     private static CandidateItem Item(ShapesOptions options, string split, int index)
     {
         var random = new SplitMix64(Mix((ulong)options.Seed, split == DatasetItem.TrainSplit ? 1UL : 2UL, (ulong)index));
@@ -58,7 +54,7 @@ public static class ShapesGenerator
         double cx = radius + (size - 2 * radius) * random.NextDouble();
         double cy = radius + (size - 2 * radius) * random.NextDouble();
         double angle = random.NextDouble() * Math.PI * 2;
-        string caption = Caption(Colors[color].Name, shape, Colors[background].Name);
+        string caption = new ShapesCaption(Colors[color].Name, shape, Colors[background].Name).Text;
         return new CandidateItem($"shapes/{split}/{index:D5}", caption,
             () => Render(size, shape, cx, cy, radius, angle, Colors[color].Color, Colors[background].Color), split);
     }

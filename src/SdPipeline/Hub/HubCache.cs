@@ -1,3 +1,5 @@
+using SdPipeline.Files;
+
 namespace SdPipeline.Hub;
 
 /// <summary>
@@ -41,7 +43,7 @@ public sealed class HubCache(string root)
             throw new InvalidOperationException($"refusing to write ref '{revision}' → '{commit}' into the Hub cache: not a revision name and a commit id");
         string path = Path.Combine(RepoFolder(kind, repo), "refs", revision);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        Pipeline.AtomicFile.WriteAllText(path, commit);
+        AtomicFile.WriteAllText(path, commit);
     }
 
     /// <summary>Links <c>snapshots/COMMIT/PATH</c> to its blob with a relative symlink, as huggingface_hub does.</summary>

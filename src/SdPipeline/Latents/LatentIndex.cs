@@ -1,4 +1,5 @@
 using Newtonsoft.Json;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Latents;

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using SdPipeline.Config;
 using SdPipeline.Data;
+using SdPipeline.Images;
 
 namespace SdPipeline.Latents;
 

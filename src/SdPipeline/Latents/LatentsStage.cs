@@ -5,6 +5,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
 using SdPipeline.Data;
+using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Vae;
@@ -39,6 +40,15 @@ public sealed class LatentsStage : IStageRunner
         "latents.embedding_dtype", "latents.posterior_dtype", "model.clip_skip", "model.tokenizer_cleaning",
     ];
 
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("latents", "PrecomputeLatents", SchemaVersion, ConfigKeys, ["model", "download"],
+        "Encode images with the VAE and captions with the text encoder into shards")
+    {
+        ExternalInputs = ExternalInputs,
+        UpstreamByContent = new HashSet<string> { "model" },
+        CreateRunner = _ => new LatentsStage(),
+    };
+
     /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) =>
         ModelStage.ExternalInputs(context)
@@ -63,7 +73,7 @@ public sealed class LatentsStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
-        Sampling.SdxlStageSupport.RefuseSdxl(model, "latents");
+        SdxlStageSupport.RefuseSdxl(model, "latents");
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
         var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));

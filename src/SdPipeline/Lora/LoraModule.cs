@@ -5,7 +5,7 @@ namespace SdPipeline.Lora;
 /// <summary>An adapter attached to one layer of a model.</summary>
 /// <param name="Component"><c>unet</c> or <c>text_encoder</c>.</param>
 /// <param name="Path">The layer's module path inside the component.</param>
-/// <param name="Layer">The layer (an <see cref="Models.Shared.AutocastLinear"/> or <see cref="Models.Shared.AutocastConv2d"/>).</param>
+/// <param name="Layer">The layer (a linear layer or a convolution, plain or <see cref="Training.Precision.AutocastLayer"/>).</param>
 /// <param name="Adapter">The adapter.</param>
 public sealed record LoraModule(string Component, string Path, torch.nn.Module Layer, LoraAdapter Adapter)
 {

@@ -1,7 +1,8 @@
+using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using SdPipeline.Models.Clip;
-using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
+using SdPipeline.Training.Precision;
 using SdPipeline.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -29,9 +30,18 @@ public sealed class LoraNetwork : IDisposable
     private static readonly Regex ResnetLayer = new(@"(^|\.)resnets\.\d+\.(conv1|conv2|conv_shortcut)$", RegexOptions.CultureInvariant);
     private static readonly Regex TextAttentionLayer = new(@"(^|\.)self_attn\.(q_proj|k_proj|v_proj|out_proj)$", RegexOptions.CultureInvariant);
 
-    private readonly List<LoraModule> _modules;
+    // Which layer carries which adapter, for whoever inspects a model from outside (the numerics self-check's inventory):
+    // a forward hook leaves no trace in the layer itself. Weak, so a layer dropped without Detach does not stay alive.
+    private static readonly ConditionalWeakTable<nn.Module, LoraAdapter> AttachedAdapters = new();
 
-    private LoraNetwork(List<LoraModule> modules) => _modules = modules;
+    private readonly List<LoraModule> _modules;
+    private readonly List<Action> _hooks;
+
+    private LoraNetwork(List<(LoraModule Module, Action Hook)> attached)
+    {
+        _modules = attached.Select(a => a.Module).ToList();
+        _hooks = attached.Select(a => a.Hook).ToList();
+    }
 
     /// <summary>Every adapter, UNet first, in module order.</summary>
     public IReadOnlyList<LoraModule> Modules => _modules;
@@ -55,22 +65,22 @@ public sealed class LoraNetwork : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         var targets = new List<(string, string, nn.Module)>();
         foreach (var (path, module) in unet.named_modules())
-            if ((settings.Attention && module is AutocastLinear && AttentionLayer.IsMatch(path)) ||
-                (settings.Resnets && module is AutocastConv2d && ResnetLayer.IsMatch(path)))
+            if ((settings.Attention && IsLinear(module) && AttentionLayer.IsMatch(path)) ||
+                (settings.Resnets && IsConvolution(module) && ResnetLayer.IsMatch(path)))
                 targets.Add((Unet, path, module));
         if (settings.TextEncoder && textEncoder is not null)
             foreach (var (path, module) in textEncoder.named_modules())
-                if (module is AutocastLinear && TextAttentionLayer.IsMatch(path))
+                if (IsLinear(module) && TextAttentionLayer.IsMatch(path))
                     targets.Add((TextEncoder, path, module));
         return targets;
     }
 
     /// <summary>The trainable elements adapters of rank <paramref name="rank"/> on <paramref name="targets"/> would have.</summary>
     public static long CountParameters(IEnumerable<(string Component, string Path, nn.Module Layer)> targets, int rank) =>
-        targets.Sum(t => t.Layer switch
+        targets.Sum(t => Weight(t.Layer).shape switch
         {
-            AutocastLinear linear => rank * (linear.InFeatures + linear.OutFeatures),
-            AutocastConv2d conv => rank * (conv.weight.shape[1] * conv.KernelSize[0] * conv.KernelSize[1] + conv.OutChannels),
+            [long outFeatures, long inFeatures] => rank * (inFeatures + outFeatures),
+            [long outChannels, long inChannels, long kernelHeight, long kernelWidth] => rank * (inChannels * kernelHeight * kernelWidth + outChannels),
             _ => 0L,
         });
 
@@ -87,8 +97,11 @@ public sealed class LoraNetwork : IDisposable
         {
             switch (module)
             {
-                case AutocastLinear linear when linear.weight.dtype != dtype: linear.weight = Frozen(linear.weight, dtype); break;
-                case AutocastConv2d conv when conv.weight.dtype != dtype: conv.weight = Frozen(conv.weight, dtype); break;
+                case AutocastLinear or AutocastConv2d when module is AutocastLayer layer && layer.weight.dtype != dtype:
+                    layer.weight = Frozen(layer.weight, dtype);
+                    break;
+                case Linear or Conv2d:
+                    throw new InvalidOperationException($"{module.GetName()} is a plain layer, which cannot take half-precision weights: apply {nameof(AutocastLayers)} to the model first");
             }
         }
 
@@ -110,14 +123,14 @@ public sealed class LoraNetwork : IDisposable
         var targets = Targets(unet, textEncoder, settings);
         if (targets.Count == 0) throw new InvalidOperationException("no layer of the model matches train.lora_targets");
         using var generator = new Generator((ulong)seed);
-        var modules = new List<LoraModule>();
+        var modules = new List<(LoraModule, Action)>();
         foreach (var (component, path, layer) in targets)
         {
             using var scope = torch.NewDisposeScope();
-            var (down, up) = layer switch
+            var (down, up) = Weight(layer).shape switch
             {
-                AutocastLinear linear => (new long[] { settings.Rank, linear.InFeatures }, new long[] { linear.OutFeatures, settings.Rank }),
-                AutocastConv2d conv => (new long[] { settings.Rank, conv.weight.shape[1], conv.KernelSize[0], conv.KernelSize[1] }, new long[] { conv.OutChannels, settings.Rank, 1, 1 }),
+                [long outFeatures, long inFeatures] => (new long[] { settings.Rank, inFeatures }, new long[] { outFeatures, settings.Rank }),
+                [long outChannels, long inChannels, long kernelHeight, long kernelWidth] => (new long[] { settings.Rank, inChannels, kernelHeight, kernelWidth }, new long[] { outChannels, settings.Rank, 1, 1 }),
                 _ => throw new InvalidOperationException($"{component}.{path} is neither a linear layer nor a convolution"),
             };
             var device = Weight(layer).device;
@@ -135,7 +148,7 @@ public sealed class LoraNetwork : IDisposable
     {
         ArgumentNullException.ThrowIfNull(weights);
         var layers = Layers(unet, textEncoder);
-        var modules = new List<LoraModule>();
+        var modules = new List<(LoraModule, Action)>();
         foreach (var w in weights)
         {
             if (!layers.TryGetValue((w.Component, w.Path), out var layer))
@@ -163,10 +176,10 @@ public sealed class LoraNetwork : IDisposable
         ArgumentNullException.ThrowIfNull(unet);
         var layers = new Dictionary<(string, string), nn.Module>();
         foreach (var (path, module) in unet.named_modules())
-            if (module is AutocastLinear or AutocastConv2d) layers[(Unet, path)] = module;
+            if (IsLinear(module) || IsConvolution(module)) layers[(Unet, path)] = module;
         if (textEncoder is not null)
             foreach (var (path, module) in textEncoder.named_modules())
-                if (module is AutocastLinear or AutocastConv2d) layers[(TextEncoder, path)] = module;
+                if (IsLinear(module) || IsConvolution(module)) layers[(TextEncoder, path)] = module;
         return layers;
     }
 
@@ -191,46 +204,76 @@ public sealed class LoraNetwork : IDisposable
         Detach();
     }
 
+    /// <summary>The adapter attached to <paramref name="layer"/>, or null when it carries none.</summary>
+    public static LoraAdapter? AdapterOn(nn.Module layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        return AttachedAdapters.TryGetValue(layer, out var adapter) ? adapter : null;
+    }
+
+    /// <summary>Whether <paramref name="block"/> contains a layer whose adapter is being trained.</summary>
+    public bool HoldsTrainableAdapter(nn.Module block)
+    {
+        var layers = block.modules().ToHashSet();
+        return _modules.Any(m => layers.Contains(m.Layer) && (m.Adapter.Down.requires_grad || m.Adapter.Up.requires_grad));
+    }
+
     /// <summary>Removes the adapters from their layers (the base model again) and disposes them.</summary>
     public void Detach()
     {
+        foreach (var removeHook in _hooks) removeHook();
         foreach (var module in _modules)
         {
-            SetAdapter(module.Layer, null);
+            AttachedAdapters.Remove(module.Layer);
             module.Adapter.Dispose();
         }
+        _hooks.Clear();
         _modules.Clear();
     }
 
     /// <inheritdoc />
     public void Dispose() => Detach();
 
-    private static LoraModule Attach(string component, string path, nn.Module layer, LoraAdapter adapter)
+    // PEFT replaces the layer by a LoraLayer around it; a forward hook adds the same update while leaving the layer,
+    // and so the model's state_dict keys and parameters, as they are.
+    private static (LoraModule, Action) Attach(string component, string path, nn.Module layer, LoraAdapter adapter)
     {
-        SetAdapter(layer, adapter);
-        return new LoraModule(component, path, layer, adapter);
+        if (layer is not nn.Module<Tensor, Tensor> callable)
+            throw new InvalidOperationException($"{component}.{path} ({layer.GetType().Name}) cannot carry a LoRA adapter");
+        var hook = callable.register_forward_hook((module, input, output) =>
+        {
+            using var update = adapter.Forward(input, module.training);
+            using (output) return output + update;
+        });
+        AttachedAdapters.AddOrUpdate(layer, adapter);
+        return (new LoraModule(component, path, layer, adapter), hook.remove);
     }
 
-    private static void SetAdapter(nn.Module layer, LoraAdapter? adapter)
-    {
-        switch (layer)
-        {
-            case AutocastLinear linear: linear.Lora = adapter; break;
-            case AutocastConv2d conv: conv.Lora = adapter; break;
-            default: throw new InvalidOperationException($"{layer.GetName()} cannot carry a LoRA adapter");
-        }
-    }
+    private static bool IsLinear(nn.Module module) => module is Linear or AutocastLinear;
+
+    private static bool IsConvolution(nn.Module module) => module is Conv2d or AutocastConv2d;
 
     private static Parameter Weight(nn.Module layer) => layer switch
     {
-        AutocastLinear linear => linear.weight,
-        AutocastConv2d conv => conv.weight,
+        Linear linear => linear.weight,
+        Conv2d conv => conv.weight,
+        AutocastLinear or AutocastConv2d => ((AutocastLayer)layer).weight,
         _ => throw new InvalidOperationException($"{layer.GetName()} is neither a linear layer nor a convolution"),
     };
 
-    private static long[]? Stride(nn.Module layer) => layer is AutocastConv2d conv ? conv.Stride.ToArray() : null;
+    private static long[]? Stride(nn.Module layer) => layer switch
+    {
+        Conv2d conv => conv.stride,
+        AutocastConv2d conv => [.. conv.Stride],
+        _ => null,
+    };
 
-    private static long[]? Padding(nn.Module layer) => layer is AutocastConv2d conv ? conv.Padding.ToArray() : null;
+    private static long[]? Padding(nn.Module layer) => layer switch
+    {
+        Conv2d conv => conv.padding,
+        AutocastConv2d conv => [.. conv.Padding],
+        _ => null,
+    };
 
     private static string Shape(Tensor tensor) => Shape(tensor.shape);
 

@@ -1,6 +1,9 @@
+using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Shared;
+using SdPipeline.Training.Precision;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Numerics;
@@ -23,39 +26,55 @@ public static class OperationInventory
         return [.. probes.Distinct()];
     }
 
+    // The models' plain TorchSharp layers and their autocast replacements (AutocastLayers.Apply) alike; LoRA adapters
+    // ride on a layer through a forward hook, so they are looked up beside it.
     private static IEnumerable<OperationProbe> ProbesOf(nn.Module module)
     {
         switch (module)
         {
+            case Conv2d conv:
+                return ConvolutionProbes(module, conv.weight, conv.stride[0], conv.padding![0]);
             case AutocastConv2d conv:
-                long outChannels = conv.weight.shape[0], inChannels = conv.weight.shape[1], kernel = conv.KernelSize[0];
-                yield return Conv2dProbe.For(inChannels, outChannels, kernel, conv.Stride[0], conv.Padding[0]);
-                if (conv.Lora is { } convAdapter)
-                {
-                    yield return Conv2dProbe.For(inChannels, convAdapter.Rank, kernel, conv.Stride[0], conv.Padding[0]);
-                    yield return Conv2dProbe.For(convAdapter.Rank, outChannels, 1, 1, 0);
-                }
-                break;
+                return ConvolutionProbes(module, conv.weight, conv.Stride[0], conv.Padding[0]);
+            case Linear linear:
+                return LinearProbes(module, linear.in_features, linear.out_features);
             case AutocastLinear linear:
-                yield return LinearProbe.For(linear.InFeatures, linear.OutFeatures);
-                if (linear.Lora is { } linearAdapter)
-                {
-                    yield return LinearProbe.For(linear.InFeatures, linearAdapter.Rank);
-                    yield return LinearProbe.For(linearAdapter.Rank, linear.OutFeatures);
-                }
-                break;
+                return LinearProbes(module, linear.InFeatures, linear.OutFeatures);
+            case GroupNorm groupNorm:
+                return [new GroupNormProbe(groupNorm.num_groups, groupNorm.weight!.shape[0], groupNorm.eps)];
             case AutocastGroupNorm groupNorm:
-                yield return new GroupNormProbe(groupNorm.num_groups, groupNorm.weight.shape[0], groupNorm.eps);
-                break;
+                return [new GroupNormProbe(groupNorm.num_groups, groupNorm.weight.shape[0], groupNorm.eps)];
+            case LayerNorm layerNorm:
+                return [new LayerNormProbe(layerNorm.weight!.shape[0], layerNorm.eps)];
             case AutocastLayerNorm layerNorm:
-                yield return new LayerNormProbe(layerNorm.weight.shape[0], layerNorm.eps);
-                break;
+                return [new LayerNormProbe(layerNorm.weight.shape[0], layerNorm.eps)];
             case Attention attention:
-                yield return new AttentionProbe(attention.Heads, HeadDim(attention, "to_q.weight", attention.Heads));
-                break;
+                return [new AttentionProbe(attention.Heads, HeadDim(attention, "to_q.weight", attention.Heads))];
             case ClipAttention clipAttention:
-                yield return new AttentionProbe(clipAttention.Heads, HeadDim(clipAttention, "q_proj.weight", clipAttention.Heads));
-                break;
+                return [new AttentionProbe(clipAttention.Heads, HeadDim(clipAttention, "q_proj.weight", clipAttention.Heads))];
+            default:
+                return [];
+        }
+    }
+
+    private static IEnumerable<OperationProbe> ConvolutionProbes(nn.Module layer, Tensor weight, long stride, long padding)
+    {
+        long outChannels = weight.shape[0], inChannels = weight.shape[1], kernel = weight.shape[2];
+        yield return Conv2dProbe.For(inChannels, outChannels, kernel, stride, padding);
+        if (LoraNetwork.AdapterOn(layer) is { } adapter)
+        {
+            yield return Conv2dProbe.For(inChannels, adapter.Rank, adapter.Down.shape[2], stride, adapter.Down.shape[2] == 1 ? 0 : padding);
+            yield return Conv2dProbe.For(adapter.Rank, outChannels, 1, 1, 0);
+        }
+    }
+
+    private static IEnumerable<OperationProbe> LinearProbes(nn.Module layer, long inFeatures, long outFeatures)
+    {
+        yield return LinearProbe.For(inFeatures, outFeatures);
+        if (LoraNetwork.AdapterOn(layer) is { } adapter)
+        {
+            yield return LinearProbe.For(inFeatures, adapter.Rank);
+            yield return LinearProbe.For(adapter.Rank, outFeatures);
         }
     }
 

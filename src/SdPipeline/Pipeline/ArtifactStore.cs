@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Reflection;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Files;
 
 namespace SdPipeline.Pipeline;
 

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Newtonsoft.Json;
+using SdPipeline.Files;
 
 namespace SdPipeline.Pipeline;
 

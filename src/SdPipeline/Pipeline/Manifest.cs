@@ -59,6 +59,17 @@ public sealed record Manifest
         DateTimeZoneHandling = DateTimeZoneHandling.Utc,
     };
 
+    /// <summary>
+    /// The summary read back as the result record the stage wrote it from (<see cref="SummaryOf{T}"/>), so stages
+    /// exchange typed results rather than strings looked up in JSON.
+    /// </summary>
+    /// <exception cref="JsonException">The summary is not a <typeparamref name="T"/> (a key the type does not have, a wrong type).</exception>
+    public T SummaryAs<T>() => Summary.ToObject<T>(ConfigSchema.Serializer)
+        ?? throw new JsonException($"the {Stage} manifest's summary is empty, not a {typeof(T).Name}");
+
+    /// <summary>A stage's result record as a manifest summary (snake_case keys, in the record's order).</summary>
+    public static JObject SummaryOf<T>(T result) where T : notnull => JObject.FromObject(result, ConfigSchema.Serializer);
+
     /// <summary>Serialises the manifest.</summary>
     public string ToJson() => JsonConvert.SerializeObject(this, Settings);
 

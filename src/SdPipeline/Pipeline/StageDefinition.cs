@@ -30,4 +30,19 @@ public sealed record StageDefinition(
     /// VAE and text encoder of the model, not its UNet, so a new UNet does not re-encode the dataset).
     /// </summary>
     public IReadOnlySet<string> UpstreamByContent { get; init; } = new HashSet<string>();
+
+    /// <summary>
+    /// Makes the stage's runner (given the graph it runs in); null for a stage that is declared but not built. The
+    /// stage registers its own runner here, so the engine names no stage.
+    /// </summary>
+    public Func<StageGraph, IStageRunner>? CreateRunner { get; init; }
+
+    /// <summary>
+    /// What the stage would refuse in a config, found before anything runs (empty when it can run); null for a stage
+    /// that takes every config its keys' ranges allow. The stage declares its own, so the engine names no stage.
+    /// </summary>
+    public Func<Config.EffectiveConfig, IReadOnlyList<string>>? CheckConfig { get; init; }
+
+    /// <summary>The problems <see cref="CheckConfig"/> finds in <paramref name="config"/>; empty when the stage can run it.</summary>
+    public IReadOnlyList<string> ConfigProblems(Config.EffectiveConfig config) => CheckConfig?.Invoke(config) ?? [];
 }

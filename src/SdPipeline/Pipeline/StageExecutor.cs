@@ -12,12 +12,15 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
         var stage = graph.Get(stageName);
-        if (ConfigChecks.Check(stageName, config) is { Count: > 0 } problems)
+        // sdpipe run refuses its own stage's config problems (exit 2) and warns of every downstream stage's as it
+        // starts, so the first stage of a chain already says that sampling will fail, not the last after hours of training.
+        if (stage.ConfigProblems(config) is { Count: > 0 } problems)
             throw new Config.ConfigException($"{stageName}: {string.Join("; ", problems)}");
         foreach (string downstream in graph.Downstream(stageName))
-            foreach (string problem in ConfigChecks.Check(downstream, config))
+            foreach (string problem in graph.Get(downstream).ConfigProblems(config))
                 log($"warning: {downstream} will refuse this config: {problem}");
-        var runner = (runners ?? StageRunners.For)(stage);
+        var runner = runners is not null ? runners(stage)
+            : stage.CreateRunner?.Invoke(graph) ?? throw new StageFailedException($"stage '{stage.Name}' ({stage.Description}) has no runner");
         var plans = new Planner(graph, store, hashes).Plan(config);
         var plan = plans.Single(p => p.Stage.Name == stageName);
         if (plan.Status == StageStatus.Error)

@@ -1,14 +1,8 @@
-using SdPipeline.BaseModel;
-using SdPipeline.Data;
-using SdPipeline.Latents;
-using SdPipeline.Sampling;
-using SdPipeline.Training;
-
 namespace SdPipeline.Pipeline;
 
 /// <summary>
-/// The pipeline's stages and edges: the single source of truth that <c>sdpipe plan</c>, <c>sdpipe run</c>
-/// and the Cake script's tasks follow (a test checks that <c>build/build.cake</c> mirrors it).
+/// A pipeline's stages and edges. The project's graph is <c>Stages.ProjectStages.Graph</c>: the single source of
+/// truth that <c>sdpipe plan</c>, <c>sdpipe run</c> and the Cake script's tasks follow.
 /// </summary>
 public sealed class StageGraph
 {
@@ -50,38 +44,4 @@ public sealed class StageGraph
             }
         return result;
     }
-
-    /// <summary>The project's pipeline: model, download → latents → train → sample → report.</summary>
-    public static StageGraph Default { get; } = new(
-    [
-        new StageDefinition("model", "Model", 1, [], [],
-            "Resolve the base model (builtin:tiny, a Hub repo or a local diffusers folder)")
-        {
-            ExternalInputs = ModelStage.ExternalInputs,
-        },
-        new StageDefinition("download", "Download", 1,
-            ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
-            "Fetch, verify and normalise the dataset named in datasets.json")
-        {
-            ExternalInputs = DownloadStage.ExternalInputs,
-        },
-        new StageDefinition("latents", "PrecomputeLatents", LatentsStage.SchemaVersion, LatentsStage.ConfigKeys, ["model", "download"],
-            "Encode images with the VAE and captions with the text encoder into shards")
-        {
-            ExternalInputs = LatentsStage.ExternalInputs,
-            UpstreamByContent = new HashSet<string> { "model" },
-        },
-        new StageDefinition("train", "Train", 1, TrainStage.ConfigKeys, ["model", "latents"],
-            "Fine-tune the UNet on the latent cache"),
-        new StageDefinition("sample", "Sample", SampleStage.SchemaVersion, SampleStage.ConfigKeys, ["model", "download", "train"],
-            "Generate images from the base and the fine-tuned weights")
-        {
-            ExternalInputs = SampleStage.ExternalInputs,
-        },
-        new StageDefinition("report", "Report", 1, [], ["download", "train", "sample"],
-            "Write report.html, report.md and summary.json")
-        {
-            ExternalInputs = Reporting.ReportStage.ExternalInputs,
-        },
-    ]);
 }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Files;
 
 namespace SdPipeline.Pipeline;
 

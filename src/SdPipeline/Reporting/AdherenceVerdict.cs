@@ -1,3 +1,5 @@
+using SdPipeline.Data;
+
 namespace SdPipeline.Reporting;
 
 /// <summary>Whether one sample shows the colours its prompt asked for.</summary>

@@ -1,3 +1,5 @@
+using SdPipeline.Images;
+
 namespace SdPipeline.Reporting;
 
 /// <summary>A sample image that <see cref="ImageFlags"/> (or the sample stage) flagged.</summary>

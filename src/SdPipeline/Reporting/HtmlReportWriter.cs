@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text;
+using SdPipeline.Benchmarks.Sweep;
 using SdPipeline.Images;
 
 namespace SdPipeline.Reporting;
@@ -302,7 +303,7 @@ public static class HtmlReportWriter
         html.AppendLine($"<tr><td>{label}</td><td class=\"num\">{rates.Images}</td><td class=\"num\">{ReportFormat.Rate(rates.ColorMatches, rates.Images)}</td>" +
                         $"<td class=\"num\">{ReportFormat.Rate(rates.BackgroundMatches, rates.Images)}</td><td class=\"num\">{ReportFormat.Rate(rates.BothMatch, rates.Images)}</td></tr>");
 
-    private static void Benchmark(StringBuilder html, BenchmarkTable benchmark)
+    private static void Benchmark(StringBuilder html, SweepTable benchmark)
     {
         html.AppendLine("<section id=\"benchmark\">");
         html.AppendLine("<h2>Benchmark</h2>");

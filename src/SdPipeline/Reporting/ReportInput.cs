@@ -1,3 +1,5 @@
+using SdPipeline.Benchmarks.Sweep;
+
 namespace SdPipeline.Reporting;
 
 /// <summary>
@@ -21,7 +23,7 @@ public sealed record ReportInput(RunOverview Overview)
     public IReadOnlyList<SampleSet> Samples { get; init; } = [];
 
     /// <summary>The benchmark table, or null when no benchmark ran.</summary>
-    public BenchmarkTable? Benchmark { get; init; }
+    public SweepTable? Benchmark { get; init; }
 
     /// <summary>
     /// Warnings from earlier stages (skipped data items, …). Flagged sample images and fp16-skipped steps

@@ -18,6 +18,14 @@ namespace SdPipeline.Reporting;
 /// </summary>
 public sealed class ReportStage(StageGraph graph) : IStageRunner
 {
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("report", "Report", 1, [], ["download", "train", "sample"],
+        "Write report.html, report.md and summary.json")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = graph => new ReportStage(graph),
+    };
+
     /// <summary>The folder of everything worth uploading, inside the report artifact.</summary>
     public const string DeliverablesFolder = "deliverables";
 
@@ -59,21 +67,21 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         var config = workspace.Config;
         var (registry, datasetName) = DatasetSelection.Resolve(config.Typed.Download);
         var dataset = registry.Get(datasetName);
-        var trainManifest = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName));
+        var trainSummary = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName))?.SummaryAs<TrainSummary>();
 
         var samples = Samples(workspace.Upstream["sample"]);
         var sweep = CurrentBenchmark(workspace.Store, config) is { } benchmark ? SweepResult.Read(benchmark) : null;
         var input = new ReportInput(new RunOverview(
             config.Typed.Model.Base,
             dataset.Name,
-            trainManifest?.Summary.Value<string>("device") ?? config.Typed.Runtime.Device,
+            trainSummary?.Device ?? config.Typed.Runtime.Device,
             ArtifactStore.ToolVersion,
             typeof(torch).Assembly.GetName().Version?.ToString() ?? "unknown",
             torch.__version__,
             GitCommit(),
             DateTimeOffset.UtcNow)
         {
-            Numerics = trainManifest?.Summary["numerics"]?["line"]?.Value<string>(),
+            Numerics = trainSummary?.Numerics?["line"]?.Value<string>(),
         })
         {
             Stages = Stages(workspace),
@@ -85,12 +93,12 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
             Benchmark = sweep?.ToTable(),
-            Method = Method(trainManifest, Manifest.TryRead(Path.Combine(workspace.Upstream["sample"], Manifest.FileName)), sweep),
+            Method = Method(trainSummary, Manifest.TryRead(Path.Combine(workspace.Upstream["sample"], Manifest.FileName)), sweep),
         };
         var facts = ReportWriter.Write(input, workspace.Directory);
         Deliverables(workspace);
 
-        var summary = JObject.Parse(File.ReadAllText(Path.Combine(workspace.Directory, ReportWriter.SummaryFileName)));
+        var summary = SummaryJsonWriter.Build(facts);
         workspace.Log($"report: wrote {ReportWriter.HtmlFileName}, {ReportWriter.MarkdownFileName} and {ReportWriter.SummaryFileName}; {DeliverablesFolder}/ holds them with the samples and the " +
             (input.Method is { IsLora: true } ? "LoRA files" : "model"));
         if (input.Adherence is { } adherence)
@@ -99,18 +107,17 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     }
 
     /// <summary>The training method from the train stage's summary, the LoRA strength from the sample stage's, the LoRA-vs-full benchmark effect.</summary>
-    private static TrainingMethod? Method(Manifest? train, Manifest? sample, SweepResult? sweep)
+    private static TrainingMethod? Method(TrainSummary? train, Manifest? sample, SweepResult? sweep)
     {
         if (train is null) return null;
-        var summary = train.Summary;
-        var lora = summary["lora"] as JObject;
-        return new TrainingMethod(summary.Value<string>("method") ?? "full", summary.Value<long?>("trainable_parameters"))
+        var lora = train.Lora;
+        return new TrainingMethod(train.Method, train.TrainableParameters)
         {
-            Rank = lora?.Value<int?>("rank"),
-            Alpha = lora?.Value<double?>("alpha"),
-            Targets = lora is null ? [] : [.. lora["targets"]!.Values<string>().OfType<string>(), .. lora.Value<bool>("text_encoder") ? new[] { "text_encoder" } : []],
-            BaseParameters = lora?.Value<long?>("base_parameters"),
-            Files = lora?["files"] is JObject files ? files.Properties().ToDictionary(p => p.Name, p => p.Value.Value<long>()) : new Dictionary<string, long>(),
+            Rank = lora?.Rank,
+            Alpha = lora?.Alpha,
+            Targets = lora is null ? [] : [.. lora.Targets, .. lora.TextEncoder ? new[] { "text_encoder" } : []],
+            BaseParameters = lora?.BaseParameters,
+            Files = lora?.Files ?? new Dictionary<string, long>(),
             SampleScale = sample?.Summary.Value<double?>("lora_scale"),
             BenchmarkComparison = sweep?.Effects.FirstOrDefault(e => e.Setting == "method=lora"),
         };

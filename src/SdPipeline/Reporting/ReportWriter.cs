@@ -1,3 +1,4 @@
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Reporting;

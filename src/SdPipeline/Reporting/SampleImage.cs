@@ -1,3 +1,5 @@
+using SdPipeline.Images;
+
 namespace SdPipeline.Reporting;
 
 /// <summary>One generated image.</summary>

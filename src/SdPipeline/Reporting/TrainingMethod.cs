@@ -1,3 +1,5 @@
+using SdPipeline.Config;
+
 namespace SdPipeline.Reporting;
 
 /// <summary>How the model was trained, from the train stage's summary (and the sample stage's, for the LoRA strength).</summary>
@@ -6,7 +8,7 @@ namespace SdPipeline.Reporting;
 public sealed record TrainingMethod(string Method, long? TrainableParameters)
 {
     /// <summary>Whether this was a LoRA run.</summary>
-    public bool IsLora => Method == "lora";
+    public bool IsLora => Method == TrainingMethods.Lora;
 
     /// <summary>LoRA rank r.</summary>
     public int? Rank { get; init; }

@@ -3,10 +3,10 @@ using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Lora;
 using SdPipeline.Pipeline;
-using SdPipeline.Reporting;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Tokenization;
@@ -32,6 +32,27 @@ public sealed class SampleStage : IStageRunner
 
     /// <summary>Keys that change the samples.</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "model.tokenizer_cleaning", "latents.resolution"];
+
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("sample", "Sample", SchemaVersion, ConfigKeys, ["model", "download", "train"],
+        "Generate images from the base and the fine-tuned weights")
+    {
+        ExternalInputs = ExternalInputs,
+        CreateRunner = _ => new SampleStage(),
+        CheckConfig = CheckConfig,
+    };
+
+    /// <summary>What the sample stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var sample = config.Typed.Sample;
+        var problems = new List<string>();
+        if (sample.Prompts.Length == 0 && sample.HeldoutPrompts <= 0)
+            problems.Add("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+        if (sample.Seeds.Length == 0)
+            problems.Add("sample: sample.seeds is empty, so no image would be made");
+        return problems;
+    }
 
     /// <summary>A LoRA file named by <c>sample.lora</c> is an input by its content (its path is in the config already).</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)

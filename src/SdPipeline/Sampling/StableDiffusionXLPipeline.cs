@@ -71,7 +71,7 @@ public sealed class StableDiffusionXLPipeline : IDisposable
     public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
 
     /// <summary>Whether <paramref name="folder"/> is an SDXL folder (it has <c>text_encoder_2/</c>).</summary>
-    public static bool IsSdxlFolder(DiffusersFolder folder) => Directory.Exists(Path.Combine(folder.Root, "text_encoder_2"));
+    public static bool IsSdxlFolder(DiffusersFolder folder) => BaseModel.SdxlStageSupport.IsSdxlFolder(folder);
 
     /// <summary>Loads every component of an SDXL diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
     public static StableDiffusionXLPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null)

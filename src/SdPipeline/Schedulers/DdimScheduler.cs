@@ -103,11 +103,11 @@ public sealed class DdimScheduler : IScheduler
         Tensor predOriginalSample, predEpsilon;
         switch (Config.PredictionType)
         {
-            case "epsilon":
+            case PredictionTypes.Epsilon:
                 predOriginalSample = (sample - MathF.Sqrt(betaProdT) * modelOutput) / MathF.Sqrt(alphaProdT);
                 predEpsilon = modelOutput;
                 break;
-            case "v_prediction":
+            case PredictionTypes.VPrediction:
                 predOriginalSample = MathF.Sqrt(alphaProdT) * sample - MathF.Sqrt(betaProdT) * modelOutput;
                 predEpsilon = MathF.Sqrt(alphaProdT) * modelOutput + MathF.Sqrt(betaProdT) * sample;
                 break;

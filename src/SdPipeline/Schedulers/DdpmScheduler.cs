@@ -50,6 +50,7 @@ public sealed class DdpmScheduler : IScheduler
     public double InitNoiseSigma => 1.0;
 
     /// <inheritdoc/>
+    // Copied from DdimScheduler.SetTimesteps (diffusers marks the same copy with "# Copied from").
     public void SetTimesteps(int numInferenceSteps)
     {
         SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
@@ -81,8 +82,8 @@ public sealed class DdpmScheduler : IScheduler
         // "predicted x_0" of formula (15) from https://arxiv.org/pdf/2006.11239.pdf
         var predOriginalSample = Config.PredictionType switch
         {
-            "epsilon" => (sample - MathF.Sqrt(betaProdT) * modelOutput) / MathF.Sqrt(alphaProdT),
-            "v_prediction" => MathF.Sqrt(alphaProdT) * sample - MathF.Sqrt(betaProdT) * modelOutput,
+            PredictionTypes.Epsilon => (sample - MathF.Sqrt(betaProdT) * modelOutput) / MathF.Sqrt(alphaProdT),
+            PredictionTypes.VPrediction => MathF.Sqrt(alphaProdT) * sample - MathF.Sqrt(betaProdT) * modelOutput,
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}'"),
         };
 

@@ -170,8 +170,8 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
         var (alphaT, sigmaT) = AlphaSigma(_sigmaValues[index]);
         return Config.PredictionType switch
         {
-            "epsilon" => (sample - sigmaT * modelOutput) / alphaT,
-            "v_prediction" => alphaT * sample - sigmaT * modelOutput,
+            PredictionTypes.Epsilon => (sample - sigmaT * modelOutput) / alphaT,
+            PredictionTypes.VPrediction => alphaT * sample - sigmaT * modelOutput,
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}'"),
         };
     }

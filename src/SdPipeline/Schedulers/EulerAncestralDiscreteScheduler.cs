@@ -55,6 +55,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     public int? StepIndex => _stepIndex;
 
     /// <inheritdoc/>
+    // Copied from EulerDiscreteScheduler.InitNoiseSigma (diffusers marks the same copy with "# Copied from").
     public double InitNoiseSigma
     {
         get
@@ -65,6 +66,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     }
 
     /// <inheritdoc/>
+    // Copied from EulerDiscreteScheduler.SetTimesteps, without final_sigmas_type (the ancestral sampler ends at σ = 0).
     public void SetTimesteps(int numInferenceSteps)
     {
         SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
@@ -85,6 +87,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     }
 
     /// <inheritdoc/>
+    // Copied from EulerDiscreteScheduler.ScaleModelInput.
     public Tensor ScaleModelInput(Tensor sample, Tensor timestep)
     {
         _stepIndex ??= SchedulerSupport.IndexOf(Timesteps, timestep);
@@ -108,9 +111,9 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
         // 1. compute predicted original sample (x_0) from sigma-scaled predicted noise
         var predOriginalSample = Config.PredictionType switch
         {
-            "epsilon" => sample - sigma * modelOutput,
+            PredictionTypes.Epsilon => sample - sigma * modelOutput,
             // denoised = model_output * c_out + input * c_skip
-            "v_prediction" => modelOutput * (-sigma / MathF.Sqrt(sigma * sigma + 1f)) + sample / (sigma * sigma + 1f),
+            PredictionTypes.VPrediction => modelOutput * (-sigma / MathF.Sqrt(sigma * sigma + 1f)) + sample / (sigma * sigma + 1f),
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}'"),
         };
 

@@ -119,9 +119,9 @@ public sealed class EulerDiscreteScheduler : IScheduler
         // 1. compute predicted original sample (x_0) from sigma-scaled predicted noise
         var predOriginalSample = Config.PredictionType switch
         {
-            "epsilon" => sample - sigmaHat * modelOutput,
+            PredictionTypes.Epsilon => sample - sigmaHat * modelOutput,
             // denoised = model_output * c_out + input * c_skip
-            "v_prediction" => modelOutput * (-sigma / MathF.Sqrt(sigma * sigma + 1f)) + sample / (sigma * sigma + 1f),
+            PredictionTypes.VPrediction => modelOutput * (-sigma / MathF.Sqrt(sigma * sigma + 1f)) + sample / (sigma * sigma + 1f),
             _ => throw new InvalidOperationException($"prediction_type '{Config.PredictionType}'"),
         };
 

@@ -157,7 +157,7 @@ public sealed class PndmScheduler : IScheduler
         float betaProdT = 1f - alphaProdT;
         float betaProdTPrev = 1f - alphaProdTPrev;
 
-        if (Config.PredictionType == "v_prediction")
+        if (Config.PredictionType == PredictionTypes.VPrediction)
             modelOutput = MathF.Sqrt(alphaProdT) * modelOutput + MathF.Sqrt(betaProdT) * sample;
 
         // corresponds to (α_(t−δ) - α_t) divided by

@@ -23,9 +23,6 @@ public sealed record SchedulerConfig
     /// <summary>The <c>beta_schedule</c> values SdPipeline computes.</summary>
     public static readonly IReadOnlyList<string> BetaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2"];
 
-    /// <summary>The <c>prediction_type</c> values SdPipeline supports: the UNet predicts the noise or the velocity.</summary>
-    public static readonly IReadOnlyList<string> PredictionTypes = ["epsilon", "v_prediction"];
-
     /// <summary>The <c>timestep_spacing</c> values (Table 2 of arXiv:2305.08891).</summary>
     public static readonly IReadOnlyList<string> TimestepSpacings = ["leading", "linspace", "trailing"];
 
@@ -59,8 +56,8 @@ public sealed record SchedulerConfig
     /// <summary>Explicit betas (one per training step); when set, they replace <see cref="BetaSchedule"/>.</summary>
     public IReadOnlyList<double>? TrainedBetas { get; init; }
 
-    /// <summary>What the UNet predicts: one of <see cref="PredictionTypes"/>.</summary>
-    public string PredictionType { get; init; } = "epsilon";
+    /// <summary>What the UNet predicts: one of <see cref="PredictionTypes.All"/>.</summary>
+    public string PredictionType { get; init; } = PredictionTypes.Epsilon;
 
     /// <summary>Added to every inference timestep under <c>leading</c> spacing (SD 1.5: 1, so 50 steps run 981…1).</summary>
     public int StepsOffset { get; init; }
@@ -204,7 +201,7 @@ public sealed record SchedulerConfig
             RequireOneOf("beta_schedule", BetaSchedule, BetaSchedules);
         else if (TrainedBetas.Count != NumTrainTimesteps)
             throw new ConfigException($"{Source}: trained_betas has {TrainedBetas.Count} values but num_train_timesteps is {NumTrainTimesteps}; give one beta per training step");
-        RequireOneOf("prediction_type", PredictionType, PredictionTypes);
+        RequireOneOf("prediction_type", PredictionType, PredictionTypes.All);
         if (TimestepSpacing is not null)
             RequireOneOf("timestep_spacing", TimestepSpacing, TimestepSpacings);
         if (StepsOffset < 0)

@@ -7,6 +7,7 @@ using SdPipeline.Progress;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Training.Checkpointing;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -68,7 +69,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         // fp16 adds dynamic loss scaling. The scaler is a pass-through for no and bf16, so there is one code path.
         var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
         var scaler = DynamicLossScaler.For(precision, parameters.Select(p => p.Parameter));
-        if (settings.GradientCheckpointing) GradientCheckpointing.Apply(models.Unet);
+        if (settings.GradientCheckpointing) GradientCheckpointing.Apply(models.Unet, models.Lora is { } network ? network.HoldsTrainableAdapter : null);
         else GradientCheckpointing.Remove(models.Unet);
         using var optimizer = new AdamW(parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
         // A full fine-tune averages the UNet (diffusers' EMAModel(unet.parameters())); a LoRA run averages its adapters.

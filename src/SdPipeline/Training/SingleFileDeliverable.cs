@@ -2,7 +2,7 @@ using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
 using SdPipeline.Weights;
-using SdPipeline.Weights.SingleFile;
+using SdPipeline.SingleFileCheckpoints;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Training;

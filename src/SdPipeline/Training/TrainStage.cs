@@ -2,6 +2,7 @@ using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.BaseModel;
 using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Latents;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
@@ -11,6 +12,7 @@ using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Tokenization;
+using SdPipeline.Training.Precision;
 using SdPipeline.Weights;
 using TorchSharp;
 
@@ -31,6 +33,23 @@ public sealed class TrainStage : IStageRunner
     public static IReadOnlyList<string> ConfigKeys { get; } =
         [.. ConfigSchema.Keys.Where(k => k.Section == "train" && k.Name is not ("checkpointing_steps" or "checkpoints_total_limit")).Select(k => k.Path), "model.clip_skip"];
 
+    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("train", "Train", 1, ConfigKeys, ["model", "latents"],
+        "Fine-tune the UNet on the latent cache")
+    {
+        CreateRunner = _ => new TrainStage(),
+        CheckConfig = CheckConfig,
+    };
+
+    /// <summary>What the train stage would refuse in <paramref name="config"/>, before anything runs.</summary>
+    public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
+    {
+        var train = config.Typed.Train;
+        return train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0
+            ? ["train: neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train"]
+            : [];
+    }
+
     /// <summary>The folder of the full model inside the train artifact.</summary>
     public const string PipelineFolder = "pipeline";
 
@@ -42,10 +61,10 @@ public sealed class TrainStage : IStageRunner
     {
         var settings = workspace.Config.Typed.Train;
         var runtime = workspace.Config.Typed.Runtime;
-        var lora = settings.Method == "lora" ? LoraSettings.From(settings) : null;
+        var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
-        Sampling.SdxlStageSupport.RefuseSdxl(modelFolder, "train");
+        SdxlStageSupport.RefuseSdxl(modelFolder, "train");
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;
@@ -56,6 +75,9 @@ public sealed class TrainStage : IStageRunner
         var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         try
         {
+            // Before anything holds the layers (adapters, the optimizer): the models become autocast-ready here.
+            AutocastLayers.Apply(unet);
+            AutocastLayers.Apply(textEncoder);
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
             var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
@@ -83,34 +105,27 @@ public sealed class TrainStage : IStageRunner
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
                 (outcome.MedianStepSeconds is { } s ? $", {s:0.000} s/step" : ""));
-            return new JObject
+            return Manifest.SummaryOf(new TrainSummary
             {
-                ["steps"] = outcome.Steps,
-                ["resumed_from_step"] = outcome.ResumedFromStep,
-                ["final_loss"] = outcome.FinalLoss,
-                ["heldout_loss"] = outcome.Heldout?.Loss,
-                ["heldout_loss_shuffled"] = outcome.Heldout?.ShuffledLoss,
-                ["median_step_seconds"] = outcome.MedianStepSeconds,
-                ["skipped_steps"] = outcome.SkippedSteps,
-                ["peak_memory_bytes"] = outcome.PeakMemoryBytes,
-                ["memory_estimate"] = estimate.ToJson(),
-                ["prediction_type"] = predictionType,
-                ["trainable_parameters"] = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
-                ["device"] = device.ToString(),
-                ["numerics"] = numerics.ToJson(),
-                ["method"] = settings.Method,
-                ["lora"] = lora is null || network is null ? null : new JObject
-                {
-                    ["rank"] = lora.Rank,
-                    ["alpha"] = lora.Alpha,
-                    ["dropout"] = lora.Dropout,
-                    ["targets"] = new JArray(settings.LoraTargets),
-                    ["text_encoder"] = lora.TextEncoder,
-                    ["modules"] = network.Modules.Count,
-                    ["base_parameters"] = unet.parameters().Sum(p => p.NumberOfElements) + (lora.TextEncoder ? textEncoder.parameters().Sum(p => p.NumberOfElements) : 0),
-                    ["files"] = new JObject(files!.Select(f => new JProperty(f.Key, f.Value))),
-                },
-            };
+                Steps = outcome.Steps,
+                ResumedFromStep = outcome.ResumedFromStep,
+                FinalLoss = outcome.FinalLoss,
+                HeldoutLoss = outcome.Heldout?.Loss,
+                HeldoutLossShuffled = outcome.Heldout?.ShuffledLoss,
+                MedianStepSeconds = outcome.MedianStepSeconds,
+                SkippedSteps = outcome.SkippedSteps,
+                PeakMemoryBytes = outcome.PeakMemoryBytes,
+                MemoryEstimate = estimate.ToJson(),
+                PredictionType = predictionType,
+                TrainableParameters = models.Parameters().Sum(p => p.Parameter.NumberOfElements),
+                Device = device.ToString(),
+                Numerics = numerics.ToJson(),
+                Method = settings.Method,
+                Lora = lora is null || network is null ? null : new LoraSummary(lora.Rank, lora.Alpha, lora.Dropout, settings.LoraTargets, lora.TextEncoder,
+                    network.Modules.Count,
+                    unet.parameters().Sum(p => p.NumberOfElements) + (lora.TextEncoder ? textEncoder.parameters().Sum(p => p.NumberOfElements) : 0),
+                    files!),
+            });
         }
         finally
         {
@@ -127,7 +142,7 @@ public sealed class TrainStage : IStageRunner
     {
         foreach (var parameter in models.Unet.parameters()) parameter.requires_grad = false;
         foreach (var parameter in models.TextEncoder.parameters()) parameter.requires_grad = false;
-        var precision = Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
+        var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
         if (precision.AutocastDtype is { } dtype) LoraNetwork.StoreFrozenWeights(models.Unet, dtype);
         var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
@@ -180,7 +195,7 @@ public sealed class TrainStage : IStageRunner
         if (settings.MixedPrecision == "no") options.Add("--set train.mixed_precision=bf16 or fp16 (activations)");
         if (settings.UseEma && estimate.Ema > 0) options.Add("--set train.ema_on_cpu=true or train.use_ema=false (EMA)");
         if (settings.TrainTextEncoder) options.Add("--set train.train_text_encoder=false (its gradients and optimizer state)");
-        if (settings.Method == "full") options.Add("--set train.method=lora (gradients and optimizer state for small adapters only)");
+        if (settings.Method == TrainingMethods.Full) options.Add("--set train.method=lora (gradients and optimizer state for small adapters only)");
         return $"train: the run needs an estimated {estimate} but {MemoryEstimate.Gib(available):0.00} GiB is available " +
             $"(runtime.memory_limit_gb, or what the device reports). Try: {(options.Count > 0 ? string.Join("; ", options) : "a smaller model or a device with more memory")}.";
     }

@@ -1,9 +1,11 @@
 using Newtonsoft.Json;
+using SdPipeline.Files;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
 using SdPipeline.Models.Unet;
 using SdPipeline.Pipeline;
 using SdPipeline.Tokenization;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Weights;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -19,7 +19,7 @@ public sealed record NoisedBatch(Tensor NoisyLatents, Tensor Timesteps, Tensor T
 public sealed class TrainingObjective(NoiseSchedule schedule, string predictionType, double noiseOffset = 0, double inputPerturbation = 0, double snrGamma = 0)
 {
     /// <summary>epsilon or v_prediction.</summary>
-    public string PredictionType { get; } = predictionType is "epsilon" or "v_prediction"
+    public string PredictionType { get; } = predictionType is PredictionTypes.Epsilon or PredictionTypes.VPrediction
         ? predictionType
         : throw new Config.ConfigException($"train.prediction_type '{predictionType}' is not one of epsilon, v_prediction");
 
@@ -40,7 +40,7 @@ public sealed class TrainingObjective(NoiseSchedule schedule, string predictionT
     public NoisedBatch Build(Tensor latents, Tensor noise, Tensor inputNoise, Tensor timesteps)
     {
         var noisy = schedule.AddNoise(latents, inputNoise, timesteps);
-        var target = PredictionType == "epsilon" ? noise : schedule.GetVelocity(latents, noise, timesteps);
+        var target = PredictionType == PredictionTypes.Epsilon ? noise : schedule.GetVelocity(latents, noise, timesteps);
         return new NoisedBatch(noisy, timesteps, target);
     }
 
@@ -51,10 +51,18 @@ public sealed class TrainingObjective(NoiseSchedule schedule, string predictionT
         var tgt = target.to(ScalarType.Float32);
         if (snrGamma <= 0) return nn.functional.mse_loss(pred, tgt, nn.Reduction.Mean);
 
-        var snr = schedule.ComputeSnr(timesteps);
-        var weights = torch.stack([snr, torch.full_like(snr, snrGamma)], dim: 1).min(dim: 1).values;
-        weights = PredictionType == "epsilon" ? weights / snr : weights / (snr + 1);
+        var (_, weights) = MinSnrWeights(timesteps);
         var perSample = nn.functional.mse_loss(pred, tgt, nn.Reduction.None).mean([1, 2, 3]);
         return (perSample * weights).mean();
+    }
+
+    /// <summary>SNR(t) and the min-SNR-γ loss weights <c>min(snr, γ) / snr</c> (ε) or <c>/ (snr + 1)</c> (v) (arXiv:2303.09556).</summary>
+    /// <exception cref="InvalidOperationException">The objective has no min-SNR weighting (γ ≤ 0).</exception>
+    public (Tensor Snr, Tensor Weights) MinSnrWeights(Tensor timesteps)
+    {
+        if (snrGamma <= 0) throw new InvalidOperationException("this objective has no min-SNR weighting (snr_gamma is 0)");
+        var snr = schedule.ComputeSnr(timesteps);
+        var weights = torch.stack([snr, torch.full_like(snr, snrGamma)], dim: 1).min(dim: 1).values;
+        return (snr, PredictionType == PredictionTypes.Epsilon ? weights / snr : weights / (snr + 1));
     }
 }

@@ -1,7 +1,7 @@
 using System.Text;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
-using SdPipeline.Pipeline;
+using SdPipeline.Files;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Weights;

@@ -1,6 +1,7 @@
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.BaseModel;
@@ -23,11 +24,11 @@ public sealed class ModelStageTests
     }
 
     private StagePlan PlanModel(string modelBase) =>
-        new Planner(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
+        new Planner(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
             .Plan(ConfigLoader.Load(null, [$"model.base={modelBase}"])).Single(p => p.Stage.Name == "model");
 
     private BuildOutcome RunModel(string modelBase) =>
-        new StageExecutor(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
+        new StageExecutor(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
             .Run("model", ConfigLoader.Load(null, [$"model.base={modelBase}"]), false, _ => { }, NullProgress.Instance, CancellationToken.None);
 
     private string CopyOfTinySd(string name)

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Build;
@@ -16,13 +17,13 @@ public sealed class CakeScriptTests
         var tasks = Regex.Matches(Script, @"Task\(""(?<name>\w+)""\)(?<body>.*?)(?=Task\(""|RunTarget)", RegexOptions.Singleline)
             .ToDictionary(m => m.Groups["name"].Value, m => m.Groups["body"].Value);
 
-        foreach (var stage in StageGraph.Default.Stages)
+        foreach (var stage in ProjectStages.Graph.Stages)
         {
             Assert.That(tasks, Contains.Key(stage.CakeTask), $"build.cake has no task {stage.CakeTask} for stage {stage.Name}");
             string body = tasks[stage.CakeTask];
             Assert.That(body, Does.Contain($"\"run {stage.Name}\""), $"{stage.CakeTask} must run `sdpipe run {stage.Name}`");
             var dependencies = Regex.Matches(body, @"IsDependentOn\(""(\w+)""\)").Select(m => m.Groups[1].Value).Where(d => d != "BuildCli");
-            var expected = stage.Upstream.Select(u => StageGraph.Default.Get(u).CakeTask);
+            var expected = stage.Upstream.Select(u => ProjectStages.Graph.Get(u).CakeTask);
             Assert.That(dependencies, Is.EquivalentTo(expected), $"{stage.CakeTask}'s IsDependentOn edges differ from the graph");
         }
     }

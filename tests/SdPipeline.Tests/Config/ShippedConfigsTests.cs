@@ -1,5 +1,6 @@
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Config;
@@ -29,10 +30,10 @@ public sealed class ShippedConfigsTests
         try
         {
             var config = ConfigLoader.Load(Path.Combine(RepoPaths.Root, "configs", profile), []);
-            foreach (var stage in StageGraph.Default.Stages)
+            foreach (var stage in ProjectStages.Graph.Stages)
                 Assert.That(ConfigChecks.Check(stage.Name, config), Is.Empty, $"{profile}: {stage.Name}");
 
-            var plans = new Planner(StageGraph.Default, new ArtifactStore(temp.File("artifacts")), new FileHashCache(null)).Plan(config);
+            var plans = new Planner(ProjectStages.Graph, new ArtifactStore(temp.File("artifacts")), new FileHashCache(null)).Plan(config);
             // Offline with an empty Hub cache, a Hub model cannot be resolved (and so neither can what depends on it);
             // any other error is the profile's fault.
             foreach (var plan in plans.Where(p => p.Status == StageStatus.Error))

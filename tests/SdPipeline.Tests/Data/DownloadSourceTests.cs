@@ -1,5 +1,6 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Stages;
 using SdPipeline.Config;
 using SdPipeline.Data;
 using SdPipeline.Pipeline;
@@ -30,7 +31,7 @@ public sealed class DownloadSourceTests
         // A registry that does not exist: download.source must not need one.
         var config = ConfigLoader.Load(null, [$"download.registry={_temp.File("no-registry.json")}", .. sets]);
         var store = new ArtifactStore(_temp.File("artifacts"));
-        return new StageExecutor(StageGraph.Default, store, new FileHashCache(null))
+        return new StageExecutor(ProjectStages.Graph, store, new FileHashCache(null))
             .Run("download", config, false, _log.Add, NullProgress.Instance, CancellationToken.None);
     }
 
@@ -127,7 +128,7 @@ public sealed class DownloadSourceTests
     {
         string root = Folder();
         var config = ConfigLoader.Load(null, [$"download.source={root}"]);
-        var planner = new Planner(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null));
+        var planner = new Planner(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null));
         string before = planner.Plan(config).Single(p => p.Stage.Name == "download").Fingerprint!;
         File.WriteAllText(Path.Combine(root, "a.txt"), "a blue thing");
         Assert.That(planner.Plan(config).Single(p => p.Stage.Name == "download").Fingerprint, Is.Not.EqualTo(before));

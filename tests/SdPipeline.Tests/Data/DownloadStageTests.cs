@@ -4,6 +4,7 @@ using SdPipeline.Config;
 using SdPipeline.Data;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Data;
@@ -51,7 +52,7 @@ public sealed class DownloadStageTests
     private BuildOutcome Run(EffectiveConfig config)
     {
         var store = new ArtifactStore(_temp.File("artifacts"));
-        var executor = new StageExecutor(StageGraph.Default, store, new FileHashCache(null));
+        var executor = new StageExecutor(ProjectStages.Graph, store, new FileHashCache(null));
         return executor.Run("download", config, false, line => _log.Add(line), NullProgress.Instance, CancellationToken.None);
     }
 
@@ -89,7 +90,7 @@ public sealed class DownloadStageTests
 
         Assert.That(error.Message, Does.Contain("checksum mismatch").And.Contain(wrong).And.Contain(DatasetFiles.Sha256(zip)).And.Contain("data.zip"));
         var store = new ArtifactStore(_temp.File("artifacts"));
-        var plan = new Planner(StageGraph.Default, store, new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
+        var plan = new Planner(ProjectStages.Graph, store, new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(Directory.Exists(plan.ArtifactDirectory), Is.False);
         Assert.That(Directory.EnumerateFiles(store.SharedDirectory("downloads"), "*", SearchOption.AllDirectories), Is.Empty,
@@ -202,7 +203,7 @@ public sealed class DownloadStageTests
         Run(config);
 
         File.WriteAllBytes(Path.Combine(folder, "a.png"), DatasetFiles.Png(64, 64, 2));
-        var plan = new Planner(StageGraph.Default, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
+        var plan = new Planner(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
 
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(plan.Reasons, Has.Some.Contains("changed content"));

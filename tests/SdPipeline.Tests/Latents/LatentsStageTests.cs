@@ -1,4 +1,5 @@
 using SdPipeline.Data;
+using SdPipeline.Images;
 using SdPipeline.Latents;
 using SdPipeline.Models.Vae;
 using SdPipeline.Pipeline;

@@ -85,7 +85,7 @@ public sealed class LoraNetworkTests
         Assert.That(network.Parameters().Select(p => p.Name), Does.Contain("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight")
             .And.Contain("unet.up_blocks.0.attentions.0.transformer_blocks.0.attn2.to_out.0.lora_B.weight"));
         Assert.That(network.ParameterCount, Is.EqualTo(LoraNetwork.CountParameters(targets, 4)));
-        Assert.That(network.ParameterCount, Is.EqualTo(targets.Sum(t => 4 * (((SdPipeline.Models.Shared.AutocastLinear)t.Layer).InFeatures + ((SdPipeline.Models.Shared.AutocastLinear)t.Layer).OutFeatures))));
+        Assert.That(network.ParameterCount, Is.EqualTo(targets.Sum(t => 4 * (((SdPipeline.Training.Precision.AutocastLinear)t.Layer).InFeatures + ((SdPipeline.Training.Precision.AutocastLinear)t.Layer).OutFeatures))));
     }
 
     [Test]
@@ -124,7 +124,7 @@ public sealed class LoraNetworkTests
         int plainCalls = calls();
 
         // When the blocks are checkpointed
-        SdPipeline.Training.Checkpointing.GradientCheckpointing.Apply(step.Unet);
+        SdPipeline.Training.Checkpointing.GradientCheckpointing.Apply(step.Unet, network.HoldsTrainableAdapter);
         var checkpointed = Gradients();
         int checkpointedCalls = calls() - plainCalls;
         SdPipeline.Training.Checkpointing.GradientCheckpointing.Remove(step.Unet);

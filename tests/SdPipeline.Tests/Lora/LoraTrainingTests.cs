@@ -3,8 +3,10 @@ using SdPipeline.Config;
 using SdPipeline.Lora;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Weights;
 
 namespace SdPipeline.Tests.Lora;
@@ -22,7 +24,7 @@ public sealed class LoraTrainingTests
     private static BuildOutcome Train(PipelineHarness harness, string[] sets, CancellationToken cancellation = default, IProgressSink? progress = null)
     {
         harness.RunChain(["model", "download", "latents"], sets);
-        return new StageExecutor(StageGraph.Default, harness.Store, new FileHashCache(null))
+        return new StageExecutor(ProjectStages.Graph, harness.Store, new FileHashCache(null))
             .Run("train", PipelineHarness.Config(sets), false, line => harness.Log.Add(line), progress ?? NullProgress.Instance, cancellation);
     }
 

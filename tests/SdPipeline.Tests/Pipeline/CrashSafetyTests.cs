@@ -1,3 +1,4 @@
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;

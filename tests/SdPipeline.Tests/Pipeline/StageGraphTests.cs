@@ -1,4 +1,5 @@
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Tests.Pipeline;
 
@@ -7,8 +8,8 @@ public sealed class StageGraphTests
     [Test]
     public void Downstream_Should_FollowEdgesTransitively()
     {
-        Assert.That(StageGraph.Default.Downstream("download"), Is.EqualTo(new[] { "latents", "train", "sample", "report" }));
-        Assert.That(StageGraph.Default.Downstream("report"), Is.Empty);
+        Assert.That(ProjectStages.Graph.Downstream("download"), Is.EqualTo(new[] { "latents", "train", "sample", "report" }));
+        Assert.That(ProjectStages.Graph.Downstream("report"), Is.Empty);
     }
 
     [Test]
@@ -24,7 +25,7 @@ public sealed class StageGraphTests
     [Test]
     public void Get_Should_NameTheClosestStage_When_NameIsUnknown()
     {
-        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => StageGraph.Default.Get("downlod"))!;
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => ProjectStages.Graph.Get("downlod"))!;
         Assert.That(error.Message, Does.Contain("did you mean 'download'"));
     }
 
@@ -32,7 +33,7 @@ public sealed class StageGraphTests
     public void EveryStageConfigKey_Should_ExistInTheSchema()
     {
         var config = SdPipeline.Config.ConfigLoader.Load(null);
-        foreach (var stage in StageGraph.Default.Stages)
+        foreach (var stage in ProjectStages.Graph.Stages)
             Assert.DoesNotThrow(() => config.Slice(stage.ConfigKeys), stage.Name);
     }
 
@@ -40,12 +41,12 @@ public sealed class StageGraphTests
     public void TokenizerCleaning_Should_KeyTheStagesThatTokenize_When_ItChanges()
     {
         // Given the stages that tokenize captions (latents) and prompts (sample), and the model stage, which does not
-        var keys = StageGraph.Default.Stages.ToDictionary(s => s.Name, s => s.ConfigKeys);
+        var keys = ProjectStages.Graph.Stages.ToDictionary(s => s.Name, s => s.ConfigKeys);
 
         // Then a change of tokenizer clean-up re-encodes the captions and resamples (train follows latents), and keeps the model
         Assert.That(keys["latents"], Does.Contain("model.tokenizer_cleaning"));
         Assert.That(keys["sample"], Does.Contain("model.tokenizer_cleaning"));
         Assert.That(keys["model"], Does.Not.Contain("model.tokenizer_cleaning"));
-        Assert.That(StageGraph.Default.Downstream("latents"), Does.Contain("train"));
+        Assert.That(ProjectStages.Graph.Downstream("latents"), Does.Contain("train"));
     }
 }

@@ -1,3 +1,4 @@
+using SdPipeline.Data;
 using SdPipeline.Images;
 using SdPipeline.Reporting;
 

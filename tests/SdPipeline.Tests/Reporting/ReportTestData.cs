@@ -1,4 +1,5 @@
 using System.Globalization;
+using SdPipeline.Benchmarks.Sweep;
 using SdPipeline.Data;
 using SdPipeline.Images;
 using SdPipeline.Reporting;
@@ -90,7 +91,7 @@ internal static class ReportTestData
             ConfigDifferences = [new ConfigDifference("download.count", "0", "128"), new ConfigDifference("train.learning_rate", "0.0001", "5e-05")],
             Metrics = MetricsLog.Parse(MetricsLines(), "metrics.jsonl"),
             Samples = samples,
-            Benchmark = new BenchmarkTable(["precision", "checkpointing", "step time (s)", "peak memory (GiB)"],
+            Benchmark = new SweepTable(["precision", "checkpointing", "step time (s)", "peak memory (GiB)"],
                 [["fp32", "off", "13.5", "14.0"], ["fp32", "on", "14.2", "13.8"]], ["2 threads, batch 1, 256 px"]),
             Warnings = ["download: 3 items skipped (2 below download.min_side, 1 undecodable)"],
             Adherence = PromptAdherence.Evaluate(samples),

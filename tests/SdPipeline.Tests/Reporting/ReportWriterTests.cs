@@ -1,7 +1,9 @@
 using System.Text.RegularExpressions;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Benchmarks.Sweep;
 using SdPipeline.Config;
+using SdPipeline.Images;
 using SdPipeline.Reporting;
 using SdPipeline.Tests.Support;
 
@@ -207,7 +209,7 @@ public sealed class ReportWriterTests
     [Test]
     public void Write_Should_Refuse_When_ABenchmarkRowHasTheWrongLength()
     {
-        var input = new ReportInput(ReportTestData.Overview) { Benchmark = new BenchmarkTable(["a", "b"], [["1"]], []) };
+        var input = new ReportInput(ReportTestData.Overview) { Benchmark = new SweepTable(["a", "b"], [["1"]], []) };
 
         var error = Assert.Throws<ArgumentException>(() => ReportFacts.From(input));
         Assert.That(error!.Message, Does.Contain("benchmark row 1 has 1 cells but the table has 2 columns"));

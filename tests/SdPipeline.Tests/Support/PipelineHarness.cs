@@ -2,6 +2,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Stages;
 
 namespace SdPipeline.Tests.Support;
 
@@ -44,7 +45,7 @@ public sealed class PipelineHarness : IDisposable
     public static EffectiveConfig Config(params string[] sets) => ConfigLoader.Load(null, sets);
 
     public BuildOutcome Run(string stage, params string[] sets) =>
-        new StageExecutor(StageGraph.Default, Store, new FileHashCache(null))
+        new StageExecutor(ProjectStages.Graph, Store, new FileHashCache(null))
             .Run(stage, Config(sets), false, line => { lock (Log) Log.Add(line); }, NullProgress.Instance, CancellationToken.None);
 
     /// <summary>Runs <paramref name="stages"/> in order with the same overrides.</summary>
@@ -56,7 +57,7 @@ public sealed class PipelineHarness : IDisposable
     }
 
     public StagePlan Plan(string stage, params string[] sets) =>
-        new Planner(StageGraph.Default, Store, new FileHashCache(null)).Plan(Config(sets)).Single(p => p.Stage.Name == stage);
+        new Planner(ProjectStages.Graph, Store, new FileHashCache(null)).Plan(Config(sets)).Single(p => p.Stage.Name == stage);
 
     public void Dispose() => _temp.Dispose();
 }

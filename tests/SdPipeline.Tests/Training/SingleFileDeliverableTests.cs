@@ -1,9 +1,10 @@
+using SdPipeline.Stages;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;
 using SdPipeline.Weights;
-using SdPipeline.Weights.SingleFile;
+using SdPipeline.SingleFileCheckpoints;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Training;
@@ -30,7 +31,7 @@ public sealed class SingleFileDeliverableTests
         var model = harness.Run("model", sets);
         Assert.That(harness.Log, Has.Some.Contains("tiny-sd.safetensors is Stable Diffusion 1.x"));
         harness.RunChain(["download", "latents"], sets);
-        var outcome = new StageExecutor(StageGraph.Default, harness.Store, new FileHashCache(null))
+        var outcome = new StageExecutor(ProjectStages.Graph, harness.Store, new FileHashCache(null))
             .Run("train", PipelineHarness.Config(sets), false, harness.Log.Add, NullProgress.Instance, CancellationToken.None);
 
         string exported = Path.Combine(outcome.Directory, SingleFileDeliverable.FileName);

@@ -37,6 +37,7 @@ internal sealed class TinyUnetStep : IDisposable
     public static TinyUnetStep Load(int size = 32)
     {
         var unet = UNet2DConditionModel.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+        AutocastLayers.Apply(unet);
         unet.train();
         using var scope = torch.NewDisposeScope();
         using var step = SafeTensorsFile.Open(Path.Combine(RepoPaths.Fixtures, "parity", "train_step_epsilon.safetensors"));
@@ -57,7 +58,7 @@ internal sealed class TinyUnetStep : IDisposable
     public Dictionary<string, Tensor?> Gradients() =>
         Unet.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad?.detach().clone());
 
-    /// <summary>Counts calls of the blocks that go through <see cref="UNet2DConditionModel.RunBlock"/> (resnets and transformers).</summary>
+    /// <summary>Counts calls of the blocks that go through <see cref="UNetBlock.GradientCheckpointingFunc"/> (resnets and transformers).</summary>
     public Func<int> CountBlockCalls()
     {
         int calls = 0;

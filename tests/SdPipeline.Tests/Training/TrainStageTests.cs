@@ -3,6 +3,7 @@ using SdPipeline.Config;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
 using SdPipeline.Sampling;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;
 using SdPipeline.Weights;
@@ -23,7 +24,7 @@ public sealed class TrainStageTests
     private static BuildOutcome Train(PipelineHarness harness, string[] sets, CancellationToken cancellation = default, IProgressSink? progress = null)
     {
         harness.RunChain(["model", "download", "latents"], sets);
-        return new StageExecutor(StageGraph.Default, harness.Store, new FileHashCache(null))
+        return new StageExecutor(ProjectStages.Graph, harness.Store, new FileHashCache(null))
             .Run("train", PipelineHarness.Config(sets), false, line => harness.Log.Add(line), progress ?? NullProgress.Instance, cancellation);
     }
 

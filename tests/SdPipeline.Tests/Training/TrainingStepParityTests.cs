@@ -2,6 +2,7 @@ using SdPipeline.Models.Unet;
 using SdPipeline.Schedulers;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Weights;
 using TorchSharp;
 using static TorchSharp.torch;

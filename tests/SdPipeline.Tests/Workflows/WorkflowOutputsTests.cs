@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using SdPipeline.Pipeline;
+using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Workflows;
@@ -82,8 +83,8 @@ public sealed class WorkflowOutputsTests
         var lines = PlanOutputLines();
 
         // Then each line is name=value, three per stage of the graph, in the forms the cache steps build keys from
-        Assert.That(lines, Has.Length.EqualTo(3 * StageGraph.Default.Stages.Count));
-        foreach (var stage in StageGraph.Default.Stages)
+        Assert.That(lines, Has.Length.EqualTo(3 * ProjectStages.Graph.Stages.Count));
+        foreach (var stage in ProjectStages.Graph.Stages)
         {
             string name = stage.Name;
             Assert.That(lines, Has.Exactly(1).Matches<string>(l => Regex.IsMatch(l, $"^{name}_fingerprint=[0-9a-f]{{64}}$")), name);
@@ -147,7 +148,7 @@ public sealed class WorkflowOutputsTests
         var cake = job.Steps.Single(s => s.Run?.Contains("./build.sh --target=\"$TARGET\"") == true);
         var cacheSteps = job.Steps.Where(s => s.Uses?.StartsWith("actions/cache/") == true).ToList();
 
-        foreach (var stage in StageGraph.Default.Stages.Select(s => s.Name))
+        foreach (var stage in ProjectStages.Graph.Stages.Select(s => s.Name))
         {
             // Then every stage has one restore before the chain and one save after it,
             var restore = cacheSteps.Where(s => s.Uses!.StartsWith("actions/cache/restore@") && s.With("key")!.StartsWith($"sdpipe-{stage}-")).ToList();

@@ -13,7 +13,7 @@ namespace SdPipeline.Benchmarks.Sweep;
 /// <param name="GradientCheckpointing">Whether the UNet's blocks are recomputed in backward.</param>
 /// <param name="Resolution"><c>full</c> (latents.resolution) or <c>half</c>.</param>
 /// <param name="Method"><c>full</c> (fine-tune every weight) or <c>lora</c> (train.method).</param>
-public sealed record BenchmarkCell(string MixedPrecision, bool GradientCheckpointing, string Resolution, string Method = "full")
+public sealed record BenchmarkCell(string MixedPrecision, bool GradientCheckpointing, string Resolution, string Method = TrainingMethods.Full)
 {
     /// <summary>The precisions a cell may have.</summary>
     public static IReadOnlyList<string> Precisions { get; } = ["no", "bf16", "fp16"];
@@ -22,13 +22,13 @@ public sealed record BenchmarkCell(string MixedPrecision, bool GradientCheckpoin
     public static IReadOnlyList<string> Resolutions { get; } = ["full", "half"];
 
     /// <summary>The training methods a cell may have.</summary>
-    public static IReadOnlyList<string> Methods { get; } = ["full", "lora"];
+    public static IReadOnlyList<string> Methods { get; } = [TrainingMethods.Full, TrainingMethods.Lora];
 
     /// <summary>The cell every other is compared with: float32, no checkpointing, full resolution, full fine-tune.</summary>
     public static BenchmarkCell Baseline { get; } = new("no", false, "full");
 
     /// <summary>The id: <c>PRECISION-off|on-full|half</c>, and <c>-lora</c> for a LoRA cell.</summary>
-    public string Id => $"{MixedPrecision}-{(GradientCheckpointing ? "on" : "off")}-{Resolution}" + (Method == "full" ? "" : $"-{Method}");
+    public string Id => $"{MixedPrecision}-{(GradientCheckpointing ? "on" : "off")}-{Resolution}" + (Method == TrainingMethods.Full ? "" : $"-{Method}");
 
     /// <summary>Whether this is <see cref="Baseline"/>.</summary>
     public bool IsBaseline => this == Baseline;
@@ -56,11 +56,11 @@ public sealed record BenchmarkCell(string MixedPrecision, bool GradientCheckpoin
     {
         string[] parts = id.Split('-');
         if (parts.Length is not (3 or 4) || !Precisions.Contains(parts[0]) || parts[1] is not ("on" or "off") || !Resolutions.Contains(parts[2])
-            || (parts.Length == 4 && parts[3] != "lora"))
+            || (parts.Length == 4 && parts[3] != TrainingMethods.Lora))
             throw new ConfigException($"'{id}' is not a benchmark cell id: expected PRECISION-CHECKPOINTING-RESOLUTION[-lora] with PRECISION one of " +
                 $"{string.Join(", ", Precisions)}, CHECKPOINTING on or off, RESOLUTION full or half (for example no-off-full, no-off-full-lora); " +
                 "`sdpipe benchmark --list-cells` lists the cells of the current config");
-        return new BenchmarkCell(parts[0], parts[1] == "on", parts[2], parts.Length == 4 ? parts[3] : "full");
+        return new BenchmarkCell(parts[0], parts[1] == "on", parts[2], parts.Length == 4 ? parts[3] : TrainingMethods.Full);
     }
 
     /// <summary>The cell as <c>{"id", "mixed_precision", "gradient_checkpointing", "resolution", "method"}</c>.</summary>

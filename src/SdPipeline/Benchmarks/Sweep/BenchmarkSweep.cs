@@ -2,7 +2,10 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Newtonsoft.Json.Linq;
+using SdPipeline.BaseModel;
 using SdPipeline.Config;
+using SdPipeline.Data;
+using SdPipeline.Latents;
 using SdPipeline.Pipeline;
 using SdPipeline.Training;
 
@@ -29,7 +32,7 @@ public static class BenchmarkSweep
     public const string TableFile = "benchmark.md";
 
     // The stages a cell needs: planning them alone keeps the report stage (which reads the merged result) out of it.
-    private static readonly StageGraph Upstream = new(StageGraph.Default.Stages.Where(s => s.Name is "model" or "download" or "latents").ToList());
+    private static readonly StageGraph Upstream = new([ModelStage.Definition, DownloadStage.Definition, LatentsStage.Definition]);
 
     /// <summary>Keys of the cell's config in its fingerprint: what changes the training run or the measurement.</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =

@@ -1,6 +1,8 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using Newtonsoft.Json.Serialization;
+using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Benchmarks.Sweep;
@@ -47,7 +49,7 @@ public sealed record CellResult
     public required string Resolution { get; init; }
 
     /// <summary>The training method: <c>full</c> or <c>lora</c> (results written before the method axis are full).</summary>
-    public string Method { get; init; } = "full";
+    public string Method { get; init; } = TrainingMethods.Full;
 
     /// <summary>The training resolution in pixels.</summary>
     public required int ResolutionPixels { get; init; }

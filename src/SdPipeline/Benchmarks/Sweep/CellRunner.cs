@@ -36,7 +36,7 @@ public static class CellRunner
                 $"({plan.Config.Typed.Benchmark.WarmupSteps} warm-up) at {plan.Config.Typed.Latents.Resolution} px, batch {plan.Config.Typed.Train.TrainBatchSize}");
             string scratch = Path.Combine(folder, ScratchFolder);
             Directory.CreateDirectory(scratch);
-            var train = StageGraph.Default.Get("train");
+            var train = TrainStage.Definition;
             var workspace = new StageWorkspace(train, plan.Fingerprint!, scratch, false, upstream, plan.Config, plan.Store, log, progress, cancellation);
             CellResult result;
             try

@@ -1,4 +1,5 @@
 using SdPipeline.Config;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Benchmarks.Sweep;

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using Newtonsoft.Json;
 using SdPipeline.Pipeline;
-using ReportTable = SdPipeline.Reporting.BenchmarkTable;
 
 namespace SdPipeline.Benchmarks.Sweep;
 
@@ -117,7 +116,7 @@ public sealed record SweepResult
     };
 
     /// <summary>The result as a table for the report: one row per cell, then notes (baseline, effects, method, failures).</summary>
-    public ReportTable ToTable()
+    public SweepTable ToTable()
     {
         var c = CultureInfo.InvariantCulture;
         string Seconds(double? s) => s is { } v ? v.ToString(v < 10 ? "0.000" : "0.0", c) : "—";
@@ -162,7 +161,7 @@ public sealed record SweepResult
             notes.Add($"{row.Id}: {row.Status}{(row.Error is { Length: > 0 } e ? $" — {FirstLine(e)}" : "")}");
         int notRun = Cells.Count(r => r.Status == SweepRow.NotRun);
         if (notRun > 0) notes.Add($"{notRun} cell(s) not run: `sdpipe benchmark` runs them (`--cell ID` one at a time).");
-        return new ReportTable(columns, rows, notes);
+        return new SweepTable(columns, rows, notes);
     }
 
     /// <summary>The table as Markdown (a GitHub table, then the notes as a list).</summary>

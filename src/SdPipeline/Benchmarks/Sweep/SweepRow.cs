@@ -1,3 +1,5 @@
+using SdPipeline.Config;
+
 namespace SdPipeline.Benchmarks.Sweep;
 
 /// <summary>One cell in the merged sweep: its measurement (or failure) and its change against the baseline cell.</summary>
@@ -19,7 +21,7 @@ public sealed record SweepRow
     public required string Resolution { get; init; }
 
     /// <summary>The training method: <c>full</c> or <c>lora</c>.</summary>
-    public string Method { get; init; } = "full";
+    public string Method { get; init; } = TrainingMethods.Full;
 
     /// <summary>The training resolution in pixels, when the cell ran.</summary>
     public int? ResolutionPixels { get; init; }

@@ -1,5 +1,4 @@
 using SdPipeline.Models.Shared;
-using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -10,10 +9,10 @@ namespace SdPipeline.Models.Clip;
 internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
 {
     // Declared in transformers' order (k, v, q, out) so state_dict() lists the keys as it does.
-    private readonly AutocastLinear k_proj;
-    private readonly AutocastLinear v_proj;
-    private readonly AutocastLinear q_proj;
-    private readonly AutocastLinear out_proj;
+    private readonly nn.Module<Tensor, Tensor> k_proj;
+    private readonly nn.Module<Tensor, Tensor> v_proj;
+    private readonly nn.Module<Tensor, Tensor> q_proj;
+    private readonly nn.Module<Tensor, Tensor> out_proj;
     private readonly long _heads;
 
     /// <summary>Number of heads.</summary>
@@ -21,10 +20,10 @@ internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
 
     public ClipAttention(ClipTextConfig config, Device? device) : base(nameof(ClipAttention))
     {
-        k_proj = new AutocastLinear(config.HiddenSize, config.HiddenSize, device: device);
-        v_proj = new AutocastLinear(config.HiddenSize, config.HiddenSize, device: device);
-        q_proj = new AutocastLinear(config.HiddenSize, config.HiddenSize, device: device);
-        out_proj = new AutocastLinear(config.HiddenSize, config.HiddenSize, device: device);
+        k_proj = nn.Linear(config.HiddenSize, config.HiddenSize, device: device);
+        v_proj = nn.Linear(config.HiddenSize, config.HiddenSize, device: device);
+        q_proj = nn.Linear(config.HiddenSize, config.HiddenSize, device: device);
+        out_proj = nn.Linear(config.HiddenSize, config.HiddenSize, device: device);
         _heads = config.NumAttentionHeads;
         RegisterComponents();
     }
@@ -33,14 +32,14 @@ internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         long batch = hiddenStates.shape[0], tokens = hiddenStates.shape[1], channels = hiddenStates.shape[2];
-        using var q = SplitHeads(q_proj.forward(hiddenStates), batch, tokens); // (B, nh, T, hs)
-        using var k = SplitHeads(k_proj.forward(hiddenStates), batch, tokens);
-        using var v = SplitHeads(v_proj.forward(hiddenStates), batch, tokens);
+        using var q = SplitHeads(q_proj.call(hiddenStates), batch, tokens); // (B, nh, T, hs)
+        using var k = SplitHeads(k_proj.call(hiddenStates), batch, tokens);
+        using var v = SplitHeads(v_proj.call(hiddenStates), batch, tokens);
         // CLIP's text transformer is causal; SD passes no padding mask, so padding tokens are attended to.
         // SDPA scales by 1/sqrt(head_dim), as CLIPAttention does.
-        using var attended = AutocastOps.ScaledDotProductAttention(q, k, v, isCausal: true);
+        using var attended = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         using var merged = attended.transpose(1, 2).reshape(batch, tokens, channels); // (B, T, C)
-        return out_proj.forward(merged);
+        return out_proj.call(merged);
     }
 
     private Tensor SplitHeads(Tensor projected, long batch, long tokens)

@@ -19,5 +19,5 @@ internal sealed class ClipEncoder : nn.Module
     public int Count => layers.Count;
 
     /// <summary>Runs layer <paramref name="index"/> (0-based).</summary>
-    public Tensor Layer(int index, Tensor hiddenStates) => layers[index].forward(hiddenStates);
+    public Tensor Layer(int index, Tensor hiddenStates) => layers[index].call(hiddenStates);
 }

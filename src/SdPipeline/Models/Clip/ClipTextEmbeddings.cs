@@ -30,8 +30,8 @@ internal sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
         if (length > _maxPositions)
             throw new ArgumentException($"input_ids has {length} tokens; this text encoder has {_maxPositions} positions (max_position_embeddings)", nameof(inputIds));
         using var positions = torch.arange(length, dtype: ScalarType.Int64, device: inputIds.device);
-        using var positionEmbeddings = position_embedding.forward(positions);
-        using var tokenEmbeddings = token_embedding.forward(inputIds);
+        using var positionEmbeddings = position_embedding.call(positions);
+        using var tokenEmbeddings = token_embedding.call(inputIds);
         return tokenEmbeddings + positionEmbeddings;
     }
 }

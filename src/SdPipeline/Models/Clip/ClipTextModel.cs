@@ -1,3 +1,4 @@
+using SdPipeline.Files;
 using SdPipeline.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -72,7 +73,7 @@ public sealed class ClipTextModel : nn.Module<Tensor, Tensor>
     {
         Directory.CreateDirectory(componentFolder);
         SafeTensorsWriter.Write(Path.Combine(componentFolder, "model.safetensors"), state_dict());
-        Pipeline.AtomicFile.WriteAllText(Path.Combine(componentFolder, "config.json"),
+        AtomicFile.WriteAllText(Path.Combine(componentFolder, "config.json"),
             Config.ToJson(bosTokenId, eosTokenId, padTokenId).ToString(Newtonsoft.Json.Formatting.Indented) + "\n");
     }
 

@@ -1,7 +1,9 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Files;
 using SdPipeline.Models.Shared;
 using SdPipeline.Weights;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Clip;
@@ -20,7 +22,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
     private const int LegacyEosTokenId = 2;
 
     private readonly ClipTextTransformer text_model;
-    private readonly AutocastLinear text_projection;
+    private readonly Linear text_projection;
 
     /// <summary>Builds the model with freshly initialised weights.</summary>
     /// <param name="config">The transformer's architecture.</param>
@@ -40,7 +42,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         ProjectionDim = projectionDim;
         EosTokenId = eosTokenId;
         text_model = new ClipTextTransformer(config, device);
-        text_projection = new AutocastLinear(config.HiddenSize, projectionDim, hasBias: false, device: device);
+        text_projection = nn.Linear(config.HiddenSize, projectionDim, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -105,7 +107,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         var json = Config.ToJson(bosTokenId, EosTokenId, padTokenId);
         json["architectures"] = new JArray("CLIPTextModelWithProjection");
         json["projection_dim"] = ProjectionDim;
-        Pipeline.AtomicFile.WriteAllText(Path.Combine(componentFolder, "config.json"), json.ToString(Newtonsoft.Json.Formatting.Indented) + "\n");
+        AtomicFile.WriteAllText(Path.Combine(componentFolder, "config.json"), json.ToString(Newtonsoft.Json.Formatting.Indented) + "\n");
     }
 
     /// <summary><c>text_embeds</c>: the projected pooled embedding [B, projection_dim].</summary>

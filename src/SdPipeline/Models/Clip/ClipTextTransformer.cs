@@ -10,13 +10,13 @@ internal sealed class ClipTextTransformer : nn.Module
 {
     private readonly ClipTextEmbeddings embeddings;
     private readonly ClipEncoder encoder;
-    private readonly AutocastLayerNorm final_layer_norm;
+    private readonly nn.Module<Tensor, Tensor> final_layer_norm;
 
     public ClipTextTransformer(ClipTextConfig config, Device? device) : base(nameof(ClipTextTransformer))
     {
         embeddings = new ClipTextEmbeddings(config, device);
         encoder = new ClipEncoder(config, device);
-        final_layer_norm = new AutocastLayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
+        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         RegisterComponents();
     }
 
@@ -30,7 +30,7 @@ internal sealed class ClipTextTransformer : nn.Module
     /// </summary>
     public List<Tensor> HiddenStates(Tensor inputIds, int layers)
     {
-        var states = new List<Tensor> { embeddings.forward(inputIds) };
+        var states = new List<Tensor> { embeddings.call(inputIds) };
         for (int i = 0; i < layers; i++)
             states.Add(encoder.Layer(i, states[^1]));
         return states;
@@ -39,16 +39,16 @@ internal sealed class ClipTextTransformer : nn.Module
     /// <summary>The output of the first <paramref name="layers"/> layers, through the final LayerNorm.</summary>
     public Tensor Encode(Tensor inputIds, int layers)
     {
-        Tensor hidden = embeddings.forward(inputIds);
+        Tensor hidden = embeddings.call(inputIds);
         for (int i = 0; i < layers; i++)
         {
             using var previous = hidden;
             hidden = encoder.Layer(i, previous);
         }
         using (hidden)
-            return final_layer_norm.forward(hidden);
+            return final_layer_norm.call(hidden);
     }
 
     /// <summary>The final LayerNorm alone.</summary>
-    public Tensor FinalLayerNorm(Tensor hiddenStates) => final_layer_norm.forward(hiddenStates);
+    public Tensor FinalLayerNorm(Tensor hiddenStates) => final_layer_norm.call(hiddenStates);
 }

@@ -1,4 +1,3 @@
-using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,10 +12,10 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.attention_processor.Attention with AttnProcessor2_0 (no masks, no added KV).</remarks>
 public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 {
-    private readonly AutocastGroupNorm? group_norm;
-    private readonly AutocastLinear to_q;
-    private readonly AutocastLinear to_k;
-    private readonly AutocastLinear to_v;
+    private readonly nn.Module<Tensor, Tensor>? group_norm;
+    private readonly nn.Module<Tensor, Tensor> to_q;
+    private readonly nn.Module<Tensor, Tensor> to_k;
+    private readonly nn.Module<Tensor, Tensor> to_v;
     private readonly ModuleList<nn.Module<Tensor, Tensor>> to_out;
 
     private readonly long _heads;
@@ -49,11 +48,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         long innerDim = heads * dimHead;
         long contextDim = crossAttentionDim ?? queryDim;
         if (normNumGroups is long groups) group_norm = Norms.GroupNorm(groups, queryDim, eps, device);
-        to_q = new AutocastLinear(queryDim, innerDim, hasBias: bias, device: device);
-        to_k = new AutocastLinear(contextDim, innerDim, hasBias: bias, device: device);
-        to_v = new AutocastLinear(contextDim, innerDim, hasBias: bias, device: device);
+        to_q = nn.Linear(queryDim, innerDim, hasBias: bias, device: device);
+        to_k = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
+        to_v = nn.Linear(contextDim, innerDim, hasBias: bias, device: device);
         // to_out.1 is diffusers' Dropout(0.0): kept so that the output projection is key "to_out.0".
-        to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(new AutocastLinear(innerDim, queryDim, hasBias: true, device: device), nn.Dropout(0.0));
+        to_out = nn.ModuleList<nn.Module<Tensor, Tensor>>(nn.Linear(innerDim, queryDim, hasBias: true, device: device), nn.Dropout(0.0));
         _heads = heads;
         _upcast = upcast;
         _residualConnection = residualConnection;
@@ -98,8 +97,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     {
         var dtype = query.dtype;
         if (!_upcast || dtype is not (ScalarType.Float16 or ScalarType.BFloat16))
-            return AutocastOps.ScaledDotProductAttention(query, key, value);
-        // Deliberately the plain kernel: an autocast region must not cast this back to half precision.
+            return nn.functional.scaled_dot_product_attention(query, key, value);
+        // diffusers' upcast: float32 attention on half-precision inputs, cast back to their dtype.
         var attended = nn.functional.scaled_dot_product_attention(query.to(ScalarType.Float32), key.to(ScalarType.Float32), value.to(ScalarType.Float32));
         return attended.to(dtype);
     }

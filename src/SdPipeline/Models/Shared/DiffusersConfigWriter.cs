@@ -1,6 +1,6 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
-using SdPipeline.Pipeline;
+using SdPipeline.Files;
 
 namespace SdPipeline.Models.Shared;
 

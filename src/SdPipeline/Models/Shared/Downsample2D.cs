@@ -11,7 +11,7 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.downsampling.Downsample2D with <c>use_conv=True</c>.</remarks>
 public sealed class Downsample2D : nn.Module<Tensor, Tensor>
 {
-    private readonly AutocastConv2d conv;
+    private readonly nn.Module<Tensor, Tensor> conv;
     private readonly long _padding;
 
     /// <summary>Creates the layer.</summary>
@@ -21,7 +21,7 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     /// <param name="device">Where to create the parameters.</param>
     public Downsample2D(long channels, long outChannels, long padding, Device? device = null) : base(nameof(Downsample2D))
     {
-        conv = new AutocastConv2d(channels, outChannels, 3, stride: 2, padding: padding, device: device);
+        conv = nn.Conv2d(channels, outChannels, 3, stride: 2, padding: padding, device: device);
         _padding = padding;
         RegisterComponents();
     }

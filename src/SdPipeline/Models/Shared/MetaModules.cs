@@ -23,22 +23,6 @@ public static class MetaModules
         {
             switch (child)
             {
-                case AutocastLinear linear:
-                    linear.weight = Empty(linear.weight, device)!;
-                    linear.bias = Empty(linear.bias, device);
-                    break;
-                case AutocastConv2d convolution:
-                    convolution.weight = Empty(convolution.weight, device)!;
-                    convolution.bias = Empty(convolution.bias, device);
-                    break;
-                case AutocastGroupNorm norm:
-                    norm.weight = Empty(norm.weight, device)!;
-                    norm.bias = Empty(norm.bias, device)!;
-                    break;
-                case AutocastLayerNorm norm:
-                    norm.weight = Empty(norm.weight, device)!;
-                    norm.bias = Empty(norm.bias, device)!;
-                    break;
                 case Linear linear:
                     linear.weight = Empty(linear.weight, device)!;
                     linear.bias = Empty(linear.bias, device);

@@ -1,3 +1,5 @@
+using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
@@ -6,11 +8,16 @@ namespace SdPipeline.Models.Shared;
 public static class Norms
 {
     /// <summary>
-    /// GroupNorm with weight 1 and bias 0, in float32 under autocast (<see cref="AutocastGroupNorm"/>).
-    /// TorchSharp 0.107's own GroupNorm leaves its affine parameters uninitialised (whatever the allocator returns,
-    /// NaN included), unlike PyTorch's <c>reset_parameters</c>; a model built for training from scratch, or any test
-    /// with fresh weights, needs them set.
+    /// An affine GroupNorm with weight 1 and bias 0. TorchSharp 0.107's own GroupNorm leaves its affine parameters
+    /// uninitialised (whatever the allocator returns, NaN included), unlike PyTorch's <c>reset_parameters</c>; a model
+    /// built for training from scratch, or any test with fresh weights, needs them set.
     /// </summary>
-    public static AutocastGroupNorm GroupNorm(long numGroups, long numChannels, double eps, Device? device = null) =>
-        new(numGroups, numChannels, eps, device);
+    public static GroupNorm GroupNorm(long numGroups, long numChannels, double eps, Device? device = null)
+    {
+        var norm = nn.GroupNorm(numGroups, numChannels, eps, affine: true, device: device);
+        using var _ = torch.no_grad();
+        norm.weight!.fill_(1.0);
+        norm.bias!.zero_();
+        return norm;
+    }
 }

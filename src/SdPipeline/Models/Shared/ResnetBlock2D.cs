@@ -12,12 +12,12 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.resnet.ResnetBlock2D with <c>time_embedding_norm="default"</c>, <c>pre_norm</c>, SiLU.</remarks>
 public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
 {
-    private readonly AutocastGroupNorm norm1;
-    private readonly AutocastConv2d conv1;
-    private readonly AutocastLinear? time_emb_proj;
-    private readonly AutocastGroupNorm norm2;
-    private readonly AutocastConv2d conv2;
-    private readonly AutocastConv2d? conv_shortcut;
+    private readonly nn.Module<Tensor, Tensor> norm1;
+    private readonly nn.Module<Tensor, Tensor> conv1;
+    private readonly nn.Module<Tensor, Tensor>? time_emb_proj;
+    private readonly nn.Module<Tensor, Tensor> norm2;
+    private readonly nn.Module<Tensor, Tensor> conv2;
+    private readonly nn.Module<Tensor, Tensor>? conv_shortcut;
 
     private readonly double _dropout;
     private readonly double _outputScaleFactor;
@@ -35,11 +35,11 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         double dropout = 0.0, double outputScaleFactor = 1.0, Device? device = null) : base(nameof(ResnetBlock2D))
     {
         norm1 = Norms.GroupNorm(groups, inChannels, eps, device);
-        conv1 = new AutocastConv2d(inChannels, outChannels, 3, stride: 1, padding: 1, device: device);
-        if (tembChannels is long temb) time_emb_proj = new AutocastLinear(temb, outChannels, device: device);
+        conv1 = nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1, device: device);
+        if (tembChannels is long temb) time_emb_proj = nn.Linear(temb, outChannels, device: device);
         norm2 = Norms.GroupNorm(groups, outChannels, eps, device);
-        conv2 = new AutocastConv2d(outChannels, outChannels, 3, stride: 1, padding: 1, device: device);
-        if (inChannels != outChannels) conv_shortcut = new AutocastConv2d(inChannels, outChannels, kernelSize: 1, stride: 1, padding: 0L, device: device);
+        conv2 = nn.Conv2d(outChannels, outChannels, 3, stride: 1, padding: 1, device: device);
+        if (inChannels != outChannels) conv_shortcut = nn.Conv2d(inChannels, outChannels, kernel_size: 1, stride: 1, padding: 0L, device: device);
         _dropout = dropout;
         _outputScaleFactor = outputScaleFactor;
         RegisterComponents();

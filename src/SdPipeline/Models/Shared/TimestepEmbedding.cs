@@ -8,8 +8,8 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.embeddings.TimestepEmbedding (no condition projection, no post activation).</remarks>
 public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
 {
-    private readonly AutocastLinear linear_1;
-    private readonly AutocastLinear linear_2;
+    private readonly nn.Module<Tensor, Tensor> linear_1;
+    private readonly nn.Module<Tensor, Tensor> linear_2;
 
     /// <summary>Creates the MLP.</summary>
     /// <param name="inChannels">Sinusoidal embedding width.</param>
@@ -17,8 +17,8 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
     /// <param name="device">Where to create the parameters.</param>
     public TimestepEmbedding(long inChannels, long timeEmbedDim, Device? device = null) : base(nameof(TimestepEmbedding))
     {
-        linear_1 = new AutocastLinear(inChannels, timeEmbedDim, device: device);
-        linear_2 = new AutocastLinear(timeEmbedDim, timeEmbedDim, device: device);
+        linear_1 = nn.Linear(inChannels, timeEmbedDim, device: device);
+        linear_2 = nn.Linear(timeEmbedDim, timeEmbedDim, device: device);
         RegisterComponents();
     }
 

@@ -8,7 +8,7 @@ namespace SdPipeline.Models.Shared;
 /// <remarks>Mirrors diffusers.models.upsampling.Upsample2D with <c>use_conv=True</c>, <c>interpolate=True</c>.</remarks>
 public sealed class Upsample2D : nn.Module<Tensor, Tensor>
 {
-    private readonly AutocastConv2d conv;
+    private readonly nn.Module<Tensor, Tensor> conv;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="channels">Input channels.</param>
@@ -16,7 +16,7 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
     /// <param name="device">Where to create the parameters.</param>
     public Upsample2D(long channels, long outChannels, Device? device = null) : base(nameof(Upsample2D))
     {
-        conv = new AutocastConv2d(channels, outChannels, 3, stride: 1, padding: 1, device: device);
+        conv = nn.Conv2d(channels, outChannels, 3, stride: 1, padding: 1, device: device);
         RegisterComponents();
     }
 

@@ -11,11 +11,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
 {
     private const double LayerNormEps = 1e-5;
 
-    private readonly AutocastLayerNorm norm1;
+    private readonly nn.Module<Tensor, Tensor> norm1;
     private readonly Attention attn1;
-    private readonly AutocastLayerNorm norm2;
+    private readonly nn.Module<Tensor, Tensor> norm2;
     private readonly Attention attn2;
-    private readonly AutocastLayerNorm norm3;
+    private readonly nn.Module<Tensor, Tensor> norm3;
     private readonly FeedForward ff;
 
     /// <summary>Creates the block.</summary>
@@ -28,11 +28,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     public BasicTransformerBlock(long dim, long numAttentionHeads, long attentionHeadDim, long crossAttentionDim, bool upcastAttention,
         Device? device = null) : base(nameof(BasicTransformerBlock))
     {
-        norm1 = new AutocastLayerNorm(dim, LayerNormEps, device: device);
+        norm1 = nn.LayerNorm(dim, LayerNormEps, device: device);
         attn1 = new Attention(dim, crossAttentionDim: null, numAttentionHeads, attentionHeadDim, bias: false, upcastAttention, device: device);
-        norm2 = new AutocastLayerNorm(dim, LayerNormEps, device: device);
+        norm2 = nn.LayerNorm(dim, LayerNormEps, device: device);
         attn2 = new Attention(dim, crossAttentionDim, numAttentionHeads, attentionHeadDim, bias: false, upcastAttention, device: device);
-        norm3 = new AutocastLayerNorm(dim, LayerNormEps, device: device);
+        norm3 = nn.LayerNorm(dim, LayerNormEps, device: device);
         ff = new FeedForward(dim, device);
         RegisterComponents();
     }

@@ -46,13 +46,13 @@ public sealed class CrossAttnDownBlock2D : UNetDownBlock
     }
 
     /// <inheritdoc />
-    public override (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates, BlockRunner run)
+    public override (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates)
     {
         var outputStates = new List<Tensor>(resnets.Count + 1);
         for (int i = 0; i < resnets.Count; i++)
         {
-            hiddenStates = run(resnets[i], hiddenStates, temb);
-            hiddenStates = run(attentions[i], hiddenStates, encoderHiddenStates);
+            hiddenStates = RunSubBlock(resnets[i], hiddenStates, temb);
+            hiddenStates = RunSubBlock(attentions[i], hiddenStates, encoderHiddenStates);
             outputStates.Add(hiddenStates);
         }
         foreach (var downsampler in downsamplers)

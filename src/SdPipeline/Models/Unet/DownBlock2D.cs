@@ -34,12 +34,12 @@ public sealed class DownBlock2D : UNetDownBlock
     }
 
     /// <inheritdoc />
-    public override (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates, BlockRunner run)
+    public override (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates)
     {
         var outputStates = new List<Tensor>(resnets.Count + 1);
         foreach (var resnet in resnets)
         {
-            hiddenStates = run(resnet, hiddenStates, temb);
+            hiddenStates = RunSubBlock(resnet, hiddenStates, temb);
             outputStates.Add(hiddenStates);
         }
         foreach (var downsampler in downsamplers)

@@ -18,7 +18,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     {
         long innerDim = dim * 4;
         // net.1 is diffusers' Dropout(0.0), kept so the output projection is key "net.2".
-        net = nn.ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, innerDim, device), nn.Dropout(0.0), new AutocastLinear(innerDim, dim, device: device));
+        net = nn.ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, innerDim, device), nn.Dropout(0.0), nn.Linear(innerDim, dim, device: device));
         RegisterComponents();
     }
 

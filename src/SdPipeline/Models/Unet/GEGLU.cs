@@ -9,7 +9,7 @@ namespace SdPipeline.Models.Unet;
 /// <remarks>Mirrors diffusers.models.activations.GEGLU.</remarks>
 public sealed class GEGLU : nn.Module<Tensor, Tensor>
 {
-    private readonly AutocastLinear proj;
+    private readonly nn.Module<Tensor, Tensor> proj;
 
     /// <summary>Creates the unit.</summary>
     /// <param name="dimIn">Input width.</param>
@@ -17,7 +17,7 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
     /// <param name="device">Where to create the parameters.</param>
     public GEGLU(long dimIn, long dimOut, Device? device = null) : base(nameof(GEGLU))
     {
-        proj = new AutocastLinear(dimIn, dimOut * 2, device: device);
+        proj = nn.Linear(dimIn, dimOut * 2, device: device);
         RegisterComponents();
     }
 

@@ -16,7 +16,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     // diffusers hard-codes this epsilon (the resnets use norm_eps).
     private const double GroupNormEps = 1e-6;
 
-    private readonly AutocastGroupNorm norm;
+    private readonly nn.Module<Tensor, Tensor> norm;
     private readonly nn.Module<Tensor, Tensor> proj_in;
     private readonly ModuleList<BasicTransformerBlock> transformer_blocks;
     private readonly nn.Module<Tensor, Tensor> proj_out;
@@ -39,14 +39,14 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long innerDim = numAttentionHeads * attentionHeadDim;
         norm = Norms.GroupNorm(normNumGroups, inChannels, GroupNormEps, device);
         proj_in = useLinearProjection
-            ? new AutocastLinear(inChannels, innerDim, device: device)
-            : new AutocastConv2d(inChannels, innerDim, kernelSize: 1, stride: 1, padding: 0L, device: device);
+            ? nn.Linear(inChannels, innerDim, device: device)
+            : nn.Conv2d(inChannels, innerDim, kernel_size: 1, stride: 1, padding: 0L, device: device);
         transformer_blocks = nn.ModuleList(Enumerable.Range(0, numLayers)
             .Select(_ => new BasicTransformerBlock(innerDim, numAttentionHeads, attentionHeadDim, crossAttentionDim, upcastAttention, device))
             .ToArray());
         proj_out = useLinearProjection
-            ? new AutocastLinear(innerDim, inChannels, device: device)
-            : new AutocastConv2d(innerDim, inChannels, kernelSize: 1, stride: 1, padding: 0L, device: device);
+            ? nn.Linear(innerDim, inChannels, device: device)
+            : nn.Conv2d(innerDim, inChannels, kernel_size: 1, stride: 1, padding: 0L, device: device);
         _useLinearProjection = useLinearProjection;
         RegisterComponents();
     }

@@ -18,7 +18,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private const string ConfigName = "config.json";
 
     // Field order = diffusers' registration order = state_dict order.
-    private readonly AutocastConv2d conv_in;
+    private readonly nn.Module<Tensor, Tensor> conv_in;
     private readonly Timesteps time_proj;
     private readonly TimestepEmbedding time_embedding;
     // SDXL (addition_embed_type "text_time"); null otherwise.
@@ -27,24 +27,13 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     private readonly ModuleList<UNetDownBlock> down_blocks;
     private readonly ModuleList<UNetUpBlock> up_blocks;
     private readonly UNetMidBlock2DCrossAttn mid_block;
-    private readonly AutocastGroupNorm conv_norm_out;
-    private readonly AutocastConv2d conv_out;
+    private readonly nn.Module<Tensor, Tensor> conv_norm_out;
+    private readonly nn.Module<Tensor, Tensor> conv_out;
 
     private readonly int _numUpsamplers;
-    private BlockRunner _runBlock = BlockRunners.Direct;
 
     /// <summary>The architecture.</summary>
     public UNet2DConditionConfig Config { get; }
-
-    /// <summary>
-    /// How every resnet and transformer block is invoked. Training replaces it to wrap the blocks (gradient
-    /// checkpointing, precision); the default calls them directly.
-    /// </summary>
-    public BlockRunner RunBlock
-    {
-        get => _runBlock;
-        set => _runBlock = value ?? throw new ArgumentNullException(nameof(value));
-    }
 
     /// <summary>Builds the UNet with freshly initialised parameters.</summary>
     /// <param name="config">The architecture (validated here).</param>
@@ -58,7 +47,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         int blocks = boc.Count;
 
         // input
-        conv_in = new AutocastConv2d(config.InChannels, boc[0], kernelSize: config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2, device: device);
+        conv_in = nn.Conv2d(config.InChannels, boc[0], kernel_size: config.ConvInKernel, stride: 1, padding: (config.ConvInKernel - 1) / 2, device: device);
 
         // time
         int timeEmbedDim = config.TimeEmbedDim;
@@ -120,10 +109,29 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
         // out
         conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[0], config.NormEps, device);
-        conv_out = new AutocastConv2d(boc[0], config.OutChannels, kernelSize: config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2, device: device);
+        conv_out = nn.Conv2d(boc[0], config.OutChannels, kernel_size: config.ConvOutKernel, stride: 1, padding: (config.ConvOutKernel - 1) / 2, device: device);
 
         RegisterComponents();
     }
+
+    /// <summary>
+    /// diffusers' <c>enable_gradient_checkpointing</c>: every down, mid and up block runs its resnets and transformers
+    /// through <paramref name="checkpoint"/> while gradients are recorded.
+    /// </summary>
+    public void EnableGradientCheckpointing(GradientCheckpointingFunction checkpoint)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        foreach (var block in modules().OfType<UNetBlock>()) block.GradientCheckpointingFunc = checkpoint;
+    }
+
+    /// <summary>diffusers' <c>disable_gradient_checkpointing</c>: the blocks call their resnets and transformers directly again.</summary>
+    public void DisableGradientCheckpointing()
+    {
+        foreach (var block in modules().OfType<UNetBlock>()) block.GradientCheckpointingFunc = null;
+    }
+
+    /// <summary>diffusers' <c>is_gradient_checkpointing</c>.</summary>
+    public bool IsGradientCheckpointing => modules().OfType<UNetBlock>().Any(block => block.GradientCheckpointingFunc is not null);
 
     /// <summary>
     /// Predicts the noise in <paramref name="sample"/> [B, C, H, W] at <paramref name="timestep"/> (int64 or float;
@@ -168,12 +176,12 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         var downBlockResSamples = new List<Tensor> { sample };
         foreach (var downBlock in down_blocks)
         {
-            (sample, var residuals) = downBlock.Forward(sample, emb, encoderHiddenStates, RunBlock);
+            (sample, var residuals) = downBlock.Forward(sample, emb, encoderHiddenStates);
             downBlockResSamples.AddRange(residuals);
         }
 
         // 4. mid
-        sample = mid_block.Forward(sample, emb, encoderHiddenStates, RunBlock);
+        sample = mid_block.Forward(sample, emb, encoderHiddenStates);
 
         // 5. up
         long[]? upsampleSize = null;
@@ -184,7 +192,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             var residuals = downBlockResSamples.GetRange(downBlockResSamples.Count - take, take);
             downBlockResSamples.RemoveRange(downBlockResSamples.Count - take, take);
             if (i < up_blocks.Count - 1 && forwardUpsampleSize) upsampleSize = downBlockResSamples[^1].shape[2..];
-            sample = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize, RunBlock);
+            sample = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize);
         }
 
         // 6. post-process

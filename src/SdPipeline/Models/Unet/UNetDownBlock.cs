@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Unet;
 
 /// <summary>A UNet down block (<see cref="DownBlock2D"/> or <see cref="CrossAttnDownBlock2D"/>).</summary>
-public abstract class UNetDownBlock : nn.Module
+public abstract class UNetDownBlock : UNetBlock
 {
     /// <summary>Names the module.</summary>
     protected UNetDownBlock(string name) : base(name) { }
@@ -16,6 +16,5 @@ public abstract class UNetDownBlock : nn.Module
     /// <param name="hiddenStates">Feature map [B, C, H, W].</param>
     /// <param name="temb">Time embedding [B, T].</param>
     /// <param name="encoderHiddenStates">Text embeddings [B, M, D] (unused by blocks without attention).</param>
-    /// <param name="run">How resnets and transformers are invoked.</param>
-    public abstract (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates, BlockRunner run);
+    public abstract (Tensor HiddenStates, IReadOnlyList<Tensor> Residuals) Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates);
 }

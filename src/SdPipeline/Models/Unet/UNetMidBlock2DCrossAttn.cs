@@ -7,7 +7,7 @@ namespace SdPipeline.Models.Unet;
 
 /// <summary>The UNet's bottleneck: resnet, spatial transformer, resnet.</summary>
 /// <remarks>Mirrors diffusers.models.unets.unet_2d_blocks.UNetMidBlock2DCrossAttn with <c>num_layers=1</c>.</remarks>
-public sealed class UNetMidBlock2DCrossAttn : nn.Module
+public sealed class UNetMidBlock2DCrossAttn : UNetBlock
 {
     // Declared before resnets: diffusers registers attentions first, and state_dict order follows.
     private readonly ModuleList<Transformer2DModel> attentions;
@@ -39,13 +39,13 @@ public sealed class UNetMidBlock2DCrossAttn : nn.Module
     }
 
     /// <summary>Runs resnet → transformer → resnet.</summary>
-    public Tensor Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates, BlockRunner run)
+    public Tensor Forward(Tensor hiddenStates, Tensor temb, Tensor encoderHiddenStates)
     {
-        hiddenStates = run(resnets[0], hiddenStates, temb);
+        hiddenStates = RunSubBlock(resnets[0], hiddenStates, temb);
         for (int i = 0; i < attentions.Count; i++)
         {
-            hiddenStates = run(attentions[i], hiddenStates, encoderHiddenStates);
-            hiddenStates = run(resnets[i + 1], hiddenStates, temb);
+            hiddenStates = RunSubBlock(attentions[i], hiddenStates, encoderHiddenStates);
+            hiddenStates = RunSubBlock(resnets[i + 1], hiddenStates, temb);
         }
         return hiddenStates;
     }

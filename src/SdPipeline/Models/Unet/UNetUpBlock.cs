@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Unet;
 
 /// <summary>A UNet up block (<see cref="UpBlock2D"/> or <see cref="CrossAttnUpBlock2D"/>).</summary>
-public abstract class UNetUpBlock : nn.Module
+public abstract class UNetUpBlock : UNetBlock
 {
     /// <summary>Names the module.</summary>
     protected UNetUpBlock(string name) : base(name) { }
@@ -18,6 +18,5 @@ public abstract class UNetUpBlock : nn.Module
     /// <param name="temb">Time embedding [B, T].</param>
     /// <param name="encoderHiddenStates">Text embeddings [B, M, D] (unused by blocks without attention).</param>
     /// <param name="upsampleSize">Output size [H, W] of the upsampler when the input size is not a multiple of the UNet's factor, else null.</param>
-    /// <param name="run">How resnets and transformers are invoked.</param>
-    public abstract Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize, BlockRunner run);
+    public abstract Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize);
 }

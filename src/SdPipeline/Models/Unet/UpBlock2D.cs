@@ -39,12 +39,12 @@ public sealed class UpBlock2D : UNetUpBlock
     public override int ResnetCount => resnets.Count;
 
     /// <inheritdoc />
-    public override Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize, BlockRunner run)
+    public override Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize)
     {
         for (int i = 0; i < resnets.Count; i++)
         {
             hiddenStates = torch.cat([hiddenStates, residuals[residuals.Count - 1 - i]], dim: 1);
-            hiddenStates = run(resnets[i], hiddenStates, temb);
+            hiddenStates = RunSubBlock(resnets[i], hiddenStates, temb);
         }
         foreach (var upsampler in upsamplers) hiddenStates = upsampler.Forward(hiddenStates, upsampleSize);
         return hiddenStates;

@@ -19,8 +19,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
 
     private readonly Encoder encoder;
     private readonly Decoder decoder;
-    private readonly AutocastConv2d? quant_conv;
-    private readonly AutocastConv2d? post_quant_conv;
+    private readonly nn.Module<Tensor, Tensor>? quant_conv;
+    private readonly nn.Module<Tensor, Tensor>? post_quant_conv;
 
     /// <summary>The architecture.</summary>
     public AutoencoderKLConfig Config { get; }
@@ -36,8 +36,8 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
         encoder = new Encoder(config, device);
         decoder = new Decoder(config, device);
         long latent = config.LatentChannels;
-        if (config.UseQuantConv) quant_conv = new AutocastConv2d(2 * latent, 2 * latent, kernelSize: 1, stride: 1, padding: 0L, device: device);
-        if (config.UsePostQuantConv) post_quant_conv = new AutocastConv2d(latent, latent, kernelSize: 1, stride: 1, padding: 0L, device: device);
+        if (config.UseQuantConv) quant_conv = nn.Conv2d(2 * latent, 2 * latent, kernel_size: 1, stride: 1, padding: 0L, device: device);
+        if (config.UsePostQuantConv) post_quant_conv = nn.Conv2d(latent, latent, kernel_size: 1, stride: 1, padding: 0L, device: device);
         RegisterComponents();
     }
 

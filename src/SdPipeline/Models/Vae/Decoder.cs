@@ -9,11 +9,11 @@ namespace SdPipeline.Models.Vae;
 /// <remarks>Mirrors diffusers.models.autoencoders.vae.Decoder with <c>norm_type="group"</c>.</remarks>
 public sealed class Decoder : nn.Module<Tensor, Tensor>
 {
-    private readonly AutocastConv2d conv_in;
+    private readonly nn.Module<Tensor, Tensor> conv_in;
     private readonly ModuleList<UpDecoderBlock2D> up_blocks;
     private readonly UNetMidBlock2D mid_block;
-    private readonly AutocastGroupNorm conv_norm_out;
-    private readonly AutocastConv2d conv_out;
+    private readonly nn.Module<Tensor, Tensor> conv_norm_out;
+    private readonly nn.Module<Tensor, Tensor> conv_out;
 
     /// <summary>Creates the decoder.</summary>
     /// <param name="config">The VAE architecture.</param>
@@ -21,7 +21,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     public Decoder(AutoencoderKLConfig config, Device? device = null) : base(nameof(Decoder))
     {
         var boc = config.BlockOutChannels;
-        conv_in = new AutocastConv2d(config.LatentChannels, boc[^1], kernelSize: 3, stride: 1, padding: 1, device: device);
+        conv_in = nn.Conv2d(config.LatentChannels, boc[^1], kernel_size: 3, stride: 1, padding: 1, device: device);
         mid_block = new UNetMidBlock2D(boc[^1], config.NormNumGroups, Encoder.NormEps, config.MidBlockAddAttention, device);
 
         var blocks = new UpDecoderBlock2D[boc.Count];
@@ -36,7 +36,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
         up_blocks = nn.ModuleList(blocks);
 
         conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[0], Encoder.NormEps, device);
-        conv_out = new AutocastConv2d(boc[0], config.OutChannels, kernelSize: 3, stride: 1, padding: 1, device: device);
+        conv_out = nn.Conv2d(boc[0], config.OutChannels, kernel_size: 3, stride: 1, padding: 1, device: device);
         RegisterComponents();
     }
 

@@ -12,11 +12,11 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     // Every VAE GroupNorm uses 1e-6 (diffusers hard-codes it).
     internal const double NormEps = 1e-6;
 
-    private readonly AutocastConv2d conv_in;
+    private readonly nn.Module<Tensor, Tensor> conv_in;
     private readonly ModuleList<DownEncoderBlock2D> down_blocks;
     private readonly UNetMidBlock2D mid_block;
-    private readonly AutocastGroupNorm conv_norm_out;
-    private readonly AutocastConv2d conv_out;
+    private readonly nn.Module<Tensor, Tensor> conv_norm_out;
+    private readonly nn.Module<Tensor, Tensor> conv_out;
 
     /// <summary>Creates the encoder.</summary>
     /// <param name="config">The VAE architecture.</param>
@@ -24,7 +24,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     public Encoder(AutoencoderKLConfig config, Device? device = null) : base(nameof(Encoder))
     {
         var boc = config.BlockOutChannels;
-        conv_in = new AutocastConv2d(config.InChannels, boc[0], kernelSize: 3, stride: 1, padding: 1, device: device);
+        conv_in = nn.Conv2d(config.InChannels, boc[0], kernel_size: 3, stride: 1, padding: 1, device: device);
 
         var blocks = new DownEncoderBlock2D[boc.Count];
         int outputChannel = boc[0];
@@ -39,7 +39,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
 
         mid_block = new UNetMidBlock2D(boc[^1], config.NormNumGroups, NormEps, config.MidBlockAddAttention, device);
         conv_norm_out = Norms.GroupNorm(config.NormNumGroups, boc[^1], NormEps, device);
-        conv_out = new AutocastConv2d(boc[^1], 2 * config.LatentChannels, kernelSize: 3, stride: 1, padding: 1, device: device);
+        conv_out = nn.Conv2d(boc[^1], 2 * config.LatentChannels, kernel_size: 3, stride: 1, padding: 1, device: device);
         RegisterComponents();
     }
 

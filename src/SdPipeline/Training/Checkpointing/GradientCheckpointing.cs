@@ -13,8 +13,9 @@ namespace SdPipeline.Training.Checkpointing;
 /// </summary>
 /// <remarks>
 /// <para>
-/// How: <see cref="Runner"/> is a <see cref="BlockRunner"/>, the hook through which the UNet calls every block, and
-/// runs the block inside an autograd function (<see cref="CheckpointFunction"/>). Its forward runs without a graph
+/// How: <see cref="Apply"/> sets the UNet blocks' <see cref="UNetBlock.GradientCheckpointingFunc"/> (diffusers'
+/// <c>_gradient_checkpointing_func</c>), through which they call every resnet and transformer, to <see cref="Checkpoint"/>,
+/// which runs the block inside an autograd function (<see cref="CheckpointFunction"/>). Its forward runs without a graph
 /// inside a dispose scope, so the activations are freed on return. Its backward re-enters the forward's autocast
 /// dtype (captured at forward time: backward may run on another thread, with autocast off), recomputes the block with
 /// gradients on, and back-propagates the incoming gradient through it with <c>torch.autograd.backward</c>, which
@@ -42,39 +43,43 @@ namespace SdPipeline.Training.Checkpointing;
 /// </remarks>
 public static class GradientCheckpointing
 {
-    /// <summary>The block runner that checkpoints every block it runs.</summary>
-    public static BlockRunner Runner { get; } = Run;
+    /// <summary>
+    /// Runs <c>block</c> checkpointed (<c>torch.utils.checkpoint.checkpoint</c>): the function <see cref="Apply"/> hands
+    /// the UNet when only parameters are trained.
+    /// </summary>
+    public static GradientCheckpointingFunction Checkpoint { get; } = (block, hiddenStates, condition) => Run(block, hiddenStates, condition, null);
 
-    /// <summary>Turns checkpointing on for every resnet and transformer block of <paramref name="unet"/>.</summary>
+    /// <summary>
+    /// Turns checkpointing on for every resnet and transformer block of <paramref name="unet"/>, by handing the UNet
+    /// the function its blocks call them through (diffusers' <c>enable_gradient_checkpointing</c>).
+    /// </summary>
+    /// <param name="unet">The UNet.</param>
+    /// <param name="holdsTrainableAdapter">
+    /// Whether a block holds trained weights that are not its parameters (LoRA adapters attached by forward hooks);
+    /// null when nothing but parameters is trained.
+    /// </param>
     /// <exception cref="NotSupportedException">The UNet uses dropout, which a recompute would not reproduce.</exception>
-    public static void Apply(UNet2DConditionModel unet)
+    public static void Apply(UNet2DConditionModel unet, Func<nn.Module, bool>? holdsTrainableAdapter = null)
     {
         if (unet.Config.Dropout > 0)
             throw new NotSupportedException($"gradient checkpointing recomputes blocks in backward and cannot reproduce dropout masks; this UNet has dropout {unet.Config.Dropout} (Stable Diffusion's is 0)");
-        unet.RunBlock = Runner;
+        unet.EnableGradientCheckpointing(holdsTrainableAdapter is null
+            ? Checkpoint
+            : (block, hiddenStates, condition) => Run(block, hiddenStates, condition, holdsTrainableAdapter));
     }
 
     /// <summary>Turns checkpointing off again (blocks run directly).</summary>
-    public static void Remove(UNet2DConditionModel unet) => unet.RunBlock = BlockRunners.Direct;
+    public static void Remove(UNet2DConditionModel unet) => unet.DisableGradientCheckpointing();
 
     /// <summary>Whether <paramref name="unet"/> currently checkpoints its blocks.</summary>
-    public static bool IsApplied(UNet2DConditionModel unet) => unet.RunBlock == Runner;
+    public static bool IsApplied(UNet2DConditionModel unet) => unet.IsGradientCheckpointing;
 
-    // LoRA adapters are not registered parameters of the block: a frozen block with trained adapters still needs its graph.
-    private static bool HasTrainableWeights(nn.Module block) =>
-        block.parameters().Any(p => p.requires_grad) || block.modules().Any(m => m switch
-        {
-            Models.Shared.AutocastLinear { Lora: { } adapter } => adapter.Down.requires_grad || adapter.Up.requires_grad,
-            Models.Shared.AutocastConv2d { Lora: { } adapter } => adapter.Down.requires_grad || adapter.Up.requires_grad,
-            _ => false,
-        });
-
-    private static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor hiddenStates, Tensor? condition)
+    private static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor hiddenStates, Tensor? condition, Func<nn.Module, bool>? holdsTrainableAdapter)
     {
         CheckpointFunction.ReleaseReturnedGradients();
         if (!torch.is_grad_enabled()) return block.call(hiddenStates, condition);
         bool inputsNeedGrad = hiddenStates.requires_grad || condition is { requires_grad: true };
-        if (!inputsNeedGrad && !HasTrainableWeights(block)) return block.call(hiddenStates, condition);
+        if (!inputsNeedGrad && !block.parameters().Any(p => p.requires_grad) && holdsTrainableAdapter?.Invoke(block) != true) return block.call(hiddenStates, condition);
 
         // Everything made in here (the block's activations during the graph-free forward, the anchor) is freed on
         // return; the output leaves the scope, the inputs were made outside it.

@@ -33,7 +33,7 @@ internal sealed class AllGradsCheck : IParityCheck
 
             var timesteps = step.Get("step0.timesteps");
             var prediction = unet.call(step.Get("step0.noisy_latents"), timesteps, step.Get("step0.encoder_hidden_states"));
-            settings.Loss(prediction, step.Get("step0.target"), timesteps, schedule).backward();
+            settings.Objective(schedule).Loss(prediction, step.Get("step0.target"), timesteps).backward();
             return GradientComparison.Compare(parameters.Select(p => (p.Key, (Tensor?)p.Value.grad, fixture.Get(p.Key))).ToList());
         }, $"every parameter, inputs from {baseName}");
     }

@@ -88,7 +88,7 @@ internal sealed partial class SchedulersCheck : IParityCheck
     private static List<TensorComparison> CompareRecordedNoiseLoop(ParityFixture fixture, string entry, string description, SchedulerConfig baseConfig)
     {
         string cls = ClassIn(description) ?? throw new ParityFixtureException($"{fixture.Name}.json entries.{entry} names no scheduler class");
-        var config = baseConfig with { PredictionType = entry.Contains("v_prediction", StringComparison.Ordinal) ? "v_prediction" : "epsilon" };
+        var config = baseConfig with { PredictionType = entry.Contains(PredictionTypes.VPrediction, StringComparison.Ordinal) ? PredictionTypes.VPrediction : PredictionTypes.Epsilon };
         using var timesteps = fixture.Get($"{entry}.timesteps");
         using var scheduler = Create(cls, config);
         var noise = fixture.Contains($"{entry}.variance_noise") ? fixture.Get($"{entry}.variance_noise") : null;

@@ -1,5 +1,7 @@
+using AdamW = SdPipeline.Training.Optimization.AdamW;
 using SdPipeline.Models.Unet;
 using SdPipeline.Schedulers;
+using SdPipeline.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -10,7 +12,8 @@ namespace SdPipeline.Verification.Checks;
 /// <c>train_step_*</c>: consecutive steps of diffusers' <c>train_text_to_image.py</c> on the model's UNet. Per step,
 /// from the recorded inputs: the noisy latents and target (<c>add_noise</c>, <c>get_velocity</c>, SNR weights), the
 /// UNet prediction (train mode), the loss, the gradients of the tracked parameters and the global gradient norm
-/// after backward, and the tracked parameters after TorchSharp's AdamW step with the sidecar's hyperparameters.
+/// after backward, and the tracked parameters after an AdamW step with the sidecar's hyperparameters. The noising,
+/// the loss and the optimizer are the trainer's own (<see cref="TrainingObjective"/>, <see cref="AdamW"/>).
 /// Step k + 1 starts from our parameters after step k, as the script does.
 /// </summary>
 internal sealed class TrainStepCheck : IParityCheck
@@ -22,6 +25,7 @@ internal sealed class TrainStepCheck : IParityCheck
         string name = fixture.Name;
         var settings = TrainingSettings.Read(fixture, model);
         using var schedule = new NoiseSchedule(settings.Schedule);
+        var objective = settings.Objective(schedule);
         using var unet = model.LoadUNetForTraining();
         var parameters = unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (string tracked in settings.Tracked)
@@ -35,7 +39,7 @@ internal sealed class TrainStepCheck : IParityCheck
                 "the model's weights are the fixture's");
 
         using var optimizer = settings.Optimizer is { } adam
-            ? torch.optim.AdamW(unet.parameters(), adam.LearningRate, adam.Beta1, adam.Beta2, adam.Eps, adam.WeightDecay)
+            ? new AdamW(unet.named_parameters().Select(p => (p.name, p.parameter)), adam.Beta1, adam.Beta2, adam.WeightDecay, adam.Eps)
             : null;
         for (int step = 0; fixture.Contains($"step{step}.noisy_latents"); step++)
         {
@@ -47,15 +51,15 @@ internal sealed class TrainStepCheck : IParityCheck
             bool ran = false;
             rows.Run($"{name}.step{step}", () =>
             {
-                RunStep(fixture, $"step{step}", settings, schedule, unet, parameters, optimizer, rows);
+                RunStep(fixture, $"step{step}", settings, objective, unet, parameters, optimizer, rows);
                 ran = true;
             });
             if (!ran) break;
         }
     }
 
-    private static void RunStep(ParityFixture fixture, string step, TrainingSettings settings, NoiseSchedule schedule, UNet2DConditionModel unet,
-        Dictionary<string, Parameter> parameters, OptimizerHelper? optimizer, ParityRows rows)
+    private static void RunStep(ParityFixture fixture, string step, TrainingSettings settings, TrainingObjective objective, UNet2DConditionModel unet,
+        Dictionary<string, Parameter> parameters, AdamW? optimizer, ParityRows rows)
     {
         using var scope = NewDisposeScope();
         string check = $"{fixture.Name}.{step}";
@@ -69,15 +73,15 @@ internal sealed class TrainStepCheck : IParityCheck
             {
                 var latents = fixture.Get($"{step}.latents");
                 var noise = fixture.Get($"{step}.noise");
-                var ourTarget = settings.PredictionType == "epsilon" ? noise : schedule.GetVelocity(latents, noise, timesteps);
+                var ours = objective.Build(latents, noise, noise, timesteps);
                 var comparisons = new List<TensorComparison>
                 {
-                    TensorComparison.Of("noisy_latents", schedule.AddNoise(latents, noise, timesteps), noisyLatents, ParityTolerance.SchedulerLoop),
-                    TensorComparison.Of("target", ourTarget, target, ParityTolerance.SchedulerLoop),
+                    TensorComparison.Of("noisy_latents", ours.NoisyLatents, noisyLatents, ParityTolerance.SchedulerLoop),
+                    TensorComparison.Of("target", ours.Target, target, ParityTolerance.SchedulerLoop),
                 };
                 if (settings.SnrGamma is not null && fixture.Contains($"{step}.snr"))
                 {
-                    var (snr, weights) = settings.MinSnrWeights(timesteps, schedule);
+                    var (snr, weights) = objective.MinSnrWeights(timesteps);
                     comparisons.Add(TensorComparison.Of("snr", snr, fixture.Get($"{step}.snr"), ParityTolerance.SchedulerTable));
                     if (fixture.Contains($"{step}.mse_loss_weights"))
                         comparisons.Add(TensorComparison.Of("mse_loss_weights", weights, fixture.Get($"{step}.mse_loss_weights"), ParityTolerance.SchedulerTable));
@@ -93,7 +97,7 @@ internal sealed class TrainStepCheck : IParityCheck
             : unet.forward(noisyLatents, timesteps, fixture.Get($"{step}.encoder_hidden_states"), added);
         rows.Check($"{check}.model_pred", () =>
             [TensorComparison.Of("model_pred", prediction, fixture.Get($"{step}.model_pred"), ParityTolerance.ModelOutput)], "train mode");
-        var loss = settings.Loss(prediction, target, timesteps, schedule);
+        var loss = objective.Loss(prediction, target, timesteps);
         rows.Check($"{check}.loss", () => [TensorComparison.Of("loss", loss, fixture.Get($"{step}.loss"), ParityTolerance.Loss)]);
 
         loss.backward();
@@ -114,11 +118,11 @@ internal sealed class TrainStepCheck : IParityCheck
             rows.Add(ParityRow.CannotInterpret($"{check}.param_after", settings.OptimizerProblem ?? "no optimizer"));
             return;
         }
-        optimizer.step();
-        optimizer.zero_grad();
+        optimizer.Step(settings.Optimizer!.LearningRate);
+        optimizer.ZeroGrad();
         if (settings.Tracked.Any(t => fixture.Contains($"{step}.param_after.{t}")))
             rows.Check($"{check}.param_after", () => CompareParametersAfter(fixture, step, settings, parameters),
-                $"TorchSharp AdamW, lr {settings.Optimizer!.LearningRate:0.###e0}");
+                $"the trainer's AdamW, lr {settings.Optimizer!.LearningRate:0.###e0}");
     }
 
     // One comparison over every tracked element: the README allows 0.1 % of all of them to take the step with the

@@ -1,7 +1,6 @@
 using System.Text.RegularExpressions;
 using SdPipeline.Schedulers;
-using TorchSharp;
-using static TorchSharp.torch;
+using SdPipeline.Training;
 
 namespace SdPipeline.Verification.Checks;
 
@@ -20,7 +19,7 @@ internal sealed partial record TrainingSettings(SchedulerConfig Schedule, double
         string noiseScheduler = fixture.Setting<string>("noise_scheduler") ?? "";
         if (PredictionTypeOverride().Match(noiseScheduler) is { Success: true } match)
             schedule = schedule with { PredictionType = match.Groups[1].Value };
-        if (schedule.PredictionType is not ("epsilon" or "v_prediction"))
+        if (schedule.PredictionType is not (PredictionTypes.Epsilon or PredictionTypes.VPrediction))
             throw new ParityFixtureException($"prediction type '{schedule.PredictionType}': training targets are epsilon or v_prediction");
 
         var tracked = fixture.Setting<string[]>("tracked_parameters")
@@ -30,28 +29,10 @@ internal sealed partial record TrainingSettings(SchedulerConfig Schedule, double
     }
 
     /// <summary>
-    /// The loss of the training script: MSE in float32, or with min-SNR weighting
-    /// <c>mean_over_batch(mean_per_sample(MSE) · w)</c> (<see cref="MinSnrWeights"/>).
+    /// The trainer's own objective with the recorded prediction type and min-SNR γ: what is checked is the code
+    /// that trains, not a copy of its formulas.
     /// </summary>
-    public Tensor Loss(Tensor prediction, Tensor target, Tensor timesteps, NoiseSchedule schedule)
-    {
-        if (SnrGamma is null)
-            return nn.functional.mse_loss(prediction.to(ScalarType.Float32), target.to(ScalarType.Float32), nn.Reduction.Mean);
-
-        var (_, weights) = MinSnrWeights(timesteps, schedule);
-        var perElement = nn.functional.mse_loss(prediction.to(ScalarType.Float32), target.to(ScalarType.Float32), nn.Reduction.None);
-        var perSample = perElement.mean(Enumerable.Range(1, (int)perElement.dim() - 1).Select(d => (long)d).ToArray());
-        return (perSample * weights).mean();
-    }
-
-    /// <summary>SNR(t) and the min-SNR weights <c>w = min(snr, γ) / snr</c> (ε) or <c>/ (snr + 1)</c> (v) (arXiv:2303.09556).</summary>
-    public (Tensor Snr, Tensor Weights) MinSnrWeights(Tensor timesteps, NoiseSchedule schedule)
-    {
-        double gamma = SnrGamma ?? throw new InvalidOperationException("no snr_gamma");
-        var snr = schedule.ComputeSnr(timesteps);
-        var clipped = torch.minimum(snr, torch.full_like(snr, gamma));
-        return (snr, PredictionType == "epsilon" ? clipped / snr : clipped / (snr + 1));
-    }
+    public TrainingObjective Objective(NoiseSchedule schedule) => new(schedule, PredictionType, snrGamma: SnrGamma ?? 0);
 
     [GeneratedRegex(@"prediction_type\s*=\s*['""]?(\w+)")]
     private static partial Regex PredictionTypeOverride();

@@ -90,7 +90,7 @@ public sealed class GradientCheckpointingTests
 
         // When its checkpointed forward runs under bfloat16, and backward outside any region on another thread
         Tensor output;
-        using (Autocast.Enter(ScalarType.BFloat16)) output = GradientCheckpointing.Runner(block, input, null);
+        using (Autocast.Enter(ScalarType.BFloat16)) output = GradientCheckpointing.Checkpoint(block, input, null);
         var backward = new Thread(() => output.sum().backward());
         backward.Start();
         backward.Join();
@@ -162,7 +162,7 @@ public sealed class GradientCheckpointingTests
         block.Weight.grad!.zero_();
 
         // When it runs through the checkpointing runner without a condition
-        GradientCheckpointing.Runner(block, input, null).sum().backward();
+        GradientCheckpointing.Checkpoint(block, input, null).sum().backward();
 
         // Then its input and its parameter get the plain gradients, and it ran twice
         Assert.That(torch.allclose(input.grad!, expectedInput, rtol: 1e-6, atol: 1e-7), Is.True);

@@ -6,9 +6,8 @@ using static TorchSharp.torch;
 namespace SdPipeline.Tests.Training.Precision;
 
 /// <summary>
-/// The precision-aware layers of Models/Shared: outside a region they must be TorchSharp's layers bit for bit (so
-/// that seeded models such as builtin:tiny and every parity result stay as they were); inside one they follow the
-/// autocast policy.
+/// The precision-aware layers training puts into a model: outside a region they must be TorchSharp's layers bit for
+/// bit (so that every parity result stays as it was); inside one they follow the autocast policy.
 /// </summary>
 public sealed class AutocastLayersTests
 {
@@ -21,7 +20,7 @@ public sealed class AutocastLayersTests
         torch.manual_seed(1234);
         using var stock = nn.Linear(24, 40, hasBias);
         torch.manual_seed(1234);
-        using var ours = new AutocastLinear(24, 40, hasBias);
+        using var ours = new AutocastLinear(nn.Linear(24, 40, hasBias));
         var input = torch.randn(5, 7, 24, generator: new Generator(3));
 
         // Then they hold the same parameters under the same keys and compute the same output
@@ -39,7 +38,7 @@ public sealed class AutocastLayersTests
         torch.manual_seed(99);
         using var stock = nn.Conv2d(6, 10, kernel, stride: stride, padding: padding);
         torch.manual_seed(99);
-        using var ours = new AutocastConv2d(6, 10, kernel, stride: stride, padding: padding);
+        using var ours = new AutocastConv2d(nn.Conv2d(6, 10, kernel, stride: stride, padding: padding));
         var input = torch.randn(2, 6, 9, 9, generator: new Generator(4));
 
         AssertSameState(stock, ours);
@@ -52,13 +51,13 @@ public sealed class AutocastLayersTests
         // Given stock norms with the same (non-trivial) affine parameters as ours
         using var scope = torch.NewDisposeScope();
         using var stockGroup = nn.GroupNorm(4, 16, 1e-6);
-        using var ourGroup = Norms.GroupNorm(4, 16, 1e-6);
+        using var ourGroup = new AutocastGroupNorm(Norms.GroupNorm(4, 16, 1e-6));
         using var stockLayer = nn.LayerNorm(16, 1e-5);
-        using var ourLayer = new AutocastLayerNorm(16, 1e-5);
+        using var ourLayer = new AutocastLayerNorm(nn.LayerNorm(16, 1e-5));
         using (torch.no_grad())
         {
             ulong seed = 5;
-            foreach (var (stock, ours) in new (Tensor, Tensor)[] { (stockGroup.weight, ourGroup.weight), (stockGroup.bias!, ourGroup.bias), (stockLayer.weight, ourLayer.weight), (stockLayer.bias!, ourLayer.bias) })
+            foreach (var (stock, ours) in new (Tensor, Tensor)[] { (stockGroup.weight, ourGroup.weight), (stockGroup.bias!, ourGroup.bias!), (stockLayer.weight, ourLayer.weight), (stockLayer.bias!, ourLayer.bias!) })
             {
                 var values = torch.randn(16, generator: new Generator(seed++));
                 stock.copy_(values);
@@ -79,10 +78,10 @@ public sealed class AutocastLayersTests
     {
         // Given a conv → GroupNorm → linear → LayerNorm stack with float32 parameters
         using var scope = torch.NewDisposeScope();
-        using var conv = new AutocastConv2d(4, 8, 3, padding: 1);
-        using var groupNorm = Norms.GroupNorm(2, 8, 1e-5);
-        using var linear = new AutocastLinear(8, 8);
-        using var layerNorm = new AutocastLayerNorm(8);
+        using var conv = new AutocastConv2d(nn.Conv2d(4, 8, 3, padding: 1));
+        using var groupNorm = new AutocastGroupNorm(Norms.GroupNorm(2, 8, 1e-5));
+        using var linear = new AutocastLinear(nn.Linear(8, 8));
+        using var layerNorm = new AutocastLayerNorm(nn.LayerNorm(8));
         var input = torch.randn(2, 4, 6, 6, generator: new Generator(8));
 
         // When it runs forward in a region and backward after it

@@ -1,6 +1,7 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Models.Shared;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -196,7 +197,7 @@ public sealed class DynamicLossScalerTests
     private static Sequential TinyModel()
     {
         torch.manual_seed(7);
-        return nn.Sequential(("0", new AutocastLinear(8, 16)), ("1", nn.Tanh()), ("2", new AutocastLinear(16, 4)));
+        return nn.Sequential(("0", new AutocastLinear(nn.Linear(8, 16))), ("1", nn.Tanh()), ("2", new AutocastLinear(nn.Linear(16, 4))));
     }
 
     private static void Backward(Sequential model, DynamicLossScaler? scaler, ScalarType? dtype)

@@ -4,7 +4,7 @@ using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
 using SdPipeline.Tests.Support;
 using SdPipeline.Weights;
-using SdPipeline.Weights.SingleFile;
+using SdPipeline.SingleFileCheckpoints;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Weights.SingleFile;

@@ -1,0 +1,147 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Training.Optimization;
+
+/// <summary>
+/// AdamW (Loshchilov and Hutter) with the exact operations, in the exact order, of PyTorch's
+/// <c>_single_tensor_adamw</c> (the path <c>torch.optim.AdamW</c> takes for CPU tensors), so a step here gives
+/// the parameters diffusers' training script gives. Written out rather than taken from TorchSharp so its
+/// state is ours to checkpoint (as safetensors, by parameter name) and to restore bit for bit. Float32 CPU
+/// parameters are updated by one fused pass over memory (<see cref="AdamWKernel"/>), the same operations per element.
+/// </summary>
+public sealed class AdamW : IDisposable
+{
+    private readonly IReadOnlyList<(string Name, Parameter Parameter)> _parameters;
+    private readonly Dictionary<string, (Tensor ExpAvg, Tensor ExpAvgSq)> _state = new(StringComparer.Ordinal);
+
+    /// <summary>Optimises <paramref name="parameters"/> (name → parameter, names used for the saved state).</summary>
+    public AdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, double beta1 = 0.9, double beta2 = 0.999, double weightDecay = 1e-2, double epsilon = 1e-8)
+    {
+        _parameters = parameters.ToList();
+        Beta1 = beta1;
+        Beta2 = beta2;
+        WeightDecay = weightDecay;
+        Epsilon = epsilon;
+    }
+
+    /// <summary>First-moment decay.</summary>
+    public double Beta1 { get; }
+
+    /// <summary>Second-moment decay.</summary>
+    public double Beta2 { get; }
+
+    /// <summary>Decoupled weight decay.</summary>
+    public double WeightDecay { get; }
+
+    /// <summary>Denominator epsilon.</summary>
+    public double Epsilon { get; }
+
+    /// <summary>Optimizer steps taken (PyTorch keeps one per parameter; they are always equal here).</summary>
+    public long StepCount { get; private set; }
+
+    /// <summary>The optimised parameters.</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _parameters;
+
+    /// <summary>
+    /// Whether float32 CPU parameters take the fused single-pass update (<see cref="AdamWKernel"/>); false forces the
+    /// op-by-op form for every parameter, which CUDA and other dtypes always take.
+    /// </summary>
+    internal bool Fused { get; init; } = true;
+
+    /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are left alone.</summary>
+    public void Step(double lr)
+    {
+        using var noGrad = torch.no_grad();
+        StepCount++;
+        double biasCorrection1 = 1 - Math.Pow(Beta1, StepCount);
+        double biasCorrection2 = 1 - Math.Pow(Beta2, StepCount);
+        double stepSize = lr / biasCorrection1;
+        double biasCorrection2Sqrt = Math.Sqrt(biasCorrection2);
+        var fused = new List<AdamWKernel.Buffers>(_parameters.Count);
+        var gradients = new List<Tensor>(_parameters.Count);
+        try
+        {
+            foreach (var (name, parameter) in _parameters)
+            {
+                var grad = parameter.grad;
+                if (grad is null) continue;
+                gradients.Add(grad);
+                if (!_state.TryGetValue(name, out var moments))
+                {
+                    moments = (torch.zeros_like(parameter).DetachFromDisposeScope(), torch.zeros_like(parameter).DetachFromDisposeScope());
+                    _state[name] = moments;
+                }
+                if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
+                {
+                    fused.Add(AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq));
+                    continue;
+                }
+                using var scope = torch.NewDisposeScope();
+                parameter.mul_(1 - lr * WeightDecay);
+                moments.ExpAvg.lerp_(grad, 1 - Beta1);
+                moments.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);
+                var denominator = (moments.ExpAvgSq.sqrt() / biasCorrection2Sqrt).add_(Epsilon);
+                parameter.addcdiv_(moments.ExpAvg, denominator, -stepSize);
+            }
+            if (fused.Count > 0)
+                AdamWKernel.Step(fused, new AdamWKernel.Scalars((float)(1 - lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
+                    (float)biasCorrection2Sqrt, (float)Epsilon, (float)-stepSize), torch.get_num_threads());
+        }
+        finally
+        {
+            // The wrappers only: the gradients themselves stay on the parameters until ZeroGrad.
+            foreach (var grad in gradients) grad.Dispose();
+        }
+    }
+
+    /// <summary>Clears every gradient (sets them to none, as PyTorch's default <c>zero_grad(set_to_none=True)</c>).</summary>
+    public void ZeroGrad()
+    {
+        foreach (var (_, parameter) in _parameters)
+        {
+            var grad = parameter.grad;
+            if (grad is null) continue;
+            parameter.grad = null;
+            grad.Dispose();
+        }
+    }
+
+    /// <summary>The moments by name (<c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c>) for a checkpoint, on the CPU.</summary>
+    public Dictionary<string, Tensor> StateTensors()
+    {
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, (expAvg, expAvgSq)) in _state)
+        {
+            tensors[$"exp_avg.{name}"] = expAvg.cpu();
+            tensors[$"exp_avg_sq.{name}"] = expAvgSq.cpu();
+        }
+        return tensors;
+    }
+
+    /// <summary>Restores the moments and step count saved by <see cref="StateTensors"/>.</summary>
+    public void LoadState(IReadOnlyDictionary<string, Tensor> tensors, long stepCount)
+    {
+        DisposeState();
+        foreach (var (name, parameter) in _parameters)
+        {
+            if (!tensors.TryGetValue($"exp_avg.{name}", out var expAvg) || !tensors.TryGetValue($"exp_avg_sq.{name}", out var expAvgSq)) continue;
+            _state[name] = (expAvg.to(parameter.device).DetachFromDisposeScope(), expAvgSq.to(parameter.device).DetachFromDisposeScope());
+        }
+        StepCount = stepCount;
+    }
+
+    private void DisposeState()
+    {
+        foreach (var (expAvg, expAvgSq) in _state.Values)
+        {
+            expAvg.Dispose();
+            expAvgSq.Dispose();
+        }
+        _state.Clear();
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => DisposeState();
+}
