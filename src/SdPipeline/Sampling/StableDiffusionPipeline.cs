@@ -104,42 +104,8 @@ public sealed class StableDiffusionPipeline : IDisposable
             ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt ?? "", request.Prompts.Count).ToList(), request.ClipSkip), cond])
             : cond;
 
-        using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);
-        scheduler.SetTimesteps(request.Steps);
-        // One CPU generator per image, as diffusers with a list of generators: the initial noise and every
-        // ancestral step's noise of image i come from seed i alone, so an image does not depend on its batch.
-        var generators = request.Seeds.Select(seed => new torch.Generator((ulong)seed)).ToList();
-        try
-        {
-            return Sample(request, initialLatents, onStep, guided, embeddings, scheduler, generators);
-        }
-        finally
-        {
-            foreach (var generator in generators) generator.Dispose();
-        }
-    }
-
-    private TextToImageResult Sample(TextToImageRequest request, Tensor? initialLatents, Action<int, Tensor>? onStep, bool guided,
-        Tensor embeddings, IScheduler scheduler, List<torch.Generator> generators)
-    {
-        long channels = Unet.Config.InChannels, h = request.Height / VaeScaleFactor, w = request.Width / VaeScaleFactor;
-        Tensor Noise() => torch.cat(generators.Select(g => torch.randn([1, channels, h, w], generator: g)).ToList()).to(Device);
-
-        var latents = (initialLatents?.to(ScalarType.Float32).to(Device) ?? Noise()) * scheduler.InitNoiseSigma;
-        var timesteps = scheduler.Timesteps;
-        for (int i = 0; i < timesteps.shape[0]; i++)
-        {
-            using var stepScope = torch.NewDisposeScope();
-            var t = timesteps[i];
-            var input = guided ? torch.cat([latents, latents]) : latents;
-            input = scheduler.ScaleModelInput(input, t);
-            var prediction = Unet.call(input, t, embeddings);
-            if (guided) prediction = Guidance.Combine(prediction, request.GuidanceScale);
-            var stepNoise = scheduler is DdpmScheduler or EulerAncestralDiscreteScheduler ? Noise() : null;
-            latents = scheduler.Step(prediction, t, latents, noise: stepNoise).PrevSample.MoveToOuterDisposeScope();
-            onStep?.Invoke(i, latents);
-        }
-
+        var latents = DenoisingLoop.Run(request, SchedulerConfig, [Unet.Config.InChannels, request.Height / VaeScaleFactor, request.Width / VaeScaleFactor],
+            Device, guided, (input, t) => Unet.call(input, t, embeddings), initialLatents, onStep);
         var decoded = Vae.Decode(latents / Vae.Config.ScalingFactor);
         var images = ImagePostprocessor.ToImages(decoded);
         return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());

@@ -163,37 +163,12 @@ public sealed class StableDiffusionXLPipeline : IDisposable
             .to(Device);
         var added = new AddedConditions(both.PooledPromptEmbeds, timeIds);
 
-        using var scheduler = SchedulerFactory.Create(request.Sampler, SchedulerConfig);
-        scheduler.SetTimesteps(request.Steps);
-        var generators = request.Seeds.Select(seed => new torch.Generator((ulong)seed)).ToList();
-        try
-        {
-            long channels = Unet.Config.InChannels, h = request.Height / VaeScaleFactor, w = request.Width / VaeScaleFactor;
-            Tensor Noise() => torch.cat(generators.Select(g => torch.randn([1, channels, h, w], generator: g)).ToList()).to(Device);
-
-            var latents = (initialLatents?.to(ScalarType.Float32).to(Device) ?? Noise()) * scheduler.InitNoiseSigma;
-            var timesteps = scheduler.Timesteps;
-            for (int i = 0; i < timesteps.shape[0]; i++)
-            {
-                using var stepScope = torch.NewDisposeScope();
-                var t = timesteps[i];
-                var input = scheduler.ScaleModelInput(guided ? torch.cat([latents, latents]) : latents, t);
-                var prediction = Unet.forward(input, t, both.PromptEmbeds, added);
-                if (guided) prediction = Guidance.Combine(prediction, request.GuidanceScale);
-                var stepNoise = scheduler is DdpmScheduler or EulerAncestralDiscreteScheduler ? Noise() : null;
-                latents = scheduler.Step(prediction, t, latents, noise: stepNoise).PrevSample.MoveToOuterDisposeScope();
-                onStep?.Invoke(i, latents);
-            }
-
-            // SDXL's VAE overflows in float16 (force_upcast): decode in float32 whatever the other components run in.
-            var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(ScalarType.Float32));
-            var images = ImagePostprocessor.ToImages(decoded);
-            return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
-        }
-        finally
-        {
-            foreach (var generator in generators) generator.Dispose();
-        }
+        var latents = DenoisingLoop.Run(request, SchedulerConfig, [Unet.Config.InChannels, request.Height / VaeScaleFactor, request.Width / VaeScaleFactor],
+            Device, guided, (input, t) => Unet.forward(input, t, both.PromptEmbeds, added), initialLatents, onStep);
+        // SDXL's VAE overflows in float16 (force_upcast): decode in float32 whatever the other components run in.
+        var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(ScalarType.Float32));
+        var images = ImagePostprocessor.ToImages(decoded);
+        return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc />
