@@ -2,6 +2,7 @@ using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Files;
 using SdPipeline.Pipeline;
+using SdPipeline.Runtime;
 
 namespace SdPipeline.Benchmarks;
 
@@ -63,6 +64,12 @@ public sealed record BenchmarkReport
     /// <summary>The measured cases.</summary>
     public required IReadOnlyList<BenchmarkRow> Rows { get; init; }
 
+    /// <summary>
+    /// PyTorch's figures for the rows it was measured on, on this CPU's class (<see cref="PyTorchFigures"/>): empty for
+    /// another architecture, precision or checkpointing setting, or a CPU no figure was measured on.
+    /// </summary>
+    public IReadOnlyList<PyTorchComparison> PyTorch { get; init; } = [];
+
     /// <summary>Figures of the whole run beyond the rows (a training step's time over the matmul's, its peak memory), or null.</summary>
     public IReadOnlyDictionary<string, double>? Summary { get; init; }
 
@@ -82,6 +89,9 @@ public sealed record BenchmarkReport
         MatmulBefore = before,
         MatmulAfter = after,
         Rows = rows,
+        PyTorch = options.ConfigFile is null && options.MixedPrecision == "no" && !options.GradientCheckpointing
+            ? PyTorchComparison.Of(rows, CpuModel.Identity)
+            : [],
     };
 
     /// <summary>The ceiling pooled from two measurements of the same size.</summary>

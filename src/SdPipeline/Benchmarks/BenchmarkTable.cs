@@ -38,6 +38,14 @@ public static class BenchmarkTable
         text.AppendLine(Line(Headers));
         foreach (var line in lines) text.AppendLine(Line(line));
         if (report.Rows.Any(r => r.Derived)) text.AppendLine("* computed from the rows above it (times and FLOPs added), not timed itself");
+        foreach (var peer in report.PyTorch)
+        {
+            string memory = peer.PyTorchPeakGib is { } gib ? string.Create(c, $", peak {peer.PeakGib:0.00} against {gib:0.00} GiB") : "";
+            text.AppendLine(string.Create(c,
+                $"PyTorch, {peer.Work}: {peer.PyTorchSeconds:0.00} s ({peer.PyTorchSetting}; {peer.PyTorchCpu}) against {peer.Seconds:0.00} s here: {peer.TimeRatio:0.00}x its time{memory}"));
+        }
+        if (report.PyTorch.Count == 0)
+            text.AppendLine($"PyTorch: no figure for these cases on {report.Machine.CpuModel} in docs/performance.md ('{PyTorchFigures.Heading}')");
         if (report.Summary is { Count: > 0 } summary)
             text.AppendLine(string.Join(", ", summary.Select(kv => string.Create(c, $"{kv.Key} {kv.Value:0.###}"))));
         return text.ToString();

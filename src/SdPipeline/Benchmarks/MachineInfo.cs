@@ -8,7 +8,7 @@ namespace SdPipeline.Benchmarks;
 /// <summary>Where a benchmark ran: enough to tell two results apart, not to identify anyone.</summary>
 /// <param name="Host">Machine name.</param>
 /// <param name="Os">Operating system description.</param>
-/// <param name="CpuModel">CPU model (Linux: <c>/proc/cpuinfo</c>), or "unknown".</param>
+/// <param name="CpuModel">CPU model with family and model numbers (<see cref="Runtime.CpuModel.Name"/>).</param>
 /// <param name="LogicalCores">Logical cores visible to the process.</param>
 /// <param name="MemoryBytes">Physical memory available to the process.</param>
 /// <param name="DotNet">.NET runtime.</param>
@@ -37,7 +37,7 @@ public sealed record MachineInfo(
         return new MachineInfo(
             Environment.MachineName,
             RuntimeInformation.OSDescription,
-            ReadCpuModel(),
+            Runtime.CpuModel.Name,
             Environment.ProcessorCount,
             GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
             RuntimeInformation.FrameworkDescription,
@@ -46,14 +46,5 @@ public sealed record MachineInfo(
             facts.Device,
             facts.Threads,
             torch.get_num_interop_threads());
-    }
-
-    /// <summary>The CPU's model name (<c>/proc/cpuinfo</c>), or the architecture where that cannot be read.</summary>
-    public static string ReadCpuModel()
-    {
-        const string cpuinfo = "/proc/cpuinfo";
-        if (!File.Exists(cpuinfo)) return RuntimeInformation.ProcessArchitecture.ToString();
-        string? line = File.ReadLines(cpuinfo).FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-        return line is null ? RuntimeInformation.ProcessArchitecture.ToString() : line[(line.IndexOf(':') + 1)..].Trim();
     }
 }

@@ -3,6 +3,7 @@ using Newtonsoft.Json.Linq;
 using SdPipeline.Config;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
+using SdPipeline.Runtime;
 using SdPipeline.Training;
 
 namespace SdPipeline.Benchmarks.Sweep;
@@ -132,7 +133,7 @@ public static class CellRunner
             EstimateBytes = totalGib is { } gib ? (long)(gib * (1L << 30)) : null,
             Estimate = estimate,
             Device = settings.Runtime.Device,
-            CpuModel = MachineInfo.ReadCpuModel(),
+            CpuModel = CpuModel.Name,
             FinishedUtc = DateTime.UtcNow,
         };
     }

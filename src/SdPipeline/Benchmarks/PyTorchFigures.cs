@@ -1,0 +1,76 @@
+using System.Globalization;
+using System.Reflection;
+using SdPipeline.Runtime;
+
+namespace SdPipeline.Benchmarks;
+
+/// <summary>PyTorch's time for one benchmark case on one class of CPU: the peer a figure of ours is read against.</summary>
+/// <param name="Cpu">The CPU class (<see cref="CpuIdentity.BelongsTo"/>), e.g. <c>AMD EPYC (family 26)</c>.</param>
+/// <param name="Work">The case (<see cref="PyTorchFigures.WorkOf"/>), e.g. <c>train_step step 32x32 batch 1</c>.</param>
+/// <param name="Seconds">PyTorch's median seconds on its best path for that CPU.</param>
+/// <param name="PeakGib">PyTorch's peak resident memory in GiB, where measured.</param>
+/// <param name="Setting">Which path that is (fused AdamW, oneDNN off, ...) and where the figure comes from.</param>
+public sealed record PyTorchFigure(string Cpu, string Work, double Seconds, double? PeakGib, string Setting);
+
+/// <summary>
+/// The table of PyTorch's figures per CPU class in <c>docs/performance.md</c> (section <see cref="Heading"/>), compiled
+/// into the assembly so that <c>sdpipe bench</c> prints the ratio beside each figure and the document stays the one
+/// place the figures are kept.
+/// </summary>
+public static class PyTorchFigures
+{
+    /// <summary>The heading of the section whose first table holds the figures.</summary>
+    public const string Heading = "## PyTorch's figures per CPU";
+
+    private const string ResourceName = "SdPipeline.docs.performance.md";
+
+    /// <summary>Every figure of the compiled-in docs/performance.md.</summary>
+    public static IReadOnlyList<PyTorchFigure> All { get; } = Parse(ReadResource());
+
+    /// <summary>The case a row stands for, in the table's <c>work</c> column form.</summary>
+    public static string WorkOf(BenchmarkRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        return string.Create(CultureInfo.InvariantCulture, $"{row.Model} {row.Case} {row.LatentSize}x{row.LatentSize} batch {row.Batch}");
+    }
+
+    /// <summary>PyTorch's figure for <paramref name="row"/> on <paramref name="cpu"/>'s class, or null when none was measured.</summary>
+    public static PyTorchFigure? For(CpuIdentity cpu, BenchmarkRow row, IReadOnlyList<PyTorchFigure>? figures = null)
+    {
+        ArgumentNullException.ThrowIfNull(cpu);
+        string work = WorkOf(row);
+        // The most specific class wins: a figure for this very model beats one for its family.
+        return (figures ?? All).Where(f => f.Work == work && cpu.BelongsTo(f.Cpu)).MaxBy(f => f.Cpu.Length);
+    }
+
+    /// <summary>Reads the first Markdown table after <see cref="Heading"/>: columns CPU, work, PyTorch s, peak GiB, setting.</summary>
+    /// <exception cref="InvalidDataException">The section or table is missing or a row is malformed (a broken build input).</exception>
+    public static IReadOnlyList<PyTorchFigure> Parse(string markdown)
+    {
+        ArgumentNullException.ThrowIfNull(markdown);
+        var lines = markdown.Split('\n').Select(l => l.TrimEnd('\r')).ToList();
+        int heading = lines.FindIndex(l => l.Trim() == Heading);
+        if (heading < 0) throw new InvalidDataException($"docs/performance.md has no '{Heading}' section");
+        var rows = lines.Skip(heading + 1).SkipWhile(l => !l.StartsWith('|')).TakeWhile(l => l.StartsWith('|')).ToList();
+        if (rows.Count < 3) throw new InvalidDataException($"docs/performance.md: the '{Heading}' section has no table of figures");
+        var figures = new List<PyTorchFigure>();
+        foreach (string row in rows.Skip(2))
+        {
+            var cells = row.Trim().Trim('|').Split('|').Select(c => c.Trim().Trim('`')).ToArray();
+            if (cells.Length != 5
+                || !double.TryParse(cells[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds))
+                throw new InvalidDataException($"docs/performance.md, '{Heading}': cannot read the row '{row}' (CPU | work | seconds | peak GiB | setting)");
+            double? peak = double.TryParse(cells[3], NumberStyles.Float, CultureInfo.InvariantCulture, out double gib) ? gib : null;
+            figures.Add(new PyTorchFigure(cells[0], cells[1], seconds, peak, cells[4]));
+        }
+        return figures;
+    }
+
+    private static string ReadResource()
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(ResourceName)
+            ?? throw new InvalidOperationException($"the build did not embed docs/performance.md as {ResourceName}");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+}
