@@ -45,7 +45,7 @@ try
 {
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception e) when (e is ConfigException or StageInputException)
+catch (Exception e) when (e is ConfigException or StageInputException or SdPipeline.Schedulers.SchedulerConfigException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.Usage;

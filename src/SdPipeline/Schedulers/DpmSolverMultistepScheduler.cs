@@ -28,7 +28,7 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
     private int? _stepIndex;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or selects an option this port does not implement.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
     public DpmSolverMultistepScheduler(SchedulerConfig config)
     {
         config.Validate();

@@ -23,7 +23,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     private int? _stepIndex;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid.</exception>
     public EulerAncestralDiscreteScheduler(SchedulerConfig config)
     {
         config.Validate();

@@ -27,7 +27,7 @@ public sealed class PndmScheduler : IScheduler
     private int _counter;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or asks for the Runge–Kutta warm-up.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or asks for the Runge–Kutta warm-up.</exception>
     public PndmScheduler(SchedulerConfig config)
     {
         config.Validate();

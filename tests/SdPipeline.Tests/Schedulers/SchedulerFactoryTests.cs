@@ -1,4 +1,3 @@
-using SdPipeline.Config;
 using SdPipeline.Schedulers;
 
 namespace SdPipeline.Tests.Schedulers;
@@ -23,7 +22,7 @@ public sealed class SchedulerFactoryTests
     [Test]
     public void Create_Should_ListValidNames_When_NameIsUnknown()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("k_lms", SchedulerFixtures.BaseConfig))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("k_lms", SchedulerFixtures.BaseConfig))!;
 
         Assert.That(error.Message, Does.Contain("'k_lms'").And.Contain("ddpm, ddim, pndm, euler, euler_ancestral, dpmsolver++"));
     }
@@ -33,7 +32,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerConfig.Parse("""{ "_class_name": "LMSDiscreteScheduler" }""", "m/scheduler_config.json");
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.ShippedName(config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.ShippedName(config))!;
 
         Assert.That(error.Message, Does.Contain("LMSDiscreteScheduler").And.Contain("dpmsolver++"));
     }
@@ -43,7 +42,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerFixtures.BaseConfig with { UseKarrasSigmas = true };
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("euler", config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("euler", config))!;
 
         Assert.That(error.Message, Does.Contain("use_karras_sigmas = true").And.Contain("euler"));
     }
@@ -53,7 +52,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerConfig.Parse("""{ "beta_schedule": "scaled_linear" }""");
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("pndm", config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("pndm", config))!;
 
         Assert.That(error.Message, Does.Contain("skip_prk_steps"));
     }

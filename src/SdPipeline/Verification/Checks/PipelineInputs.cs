@@ -1,5 +1,4 @@
 using Newtonsoft.Json.Linq;
-using SdPipeline.Config;
 using SdPipeline.Schedulers;
 
 namespace SdPipeline.Verification.Checks;
@@ -66,7 +65,7 @@ internal sealed record PipelineInputs(IReadOnlyList<string> Prompts, IReadOnlyLi
         {
             sampler = SchedulerFactory.ShippedName(scheduler with { ClassName = cls });
         }
-        catch (ConfigException e)
+        catch (SchedulerConfigException e)
         {
             throw new ParityFixtureException(e.Message);
         }

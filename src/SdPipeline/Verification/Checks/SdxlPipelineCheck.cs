@@ -1,5 +1,4 @@
 using Newtonsoft.Json.Linq;
-using SdPipeline.Config;
 using SdPipeline.Models.Unet;
 using SdPipeline.Sampling;
 using SdPipeline.Schedulers;
@@ -182,7 +181,7 @@ internal sealed class SdxlPipelineCheck : IParityCheck
             {
                 sampler = SchedulerFactory.ShippedName(model.SchedulerConfig with { ClassName = cls });
             }
-            catch (ConfigException e)
+            catch (SchedulerConfigException e)
             {
                 throw new ParityFixtureException(e.Message);
             }
