@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using Newtonsoft.Json.Serialization;
@@ -57,8 +58,7 @@ public sealed record ClipTextConfig
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <param name="path">The file.</param>
     /// <param name="warn">Told about each key this config does not know (and ignores).</param>
-    /// <exception cref="InvalidDataException">Malformed JSON or an invalid value; the message names the file and key.</exception>
-    /// <exception cref="NotSupportedException"><c>hidden_act</c> is neither quick_gelu nor gelu.</exception>
+    /// <exception cref="DiffusersConfigException">Malformed JSON or an invalid value; the message names the file and key.</exception>
     public static ClipTextConfig Load(string path, Action<string>? warn = null) =>
         File.Exists(path)
             ? Parse(File.ReadAllText(path), path, warn)
@@ -76,11 +76,11 @@ public sealed record ClipTextConfig
                 if (!known.Contains(property.Name) && !s_ignoredKeys.Contains(property.Name))
                     warn?.Invoke($"{source}: key '{property.Name}' is not part of a CLIP text encoder's architecture and is ignored");
             config = obj.ToObject<ClipTextConfig>(s_serializer)
-                ?? throw new InvalidDataException($"{source}: expected a JSON object");
+                ?? throw new DiffusersConfigException($"{source}: expected a JSON object");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{source}: not a valid CLIP text config: {e.Message}", e);
+            throw new DiffusersConfigException($"{source}: not a valid CLIP text config: {e.Message}", e);
         }
         config.Validate(source);
         return config;
@@ -118,7 +118,7 @@ public sealed record ClipTextConfig
     {
         void Positive(string key, int value)
         {
-            if (value <= 0) throw new InvalidDataException($"{source}: {key} must be positive, found {value}");
+            if (value <= 0) throw new DiffusersConfigException($"{source}: {key} must be positive, found {value}");
         }
         Positive("vocab_size", VocabSize);
         Positive("hidden_size", HiddenSize);
@@ -127,10 +127,10 @@ public sealed record ClipTextConfig
         Positive("num_attention_heads", NumAttentionHeads);
         Positive("max_position_embeddings", MaxPositionEmbeddings);
         if (HiddenSize % NumAttentionHeads != 0)
-            throw new InvalidDataException($"{source}: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
+            throw new DiffusersConfigException($"{source}: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
         if (!(LayerNormEps > 0))
-            throw new InvalidDataException($"{source}: layer_norm_eps must be positive, found {LayerNormEps}");
+            throw new DiffusersConfigException($"{source}: layer_norm_eps must be positive, found {LayerNormEps}");
         if (HiddenAct is not ("quick_gelu" or "gelu"))
-            throw new NotSupportedException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: quick_gelu, gelu)");
+            throw new DiffusersConfigException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: quick_gelu, gelu)");
     }
 }

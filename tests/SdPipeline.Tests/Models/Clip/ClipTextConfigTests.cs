@@ -1,4 +1,5 @@
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Shared;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Models.Clip;
@@ -30,7 +31,7 @@ public sealed class ClipTextConfigTests
     [Test]
     public void Parse_Should_NameKeyAndValue_When_ActivationIsUnsupported()
     {
-        var error = Assert.Throws<NotSupportedException>(() => ClipTextConfig.Parse("""{ "hidden_act": "gelu_new" }""", "te/config.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_act": "gelu_new" }""", "te/config.json"))!;
 
         Assert.That(error.Message, Does.Contain("te/config.json").And.Contain("hidden_act 'gelu_new'").And.Contain("quick_gelu, gelu"));
     }
@@ -38,7 +39,7 @@ public sealed class ClipTextConfigTests
     [Test]
     public void Parse_Should_Refuse_When_HeadsDoNotDivideWidth()
     {
-        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": 30, "num_attention_heads": 4 }""", "c.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_size": 30, "num_attention_heads": 4 }""", "c.json"))!;
 
         Assert.That(error.Message, Does.Contain("hidden_size 30").And.Contain("num_attention_heads 4"));
     }
@@ -58,7 +59,7 @@ public sealed class ClipTextConfigTests
     [Test]
     public void Parse_Should_NameTheFile_When_ValueHasWrongType()
     {
-        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": "wide" }""", "c.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_size": "wide" }""", "c.json"))!;
 
         Assert.That(error.Message, Does.Contain("c.json").And.Contain("hidden_size"));
     }
