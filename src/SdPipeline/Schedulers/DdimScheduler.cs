@@ -59,6 +59,9 @@ public sealed class DdimScheduler : IScheduler
     public int? NumInferenceSteps { get; private set; }
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => Eta > 0;
+
+    /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;
 
     /// <inheritdoc/>

@@ -50,6 +50,9 @@ public sealed class DdpmScheduler : IScheduler
     public double InitNoiseSigma => 1.0;
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => true;
+
+    /// <inheritdoc/>
     // Copied from DdimScheduler.SetTimesteps (diffusers marks the same copy with "# Copied from").
     public void SetTimesteps(int numInferenceSteps)
     {

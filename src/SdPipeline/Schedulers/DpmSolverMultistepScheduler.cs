@@ -71,6 +71,9 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
     public int? StepIndex => _stepIndex;
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
+
+    /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;
 
     /// <inheritdoc/>

@@ -55,6 +55,9 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     public int? StepIndex => _stepIndex;
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => true;
+
+    /// <inheritdoc/>
     // Copied from EulerDiscreteScheduler.InitNoiseSigma (diffusers marks the same copy with "# Copied from").
     public double InitNoiseSigma
     {

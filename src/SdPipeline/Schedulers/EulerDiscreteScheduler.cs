@@ -61,6 +61,9 @@ public sealed class EulerDiscreteScheduler : IScheduler
     public int? StepIndex => _stepIndex;
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
+
+    /// <inheritdoc/>
     public double InitNoiseSigma
     {
         get

@@ -55,6 +55,9 @@ public sealed class PndmScheduler : IScheduler
     public int? NumInferenceSteps { get; private set; }
 
     /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
+
+    /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;
 
     /// <inheritdoc/>

@@ -1,4 +1,5 @@
 using SdPipeline.Schedulers;
+using TorchSharp;
 
 namespace SdPipeline.Tests.Schedulers;
 
@@ -17,6 +18,44 @@ public sealed class SchedulerFactoryTests
         Assert.That(scheduler, Is.TypeOf(expected));
         Assert.That(scheduler.Name, Is.EqualTo(name));
         Assert.That(SchedulerFactory.Names, Does.Contain(name));
+    }
+
+    [TestCase("ddpm", true)]
+    [TestCase("ddim", false)]
+    [TestCase("pndm", false)]
+    [TestCase("euler", false)]
+    [TestCase("euler_ancestral", true)]
+    [TestCase("dpmsolver++", false)]
+    public void DrawsNoiseEachStep_Should_SayWhetherStepUsesTheGivenNoise_When_AskedByTheLoop(string name, bool expected)
+    {
+        // The denoising loop passes seeded noise only to schedulers that say they draw it; one that used noise without
+        // saying so would fall back to torch's global generator, and its images would stop depending on their seeds alone.
+        using var scheduler = SchedulerFactory.Create(name, SchedulerFixtures.BaseConfig);
+        Assert.That(scheduler.DrawsNoiseEachStep, Is.EqualTo(expected));
+        Assert.That(StepUsesNoise(scheduler), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void DrawsNoiseEachStep_Should_BeTrue_When_DdimHasPositiveEta()
+    {
+        using var scheduler = new DdimScheduler(SchedulerFixtures.BaseConfig, eta: 0.5);
+        Assert.That(scheduler.DrawsNoiseEachStep, Is.True);
+        Assert.That(StepUsesNoise(scheduler), Is.True);
+    }
+
+    // Whether the first step's result changes with the noise it is given.
+    private static bool StepUsesNoise(IScheduler scheduler)
+    {
+        using var scope = torch.NewDisposeScope();
+        scheduler.SetTimesteps(10);
+        var t = scheduler.Timesteps[0];
+        using var generator = new torch.Generator(7);
+        var sample = torch.randn([1, 4, 8, 8], generator: generator);
+        var modelOutput = torch.randn([1, 4, 8, 8], generator: generator);
+        var first = scheduler.Step(modelOutput, t, sample, noise: torch.zeros_like(sample)).PrevSample;
+        scheduler.SetTimesteps(10);
+        var second = scheduler.Step(modelOutput, t, sample, noise: torch.ones_like(sample)).PrevSample;
+        return !first.allclose(second);
     }
 
     [Test]
