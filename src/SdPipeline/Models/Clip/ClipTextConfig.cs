@@ -11,16 +11,16 @@ namespace SdPipeline.Models.Clip;
 /// 12 heads, 3072, quick_gelu; SD 2.x is hidden 1024, 23 layers, 16 heads, 4096, gelu.
 /// </summary>
 /// <remarks>
-/// Keys that do not change the text encoder's output are accepted and ignored: <c>projection_dim</c> (a
-/// <c>CLIPTextModel</c> has no projection), the init and dropout settings (SD runs the encoder in eval mode), and
-/// <c>bos/eos/pad_token_id</c>, which SD 1.5's file gets wrong (0/2/1; the tokenizer uses 49406/49407) and which
-/// only transformers' pooled output reads.
+/// Keys that do not change the text encoder's output are accepted and ignored: the init and dropout settings (SD
+/// runs the encoder in eval mode) and <c>bos/pad_token_id</c>. <c>projection_dim</c> and <c>eos_token_id</c> are
+/// read because <c>CLIPTextModelWithProjection</c> (SDXL's second encoder) uses them; a <c>CLIPTextModel</c> has no
+/// projection and ignores both (SD 1.5's file has the stale ids 0/2/1; its tokenizer uses 49406/49407).
 /// </remarks>
 public sealed record ClipTextConfig
 {
     private static readonly HashSet<string> s_ignoredKeys =
     [
-        "projection_dim", "bos_token_id", "eos_token_id", "pad_token_id",
+        "bos_token_id", "pad_token_id",
         "initializer_range", "initializer_factor", "dropout", "attention_dropout",
         "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path",
     ];
@@ -54,6 +54,15 @@ public sealed record ClipTextConfig
 
     /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
     public double LayerNormEps { get; init; } = 1e-5;
+
+    /// <summary>Width of the text projection (<c>projection_dim</c>); only <c>CLIPTextModelWithProjection</c> has one.</summary>
+    public int ProjectionDim { get; init; } = 512;
+
+    /// <summary>
+    /// The end-of-text token id (<c>eos_token_id</c>); only <c>CLIPTextModelWithProjection</c>'s pooling reads it (the
+    /// legacy 2 means "pool at the highest token id", as transformers does for configs written before the id was right).
+    /// </summary>
+    public int EosTokenId { get; init; } = 2;
 
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <param name="path">The file.</param>

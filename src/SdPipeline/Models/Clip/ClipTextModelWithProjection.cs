@@ -17,8 +17,7 @@ namespace SdPipeline.Models.Clip;
 /// </summary>
 public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
 {
-    // transformers' default CLIPTextConfig.projection_dim and eos_token_id.
-    private const int DefaultProjectionDim = 512;
+    // transformers' default CLIPTextConfig.eos_token_id, which old configs still carry.
     private const int LegacyEosTokenId = 2;
 
     private readonly ClipTextTransformer text_model;
@@ -86,11 +85,8 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
     public static ClipTextModelWithProjection FromConfig(string configPath, Action<string>? warn = null)
     {
         var config = ClipTextConfig.Load(configPath, warn);
-        var json = JObject.Parse(File.ReadAllText(configPath));
-        int projectionDim = IntKey(json, "projection_dim", DefaultProjectionDim, configPath);
-        int eosTokenId = IntKey(json, "eos_token_id", LegacyEosTokenId, configPath);
-        if (projectionDim <= 0) throw new DiffusersConfigException($"{configPath}: projection_dim must be positive, found {projectionDim}");
-        return new ClipTextModelWithProjection(config, projectionDim, eosTokenId);
+        if (config.ProjectionDim <= 0) throw new DiffusersConfigException($"{configPath}: projection_dim must be positive, found {config.ProjectionDim}");
+        return new ClipTextModelWithProjection(config, config.ProjectionDim, config.EosTokenId);
     }
 
     /// <summary>
@@ -173,12 +169,4 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         using var isEos = inputIds.eq(EosTokenId).to(ScalarType.Int32);
         return isEos.argmax(-1);
     }
-
-    private static int IntKey(JObject json, string key, int @default, string source) =>
-        json[key] switch
-        {
-            null or { Type: JTokenType.Null } => @default,
-            { Type: JTokenType.Integer } token => token.Value<int>(),
-            var token => throw new DiffusersConfigException($"{source}: {key} must be an integer, found {token.ToString(Newtonsoft.Json.Formatting.None)}"),
-        };
 }

@@ -23,9 +23,21 @@ public sealed class ClipTextConfigTests
             MaxPositionEmbeddings = 77,
             HiddenAct = "quick_gelu",
             LayerNormEps = 1e-5,
+            ProjectionDim = 768,
+            EosTokenId = 2,
         }));
-        // the stale bos/eos/pad ids, projection_dim and the bookkeeping keys are known and ignored quietly
+        // the stale bos/pad ids and the bookkeeping keys are known and ignored quietly
         Assert.That(warnings, Is.Empty);
+    }
+
+    [Test]
+    public void Parse_Should_ReadTheProjectionKeys_When_TheConfigIsSdxlsSecondEncoder()
+    {
+        // CLIPTextModelWithProjection reads its projection width and pooling id from the same record, not from a second pass over the file
+        var config = ClipTextConfig.Parse("""{ "hidden_size": 64, "num_attention_heads": 4, "projection_dim": 32, "eos_token_id": 49407 }""", "te2/config.json");
+
+        Assert.That((config.ProjectionDim, config.EosTokenId), Is.EqualTo((32, 49407)));
+        Assert.That(ClipTextConfig.Parse("{}", "te/config.json") is { ProjectionDim: 512, EosTokenId: 2 }, "transformers' CLIPTextConfig defaults");
     }
 
     [Test]
