@@ -1,7 +1,7 @@
 // SdPipeline's build: Build, Test, and one task per pipeline stage. Each stage task runs `sdpipe run STAGE`
 // in its own process, so libtorch never loads here and a crash in one stage leaves the others' artifacts.
-// The stage tasks and their IsDependentOn edges mirror StageGraph.Default (src/SdPipeline/Pipeline/
-// StageGraph.cs); a test (CakeScriptTests) fails when the two disagree.
+// The stage tasks and their IsDependentOn edges mirror ProjectStages.Graph (src/SdPipeline/Stages/
+// ProjectStages.cs); a test (CakeScriptTests) fails when the two disagree.
 #load "build-data.cake"
 
 // Paths in this script, and the working directory of every sdpipe call, are the repository root.
@@ -78,7 +78,7 @@ Task("Plan")
     .IsDependentOn("BuildCli")
     .Does<BuildData>(data => Sdpipe(data, "plan"));
 
-// STAGES: one task per stage of StageGraph.Default, with the same edges.
+// STAGES: one task per stage of ProjectStages.Graph, with the same edges.
 Task("Model")
     .Description("Resolve the base model (sdpipe run model).")
     .IsDependentOn("BuildCli")

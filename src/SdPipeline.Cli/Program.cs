@@ -2,8 +2,7 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using SdPipeline.Cli;
 using SdPipeline.Cli.Commands;
-using SdPipeline.Config;
-using SdPipeline.Pipeline;
+using SdPipeline.Errors;
 
 // Before anything loads libtorch: some of these settings are read once, at its first allocation or its OpenMP start.
 SdPipeline.Runtime.NativeRuntimeSettings.Apply();
@@ -45,15 +44,11 @@ try
 {
     return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception e) when (e is ConfigException or StageInputException)
+catch (ActionableException e)
 {
+    // Every layer's "your input is wrong" error: the message names the fix, the kind chooses the exit code.
     Console.Error.WriteLine($"error: {e.Message}");
-    return ExitCodes.Usage;
-}
-catch (Exception e) when (e is StageFailedException or SdPipeline.Weights.WeightsException or SdPipeline.Numerics.NumericsException)
-{
-    Console.Error.WriteLine($"error: {e.Message}");
-    return ExitCodes.StageFailure;
+    return e.ExitCode;
 }
 catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
 {

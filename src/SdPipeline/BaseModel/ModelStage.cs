@@ -85,7 +85,7 @@ public sealed class ModelStage : IStageRunner
         };
         resolved.Write(workspace.Directory);
         workspace.Log($"model: {resolved.Source} → {resolved.Folder}{(Path.IsPathRooted(resolved.Folder) ? "" : " (inside the artifact)")}");
-        return new JObject { ["kind"] = resolved.Kind, ["folder"] = resolved.Folder, ["commit"] = resolved.Commit, ["files"] = resolved.ContentHashes.Count };
+        return Manifest.SummaryOf(new ModelSummary { Kind = resolved.Kind, Folder = resolved.Folder, Commit = resolved.Commit, Files = resolved.ContentHashes.Count });
     }
 
     private static ResolvedModel ResolveLocal(BaseModelSource.Local local, string? variant, string source)

@@ -48,7 +48,8 @@ public sealed class DownloadStage : IStageRunner
         if (workspace.Resuming)
             ClearFolder(workspace.Directory); // downloads resume in the shared cache; normalising is cheap to redo
 
-        var summary = new JObject { ["dataset"] = entry.Name, ["source"] = entry.Source };
+        string? revision = null;
+        long? bytesDownloaded = null;
         IEnumerable<CandidateItem> candidates;
         int limit = settings.Count;
         string extractRoot = Path.Combine(workspace.Directory, ".extract");
@@ -59,8 +60,8 @@ public sealed class DownloadStage : IStageRunner
         }
         else
         {
-            var (files, fetched) = Fetch(entry, registry, workspace, summary);
-            summary["bytes_downloaded"] = fetched;
+            var (files, fetched) = Fetch(entry, registry, workspace, commit => revision = commit);
+            bytesDownloaded = fetched;
             candidates = ReadFormat(entry, files, extractRoot);
         }
 
@@ -70,12 +71,18 @@ public sealed class DownloadStage : IStageRunner
         if (counts.Items == 0)
             throw new StageFailedException($"dataset '{entry.Name}': no usable items ({Describe(counts.Skipped)}); see the reasons in {Path.Combine(workspace.Directory, DatasetWriter.SkippedFile)}");
 
-        summary["items"] = counts.Items;
-        summary["train"] = counts.Train;
-        summary["heldout"] = counts.Heldout;
-        summary["skipped"] = JObject.FromObject(counts.Skipped);
         workspace.Log($"download: {counts.Items} items ({counts.Train} train, {counts.Heldout} held out); skipped {Describe(counts.Skipped)}");
-        return summary;
+        return Manifest.SummaryOf(new DownloadSummary
+        {
+            Dataset = entry.Name,
+            Source = entry.Source,
+            Revision = revision,
+            BytesDownloaded = bytesDownloaded,
+            Items = counts.Items,
+            Train = counts.Train,
+            Heldout = counts.Heldout,
+            Skipped = counts.Skipped,
+        });
     }
 
     private enum Kind { Synthetic, Hub, Http, Local }
@@ -106,7 +113,7 @@ public sealed class DownloadStage : IStageRunner
         return ShapesGenerator.Generate(options, count);
     }
 
-    private static (IReadOnlyList<(string Path, string Name)> Files, long Bytes) Fetch(DatasetEntry entry, DatasetRegistry registry, StageWorkspace workspace, JObject summary)
+    private static (IReadOnlyList<(string Path, string Name)> Files, long Bytes) Fetch(DatasetEntry entry, DatasetRegistry registry, StageWorkspace workspace, Action<string> resolvedRevision)
     {
         var settings = workspace.Config.Typed.Download;
         var kind = SourceKind(entry);
@@ -136,7 +143,7 @@ public sealed class DownloadStage : IStageRunner
             string repo = entry.Source["hf:".Length..];
             string revision = entry.Revision ?? "main";
             string commit = client.ResolveRevisionAsync(HubRepoKind.Dataset, repo, revision, workspace.Cancellation).GetAwaiter().GetResult();
-            summary["revision"] = commit;
+            resolvedRevision(commit);
             if (revision != commit)
                 workspace.Log($"download: {entry.Name}: revision '{revision}' resolved to {commit}; pin it in datasets.json for reproducible runs");
             var files = client.ListFilesAsync(HubRepoKind.Dataset, repo, commit, workspace.Cancellation).GetAwaiter().GetResult()

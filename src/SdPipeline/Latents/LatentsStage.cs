@@ -66,13 +66,13 @@ public sealed class LatentsStage : IStageRunner
         var settings = workspace.Config.Typed.Latents;
         var runtime = workspace.Config.Typed.Runtime;
         int clipSkip = workspace.Config.Typed.Model.ClipSkip;
-        string datasetFolder = workspace.Upstream["download"];
+        string datasetFolder = workspace.FolderOf(DownloadStage.Definition);
         var items = DatasetReader.Items(datasetFolder);
         var shards = LatentPlan.Make(items, settings);
         int totalRows = shards.Sum(s => s.Rows.Count);
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
-        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
         SdxlStageSupport.RefuseSdxl(model, "latents");
         using var vae = AutoencoderKL.FromFolder(model);
         using var textEncoder = ClipTextModel.FromPretrained(model);
@@ -123,18 +123,18 @@ public sealed class LatentsStage : IStageRunner
         double seconds = clock.Elapsed.TotalSeconds;
         workspace.Log($"latents: {rows.Count} rows in {shards.Count} shards ({encoded} encoded, {reusedShards} shards reused from an interrupted run, {skipped.Count} skipped)" +
             (encoded > 0 ? $", {encoded / seconds:0.0} images/s" : ""));
-        return new JObject
+        return Manifest.SummaryOf(new LatentsSummary
         {
-            ["rows"] = rows.Count,
-            ["items"] = items.Count,
-            ["shards"] = shards.Count,
-            ["encoded"] = encoded,
-            ["reused_shards"] = reusedShards,
-            ["skipped"] = skipped.Count,
-            ["images_per_second"] = encoded > 0 ? Math.Round(encoded / seconds, 2) : null,
-            ["peak_memory_bytes"] = ProcessMemory.PeakResidentBytes(),
-            ["device"] = device.ToString(),
-        };
+            Rows = rows.Count,
+            Items = items.Count,
+            Shards = shards.Count,
+            Encoded = encoded,
+            ReusedShards = reusedShards,
+            Skipped = skipped.Count,
+            ImagesPerSecond = encoded > 0 ? Math.Round(encoded / seconds, 2) : null,
+            PeakMemoryBytes = ProcessMemory.PeakResidentBytes(),
+            Device = device.ToString(),
+        });
     }
 
     private sealed record ShardContent(IReadOnlyList<LatentRow> Rows, IReadOnlyList<SkippedItem> Skipped);

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Numerics;
 
 /// <summary>A kernel computes wrong results here and no workaround fixed it; the CLI exits with code 1.</summary>
-public sealed class NumericsException(string message) : Exception(message);
+public sealed class NumericsException(string message) : Errors.ActionableException(Errors.ErrorKind.Data, message);
 
 /// <summary>What the self-check before a run found and did, for the log, the manifest and the report.</summary>
 /// <param name="Probes">Operation configurations checked (per dtype).</param>

@@ -24,4 +24,19 @@ public sealed record StageWorkspace(
     ArtifactStore Store,
     Action<string> Log,
     IProgressSink Progress,
-    CancellationToken Cancellation);
+    CancellationToken Cancellation)
+{
+    /// <summary>The artifact folder of <paramref name="upstream"/>, one of the stages this one declares upstream.</summary>
+    /// <exception cref="InvalidOperationException">This stage does not declare <paramref name="upstream"/> upstream.</exception>
+    public string FolderOf(StageDefinition upstream) => Upstream.TryGetValue(upstream.Name, out var folder)
+        ? folder
+        : throw new InvalidOperationException($"stage '{Stage.Name}' does not declare '{upstream.Name}' upstream");
+
+    /// <summary>
+    /// The result record <paramref name="upstream"/> returned, read back from its manifest's summary as the type it was
+    /// written from (<see cref="Manifest.SummaryOf{T}"/>), or null when its folder holds no readable manifest.
+    /// </summary>
+    /// <exception cref="Newtonsoft.Json.JsonException">The summary is not a <typeparamref name="T"/>.</exception>
+    public T? ResultOf<T>(StageDefinition upstream) where T : class =>
+        Manifest.TryRead(Path.Combine(FolderOf(upstream), Manifest.FileName))?.SummaryAs<T>();
+}

@@ -67,9 +67,11 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         var config = workspace.Config;
         var (registry, datasetName) = DatasetSelection.Resolve(config.Typed.Download);
         var dataset = registry.Get(datasetName);
-        var trainSummary = Manifest.TryRead(Path.Combine(workspace.Upstream["train"], Manifest.FileName))?.SummaryAs<TrainSummary>();
+        string trainFolder = workspace.FolderOf(TrainStage.Definition);
+        string sampleFolder = workspace.FolderOf(SampleStage.Definition);
+        var trainSummary = workspace.ResultOf<TrainSummary>(TrainStage.Definition);
 
-        var samples = Samples(workspace.Upstream["sample"]);
+        var samples = Samples(sampleFolder);
         var sweep = CurrentBenchmark(workspace.Store, config) is { } benchmark ? SweepResult.Read(benchmark) : null;
         var input = new ReportInput(new RunOverview(
             config.Typed.Model.Base,
@@ -86,14 +88,14 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         {
             Stages = Stages(workspace),
             ConfigDifferences = ConfigDifference.From(config),
-            Metrics = File.Exists(Path.Combine(workspace.Upstream["train"], FineTuner.MetricsFile))
-                ? MetricsLog.Read(Path.Combine(workspace.Upstream["train"], FineTuner.MetricsFile))
+            Metrics = File.Exists(Path.Combine(trainFolder, FineTuner.MetricsFile))
+                ? MetricsLog.Read(Path.Combine(trainFolder, FineTuner.MetricsFile))
                 : MetricsLog.Empty,
             Samples = samples,
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
             Benchmark = sweep?.ToTable(),
-            Method = Method(trainSummary, Manifest.TryRead(Path.Combine(workspace.Upstream["sample"], Manifest.FileName)), sweep),
+            Method = Method(trainSummary, workspace.ResultOf<SampleSummary>(SampleStage.Definition), sweep),
         };
         var facts = ReportWriter.Write(input, workspace.Directory);
         Deliverables(workspace);
@@ -107,7 +109,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     }
 
     /// <summary>The training method from the train stage's summary, the LoRA strength from the sample stage's, the LoRA-vs-full benchmark effect.</summary>
-    private static TrainingMethod? Method(TrainSummary? train, Manifest? sample, SweepResult? sweep)
+    private static TrainingMethod? Method(TrainSummary? train, SampleSummary? sample, SweepResult? sweep)
     {
         if (train is null) return null;
         var lora = train.Lora;
@@ -118,7 +120,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             Targets = lora is null ? [] : [.. lora.Targets, .. lora.TextEncoder ? new[] { "text_encoder" } : []],
             BaseParameters = lora?.BaseParameters,
             Files = lora?.Files ?? new Dictionary<string, long>(),
-            SampleScale = sample?.Summary.Value<double?>("lora_scale"),
+            SampleScale = sample?.LoraScale,
             BenchmarkComparison = sweep?.Effects.FirstOrDefault(e => e.Setting == "method=lora"),
         };
     }
@@ -149,7 +151,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     private static List<string> Warnings(StageWorkspace workspace)
     {
         var warnings = new List<string>();
-        string skipped = Path.Combine(workspace.Upstream["download"], DatasetWriter.SkippedFile);
+        string skipped = Path.Combine(workspace.FolderOf(DownloadStage.Definition), DatasetWriter.SkippedFile);
         if (File.Exists(skipped))
         {
             var reasons = File.ReadLines(skipped).Select(l => JsonConvert.DeserializeObject<SkippedItem>(l)).Where(s => s is not null)
@@ -167,13 +169,14 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         foreach (string file in new[] { ReportWriter.HtmlFileName, ReportWriter.MarkdownFileName, ReportWriter.SummaryFileName })
             File.Copy(Path.Combine(workspace.Directory, file), Path.Combine(folder, file));
         // Links, not copies: the samples and the model already live in their own artifacts (upload-artifact follows links).
-        Directory.CreateSymbolicLink(Path.Combine(folder, "samples"), Path.GetFullPath(workspace.Upstream["sample"]));
+        Directory.CreateSymbolicLink(Path.Combine(folder, "samples"), Path.GetFullPath(workspace.FolderOf(SampleStage.Definition)));
         // A LoRA run's result is its adapter files (lora/: diffusers and kohya layouts); a full fine-tune's is a model folder.
-        string lora = Path.Combine(workspace.Upstream["train"], TrainStage.LoraFolder);
+        string train = workspace.FolderOf(TrainStage.Definition);
+        string lora = Path.Combine(train, TrainStage.LoraFolder);
         if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
-        else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)));
+        else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(train, TrainStage.PipelineFolder)));
         // The same fine-tune as one original-layout file, for AUTOMATIC1111 and ComfyUI.
-        string single = Path.Combine(workspace.Upstream["train"], SingleFileDeliverable.FileName);
+        string single = Path.Combine(train, SingleFileDeliverable.FileName);
         if (File.Exists(single)) File.CreateSymbolicLink(Path.Combine(folder, SingleFileDeliverable.FileName), Path.GetFullPath(single));
     }
 

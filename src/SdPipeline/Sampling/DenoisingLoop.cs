@@ -41,7 +41,7 @@ internal static class DenoisingLoop
                 var input = scheduler.ScaleModelInput(guided ? torch.cat([latents, latents]) : latents, t);
                 var prediction = predict(input, t);
                 if (guided) prediction = Guidance.Combine(prediction, request.GuidanceScale);
-                var stepNoise = scheduler is DdpmScheduler or EulerAncestralDiscreteScheduler ? Noise() : null;
+                var stepNoise = scheduler.DrawsNoiseEachStep ? Noise() : null;
                 latents = scheduler.Step(prediction, t, latents, noise: stepNoise).PrevSample.MoveToOuterDisposeScope();
                 onStep?.Invoke(i, latents);
             }

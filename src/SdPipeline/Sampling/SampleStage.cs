@@ -121,9 +121,9 @@ public sealed class SampleStage : IStageRunner
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var cleaning = ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning);
-        var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
-        string? lora = LoraPath(settings, workspace.Upstream["train"]);
-        var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.Upstream["train"], TrainStage.PipelineFolder)) : baseFolder;
+        var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
+        string? lora = LoraPath(settings, workspace.FolderOf(TrainStage.Definition));
+        var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.FolderOf(TrainStage.Definition), TrainStage.PipelineFolder)) : baseFolder;
         string sampler = settings.Sampler.Length > 0 ? settings.Sampler
             : SchedulerFactory.ShippedName(SchedulerConfig.Load(Path.Combine(baseFolder.Component("scheduler"), "scheduler_config.json")));
 
@@ -132,8 +132,8 @@ public sealed class SampleStage : IStageRunner
         using var bar = workspace.Progress.Start("sample images", jobs.Count * 2);
         foreach (var (variant, folder, fingerprint) in new[]
         {
-            ("base", baseFolder, ArtifactStore.Short(Path.GetFileName(workspace.Upstream["model"]))),
-            ("fine_tuned", tunedFolder, ArtifactStore.Short(Path.GetFileName(workspace.Upstream["train"]))),
+            ("base", baseFolder, ArtifactStore.Short(Path.GetFileName(workspace.FolderOf(ModelStage.Definition)))),
+            ("fine_tuned", tunedFolder, ArtifactStore.Short(Path.GetFileName(workspace.FolderOf(TrainStage.Definition)))),
         })
         {
             using var pipeline = variant == "fine_tuned" && lora is not null
@@ -186,12 +186,15 @@ public sealed class SampleStage : IStageRunner
         foreach (var record in records.Where(r => r.FineTunedFlag is not null))
             workspace.Log($"sample: warning: fine-tuned image for \"{record.Prompt}\" seed {record.Seed} is {record.FineTunedFlag}");
         workspace.Log($"sample: {records.Count} prompt×seed pairs from both models ({sampler}, {settings.Steps} steps, {width}x{height}); {flagged} flagged");
-        return new JObject
+        return Manifest.SummaryOf(new SampleSummary
         {
-            ["samples"] = records.Count, ["prompts"] = prompts.Count, ["sampler"] = sampler, ["flagged"] = flagged,
-            ["lora"] = lora is null ? null : settings.Lora.Length > 0 ? lora : $"train/{TrainStage.LoraFolder}/{LoraFile.DiffusersFileName}",
-            ["lora_scale"] = lora is null ? null : settings.LoraScale,
-        };
+            Samples = records.Count,
+            Prompts = prompts.Count,
+            Sampler = sampler,
+            Flagged = flagged,
+            Lora = lora is null ? null : settings.Lora.Length > 0 ? lora : $"train/{TrainStage.LoraFolder}/{LoraFile.DiffusersFileName}",
+            LoraScale = lora is null ? null : settings.LoraScale,
+        });
     }
 
     /// <summary>The configured prompts, then the captions of the first held-out images.</summary>
@@ -199,7 +202,7 @@ public sealed class SampleStage : IStageRunner
     {
         var prompts = settings.Prompts.Select(p => (p, false)).ToList();
         if (settings.HeldoutPrompts > 0)
-            prompts.AddRange(Data.DatasetReader.Items(workspace.Upstream["download"])
+            prompts.AddRange(Data.DatasetReader.Items(workspace.FolderOf(Data.DownloadStage.Definition))
                 .Where(i => i.Split == Data.DatasetItem.HeldoutSplit)
                 .Select(i => i.Caption).Distinct().Take(settings.HeldoutPrompts)
                 .Select(caption => (caption, true)));

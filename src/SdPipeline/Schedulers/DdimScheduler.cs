@@ -23,7 +23,7 @@ public sealed class DdimScheduler : IScheduler
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
     /// <param name="config">The scheduler config.</param>
     /// <param name="eta">η of formula (16): 0 is deterministic DDIM, 1 gives DDPM's posterior variance.</param>
-    /// <exception cref="Config.ConfigException">The config is invalid or selects an option this port does not implement.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
     public DdimScheduler(SchedulerConfig config, double eta = 0.0)
     {
         config.Validate();
@@ -57,6 +57,9 @@ public sealed class DdimScheduler : IScheduler
 
     /// <summary>The number of inference steps of the last <see cref="SetTimesteps"/>, or null before it.</summary>
     public int? NumInferenceSteps { get; private set; }
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => Eta > 0;
 
     /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;

@@ -19,7 +19,7 @@ public sealed class DdpmScheduler : IScheduler
     private Tensor? _timesteps;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or selects an option this port does not implement.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
     public DdpmScheduler(SchedulerConfig config)
     {
         config.Validate();
@@ -48,6 +48,9 @@ public sealed class DdpmScheduler : IScheduler
 
     /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => true;
 
     /// <inheritdoc/>
     // Copied from DdimScheduler.SetTimesteps (diffusers marks the same copy with "# Copied from").

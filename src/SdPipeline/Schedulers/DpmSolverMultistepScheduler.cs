@@ -28,7 +28,7 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
     private int? _stepIndex;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or selects an option this port does not implement.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
     public DpmSolverMultistepScheduler(SchedulerConfig config)
     {
         config.Validate();
@@ -69,6 +69,9 @@ public sealed class DpmSolverMultistepScheduler : IScheduler
 
     /// <summary>The index of the next step into <see cref="Sigmas"/>, or null before the first call.</summary>
     public int? StepIndex => _stepIndex;
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
 
     /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;

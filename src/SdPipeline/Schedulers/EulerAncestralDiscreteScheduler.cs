@@ -23,7 +23,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     private int? _stepIndex;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid.</exception>
     public EulerAncestralDiscreteScheduler(SchedulerConfig config)
     {
         config.Validate();
@@ -53,6 +53,9 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
 
     /// <summary>The index of the next step into <see cref="Sigmas"/>, or null before the first call.</summary>
     public int? StepIndex => _stepIndex;
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => true;
 
     /// <inheritdoc/>
     // Copied from EulerDiscreteScheduler.InitNoiseSigma (diffusers marks the same copy with "# Copied from").

@@ -22,7 +22,7 @@ public sealed class EulerDiscreteScheduler : IScheduler
     private int? _stepIndex;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or selects an option this port does not implement.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
     public EulerDiscreteScheduler(SchedulerConfig config)
     {
         config.Validate();
@@ -59,6 +59,9 @@ public sealed class EulerDiscreteScheduler : IScheduler
 
     /// <summary>The index of the next step into <see cref="Sigmas"/>, or null before the first call.</summary>
     public int? StepIndex => _stepIndex;
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
 
     /// <inheritdoc/>
     public double InitNoiseSigma

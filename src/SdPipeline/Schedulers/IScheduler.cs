@@ -42,6 +42,14 @@ public interface IScheduler : IDisposable
     /// <summary>The standard deviation of the initial noise: multiply the N(0, 1) latents by it before the first step.</summary>
     double InitNoiseSigma { get; }
 
+    /// <summary>
+    /// Whether <see cref="Step"/> adds fresh noise (an ancestral sampler: DDPM, Euler ancestral, DDIM with η &gt; 0). The
+    /// denoising loop then draws the step's standard-normal tensor from each image's seeded generator and passes it as
+    /// <c>noise</c>, so an image depends on its seed alone. The loop asks this instead of knowing scheduler classes, as
+    /// k-diffusion's samplers own their noise, so a new sampler is one class plus its name in <see cref="SchedulerFactory"/>.
+    /// </summary>
+    bool DrawsNoiseEachStep { get; }
+
     /// <summary>The UNet input for <paramref name="sample"/> at <paramref name="timestep"/> (the Euler samplers divide by √(σ² + 1); others return it unchanged).</summary>
     /// <param name="sample">The current latents x_t.</param>
     /// <param name="timestep">An element of <see cref="Timesteps"/>.</param>

@@ -1,4 +1,3 @@
-using SdPipeline.Config;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,7 +16,7 @@ namespace SdPipeline.Schedulers;
 public sealed class NoiseSchedule : IDisposable
 {
     /// <summary>Builds the tables of <paramref name="config"/>.</summary>
-    /// <exception cref="ConfigException">The config is invalid or asks for zero-terminal-SNR rescaling.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or asks for zero-terminal-SNR rescaling.</exception>
     public NoiseSchedule(SchedulerConfig config)
     {
         config.Validate();
@@ -37,7 +36,7 @@ public sealed class NoiseSchedule : IDisposable
                 "scaled_linear" => linspace(Math.Sqrt(config.BetaStart), Math.Sqrt(config.BetaEnd), NumTrainTimesteps, ScalarType.Float32).pow(2),
                 // Glide cosine schedule.
                 "squaredcos_cap_v2" => tensor(CosineBetas(NumTrainTimesteps), ScalarType.Float32),
-                _ => throw new ConfigException($"{config.Source}: beta_schedule '{config.BetaSchedule}' is not supported; valid values: {string.Join(", ", SchedulerConfig.BetaSchedules)}"),
+                _ => throw new SchedulerConfigException($"{config.Source}: beta_schedule '{config.BetaSchedule}' is not supported; valid values: {string.Join(", ", SchedulerConfig.BetaSchedules)}"),
             };
         }
         var alphas = 1.0 - betas;

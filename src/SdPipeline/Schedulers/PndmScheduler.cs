@@ -27,7 +27,7 @@ public sealed class PndmScheduler : IScheduler
     private int _counter;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
-    /// <exception cref="Config.ConfigException">The config is invalid or asks for the Runge–Kutta warm-up.</exception>
+    /// <exception cref="SchedulerConfigException">The config is invalid or asks for the Runge–Kutta warm-up.</exception>
     public PndmScheduler(SchedulerConfig config)
     {
         config.Validate();
@@ -53,6 +53,9 @@ public sealed class PndmScheduler : IScheduler
 
     /// <summary>The number of inference steps of the last <see cref="SetTimesteps"/> (one fewer than <see cref="Timesteps"/> holds), or null before it.</summary>
     public int? NumInferenceSteps { get; private set; }
+
+    /// <inheritdoc/>
+    public bool DrawsNoiseEachStep => false;
 
     /// <inheritdoc/>
     public double InitNoiseSigma => 1.0;

@@ -2,7 +2,6 @@ using System.Globalization;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using Newtonsoft.Json.Serialization;
-using SdPipeline.Config;
 
 namespace SdPipeline.Schedulers;
 
@@ -146,29 +145,29 @@ public sealed record SchedulerConfig
     public IReadOnlyList<string> UnrecognisedKeys { get; init; } = [];
 
     /// <summary>Reads and validates a <c>scheduler_config.json</c>.</summary>
-    /// <exception cref="ConfigException">The file is missing, is not a JSON object, has a wrongly typed value or an invalid one.</exception>
+    /// <exception cref="SchedulerConfigException">The file is missing, is not a JSON object, has a wrongly typed value or an invalid one.</exception>
     public static SchedulerConfig Load(string path)
     {
         if (!File.Exists(path))
-            throw new ConfigException($"scheduler config '{path}' not found (a diffusers model folder has it at scheduler/scheduler_config.json)");
+            throw new SchedulerConfigException($"scheduler config '{path}' not found (a diffusers model folder has it at scheduler/scheduler_config.json)");
         return Parse(File.ReadAllText(path), path);
     }
 
     /// <summary>Parses and validates the JSON text of a <c>scheduler_config.json</c>.</summary>
     /// <param name="json">The file's text.</param>
     /// <param name="source">Named in error messages (usually the path).</param>
-    /// <exception cref="ConfigException">Not a JSON object, a wrongly typed value or an invalid one.</exception>
+    /// <exception cref="SchedulerConfigException">Not a JSON object, a wrongly typed value or an invalid one.</exception>
     public static SchedulerConfig Parse(string json, string source = "scheduler_config.json")
     {
         JObject obj;
         try
         {
             obj = JToken.Parse(json) as JObject
-                ?? throw new ConfigException($"{source}: a scheduler config is a JSON object of diffusers keys");
+                ?? throw new SchedulerConfigException($"{source}: a scheduler config is a JSON object of diffusers keys");
         }
         catch (JsonReaderException e)
         {
-            throw new ConfigException($"{source}: invalid JSON at line {e.LineNumber}, position {e.LinePosition}: {e.Message}");
+            throw new SchedulerConfigException($"{source}: invalid JSON at line {e.LineNumber}, position {e.LinePosition}: {e.Message}");
         }
 
         SchedulerConfig config;
@@ -178,7 +177,7 @@ public sealed record SchedulerConfig
         }
         catch (Exception e) when (e is JsonException or FormatException or InvalidCastException or OverflowException)
         {
-            throw new ConfigException($"{source}: {e.Message}");
+            throw new SchedulerConfigException($"{source}: {e.Message}");
         }
 
         var known = KnownKeys();
@@ -192,20 +191,20 @@ public sealed record SchedulerConfig
     }
 
     /// <summary>Checks the keys every scheduler reads; each scheduler checks its own options when built.</summary>
-    /// <exception cref="ConfigException">A value is out of range or not among the valid ones.</exception>
+    /// <exception cref="SchedulerConfigException">A value is out of range or not among the valid ones.</exception>
     public void Validate()
     {
         if (NumTrainTimesteps < 2)
-            throw new ConfigException($"{Source}: num_train_timesteps {NumTrainTimesteps} must be at least 2");
+            throw new SchedulerConfigException($"{Source}: num_train_timesteps {NumTrainTimesteps} must be at least 2");
         if (TrainedBetas is null)
             RequireOneOf("beta_schedule", BetaSchedule, BetaSchedules);
         else if (TrainedBetas.Count != NumTrainTimesteps)
-            throw new ConfigException($"{Source}: trained_betas has {TrainedBetas.Count} values but num_train_timesteps is {NumTrainTimesteps}; give one beta per training step");
+            throw new SchedulerConfigException($"{Source}: trained_betas has {TrainedBetas.Count} values but num_train_timesteps is {NumTrainTimesteps}; give one beta per training step");
         RequireOneOf("prediction_type", PredictionType, PredictionTypes.All);
         if (TimestepSpacing is not null)
             RequireOneOf("timestep_spacing", TimestepSpacing, TimestepSpacings);
         if (StepsOffset < 0)
-            throw new ConfigException($"{Source}: steps_offset {StepsOffset} must not be negative");
+            throw new SchedulerConfigException($"{Source}: steps_offset {StepsOffset} must not be negative");
     }
 
     /// <summary>Throws unless <paramref name="supported"/>: <paramref name="key"/> = <paramref name="value"/> selects a feature <paramref name="scheduler"/> does not implement.</summary>
@@ -221,13 +220,13 @@ public sealed record SchedulerConfig
             IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
             _ => value.ToString() ?? "",
         };
-        throw new ConfigException($"{Source}: {key} = {shown} is not supported by SdPipeline's {scheduler} scheduler (supported: {allowed}); change it or pick another scheduler");
+        throw new SchedulerConfigException($"{Source}: {key} = {shown} is not supported by SdPipeline's {scheduler} scheduler (supported: {allowed}); change it or pick another scheduler");
     }
 
     private void RequireOneOf(string key, string value, IReadOnlyList<string> valid)
     {
         if (!valid.Contains(value))
-            throw new ConfigException($"{Source}: {key} '{value}' is not supported; valid values: {string.Join(", ", valid)}");
+            throw new SchedulerConfigException($"{Source}: {key} '{value}' is not supported; valid values: {string.Join(", ", valid)}");
     }
 
     private static HashSet<string> KnownKeys()

@@ -1,5 +1,3 @@
-using SdPipeline.Config;
-
 namespace SdPipeline.Schedulers;
 
 /// <summary>
@@ -50,7 +48,7 @@ public static class SchedulerFactory
     };
 
     /// <summary>Builds the scheduler <paramref name="name"/> (one of <see cref="Names"/>) over <paramref name="config"/>.</summary>
-    /// <exception cref="ConfigException">An unknown name (the message lists the valid ones), or a config the scheduler cannot honour.</exception>
+    /// <exception cref="SchedulerConfigException">An unknown name (the message lists the valid ones), or a config the scheduler cannot honour.</exception>
     public static IScheduler Create(string name, SchedulerConfig config) => name switch
     {
         Ddpm => new DdpmScheduler(config),
@@ -59,19 +57,19 @@ public static class SchedulerFactory
         Euler => new EulerDiscreteScheduler(config),
         EulerAncestral => new EulerAncestralDiscreteScheduler(config),
         DpmSolverPlusPlus => new DpmSolverMultistepScheduler(config),
-        _ => throw new ConfigException($"unknown scheduler '{name}'; valid names: {string.Join(", ", Names)}"),
+        _ => throw new SchedulerConfigException($"unknown scheduler '{name}'; valid names: {string.Join(", ", Names)}"),
     };
 
     /// <summary>
     /// The name of the scheduler a model folder ships (its config's <c>_class_name</c>, e.g. <c>PNDMScheduler</c> → <c>pndm</c>).
     /// </summary>
-    /// <exception cref="ConfigException">The config has no <c>_class_name</c>, or names a class SdPipeline has no port of.</exception>
+    /// <exception cref="SchedulerConfigException">The config has no <c>_class_name</c>, or names a class SdPipeline has no port of.</exception>
     public static string ShippedName(SchedulerConfig config)
     {
         if (config.ClassName is null)
-            throw new ConfigException($"{config.Source}: no _class_name, so the shipped scheduler is unknown; name one of: {string.Join(", ", Names)}");
+            throw new SchedulerConfigException($"{config.Source}: no _class_name, so the shipped scheduler is unknown; name one of: {string.Join(", ", Names)}");
         return NamesByDiffusersClass.TryGetValue(config.ClassName, out string? name)
             ? name
-            : throw new ConfigException($"{config.Source}: _class_name '{config.ClassName}' has no SdPipeline port; name one of: {string.Join(", ", Names)}");
+            : throw new SchedulerConfigException($"{config.Source}: _class_name '{config.ClassName}' has no SdPipeline port; name one of: {string.Join(", ", Names)}");
     }
 }

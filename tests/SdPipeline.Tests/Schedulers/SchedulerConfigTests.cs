@@ -1,4 +1,3 @@
-using SdPipeline.Config;
 using SdPipeline.Schedulers;
 using SdPipeline.Tests.Support;
 
@@ -63,7 +62,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Parse_Should_ListValidSchedules_When_BetaScheduleIsUnknown()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Parse("""{ "beta_schedule": "cosine" }""", "model/scheduler/scheduler_config.json"))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "beta_schedule": "cosine" }""", "model/scheduler/scheduler_config.json"))!;
 
         Assert.That(error.Message, Does.Contain("model/scheduler/scheduler_config.json").And.Contain("beta_schedule 'cosine'")
             .And.Contain("linear, scaled_linear, squaredcos_cap_v2"));
@@ -72,7 +71,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Parse_Should_ListValidTypes_When_PredictionTypeIsUnknown()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Parse("""{ "prediction_type": "sample" }"""))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "prediction_type": "sample" }"""))!;
 
         Assert.That(error.Message, Does.Contain("prediction_type 'sample'").And.Contain("epsilon, v_prediction"));
     }
@@ -80,7 +79,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Parse_Should_ListValidSpacings_When_TimestepSpacingIsUnknown()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Parse("""{ "timestep_spacing": "uniform" }"""))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "timestep_spacing": "uniform" }"""))!;
 
         Assert.That(error.Message, Does.Contain("timestep_spacing 'uniform'").And.Contain("leading, linspace, trailing"));
     }
@@ -88,7 +87,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Parse_Should_NameTheSource_When_AValueHasTheWrongType()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Parse("""{ "num_train_timesteps": "many" }""", "x/scheduler_config.json"))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "num_train_timesteps": "many" }""", "x/scheduler_config.json"))!;
 
         Assert.That(error.Message, Does.StartWith("x/scheduler_config.json").And.Contain("num_train_timesteps"));
     }
@@ -96,7 +95,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Parse_Should_Refuse_When_TrainedBetasDisagreeWithTheStepCount()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Parse("""{ "num_train_timesteps": 3, "trained_betas": [0.1, 0.2] }"""))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "num_train_timesteps": 3, "trained_betas": [0.1, 0.2] }"""))!;
 
         Assert.That(error.Message, Does.Contain("trained_betas has 2 values").And.Contain("num_train_timesteps is 3"));
     }
@@ -104,7 +103,7 @@ public sealed class SchedulerConfigTests
     [Test]
     public void Load_Should_SayWhereTheFileBelongs_When_ItIsMissing()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerConfig.Load("/nowhere/scheduler_config.json"))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Load("/nowhere/scheduler_config.json"))!;
 
         Assert.That(error.Message, Does.Contain("/nowhere/scheduler_config.json").And.Contain("scheduler/scheduler_config.json"));
     }

@@ -1,5 +1,5 @@
-using SdPipeline.Config;
 using SdPipeline.Schedulers;
+using TorchSharp;
 
 namespace SdPipeline.Tests.Schedulers;
 
@@ -20,10 +20,48 @@ public sealed class SchedulerFactoryTests
         Assert.That(SchedulerFactory.Names, Does.Contain(name));
     }
 
+    [TestCase("ddpm", true)]
+    [TestCase("ddim", false)]
+    [TestCase("pndm", false)]
+    [TestCase("euler", false)]
+    [TestCase("euler_ancestral", true)]
+    [TestCase("dpmsolver++", false)]
+    public void DrawsNoiseEachStep_Should_SayWhetherStepUsesTheGivenNoise_When_AskedByTheLoop(string name, bool expected)
+    {
+        // The denoising loop passes seeded noise only to schedulers that say they draw it; one that used noise without
+        // saying so would fall back to torch's global generator, and its images would stop depending on their seeds alone.
+        using var scheduler = SchedulerFactory.Create(name, SchedulerFixtures.BaseConfig);
+        Assert.That(scheduler.DrawsNoiseEachStep, Is.EqualTo(expected));
+        Assert.That(StepUsesNoise(scheduler), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void DrawsNoiseEachStep_Should_BeTrue_When_DdimHasPositiveEta()
+    {
+        using var scheduler = new DdimScheduler(SchedulerFixtures.BaseConfig, eta: 0.5);
+        Assert.That(scheduler.DrawsNoiseEachStep, Is.True);
+        Assert.That(StepUsesNoise(scheduler), Is.True);
+    }
+
+    // Whether the first step's result changes with the noise it is given.
+    private static bool StepUsesNoise(IScheduler scheduler)
+    {
+        using var scope = torch.NewDisposeScope();
+        scheduler.SetTimesteps(10);
+        var t = scheduler.Timesteps[0];
+        using var generator = new torch.Generator(7);
+        var sample = torch.randn([1, 4, 8, 8], generator: generator);
+        var modelOutput = torch.randn([1, 4, 8, 8], generator: generator);
+        var first = scheduler.Step(modelOutput, t, sample, noise: torch.zeros_like(sample)).PrevSample;
+        scheduler.SetTimesteps(10);
+        var second = scheduler.Step(modelOutput, t, sample, noise: torch.ones_like(sample)).PrevSample;
+        return !first.allclose(second);
+    }
+
     [Test]
     public void Create_Should_ListValidNames_When_NameIsUnknown()
     {
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("k_lms", SchedulerFixtures.BaseConfig))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("k_lms", SchedulerFixtures.BaseConfig))!;
 
         Assert.That(error.Message, Does.Contain("'k_lms'").And.Contain("ddpm, ddim, pndm, euler, euler_ancestral, dpmsolver++"));
     }
@@ -33,7 +71,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerConfig.Parse("""{ "_class_name": "LMSDiscreteScheduler" }""", "m/scheduler_config.json");
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.ShippedName(config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.ShippedName(config))!;
 
         Assert.That(error.Message, Does.Contain("LMSDiscreteScheduler").And.Contain("dpmsolver++"));
     }
@@ -43,7 +81,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerFixtures.BaseConfig with { UseKarrasSigmas = true };
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("euler", config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("euler", config))!;
 
         Assert.That(error.Message, Does.Contain("use_karras_sigmas = true").And.Contain("euler"));
     }
@@ -53,7 +91,7 @@ public sealed class SchedulerFactoryTests
     {
         var config = SchedulerConfig.Parse("""{ "beta_schedule": "scaled_linear" }""");
 
-        var error = Assert.Throws<ConfigException>(() => SchedulerFactory.Create("pndm", config))!;
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerFactory.Create("pndm", config))!;
 
         Assert.That(error.Message, Does.Contain("skip_prk_steps"));
     }

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using Newtonsoft.Json.Serialization;
@@ -10,16 +11,16 @@ namespace SdPipeline.Models.Clip;
 /// 12 heads, 3072, quick_gelu; SD 2.x is hidden 1024, 23 layers, 16 heads, 4096, gelu.
 /// </summary>
 /// <remarks>
-/// Keys that do not change the text encoder's output are accepted and ignored: <c>projection_dim</c> (a
-/// <c>CLIPTextModel</c> has no projection), the init and dropout settings (SD runs the encoder in eval mode), and
-/// <c>bos/eos/pad_token_id</c>, which SD 1.5's file gets wrong (0/2/1; the tokenizer uses 49406/49407) and which
-/// only transformers' pooled output reads.
+/// Keys that do not change the text encoder's output are accepted and ignored: the init and dropout settings (SD
+/// runs the encoder in eval mode) and <c>bos/pad_token_id</c>. <c>projection_dim</c> and <c>eos_token_id</c> are
+/// read because <c>CLIPTextModelWithProjection</c> (SDXL's second encoder) uses them; a <c>CLIPTextModel</c> has no
+/// projection and ignores both (SD 1.5's file has the stale ids 0/2/1; its tokenizer uses 49406/49407).
 /// </remarks>
 public sealed record ClipTextConfig
 {
     private static readonly HashSet<string> s_ignoredKeys =
     [
-        "projection_dim", "bos_token_id", "eos_token_id", "pad_token_id",
+        "bos_token_id", "pad_token_id",
         "initializer_range", "initializer_factor", "dropout", "attention_dropout",
         "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path",
     ];
@@ -54,11 +55,19 @@ public sealed record ClipTextConfig
     /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
     public double LayerNormEps { get; init; } = 1e-5;
 
+    /// <summary>Width of the text projection (<c>projection_dim</c>); only <c>CLIPTextModelWithProjection</c> has one.</summary>
+    public int ProjectionDim { get; init; } = 512;
+
+    /// <summary>
+    /// The end-of-text token id (<c>eos_token_id</c>); only <c>CLIPTextModelWithProjection</c>'s pooling reads it (the
+    /// legacy 2 means "pool at the highest token id", as transformers does for configs written before the id was right).
+    /// </summary>
+    public int EosTokenId { get; init; } = 2;
+
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <param name="path">The file.</param>
     /// <param name="warn">Told about each key this config does not know (and ignores).</param>
-    /// <exception cref="InvalidDataException">Malformed JSON or an invalid value; the message names the file and key.</exception>
-    /// <exception cref="NotSupportedException"><c>hidden_act</c> is neither quick_gelu nor gelu.</exception>
+    /// <exception cref="DiffusersConfigException">Malformed JSON or an invalid value; the message names the file and key.</exception>
     public static ClipTextConfig Load(string path, Action<string>? warn = null) =>
         File.Exists(path)
             ? Parse(File.ReadAllText(path), path, warn)
@@ -76,11 +85,11 @@ public sealed record ClipTextConfig
                 if (!known.Contains(property.Name) && !s_ignoredKeys.Contains(property.Name))
                     warn?.Invoke($"{source}: key '{property.Name}' is not part of a CLIP text encoder's architecture and is ignored");
             config = obj.ToObject<ClipTextConfig>(s_serializer)
-                ?? throw new InvalidDataException($"{source}: expected a JSON object");
+                ?? throw new DiffusersConfigException($"{source}: expected a JSON object");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{source}: not a valid CLIP text config: {e.Message}", e);
+            throw new DiffusersConfigException($"{source}: not a valid CLIP text config: {e.Message}", e);
         }
         config.Validate(source);
         return config;
@@ -118,7 +127,7 @@ public sealed record ClipTextConfig
     {
         void Positive(string key, int value)
         {
-            if (value <= 0) throw new InvalidDataException($"{source}: {key} must be positive, found {value}");
+            if (value <= 0) throw new DiffusersConfigException($"{source}: {key} must be positive, found {value}");
         }
         Positive("vocab_size", VocabSize);
         Positive("hidden_size", HiddenSize);
@@ -127,10 +136,10 @@ public sealed record ClipTextConfig
         Positive("num_attention_heads", NumAttentionHeads);
         Positive("max_position_embeddings", MaxPositionEmbeddings);
         if (HiddenSize % NumAttentionHeads != 0)
-            throw new InvalidDataException($"{source}: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
+            throw new DiffusersConfigException($"{source}: hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
         if (!(LayerNormEps > 0))
-            throw new InvalidDataException($"{source}: layer_norm_eps must be positive, found {LayerNormEps}");
+            throw new DiffusersConfigException($"{source}: layer_norm_eps must be positive, found {LayerNormEps}");
         if (HiddenAct is not ("quick_gelu" or "gelu"))
-            throw new NotSupportedException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: quick_gelu, gelu)");
+            throw new DiffusersConfigException($"{source}: hidden_act '{HiddenAct}' is not supported (supported: quick_gelu, gelu)");
     }
 }

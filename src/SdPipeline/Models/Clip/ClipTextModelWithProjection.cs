@@ -17,8 +17,7 @@ namespace SdPipeline.Models.Clip;
 /// </summary>
 public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
 {
-    // transformers' default CLIPTextConfig.projection_dim and eos_token_id.
-    private const int DefaultProjectionDim = 512;
+    // transformers' default CLIPTextConfig.eos_token_id, which old configs still carry.
     private const int LegacyEosTokenId = 2;
 
     private readonly ClipTextTransformer text_model;
@@ -62,7 +61,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
     /// Loads <c>{component}/config.json</c> and its safetensors weights strictly (every key, no extra, same shapes; the
     /// legacy <c>position_ids</c> buffer is tolerated), on the CPU.
     /// </summary>
-    /// <exception cref="InvalidDataException">The config is invalid; the message names the file and key.</exception>
+    /// <exception cref="DiffusersConfigException">The config is invalid; the message names the file and key.</exception>
     /// <exception cref="WeightsException">The weights do not match the config.</exception>
     public static ClipTextModelWithProjection FromPretrained(DiffusersFolder model, string component = "text_encoder_2", string? variant = null,
         Action<string>? warn = null)
@@ -82,15 +81,12 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Builds the model a <c>config.json</c> describes, with freshly initialised weights, on the CPU.</summary>
-    /// <exception cref="InvalidDataException">The config is invalid; the message names the file and key.</exception>
+    /// <exception cref="DiffusersConfigException">The config is invalid; the message names the file and key.</exception>
     public static ClipTextModelWithProjection FromConfig(string configPath, Action<string>? warn = null)
     {
         var config = ClipTextConfig.Load(configPath, warn);
-        var json = JObject.Parse(File.ReadAllText(configPath));
-        int projectionDim = IntKey(json, "projection_dim", DefaultProjectionDim, configPath);
-        int eosTokenId = IntKey(json, "eos_token_id", LegacyEosTokenId, configPath);
-        if (projectionDim <= 0) throw new InvalidDataException($"{configPath}: projection_dim must be positive, found {projectionDim}");
-        return new ClipTextModelWithProjection(config, projectionDim, eosTokenId);
+        if (config.ProjectionDim <= 0) throw new DiffusersConfigException($"{configPath}: projection_dim must be positive, found {config.ProjectionDim}");
+        return new ClipTextModelWithProjection(config, config.ProjectionDim, config.EosTokenId);
     }
 
     /// <summary>
@@ -173,12 +169,4 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         using var isEos = inputIds.eq(EosTokenId).to(ScalarType.Int32);
         return isEos.argmax(-1);
     }
-
-    private static int IntKey(JObject json, string key, int @default, string source) =>
-        json[key] switch
-        {
-            null or { Type: JTokenType.Null } => @default,
-            { Type: JTokenType.Integer } token => token.Value<int>(),
-            var token => throw new InvalidDataException($"{source}: {key} must be an integer, found {token.ToString(Newtonsoft.Json.Formatting.None)}"),
-        };
 }

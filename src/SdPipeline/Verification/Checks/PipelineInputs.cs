@@ -1,5 +1,4 @@
 using Newtonsoft.Json.Linq;
-using SdPipeline.Config;
 using SdPipeline.Schedulers;
 
 namespace SdPipeline.Verification.Checks;
@@ -62,15 +61,18 @@ internal sealed record PipelineInputs(IReadOnlyList<string> Prompts, IReadOnlyLi
 
         string cls = fixture.Require<string>("scheduler");
         string sampler;
+        bool drawsNoise;
         try
         {
             sampler = SchedulerFactory.ShippedName(scheduler with { ClassName = cls });
+            using var probe = SchedulerFactory.Create(sampler, scheduler);
+            drawsNoise = probe.DrawsNoiseEachStep;
         }
-        catch (ConfigException e)
+        catch (SchedulerConfigException e)
         {
             throw new ParityFixtureException(e.Message);
         }
-        if (sampler is SchedulerFactory.Ddpm or SchedulerFactory.EulerAncestral)
+        if (drawsNoise)
             throw new ParityFixtureException($"{cls} draws noise at every step, which the fixture does not record");
 
         return new PipelineInputs(prompts, negatives, imagesPerPrompt, fixture.Setting<double?>("guidance_scale") ?? 7.5,

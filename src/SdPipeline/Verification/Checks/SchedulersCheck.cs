@@ -164,7 +164,7 @@ internal sealed partial class SchedulersCheck : IParityCheck
         {
             return SchedulerFactory.Create(SchedulerFactory.ShippedName(config with { ClassName = cls }), config);
         }
-        catch (Config.ConfigException e)
+        catch (SchedulerConfigException e)
         {
             throw new ParityFixtureException(e.Message);
         }

@@ -1,5 +1,4 @@
 using Newtonsoft.Json.Linq;
-using SdPipeline.Config;
 using SdPipeline.Models.Unet;
 using SdPipeline.Sampling;
 using SdPipeline.Schedulers;
@@ -178,15 +177,18 @@ internal sealed class SdxlPipelineCheck : IParityCheck
                 throw new ParityFixtureException($"{fixture.Name}.json: call.crops_coords_top_left is not (0, 0)");
             string cls = fixture.Require<string>("scheduler");
             string sampler;
+            bool drawsNoise;
             try
             {
                 sampler = SchedulerFactory.ShippedName(model.SchedulerConfig with { ClassName = cls });
+                using var probe = SchedulerFactory.Create(sampler, model.SchedulerConfig);
+                drawsNoise = probe.DrawsNoiseEachStep;
             }
-            catch (ConfigException e)
+            catch (SchedulerConfigException e)
             {
                 throw new ParityFixtureException(e.Message);
             }
-            if (sampler is SchedulerFactory.Ddpm or SchedulerFactory.EulerAncestral)
+            if (drawsNoise)
                 throw new ParityFixtureException($"{cls} draws noise at every step, which the fixture does not record");
             return new Settings(prompts, negatives, Require<double>("guidance_scale"), Require<int>("num_inference_steps"), sampler,
                 Require<int>("height"), Require<int>("width"));

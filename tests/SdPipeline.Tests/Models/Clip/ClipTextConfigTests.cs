@@ -1,4 +1,5 @@
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Shared;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Models.Clip;
@@ -22,15 +23,27 @@ public sealed class ClipTextConfigTests
             MaxPositionEmbeddings = 77,
             HiddenAct = "quick_gelu",
             LayerNormEps = 1e-5,
+            ProjectionDim = 768,
+            EosTokenId = 2,
         }));
-        // the stale bos/eos/pad ids, projection_dim and the bookkeeping keys are known and ignored quietly
+        // the stale bos/pad ids and the bookkeeping keys are known and ignored quietly
         Assert.That(warnings, Is.Empty);
+    }
+
+    [Test]
+    public void Parse_Should_ReadTheProjectionKeys_When_TheConfigIsSdxlsSecondEncoder()
+    {
+        // CLIPTextModelWithProjection reads its projection width and pooling id from the same record, not from a second pass over the file
+        var config = ClipTextConfig.Parse("""{ "hidden_size": 64, "num_attention_heads": 4, "projection_dim": 32, "eos_token_id": 49407 }""", "te2/config.json");
+
+        Assert.That((config.ProjectionDim, config.EosTokenId), Is.EqualTo((32, 49407)));
+        Assert.That(ClipTextConfig.Parse("{}", "te/config.json") is { ProjectionDim: 512, EosTokenId: 2 }, "transformers' CLIPTextConfig defaults");
     }
 
     [Test]
     public void Parse_Should_NameKeyAndValue_When_ActivationIsUnsupported()
     {
-        var error = Assert.Throws<NotSupportedException>(() => ClipTextConfig.Parse("""{ "hidden_act": "gelu_new" }""", "te/config.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_act": "gelu_new" }""", "te/config.json"))!;
 
         Assert.That(error.Message, Does.Contain("te/config.json").And.Contain("hidden_act 'gelu_new'").And.Contain("quick_gelu, gelu"));
     }
@@ -38,7 +51,7 @@ public sealed class ClipTextConfigTests
     [Test]
     public void Parse_Should_Refuse_When_HeadsDoNotDivideWidth()
     {
-        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": 30, "num_attention_heads": 4 }""", "c.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_size": 30, "num_attention_heads": 4 }""", "c.json"))!;
 
         Assert.That(error.Message, Does.Contain("hidden_size 30").And.Contain("num_attention_heads 4"));
     }
@@ -58,7 +71,7 @@ public sealed class ClipTextConfigTests
     [Test]
     public void Parse_Should_NameTheFile_When_ValueHasWrongType()
     {
-        var error = Assert.Throws<InvalidDataException>(() => ClipTextConfig.Parse("""{ "hidden_size": "wide" }""", "c.json"))!;
+        var error = Assert.Throws<DiffusersConfigException>(() => ClipTextConfig.Parse("""{ "hidden_size": "wide" }""", "c.json"))!;
 
         Assert.That(error.Message, Does.Contain("c.json").And.Contain("hidden_size"));
     }
