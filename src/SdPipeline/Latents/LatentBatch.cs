@@ -10,6 +10,9 @@ namespace SdPipeline.Latents;
 /// <param name="TextEmbeddings">Frozen text-encoder hidden states [B, 77, D].</param>
 public sealed record LatentBatch(IReadOnlyList<LatentRow> Rows, Tensor Mean, Tensor Std, Tensor InputIds, Tensor TextEmbeddings) : IDisposable
 {
+    /// <summary>The SDXL columns of an SDXL cache, else null.</summary>
+    public SdxlLatentColumns? Sdxl { get; init; }
+
     /// <inheritdoc />
     public void Dispose()
     {
@@ -17,5 +20,6 @@ public sealed record LatentBatch(IReadOnlyList<LatentRow> Rows, Tensor Mean, Ten
         Std.Dispose();
         InputIds.Dispose();
         TextEmbeddings.Dispose();
+        Sdxl?.Dispose();
     }
 }

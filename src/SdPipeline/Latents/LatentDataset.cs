@@ -10,7 +10,6 @@ namespace SdPipeline.Latents;
 /// </summary>
 public sealed class LatentDataset : IDisposable
 {
-    private static readonly string[] TensorNames = ["mean", "std", "input_ids", "text_embeddings"];
     private readonly Dictionary<string, SafeTensorsFile> _shards;
 
     private LatentDataset(string folder, LatentIndex index, Dictionary<string, SafeTensorsFile> shards)
@@ -54,7 +53,7 @@ public sealed class LatentDataset : IDisposable
         if (rows.Select(r => r.Bucket).Distinct().Count() > 1)
             throw new ArgumentException($"a batch must hold one bucket, got {string.Join(", ", rows.Select(r => r.Bucket).Distinct())}", nameof(rows));
         var parts = new Dictionary<string, (byte[] Bytes, ScalarType DType, long[] Shape)>();
-        foreach (string name in TensorNames)
+        foreach (string name in Index.Sdxl ? [.. LatentTensorNames.Common, .. LatentTensorNames.SdxlOnly] : LatentTensorNames.Common)
         {
             var first = _shards[rows[0].Shard].Entry(name);
             long rowBytes = first.Length / first.Shape[0];
@@ -94,7 +93,13 @@ public sealed class LatentDataset : IDisposable
                 tensor.bytes = bytes;
                 return tensor;
             }
-            return new LatentBatch(Rows, Make("mean"), Make("std"), Make("input_ids"), Make("text_embeddings"));
+            return new LatentBatch(Rows, Make(LatentTensorNames.Mean), Make(LatentTensorNames.Std), Make(LatentTensorNames.InputIds), Make(LatentTensorNames.TextEmbeddings))
+            {
+                Sdxl = Parts.ContainsKey(LatentTensorNames.PooledTextEmbeddings)
+                    ? new SdxlLatentColumns(Make(LatentTensorNames.InputIds2), Make(LatentTensorNames.PooledTextEmbeddings),
+                        Make(LatentTensorNames.OriginalSize), Make(LatentTensorNames.CropTopLeft))
+                    : null,
+            };
         }
     }
 }

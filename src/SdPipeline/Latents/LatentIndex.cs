@@ -31,6 +31,10 @@ public sealed record LatentIndex
     [JsonProperty("clip_skip")]
     public int ClipSkip { get; init; }
 
+    /// <summary>Whether the cache is an SDXL model's (both encoders, the pooled embedding, the micro-conditioning); absent in SD caches.</summary>
+    [JsonProperty("sdxl", DefaultValueHandling = DefaultValueHandling.Ignore)]
+    public bool Sdxl { get; init; }
+
     /// <summary>Every row, in shard order.</summary>
     [JsonProperty("rows")]
     public required IReadOnlyList<LatentRow> Rows { get; init; }

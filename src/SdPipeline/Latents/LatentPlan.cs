@@ -13,7 +13,15 @@ namespace SdPipeline.Latents;
 /// <param name="Resized">Size the image is resized to before cropping.</param>
 /// <param name="Crop">Crop box in the resized image.</param>
 /// <param name="Flip">Whether to flip left-right.</param>
-public sealed record PlannedRow(DatasetItem Item, int Variant, Bucket Bucket, (int Width, int Height) Resized, CropBox Crop, bool Flip);
+public sealed record PlannedRow(DatasetItem Item, int Variant, Bucket Bucket, (int Width, int Height) Resized, CropBox Crop, bool Flip)
+{
+    /// <summary>
+    /// The crop's (top, left) as <c>train_text_to_image_sdxl.py</c> records it for the time ids: that script flips the
+    /// resized image before cropping, so a flipped row's left edge is counted in the flipped image. <see cref="Crop"/> is in
+    /// the unflipped image; the pixels are the same either way (crop-then-flip of the mirrored box).
+    /// </summary>
+    public (int Top, int Left) SdxlCropTopLeft => (Crop.Top, Flip ? Resized.Width - Crop.Left - Crop.Width : Crop.Left);
+}
 
 /// <summary>A shard to write: rows of one bucket.</summary>
 /// <param name="Name">File name.</param>
@@ -29,7 +37,14 @@ public sealed record PlannedShard(string Name, Bucket Bucket, IReadOnlyList<Plan
 public static class LatentPlan
 {
     /// <summary>The shards for <paramref name="items"/> under <paramref name="settings"/>.</summary>
-    public static IReadOnlyList<PlannedShard> Make(IReadOnlyList<DatasetItem> items, LatentsSection settings)
+    /// <param name="items">The dataset.</param>
+    /// <param name="settings">The latents section.</param>
+    /// <param name="flipBeforeCrop">
+    /// SDXL's order (<c>train_text_to_image_sdxl.py</c>: resize, flip, then crop) instead of SD's (<c>train_text_to_image.py</c>:
+    /// resize, crop, then flip). It matters only for a centre crop of a flipped image whose margin is odd, where rounding
+    /// half to even puts the box one pixel to the other side.
+    /// </param>
+    public static IReadOnlyList<PlannedShard> Make(IReadOnlyList<DatasetItem> items, LatentsSection settings, bool flipBeforeCrop = false)
     {
         int resolution = settings.Resolution;
         var buckets = settings.Bucketing
@@ -48,10 +63,14 @@ public static class LatentPlan
                 : Math.Max(settings.Variants, settings.RandomFlip ? 2 : 1);
             for (int variant = 0; variant < variants; variant++)
             {
+                bool flip = settings.RandomFlip && variant % 2 == 1;
                 var crop = canMove
                     ? ImagePreprocessor.RandomCrop(resized.Width, resized.Height, bucket.Width, bucket.Height, new Random(Seed(settings.Seed, item.Id, variant)))
                     : ImagePreprocessor.CenterCrop(resized.Width, resized.Height, bucket.Width, bucket.Height);
-                rows.Add(new PlannedRow(item, variant, bucket, resized, crop, settings.RandomFlip && variant % 2 == 1));
+                // The centre box of the flipped image, as a box of the unflipped one (a random box's distribution is symmetric).
+                if (flip && flipBeforeCrop && !canMove)
+                    crop = crop with { Left = resized.Width - crop.Left - crop.Width };
+                rows.Add(new PlannedRow(item, variant, bucket, resized, crop, flip));
             }
         }
 

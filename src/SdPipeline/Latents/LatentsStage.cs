@@ -68,17 +68,15 @@ public sealed class LatentsStage : IStageRunner
         int clipSkip = workspace.Config.Typed.Model.ClipSkip;
         string datasetFolder = workspace.FolderOf(DownloadStage.Definition);
         var items = DatasetReader.Items(datasetFolder);
-        var shards = LatentPlan.Make(items, settings);
+        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
+        bool sdxl = SdxlStageSupport.IsSdxlFolder(model);
+        var shards = LatentPlan.Make(items, settings, flipBeforeCrop: sdxl);
         int totalRows = shards.Sum(s => s.Rows.Count);
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
-        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
-        SdxlStageSupport.RefuseSdxl(model, "latents");
+        using var captionEncoder = CaptionEncoder.Open(model, ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning), clipSkip, device);
         using var vae = AutoencoderKL.FromFolder(model);
-        using var textEncoder = ClipTextModel.FromPretrained(model);
-        var tokenizer = ClipTokenizer.FromFolder(model.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         vae.to(device).eval();
-        textEncoder.to(device).eval();
 
         var rows = new List<LatentRow>();
         var skipped = new List<SkippedItem>();
@@ -98,7 +96,7 @@ public sealed class LatentsStage : IStageRunner
                     bar.Advance(shard.Rows.Count);
                     continue;
                 }
-                var written = EncodeShard(shard, path, datasetFolder, vae, textEncoder, tokenizer, device, settings, clipSkip, bar, workspace.Cancellation);
+                var written = EncodeShard(shard, path, datasetFolder, vae, captionEncoder, device, settings, bar, workspace.Cancellation);
                 rows.AddRange(written.Rows);
                 skipped.AddRange(written.Skipped);
                 encoded += written.Rows.Count;
@@ -116,6 +114,7 @@ public sealed class LatentsStage : IStageRunner
             ScalingFactor = vae.Config.ScalingFactor,
             ShiftFactor = vae.Config.ShiftFactor,
             ClipSkip = clipSkip,
+            Sdxl = sdxl,
             Rows = rows,
             Skipped = skipped,
         }.Write(workspace.Directory);
@@ -139,16 +138,18 @@ public sealed class LatentsStage : IStageRunner
 
     private sealed record ShardContent(IReadOnlyList<LatentRow> Rows, IReadOnlyList<SkippedItem> Skipped);
 
-    private static ShardContent EncodeShard(PlannedShard shard, string path, string datasetFolder, AutoencoderKL vae, ClipTextModel textEncoder,
-        ClipTokenizer tokenizer, Device device, LatentsSection settings, int clipSkip, Progress.IProgressTask bar, CancellationToken cancellation)
+    private static ShardContent EncodeShard(PlannedShard shard, string path, string datasetFolder, AutoencoderKL vae, CaptionEncoder captionEncoder,
+        Device device, LatentsSection settings, Progress.IProgressTask bar, CancellationToken cancellation)
     {
         var interpolation = Enum.Parse<Interpolation>(settings.Interpolation, ignoreCase: true);
         var kept = new List<(PlannedRow Row, float[] Pixels)>();
         var skipped = new List<SkippedItem>();
-        var means = new List<Tensor>();
-        var stds = new List<Tensor>();
-        var embeddings = new List<Tensor>();
-        var ids = new List<Tensor>();
+        var columns = new Dictionary<string, List<Tensor>>(StringComparer.Ordinal);
+        void Add(string name, Tensor tensor)
+        {
+            if (!columns.TryGetValue(name, out var list)) columns[name] = list = [];
+            list.Add(tensor.MoveToOuterDisposeScope());
+        }
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
 
@@ -160,20 +161,25 @@ public sealed class LatentsStage : IStageRunner
             using var batchScope = torch.NewDisposeScope();
             int h = kept[0].Row.Bucket.Height, w = kept[0].Row.Bucket.Width;
             var pixels = torch.tensor(kept.SelectMany(k => k.Pixels).ToArray(), [kept.Count, 3, h, w]).to(device);
-            var tokens = tokenizer.EncodeBatch(kept.Select(k => k.Row.Item.Caption).ToList());
             try
             {
                 using var posterior = vae.Encode(pixels);
-                means.Add(posterior.Mean.to(DType(settings.PosteriorDtype)).cpu().MoveToOuterDisposeScope());
-                stds.Add(posterior.Std.to(DType(settings.PosteriorDtype)).cpu().MoveToOuterDisposeScope());
-                embeddings.Add(textEncoder.Encode(tokens.to(device), clipSkip).to(DType(settings.EmbeddingDtype)).cpu().MoveToOuterDisposeScope());
+                Add(LatentTensorNames.Mean, posterior.Mean.to(DType(settings.PosteriorDtype)).cpu());
+                Add(LatentTensorNames.Std, posterior.Std.to(DType(settings.PosteriorDtype)).cpu());
+                foreach (var (name, tensor) in captionEncoder.Encode(kept.Select(k => k.Row.Item.Caption).ToList(), DType(settings.EmbeddingDtype)))
+                    Add(name, tensor);
             }
             catch (Exception e) when (IsOutOfMemory(e))
             {
                 throw new StageFailedException($"latents: the device ran out of memory encoding a batch of {kept.Count} images at {w}x{h}; " +
                     $"lower latents.batch_size (now {settings.BatchSize}), e.g. --set latents.batch_size={Math.Max(1, settings.BatchSize / 2)}", e);
             }
-            ids.Add(tokens.MoveToOuterDisposeScope());
+            if (captionEncoder.IsSdxl)
+            {
+                // compute_time_ids' inputs: the image's (height, width) before the resize, the crop's (top, left) after it.
+                Add(LatentTensorNames.OriginalSize, torch.tensor(kept.SelectMany(k => new long[] { k.Row.Item.Height, k.Row.Item.Width }).ToArray(), [kept.Count, 2]));
+                Add(LatentTensorNames.CropTopLeft, torch.tensor(kept.SelectMany(k => new long[] { k.Row.SdxlCropTopLeft.Top, k.Row.SdxlCropTopLeft.Left }).ToArray(), [kept.Count, 2]));
+            }
             bar.Advance(kept.Count);
         }
 
@@ -208,13 +214,7 @@ public sealed class LatentsStage : IStageRunner
 
         if (rows.Count > 0)
         {
-            var tensors = new Dictionary<string, Tensor>
-            {
-                ["mean"] = torch.cat(means),
-                ["std"] = torch.cat(stds),
-                ["input_ids"] = torch.cat(ids),
-                ["text_embeddings"] = torch.cat(embeddings),
-            };
+            var tensors = columns.ToDictionary(c => c.Key, c => torch.cat(c.Value), StringComparer.Ordinal);
             // The shard carries its own rows, so a resumed run can rebuild the index from finished shards alone.
             SafeTensorsWriter.Write(path, tensors, new Dictionary<string, string>
             {

@@ -20,16 +20,20 @@ public static class LoraConverter
         if (model is null && LoraFile.Detect(input) == LoraLayout.Kohya)
             throw new WeightsException($"{input} is in kohya's layout, whose names resolve only against a model: pass --model DIR (the base model's diffusers folder)");
         var layers = new List<(string Component, string Path)>();
+        bool sdxl = false;
         if (model is not null)
         {
             using var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(Path.Combine(model.Component("unet"), "config.json")), Meta);
             using var textEncoder = new ClipTextModel(ClipTextConfig.Load(Path.Combine(model.Component("text_encoder"), "config.json")), Meta);
-            layers.AddRange(LoraNetwork.Layers(unet, textEncoder).Keys);
+            string secondConfig = Path.Combine(model.Root, "text_encoder_2", "config.json");
+            using var textEncoder2 = File.Exists(secondConfig) ? ClipTextModelWithProjection.FromConfig(secondConfig, device: Meta) : null;
+            layers.AddRange(LoraNetwork.Layers(unet, textEncoder, textEncoder2).Keys);
+            sdxl = textEncoder2 is not null;
         }
         var (from, modules) = LoraFile.Read(input, layers);
         try
         {
-            LoraFile.Write(output, modules, layout);
+            LoraFile.Write(output, modules, layout, sdxl);
             return (from, modules.Count);
         }
         finally

@@ -33,14 +33,26 @@ public static class LoraFile
     /// <summary>diffusers' <c>LORA_ADAPTER_METADATA_KEY</c>.</summary>
     public const string AdapterMetadataKey = "lora_adapter_metadata";
 
+    // kohya's prefixes: SD's one text encoder is lora_te; SDXL's two are lora_te1 (text_encoder) and lora_te2 (text_encoder_2),
+    // as sd-scripts' sdxl_train_network.py names them (LORA_PREFIX_TEXT_ENCODER1/2 in networks/lora.py).
     private static readonly Dictionary<string, string> KohyaPrefixes = new(StringComparer.Ordinal)
     {
         [LoraNetwork.Unet] = "lora_unet_",
         [LoraNetwork.TextEncoder] = "lora_te_",
+        [LoraNetwork.TextEncoder2] = "lora_te2_",
     };
 
+    private const string KohyaSdxlTextEncoder1Prefix = "lora_te1_";
+
     /// <summary>Writes <paramref name="modules"/> in <paramref name="layout"/> (float32) to <paramref name="path"/>.</summary>
-    public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout)
+    /// <param name="path">The file to write.</param>
+    /// <param name="modules">The adapters.</param>
+    /// <param name="layout">diffusers/PEFT or kohya names.</param>
+    /// <param name="sdxl">
+    /// The adapters are an SDXL model's: kohya names the first text encoder <c>lora_te1_</c>. Implied when a module is on
+    /// <c>text_encoder_2</c>.
+    /// </param>
+    public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout, bool sdxl = false)
     {
         ArgumentNullException.ThrowIfNull(modules);
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -59,7 +71,7 @@ public static class LoraFile
         {
             foreach (var m in modules)
             {
-                string name = KohyaName(m.Component, m.Path);
+                string name = KohyaName(m.Component, m.Path, sdxl || modules.Any(x => x.Component == LoraNetwork.TextEncoder2));
                 tensors[$"{name}.lora_down.weight"] = Float(m.Down);
                 tensors[$"{name}.lora_up.weight"] = Float(m.Up);
                 tensors[$"{name}.alpha"] = torch.tensor((float)m.Alpha);
@@ -75,10 +87,18 @@ public static class LoraFile
         SafeTensorsWriter.Write(path, tensors, metadata);
     }
 
-    /// <summary>The kohya module name of a layer: <c>lora_unet_</c> or <c>lora_te_</c> and the path with dots as underscores.</summary>
-    public static string KohyaName(string component, string path) =>
-        (KohyaPrefixes.TryGetValue(component, out string? prefix) ? prefix : throw new ArgumentException($"no kohya prefix for component '{component}'", nameof(component)))
-        + path.Replace('.', '_');
+    /// <summary>
+    /// The kohya module name of a layer: <c>lora_unet_</c>, <c>lora_te_</c> (SDXL: <c>lora_te1_</c>) or <c>lora_te2_</c>, and the
+    /// path with dots as underscores. An SDXL UNet keeps its diffusers module path (<c>lora_unet_down_blocks_1_attentions_0_…</c>), the
+    /// form diffusers' <c>_convert_unet_lora_key</c> maps back for SD as for SDXL; kohya's own SDXL trainer writes the original block
+    /// numbering instead (<c>lora_unet_input_blocks_4_1_…</c>), which this reader does not resolve.
+    /// </summary>
+    public static string KohyaName(string component, string path, bool sdxl = false)
+    {
+        if (sdxl && component == LoraNetwork.TextEncoder) return KohyaSdxlTextEncoder1Prefix + path.Replace('.', '_');
+        return (KohyaPrefixes.TryGetValue(component, out string? prefix) ? prefix : throw new ArgumentException($"no kohya prefix for component '{component}'", nameof(component)))
+            + path.Replace('.', '_');
+    }
 
     /// <summary>
     /// Reads a LoRA file of either layout. Kohya names lose the dots of the module path, so they are matched against the
@@ -107,7 +127,8 @@ public static class LoraFile
     private static LoraLayout Detect(SafeTensorsFile file)
     {
         var names = file.Entries.Select(e => e.Name).ToList();
-        if (names.Any(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) || n.StartsWith("lora_te_", StringComparison.Ordinal)))
+        if (names.Any(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) || n.StartsWith("lora_te_", StringComparison.Ordinal)
+            || n.StartsWith(KohyaSdxlTextEncoder1Prefix, StringComparison.Ordinal) || n.StartsWith("lora_te2_", StringComparison.Ordinal)))
             return LoraLayout.Kohya;
         if (names.Any(n => n.Contains(".lora_A.", StringComparison.Ordinal) || n.Contains(".lora.down.", StringComparison.Ordinal) || n.Contains(".lora_linear_layer.down.", StringComparison.Ordinal)))
             return LoraLayout.Diffusers;
@@ -119,7 +140,11 @@ public static class LoraFile
     {
         var byName = new Dictionary<string, (string Component, string Path)>(StringComparer.Ordinal);
         foreach (var layer in layers)
-            if (KohyaPrefixes.ContainsKey(layer.Component)) byName[KohyaName(layer.Component, layer.Path)] = layer;
+            if (KohyaPrefixes.ContainsKey(layer.Component))
+            {
+                byName[KohyaName(layer.Component, layer.Path)] = layer;
+                if (layer.Component == LoraNetwork.TextEncoder) byName[KohyaName(layer.Component, layer.Path, sdxl: true)] = layer;
+            }
         var modules = new List<LoraModuleWeights>();
         var unknown = new List<string>();
         foreach (var entry in file.Entries.Where(e => e.Name.EndsWith(".lora_down.weight", StringComparison.Ordinal)))
@@ -217,6 +242,7 @@ public static class LoraFile
     {
         if (unknown.Count > 0)
             throw new WeightsException($"{path}: {unknown.Count} LoRA module(s) name no layer of this model, e.g. {string.Join(", ", unknown.Take(3))} " +
-                "(a LoRA for another architecture? SD 1.x/2.x LoRAs in diffusers naming are supported; LoRAs in the original CompVis naming are not)");
+                "(a LoRA for another architecture? SD 1.x/2.x and SDXL LoRAs in diffusers naming are supported; LoRAs in the original CompVis/SGM block naming, " +
+                "such as lora_unet_input_blocks_…, are not)");
     }
 }

@@ -24,6 +24,9 @@ public sealed class LoraNetwork : IDisposable
     /// <summary>The text encoder's component name (key prefix).</summary>
     public const string TextEncoder = "text_encoder";
 
+    /// <summary>SDXL's second text encoder's component name (key prefix).</summary>
+    public const string TextEncoder2 = "text_encoder_2";
+
     // PEFT matches target_modules as name suffixes: diffusers' script targets ["to_k", "to_q", "to_v", "to_out.0"] and,
     // for the text encoder, ["q_proj", "k_proj", "v_proj", "out_proj"].
     private static readonly Regex AttentionLayer = new(@"(^|\.)(to_q|to_k|to_v|to_out\.0)$", RegexOptions.CultureInvariant);
@@ -58,8 +61,12 @@ public sealed class LoraNetwork : IDisposable
         }
     }
 
-    /// <summary>The layers <paramref name="settings"/> targets in <paramref name="unet"/> and, when it trains it, <paramref name="textEncoder"/>.</summary>
-    public static IReadOnlyList<(string Component, string Path, nn.Module Layer)> Targets(UNet2DConditionModel unet, ClipTextModel? textEncoder, LoraSettings settings)
+    /// <summary>
+    /// The layers <paramref name="settings"/> targets in <paramref name="unet"/> and, when it trains them, <paramref name="textEncoder"/>
+    /// and SDXL's <paramref name="textEncoder2"/> (the same attention projections in both, as diffusers' SDXL LoRA script).
+    /// </summary>
+    public static IReadOnlyList<(string Component, string Path, nn.Module Layer)> Targets(UNet2DConditionModel unet, ClipTextModel? textEncoder, LoraSettings settings,
+        ClipTextModelWithProjection? textEncoder2 = null)
     {
         ArgumentNullException.ThrowIfNull(unet);
         ArgumentNullException.ThrowIfNull(settings);
@@ -72,6 +79,10 @@ public sealed class LoraNetwork : IDisposable
             foreach (var (path, module) in textEncoder.named_modules())
                 if (IsLinear(module) && TextAttentionLayer.IsMatch(path))
                     targets.Add((TextEncoder, path, module));
+        if (settings.TextEncoder && textEncoder2 is not null)
+            foreach (var (path, module) in textEncoder2.named_modules())
+                if (IsLinear(module) && TextAttentionLayer.IsMatch(path))
+                    targets.Add((TextEncoder2, path, module));
         return targets;
     }
 
@@ -118,9 +129,10 @@ public sealed class LoraNetwork : IDisposable
     /// <param name="textEncoder">The text encoder (adapters only when <see cref="LoraSettings.TextEncoder"/>).</param>
     /// <param name="settings">Rank, alpha, dropout, targets.</param>
     /// <param name="seed">Seed of lora_A's initialisation.</param>
-    public static LoraNetwork Create(UNet2DConditionModel unet, ClipTextModel? textEncoder, LoraSettings settings, long seed)
+    /// <param name="textEncoder2">SDXL's second text encoder (adapters only when <see cref="LoraSettings.TextEncoder"/>), drawn after the others.</param>
+    public static LoraNetwork Create(UNet2DConditionModel unet, ClipTextModel? textEncoder, LoraSettings settings, long seed, ClipTextModelWithProjection? textEncoder2 = null)
     {
-        var targets = Targets(unet, textEncoder, settings);
+        var targets = Targets(unet, textEncoder, settings, textEncoder2);
         if (targets.Count == 0) throw new InvalidOperationException("no layer of the model matches train.lora_targets");
         using var generator = new Generator((ulong)seed);
         var modules = new List<(LoraModule, Action)>();
@@ -144,10 +156,11 @@ public sealed class LoraNetwork : IDisposable
 
     /// <summary>Attaches adapters read from a file (see <see cref="LoraFile.Read"/>) at <paramref name="strength"/>, for sampling.</summary>
     /// <exception cref="WeightsException">A layer the file names is not in the models, or its shapes do not fit.</exception>
-    public static LoraNetwork Apply(IReadOnlyList<LoraModuleWeights> weights, UNet2DConditionModel unet, ClipTextModel? textEncoder, double strength)
+    public static LoraNetwork Apply(IReadOnlyList<LoraModuleWeights> weights, UNet2DConditionModel unet, ClipTextModel? textEncoder, double strength,
+        ClipTextModelWithProjection? textEncoder2 = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
-        var layers = Layers(unet, textEncoder);
+        var layers = Layers(unet, textEncoder, textEncoder2);
         var modules = new List<(LoraModule, Action)>();
         foreach (var w in weights)
         {
@@ -171,7 +184,8 @@ public sealed class LoraNetwork : IDisposable
     }
 
     /// <summary>Every linear and convolution layer of the models by (component, path): the layers a LoRA file may name.</summary>
-    public static IReadOnlyDictionary<(string Component, string Path), nn.Module> Layers(UNet2DConditionModel unet, ClipTextModel? textEncoder)
+    public static IReadOnlyDictionary<(string Component, string Path), nn.Module> Layers(UNet2DConditionModel unet, ClipTextModel? textEncoder,
+        ClipTextModelWithProjection? textEncoder2 = null)
     {
         ArgumentNullException.ThrowIfNull(unet);
         var layers = new Dictionary<(string, string), nn.Module>();
@@ -180,6 +194,9 @@ public sealed class LoraNetwork : IDisposable
         if (textEncoder is not null)
             foreach (var (path, module) in textEncoder.named_modules())
                 if (IsLinear(module) || IsConvolution(module)) layers[(TextEncoder, path)] = module;
+        if (textEncoder2 is not null)
+            foreach (var (path, module) in textEncoder2.named_modules())
+                if (IsLinear(module) || IsConvolution(module)) layers[(TextEncoder2, path)] = module;
         return layers;
     }
 

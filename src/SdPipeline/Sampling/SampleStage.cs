@@ -76,6 +76,42 @@ public sealed class SampleStage : IStageRunner
         return File.Exists(trained) ? trained : null;
     }
 
+    /// <summary>
+    /// The pipeline of <paramref name="folder"/> — <see cref="StableDiffusionXLPipeline"/> for an SDXL folder, else
+    /// <see cref="StableDiffusionPipeline"/> — with the LoRA file at <paramref name="loraPath"/> applied at <paramref name="loraScale"/> when given.
+    /// </summary>
+    public static ITextToImagePipeline Open(DiffusersFolder folder, string? loraPath, double loraScale, TorchSharp.torch.Device device, ClipTextCleaning cleaning)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        if (!StableDiffusionXLPipeline.IsSdxlFolder(folder))
+            return loraPath is null ? StableDiffusionPipeline.FromFolder(folder, device, cleaning: cleaning) : WithLora(folder, loraPath, loraScale, device, cleaning);
+        var pipeline = StableDiffusionXLPipeline.FromFolder(folder, device, cleaning: cleaning);
+        if (loraPath is null) return pipeline;
+        try
+        {
+            var encoders = pipeline.PromptEncoder;
+            var (_, modules) = LoraFile.Read(loraPath, LoraNetwork.Layers(pipeline.Unet, encoders.TextEncoder, encoders.TextEncoder2).Keys);
+            try
+            {
+                pipeline.Lora = LoraNetwork.Apply(modules, pipeline.Unet, encoders.TextEncoder, loraScale, encoders.TextEncoder2);
+            }
+            finally
+            {
+                foreach (var module in modules)
+                {
+                    module.Down.Dispose();
+                    module.Up.Dispose();
+                }
+            }
+            return pipeline;
+        }
+        catch
+        {
+            pipeline.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Loads the base pipeline from <paramref name="baseFolder"/> and applies the LoRA file at <paramref name="path"/> at <paramref name="scale"/>.</summary>
     public static StableDiffusionPipeline WithLora(DiffusersFolder baseFolder, string path, double scale, TorchSharp.torch.Device device,
         ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
@@ -126,6 +162,12 @@ public sealed class SampleStage : IStageRunner
         var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.FolderOf(TrainStage.Definition), TrainStage.PipelineFolder)) : baseFolder;
         string sampler = settings.Sampler.Length > 0 ? settings.Sampler
             : SchedulerFactory.ShippedName(SchedulerConfig.Load(Path.Combine(baseFolder.Component("scheduler"), "scheduler_config.json")));
+        bool sdxl = StableDiffusionXLPipeline.IsSdxlFolder(baseFolder);
+        if (sdxl && workspace.Config.Typed.Model.ClipSkip != 0)
+            throw new ConfigException($"model.clip_skip = {workspace.Config.Typed.Model.ClipSkip}: an SDXL model always conditions on both text encoders' penultimate layers; set model.clip_skip=0");
+        // SDXL's default call has no negative prompt: zero embeddings under force_zeros_for_empty_prompt (diffusers' behaviour);
+        // SD encodes "". A negative prompt that is set is encoded by both.
+        string? negativePrompt = sdxl && settings.NegativePrompt.Length == 0 ? null : settings.NegativePrompt;
 
         var jobs = prompts.SelectMany(p => settings.Seeds.Select(seed => (p.Prompt, p.Heldout, Seed: seed))).ToList();
         var images = new Dictionary<string, List<byte[]>>();
@@ -136,14 +178,12 @@ public sealed class SampleStage : IStageRunner
             ("fine_tuned", tunedFolder, ArtifactStore.Short(Path.GetFileName(workspace.FolderOf(TrainStage.Definition)))),
         })
         {
-            using var pipeline = variant == "fine_tuned" && lora is not null
-                ? WithLora(folder, lora, settings.LoraScale, device, cleaning)
-                : StableDiffusionPipeline.FromFolder(folder, device, cleaning: cleaning);
+            using var pipeline = Open(folder, variant == "fine_tuned" ? lora : null, settings.LoraScale, device, cleaning);
             var encoded = new List<byte[]>();
             foreach (var chunk in jobs.Chunk(Math.Max(1, settings.BatchSize)))
             {
                 workspace.Cancellation.ThrowIfCancellationRequested();
-                var request = new TextToImageRequest(chunk.Select(j => j.Prompt).ToList(), chunk.Select(j => j.Seed).ToList(), settings.NegativePrompt,
+                var request = new TextToImageRequest(chunk.Select(j => j.Prompt).ToList(), chunk.Select(j => j.Seed).ToList(), negativePrompt,
                     settings.GuidanceScale, settings.Steps, sampler, width, height, workspace.Config.Typed.Model.ClipSkip);
                 var result = pipeline.Generate(request);
                 for (int i = 0; i < chunk.Length; i++)

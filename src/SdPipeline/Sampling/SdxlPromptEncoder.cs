@@ -44,10 +44,7 @@ public sealed class SdxlPromptEncoder(ClipTokenizer tokenizer, ClipTokenizer tok
     /// <summary>Encodes token ids of both tokenizers, [B, 77] each (what the latent cache stores).</summary>
     public SdxlPromptEmbeddings EncodeIds(Tensor inputIds, Tensor inputIds2)
     {
-        using var scope = NewDisposeScope();
-        var first = TextEncoder.HiddenState(inputIds, TextEncoder.Config.NumHiddenLayers - 1);
-        var (second, pooled) = TextEncoder2.Encode(inputIds2, TextEncoder2.LayerCount - 1);
-        var promptEmbeds = torch.cat([first, second], dim: -1);
-        return new SdxlPromptEmbeddings(promptEmbeds.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
+        var (promptEmbeds, pooled) = new SdxlTextEncoders(TextEncoder, TextEncoder2).Encode(inputIds, inputIds2);
+        return new SdxlPromptEmbeddings(promptEmbeds, pooled);
     }
 }

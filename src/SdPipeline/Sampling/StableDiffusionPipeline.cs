@@ -16,7 +16,7 @@ namespace SdPipeline.Sampling;
 /// diffusers' <c>StableDiffusionPipeline.__call__</c>; each image starts from noise drawn from its own
 /// seeded generator, so a seed gives the same image every time on the CPU, whatever the batch.
 /// </summary>
-public sealed class StableDiffusionPipeline : IDisposable
+public sealed class StableDiffusionPipeline : ITextToImagePipeline
 {
     /// <summary>Assembles a pipeline from loaded components.</summary>
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
@@ -82,6 +82,9 @@ public sealed class StableDiffusionPipeline : IDisposable
         using var ids = Tokenizer.EncodeBatch(prompts);
         return TextEncoder.Encode(ids.to(Device), clipSkip);
     }
+
+    /// <inheritdoc />
+    TextToImageResult ITextToImagePipeline.Generate(TextToImageRequest request) => Generate(request);
 
     /// <summary>Generates one image per prompt and seed.</summary>
     /// <param name="request">What to generate.</param>

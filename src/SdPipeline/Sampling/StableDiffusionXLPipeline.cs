@@ -15,7 +15,7 @@ namespace SdPipeline.Sampling;
 /// Mirrors diffusers' <c>StableDiffusionXLPipeline.__call__</c> (no refiner, no guidance rescale); each image starts
 /// from noise of its own seeded generator, as <see cref="StableDiffusionPipeline"/>.
 /// </summary>
-public sealed class StableDiffusionXLPipeline : IDisposable
+public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
 {
     /// <summary>Assembles a pipeline from loaded components.</summary>
     /// <param name="promptEncoder">Both tokenizers and text encoders.</param>
@@ -74,10 +74,15 @@ public sealed class StableDiffusionXLPipeline : IDisposable
     public static bool IsSdxlFolder(DiffusersFolder folder) => BaseModel.SdxlStageSupport.IsSdxlFolder(folder);
 
     /// <summary>Loads every component of an SDXL diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
-    public static StableDiffusionXLPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null)
+    /// <param name="folder">The diffusers folder.</param>
+    /// <param name="device">Where the models run.</param>
+    /// <param name="variant">Precision variant of the weight files, or null.</param>
+    /// <param name="cleaning">Whose CLIP text clean-up both tokenizers reproduce (default: transformers', as diffusers).</param>
+    public static StableDiffusionXLPipeline FromFolder(DiffusersFolder folder, Device device, string? variant = null,
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
-        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"));
-        var tokenizer2 = ClipTokenizer.FromFolder(folder.Component("tokenizer_2"));
+        var tokenizer = ClipTokenizer.FromFolder(folder.Component("tokenizer"), cleaning);
+        var tokenizer2 = ClipTokenizer.FromFolder(folder.Component("tokenizer_2"), cleaning);
         var textEncoder = ClipTextModel.FromPretrained(folder, variant: variant);
         var textEncoder2 = ClipTextModelWithProjection.FromPretrained(folder, variant: variant);
         var unet = UNet2DConditionModel.FromFolder(folder, variant);
@@ -120,6 +125,9 @@ public sealed class StableDiffusionXLPipeline : IDisposable
             throw new ArgumentException($"{negatives.Count} negative prompts for {batch} prompts", nameof(negativePrompts));
         return EncodePrompts(negatives);
     }
+
+    /// <inheritdoc />
+    TextToImageResult ITextToImagePipeline.Generate(TextToImageRequest request) => Generate(request);
 
     /// <summary>
     /// Generates one image per prompt and seed. The request's negative prompt null means none (zero embeddings when

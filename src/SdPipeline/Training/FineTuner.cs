@@ -43,6 +43,9 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     /// <summary>Caption dropout and tag shuffling, when the settings ask for them (see <see cref="Training.CaptionAugmentation"/>).</summary>
     public CaptionAugmentation? CaptionAugmentation { get; init; }
 
+    /// <summary>SDXL's conditioning (pooled embedding and time ids from the cache) for an SDXL UNet, else null.</summary>
+    public SdxlConditioning? Sdxl { get; init; }
+
     /// <summary>Optimizer steps the run will take.</summary>
     public long TotalSteps()
     {
@@ -98,7 +101,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         using var metrics = new MetricsWriter(Path.Combine(folder, MetricsFile), resumedFrom is null ? 0 : position.MetricsLines);
 
         models.Unet.train();
-        if (models.TrainsTextEncoder) models.TextEncoder.train();
+        if (models.TrainsTextEncoder) TextEncodersTrain(true);
         long step = position.Step;
         int epoch = position.Epoch, batchInEpoch = position.BatchInEpoch;
         double lastLoss = double.NaN;
@@ -129,12 +132,11 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                         // diffusers' latent_dist.sample() * scaling_factor, from the cached posterior.
                         var epsilon = torch.randn(batch.Mean.shape, generator: generator);
                         var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).to(device);
-                        var (cachedText, inputIds) = CaptionAugmentation?.Apply(batch, generator) ?? (batch.TextEmbeddings, batch.InputIds);
-                        var embeddings = Embed(cachedText.to(device), inputIds.to(device));
+                        var conditioning = Condition(batch, generator);
                         var noised = objective.Noise(latents, generator);
                         Tensor prediction;
                         using (precision.EnterAutocast())
-                            prediction = models.Unet.call(noised.NoisyLatents, noised.Timesteps, embeddings);
+                            prediction = conditioning.Predict(models.Unet, noised.NoisyLatents, noised.Timesteps);
                         var loss = objective.Loss(prediction, noised.Target, noised.Timesteps);
                         double value = loss.item<float>();
                         if (!double.IsFinite(value) && !scaler.Enabled)
@@ -212,6 +214,25 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
             stepTimes.Count > 0 ? stepTimes[stepTimes.Count / 2] : null, memory.PeakBytes());
     }
 
+    /// <summary>
+    /// The UNet's conditioning of a batch: SDXL's from its cache, else SD's text embeddings after caption augmentation (when
+    /// <paramref name="generator"/> is given: training steps, not held-out evaluations).
+    /// </summary>
+    private UnetConditioning Condition(LatentBatch batch, Generator? generator)
+    {
+        if (Sdxl is not null) return Sdxl.Condition(batch, device);
+        var (cachedText, inputIds) = generator is not null && CaptionAugmentation is not null
+            ? CaptionAugmentation.Apply(batch, generator)
+            : (batch.TextEmbeddings, batch.InputIds);
+        return new UnetConditioning(Embed(cachedText.to(device), inputIds.to(device)));
+    }
+
+    private void TextEncodersTrain(bool training)
+    {
+        models.TextEncoder.train(training);
+        models.TextEncoder2?.train(training);
+    }
+
     /// <summary>The text conditioning: the cached embeddings, or the text encoder's when it is trained.</summary>
     private Tensor Embed(Tensor cached, Tensor inputIds) =>
         models.TrainsTextEncoder ? models.TextEncoder.Encode(inputIds, clipSkip) : cached.to(ScalarType.Float32);
@@ -219,21 +240,21 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     private HeldoutResult? Evaluate(HeldoutEvaluator evaluator, TrainingObjective objective, MetricsWriter metrics, long step, MixedPrecision precision)
     {
         models.Unet.eval();
-        if (models.TrainsTextEncoder) models.TextEncoder.eval();
+        if (models.TrainsTextEncoder) TextEncodersTrain(false);
         HeldoutResult? result;
         try
         {
-            result = evaluator.Evaluate(objective, (x, t, e) =>
+            result = evaluator.Evaluate(objective, (x, t, c) =>
             {
                 // A half-precision frozen base runs only inside its autocast region.
                 using (models.HalfPrecisionBase ? precision.EnterAutocast() : null)
-                    return models.Unet.call(x, t, e);
-            }, Embed, device);
+                    return c.Predict(models.Unet, x, t);
+            }, batch => Condition(batch, null), device);
         }
         finally
         {
             models.Unet.train();
-            if (models.TrainsTextEncoder) models.TextEncoder.train();
+            if (models.TrainsTextEncoder) TextEncodersTrain(true);
         }
         if (result is null) return null;
         metrics.Write(new JObject

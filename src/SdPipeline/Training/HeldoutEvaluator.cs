@@ -18,7 +18,7 @@ public sealed record HeldoutResult(double Loss, double ShuffledLoss);
 public sealed class HeldoutEvaluator : IDisposable
 {
     private const int EvaluationSeed = 20_240_229;
-    private readonly List<(Tensor Latents, Tensor Noise, Tensor Timesteps, Tensor Embeddings, Tensor InputIds)> _batches = [];
+    private readonly List<(Tensor Latents, Tensor Noise, Tensor Timesteps, LatentBatch Text)> _batches = [];
 
     /// <summary>Prepares the held-out batches from <paramref name="rows"/> (variant 0 of each item).</summary>
     public HeldoutEvaluator(LatentDataset dataset, IReadOnlyList<LatentRow> rows, int maxItems, int batchSize, double scalingFactor, int numTrainTimesteps)
@@ -32,12 +32,16 @@ public sealed class HeldoutEvaluator : IDisposable
             var bucketRows = group.ToList();
             for (int start = 0; start < bucketRows.Count; start += batchSize)
             {
-                using var batch = dataset.Read(bucketRows.GetRange(start, Math.Min(batchSize, bucketRows.Count - start)));
+                // Kept whole (detached from any dispose scope): the text columns, SDXL's included, condition every evaluation.
+                var batch = dataset.Read(bucketRows.GetRange(start, Math.Min(batchSize, bucketRows.Count - start)));
+                foreach (var tensor in new[] { batch.Mean, batch.Std, batch.InputIds, batch.TextEmbeddings }
+                    .Concat(batch.Sdxl is { } sdxl ? [sdxl.InputIds2, sdxl.PooledTextEmbeddings, sdxl.OriginalSize, sdxl.CropTopLeft] : []))
+                    tensor.DetachFromDisposeScope();
                 var epsilon = torch.randn(batch.Mean.shape, generator: generator);
                 var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).DetachFromDisposeScope();
                 var noise = torch.randn(latents.shape, generator: generator).DetachFromDisposeScope();
                 var timesteps = torch.randint(0, numTrainTimesteps, [latents.shape[0]], dtype: ScalarType.Int64, generator: generator).DetachFromDisposeScope();
-                _batches.Add((latents, noise, timesteps, batch.TextEmbeddings.to(ScalarType.Float32).DetachFromDisposeScope(), batch.InputIds.clone().DetachFromDisposeScope()));
+                _batches.Add((latents, noise, timesteps, batch));
             }
         }
     }
@@ -46,10 +50,10 @@ public sealed class HeldoutEvaluator : IDisposable
     public int Count { get; }
 
     /// <summary>
-    /// Evaluates with <paramref name="predict"/> (noisy latents, timesteps, embeddings → prediction) and
-    /// <paramref name="embed"/> (cached embeddings and token ids → the embeddings to use).
+    /// Evaluates with <paramref name="predict"/> (noisy latents, timesteps, conditioning → prediction) and
+    /// <paramref name="condition"/> (a cached batch → the UNet's conditioning on <paramref name="device"/>).
     /// </summary>
-    public HeldoutResult? Evaluate(TrainingObjective objective, Func<Tensor, Tensor, Tensor, Tensor> predict, Func<Tensor, Tensor, Tensor> embed, Device device)
+    public HeldoutResult? Evaluate(TrainingObjective objective, Func<Tensor, Tensor, UnetConditioning, Tensor> predict, Func<LatentBatch, UnetConditioning> condition, Device device)
     {
         if (_batches.Count == 0) return null;
         using var noGrad = torch.no_grad();
@@ -58,16 +62,16 @@ public sealed class HeldoutEvaluator : IDisposable
         using var evaluationScope = torch.NewDisposeScope();
         double loss = 0, shuffled = 0;
         long count = 0;
-        var allEmbeddings = _batches.Select(b => embed(b.Embeddings.to(device), b.InputIds.to(device))).ToList();
+        var conditions = _batches.Select(b => condition(b.Text)).ToList();
         for (int i = 0; i < _batches.Count; i++)
         {
             using var scope = torch.NewDisposeScope();
-            var (latents, noise, timesteps, _, _) = _batches[i];
+            var (latents, noise, timesteps, _) = _batches[i];
             var batch = objective.Build(latents.to(device), noise.to(device), noise.to(device), timesteps.to(device));
-            var own = allEmbeddings[i];
+            var own = conditions[i];
             // Another image's caption for each image: roll by one within the batch, or take the next batch's
             // when a batch holds a single image.
-            var other = own.shape[0] > 1 ? own.roll(1, 0) : allEmbeddings[(i + 1) % allEmbeddings.Count][..1];
+            var other = own.WithShuffledText(conditions[(i + 1) % conditions.Count]);
             long n = latents.shape[0];
             loss += objective.Loss(predict(batch.NoisyLatents, batch.Timesteps, own), batch.Target, batch.Timesteps).item<float>() * n;
             shuffled += objective.Loss(predict(batch.NoisyLatents, batch.Timesteps, other), batch.Target, batch.Timesteps).item<float>() * n;
@@ -79,13 +83,12 @@ public sealed class HeldoutEvaluator : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var (latents, noise, timesteps, embeddings, ids) in _batches)
+        foreach (var (latents, noise, timesteps, text) in _batches)
         {
             latents.Dispose();
             noise.Dispose();
             timesteps.Dispose();
-            embeddings.Dispose();
-            ids.Dispose();
+            text.Dispose();
         }
         _batches.Clear();
     }

@@ -59,7 +59,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
     /// Elements autograd keeps for one forward. Per resnet ≈ 7·C·S (input, two norms, two activations, two convs);
     /// per transformer ≈ 24·C·S (norms, projections, q/k/v, the GEGLU feed-forward at 4C and 8C) plus the
     /// attention probabilities heads·S² of self-attention (the math kernel keeps them) and heads·S·77 of
-    /// cross-attention. With checkpointing each block keeps its input (C·S) and one block is live at a time.
+    /// cross-attention, times the transformer layers of the block (SDXL's <c>transformer_layers_per_block</c> [1, 2, 10]; the mid
+    /// block takes the last entry). With checkpointing each block keeps its input (C·S) and one block is live at a time.
     /// </summary>
     public static double ActivationElements(UNet2DConditionConfig config, int batch, int height, int width, bool checkpointing)
     {
@@ -77,12 +78,13 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
             double c = channels[level];
             bool attention = config.DownBlockTypes[level].StartsWith("CrossAttn", StringComparison.Ordinal);
             int heads = config.HeadsOfDownBlock(level);
+            int layers = config.TransformerLayersOfDownBlock(level);
             // down path: layers_per_block resnets (+ transformers); up path: one more of each
             int resnets = 2 * config.LayersPerBlock + 1;
             for (int i = 0; i < resnets; i++)
             {
                 Block(7 * c * s, c * s);
-                if (attention) Block(24 * c * s + heads * s * s + heads * s * 77, c * s);
+                if (attention) Block(layers * (24 * c * s + heads * s * s + heads * s * 77), c * s);
             }
         }
         // mid block: two resnets and a transformer at the lowest resolution
@@ -90,7 +92,7 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
         double sMid = (double)(height >> last) * (width >> last), cMid = channels[last];
         Block(7 * cMid * sMid, cMid * sMid);
         Block(7 * cMid * sMid, cMid * sMid);
-        Block(24 * cMid * sMid + config.HeadsOfDownBlock(last) * sMid * (sMid + 77), cMid * sMid);
+        Block(config.TransformerLayersOfDownBlock(last) * (24 * cMid * sMid + config.HeadsOfDownBlock(last) * sMid * (sMid + 77)), cMid * sMid);
         if (checkpointing) kept += largestBlock;
         return kept * batch;
     }

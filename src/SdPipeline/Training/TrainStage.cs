@@ -64,43 +64,60 @@ public sealed class TrainStage : IStageRunner
         var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
         var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
-        SdxlStageSupport.RefuseSdxl(modelFolder, "train");
+        bool sdxl = SdxlStageSupport.IsSdxlFolder(modelFolder);
+        if (sdxl && SdxlConditioning.Unsupported(settings) is { Count: > 0 } unsupported)
+            throw new ConfigException($"train: {modelFolder.Root} is a Stable Diffusion XL model: {string.Join("; ", unsupported)}");
         using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
+        if (dataset.Index.Sdxl != sdxl)
+            throw new StageFailedException($"train: the latent cache {workspace.Upstream["latents"]} was made for {(dataset.Index.Sdxl ? "an SDXL" : "an SD 1.x/2.x")} model " +
+                $"but {modelFolder.Root} is {(sdxl ? "an SDXL" : "an SD 1.x/2.x")} model; run the latents stage again (sdpipe run latents --force)");
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var unet = UNet2DConditionModel.FromFolder(modelFolder);
         var textEncoder = ClipTextModel.FromPretrained(modelFolder);
+        // SDXL's second encoder (OpenCLIP bigG, 695 M parameters) is loaded only when its adapters train: the cache holds its output.
+        var textEncoder2 = sdxl && settings.TrainTextEncoder ? ClipTextModelWithProjection.FromPretrained(modelFolder) : null;
         var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
         try
         {
             // Before anything holds the layers (adapters, the optimizer): the models become autocast-ready here.
             AutocastLayers.Apply(unet);
             AutocastLayers.Apply(textEncoder);
-            long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora), lora.Rank);
-            var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
+            if (textEncoder2 is not null) AutocastLayers.Apply(textEncoder2);
+            long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora, textEncoder2), lora.Rank);
+            var estimate = Preflight(workspace, unet, [textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]], dataset, device, adapterCount);
             unet.to(device);
             if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags) textEncoder.to(device);
             else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
+            textEncoder2?.to(device);
 
             using var schedule = new NoiseSchedule(schedulerConfig);
-            var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
+            var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder) { TextEncoder2 = textEncoder2 };
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
             // The self-check covers every model that runs: the text encoder too when it trains or encodes shuffled captions each step.
-            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder || settings.ShuffleTags ? [unet, textEncoder] : [unet]), device,
+            var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder || settings.ShuffleTags
+                    ? [unet, textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]]
+                    : [unet]), device,
                 CheckedDtypes(settings), runtime.Onednn, workspace.Log);
             using var captions = CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
-                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation) { CaptionAugmentation = captions };
+                workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation)
+            {
+                CaptionAugmentation = captions,
+                Sdxl = sdxl ? new SdxlConditioning(textEncoder2 is null ? null : new SdxlTextEncoders(textEncoder, textEncoder2)) : null,
+            };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
-            var files = network is not null ? ExportLora(workspace.Directory, network) : null;
+            var files = network is not null ? ExportLora(workspace.Directory, network, sdxl) : null;
             if (network is null)
             {
                 Export(workspace.Directory, modelFolder, models, predictionType);
-                SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
+                // The original-layout single file is written for SD 1.x/2.x; SDXL's (SGM names, conditioner.embedders.*) is not implemented.
+                if (sdxl) workspace.Log("train: no model.safetensors single file for SDXL (not implemented); pipeline/ is the complete diffusers folder");
+                else SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
             }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +
@@ -123,7 +140,8 @@ public sealed class TrainStage : IStageRunner
                 Method = settings.Method,
                 Lora = lora is null || network is null ? null : new LoraSummary(lora.Rank, lora.Alpha, lora.Dropout, settings.LoraTargets, lora.TextEncoder,
                     network.Modules.Count,
-                    unet.parameters().Sum(p => p.NumberOfElements) + (lora.TextEncoder ? textEncoder.parameters().Sum(p => p.NumberOfElements) : 0),
+                    unet.parameters().Sum(p => p.NumberOfElements) + (lora.TextEncoder ? textEncoder.parameters().Sum(p => p.NumberOfElements) : 0)
+                        + (lora.TextEncoder ? textEncoder2?.parameters().Sum(p => p.NumberOfElements) ?? 0 : 0),
                     files!),
             });
         }
@@ -131,6 +149,7 @@ public sealed class TrainStage : IStageRunner
         {
             unet.Dispose();
             textEncoder.Dispose();
+            textEncoder2?.Dispose();
         }
     }
 
@@ -142,9 +161,11 @@ public sealed class TrainStage : IStageRunner
     {
         foreach (var parameter in models.Unet.parameters()) parameter.requires_grad = false;
         foreach (var parameter in models.TextEncoder.parameters()) parameter.requires_grad = false;
+        foreach (var parameter in models.TextEncoder2?.parameters() ?? []) parameter.requires_grad = false;
         var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
         if (precision.AutocastDtype is { } dtype) LoraNetwork.StoreFrozenWeights(models.Unet, dtype);
-        var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed);
+        var network = LoraNetwork.Create(models.Unet, models.TrainsTextEncoder ? models.TextEncoder : null, lora, settings.Seed,
+            models.TrainsTextEncoder ? models.TextEncoder2 : null);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
     }
 
@@ -155,22 +176,22 @@ public sealed class TrainStage : IStageRunner
             : [torch.ScalarType.Float32];
 
     /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
-    private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network)
+    private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network, bool sdxl)
     {
         string target = Path.Combine(folder, LoraFolder);
         Directory.CreateDirectory(target);
         var weights = network.ToWeights();
-        LoraFile.Write(Path.Combine(target, LoraFile.DiffusersFileName), weights, LoraLayout.Diffusers);
-        LoraFile.Write(Path.Combine(target, LoraFile.KohyaFileName), weights, LoraLayout.Kohya);
+        LoraFile.Write(Path.Combine(target, LoraFile.DiffusersFileName), weights, LoraLayout.Diffusers, sdxl);
+        LoraFile.Write(Path.Combine(target, LoraFile.KohyaFileName), weights, LoraLayout.Kohya, sdxl);
         return new[] { LoraFile.DiffusersFileName, LoraFile.KohyaFileName }.ToDictionary(name => name, name => new FileInfo(Path.Combine(target, name)).Length);
     }
 
-    private static MemoryEstimate Preflight(StageWorkspace workspace, UNet2DConditionModel unet, ClipTextModel textEncoder, LatentDataset dataset, torch.Device device, long? loraParameters)
+    private static MemoryEstimate Preflight(StageWorkspace workspace, UNet2DConditionModel unet, IReadOnlyList<torch.nn.Module> textEncoders, LatentDataset dataset, torch.Device device, long? loraParameters)
     {
         var settings = workspace.Config.Typed.Train;
         var latentShape = LargestLatent(dataset);
         bool cuda = device.type == DeviceType.CUDA;
-        var estimate = MemoryEstimate.For(unet.Config, unet.parameters().Sum(p => p.NumberOfElements), textEncoder.parameters().Sum(p => p.NumberOfElements),
+        var estimate = MemoryEstimate.For(unet.Config, unet.parameters().Sum(p => p.NumberOfElements), textEncoders.Sum(e => e.parameters().Sum(p => p.NumberOfElements)),
             settings.TrainTextEncoder, settings.TrainBatchSize, latentShape.Height, latentShape.Width, settings.MixedPrecision,
             settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda, loraParameters);
         long? available = AvailableMemory.Bytes(workspace.Config.Typed.Runtime.MemoryLimitGb, cuda);
@@ -222,7 +243,10 @@ public sealed class TrainStage : IStageRunner
         if (Directory.Exists(pipeline)) Directory.Delete(pipeline, recursive: true);
         Directory.CreateDirectory(pipeline);
         File.Copy(Path.Combine(baseModel.Root, "model_index.json"), Path.Combine(pipeline, "model_index.json"));
-        foreach (string component in new[] { "unet", "vae", "text_encoder", "tokenizer" })
+        string[] components = SdxlStageSupport.IsSdxlFolder(baseModel)
+            ? ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
+            : ["unet", "vae", "text_encoder", "tokenizer"];
+        foreach (string component in components)
         {
             string trained = Path.Combine(folder, component);
             string target = Directory.Exists(trained) ? Path.Combine("..", component) : Path.GetFullPath(baseModel.Component(component));

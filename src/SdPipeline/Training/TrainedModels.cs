@@ -13,6 +13,9 @@ namespace SdPipeline.Training;
 /// <param name="TrainsTextEncoder">Whether the text encoder is trained.</param>
 public sealed record TrainedModels(UNet2DConditionModel Unet, ClipTextModel TextEncoder, ClipTokenizer Tokenizer, bool TrainsTextEncoder)
 {
+    /// <summary>SDXL's second text encoder when its LoRA adapters are trained, else null.</summary>
+    public ClipTextModelWithProjection? TextEncoder2 { get; init; }
+
     /// <summary>The LoRA adapters when <c>train.method</c> is lora (then they are all that is trained), else null.</summary>
     public LoraNetwork? Lora { get; init; }
 

@@ -81,21 +81,4 @@ public sealed class SdxlPipelineTests
         var result = pipeline.Generate(new TextToImageRequest(["x"], [1], null, 5, 2, "euler", 16, 16));
         Assert.That(result.Latents.isfinite().all().item<bool>(), Is.True);
     }
-
-    [Test]
-    public void LatentsStage_Should_RefuseSayingSdxlTrainingIsNotImplemented_When_TheBaseModelIsSdxl()
-    {
-        // Given tiny-sdxl as model.base and a small image dataset
-        using var harness = new PipelineHarness();
-        string[] sets = [.. harness.ImageFolder([("a.png", DatasetFiles.Png(32, 32, 20), "a thing")]), $"model.base={TinySdxl.Folder}", "latents.resolution=16"];
-        harness.RunChain(["model", "download"], sets);
-
-        // When the latent cache is built
-        var error = Assert.Catch(() => harness.Run("latents", sets))!;
-
-        // Then it stops with a configuration error that says what is missing, instead of caching SD-style embeddings
-        var config = error as SdPipeline.Config.ConfigException ?? error.InnerException as SdPipeline.Config.ConfigException;
-        Assert.That(config, Is.Not.Null, error.ToString());
-        Assert.That(config!.Message, Does.Contain("Stable Diffusion XL").And.Contain("not implemented"));
-    }
 }

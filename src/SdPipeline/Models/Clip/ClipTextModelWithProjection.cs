@@ -21,7 +21,7 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
     private const int LegacyEosTokenId = 2;
 
     private readonly ClipTextTransformer text_model;
-    private readonly Linear text_projection;
+    private readonly nn.Module<Tensor, Tensor> text_projection;
 
     /// <summary>Builds the model with freshly initialised weights.</summary>
     /// <param name="config">The transformer's architecture.</param>
@@ -80,13 +80,13 @@ public sealed class ClipTextModelWithProjection : nn.Module<Tensor, Tensor>
         return encoder;
     }
 
-    /// <summary>Builds the model a <c>config.json</c> describes, with freshly initialised weights, on the CPU.</summary>
+    /// <summary>Builds the model a <c>config.json</c> describes, with freshly initialised weights, on the CPU (or <paramref name="device"/>: meta builds no weights).</summary>
     /// <exception cref="DiffusersConfigException">The config is invalid; the message names the file and key.</exception>
-    public static ClipTextModelWithProjection FromConfig(string configPath, Action<string>? warn = null)
+    public static ClipTextModelWithProjection FromConfig(string configPath, Action<string>? warn = null, Device? device = null)
     {
         var config = ClipTextConfig.Load(configPath, warn);
         if (config.ProjectionDim <= 0) throw new DiffusersConfigException($"{configPath}: projection_dim must be positive, found {config.ProjectionDim}");
-        return new ClipTextModelWithProjection(config, config.ProjectionDim, config.EosTokenId);
+        return new ClipTextModelWithProjection(config, config.ProjectionDim, config.EosTokenId, device);
     }
 
     /// <summary>

@@ -22,6 +22,19 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
 
     public bool Bool(string key, bool @default) => Read(key, @default, (k, t) => t.Type == JTokenType.Boolean ? t.Value<bool>() : throw Malformed(k, t, "true or false"));
 
+    /// <summary>
+    /// A flag the Python code only tests for truth (<c>if upcast_attention:</c>), so <c>null</c> (None) means false there and
+    /// here. SDXL base 1.0's UNet config writes <c>"upcast_attention": null</c>.
+    /// </summary>
+    public bool Flag(string key, bool @default) =>
+        json.TryGetValue(key, out var value) && value.Type == JTokenType.Null ? Consumed(key, false) : Bool(key, @default);
+
+    private bool Consumed(string key, bool value)
+    {
+        _consumed.Add(key);
+        return value;
+    }
+
     public string String(string key, string @default) => Read(key, @default, AsString);
 
     public string? NullableString(string key) => Read<string?>(key, null, AsString);

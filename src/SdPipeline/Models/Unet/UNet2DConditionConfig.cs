@@ -223,7 +223,7 @@ public sealed record UNet2DConditionConfig
             AttentionHeadDim = read.IntOrList("attention_head_dim", defaults.AttentionHeadDim)!,
             NumAttentionHeads = read.IntOrList("num_attention_heads", null),
             UseLinearProjection = read.Bool("use_linear_projection", defaults.UseLinearProjection),
-            UpcastAttention = read.Bool("upcast_attention", defaults.UpcastAttention),
+            UpcastAttention = read.Flag("upcast_attention", defaults.UpcastAttention),
             TimeEmbeddingDim = read.NullableInt("time_embedding_dim", null),
             AdditionEmbedType = read.NullableString("addition_embed_type"),
             AdditionTimeEmbedDim = read.NullableInt("addition_time_embed_dim", null),

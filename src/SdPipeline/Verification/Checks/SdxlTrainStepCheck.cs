@@ -1,4 +1,5 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Models.Unet;
 using SdPipeline.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SdPipeline.Sampling;
+namespace SdPipeline.Models.Unet;
 
 /// <summary>One image's SDXL micro-conditioning, in pixels, (height, width) and (top, left) order.</summary>
 /// <param name="OriginalHeight">Height of the image before any resize.</param>

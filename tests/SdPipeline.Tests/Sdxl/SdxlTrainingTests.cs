@@ -1,0 +1,156 @@
+using Newtonsoft.Json;
+using Newtonsoft.Json.Linq;
+using SdPipeline.Lora;
+using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
+using SdPipeline.Pipeline;
+using SdPipeline.Reporting;
+using SdPipeline.Sampling;
+using SdPipeline.Tests.Support;
+using SdPipeline.Training;
+using SdPipeline.Weights;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Tests.Sdxl;
+
+/// <summary>The whole chain on the tiny SDXL model: cache, diffusers' SDXL training step (full and LoRA), samples and the report.</summary>
+public sealed class SdxlTrainingTests
+{
+    private static readonly string[] Chain = ["model", "download", "latents", "train", "sample", "report"];
+
+    // 16 px images (8×8 latents: the tiny VAE downsamples once), random crops and flips so the time ids vary.
+    private static string[] Sets(params string[] more) =>
+    [
+        $"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", $"model.base={TinySdxl.Folder}", "download.count=24",
+        "latents.resolution=16", "latents.random_flip=true", "latents.variants=2",
+        "train.train_batch_size=4", "train.max_train_steps=12", "train.validation_steps=12", "train.lr_warmup_steps=0", "train.learning_rate=1e-3",
+        "train.heldout_max_items=8", "train.checkpointing_steps=0",
+        """sample.prompts=["a red circle on a blue background"]""", "sample.heldout_prompts=1", "sample.seeds=3", "sample.steps=3", "sample.guidance_scale=5",
+        .. more,
+    ];
+
+    private static List<JObject> Evals(string trainFolder) =>
+        File.ReadLines(Path.Combine(trainFolder, FineTuner.MetricsFile)).Select(JObject.Parse).Where(j => j["kind"]!.ToString() == "eval").ToList();
+
+    [Test]
+    public void ReportRun_Should_TrainTheTinySdxl_LoweringTheHeldoutLoss_AndSampleIt()
+    {
+        // Given the whole chain on tiny-sdxl and a small shapes set
+        using var harness = new PipelineHarness();
+        string[] sets = Sets();
+
+        // When it runs to the report
+        var report = harness.RunChain(Chain, sets);
+
+        // Then the fine-tuned UNet's held-out loss is below the base's
+        var train = harness.Plan("train", sets).ArtifactDirectory!;
+        var evals = Evals(train);
+        Assert.That(evals.First()["step"]!.Value<int>(), Is.EqualTo(0));
+        Assert.That(evals.Last()["heldout_loss"]!.Value<double>(), Is.LessThan(evals.First()["heldout_loss"]!.Value<double>()));
+
+        // And the result is a complete SDXL diffusers folder that the strict loader takes, holding the trained UNet
+        using (var pipeline = StableDiffusionXLPipeline.FromFolder(DiffusersFolder.Open(Path.Combine(train, TrainStage.PipelineFolder)), CPU))
+        using (var trained = SafeTensorsFile.Open(Path.Combine(train, "unet", "diffusion_pytorch_model.safetensors")))
+        using (var based = SafeTensorsFile.Open(Path.Combine(TinySdxl.Folder, "unet", "diffusion_pytorch_model.safetensors")))
+        {
+            Assert.That(trained.Bytes(trained.Entry("add_embedding.linear_1.weight")).ToArray(),
+                Is.Not.EqualTo(based.Bytes(based.Entry("add_embedding.linear_1.weight")).ToArray()), "the text_time embedding trained");
+            Assert.That(pipeline.Unet.Config.HasTextTimeEmbedding, Is.True);
+        }
+
+        // And the sample stage drew from the base and the fine-tuned SDXL at the cache's resolution, and the report has them
+        var sample = harness.Plan("sample", sets).ArtifactDirectory!;
+        var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(sample, SampleStage.SamplesFile)))!;
+        Assert.That(records, Has.Count.EqualTo(2));
+        var text = SdPipeline.Images.PngText.Read(File.ReadAllBytes(Path.Combine(sample, records[0].FineTuned)));
+        Assert.That((text["size"], text["sampler"]), Is.EqualTo(("16x16", "euler")), "the SDXL scheduler config's own sampler");
+        Assert.That(records[0].FineTuned, Is.Not.EqualTo(records[0].Base));
+        Assert.That(File.ReadAllBytes(Path.Combine(sample, records[0].FineTuned)), Is.Not.EqualTo(File.ReadAllBytes(Path.Combine(sample, records[0].Base))),
+            "the fine-tuned model draws another image from the same noise");
+        Assert.That(File.Exists(Path.Combine(report.Directory, ReportStage.DeliverablesFolder, ReportWriter.HtmlFileName)), Is.True);
+    }
+
+    [Test]
+    public void LoraRun_Should_TrainTheUnetAndBothTextEncoders_AndRoundTripThroughBothLayouts()
+    {
+        // Given a LoRA run on tiny-sdxl with the text encoders' adapters too
+        using var harness = new PipelineHarness();
+        string[] sets = Sets("train.method=lora", "train.train_text_encoder=true", "train.learning_rate=1e-2", "train.lora_rank=2");
+
+        // When it trains and samples
+        harness.RunChain(["model", "download", "latents", "train", "sample"], sets);
+
+        // Then the held-out loss fell, and the files name the UNet and both encoders in each layout
+        var train = harness.Plan("train", sets).ArtifactDirectory!;
+        Assert.That(Evals(train).Last()["heldout_loss"]!.Value<double>(), Is.LessThan(Evals(train).First()["heldout_loss"]!.Value<double>()));
+        string diffusersFile = Path.Combine(train, TrainStage.LoraFolder, LoraFile.DiffusersFileName);
+        string kohyaFile = Path.Combine(train, TrainStage.LoraFolder, LoraFile.KohyaFileName);
+        Assert.That(Names(diffusersFile).Select(n => n.Split('.')[0]).Distinct(), Is.EquivalentTo(new[] { "unet", "text_encoder", "text_encoder_2" }));
+        Assert.That(Names(diffusersFile), Has.Member("text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"));
+        Assert.That(Names(kohyaFile).Select(n => n[..(n.IndexOf('_', 5) + 1)]).Distinct(), Is.EquivalentTo(new[] { "lora_unet_", "lora_te1_", "lora_te2_" }));
+        Assert.That(Names(kohyaFile), Has.Member("lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight")
+            .And.Member("lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha")
+            .And.Member("lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn2_to_k.lora_up.weight"));
+
+        // And both files read back, against the SDXL model's layers, as the same adapters with the same values
+        using var unet = UNet2DConditionModel.FromFolder(TinySdxl.Open());
+        using var textEncoder = ClipTextModel.FromPretrained(TinySdxl.Open());
+        using var textEncoder2 = ClipTextModelWithProjection.FromPretrained(TinySdxl.Open());
+        var layers = LoraNetwork.Layers(unet, textEncoder, textEncoder2).Keys.ToList();
+        var (fromDiffusers, diffusersModules) = LoraFile.Read(diffusersFile, layers);
+        var (fromKohya, kohyaModules) = LoraFile.Read(kohyaFile, layers);
+        Assert.That((fromDiffusers, fromKohya), Is.EqualTo((LoraLayout.Diffusers, LoraLayout.Kohya)));
+        Assert.That(kohyaModules.Select(m => (m.Component, m.Path)), Is.EquivalentTo(diffusersModules.Select(m => (m.Component, m.Path))));
+        var byLayer = kohyaModules.ToDictionary(m => (m.Component, m.Path));
+        foreach (var module in diffusersModules)
+        {
+            var other = byLayer[(module.Component, module.Path)];
+            Assert.That(other.Down.data<float>().ToArray(), Is.EqualTo(module.Down.data<float>().ToArray()), $"{module.Component}.{module.Path} down");
+            Assert.That(other.Up.data<float>().ToArray(), Is.EqualTo(module.Up.data<float>().ToArray()), $"{module.Component}.{module.Path} up");
+            Assert.That(other.Alpha, Is.EqualTo(module.Alpha));
+        }
+        Assert.That(diffusersModules.Where(m => m.Component != LoraNetwork.Unet).Any(m => m.Up.abs().max().item<float>() > 0), Is.True,
+            "the text encoders' adapters trained (lora_B starts at zero)");
+
+        // And sdpipe lora convert goes kohya → diffusers with the model folder and gives the diffusers file's tensors back
+        using var temp = new TempFolder();
+        LoraConverter.Convert(kohyaFile, temp.File("back.safetensors"), LoraLayout.Diffusers, TinySdxl.Open());
+        Assert.That(Bytes(temp.File("back.safetensors")), Is.EqualTo(Bytes(diffusersFile)));
+
+        // And the sample stage applied the LoRA to the SDXL base
+        var sample = harness.Plan("sample", sets).ArtifactDirectory!;
+        var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(sample, SampleStage.SamplesFile)))!;
+        Assert.That(SdPipeline.Images.PngText.Read(File.ReadAllBytes(Path.Combine(sample, records[0].FineTuned)))["lora"], Is.EqualTo(LoraFile.DiffusersFileName));
+        foreach (var module in diffusersModules.Concat(kohyaModules))
+        {
+            module.Down.Dispose();
+            module.Up.Dispose();
+        }
+    }
+
+    [TestCase("train.caption_dropout=0.1", "train.caption_dropout")]
+    [TestCase("train.shuffle_tags=true", "train.shuffle_tags")]
+    [TestCase("train.train_text_encoder=true", "train.method=lora")]
+    public void TrainStage_Should_RefuseWhatSdxlTrainingLacks_NamingTheKey(string setting, string named)
+    {
+        using var harness = new PipelineHarness();
+        string[] sets = Sets(setting, "download.count=4");
+        harness.RunChain(["model", "download", "latents"], sets);
+
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => harness.Run("train", sets));
+        Assert.That(error!.Message, Does.Contain("Stable Diffusion XL").And.Contain(named));
+    }
+
+    private static List<string> Names(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        return file.Entries.Select(e => e.Name).ToList();
+    }
+
+    private static Dictionary<string, byte[]> Bytes(string path)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        return file.Entries.ToDictionary(e => e.Name, e => file.Bytes(e).ToArray());
+    }
+}
