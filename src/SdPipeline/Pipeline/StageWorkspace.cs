@@ -24,4 +24,11 @@ public sealed record StageWorkspace(
     ArtifactStore Store,
     Action<string> Log,
     IProgressSink Progress,
-    CancellationToken Cancellation);
+    CancellationToken Cancellation)
+{
+    /// <summary>
+    /// The earlier artifact the plan chose to continue (see <see cref="StageDefinition.Continuation"/>), or null to start
+    /// over. A stage that resumes its own interrupted work prefers that.
+    /// </summary>
+    public StageContinuation? ContinueFrom { get; init; }
+}
