@@ -240,7 +240,7 @@ public sealed class TrainSection
     [ConfigKey("Checkpoints to keep (the newest); 0 keeps all.", Min = 0)]
     public int CheckpointsTotalLimit { get; init; } = 3;
 
-    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap) every N optimizer steps; 0 only at the end.", Min = 0)]
+    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap), and sample train.validation_prompts, every N optimizer steps; 0 only at the end.", Min = 0)]
     public int ValidationSteps { get; init; } = 100;
 
     [ConfigKey("Prompts sampled from the weights being trained before the first step, every train.validation_steps and at the end (diffusers' --validation_prompts), into validation/ of the train artifact and TensorBoard, and shown in the report as a step × prompt grid; seeded with train.seed, so the rows are comparable. Empty samples none.")]

@@ -7,7 +7,8 @@ namespace SdPipeline.Training;
 
 /// <summary>
 /// The validation images of a run: <c>validation/step-NNNNNN-prompt-PP.png</c> (each written atomically) and
-/// <c>validation/prompts.json</c> (the prompts by index, the seed), mirrored into TensorBoard as
+/// <c>validation/prompts.json</c> (the prompts by index, the seed), <c>validation/grid.png</c> (a row per step, a column per
+/// prompt, recomposed after each pass), mirrored into TensorBoard as
 /// <c>validation/prompt-PP</c> images at their step. A resumed run rewrites the steps after its checkpoint with the
 /// same images (they are seeded), so no step appears twice.
 /// </summary>
@@ -15,6 +16,9 @@ public static partial class ValidationImages
 {
     /// <summary>The folder inside the train artifact.</summary>
     public const string FolderName = "validation";
+
+    /// <summary>Every pass so far as one image inside <see cref="FolderName"/>: a row per step, a column per prompt.</summary>
+    public const string GridFile = "grid.png";
 
     /// <summary>The prompt list inside <see cref="FolderName"/>.</summary>
     public const string PromptsFile = "prompts.json";
@@ -36,6 +40,17 @@ public static partial class ValidationImages
             AtomicFile.WriteAllBytes(path, pngs[i]);
             tensorBoard?.Image(string.Create(CultureInfo.InvariantCulture, $"validation/prompt-{i:D2}"), path, step);
         }
+        WriteGrid(runFolder);
+    }
+
+    /// <summary>Recomposes <see cref="GridFile"/> from every complete pass on disk (rows in step order).</summary>
+    private static void WriteGrid(string runFolder)
+    {
+        var series = Read(runFolder);
+        var rows = series?.Steps.Where(s => s.Files.All(f => f is not null)).ToList();
+        if (series is null || rows is null || rows.Count == 0) return;
+        var cells = rows.SelectMany(r => r.Files.Select(f => File.ReadAllBytes(f!))).ToList();
+        AtomicFile.WriteAllBytes(Path.Combine(runFolder, FolderName, GridFile), Images.ImageGrid.ComposePng(cells, series.Prompts.Count, padding: 2));
     }
 
     /// <summary>The validation images of the run in <paramref name="runFolder"/>, step by step; null when it sampled none.</summary>
