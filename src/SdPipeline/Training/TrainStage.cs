@@ -87,7 +87,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             var estimate = Preflight(workspace, unet, textEncoder, dataset, device, adapterCount);
             unet.to(device);
             if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags || settings.ValidationPrompts.Length > 0) textEncoder.to(device);
-            else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
+            if (!settings.TrainTextEncoder) foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
 
             using var schedule = new NoiseSchedule(schedulerConfig);
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder);
