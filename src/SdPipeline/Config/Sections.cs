@@ -240,8 +240,17 @@ public sealed class TrainSection
     [ConfigKey("Checkpoints to keep (the newest); 0 keeps all.", Min = 0)]
     public int CheckpointsTotalLimit { get; init; } = 3;
 
-    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap) every N optimizer steps; 0 only at the end.", Min = 0)]
+    [ConfigKey("Measure the held-out loss (and the caption-shuffle gap), and sample train.validation_prompts, every N optimizer steps; 0 only at the end.", Min = 0)]
     public int ValidationSteps { get; init; } = 100;
+
+    [ConfigKey("Prompts sampled from the weights being trained before the first step, every train.validation_steps and at the end (diffusers' --validation_prompts), into validation/ of the train artifact and TensorBoard, and shown in the report as a step × prompt grid; seeded with train.seed, so the rows are comparable. Empty samples none.")]
+    public string[] ValidationPrompts { get; init; } = [];
+
+    [ConfigKey("Sampler steps of each validation image, with the model's own scheduler (diffusers' log_validation uses 20).", Min = 1, Max = 1000)]
+    public int ValidationInferenceSteps { get; init; } = 20;
+
+    [ConfigKey("Classifier-free guidance scale of the validation images; 1 or less disables guidance.", Min = 0)]
+    public double ValidationGuidanceScale { get; init; } = 7.5;
 
     [ConfigKey("Held-out images used for the held-out loss (the first N of the held-out split).", Min = 0)]
     public int HeldoutMaxItems { get; init; } = 64;

@@ -48,8 +48,38 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
         var reasons = status.Exists
             ? [status.Problem!]
             : ExplainChange(inputs, store.Manifests(stage.Name).FirstOrDefault(), plans);
-        return new StagePlan(stage, inputs, fingerprint, StageStatus.Stale, reasons, folder);
+        var (continuation, startOver) = FindContinuation(stage, context.Config, inputs);
+        if (continuation is not null) reasons = [.. reasons, continuation.Describe()];
+        else if (startOver is not null) reasons = [.. reasons, $"starts over: {startOver}"];
+        return new StagePlan(stage, inputs, fingerprint, StageStatus.Stale, reasons, folder) { Continuation = continuation };
     }
+
+    /// <summary>
+    /// The furthest earlier artifact the stage can continue (same schema, upstream and inputs; the stage judges the config),
+    /// else why the nearest related one cannot be continued.
+    /// </summary>
+    private (StageContinuation? Continuation, string? StartOver) FindContinuation(StageDefinition stage, EffectiveConfig config, FingerprintInputs current)
+    {
+        if (stage.Continuation is null) return (null, null);
+        StageContinuation? best = null;
+        string? startOver = null;
+        foreach (var earlier in store.Manifests(stage.Name))
+        {
+            var inputs = earlier.Inputs();
+            if (inputs.SchemaVersion != current.SchemaVersion || !SameEntries(inputs.Upstream, current.Upstream) || !SameEntries(inputs.Inputs, current.Inputs))
+                continue;
+            if (!store.Check(stage.Name, earlier.Fingerprint).IsValid) continue;
+            string folder = store.ArtifactDirectory(stage.Name, earlier.Fingerprint);
+            var verdict = stage.Continuation(new ContinuationCandidate(config, current, earlier, folder));
+            if (verdict is { From: { } from } && (best is null || verdict.Position > best.Position))
+                best = new StageContinuation(earlier.Fingerprint, folder, verdict.Position, from);
+            else if (verdict is { StartOverReason: { } reason }) startOver ??= reason;
+        }
+        return (best, best is null ? startOver : null);
+    }
+
+    private static bool SameEntries(IReadOnlyDictionary<string, string> a, IReadOnlyDictionary<string, string> b) =>
+        a.Count == b.Count && a.All(e => b.TryGetValue(e.Key, out var value) && value == e.Value);
 
     /// <summary>Why <paramref name="current"/> differs from the inputs of the stage's most recent artifact.</summary>
     public static IReadOnlyList<string> ExplainChange(FingerprintInputs current, Manifest? latest, IReadOnlyDictionary<string, StagePlan> plans)

@@ -43,6 +43,13 @@ public sealed record StageDefinition(
     /// </summary>
     public Func<Config.EffectiveConfig, IReadOnlyList<string>>? CheckConfig { get; init; }
 
+    /// <summary>
+    /// Whether a stale stage may continue an earlier artifact (same upstream, inputs and schema, another config) instead of
+    /// starting over, and from where; null answers "not related" (another key changed). Null for a stage that always starts
+    /// over. The fingerprint stays that of the requested config: continuing is how it is built, not what it is.
+    /// </summary>
+    public Func<ContinuationCandidate, ContinuationVerdict?>? Continuation { get; init; }
+
     /// <summary>The problems <see cref="CheckConfig"/> finds in <paramref name="config"/>; empty when the stage can run it.</summary>
     public IReadOnlyList<string> ConfigProblems(Config.EffectiveConfig config) => CheckConfig?.Invoke(config) ?? [];
 }

@@ -44,7 +44,10 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
             log(resuming
                 ? $"{stageName}: building {shortFp}, resuming an interrupted run"
                 : $"{stageName}: building {shortFp} ({string.Join("; ", plan.Reasons)})");
-            var workspace = new StageWorkspace(stage, plan.Fingerprint!, folder, resuming, upstream, config, store, log, progress, cancellation);
+            var workspace = new StageWorkspace(stage, plan.Fingerprint!, folder, resuming, upstream, config, store, log, progress, cancellation)
+            {
+                ContinueFrom = plan.Continuation,
+            };
             return runner.Run(workspace);
         }, force, log, cancellation);
         new RunLog(store).Append(new RunLogEntry(DateTime.UtcNow, stageName, outcome.Manifest.Fingerprint, outcome.CacheHit, Math.Round(clock.Elapsed.TotalSeconds, 3)));

@@ -26,4 +26,8 @@ public sealed record StagePlan(
     string? Fingerprint,
     StageStatus Status,
     IReadOnlyList<string> Reasons,
-    string? ArtifactDirectory);
+    string? ArtifactDirectory)
+{
+    /// <summary>The earlier artifact this stale stage continues instead of starting over (see <see cref="StageDefinition.Continuation"/>), or null.</summary>
+    public StageContinuation? Continuation { get; init; }
+}

@@ -39,4 +39,10 @@ public sealed record StageWorkspace(
     /// <exception cref="Newtonsoft.Json.JsonException">The summary is not a <typeparamref name="T"/>.</exception>
     public T? ResultOf<T>(StageDefinition upstream) where T : class =>
         Manifest.TryRead(Path.Combine(FolderOf(upstream), Manifest.FileName))?.SummaryAs<T>();
+
+    /// <summary>
+    /// The earlier artifact the plan chose to continue (see <see cref="StageDefinition.Continuation"/>), or null to start
+    /// over. A stage that resumes its own interrupted work prefers that.
+    /// </summary>
+    public StageContinuation? ContinueFrom { get; init; }
 }

@@ -16,11 +16,17 @@ public static class HtmlReportWriter
     /// <summary>Id of the sample grid images' section; each prompt's figure is <c>prompt-N</c> (1-based).</summary>
     public const string SamplesId = "samples";
 
+    /// <summary>Id of the validation images' section (step × prompt).</summary>
+    public const string ValidationId = "validation";
+
     /// <summary>Padding between sample cells in a grid, in pixels.</summary>
     public const int GridPadding = 4;
 
     /// <summary>Thumbnails smaller than this are shown enlarged (pixelated) to about this height in CSS pixels.</summary>
     private const int MinimumDisplayHeight = 160;
+
+    /// <summary>Validation thumbnails (one per cell) are enlarged to about this height.</summary>
+    private const int ValidationDisplayHeight = 96;
 
     private const string Style = """
         :root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --band: #f4f6fa; --accent: #08519c; --warn: #b45309; }
@@ -54,6 +60,8 @@ public static class HtmlReportWriter
         figure.prompt figcaption { font-weight: 600; font-size: 1.05rem; }
         table.grid th { width: 7rem; vertical-align: middle; background: var(--band); }
         table.grid td { padding: 0; }
+        table.validation td { padding: 2px; }
+        table.validation thead th { font-weight: 400; font-size: .85rem; max-width: 12rem; }
         table.grid img { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
         ul.flags, ul.warnings { color: var(--warn); }
         .alert { display: inline-block; margin: 0 0 1rem; padding: .3rem .8rem; border: 1px solid #f0c98a; background: #fff7e8; color: var(--warn); border-radius: 4px; }
@@ -85,6 +93,7 @@ public static class HtmlReportWriter
         Stages(html, input.Stages);
         Config(html, input.ConfigDifferences);
         Training(html, facts);
+        if (input.Validation is { } validation) Validation(html, validation);
         Samples(html, input.Samples, input.Method?.TunedLabel ?? ReportFacts.Label(ModelVariant.FineTuned));
         if (input.Adherence is { } adherence) Adherence(html, adherence);
         if (input.Benchmark is { } benchmark) Benchmark(html, benchmark);
@@ -121,6 +130,7 @@ public static class HtmlReportWriter
         if (facts.Warnings.Count > 0)
             html.AppendLine($"<p class=\"alert\">{facts.Warnings.Count} warning{(facts.Warnings.Count == 1 ? "" : "s")}: see <a href=\"#warnings\">Warnings</a>.</p>");
         html.Append("<nav><a href=\"#stages\">Stages</a><a href=\"#config\">Configuration</a><a href=\"#training\">Training</a>");
+        if (input.Validation is not null) html.Append($"<a href=\"#{ValidationId}\">Validation</a>");
         html.Append($"<a href=\"#{SamplesId}\">Samples</a>");
         if (input.Adherence is not null) html.Append("<a href=\"#adherence\">Prompt adherence</a>");
         if (input.Benchmark is not null) html.Append("<a href=\"#benchmark\">Benchmark</a>");
@@ -260,6 +270,42 @@ public static class HtmlReportWriter
                 html.AppendLine($"<ul class=\"flags\">{string.Concat(flags.Select(f => $"<li>{E(f)}</li>"))}</ul>");
             html.AppendLine("</figure>");
         }
+        html.AppendLine("</section>");
+    }
+
+    private static void Validation(StringBuilder html, ValidationGrid grid)
+    {
+        html.AppendLine($"<section id=\"{ValidationId}\">");
+        html.AppendLine("<h2>Validation: the prompts step by step</h2>");
+        var rows = grid.ShownRows();
+        string shown = rows.Count < grid.Rows.Count ? $" {rows.Count} of the {grid.Rows.Count} passes are shown, evenly spaced; every image is in the train artifact's validation/ folder." : "";
+        html.AppendLine($"<p class=\"note\">train.validation_prompts sampled from the weights being trained (the EMA weights when EMA is on), each from the same noise (seed {grid.Seed}) at every step, " +
+                        $"so a column changes only as the model learns. Step 0 is the base model.{E(shown)}</p>");
+        html.AppendLine("<table class=\"grid validation\"><thead><tr><th>step</th>");
+        foreach (string prompt in grid.Prompts) html.Append($"<th>{E(prompt)}</th>");
+        html.AppendLine("</tr></thead><tbody>");
+        foreach (var row in rows)
+        {
+            html.Append($"<tr><th>{row.Step}</th>");
+            for (int i = 0; i < grid.Prompts.Count; i++)
+            {
+                var image = i < row.Images.Count ? row.Images[i] : null;
+                var decoded = image is null ? null : TryDecode(image.Png);
+                if (image is null || decoded is null)
+                {
+                    html.Append("<td class=\"empty\">missing</td>");
+                    continue;
+                }
+                int scale = Math.Max(1, (int)Math.Ceiling(ValidationDisplayHeight / (double)decoded.Height));
+                html.Append($"<td><img src=\"{DataUri(image.Png)}\" width=\"{decoded.Width * scale}\" height=\"{decoded.Height * scale}\" alt=\"{E($"step {row.Step}: “{grid.Prompts[i]}”")}\"></td>");
+            }
+            html.AppendLine("</tr>");
+        }
+        html.AppendLine("</tbody></table>");
+        var flags = grid.Rows.SelectMany(r => r.Images.Select((image, i) => (r.Step, i, image)))
+            .SelectMany(c => c.image?.Flags.Select(f => $"step {c.Step}, “{grid.Prompts[c.i]}”: {f}") ?? []).ToList();
+        if (flags.Count > 0)
+            html.AppendLine($"<ul class=\"flags\">{string.Concat(flags.Select(f => $"<li>{E(f)}</li>"))}</ul>");
         html.AppendLine("</section>");
     }
 

@@ -93,6 +93,23 @@ public static class MarkdownReportWriter
             }
         }
 
+        if (input.Validation is { } validation)
+        {
+            md.AppendLine("## Validation");
+            md.AppendLine();
+            var shownRows = validation.ShownRows();
+            Line(md, $"`train.validation_prompts` sampled from the weights being trained at seed {validation.Seed}, {validation.Rows.Count} passes " +
+                     $"(step {validation.Rows[0].Step} to {validation.Rows[^1].Step}; step 0 is the base model). The step × prompt grid is in `report.html` and " +
+                     "`deliverables/validation/grid.png`, every image in `deliverables/validation/`" +
+                     (shownRows.Count < validation.Rows.Count ? $"; {shownRows.Count} passes are listed here, evenly spaced." : "."));
+            Table(md, ["step", .. validation.Prompts.Select(Text)],
+                shownRows.Select(r => (IReadOnlyList<string>)[r.Step.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    .. Enumerable.Range(0, validation.Prompts.Count).Select(i => i < r.Images.Count && r.Images[i] is { } image
+                        ? image.Flags.Count == 0 ? $"`{ValidationCell(r.Step, i)}`" : $":warning: {Text(string.Join(", ", image.Flags))}"
+                        : "missing")]),
+                rightAligned: [0]);
+        }
+
         md.AppendLine("## Samples");
         md.AppendLine();
         if (input.Samples.Count == 0)
@@ -144,6 +161,8 @@ public static class MarkdownReportWriter
         }
         return md.ToString();
     }
+
+    private static string ValidationCell(long step, int prompt) => SdPipeline.Training.ValidationImages.FileName(step, prompt);
 
     private static IReadOnlyList<string> Rates(string label, AdherenceRates rates) =>
     [

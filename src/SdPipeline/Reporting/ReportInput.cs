@@ -19,6 +19,9 @@ public sealed record ReportInput(RunOverview Overview)
     /// <summary>The training stage's metrics log (see <see cref="MetricsLog.Read"/>).</summary>
     public MetricsLog Metrics { get; init; } = MetricsLog.Empty;
 
+    /// <summary>The train stage's validation images (<c>train.validation_prompts</c>), or null when it sampled none.</summary>
+    public ValidationGrid? Validation { get; init; }
+
     /// <summary>The sample stage's images, one set per prompt.</summary>
     public IReadOnlyList<SampleSet> Samples { get; init; } = [];
 

@@ -92,6 +92,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
                 ? MetricsLog.Read(Path.Combine(trainFolder, FineTuner.MetricsFile))
                 : MetricsLog.Empty,
             Samples = samples,
+            Validation = ValidationImages.Read(workspace.Upstream["train"]) is { } validation ? ValidationGrid.From(validation) : null,
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
             Benchmark = sweep?.ToTable(),
@@ -175,6 +176,9 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
         string lora = Path.Combine(train, TrainStage.LoraFolder);
         if (Directory.Exists(lora)) Directory.CreateSymbolicLink(Path.Combine(folder, "lora"), Path.GetFullPath(lora));
         else Directory.CreateSymbolicLink(Path.Combine(folder, "model"), Path.GetFullPath(Path.Combine(train, TrainStage.PipelineFolder)));
+        // The validation images step by step (train.validation_prompts), with their grid.png.
+        string validationImages = Path.Combine(train, ValidationImages.FolderName);
+        if (Directory.Exists(validationImages)) Directory.CreateSymbolicLink(Path.Combine(folder, ValidationImages.FolderName), Path.GetFullPath(validationImages));
         // The same fine-tune as one original-layout file, for AUTOMATIC1111 and ComfyUI.
         string single = Path.Combine(train, SingleFileDeliverable.FileName);
         if (File.Exists(single)) File.CreateSymbolicLink(Path.Combine(folder, SingleFileDeliverable.FileName), Path.GetFullPath(single));

@@ -21,7 +21,8 @@ public static class ProjectStages
         ModelStage.Definition,
         DownloadStage.Definition,
         LatentsStage.Definition,
-        TrainStage.Definition,
+        // The train stage samples its validation prompts with the sampling layer, which sits above training: handed in here.
+        TrainStage.Definition with { CreateRunner = _ => new TrainStage(ValidationSampler.Create) },
         SampleStage.Definition,
         ReportStage.Definition,
     ]);

@@ -46,6 +46,15 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     /// <summary>SDXL's conditioning (pooled embedding and time ids from the cache) for an SDXL UNet, else null.</summary>
     public SdxlConditioning? Sdxl { get; init; }
 
+    /// <summary>The validation images (<c>train.validation_prompts</c>), or null when there are none.</summary>
+    public ValidationPass? Validation { get; init; }
+
+    /// <summary>
+    /// The last checkpoint of a finished shorter run to continue from when the run folder holds no checkpoint of its own
+    /// (see <see cref="TrainContinuation"/>), or null.
+    /// </summary>
+    public string? ContinueFrom { get; init; }
+
     /// <summary>Optimizer steps the run will take.</summary>
     public long TotalSteps()
     {
@@ -91,12 +100,15 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         Directory.CreateDirectory(checkpoints);
         var position = new TrainingProgress(0, 0, 0, 0, 0, null);
         long? resumedFrom = null;
-        if (resume && TrainingCheckpoint.Latest(checkpoints) is { } latest)
+        string? own = resume ? TrainingCheckpoint.Latest(checkpoints) : null;
+        if ((own ?? ContinueFrom) is { } latest)
         {
             position = TrainingCheckpoint.Load(latest, models, optimizer, ema, generator);
             if (position.LossScaler is { } state) scaler.ImportState(state.ToObject<LossScalerState>(Config.ConfigSchema.Serializer)!);
             resumedFrom = position.Step;
-            log($"train: resuming from {Path.GetFileName(latest)} (step {position.Step} of {totalSteps})");
+            log(own is not null
+                ? $"train: resuming from {Path.GetFileName(latest)} (step {position.Step} of {totalSteps})"
+                : $"train: continuing from {latest} (step {position.Step} of {totalSteps})");
         }
         using var metrics = new MetricsWriter(Path.Combine(folder, MetricsFile), resumedFrom is null ? 0 : position.MetricsLines);
 
@@ -108,7 +120,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         HeldoutResult? lastHeldout = null;
         var stepTimes = new List<double>();
         if (resumedFrom is null)
+        {
             lastHeldout = Evaluate(heldout, objective, metrics, 0, precision); // the base model's held-out loss: the baseline to beat
+            Validation?.Run(0, models, ema, emaParameters, precision, metrics.TensorBoard);
+        }
         var bar = progress.Start("train steps", totalSteps);
         bar.SetValue(step);
         try
@@ -187,7 +202,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
                     bar.SetValue(step);
 
                     if ((settings.ValidationSteps > 0 && step % settings.ValidationSteps == 0) || step == totalSteps)
+                    {
                         lastHeldout = Evaluate(heldout, objective, metrics, step, precision) ?? lastHeldout;
+                        Validation?.Run(step, models, ema, emaParameters, precision, metrics.TensorBoard);
+                    }
                     bool interrupted = cancellation.IsCancellationRequested;
                     if ((settings.CheckpointingSteps > 0 && step % settings.CheckpointingSteps == 0) || step == totalSteps || interrupted)
                         TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0,

@@ -25,6 +25,9 @@ public sealed class MetricsWriter : IDisposable
         _tensorBoard = new TensorBoardLog(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
+    /// <summary>The TensorBoard event log the records are mirrored into (the validation images are written there too).</summary>
+    public TensorBoardLog TensorBoard => _tensorBoard;
+
     /// <summary>Lines in the file.</summary>
     public int Lines { get; private set; }
 

@@ -35,6 +35,9 @@ public sealed class SdxlConditioning(SdxlTextEncoders? encoders)
                 "embeddings and pooled embedding); set train.caption_dropout=0");
         if (settings.ShuffleTags)
             problems.Add("train.shuffle_tags=true: tag shuffling is not implemented for SDXL yet (it re-encodes captions with both encoders); set train.shuffle_tags=false");
+        if (settings.ValidationPrompts.Length > 0)
+            problems.Add("train.validation_prompts: validation images during training are not implemented for SDXL yet (they sample with the SD pipeline); " +
+                "set train.validation_prompts=[] and look at the sample stage's images");
         return problems;
     }
 

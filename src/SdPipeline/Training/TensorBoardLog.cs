@@ -9,7 +9,8 @@ namespace SdPipeline.Training;
 /// <c>tensorboard --logdir artifacts/train</c> follows a run live: <c>train/loss</c>, <c>train/lr</c>,
 /// <c>train/grad_norm</c>, <c>train/loss_scale</c>, <c>train/images_per_s</c>, <c>eval/heldout_loss</c>,
 /// <c>eval/shuffled_loss</c> and <c>eval/caption_shuffle_gap</c>. A resumed run appends, so the steps between the
-/// checkpoint and the interruption appear twice in TensorBoard (metrics.jsonl itself is cut back).
+/// checkpoint and the interruption appear twice in TensorBoard (metrics.jsonl itself is cut back). The validation
+/// images (<see cref="ValidationImages"/>) go into the same file, as TensorBoard follows one writer per folder.
 /// </summary>
 public sealed class TensorBoardLog
 {
@@ -46,6 +47,9 @@ public sealed class TensorBoardLog
                 break;
         }
     }
+
+    /// <summary>Writes the image file at <paramref name="pngPath"/> as an image summary under <paramref name="tag"/> at <paramref name="step"/>.</summary>
+    public void Image(string tag, string pngPath, long step) => _writer.add_img(tag, pngPath, (int)step);
 
     private void Scalar(string tag, JToken? value, long step)
     {

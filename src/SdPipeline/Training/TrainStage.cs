@@ -27,7 +27,11 @@ namespace SdPipeline.Training;
 /// (diffusers' <c>load_lora_weights</c>) and <c>lora_kohya.safetensors</c> (ComfyUI, AUTOMATIC1111); the sample stage
 /// applies them to the base model.
 /// </summary>
-public sealed class TrainStage : IStageRunner
+/// <param name="validationSamplers">
+/// Makes the sampler of <c>train.validation_prompts</c>; given by the layer above (<c>ProjectStages</c>), as sampling sits
+/// above training. Without one, a config with validation prompts is refused.
+/// </param>
+public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? validationSamplers = null) : IStageRunner
 {
     /// <summary>Keys that change the result (checkpoint frequency and retention do not).</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =
@@ -39,6 +43,7 @@ public sealed class TrainStage : IStageRunner
     {
         CreateRunner = _ => new TrainStage(),
         CheckConfig = CheckConfig,
+        Continuation = TrainContinuation.Judge,
     };
 
     /// <summary>What the train stage would refuse in <paramref name="config"/>, before anything runs.</summary>
@@ -89,8 +94,8 @@ public sealed class TrainStage : IStageRunner
             long? adapterCount = lora is null ? null : LoraNetwork.CountParameters(LoraNetwork.Targets(unet, textEncoder, lora, textEncoder2), lora.Rank);
             var estimate = Preflight(workspace, unet, [textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]], dataset, device, adapterCount);
             unet.to(device);
-            if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags) textEncoder.to(device);
-            else foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
+            if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags || settings.ValidationPrompts.Length > 0) textEncoder.to(device);
+            if (!settings.TrainTextEncoder) foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
             textEncoder2?.to(device);
 
             using var schedule = new NoiseSchedule(schedulerConfig);
@@ -103,11 +108,16 @@ public sealed class TrainStage : IStageRunner
                     : [unet]), device,
                 CheckedDtypes(settings), runtime.Onednn, workspace.Log);
             using var captions = CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
+            using var validation = ValidationSampler(workspace, modelFolder, predictionType, device);
+            string? continueFrom = workspace.ContinueFrom is { } earlier ? TrainContinuation.Prepare(workspace.Directory, earlier) : null;
+            if (continueFrom is not null) workspace.Log($"train: {workspace.ContinueFrom!.Describe()}: a finished run of the same config but its step count");
             var tuner = new FineTuner(settings, models, dataset, schedule, predictionType, workspace.Config.Typed.Model.ClipSkip, device,
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation)
             {
                 CaptionAugmentation = captions,
                 Sdxl = sdxl ? new SdxlConditioning(textEncoder2 is null ? null : new SdxlTextEncoders(textEncoder, textEncoder2)) : null,
+                Validation = validation is null ? null : new ValidationPass(validation, settings.Seed, workspace.Directory, workspace.Log),
+                ContinueFrom = continueFrom,
             };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
@@ -126,6 +136,7 @@ public sealed class TrainStage : IStageRunner
             {
                 Steps = outcome.Steps,
                 ResumedFromStep = outcome.ResumedFromStep,
+                ContinuedFrom = continueFrom is null ? null : new ContinuedRun(workspace.ContinueFrom!.Fingerprint, workspace.ContinueFrom.Position),
                 FinalLoss = outcome.FinalLoss,
                 HeldoutLoss = outcome.Heldout?.Loss,
                 HeldoutLossShuffled = outcome.Heldout?.ShuffledLoss,
@@ -151,6 +162,18 @@ public sealed class TrainStage : IStageRunner
             textEncoder.Dispose();
             textEncoder2?.Dispose();
         }
+    }
+
+    /// <summary>The sampler of <c>train.validation_prompts</c> (one image per prompt at <c>train.seed</c>, <c>latents.resolution</c> square), or null when there are none.</summary>
+    private IValidationSampler? ValidationSampler(StageWorkspace workspace, DiffusersFolder modelFolder, string predictionType, torch.Device device)
+    {
+        var settings = workspace.Config.Typed.Train;
+        if (settings.ValidationPrompts.Length == 0) return null;
+        if (validationSamplers is null)
+            throw new InvalidOperationException("train.validation_prompts is set but this train stage was made without a validation sampler (ProjectStages gives it one)");
+        int size = workspace.Config.Typed.Latents.Resolution;
+        return validationSamplers(new ValidationRequest(settings.ValidationPrompts, settings.Seed, settings.ValidationInferenceSteps, settings.ValidationGuidanceScale,
+            size, size, workspace.Config.Typed.Model.ClipSkip, modelFolder.Root, predictionType, device));
     }
 
     /// <summary>

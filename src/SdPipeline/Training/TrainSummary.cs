@@ -14,6 +14,9 @@ public sealed record TrainSummary
     /// <summary>The checkpoint step this run resumed from, or null for a fresh run.</summary>
     public long? ResumedFromStep { get; init; }
 
+    /// <summary>The finished shorter run this one continued (<see cref="TrainContinuation"/>), or null when it started from the base model.</summary>
+    public ContinuedRun? ContinuedFrom { get; init; }
+
     /// <summary>The smoothed training loss at the end.</summary>
     public double FinalLoss { get; init; }
 

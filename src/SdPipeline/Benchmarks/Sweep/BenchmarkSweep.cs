@@ -80,6 +80,7 @@ public static class BenchmarkSweep
         if (section.BatchSize > 0) train["train_batch_size"] = section.BatchSize;
         train["heldout_max_items"] = 0;
         train["validation_steps"] = 0;
+        train["validation_prompts"] = new JArray(); // sampling would be timed as training
         train["checkpointing_steps"] = 0;
         train["checkpoints_total_limit"] = 1;
         json["latents"]!["resolution"] = cell.Pixels(config.Typed.Latents.Resolution);

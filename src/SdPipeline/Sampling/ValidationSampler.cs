@@ -1,0 +1,85 @@
+using System.Globalization;
+using SdPipeline.Images;
+using SdPipeline.Models.Vae;
+using SdPipeline.Pipeline;
+using SdPipeline.Schedulers;
+using SdPipeline.Training;
+using SdPipeline.Weights;
+using TorchSharp;
+
+namespace SdPipeline.Sampling;
+
+/// <summary>
+/// The validation images of a training run, sampled from the models being trained: their tokenizer, text encoder and
+/// UNet (with any LoRA adapters attached), the base model's VAE, and the base's own scheduler with the prediction type the
+/// run trains, as diffusers' <c>log_validation</c> builds a pipeline around the training UNet. Each prompt starts from
+/// noise of its own generator seeded with <see cref="ValidationRequest.Seed"/>, so the images of one prompt differ only
+/// by the weights, step to step.
+/// </summary>
+public sealed class ValidationSampler : IValidationSampler
+{
+    private readonly ValidationRequest _request;
+    private readonly AutoencoderKL _vae;
+    private readonly SchedulerConfig _scheduler;
+    private readonly string _sampler;
+
+    private ValidationSampler(ValidationRequest request)
+    {
+        _request = request;
+        var folder = DiffusersFolder.Open(request.ModelFolder);
+        var shipped = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
+        _scheduler = shipped with { PredictionType = request.PredictionType };
+        _sampler = SchedulerFactory.ShippedName(shipped);
+        _vae = AutoencoderKL.FromFolder(folder);
+        _vae.to(request.Device);
+        _vae.eval();
+    }
+
+    /// <summary>Loads the base model's VAE and scheduler config for <paramref name="request"/>.</summary>
+    public static IValidationSampler Create(ValidationRequest request) => new ValidationSampler(request);
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Prompts => _request.Prompts;
+
+    /// <inheritdoc />
+    public IReadOnlyList<byte[]> Sample(TrainedModels models)
+    {
+        ArgumentNullException.ThrowIfNull(models);
+        // Borrowed components: the pipeline is not disposed, which would dispose the models being trained.
+#pragma warning disable CA2000
+        var pipeline = new StableDiffusionPipeline(models.Tokenizer, models.TextEncoder, models.Unet, _vae, _scheduler, _request.Device);
+#pragma warning restore CA2000
+        var images = new List<byte[]>();
+        foreach (var (prompt, index) in _request.Prompts.Select((p, i) => (p, i)))
+        {
+            var request = new TextToImageRequest([prompt], [_request.Seed], "", _request.GuidanceScale, _request.Steps, _sampler,
+                _request.Width, _request.Height, _request.ClipSkip);
+            var result = pipeline.Generate(request);
+            try
+            {
+                images.Add(ImageCodec.EncodePng(result.Images[0], Parameters(prompt, index)));
+            }
+            finally
+            {
+                result.Latents.Dispose();
+                result.Decoded.Dispose();
+            }
+        }
+        return images;
+    }
+
+    private Dictionary<string, string> Parameters(string prompt, int index) => new()
+    {
+        ["prompt"] = new string(prompt.Select(c => c <= 0xFF ? c : '?').ToArray()), // tEXt is Latin-1; prompts.json keeps the text
+        ["prompt_index"] = index.ToString(CultureInfo.InvariantCulture),
+        ["sampler"] = _sampler,
+        ["steps"] = _request.Steps.ToString(CultureInfo.InvariantCulture),
+        ["guidance_scale"] = _request.GuidanceScale.ToString("R", CultureInfo.InvariantCulture),
+        ["seed"] = _request.Seed.ToString(CultureInfo.InvariantCulture),
+        ["size"] = $"{_request.Width}x{_request.Height}",
+        ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
+    };
+
+    /// <inheritdoc />
+    public void Dispose() => _vae.Dispose();
+}
