@@ -20,7 +20,7 @@ public sealed class ResumeSafetyTests
         File.WriteAllBytes(destination + ".part", body[..100]);
         var log = new List<string>();
         using var http = new HttpClient();
-        var downloader = new HttpDownloader(http) { FirstRetryDelay = TimeSpan.FromMilliseconds(5), Log = log.Add };
+        var downloader = new HttpDownloader(http) { Settings = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5) }, Log = log.Add };
 
         // When the download resumes
         downloader.DownloadAsync(new DownloadRequest(new Uri(server.BaseUri, "data.bin"), destination, FakeHub.Sha256(body), body.Length, "data.bin"),
