@@ -81,8 +81,10 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
             File.Delete(part);
             File.Delete(ValidatorFile(part));
             throw new StageFailedException(
-                $"{request.Label}: checksum mismatch for {request.Url}: {mismatch}. " +
-                "The file was deleted; if the source changed on purpose, update the sha256 in datasets.json");
+                $"{request.Label}: checksum mismatch for {request.Url}: {mismatch}. The file was deleted; run again to fetch it anew. " +
+                (request.GitBlobId is null
+                    ? "If it fails the same way and the source changed on purpose, update the sha256 in datasets.json"
+                    : "If it fails the same way, the server sends other bytes than the Hub's listing names"));
         }
         File.Move(part, request.Destination, overwrite: true);
         File.Delete(ValidatorFile(part));
