@@ -15,12 +15,12 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context 
 
 var root = new RootCommand("sdpipe: fine-tune Stable Diffusion as a chain of cached stages.");
 GlobalOptions.AddTo(root);
-root.Subcommands.Add(PlanCommand.Create());
+root.Subcommands.Add(PlanCommand.Create(cancellation.Token));
 root.Subcommands.Add(RunCommand.Create(cancellation.Token));
-root.Subcommands.Add(GcCommand.Create());
+root.Subcommands.Add(GcCommand.Create(cancellation.Token));
 root.Subcommands.Add(ConfigCommand.Create());
 root.Subcommands.Add(DoctorCommand.Create());
-root.Subcommands.Add(PathCommand.Create());
+root.Subcommands.Add(PathCommand.Create(cancellation.Token));
 root.Subcommands.Add(ModelCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

@@ -30,7 +30,7 @@ internal static class GcCommand
             "(the current config's are kept).",
     };
 
-    public static Command Create()
+    public static Command Create(CancellationToken cancellation)
     {
         var command = new Command("gc", "Remove artifacts the current config does not reference (and leftovers of interrupted builds); " +
             "with --max-size or --older-than, only what those limits ask.") { DryRun, MaxSize, OlderThan };
@@ -40,7 +40,7 @@ internal static class GcCommand
             var limits = Limits(result.GetValue(MaxSize), result.GetValue(OlderThan));
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
-            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config);
+            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, cancellation: cancellation);
             bool dryRun = result.GetValue(DryRun);
             var outcome = new GarbageCollector(store).Collect(plans, limits, dryRun);
 

@@ -15,7 +15,7 @@ internal static class PathCommand
         Arity = ArgumentArity.ZeroOrOne,
     };
 
-    public static Command Create()
+    public static Command Create(CancellationToken cancellation)
     {
         var command = new Command("path", "Print the absolute path of a stage's artifact for the current config (exit 1 when it is not built).") { Stage, File };
         command.SetAction(result =>
@@ -23,7 +23,7 @@ internal static class PathCommand
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
             string stage = ProjectStages.Graph.Get(result.GetValue(Stage)!).Name;
-            var plan = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config).Single(p => p.Stage.Name == stage);
+            var plan = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, cancellation: cancellation).Single(p => p.Stage.Name == stage);
             if (plan.Status != StageStatus.Cached)
                 throw new StageFailedException($"{stage} is not built for this config ({string.Join("; ", plan.Reasons)})");
             string path = result.GetValue(File) is { } file ? System.IO.Path.Combine(plan.ArtifactDirectory!, file) : plan.ArtifactDirectory!;

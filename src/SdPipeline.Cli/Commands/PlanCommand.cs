@@ -17,14 +17,14 @@ internal static class PlanCommand
         Arity = ArgumentArity.ZeroOrOne,
     };
 
-    public static Command Create()
+    public static Command Create(CancellationToken cancellation)
     {
         var command = new Command("plan", "Show every stage as cached or stale, and why.") { Json, Verify, GithubOutput };
         command.SetAction(result =>
         {
             var config = GlobalOptions.LoadConfig(result);
             var store = GlobalOptions.Store(result);
-            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, result.GetValue(Verify));
+            var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, result.GetValue(Verify), cancellation);
 
             if (result.GetValue(Json)) Console.WriteLine(ToJson(plans, store).ToString(Formatting.Indented));
             else foreach (var plan in plans) Console.WriteLine(Describe(plan));

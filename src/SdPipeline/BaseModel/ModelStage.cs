@@ -64,7 +64,7 @@ public sealed class ModelStage : IStageRunner
                 var cache = new HubCache(HubSettings.FromEnvironment().HubCache);
                 if (HubSnapshotDownloader.FromCache(cache, hub.Model, variant) is { } cached)
                     return Prefixed(cached.ContentHashes);
-                return Prefixed(ListOnHub(hub.Model, variant));
+                return Prefixed(ListOnHub(hub.Model, variant, context.Config.Typed.Download, context.Cancellation));
             default:
                 throw new InvalidOperationException("unknown model source");
         }
@@ -98,37 +98,37 @@ public sealed class ModelStage : IStageRunner
     private static ResolvedModel Download(HubModelRef model, string? variant, string source, StageWorkspace workspace)
     {
         var settings = HubSettings.FromEnvironment();
-        using var http = HttpClients.Create();
-        var client = new HubClient(http, settings);
-        var downloader = new HttpDownloader(http, client.Authorize)
-        {
-            PartSuffix = ".incomplete",
-            Attempts = Math.Max(1, workspace.Config.Typed.Download.Retries),
-            StallTimeout = TimeSpan.FromSeconds(Math.Max(1, workspace.Config.Typed.Download.TimeoutSeconds)),
-            FirstRetryDelay = HttpClients.FirstRetryDelay,
-            Log = workspace.Log,
-        };
+        var waits = DownloadSettings.From(workspace.Config.Typed.Download);
+        using var http = HttpClients.Create(waits);
+        var client = new HubClient(http, settings, waits);
+        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = waits, Log = workspace.Log };
         var snapshot = new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, workspace.Log)
             .DownloadAsync(model, variant, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
         return new ResolvedModel { Kind = "hub", Source = source, Folder = snapshot.Folder, Commit = snapshot.Commit, Variant = variant, ContentHashes = snapshot.ContentHashes };
     }
 
-    private static Dictionary<string, string> ListOnHub(HubModelRef model, string? variant)
+    /// <summary>
+    /// The Hub's hashes of the files the model stage would fetch. Planning asks the Hub only for this listing, within
+    /// the download timeouts and until Ctrl+C: a Hub that is down or never answers makes the stage's plan an error
+    /// that says the files could not be checked, never a hang.
+    /// </summary>
+    private static Dictionary<string, string> ListOnHub(HubModelRef model, string? variant, DownloadSection download, CancellationToken cancellation)
     {
         var settings = HubSettings.FromEnvironment();
         if (settings.Offline)
             throw new StageInputException($"model.base {model}: not in the Hub cache ({settings.HubCache}) and HF_HUB_OFFLINE is set; run the Model stage once with network access");
-        using var http = HttpClients.Create();
-        var client = new HubClient(http, settings);
+        var waits = DownloadSettings.From(download);
+        using var http = HttpClients.Create(waits);
+        var client = new HubClient(http, settings, waits);
         try
         {
-            string commit = client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, CancellationToken.None).GetAwaiter().GetResult();
-            var files = PipelineFiles.Select(client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, CancellationToken.None).GetAwaiter().GetResult(), variant);
+            string commit = client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, cancellation).GetAwaiter().GetResult();
+            var files = PipelineFiles.Select(client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, cancellation).GetAwaiter().GetResult(), variant);
             return files.ToDictionary(f => f.Path, f => f.Sha256 ?? f.GitOid, StringComparer.Ordinal);
         }
         catch (StageFailedException e) when (!HubClient.IsRefusedAnswer(e))
         {
-            throw new StageInputException($"model.base {model}: {e.Message}");
+            throw new StageInputException($"model.base {model}: could not check its files on the Hub: {e.Message}");
         }
     }
 

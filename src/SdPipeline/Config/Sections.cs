@@ -122,11 +122,17 @@ public sealed class DownloadSection
     [ConfigKey("Share of items put in the held-out split, chosen by a hash of the item id, for datasets without their own split.", Min = 0, Max = 1, MaxExclusive = true)]
     public double HeldoutFraction { get; init; } = 0.05;
 
-    [ConfigKey("Attempts per file download before giving up (with exponential backoff between them).", Min = 1, Max = 100)]
+    [ConfigKey("Attempts per file download that receive nothing new before giving up (with exponential backoff between them); an attempt that made the file longer does not count.", Min = 1, Max = 100)]
     public int Retries { get; init; } = 5;
 
-    [ConfigKey("Seconds without progress before a download attempt is abandoned and resumed.", Min = 1, Max = 86400)]
+    [ConfigKey("Seconds without progress (waiting for a server's answer, or for the next bytes of a file) before a download attempt or Hub request is abandoned; downloads then resume.", Min = 1, Max = 86400)]
     public int TimeoutSeconds { get; init; } = 60;
+
+    [ConfigKey("Seconds to open a connection to a server (the Hub, a dataset host) before the attempt fails.", Min = 1, Max = 3600)]
+    public int ConnectTimeoutSeconds { get; init; } = 30;
+
+    [ConfigKey("Longest wait, in seconds, before retrying a server that answers 429 or 503 with Retry-After; a longer Retry-After is cut to this (the log says so).", Min = 0, Max = 86400)]
+    public int MaxRetryWaitSeconds { get; init; } = 300;
 }
 
 /// <summary>The fine-tuning loop (the `train` stage). Defaults follow diffusers' train_text_to_image.py.</summary>

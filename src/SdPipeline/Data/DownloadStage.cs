@@ -127,15 +127,10 @@ public sealed class DownloadStage : IStageRunner
         }
 
         var hub = HubSettings.FromEnvironment();
-        using var http = HttpClients.Create();
-        var client = new HubClient(http, hub);
-        var downloader = new HttpDownloader(http, client.Authorize)
-        {
-            Attempts = Math.Max(1, settings.Retries),
-            StallTimeout = TimeSpan.FromSeconds(Math.Max(1, settings.TimeoutSeconds)),
-            FirstRetryDelay = HttpClients.FirstRetryDelay,
-            Log = workspace.Log,
-        };
+        var waits = DownloadSettings.From(settings);
+        using var http = HttpClients.Create(waits);
+        var client = new HubClient(http, hub, waits);
+        var downloader = new HttpDownloader(http, client.Authorize) { Settings = waits, Log = workspace.Log };
         string cache = workspace.Store.SharedDirectory("downloads");
         var requests = new List<DownloadRequest>();
         if (kind == Kind.Hub)
@@ -152,8 +147,11 @@ public sealed class DownloadStage : IStageRunner
             if (files.Count == 0)
                 throw new StageFailedException($"dataset '{entry.Name}': no file of {repo}@{commit} matches include [{string.Join(", ", entry.Include)}]");
             string folder = Path.Combine(cache, "hf", "datasets--" + repo.Replace("/", "--"), commit);
+            // A file kept in git rather than LFS has no SHA-256 on the Hub, only its git blob id: it is checked against that.
+            foreach (var file in files.Where(f => f.Sha256 is null && !HubPaths.IsCommit(f.GitOid)))
+                throw HubClient.Refused($"dataset '{entry.Name}': the Hub gives {file.Path} the git oid '{file.GitOid}', which is not a 40-hex-digit blob id");
             requests.AddRange(files.Select(f => new DownloadRequest(client.FileUrl(HubRepoKind.Dataset, repo, commit, f.Path),
-                Path.Combine(folder, f.Path), f.Sha256, f.Size, $"{entry.Name}: {f.Path}")));
+                Path.Combine(folder, f.Path), f.Sha256, f.Size, $"{entry.Name}: {f.Path}", GitBlobId: f.Sha256 is null ? f.GitOid : null)));
         }
         else
         {

@@ -20,6 +20,13 @@ public sealed class HubCache(string root)
     /// <summary>Where a blob is stored.</summary>
     public string BlobPath(HubRepoKind kind, string repo, string hash) => Path.Combine(RepoFolder(kind, repo), "blobs", hash);
 
+    /// <summary>
+    /// The lock taken while a blob downloads: where huggingface_hub takes it (<c>.locks/REPO_FOLDER/HASH.lock</c>, an
+    /// flock as both tools take it), so neither tool writes a blob's <c>.incomplete</c> file while the other does.
+    /// </summary>
+    public string LockPath(HubRepoKind kind, string repo, string hash) =>
+        Path.Combine(Root, ".locks", Path.GetFileName(RepoFolder(kind, repo)), hash + ".lock");
+
     /// <summary>The snapshot folder of a commit.</summary>
     public string SnapshotFolder(HubRepoKind kind, string repo, string commit) => Path.Combine(RepoFolder(kind, repo), "snapshots", commit);
 

@@ -1,13 +1,20 @@
 using System.Net;
 using System.Net.Http.Headers;
 using Newtonsoft.Json.Linq;
+using SdPipeline.Downloads;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Hub;
 
-/// <summary>The few Hugging Face Hub API calls the tool needs: resolve a revision, list files, build file URLs.</summary>
-public sealed class HubClient(HttpClient http, HubSettings settings)
+/// <summary>
+/// The few Hugging Face Hub API calls the tool needs: resolve a revision, list files, build file URLs. Every
+/// call is bounded by <paramref name="waits"/> (a connection, then each answer) and ends on the caller's
+/// cancellation, so planning against a Hub that accepts and never answers says so instead of hanging.
+/// </summary>
+public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSettings? waits = null)
 {
+    private readonly DownloadSettings _waits = waits ?? new DownloadSettings();
+
     /// <summary>The settings in use.</summary>
     public HubSettings Settings => settings;
 
@@ -31,7 +38,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings)
         while (next is not null)
         {
             using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", cancellation);
-            var entries = JArray.Parse(await response.Content.ReadAsStringAsync(cancellation));
+            var entries = JArray.Parse(await ReadAsync(response, next, $"{Describe(kind, repo)}@{commit}", cancellation));
             foreach (var entry in entries.OfType<JObject>().Where(e => e.Value<string>("type") == "file"))
                 files.Add(ReadFile(entry, $"{Describe(kind, repo)}@{commit}"));
             next = NextPage(response);
@@ -91,8 +98,23 @@ public sealed class HubClient(HttpClient http, HubSettings settings)
     private async Task<JObject> GetJsonAsync(Uri url, string what, CancellationToken cancellation)
     {
         using var response = await SendAsync(url, what, cancellation);
-        return JObject.Parse(await response.Content.ReadAsStringAsync(cancellation));
+        return JObject.Parse(await ReadAsync(response, url, what, cancellation));
     }
+
+    private async Task<string> ReadAsync(HttpResponseMessage response, Uri url, string what, CancellationToken cancellation)
+    {
+        try
+        {
+            return await HttpWaits.ReadStringAsync(response, url, _waits, cancellation);
+        }
+        catch (Exception e) when (e is TimeoutException or HttpRequestException or IOException)
+        {
+            throw Unreachable(what, e);
+        }
+    }
+
+    private StageFailedException Unreachable(string what, Exception e) =>
+        new($"{what}: cannot reach the Hub at {settings.Endpoint} ({e.Message}); set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 to use the cache", e);
 
     private async Task<HttpResponseMessage> SendAsync(Uri url, string what, CancellationToken cancellation)
     {
@@ -103,11 +125,11 @@ public sealed class HubClient(HttpClient http, HubSettings settings)
         HttpResponseMessage response;
         try
         {
-            response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation);
+            response = await HttpWaits.SendAsync(http, request, _waits, cancellation);
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (e is HttpRequestException or TimeoutException)
         {
-            throw new StageFailedException($"{what}: cannot reach the Hub at {settings.Endpoint} ({e.Message}); set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 to use the cache", e);
+            throw Unreachable(what, e);
         }
         if (response.IsSuccessStatusCode) return response;
         var status = response.StatusCode;

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using SdPipeline.Downloads;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
@@ -30,13 +28,9 @@ public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, Http
                 throw HubClient.Refused($"{model}: the Hub gives {file.Path} the git oid '{file.GitOid}', which is not a 40-hex-digit blob id");
             string hash = file.Sha256 ?? file.GitOid;
             string blob = cache.BlobPath(HubRepoKind.Model, model.Repo, hash);
-            var request = new DownloadRequest(client.FileUrl(HubRepoKind.Model, model.Repo, commit, file.Path), blob, file.Sha256, file.Size, $"{model.Repo}: {file.Path}");
+            var request = new DownloadRequest(client.FileUrl(HubRepoKind.Model, model.Repo, commit, file.Path), blob, file.Sha256, file.Size, $"{model.Repo}: {file.Path}",
+                GitBlobId: file.Sha256 is null ? file.GitOid : null, LockFile: cache.LockPath(HubRepoKind.Model, model.Repo, hash));
             long fetched = await downloader.DownloadAsync(request, progress, cancellation);
-            if (file.Sha256 is null && GitBlobId(blob) != file.GitOid)
-            {
-                File.Delete(blob);
-                throw new StageFailedException($"{model}: {file.Path} does not match its git blob id {file.GitOid}; the download was deleted, run again");
-            }
             if (fetched == 0) log($"{model.Repo}: {file.Path} already in the Hub cache");
             cache.Link(HubRepoKind.Model, model.Repo, commit, file.Path, hash);
             hashes[file.Path] = hash;
@@ -70,14 +64,5 @@ public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, Http
             return null; // a partial snapshot (another tool downloaded only some components)
         }
         return new HubSnapshot(model, commit, folder, needed.ToDictionary(f => f.Path, f => f.Sha256 ?? f.GitOid, StringComparer.Ordinal));
-    }
-
-    /// <summary>The git blob id of a file: SHA-1 over "blob SIZE\0" and the content.</summary>
-    public static string GitBlobId(string path)
-    {
-        using var sha1 = IncrementalHash.CreateHash(HashAlgorithmName.SHA1);
-        sha1.AppendData(Encoding.ASCII.GetBytes($"blob {new FileInfo(path).Length}\0"));
-        sha1.AppendData(File.ReadAllBytes(path));
-        return Convert.ToHexStringLower(sha1.GetHashAndReset());
     }
 }

@@ -6,11 +6,11 @@ namespace SdPipeline.Pipeline;
 /// <summary>Computes every stage's fingerprint and says which are cached, which are stale, and why.</summary>
 public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache hashes)
 {
-    /// <summary>Plans every stage for <paramref name="config"/>.</summary>
-    public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false)
+    /// <summary>Plans every stage for <paramref name="config"/>; <paramref name="cancellation"/> ends any wait on a server.</summary>
+    public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false, CancellationToken cancellation = default)
     {
         var plans = new Dictionary<string, StagePlan>();
-        var context = new StageInputContext(config, hashes, store);
+        var context = new StageInputContext(config, hashes, store, cancellation);
         foreach (var stage in graph.Stages)
             plans[stage.Name] = PlanStage(stage, context, plans, verify);
         hashes.Save();

@@ -21,7 +21,7 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
                 log($"warning: {downstream} will refuse this config: {problem}");
         var runner = runners is not null ? runners(stage)
             : stage.CreateRunner?.Invoke(graph) ?? throw new StageFailedException($"stage '{stage.Name}' ({stage.Description}) has no runner");
-        var plans = new Planner(graph, store, hashes).Plan(config);
+        var plans = new Planner(graph, store, hashes).Plan(config, cancellation: cancellation);
         var plan = plans.Single(p => p.Stage.Name == stageName);
         if (plan.Status == StageStatus.Error)
             throw new StageInputException($"{stageName}: {string.Join("; ", plan.Reasons)}");

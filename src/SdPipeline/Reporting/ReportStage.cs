@@ -130,7 +130,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
     private IReadOnlyList<StageRun> Stages(StageWorkspace workspace)
     {
         var runLog = new RunLog(workspace.Store);
-        var plans = new Planner(graph, workspace.Store, new FileHashCache(null)).Plan(workspace.Config);
+        var plans = new Planner(graph, workspace.Store, new FileHashCache(null)).Plan(workspace.Config, cancellation: workspace.Cancellation);
         var rows = new List<StageRun>();
         foreach (var plan in plans.Where(p => p.Stage.Name != workspace.Stage.Name && p.Status == StageStatus.Cached))
         {

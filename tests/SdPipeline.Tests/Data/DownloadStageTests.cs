@@ -93,7 +93,8 @@ public sealed class DownloadStageTests
         var plan = new Planner(ProjectStages.Graph, store, new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(Directory.Exists(plan.ArtifactDirectory), Is.False);
-        Assert.That(Directory.EnumerateFiles(store.SharedDirectory("downloads"), "*", SearchOption.AllDirectories), Is.Empty,
+        // The download's lock file stays (deleting a lock file races with another process opening it); it holds nothing.
+        Assert.That(Directory.EnumerateFiles(store.SharedDirectory("downloads"), "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)), Is.Empty,
             "neither the bad file nor its partial download may be kept as if complete");
     }
 
@@ -190,6 +191,68 @@ public sealed class DownloadStageTests
         Assert.That(_server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_secret_token_value"));
         Assert.That(_log, Has.None.Contains("hf_secret_token_value"));
         Assert.That(File.ReadAllText(Path.Combine(outcome.Directory, Manifest.FileName)), Does.Not.Contain("hf_secret_token_value"));
+    }
+
+    /// <summary>A fake Hub dataset whose parquet file is kept in git, not LFS: the listing gives only its git blob id, <paramref name="oid"/>.</summary>
+    private EffectiveConfig HubDatasetOutsideLfs(byte[] parquet, string oid)
+    {
+        const string commit = "0123456789abcdef0123456789abcdef01234567";
+        _server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
+        _server.ServeJson($"/api/datasets/org/pics/tree/{commit}", $$"""[{"type":"file","path":"data/train-0.parquet","size":{{parquet.Length}},"oid":"{{oid}}"}]""");
+        _server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", _server.BaseUri.ToString().TrimEnd('/'));
+        return Config(new JObject { ["source"] = "hf:org/pics", ["revision"] = "main", ["caption_column"] = "text" });
+    }
+
+    [Test]
+    public void HubDatasetFileOutsideLfs_Should_Load_When_ItMatchesItsGitBlobId()
+    {
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first")], "text");
+        var outcome = Run(HubDatasetOutsideLfs(parquet, FakeHub.GitOid(parquet)));
+        Assert.That(Items(outcome).Select(i => i.Caption), Is.EqualTo(new[] { "first" }));
+    }
+
+    [Test]
+    public void HubDatasetFileOutsideLfs_Should_FailNamingTheFile_When_ItDoesNotMatchItsGitBlobId()
+    {
+        // Given a Hub dataset file kept in git whose served bytes are not the blob the listing names
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first")], "text");
+        byte[] listed = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 31), "other")], "text");
+        var config = HubDatasetOutsideLfs(parquet, FakeHub.GitOid(listed));
+
+        // When the stage runs
+        var error = Assert.Throws<StageFailedException>(() => Run(config))!;
+
+        // Then it fails naming the file and both blob ids, and keeps nothing of it
+        Assert.That(error.Message, Does.Contain("data/train-0.parquet").And.Contain($"expected git blob id {FakeHub.GitOid(listed)}, got {FakeHub.GitOid(parquet)}"));
+        var downloads = new ArtifactStore(_temp.File("artifacts")).SharedDirectory("downloads");
+        Assert.That(Directory.EnumerateFiles(downloads, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)), Is.Empty);
+    }
+
+    [Test]
+    public void HubDatasetFileOutsideLfs_Should_BeRefused_When_ItsOidIsNotAGitBlobId()
+    {
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first")], "text");
+        var error = Assert.Throws<StageFailedException>(() => Run(HubDatasetOutsideLfs(parquet, "bb")))!;
+        Assert.That(error.Message, Does.Contain("data/train-0.parquet").And.Contain("'bb', which is not a 40-hex-digit blob id"));
+        Assert.That(_server.Requests, Has.None.Contains("/resolve/"));
+    }
+
+    [Test]
+    public void RunDownload_Should_Exit1NamingTheUrlAndTheSetting_When_TheServerNeverAnswers()
+    {
+        // Given a dataset URL on a server that accepts connections and never answers
+        _server.Serve("/data.zip", new TestHttpServer.Route { Body = [], NeverAnswer = true });
+        string url = new Uri(_server.BaseUri, "data.zip").ToString();
+
+        // When `sdpipe run download` fetches it with a 1-second stall timeout and 2 attempts
+        var result = CliRunner.Sdpipe(RepoPaths.Root, null, "run", "download", "--set", $"download.source={url}",
+            "--set", "download.timeout_seconds=1", "--set", "download.retries=2", "--artifacts", _temp.File("artifacts"));
+
+        // Then it ends with exit 1 and one line naming the URL and the setting, not a hang or a stack trace
+        Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
+        Assert.That(result.Error, Does.Contain(url).And.Contain("download.timeout_seconds = 1 s"));
+        Assert.That(result.All, Does.Not.Contain("   at "));
     }
 
     [Test]

@@ -37,7 +37,7 @@ public sealed class HubSnapshotDownloaderTests
         var settings = new HubSettings(_server.BaseUri, "hf_token", offline, _temp.File("hub"));
         using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
         var client = new HubClient(http, settings);
-        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", FirstRetryDelay = TimeSpan.FromMilliseconds(5) };
+        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5) } };
         return new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
             .DownloadAsync(new HubModelRef("org/sd", "main"), variant, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult();
     }

@@ -19,11 +19,32 @@ public sealed class TestHttpServer : IDisposable
     /// <summary>A served path: its body, and how to misbehave.</summary>
     public sealed class Route
     {
-        public required byte[] Body { get; init; }
+        /// <summary>The file; a test may replace it between requests (a file that changed on the server).</summary>
+        public required byte[] Body { get; set; }
         public string ContentType { get; init; } = "application/octet-stream";
         public int Status { get; init; } = 200;
         /// <summary>On the first request only, send this many body bytes and then close the connection.</summary>
         public long? DropAfterBytes { get; set; }
+        /// <summary>On every request, send at most this many body bytes and then close the connection.</summary>
+        public long? DropEveryAfterBytes { get; init; }
+        /// <summary>On the first request only, send the headers and this many body bytes, then send nothing more (the connection stays open).</summary>
+        public long? StallAfterBytes { get; set; }
+        /// <summary>Read the request and never answer (the connection stays open).</summary>
+        public bool NeverAnswer { get; init; }
+        /// <summary>Answer the first N requests with <see cref="FailStatus"/> (and <see cref="Headers"/>, e.g. Retry-After).</summary>
+        public int FailFirst { get; set; }
+        public int FailStatus { get; init; } = 503;
+        /// <summary>Send this many body bytes, then wait for <see cref="Gate"/> before the rest.</summary>
+        public long? GateAfterBytes { get; init; }
+        public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Sent as ETag; a Range request whose If-Range names another version gets the whole body (RFC 9110 §13.1.5).</summary>
+        public string? ETag { get; set; }
+        /// <summary>Sent as Last-Modified; compared with If-Range as ETag is.</summary>
+        public string? LastModified { get; set; }
+        /// <summary>Honour Range but not If-Range (a server that resumes whatever version it now has).</summary>
+        public bool IgnoreIfRange { get; init; }
+        /// <summary>Runs after each answer (a test uses it to change the file between attempts).</summary>
+        public Action? Served { get; set; }
         public bool IgnoreRange { get; init; }
         /// <summary>Answers a Range request with 206 but the whole body from byte 0 (a misbehaving server or proxy).</summary>
         public bool ResumeFromZero { get; init; }
@@ -85,6 +106,7 @@ public sealed class TestHttpServer : IDisposable
             string pathAndQuery = requestLine.Split(' ')[1];
             string path = Uri.UnescapeDataString(pathAndQuery.Split('?')[0]);
             lock (_requests) _requests.Add($"GET {pathAndQuery}" + (headers.TryGetValue("Range", out var r) ? $" Range={r}" : "")
+                + (headers.TryGetValue("If-Range", out var ifRange) ? $" If-Range={ifRange}" : "")
                 + (headers.TryGetValue("Authorization", out var auth) ? $" Authorization={auth}" : ""));
 
             Route? route;
@@ -94,16 +116,26 @@ public sealed class TestHttpServer : IDisposable
                 await Write(stream, 404, "Not Found", "text/plain", Encoding.ASCII.GetBytes("not found"), []);
                 continue;
             }
-            if (route.Status != 200)
+            if (route.NeverAnswer)
             {
-                await Write(stream, route.Status, "Status", "text/plain", Encoding.ASCII.GetBytes("status"), route.Headers);
+                await Hold();
+                return;
+            }
+            bool fail;
+            lock (route) { fail = route.FailFirst > 0; if (fail) route.FailFirst--; }
+            if (route.Status != 200 || fail)
+            {
+                await Write(stream, fail ? route.FailStatus : route.Status, "Status", "text/plain", Encoding.ASCII.GetBytes("status"), route.Headers);
                 continue;
             }
 
             long start = 0;
             int status = 200;
             var extra = new Dictionary<string, string>(route.Headers);
-            if (!route.IgnoreRange && headers.TryGetValue("Range", out var range) && range.StartsWith("bytes="))
+            if (route.ETag is { } etag) extra["ETag"] = etag;
+            if (route.LastModified is { } modified) extra["Last-Modified"] = modified;
+            bool sameVersion = route.IgnoreIfRange || !headers.TryGetValue("If-Range", out var condition) || condition == route.ETag || condition == route.LastModified;
+            if (!route.IgnoreRange && sameVersion && headers.TryGetValue("Range", out var range) && range.StartsWith("bytes="))
             {
                 start = route.ResumeFromZero ? 0 : long.Parse(range["bytes=".Length..].Split('-')[0]);
                 if (start >= route.Body.Length)
@@ -115,18 +147,45 @@ public sealed class TestHttpServer : IDisposable
                 extra["Content-Range"] = $"bytes {start}-{route.Body.Length - 1}/{route.Body.Length}";
             }
             var body = route.Body.AsSpan((int)start).ToArray();
-            long? drop;
-            lock (route) { drop = route.DropAfterBytes; route.DropAfterBytes = null; }
+            long? drop, stall;
+            lock (route) { drop = route.DropAfterBytes ?? route.DropEveryAfterBytes; route.DropAfterBytes = null; stall = route.StallAfterBytes; route.StallAfterBytes = null; }
+            string reason = status == 206 ? "Partial Content" : "OK";
             if (drop is { } n && n < body.Length)
             {
-                await WriteHead(stream, status, status == 206 ? "Partial Content" : "OK", route.ContentType, body.Length, extra);
+                await WriteHead(stream, status, reason, route.ContentType, body.Length, extra);
                 await stream.WriteAsync(body.AsMemory(0, (int)n));
                 await stream.FlushAsync();
                 client.Client.Shutdown(SocketShutdown.Both); // the connection "drops" mid-body
+                route.Served?.Invoke();
                 return;
             }
-            await Write(stream, status, status == 206 ? "Partial Content" : "OK", route.ContentType, body, extra);
+            if (stall is { } m && m < body.Length)
+            {
+                await WriteHead(stream, status, reason, route.ContentType, body.Length, extra);
+                await stream.WriteAsync(body.AsMemory(0, (int)m));
+                await stream.FlushAsync();
+                await Hold();
+                return;
+            }
+            if (route.GateAfterBytes is { } g && g < body.Length)
+            {
+                await WriteHead(stream, status, reason, route.ContentType, body.Length, extra);
+                await stream.WriteAsync(body.AsMemory(0, (int)g));
+                await stream.FlushAsync();
+                await route.Gate.Task.WaitAsync(_stop.Token);
+                await stream.WriteAsync(body.AsMemory((int)g));
+                await stream.FlushAsync();
+            }
+            else await Write(stream, status, reason, route.ContentType, body, extra);
+            route.Served?.Invoke();
         }
+    }
+
+    /// <summary>Keeps a connection open without a word until the server is disposed.</summary>
+    private async Task Hold()
+    {
+        try { await Task.Delay(Timeout.Infinite, _stop.Token); }
+        catch (OperationCanceledException) { }
     }
 
     private static async Task WriteHead(NetworkStream stream, int status, string reason, string contentType, long length, Dictionary<string, string> headers)
