@@ -131,4 +131,23 @@ public sealed class SizeLimitTests
         }
         return ~crc;
     }
+
+    [Test]
+    public void ParquetSource_Should_RefuseARowGroupDeclaringMoreRowsThanTheCap_BeforeReadingIt()
+    {
+        // One row group of MaxRowsPerGroup + 1 one-byte rows: a few MB on disk, but the reader sizes its buffers from the
+        // group's declared row count, so a hostile footer could make it allocate billions of entries.
+        byte[] pixel = [0];
+        var rows = Enumerable.Repeat((pixel, "c"), (int)ParquetSource.MaxRowsPerGroup + 1).ToList();
+        string file = _temp.File("many.parquet");
+        File.WriteAllBytes(file, DatasetFiles.Parquet(rows, "text"));
+
+        var error = Assert.Throws<StageFailedException>(() => ParquetSource.Read([(file, "many.parquet")], "image", "text").ToList());
+
+        Assert.That(error!.Message, Does.Contain("many.parquet: row group 0 declares 1000001 rows"));
+        // At the cap itself the file reads (the limit is not off by one).
+        rows.RemoveAt(0);
+        File.WriteAllBytes(file, DatasetFiles.Parquet(rows, "text"));
+        Assert.That(ParquetSource.Read([(file, "many.parquet")], "image", "text").Count(), Is.EqualTo(ParquetSource.MaxRowsPerGroup));
+    }
 }
