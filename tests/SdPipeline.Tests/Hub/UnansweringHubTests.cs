@@ -71,11 +71,14 @@ public sealed class UnansweringHubTests
     public void PlanCommand_Should_StopOnCtrlC_When_TheHubNeverAnswers()
     {
         // Given `sdpipe plan` waiting on a Hub that never answers, with an hour's timeout
-        var start = new ProcessStartInfo("dotnet")
+        // Through env(1) resetting SIGINT: a test run started in the background by a non-interactive shell (as CI
+        // runners may) inherits SIGINT ignored, and an ignored signal stays ignored across exec, so the Ctrl+C below
+        // would never reach sdpipe. A user's terminal delivers it.
+        var start = new ProcessStartInfo("env")
         {
             WorkingDirectory = RepoPaths.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (string argument in new[] { RepoPaths.CliDll, "plan", "--set", "model.base=hf:org/sd", "--set", "download.timeout_seconds=3600", "--artifacts", _temp.File("artifacts") })
+        foreach (string argument in new[] { "--default-signal=INT", "dotnet", RepoPaths.CliDll, "plan", "--set", "model.base=hf:org/sd", "--set", "download.timeout_seconds=3600", "--artifacts", _temp.File("artifacts") })
             start.ArgumentList.Add(argument);
         foreach (var (name, value) in Environment_()) start.Environment[name] = value;
         using var process = Process.Start(start)!;
