@@ -56,7 +56,7 @@ public static class PyTorchFigures
         var figures = new List<PyTorchFigure>();
         foreach (string row in rows.Skip(2))
         {
-            var cells = row.Trim().Trim('|').Split('|').Select(c => c.Trim().Trim('`')).ToArray();
+            var cells = row.Trim().Trim('|').Split('|').Select(c => c.Replace("`", "", StringComparison.Ordinal).Trim()).ToArray();
             if (cells.Length != 5
                 || !double.TryParse(cells[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds))
                 throw new InvalidDataException($"docs/performance.md, '{Heading}': cannot read the row '{row}' (CPU | work | seconds | peak GiB | setting)");
