@@ -66,6 +66,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     /// </summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         var residual = hiddenStates;
         long[] spatial = hiddenStates.shape;
         bool image = hiddenStates.dim() == 4;
@@ -90,7 +91,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
         if (image) hiddenStates = hiddenStates.transpose(-1, -2).reshape(spatial);
         if (_residualConnection) hiddenStates = hiddenStates + residual;
-        return _rescaleOutputFactor == 1.0 ? hiddenStates : hiddenStates / _rescaleOutputFactor;
+        return scope.MoveToOuter(_rescaleOutputFactor == 1.0 ? hiddenStates : hiddenStates / _rescaleOutputFactor);
     }
 
     private Tensor ScaledDotProduct(Tensor query, Tensor key, Tensor value)

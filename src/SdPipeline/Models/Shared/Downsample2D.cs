@@ -29,7 +29,8 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor hiddenStates)
     {
+        using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         if (_padding == 0) hiddenStates = nn.functional.pad(hiddenStates, [0, 1, 0, 1], PaddingModes.Constant, 0);
-        return conv.call(hiddenStates);
+        return scope.MoveToOuter(conv.call(hiddenStates));
     }
 }

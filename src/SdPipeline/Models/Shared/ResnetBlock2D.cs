@@ -48,22 +48,25 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     /// <summary>The block applied to <paramref name="inputTensor"/> [B, C, H, W] with time embedding <paramref name="temb"/> [B, T].</summary>
     public override Tensor forward(Tensor inputTensor, Tensor? temb)
     {
-        var hiddenStates = nn.functional.silu(norm1.call(inputTensor));
-        hiddenStates = conv1.call(hiddenStates);
+        // The block scope frees what Into cannot (the time projection); Into frees the rest as it goes (see Intermediates).
+        using var scope = NewDisposeScope();
+        var hiddenStates = norm1.call(inputTensor).Into(Silu).Into(conv1.call);
 
         if (time_emb_proj is not null)
         {
             if (temb is null) throw new ArgumentNullException(nameof(temb), "this resnet block was built with a time embedding");
-            var projected = time_emb_proj.call(nn.functional.silu(temb));
-            hiddenStates = hiddenStates + projected.unsqueeze(-1).unsqueeze(-1);
+            var projected = time_emb_proj.call(nn.functional.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+            hiddenStates = hiddenStates.Into(h => h + projected);
         }
 
-        hiddenStates = nn.functional.silu(norm2.call(hiddenStates));
-        if (_dropout > 0 && training) hiddenStates = nn.functional.dropout(hiddenStates, _dropout, training: true);
-        hiddenStates = conv2.call(hiddenStates);
+        hiddenStates = hiddenStates.Into(norm2.call).Into(Silu);
+        if (_dropout > 0 && training) hiddenStates = hiddenStates.Into(h => nn.functional.dropout(h, _dropout, training: true));
+        hiddenStates = hiddenStates.Into(conv2.call);
 
         var shortcut = conv_shortcut is null ? inputTensor : conv_shortcut.call(inputTensor);
-        var output = shortcut + hiddenStates;
-        return _outputScaleFactor == 1.0 ? output : output / _outputScaleFactor;
+        var output = hiddenStates.Into(h => shortcut + h);
+        return scope.MoveToOuter(_outputScaleFactor == 1.0 ? output : output.Into(o => o / _outputScaleFactor));
     }
+
+    private static Tensor Silu(Tensor x) => nn.functional.silu(x);
 }

@@ -26,9 +26,10 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
     /// <summary>Upsamples to twice the size, or to <paramref name="outputSize"/> [H, W] when the UNet input was not a multiple of its overall factor.</summary>
     public Tensor Forward(Tensor hiddenStates, long[]? outputSize)
     {
+        using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         hiddenStates = outputSize is null
             ? nn.functional.interpolate(hiddenStates, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : nn.functional.interpolate(hiddenStates, size: outputSize, mode: InterpolationMode.Nearest);
-        return conv.call(hiddenStates);
+        return scope.MoveToOuter(conv.call(hiddenStates));
     }
 }

@@ -40,8 +40,9 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     /// <summary>Transforms tokens [B, N, dim]; <paramref name="encoderHiddenStates"/> [B, M, D] (null: attn2 attends to the tokens themselves).</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         hiddenStates = attn1.call(norm1.call(hiddenStates), null) + hiddenStates;
         hiddenStates = attn2.call(norm2.call(hiddenStates), encoderHiddenStates) + hiddenStates;
-        return ff.call(norm3.call(hiddenStates)) + hiddenStates;
+        return scope.MoveToOuter(ff.call(norm3.call(hiddenStates)) + hiddenStates);
     }
 }

@@ -54,6 +54,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     /// <summary>Transforms a feature map [B, C, H, W] conditioned on <paramref name="encoderHiddenStates"/> [B, M, D].</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
     {
+        using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         var residual = hiddenStates;
         long batch = hiddenStates.shape[0], height = hiddenStates.shape[2], width = hiddenStates.shape[3];
 
@@ -86,6 +87,6 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
             hiddenStates = proj_out.call(hiddenStates);
             hiddenStates = hiddenStates.reshape(batch, height, width, innerDim).permute(0, 3, 1, 2).contiguous();
         }
-        return hiddenStates + residual;
+        return scope.MoveToOuter(hiddenStates + residual);
     }
 }

@@ -43,10 +43,6 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor sample)
     {
-        sample = conv_in.call(sample);
-        sample = mid_block.call(sample);
-        foreach (var block in up_blocks) sample = block.call(sample);
-        sample = nn.functional.silu(conv_norm_out.call(sample));
-        return conv_out.call(sample);
+        return sample.Through([conv_in.call, mid_block.call, .. up_blocks.Select(b => (Func<Tensor, Tensor>)b.call), conv_norm_out.call, h => nn.functional.silu(h), conv_out.call]);
     }
 }

@@ -34,8 +34,8 @@ public sealed class DownEncoderBlock2D : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor hiddenStates)
     {
-        foreach (var resnet in resnets) hiddenStates = resnet.call(hiddenStates, null);
-        foreach (var downsampler in downsamplers) hiddenStates = downsampler.call(hiddenStates);
-        return hiddenStates;
+        return hiddenStates.Through([.. resnets.Select(Layer), .. downsamplers.Select(s => (Func<Tensor, Tensor>)s.call)]);
     }
+
+    private static Func<Tensor, Tensor> Layer(ResnetBlock2D resnet) => h => resnet.call(h, null);
 }

@@ -36,7 +36,7 @@ public sealed class UNetMidBlock2D : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         hiddenStates = resnets[0].call(hiddenStates, null);
-        if (attentions.Count > 0) hiddenStates = attentions[0].call(hiddenStates, null);
-        return resnets[1].call(hiddenStates, null);
+        if (attentions.Count > 0) hiddenStates = hiddenStates.Into(h => attentions[0].call(h, null));
+        return hiddenStates.Into(h => resnets[1].call(h, null));
     }
 }

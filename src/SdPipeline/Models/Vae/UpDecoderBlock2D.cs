@@ -33,8 +33,8 @@ public sealed class UpDecoderBlock2D : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor hiddenStates)
     {
-        foreach (var resnet in resnets) hiddenStates = resnet.call(hiddenStates, null);
-        foreach (var upsampler in upsamplers) hiddenStates = upsampler.call(hiddenStates);
-        return hiddenStates;
+        return hiddenStates.Through([.. resnets.Select(Layer), .. upsamplers.Select(s => (Func<Tensor, Tensor>)s.call)]);
     }
+
+    private static Func<Tensor, Tensor> Layer(ResnetBlock2D resnet) => h => resnet.call(h, null);
 }
