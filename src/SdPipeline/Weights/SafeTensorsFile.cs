@@ -97,6 +97,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (destination.dtype == entry.DType && destination.device_type == DeviceType.CPU && destination.is_contiguous())
         {
             destination.bytes = SourceSpan(entry);
+            ReleaseMappedPages(entry);
             return;
         }
         using var staged = Read(entry);
@@ -110,8 +111,26 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         var tensor = torch.empty(entry.Shape, entry.DType);
         if (entry.Length > 0) tensor.bytes = SourceSpan(entry);
+        ReleaseMappedPages(entry);
         return tensor;
     }
+
+    // Once a tensor is copied out, its pages of the mapping are dropped from this process (they stay in the page
+    // cache). Otherwise loading counts every weight twice in the process's memory until the file is closed: a
+    // full-size SDXL UNet (9.6 GiB) peaked at 17.5 GiB in the train stage on Linux.
+    private void ReleaseMappedPages(SafeTensorsEntry entry)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        const long page = 4096;
+        long start = ((long)_base + entry.Offset + page - 1) / page * page;
+        long end = ((long)_base + entry.Offset + entry.Length) / page * page;
+        if (end > start) _ = madvise((nint)start, (nuint)(end - start), MadvDontNeed);
+    }
+
+    private const int MadvDontNeed = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int madvise(nint address, nuint length, int advice);
 
     /// <summary>Every tensor, read into memory (for small files: fixtures, tests).</summary>
     public Dictionary<string, Tensor> ReadAll() => Entries.ToDictionary(e => e.Name, Read, StringComparer.Ordinal);

@@ -56,13 +56,15 @@ public sealed class CrossAttnUpBlock2D : UNetUpBlock
     /// <inheritdoc />
     public override Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize)
     {
+        var input = hiddenStates;
         for (int i = 0; i < resnets.Count; i++)
         {
-            hiddenStates = torch.cat([hiddenStates, residuals[residuals.Count - 1 - i]], dim: 1);
-            hiddenStates = RunSubBlock(resnets[i], hiddenStates, temb);
-            hiddenStates = RunSubBlock(attentions[i], hiddenStates, encoderHiddenStates);
+            int layer = i;
+            var joined = torch.cat([hiddenStates, residuals[residuals.Count - 1 - i]], dim: 1);
+            if (!ReferenceEquals(hiddenStates, input)) hiddenStates.Dispose(); // see Intermediates
+            hiddenStates = joined.Into(h => RunSubBlock(resnets[layer], h, temb)).Into(h => RunSubBlock(attentions[layer], h, encoderHiddenStates));
         }
-        foreach (var upsampler in upsamplers) hiddenStates = upsampler.Forward(hiddenStates, upsampleSize);
+        foreach (var upsampler in upsamplers) hiddenStates = hiddenStates.Into(h => upsampler.Forward(h, upsampleSize));
         return hiddenStates;
     }
 }

@@ -192,12 +192,15 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             var residuals = downBlockResSamples.GetRange(downBlockResSamples.Count - take, take);
             downBlockResSamples.RemoveRange(downBlockResSamples.Count - take, take);
             if (i < up_blocks.Count - 1 && forwardUpsampleSize) upsampleSize = downBlockResSamples[^1].shape[2..];
-            sample = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize);
+            var upSampled = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize);
+            // What the up block consumed is read by nothing else now (see Intermediates).
+            sample.Dispose();
+            foreach (var residual in residuals) residual.Dispose();
+            sample = upSampled;
         }
 
         // 6. post-process
-        sample = nn.functional.silu(conv_norm_out.call(sample));
-        return conv_out.call(sample);
+        return sample.Into(conv_norm_out.call).Into(h => nn.functional.silu(h)).Into(conv_out.call);
     }
 
     /// <summary>

@@ -44,8 +44,8 @@ public sealed class UNetMidBlock2DCrossAttn : UNetBlock
         hiddenStates = RunSubBlock(resnets[0], hiddenStates, temb);
         for (int i = 0; i < attentions.Count; i++)
         {
-            hiddenStates = RunSubBlock(attentions[i], hiddenStates, encoderHiddenStates);
-            hiddenStates = RunSubBlock(resnets[i + 1], hiddenStates, temb);
+            int layer = i;
+            hiddenStates = hiddenStates.Into(h => RunSubBlock(attentions[layer], h, encoderHiddenStates)).Into(h => RunSubBlock(resnets[layer + 1], h, temb));
         }
         return hiddenStates;
     }
