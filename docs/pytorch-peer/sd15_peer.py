@@ -233,6 +233,8 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmups", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--whole-vae", action="store_true",
+                   help="vae: also hold the decoder's weights (49,490,199 parameters, as diffusers' AutoencoderKL does; unused by encode)")
     a = p.parse_args()
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     torch.backends.mkldnn.enabled = a.mkldnn == "on"
@@ -268,6 +270,8 @@ def main():
             ts = timed(lambda: unet(x, t, ctx), a.warmups, a.repeats)
     else:
         enc = VaeEncoder().eval()
+        decoder_weights = torch.randn(49_490_199) if a.whole_vae else None
+        out["whole_vae"] = a.whole_vae
         x = torch.randn(a.batch, 3, a.size * 8, a.size * 8)
         out["parameters"] = sum(q.numel() for q in enc.parameters())
         with torch.no_grad():

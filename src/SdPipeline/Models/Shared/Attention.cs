@@ -86,8 +86,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         value = value.view(batch, -1, _heads, headDim).transpose(1, 2);
 
         var attended = ScaledDotProduct(query, key, value);
+        scope.DisposeEverythingBut(attended); // the projections (and the normalised input) are read by nothing else
         hiddenStates = attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
         hiddenStates = to_out[0].call(hiddenStates);
+        scope.DisposeEverythingBut(hiddenStates);
 
         if (image) hiddenStates = hiddenStates.transpose(-1, -2).reshape(spatial);
         if (_residualConnection) hiddenStates = hiddenStates + residual;

@@ -42,7 +42,9 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     {
         using var scope = NewDisposeScope(); // frees the intermediates on return (docs/performance.md, memory)
         hiddenStates = attn1.call(norm1.call(hiddenStates), null) + hiddenStates;
+        scope.DisposeEverythingBut(hiddenStates); // the norm's and attention's outputs, as soon as the sum holds them
         hiddenStates = attn2.call(norm2.call(hiddenStates), encoderHiddenStates) + hiddenStates;
+        scope.DisposeEverythingBut(hiddenStates);
         return scope.MoveToOuter(ff.call(norm3.call(hiddenStates)) + hiddenStates);
     }
 }

@@ -24,7 +24,8 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor hiddenStates)
     {
+        using var scope = NewDisposeScope(); // the projection is twice the output's size: free it on return
         var halves = proj.call(hiddenStates).chunk(2, dim: -1);
-        return halves[0] * nn.functional.gelu(halves[1]);
+        return scope.MoveToOuter(halves[0] * nn.functional.gelu(halves[1]));
     }
 }

@@ -73,8 +73,14 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
             hiddenStates = proj_in.call(hiddenStates.permute(0, 2, 3, 1).reshape(batch, height * width, innerDim));
         }
 
+        scope.DisposeEverythingBut(hiddenStates); // the norm's output and the layout copies
+
         // 2. blocks
-        foreach (var block in transformer_blocks) hiddenStates = block.call(hiddenStates, encoderHiddenStates);
+        foreach (var block in transformer_blocks)
+        {
+            hiddenStates = block.call(hiddenStates, encoderHiddenStates);
+            scope.DisposeEverythingBut(hiddenStates);
+        }
 
         // 3. output: tokens → [B, C, H, W], plus the input
         if (!_useLinearProjection)
