@@ -115,19 +115,7 @@ public static class BuiltinTiny
         }
         Directory.CreateDirectory(Path.Combine(folder, "scheduler"));
         WriteJson(Path.Combine(folder, "scheduler", "scheduler_config.json"), SchedulerConfig);
-        WriteJson(Path.Combine(folder, "model_index.json"), new JObject
-        {
-            ["_class_name"] = "StableDiffusionPipeline",
-            ["_diffusers_version"] = "0.40.0.dev0",
-            ["requires_safety_checker"] = false,
-            ["feature_extractor"] = new JArray(JValue.CreateNull(), JValue.CreateNull()),
-            ["safety_checker"] = new JArray(JValue.CreateNull(), JValue.CreateNull()),
-            ["scheduler"] = new JArray("diffusers", "PNDMScheduler"),
-            ["text_encoder"] = new JArray("transformers", "CLIPTextModel"),
-            ["tokenizer"] = new JArray("transformers", "CLIPTokenizer"),
-            ["unet"] = new JArray("diffusers", "UNet2DConditionModel"),
-            ["vae"] = new JArray("diffusers", "AutoencoderKL"),
-        });
+        WriteJson(Path.Combine(folder, "model_index.json"), SingleFileImporter.ModelIndex());
         return training;
     }
 
