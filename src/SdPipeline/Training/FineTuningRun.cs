@@ -72,73 +72,36 @@ internal sealed class FineTuningRun : IDisposable
         }
     }
 
-    /// <summary>Optimizer steps the run takes in total.</summary>
+    // What the loop reads: fixed for the run.
     public long TotalSteps { get; }
-
-    /// <summary>Micro-batches per optimizer step.</summary>
     public int Accumulation { get; }
-
     /// <summary>The learning rate before the schedule's multiplier (scaled by batch and accumulation with <c>train.scale_lr</c>).</summary>
     public double BaseLr { get; }
-
-    /// <summary>Noise, target and loss.</summary>
     public TrainingObjective Objective { get; }
-
-    /// <summary>The VAE's latent scaling factor, applied to the cached posterior.</summary>
     public double ScalingFactor { get; }
-
-    /// <summary>The trained parameters, by name.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }
-
-    /// <summary>The parameters the EMA averages.</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> EmaParameters { get; }
-
-    /// <summary>The autocast dtype.</summary>
     public MixedPrecision Precision { get; }
-
-    /// <summary>fp16's dynamic loss scaling (a pass-through otherwise).</summary>
     public DynamicLossScaler Scaler { get; }
-
-    /// <summary>Peak device memory.</summary>
     public DeviceMemory Memory { get; } = null!;
-
-    /// <summary>The checkpoints folder.</summary>
     public string Checkpoints { get; }
 
-    /// <summary>The optimizer.</summary>
+    // What a checkpoint saves and restores (with the models).
     public AdamW Optimizer { get; } = null!;
-
-    /// <summary>The exponential moving average, or null without <c>train.use_ema</c>.</summary>
     public EmaModel? Ema { get; }
-
-    /// <summary>The one generator every random draw of the run comes from (saved in checkpoints).</summary>
+    /// <summary>The one generator every random draw of the run comes from.</summary>
     public Generator Generator { get; } = null!;
-
-    /// <summary>The held-out split's evaluator.</summary>
     public HeldoutEvaluator Heldout { get; } = null!;
-
-    /// <summary><c>metrics.jsonl</c> and the TensorBoard log.</summary>
     public MetricsWriter Metrics { get; } = null!;
-
-    /// <summary>The checkpoint step the run resumed from, or null.</summary>
     public long? ResumedFrom { get; }
 
-    /// <summary>Optimizer steps taken.</summary>
+    // Where the loop stands.
     public long Step { get; set; }
-
-    /// <summary>The epoch of the next batch.</summary>
     public int Epoch { get; set; }
-
-    /// <summary>The next batch's index in its epoch.</summary>
     public int BatchInEpoch { get; set; }
-
-    /// <summary>Mean loss of the last optimizer step.</summary>
     public double LastLoss { get; set; } = double.NaN;
-
-    /// <summary>The last held-out evaluation.</summary>
     public HeldoutResult? LastHeldout { get; set; }
-
-    /// <summary>Optimizer-step times in seconds (the first step of a fresh run, its warm-up, excluded).</summary>
+    /// <summary>Optimizer-step times in seconds; a fresh run's first step (its warm-up) is left out.</summary>
     public List<double> StepTimes { get; } = [];
 
     /// <summary>Where the loop stands, as a checkpoint records it.</summary>
