@@ -92,7 +92,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
                 ? MetricsLog.Read(Path.Combine(trainFolder, FineTuner.MetricsFile))
                 : MetricsLog.Empty,
             Samples = samples,
-            Validation = ValidationImages.Read(workspace.Upstream["train"]) is { } validation ? ValidationGrid.From(validation) : null,
+            Validation = ValidationImages.Read(trainFolder) is { } validation ? ValidationGrid.From(validation) : null,
             Warnings = Warnings(workspace),
             Adherence = dataset.Source == "synthetic:shapes" ? PromptAdherence.Evaluate(samples) : null,
             Benchmark = sweep?.ToTable(),

@@ -16,18 +16,14 @@ namespace SdPipeline.Sampling;
 /// diffusers' <c>StableDiffusionPipeline.__call__</c>; each image starts from noise drawn from its own
 /// seeded generator, so a seed gives the same image every time on the CPU, whatever the batch.
 /// </summary>
-public sealed class StableDiffusionPipeline : ITextToImagePipeline
+public sealed class StableDiffusionPipeline : DiffusionPipeline
 {
     /// <summary>Assembles a pipeline from loaded components.</summary>
     public StableDiffusionPipeline(ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet, AutoencoderKL vae,
-        SchedulerConfig schedulerConfig, Device device)
+        SchedulerConfig schedulerConfig, Device device) : base(unet, vae, schedulerConfig, device)
     {
         Tokenizer = tokenizer;
         TextEncoder = textEncoder;
-        Unet = unet;
-        Vae = vae;
-        SchedulerConfig = schedulerConfig;
-        Device = device;
     }
 
     /// <summary>The tokenizer.</summary>
@@ -35,24 +31,6 @@ public sealed class StableDiffusionPipeline : ITextToImagePipeline
 
     /// <summary>The text encoder.</summary>
     public ClipTextModel TextEncoder { get; }
-
-    /// <summary>The denoiser.</summary>
-    public UNet2DConditionModel Unet { get; }
-
-    /// <summary>LoRA adapters applied to the UNet and text encoder (see <c>SampleStage.WithLora</c>), or null; disposed with the pipeline.</summary>
-    public Lora.LoraNetwork? Lora { get; set; }
-
-    /// <summary>The autoencoder.</summary>
-    public AutoencoderKL Vae { get; }
-
-    /// <summary>The folder's <c>scheduler_config.json</c>; every sampler is built from it.</summary>
-    public SchedulerConfig SchedulerConfig { get; }
-
-    /// <summary>Where the models run.</summary>
-    public Device Device { get; }
-
-    /// <summary>The VAE's spatial downsampling factor (8 for Stable Diffusion).</summary>
-    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
 
     /// <summary>Loads every component of a diffusers folder (weights strictly) onto <paramref name="device"/>, in eval mode.</summary>
     /// <param name="folder">The diffusers folder.</param>
@@ -84,20 +62,11 @@ public sealed class StableDiffusionPipeline : ITextToImagePipeline
     }
 
     /// <inheritdoc />
-    TextToImageResult ITextToImagePipeline.Generate(TextToImageRequest request) => Generate(request);
-
-    /// <summary>Generates one image per prompt and seed.</summary>
-    /// <param name="request">What to generate.</param>
-    /// <param name="initialLatents">Starting latents [B, C, h, w] instead of seeded noise (parity tests); multiplied by the sampler's initial sigma.</param>
-    /// <param name="onStep">Called after each sampler step with (step index, latents).</param>
-    public TextToImageResult Generate(TextToImageRequest request, Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
+    public override TextToImageResult Generate(TextToImageRequest request, Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
     {
-        if (request.Prompts.Count != request.Seeds.Count)
-            throw new ArgumentException($"{request.Prompts.Count} prompts but {request.Seeds.Count} seeds: give one seed per prompt", nameof(request));
+        CheckRequest(request);
         if (request.NegativePrompts is { } negatives && negatives.Count != request.Prompts.Count)
             throw new ArgumentException($"{request.Prompts.Count} prompts but {negatives.Count} negative prompts: give one per prompt", nameof(request));
-        if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
-            throw new ArgumentException($"{request.Width}x{request.Height} is not a multiple of the VAE factor {VaeScaleFactor}", nameof(request));
 
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -107,19 +76,9 @@ public sealed class StableDiffusionPipeline : ITextToImagePipeline
             ? torch.cat([EncodePrompts(request.NegativePrompts ?? Enumerable.Repeat(request.NegativePrompt ?? "", request.Prompts.Count).ToList(), request.ClipSkip), cond])
             : cond;
 
-        var latents = DenoisingLoop.Run(request, SchedulerConfig, [Unet.Config.InChannels, request.Height / VaeScaleFactor, request.Width / VaeScaleFactor],
-            Device, guided, (input, t) => Unet.call(input, t, embeddings), initialLatents, onStep);
-        var decoded = Vae.Decode(latents / Vae.Config.ScalingFactor);
-        var images = ImagePostprocessor.ToImages(decoded);
-        return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
+        return DenoiseAndDecode(request, guided, (input, t) => Unet.call(input, t, embeddings), initialLatents, onStep);
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        Lora?.Dispose();
-        TextEncoder.Dispose();
-        Unet.Dispose();
-        Vae.Dispose();
-    }
+    protected override void DisposeTextEncoders() => TextEncoder.Dispose();
 }

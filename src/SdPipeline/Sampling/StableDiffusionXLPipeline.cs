@@ -15,7 +15,7 @@ namespace SdPipeline.Sampling;
 /// Mirrors diffusers' <c>StableDiffusionXLPipeline.__call__</c> (no refiner, no guidance rescale); each image starts
 /// from noise of its own seeded generator, as <see cref="StableDiffusionPipeline"/>.
 /// </summary>
-public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
+public sealed class StableDiffusionXLPipeline : DiffusionPipeline
 {
     /// <summary>Assembles a pipeline from loaded components.</summary>
     /// <param name="promptEncoder">Both tokenizers and text encoders.</param>
@@ -25,7 +25,7 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
     /// <param name="forceZerosForEmptyPrompt">model_index.json's <c>force_zeros_for_empty_prompt</c> (true for SDXL base).</param>
     /// <param name="device">Where the models run.</param>
     public StableDiffusionXLPipeline(SdxlPromptEncoder promptEncoder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig schedulerConfig,
-        bool forceZerosForEmptyPrompt, Device device)
+        bool forceZerosForEmptyPrompt, Device device) : base(unet, vae, schedulerConfig, device)
     {
         if (!unet.Config.HasTextTimeEmbedding)
             throw new ArgumentException("an SDXL pipeline needs a UNet with addition_embed_type \"text_time\"", nameof(unet));
@@ -39,36 +39,14 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
                 $"the UNet's projection_class_embeddings_input_dim {unet.Config.ProjectionClassEmbeddingsInputDim} is not addition_time_embed_dim × 6 + " +
                 $"text_encoder_2's projection_dim = {expected}", nameof(unet));
         PromptEncoder = promptEncoder;
-        Unet = unet;
-        Vae = vae;
-        SchedulerConfig = schedulerConfig;
         ForceZerosForEmptyPrompt = forceZerosForEmptyPrompt;
-        Device = device;
     }
 
     /// <summary>Both tokenizers and text encoders.</summary>
     public SdxlPromptEncoder PromptEncoder { get; }
 
-    /// <summary>The denoiser.</summary>
-    public UNet2DConditionModel Unet { get; }
-
-    /// <summary>The autoencoder.</summary>
-    public AutoencoderKL Vae { get; }
-
-    /// <summary>The folder's scheduler config.</summary>
-    public SchedulerConfig SchedulerConfig { get; }
-
     /// <summary>An absent negative prompt gives zero embeddings instead of the encoded empty prompt.</summary>
     public bool ForceZerosForEmptyPrompt { get; }
-
-    /// <summary>Where the models run.</summary>
-    public Device Device { get; }
-
-    /// <summary>LoRA adapters applied to the UNet and text encoders, or null; disposed with the pipeline.</summary>
-    public Lora.LoraNetwork? Lora { get; set; }
-
-    /// <summary>The VAE's spatial downsampling factor (8 for SDXL).</summary>
-    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
 
     /// <summary>Whether <paramref name="folder"/> is an SDXL folder (it has <c>text_encoder_2/</c>).</summary>
     public static bool IsSdxlFolder(DiffusersFolder folder) => BaseModel.SdxlStageSupport.IsSdxlFolder(folder);
@@ -126,9 +104,6 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
         return EncodePrompts(negatives);
     }
 
-    /// <inheritdoc />
-    TextToImageResult ITextToImagePipeline.Generate(TextToImageRequest request) => Generate(request);
-
     /// <summary>
     /// Generates one image per prompt and seed. The request's negative prompt null means none (zero embeddings when
     /// the model forces them); <c>""</c> is encoded.
@@ -136,7 +111,7 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
     /// <param name="request">What to generate; <c>ClipSkip</c> must be 0 (SDXL always reads the penultimate layers).</param>
     /// <param name="initialLatents">Starting latents [B, C, h, w] instead of seeded noise (parity tests); multiplied by the sampler's initial sigma.</param>
     /// <param name="onStep">Called after each sampler step with (step index, latents).</param>
-    public TextToImageResult Generate(TextToImageRequest request, Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
+    public override TextToImageResult Generate(TextToImageRequest request, Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
     {
         if (request.ClipSkip != 0)
             throw new ArgumentException("clip skip is not used with SDXL, which conditions on both encoders' penultimate layers; set it to 0", nameof(request));
@@ -157,10 +132,7 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
     public TextToImageResult GenerateFromEmbeddings(TextToImageRequest request, SdxlPromptEmbeddings cond, SdxlPromptEmbeddings? uncond,
         Tensor? initialLatents = null, Action<int, Tensor>? onStep = null)
     {
-        if (request.Prompts.Count != request.Seeds.Count)
-            throw new ArgumentException($"{request.Prompts.Count} prompts but {request.Seeds.Count} seeds: give one seed per prompt", nameof(request));
-        if (request.Width % VaeScaleFactor != 0 || request.Height % VaeScaleFactor != 0)
-            throw new ArgumentException($"{request.Width}x{request.Height} is not a multiple of the VAE factor {VaeScaleFactor}", nameof(request));
+        CheckRequest(request);
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         long batch = cond.PromptEmbeds.shape[0];
@@ -171,21 +143,13 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
             .to(Device);
         var added = new AddedConditions(both.PooledPromptEmbeds, timeIds);
 
-        var latents = DenoisingLoop.Run(request, SchedulerConfig, [Unet.Config.InChannels, request.Height / VaeScaleFactor, request.Width / VaeScaleFactor],
-            Device, guided, (input, t) => Unet.forward(input, t, both.PromptEmbeds, added), initialLatents, onStep);
-        // SDXL's VAE overflows in float16 (force_upcast): decode in float32 whatever the other components run in.
-        var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(ScalarType.Float32));
-        var images = ImagePostprocessor.ToImages(decoded);
-        return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
+        return DenoiseAndDecode(request, guided, (input, t) => Unet.forward(input, t, both.PromptEmbeds, added), initialLatents, onStep);
     }
 
     /// <inheritdoc />
-    public void Dispose()
+    protected override void DisposeTextEncoders()
     {
-        Lora?.Dispose();
         PromptEncoder.TextEncoder.Dispose();
         PromptEncoder.TextEncoder2.Dispose();
-        Unet.Dispose();
-        Vae.Dispose();
     }
 }

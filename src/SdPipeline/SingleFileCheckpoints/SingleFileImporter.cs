@@ -236,7 +236,8 @@ public static class SingleFileImporter
         ["prediction_type"] = "epsilon",
     };
 
-    private static JObject ModelIndex() => new()
+    /// <summary>The <c>model_index.json</c> of an SD 1.x/2.x diffusers folder (PNDM scheduler, no safety checker).</summary>
+    public static JObject ModelIndex() => new()
     {
         ["_class_name"] = "StableDiffusionPipeline",
         ["_diffusers_version"] = "0.40.0.dev0",

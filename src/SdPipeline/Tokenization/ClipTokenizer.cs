@@ -72,7 +72,7 @@ public sealed class ClipTokenizer
     /// <param name="folder">A tokenizer folder or a diffusers model folder.</param>
     /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
     /// <exception cref="FileNotFoundException">Neither the folder nor its <c>tokenizer/</c> holds <c>vocab.json</c>.</exception>
-    /// <exception cref="InvalidDataException">A file is malformed; the message names it.</exception>
+    /// <exception cref="TokenizerFileException">A file is malformed; the message names it and the fix.</exception>
     public static ClipTokenizer FromFolder(string folder, ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
         string tokenizerFolder = File.Exists(Path.Combine(folder, "vocab.json")) ? folder : Path.Combine(folder, "tokenizer");
@@ -101,7 +101,7 @@ public sealed class ClipTokenizer
         List<string> merges = ReadMerges(mergesPath);
         int IdOf(string token, string role) => vocabulary.TryGetValue(token, out int id)
             ? id
-            : throw new InvalidDataException($"{vocabPath}: the {role} token '{token}' is not in the vocabulary");
+            : throw new TokenizerFileException($"{vocabPath}: the {role} token '{token}' is not in the vocabulary; {TokenizerFileException.Fix}");
         int startOfText = IdOf(StartOfTextToken, "start");
         int endOfText = IdOf(EndOfTextToken, "end");
         int pad = IdOf(padToken, "pad");
@@ -128,7 +128,7 @@ public sealed class ClipTokenizer
         }
         catch (InvalidOperationException e)
         {
-            throw new InvalidDataException($"{mergesPath} does not fit {vocabPath}: {e.Message}", e);
+            throw new TokenizerFileException($"{mergesPath} does not fit {vocabPath}: {e.Message}; {TokenizerFileException.Fix}", e);
         }
         return new ClipTokenizer(bpe, cleaning, vocabulary.Count, startOfText, endOfText, pad, modelMaxLength);
     }
@@ -177,11 +177,11 @@ public sealed class ClipTokenizer
         try
         {
             return JsonConvert.DeserializeObject<Dictionary<string, int>>(File.ReadAllText(path))
-                ?? throw new InvalidDataException($"{path}: expected a JSON object of token → id, found null");
+                ?? throw new TokenizerFileException($"{path}: expected a JSON object of token → id, found null; {TokenizerFileException.Fix}");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: expected a JSON object of token → id: {e.Message}", e);
+            throw new TokenizerFileException($"{path}: expected a JSON object of token → id: {e.Message}; {TokenizerFileException.Fix}", e);
         }
     }
 
@@ -198,7 +198,7 @@ public sealed class ClipTokenizer
                 continue;
             int space = line.IndexOf(' ');
             if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
-                throw new InvalidDataException($"{path}:{lineNumber}: expected a merge \"a b\" (two tokens, one space), found '{line}'");
+                throw new TokenizerFileException($"{path}:{lineNumber}: expected a merge \"a b\" (two tokens, one space), found '{line}'; {TokenizerFileException.Fix}");
             merges.Add(line);
         }
         return merges;
@@ -240,7 +240,7 @@ public sealed class ClipTokenizer
             }
             catch (JsonException e)
             {
-                throw new InvalidDataException($"{path}: not a JSON object: {e.Message}", e);
+                throw new TokenizerFileException($"{path}: not a JSON object: {e.Message}; {TokenizerFileException.Fix}", e);
             }
         }
 
@@ -250,7 +250,7 @@ public sealed class ClipTokenizer
             if (token.Type is JTokenType.Integer or JTokenType.Float && (double)token is double value
                 && value == Math.Floor(value) && value is >= 2 and <= 1_000_000)
                 return (int)value;
-            throw new InvalidDataException(
+            throw new TokenizerFileException(
                 $"{path}: model_max_length {token} is not a usable sequence length; CLIP text encoders take 77 tokens (set \"model_max_length\": 77)");
         }
 
@@ -260,7 +260,7 @@ public sealed class ClipTokenizer
             null or { Type: JTokenType.Null } => null,
             { Type: JTokenType.String } => (string)token!,
             JObject added when added["content"] is { Type: JTokenType.String } content => (string)content!,
-            _ => throw new InvalidDataException($"{path}: pad_token must be a string or {{\"content\": \"...\"}}, found {token}"),
+            _ => throw new TokenizerFileException($"{path}: pad_token must be a string or {{\"content\": \"...\"}}, found {token}; write it as a string (SD 1.x pads with \"<|endoftext|>\")"),
         };
     }
 }

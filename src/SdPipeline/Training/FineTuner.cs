@@ -4,7 +4,6 @@ using SdPipeline.Config;
 using SdPipeline.Latents;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
-using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Training.Checkpointing;
 using SdPipeline.Training.Optimization;
@@ -69,167 +68,154 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         var trainRows = dataset.Rows(Data.DatasetItem.TrainSplit);
         if (trainRows.Count == 0) throw new StageFailedException("train: the latent cache has no training rows");
         var order = new BatchOrder(trainRows, settings.TrainBatchSize, settings.Seed);
-        long totalSteps = TotalSteps();
-        int accumulation = Math.Max(1, settings.GradientAccumulationSteps);
-        double baseLr = settings.ScaleLr ? settings.LearningRate * accumulation * settings.TrainBatchSize : settings.LearningRate;
-        var objective = new TrainingObjective(schedule, predictionType, settings.NoiseOffset, settings.InputPerturbation, settings.SnrGamma);
-        double scalingFactor = dataset.Index.ScalingFactor;
-
-        var parameters = models.Parameters();
-        foreach (var (_, parameter) in parameters) parameter.requires_grad = true;
-        // Mixed precision: float32 master weights, matmuls and convolutions in the autocast dtype (see Autocast);
-        // fp16 adds dynamic loss scaling. The scaler is a pass-through for no and bf16, so there is one code path.
-        var precision = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision");
-        var scaler = DynamicLossScaler.For(precision, parameters.Select(p => p.Parameter));
-        if (settings.GradientCheckpointing) GradientCheckpointing.Apply(models.Unet, models.Lora is { } network ? network.HoldsTrainableAdapter : null);
-        else GradientCheckpointing.Remove(models.Unet);
-        using var optimizer = new AdamW(parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
-        // A full fine-tune averages the UNet (diffusers' EMAModel(unet.parameters())); a LoRA run averages its adapters.
-        var emaParameters = models.Lora is null ? parameters.Where(p => p.Name.StartsWith("unet.", StringComparison.Ordinal)).ToList() : parameters;
-        using var ema = settings.UseEma
-            ? new EmaModel(emaParameters,
-                new EmaSettings(settings.EmaDecay, settings.EmaMinDecay, settings.EmaUpdateAfterStep, settings.EmaUseWarmup, settings.EmaInvGamma, settings.EmaPower),
-                settings.EmaOnCpu ? torch.CPU : device)
-            : null;
-        using var generator = new torch.Generator((ulong)settings.Seed);
-        using var heldout = new HeldoutEvaluator(dataset, dataset.Rows(Data.DatasetItem.HeldoutSplit), settings.HeldoutMaxItems,
-            settings.TrainBatchSize, scalingFactor, schedule.NumTrainTimesteps);
-        var memory = new DeviceMemory(device);
-
-        string checkpoints = Path.Combine(folder, CheckpointsFolder);
-        Directory.CreateDirectory(checkpoints);
-        var position = new TrainingProgress(0, 0, 0, 0, 0, null);
-        long? resumedFrom = null;
-        string? own = resume ? TrainingCheckpoint.Latest(checkpoints) : null;
-        if ((own ?? ContinueFrom) is { } latest)
-        {
-            position = TrainingCheckpoint.Load(latest, models, optimizer, ema, generator);
-            if (position.LossScaler is { } state) scaler.ImportState(state.ToObject<LossScalerState>(Config.ConfigSchema.Serializer)!);
-            resumedFrom = position.Step;
-            log(own is not null
-                ? $"train: resuming from {Path.GetFileName(latest)} (step {position.Step} of {totalSteps})"
-                : $"train: continuing from {latest} (step {position.Step} of {totalSteps})");
-        }
-        using var metrics = new MetricsWriter(Path.Combine(folder, MetricsFile), resumedFrom is null ? 0 : position.MetricsLines);
+        using var run = Start(resume);
 
         models.Unet.train();
         if (models.TrainsTextEncoder) TextEncodersTrain(true);
-        long step = position.Step;
-        int epoch = position.Epoch, batchInEpoch = position.BatchInEpoch;
-        double lastLoss = double.NaN;
-        HeldoutResult? lastHeldout = null;
-        var stepTimes = new List<double>();
-        if (resumedFrom is null)
+        if (run.ResumedFrom is null) EvaluateAndValidate(run); // the base model's held-out loss: the baseline to beat
+        using (var bar = progress.Start("train steps", run.TotalSteps))
         {
-            lastHeldout = Evaluate(heldout, objective, metrics, 0, precision); // the base model's held-out loss: the baseline to beat
-            Validation?.Run(0, models, ema, emaParameters, precision, metrics.TensorBoard);
-        }
-        var bar = progress.Start("train steps", totalSteps);
-        bar.SetValue(step);
-        try
-        {
-            while (step < totalSteps)
+            bar.SetValue(run.Step);
+            while (run.Step < run.TotalSteps)
             {
-                int currentEpoch = epoch;
+                int epoch = run.Epoch;
                 var batches = order.Epoch(epoch);
-                using var prefetcher = new BatchPrefetcher(dataset, batches.Skip(batchInEpoch));
+                using var prefetcher = new BatchPrefetcher(dataset, batches.Skip(run.BatchInEpoch));
                 using var reader = prefetcher.Batches().GetEnumerator();
-                while (step < totalSteps && epoch == currentEpoch)
+                while (run.Step < run.TotalSteps && run.Epoch == epoch)
                 {
                     var clock = Stopwatch.StartNew();
-                    double lossSum = 0;
-                    int images = 0, micro = 0;
-                    for (; micro < accumulation && batchInEpoch < batches.Count; micro++, batchInEpoch++)
-                    {
-                        if (!reader.MoveNext()) throw new InvalidOperationException("the batch reader ended early");
-                        using var scope = torch.NewDisposeScope();
-                        using var batch = reader.Current;
-                        // diffusers' latent_dist.sample() * scaling_factor, from the cached posterior.
-                        var epsilon = torch.randn(batch.Mean.shape, generator: generator);
-                        var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * scalingFactor).to(device);
-                        var conditioning = Condition(batch, generator);
-                        var noised = objective.Noise(latents, generator);
-                        Tensor prediction;
-                        using (precision.EnterAutocast())
-                            prediction = conditioning.Predict(models.Unet, noised.NoisyLatents, noised.Timesteps);
-                        var loss = objective.Loss(prediction, noised.Target, noised.Timesteps);
-                        double value = loss.item<float>();
-                        if (!double.IsFinite(value) && !scaler.Enabled)
-                            throw new StageFailedException($"train: the loss became {value} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}), " +
-                                "keep train.max_grad_norm above 0, or try train.mixed_precision=no");
-                        scaler.ScaleLoss(loss / accumulation).backward();
-                        lossSum += value;
-                        images += (int)latents.shape[0];
-                    }
+                    var result = OptimizerStep(run, reader, batches.Count);
+                    LogStep(run, result, clock.Elapsed.TotalSeconds, bar);
 
-                    // fp16: unscale first, so clipping and the logged norm see true gradients; a non-finite step is skipped
-                    // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
-                    bool finite = scaler.UnscaleGradients();
-                    double gradNorm = finite ? GradientNorm.ClipAndMeasure(parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
-                    if (!double.IsFinite(gradNorm) && !scaler.Enabled)
-                        throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
-                    // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
-                    double lr = baseLr * LrSchedules.Multiplier(settings.LrScheduler, optimizer.StepCount, settings.LrWarmupSteps, totalSteps, settings.LrNumCycles, settings.LrPower);
-                    double scaleUsed = scaler.Scale;
-                    bool stepped = scaler.Step(() => optimizer.Step(lr));
-                    optimizer.ZeroGrad();
-                    if (stepped) ema?.Step(emaParameters);
-                    else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)
-                        throw new StageFailedException($"train: {scaler.SkippedSteps} fp16 steps were skipped for overflowing gradients and the loss scale fell to {scaler.Scale}; " +
-                            "use train.mixed_precision=bf16 or no, or lower train.learning_rate");
-                    step++;
-                    if (batchInEpoch >= batches.Count) { epoch++; batchInEpoch = 0; }
-
-                    double seconds = clock.Elapsed.TotalSeconds;
-                    if (step > 1 || resumedFrom is not null) stepTimes.Add(seconds);
-                    lastLoss = lossSum / micro;
-                    metrics.Write(new JObject
-                    {
-                        ["kind"] = "train",
-                        ["step"] = step,
-                        ["epoch"] = epoch,
-                        ["loss"] = lastLoss,
-                        ["lr"] = lr,
-                        ["grad_norm"] = gradNorm,
-                        ["loss_scale"] = scaler.Enabled ? scaleUsed : null,
-                        ["skipped"] = !stepped,
-                        ["step_time_s"] = Math.Round(seconds, 4),
-                        ["images_per_s"] = Math.Round(images / seconds, 2),
-                        ["peak_memory_bytes"] = memory.PeakBytes(),
-                        ["ema_decay"] = ema?.CurrentDecay,
-                    });
-                    bar.SetStatus($"loss {lastLoss:0.0000}, lr {lr:0.0e+00}");
-                    bar.SetValue(step);
-
-                    if ((settings.ValidationSteps > 0 && step % settings.ValidationSteps == 0) || step == totalSteps)
-                    {
-                        lastHeldout = Evaluate(heldout, objective, metrics, step, precision) ?? lastHeldout;
-                        Validation?.Run(step, models, ema, emaParameters, precision, metrics.TensorBoard);
-                    }
+                    if ((settings.ValidationSteps > 0 && run.Step % settings.ValidationSteps == 0) || run.Step == run.TotalSteps)
+                        EvaluateAndValidate(run);
                     bool interrupted = cancellation.IsCancellationRequested;
-                    if ((settings.CheckpointingSteps > 0 && step % settings.CheckpointingSteps == 0) || step == totalSteps || interrupted)
-                        TrainingCheckpoint.Save(checkpoints, new TrainingProgress(step, epoch, batchInEpoch, metrics.Lines, ema?.OptimizationStep ?? 0,
-                                scaler.Enabled ? JObject.FromObject(scaler.ExportState(), Config.ConfigSchema.Serializer) : null),
-                            models, optimizer, ema, generator, settings.CheckpointsTotalLimit);
+                    if ((settings.CheckpointingSteps > 0 && run.Step % settings.CheckpointingSteps == 0) || run.Step == run.TotalSteps || interrupted)
+                        TrainingCheckpoint.Save(run.Checkpoints, run.Progress(), models, run.Optimizer, run.Ema, run.Generator, settings.CheckpointsTotalLimit);
                     if (interrupted)
                     {
-                        log($"train: interrupted; checkpoint saved at step {step}; run again to continue from it");
+                        log($"train: interrupted; checkpoint saved at step {run.Step}; run again to continue from it");
                         cancellation.ThrowIfCancellationRequested();
                     }
                 }
             }
         }
-        finally
+        return Finish(run);
+    }
+
+    /// <summary>The run's state, from the run folder's last checkpoint when resuming, else from <see cref="ContinueFrom"/>, else fresh.</summary>
+    private FineTuningRun Start(bool resume)
+    {
+        long totalSteps = TotalSteps();
+        string? own = resume ? TrainingCheckpoint.Latest(Path.Combine(folder, CheckpointsFolder)) : null;
+        string? latest = own ?? ContinueFrom;
+        var run = new FineTuningRun(settings, models, dataset, schedule, predictionType, device, folder, totalSteps, latest);
+        if (latest is not null)
+            log(own is not null
+                ? $"train: resuming from {Path.GetFileName(latest)} (step {run.Step} of {totalSteps})"
+                : $"train: continuing from {latest} (step {run.Step} of {totalSteps})");
+        return run;
+    }
+
+    /// <summary>One optimizer step: gradients accumulated over micro-batches, unscaled and clipped, then AdamW and the EMA.</summary>
+    private StepResult OptimizerStep(FineTuningRun run, IEnumerator<LatentBatch> reader, int batchesInEpoch)
+    {
+        double lossSum = 0;
+        int images = 0, micro = 0;
+        for (; micro < run.Accumulation && run.BatchInEpoch < batchesInEpoch; micro++, run.BatchInEpoch++)
         {
-            bar.Dispose();
+            if (!reader.MoveNext()) throw new InvalidOperationException("the batch reader ended early");
+            using var scope = torch.NewDisposeScope();
+            using var batch = reader.Current;
+            var (loss, count) = MicroBatch(run, batch);
+            lossSum += loss;
+            images += count;
         }
 
+        // fp16: unscale first, so clipping and the logged norm see true gradients; a non-finite step is skipped
+        // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
+        var scaler = run.Scaler;
+        bool finite = scaler.UnscaleGradients();
+        double gradNorm = finite ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
+        if (!double.IsFinite(gradNorm) && !scaler.Enabled)
+            throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {run.Step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
+        // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
+        double lr = run.BaseLr * LrSchedules.Multiplier(settings.LrScheduler, run.Optimizer.StepCount, settings.LrWarmupSteps, run.TotalSteps, settings.LrNumCycles, settings.LrPower);
+        double scaleUsed = scaler.Scale;
+        bool stepped = scaler.Step(() => run.Optimizer.Step(lr));
+        run.Optimizer.ZeroGrad();
+        if (stepped) run.Ema?.Step(run.EmaParameters);
+        else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)
+            throw new StageFailedException($"train: {scaler.SkippedSteps} fp16 steps were skipped for overflowing gradients and the loss scale fell to {scaler.Scale}; " +
+                "use train.mixed_precision=bf16 or no, or lower train.learning_rate");
+        run.Step++;
+        if (run.BatchInEpoch >= batchesInEpoch) { run.Epoch++; run.BatchInEpoch = 0; }
+        return new StepResult(lossSum / micro, images, gradNorm, lr, scaleUsed, stepped);
+    }
+
+    /// <summary>One micro-batch's forward and backward (inside the caller's dispose scope); returns its loss and image count.</summary>
+    private (double Loss, int Images) MicroBatch(FineTuningRun run, LatentBatch batch)
+    {
+        // diffusers' latent_dist.sample() * scaling_factor, from the cached posterior.
+        var epsilon = torch.randn(batch.Mean.shape, generator: run.Generator);
+        var latents = ((batch.Mean.to(ScalarType.Float32) + batch.Std.to(ScalarType.Float32) * epsilon) * run.ScalingFactor).to(device);
+        var conditioning = Condition(batch, run.Generator);
+        var noised = run.Objective.Noise(latents, run.Generator);
+        Tensor prediction;
+        using (run.Precision.EnterAutocast())
+            prediction = conditioning.Predict(models.Unet, noised.NoisyLatents, noised.Timesteps);
+        var loss = run.Objective.Loss(prediction, noised.Target, noised.Timesteps);
+        double value = loss.item<float>();
+        if (!double.IsFinite(value) && !run.Scaler.Enabled)
+            throw new StageFailedException($"train: the loss became {value} at step {run.Step + 1}; lower train.learning_rate (now {settings.LearningRate}), " +
+                "keep train.max_grad_norm above 0, or try train.mixed_precision=no");
+        run.Scaler.ScaleLoss(loss / run.Accumulation).backward();
+        return (value, (int)latents.shape[0]);
+    }
+
+    /// <summary>What one optimizer step did, as <c>metrics.jsonl</c> records it.</summary>
+    private sealed record StepResult(double Loss, int Images, double GradNorm, double Lr, double LossScale, bool Stepped);
+
+    private void LogStep(FineTuningRun run, StepResult result, double seconds, IProgressTask bar)
+    {
+        if (run.Step > 1 || run.ResumedFrom is not null) run.StepTimes.Add(seconds);
+        run.LastLoss = result.Loss;
+        run.Metrics.Write(new JObject
+        {
+            ["kind"] = "train",
+            ["step"] = run.Step,
+            ["epoch"] = run.Epoch,
+            ["loss"] = result.Loss,
+            ["lr"] = result.Lr,
+            ["grad_norm"] = result.GradNorm,
+            ["loss_scale"] = run.Scaler.Enabled ? result.LossScale : null,
+            ["skipped"] = !result.Stepped,
+            ["step_time_s"] = Math.Round(seconds, 4),
+            ["images_per_s"] = Math.Round(result.Images / seconds, 2),
+            ["peak_memory_bytes"] = run.Memory.PeakBytes(),
+            ["ema_decay"] = run.Ema?.CurrentDecay,
+        });
+        bar.SetStatus($"loss {result.Loss:0.0000}, lr {result.Lr:0.0e+00}");
+        bar.SetValue(run.Step);
+    }
+
+    /// <summary>The held-out loss and the validation images at the current step.</summary>
+    private void EvaluateAndValidate(FineTuningRun run)
+    {
+        run.LastHeldout = Evaluate(run.Heldout, run.Objective, run.Metrics, run.Step, run.Precision) ?? run.LastHeldout;
+        Validation?.Run(run.Step, models, run.Ema, run.EmaParameters, run.Precision, run.Metrics.TensorBoard);
+    }
+
+    /// <summary>The trained weights left in the models (the EMA's when there is one) and the run's figures.</summary>
+    private TrainingOutcome Finish(FineTuningRun run)
+    {
         GradientCheckpointing.Remove(models.Unet);
-        if (ema is not null && models.Lora is null) ema.CopyTo(models.Unet, "unet.");
-        else ema?.CopyTo(parameters);
-        stepTimes.Sort();
-        return new TrainingOutcome(step, resumedFrom, lastLoss, lastHeldout, scaler.SkippedSteps,
-            stepTimes.Count > 0 ? stepTimes[stepTimes.Count / 2] : null, memory.PeakBytes());
+        if (run.Ema is not null && models.Lora is null) run.Ema.CopyTo(models.Unet, "unet.");
+        else run.Ema?.CopyTo(run.Parameters);
+        run.StepTimes.Sort();
+        return new TrainingOutcome(run.Step, run.ResumedFrom, run.LastLoss, run.LastHeldout, run.Scaler.SkippedSteps,
+            run.StepTimes.Count > 0 ? run.StepTimes[run.StepTimes.Count / 2] : null, run.Memory.PeakBytes());
     }
 
     /// <summary>

@@ -68,13 +68,14 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var runtime = workspace.Config.Typed.Runtime;
         var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
-        var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.Upstream["model"]).Folder);
+        var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
         bool sdxl = SdxlStageSupport.IsSdxlFolder(modelFolder);
         if (sdxl && SdxlConditioning.Unsupported(settings) is { Count: > 0 } unsupported)
             throw new ConfigException($"train: {modelFolder.Root} is a Stable Diffusion XL model: {string.Join("; ", unsupported)}");
-        using var dataset = LatentDataset.Open(workspace.Upstream["latents"]);
+        string latentsFolder = workspace.FolderOf(LatentsStage.Definition);
+        using var dataset = LatentDataset.Open(latentsFolder);
         if (dataset.Index.Sdxl != sdxl)
-            throw new StageFailedException($"train: the latent cache {workspace.Upstream["latents"]} was made for {(dataset.Index.Sdxl ? "an SDXL" : "an SD 1.x/2.x")} model " +
+            throw new StageFailedException($"train: the latent cache {latentsFolder} was made for {(dataset.Index.Sdxl ? "an SDXL" : "an SD 1.x/2.x")} model " +
                 $"but {modelFolder.Root} is {(sdxl ? "an SDXL" : "an SD 1.x/2.x")} model; run the latents stage again (sdpipe run latents --force)");
         var schedulerConfig = SchedulerConfig.Load(Path.Combine(modelFolder.Component("scheduler"), "scheduler_config.json"));
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;

@@ -176,7 +176,7 @@ public sealed class ClipTokenizerTests
         CharacterVocabulary.WriteTo(temp.Path);
         File.WriteAllText(temp.File("merges.txt"), "#version: 0.2\na b c\n");
 
-        var error = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+        var error = Assert.Throws<TokenizerFileException>(() => ClipTokenizer.FromFolder(temp.Path))!;
 
         Assert.That(error.Message, Does.Contain("merges.txt:2").And.Contain("a b c"));
     }
@@ -188,7 +188,7 @@ public sealed class ClipTokenizerTests
         CharacterVocabulary.WriteTo(temp.Path);
         File.WriteAllText(temp.File("tokenizer_config.json"), """{ "model_max_length": 1e30 }""");
 
-        var error = Assert.Throws<InvalidDataException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+        var error = Assert.Throws<TokenizerFileException>(() => ClipTokenizer.FromFolder(temp.Path))!;
 
         Assert.That(error.Message, Does.Contain("tokenizer_config.json").And.Contain("model_max_length").And.Contain("77"));
     }

@@ -1,7 +1,6 @@
 using SdPipeline.Models.Shared;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
-using Newtonsoft.Json.Serialization;
 
 namespace SdPipeline.Models.Clip;
 
@@ -25,43 +24,47 @@ public sealed record ClipTextConfig
         "architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path",
     ];
 
-    private static readonly JsonSerializer s_serializer = JsonSerializer.Create(new JsonSerializerSettings
-    {
-        ContractResolver = new DefaultContractResolver { NamingStrategy = new SnakeCaseNamingStrategy() },
-        MissingMemberHandling = MissingMemberHandling.Ignore,
-    });
-
-    /// <summary>Token embedding rows (<c>vocab_size</c>).</summary>
+    /// <summary>Token embedding rows.</summary>
+    [DiffusersKey("vocab_size")]
     public int VocabSize { get; init; } = 49408;
 
-    /// <summary>Width of every hidden state (<c>hidden_size</c>).</summary>
+    /// <summary>Width of every hidden state.</summary>
+    [DiffusersKey("hidden_size")]
     public int HiddenSize { get; init; } = 512;
 
-    /// <summary>Width of the MLP's hidden layer (<c>intermediate_size</c>).</summary>
+    /// <summary>Width of the MLP's hidden layer.</summary>
+    [DiffusersKey("intermediate_size")]
     public int IntermediateSize { get; init; } = 2048;
 
-    /// <summary>Number of encoder layers (<c>num_hidden_layers</c>).</summary>
+    /// <summary>Number of encoder layers.</summary>
+    [DiffusersKey("num_hidden_layers")]
     public int NumHiddenLayers { get; init; } = 12;
 
-    /// <summary>Attention heads per layer (<c>num_attention_heads</c>); must divide <see cref="HiddenSize"/>.</summary>
+    /// <summary>Attention heads per layer; must divide <see cref="HiddenSize"/>.</summary>
+    [DiffusersKey("num_attention_heads")]
     public int NumAttentionHeads { get; init; } = 8;
 
-    /// <summary>Positions the model has embeddings for (<c>max_position_embeddings</c>), the longest input.</summary>
+    /// <summary>Positions the model has embeddings for, the longest input.</summary>
+    [DiffusersKey("max_position_embeddings")]
     public int MaxPositionEmbeddings { get; init; } = 77;
 
-    /// <summary>The MLP activation (<c>hidden_act</c>): <c>quick_gelu</c> (SD 1.x) or <c>gelu</c> (SD 2.x).</summary>
+    /// <summary>The MLP activation: <c>quick_gelu</c> (SD 1.x) or <c>gelu</c> (SD 2.x).</summary>
+    [DiffusersKey("hidden_act")]
     public string HiddenAct { get; init; } = "quick_gelu";
 
-    /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
+    /// <summary>Epsilon of every LayerNorm.</summary>
+    [DiffusersKey("layer_norm_eps")]
     public double LayerNormEps { get; init; } = 1e-5;
 
-    /// <summary>Width of the text projection (<c>projection_dim</c>); only <c>CLIPTextModelWithProjection</c> has one.</summary>
+    /// <summary>Width of the text projection; only <c>CLIPTextModelWithProjection</c> has one.</summary>
+    [DiffusersKey("projection_dim")]
     public int ProjectionDim { get; init; } = 512;
 
     /// <summary>
-    /// The end-of-text token id (<c>eos_token_id</c>); only <c>CLIPTextModelWithProjection</c>'s pooling reads it (the
+    /// The end-of-text token id; only <c>CLIPTextModelWithProjection</c>'s pooling reads it (the
     /// legacy 2 means "pool at the highest token id", as transformers does for configs written before the id was right).
     /// </summary>
+    [DiffusersKey("eos_token_id")]
     public int EosTokenId { get; init; } = 2;
 
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
@@ -76,21 +79,19 @@ public sealed record ClipTextConfig
     /// <summary>Parses and validates config JSON; <paramref name="source"/> names it in messages.</summary>
     public static ClipTextConfig Parse(string json, string source, Action<string>? warn = null)
     {
-        ClipTextConfig config;
+        JObject obj;
         try
         {
-            var obj = JObject.Parse(json);
-            var known = typeof(ClipTextConfig).GetProperties().Select(p => new SnakeCaseNamingStrategy().GetPropertyName(p.Name, false)).ToHashSet();
-            foreach (var property in obj.Properties())
-                if (!known.Contains(property.Name) && !s_ignoredKeys.Contains(property.Name))
-                    warn?.Invoke($"{source}: key '{property.Name}' is not part of a CLIP text encoder's architecture and is ignored");
-            config = obj.ToObject<ClipTextConfig>(s_serializer)
-                ?? throw new DiffusersConfigException($"{source}: expected a JSON object");
+            obj = JObject.Parse(json);
         }
         catch (JsonException e)
         {
             throw new DiffusersConfigException($"{source}: not a valid CLIP text config: {e.Message}", e);
         }
+        var read = new DiffusersConfigReader(obj, source);
+        var config = read.Keys<ClipTextConfig>();
+        foreach (string key in read.UnknownKeys().Where(k => !s_ignoredKeys.Contains(k)))
+            warn?.Invoke($"{source}: key '{key}' is not part of a CLIP text encoder's architecture and is ignored");
         config.Validate(source);
         return config;
     }
@@ -99,28 +100,23 @@ public sealed record ClipTextConfig
     /// The config as transformers writes it for a <c>CLIPTextModel</c> (its keys plus the class bookkeeping), with
     /// the token ids of the given vocabulary, so transformers and this tool both load the saved folder.
     /// </summary>
-    public JObject ToJson(int bosTokenId, int eosTokenId, int padTokenId) => new()
+    public JObject ToJson(int bosTokenId, int eosTokenId, int padTokenId)
     {
-        ["architectures"] = new JArray("CLIPTextModel"),
-        ["attention_dropout"] = 0.0,
-        ["bos_token_id"] = bosTokenId,
-        ["dropout"] = 0.0,
-        ["eos_token_id"] = eosTokenId,
-        ["hidden_act"] = HiddenAct,
-        ["hidden_size"] = HiddenSize,
-        ["initializer_factor"] = 1.0,
-        ["initializer_range"] = 0.02,
-        ["intermediate_size"] = IntermediateSize,
-        ["layer_norm_eps"] = LayerNormEps,
-        ["max_position_embeddings"] = MaxPositionEmbeddings,
-        ["model_type"] = "clip_text_model",
-        ["num_attention_heads"] = NumAttentionHeads,
-        ["num_hidden_layers"] = NumHiddenLayers,
-        ["pad_token_id"] = padTokenId,
-        ["projection_dim"] = HiddenSize,
-        ["torch_dtype"] = "float32",
-        ["vocab_size"] = VocabSize,
-    };
+        var keys = DiffusersConfigWriter.Keys(this);
+        keys["eos_token_id"] = eosTokenId;
+        // A CLIPTextModel has no projection and transformers ignores the key; it has always been written as the width.
+        keys["projection_dim"] = HiddenSize;
+        keys["architectures"] = new JArray("CLIPTextModel");
+        keys["model_type"] = "clip_text_model";
+        keys["torch_dtype"] = "float32";
+        keys["bos_token_id"] = bosTokenId;
+        keys["pad_token_id"] = padTokenId;
+        keys["attention_dropout"] = 0.0;
+        keys["dropout"] = 0.0;
+        keys["initializer_factor"] = 1.0;
+        keys["initializer_range"] = 0.02;
+        return new JObject(keys.Properties().OrderBy(p => p.Name, StringComparer.Ordinal));
+    }
 
     /// <summary>Throws when a value cannot describe a CLIP text encoder, quoting the key and value.</summary>
     public void Validate(string source)

@@ -12,21 +12,67 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
 {
     private readonly HashSet<string> _consumed = new(StringComparer.Ordinal);
 
-    public int Int(string key, int @default) => Read(key, @default, AsInt);
+    /// <summary>The JSON object of a <c>config.json</c> file.</summary>
+    /// <exception cref="DiffusersConfigException">The file is missing or not valid JSON; the message names it.</exception>
+    public static JObject ReadFile(string path)
+    {
+        if (!File.Exists(path)) throw new DiffusersConfigException($"{path}: file not found");
+        try
+        {
+            return JObject.Parse(File.ReadAllText(path));
+        }
+        catch (JsonReaderException e)
+        {
+            throw new DiffusersConfigException($"{path}: invalid JSON: {e.Message}");
+        }
+    }
 
-    public int? NullableInt(string key, int? @default) => Read(key, @default, (k, t) => (int?)AsInt(k, t));
+    /// <summary>
+    /// A <typeparamref name="T"/> whose <see cref="DiffusersKeyAttribute"/> properties are read from their keys, in
+    /// declaration order; an absent key keeps the property's initial value (the Python default).
+    /// </summary>
+    /// <exception cref="DiffusersConfigException">A value of the wrong form, named by key.</exception>
+    public T Keys<T>() where T : new()
+    {
+        var config = new T();
+        foreach (var (property, key) in DiffusersKeyAttribute.PropertiesOf(typeof(T)))
+            property.SetValue(config, Key(key, property.PropertyType, property.GetValue(config)));
+        return config;
+    }
 
-    public double Double(string key, double @default) => Read(key, @default, AsDouble);
+    private object? Key(DiffusersKeyAttribute key, Type type, object? @default)
+    {
+        string name = key.Name;
+        if (key.ScalarOrList) return IntOrList(name, (IReadOnlyList<int>?)@default);
+        if (key.UniformList) return UniformInt(name, (int)@default!);
+        if (key.NullIsFalse) return Flag(name, (bool)@default!);
+        if (type == typeof(int)) return Int(name, (int)@default!);
+        if (type == typeof(int?)) return NullableInt(name, (int?)@default);
+        if (type == typeof(double)) return Double(name, (double)@default!);
+        if (type == typeof(double?)) return NullableDouble(name, (double?)@default);
+        if (type == typeof(bool)) return Bool(name, (bool)@default!);
+        if (type == typeof(string)) return Read(name, (string?)@default, AsString);
+        if (type == typeof(IReadOnlyList<string>)) return StringList(name, (IReadOnlyList<string>)@default!);
+        if (type == typeof(IReadOnlyList<int>)) return IntList(name, (IReadOnlyList<int>)@default!);
+        if (type == typeof(IReadOnlyList<double>)) return NullableDoubleList(name, (IReadOnlyList<double>?)@default);
+        throw new NotSupportedException($"{type.Name} is not a config key type ({name})");
+    }
 
-    public double? NullableDouble(string key, double? @default) => Read(key, @default, (k, t) => (double?)AsDouble(k, t));
+    private int Int(string key, int @default) => Read(key, @default, AsInt);
 
-    public bool Bool(string key, bool @default) => Read(key, @default, (k, t) => t.Type == JTokenType.Boolean ? t.Value<bool>() : throw Malformed(k, t, "true or false"));
+    private int? NullableInt(string key, int? @default) => Read(key, @default, (k, t) => (int?)AsInt(k, t));
+
+    private double Double(string key, double @default) => Read(key, @default, AsDouble);
+
+    private double? NullableDouble(string key, double? @default) => Read(key, @default, (k, t) => (double?)AsDouble(k, t));
+
+    private bool Bool(string key, bool @default) => Read(key, @default, (k, t) => t.Type == JTokenType.Boolean ? t.Value<bool>() : throw Malformed(k, t, "true or false"));
 
     /// <summary>
     /// A flag the Python code only tests for truth (<c>if upcast_attention:</c>), so <c>null</c> (None) means false there and
     /// here. SDXL base 1.0's UNet config writes <c>"upcast_attention": null</c>.
     /// </summary>
-    public bool Flag(string key, bool @default) =>
+    private bool Flag(string key, bool @default) =>
         json.TryGetValue(key, out var value) && value.Type == JTokenType.Null ? Consumed(key, false) : Bool(key, @default);
 
     private bool Consumed(string key, bool value)
@@ -35,22 +81,27 @@ internal sealed class DiffusersConfigReader(JObject json, string source)
         return value;
     }
 
-    public string String(string key, string @default) => Read(key, @default, AsString);
-
-    public string? NullableString(string key) => Read<string?>(key, null, AsString);
-
-    public IReadOnlyList<string> StringList(string key, IReadOnlyList<string> @default) =>
+    private IReadOnlyList<string> StringList(string key, IReadOnlyList<string> @default) =>
         Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsString(k, item)).ToArray() : throw Malformed(k, t, "a list of strings"));
 
-    public IReadOnlyList<int> IntList(string key, IReadOnlyList<int> @default) =>
+    private IReadOnlyList<int> IntList(string key, IReadOnlyList<int> @default) =>
         Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsInt(k, item)).ToArray() : throw Malformed(k, t, "a list of integers"));
 
     /// <summary>An integer or a list of integers; a single integer is returned as a one-element list.</summary>
-    public IReadOnlyList<int>? IntOrList(string key, IReadOnlyList<int>? @default) =>
+    private IReadOnlyList<int>? IntOrList(string key, IReadOnlyList<int>? @default) =>
         Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsInt(k, item)).ToArray() : [AsInt(k, t)]);
 
-    public IReadOnlyList<double>? NullableDoubleList(string key) =>
-        Read<IReadOnlyList<double>?>(key, null, (k, t) => t is JArray array ? array.Select(item => AsDouble(k, item)).ToArray() : throw Malformed(k, t, "a list of numbers or null"));
+    // diffusers also takes per-block lists for these; Stable Diffusion never uses differing values, which are not ported.
+    private int UniformInt(string key, int @default)
+    {
+        var values = IntOrList(key, [@default])!;
+        if (values.Distinct().Count() != 1)
+            throw Invalid(key, $"per-block values ([{string.Join(", ", values)}]) are not supported by this port; give one integer");
+        return values[0];
+    }
+
+    private IReadOnlyList<double>? NullableDoubleList(string key, IReadOnlyList<double>? @default) =>
+        Read(key, @default, (k, t) => t is JArray array ? array.Select(item => AsDouble(k, item)).ToArray() : throw Malformed(k, t, "a list of numbers or null"));
 
     /// <summary>
     /// A key whose only supported value is its diffusers default: anything else selects a code path this port

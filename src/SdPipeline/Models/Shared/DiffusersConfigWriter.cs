@@ -10,6 +10,25 @@ internal static class DiffusersConfigWriter
     /// <summary>The diffusers version whose model semantics this port mirrors (git 58eb52c0).</summary>
     public const string DiffusersVersion = "0.40.0.dev0";
 
+    /// <summary>Every <see cref="DiffusersKeyAttribute"/> property of <paramref name="config"/> under its key.</summary>
+    public static JObject Keys(object config)
+    {
+        var keys = new JObject();
+        foreach (var (property, key) in DiffusersKeyAttribute.PropertiesOf(config.GetType()))
+            keys[key.Name] = Value(key, property.GetValue(config));
+        return keys;
+    }
+
+    private static JToken Value(DiffusersKeyAttribute key, object? value) => value switch
+    {
+        null => JValue.CreateNull(),
+        IReadOnlyList<int> values when key.ScalarOrList => IntOrList(values),
+        double number when key.WholeAsInteger && number == Math.Floor(number) => new JValue((long)number),
+        string text => new JValue(text),
+        System.Collections.IEnumerable values => new JArray(values.Cast<object>()),
+        _ => new JValue(value),
+    };
+
     public static JObject WithHeader(string className, JObject keys)
     {
         var all = new JObject { ["_class_name"] = className, ["_diffusers_version"] = DiffusersVersion };
@@ -20,7 +39,7 @@ internal static class DiffusersConfigWriter
     public static void Write(string path, JObject config) =>
         AtomicFile.WriteAllText(path, config.ToString(Formatting.Indented) + "\n");
 
-    /// <summary>A one-element list stands for diffusers' scalar form (the same value for every block).</summary>
-    public static JToken IntOrList(IReadOnlyList<int>? values) =>
+    // A one-element list stands for diffusers' scalar form (the same value for every block).
+    private static JToken IntOrList(IReadOnlyList<int>? values) =>
         values is null ? JValue.CreateNull() : values.Count == 1 ? new JValue(values[0]) : new JArray(values);
 }

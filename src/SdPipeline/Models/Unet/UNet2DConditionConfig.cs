@@ -15,63 +15,82 @@ public sealed record UNet2DConditionConfig
     public const string ClassName = "UNet2DConditionModel";
 
     /// <summary>Nominal latent size (informational; one element = square). Null when absent.</summary>
+    [DiffusersKey("sample_size", ScalarOrList = true)]
     public IReadOnlyList<int>? SampleSize { get; init; }
 
     /// <summary>Latent channels in.</summary>
+    [DiffusersKey("in_channels")]
     public int InChannels { get; init; } = 4;
 
     /// <summary>Channels predicted.</summary>
+    [DiffusersKey("out_channels")]
     public int OutChannels { get; init; } = 4;
 
     /// <summary>Maps the input from [0, 1] to [-1, 1] first.</summary>
+    [DiffusersKey("center_input_sample")]
     public bool CenterInputSample { get; init; }
 
     /// <summary>Timestep embedding order: cos half first when true.</summary>
+    [DiffusersKey("flip_sin_to_cos")]
     public bool FlipSinToCos { get; init; } = true;
 
     /// <summary>Timestep embedding <c>downscale_freq_shift</c>.</summary>
+    [DiffusersKey("freq_shift")]
     public int FreqShift { get; init; }
 
     /// <summary><c>CrossAttnDownBlock2D</c> or <c>DownBlock2D</c>, one per resolution.</summary>
+    [DiffusersKey("down_block_types")]
     public IReadOnlyList<string> DownBlockTypes { get; init; } = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
 
     /// <summary>Only <c>UNetMidBlock2DCrossAttn</c>.</summary>
+    [DiffusersKey("mid_block_type")]
     public string MidBlockType { get; init; } = "UNetMidBlock2DCrossAttn";
 
     /// <summary><c>CrossAttnUpBlock2D</c> or <c>UpBlock2D</c>, deepest first.</summary>
+    [DiffusersKey("up_block_types")]
     public IReadOnlyList<string> UpBlockTypes { get; init; } = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
 
     /// <summary>Channels of each down block.</summary>
+    [DiffusersKey("block_out_channels")]
     public IReadOnlyList<int> BlockOutChannels { get; init; } = [320, 640, 1280, 1280];
 
     /// <summary>Resnets per down block (up blocks have one more).</summary>
+    [DiffusersKey("layers_per_block", UniformList = true)]
     public int LayersPerBlock { get; init; } = 2;
 
     /// <summary>Padding of the stride-2 downsampling convolutions.</summary>
+    [DiffusersKey("downsample_padding")]
     public int DownsamplePadding { get; init; } = 1;
 
     /// <summary>Output scale of the mid block's resnets.</summary>
+    [DiffusersKey("mid_block_scale_factor", WholeAsInteger = true)]
     public double MidBlockScaleFactor { get; init; } = 1;
 
     /// <summary>Dropout inside the resnets (diffusers passes it nowhere else in these blocks).</summary>
+    [DiffusersKey("dropout")]
     public double Dropout { get; init; }
 
     /// <summary>Activation: <c>silu</c> (<c>swish</c> is diffusers' alias of it).</summary>
+    [DiffusersKey("act_fn")]
     public string ActFn { get; init; } = "silu";
 
     /// <summary>GroupNorm groups.</summary>
+    [DiffusersKey("norm_num_groups")]
     public int NormNumGroups { get; init; } = 32;
 
     /// <summary>Epsilon of the resnet and output GroupNorms (the transformers' GroupNorm uses 1e-6).</summary>
+    [DiffusersKey("norm_eps")]
     public double NormEps { get; init; } = 1e-5;
 
     /// <summary>Width of the text embeddings (768 for SD 1.x, 1024 for SD 2.x).</summary>
+    [DiffusersKey("cross_attention_dim", UniformList = true)]
     public int CrossAttentionDim { get; init; } = 1280;
 
     /// <summary>
     /// Transformer blocks per <c>Transformer2DModel</c>, per down block (SDXL: [1, 2, 10]); one element = the same for
     /// every block. The mid block uses the last entry, the up blocks the reversed list.
     /// </summary>
+    [DiffusersKey("transformer_layers_per_block", ScalarOrList = true)]
     public IReadOnlyList<int> TransformerLayersPerBlock { get; init; } = [1];
 
     /// <summary>
@@ -79,39 +98,49 @@ public sealed record UNet2DConditionConfig
     /// configs use it): SD 1.5's 8 means 8 heads of 40/80/160 channels. One element = same for every block;
     /// the up blocks use the reversed list.
     /// </summary>
+    [DiffusersKey("attention_head_dim", ScalarOrList = true)]
     public IReadOnlyList<int> AttentionHeadDim { get; init; } = [8];
 
     /// <summary>
     /// Heads per down block under its correct name; when set it wins over <see cref="AttentionHeadDim"/>. (diffusers
     /// 0.40 itself still refuses this key pending the rename; it is accepted here with that intended meaning.)
     /// </summary>
+    [DiffusersKey("num_attention_heads", ScalarOrList = true)]
     public IReadOnlyList<int>? NumAttentionHeads { get; init; }
 
     /// <summary>Transformer <c>proj_in</c>/<c>proj_out</c> are Linear (SD 2.x) instead of 1×1 convolutions.</summary>
+    [DiffusersKey("use_linear_projection")]
     public bool UseLinearProjection { get; init; }
 
     /// <summary>Attention computed in float32 when the model runs in half precision (SD 2.1 sets it).</summary>
+    [DiffusersKey("upcast_attention", NullIsFalse = true)]
     public bool UpcastAttention { get; init; }
 
     /// <summary>Time embedding width; null = 4 × <c>BlockOutChannels[0]</c>.</summary>
+    [DiffusersKey("time_embedding_dim")]
     public int? TimeEmbeddingDim { get; init; }
 
     /// <summary>
     /// The added embedding: null (SD 1.x/2.x) or <c>text_time</c> (SDXL: the pooled text embedding and six
     /// micro-conditioning ids, embedded and added to the timestep embedding).
     /// </summary>
+    [DiffusersKey("addition_embed_type")]
     public string? AdditionEmbedType { get; init; }
 
     /// <summary>Sinusoid width of each <c>text_time</c> id (SDXL: 256).</summary>
+    [DiffusersKey("addition_time_embed_dim")]
     public int? AdditionTimeEmbedDim { get; init; }
 
     /// <summary>Input width of <c>add_embedding</c>: pooled text width + 6 × <see cref="AdditionTimeEmbedDim"/> (SDXL: 2816).</summary>
+    [DiffusersKey("projection_class_embeddings_input_dim")]
     public int? ProjectionClassEmbeddingsInputDim { get; init; }
 
     /// <summary>Kernel of <c>conv_in</c>.</summary>
+    [DiffusersKey("conv_in_kernel")]
     public int ConvInKernel { get; init; } = 3;
 
     /// <summary>Kernel of <c>conv_out</c>.</summary>
+    [DiffusersKey("conv_out_kernel")]
     public int ConvOutKernel { get; init; } = 3;
 
     /// <summary>Keys in the file that diffusers does not know either; reported so that callers can warn.</summary>
@@ -169,27 +198,13 @@ public sealed record UNet2DConditionConfig
 
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <exception cref="DiffusersConfigException">Malformed or unsupported values, named by key.</exception>
-    public static UNet2DConditionConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new DiffusersConfigException($"{path}: file not found");
-        JObject json;
-        try
-        {
-            json = JObject.Parse(File.ReadAllText(path));
-        }
-        catch (Newtonsoft.Json.JsonReaderException e)
-        {
-            throw new DiffusersConfigException($"{path}: invalid JSON: {e.Message}");
-        }
-        return Parse(json, path);
-    }
+    public static UNet2DConditionConfig Load(string path) => Parse(DiffusersConfigReader.ReadFile(path), path);
 
     /// <summary>Reads and validates a config; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="DiffusersConfigException">Malformed or unsupported values, named by key.</exception>
     public static UNet2DConditionConfig Parse(JObject json, string source)
     {
         var read = new DiffusersConfigReader(json, source);
-        var defaults = new UNet2DConditionConfig();
         foreach (var (key, value) in Unported) read.RequireDefault(key, value);
 
         // A per-block list of all false is the same as false.
@@ -199,51 +214,13 @@ public sealed record UNet2DConditionConfig
             throw read.Unsupported("only_cross_attention", onlyCross, "false");
         read.Inert("only_cross_attention", false);
 
-        var config = new UNet2DConditionConfig
+        var config = read.Keys<UNet2DConditionConfig>() with
         {
-            SampleSize = read.IntOrList("sample_size", null),
-            InChannels = read.Int("in_channels", defaults.InChannels),
-            OutChannels = read.Int("out_channels", defaults.OutChannels),
-            CenterInputSample = read.Bool("center_input_sample", defaults.CenterInputSample),
-            FlipSinToCos = read.Bool("flip_sin_to_cos", defaults.FlipSinToCos),
-            FreqShift = read.Int("freq_shift", defaults.FreqShift),
-            DownBlockTypes = read.StringList("down_block_types", defaults.DownBlockTypes),
-            MidBlockType = read.String("mid_block_type", defaults.MidBlockType),
-            UpBlockTypes = read.StringList("up_block_types", defaults.UpBlockTypes),
-            BlockOutChannels = read.IntList("block_out_channels", defaults.BlockOutChannels),
-            LayersPerBlock = ScalarOnly(read, "layers_per_block", defaults.LayersPerBlock),
-            DownsamplePadding = read.Int("downsample_padding", defaults.DownsamplePadding),
-            MidBlockScaleFactor = read.Double("mid_block_scale_factor", defaults.MidBlockScaleFactor),
-            Dropout = read.Double("dropout", defaults.Dropout),
-            ActFn = read.String("act_fn", defaults.ActFn),
-            NormNumGroups = read.Int("norm_num_groups", defaults.NormNumGroups),
-            NormEps = read.Double("norm_eps", defaults.NormEps),
-            CrossAttentionDim = ScalarOnly(read, "cross_attention_dim", defaults.CrossAttentionDim),
-            TransformerLayersPerBlock = read.IntOrList("transformer_layers_per_block", defaults.TransformerLayersPerBlock)!,
-            AttentionHeadDim = read.IntOrList("attention_head_dim", defaults.AttentionHeadDim)!,
-            NumAttentionHeads = read.IntOrList("num_attention_heads", null),
-            UseLinearProjection = read.Bool("use_linear_projection", defaults.UseLinearProjection),
-            UpcastAttention = read.Flag("upcast_attention", defaults.UpcastAttention),
-            TimeEmbeddingDim = read.NullableInt("time_embedding_dim", null),
-            AdditionEmbedType = read.NullableString("addition_embed_type"),
-            AdditionTimeEmbedDim = read.NullableInt("addition_time_embed_dim", null),
-            ProjectionClassEmbeddingsInputDim = read.NullableInt("projection_class_embeddings_input_dim", null),
-            ConvInKernel = read.Int("conv_in_kernel", defaults.ConvInKernel),
-            ConvOutKernel = read.Int("conv_out_kernel", defaults.ConvOutKernel),
             InertKeys = Inert.ToDictionary(p => p.Key, p => read.Inert(p.Key, p.Default)),
         };
         config = config with { UnknownKeys = read.UnknownKeys() };
         config.Validate(source);
         return config;
-    }
-
-    // diffusers also takes per-block lists for these; Stable Diffusion never uses differing values, which are not ported.
-    private static int ScalarOnly(DiffusersConfigReader read, string key, int @default)
-    {
-        var values = read.IntOrList(key, [@default])!;
-        if (values.Distinct().Count() != 1)
-            throw read.Invalid(key, $"per-block values ([{string.Join(", ", values)}]) are not supported by this port; give one integer");
-        return values[0];
     }
 
     /// <summary>Checks the values against each other and against what is ported.</summary>
@@ -316,40 +293,8 @@ public sealed record UNet2DConditionConfig
     /// </summary>
     public JObject ToJson()
     {
-        var keys = new JObject
-        {
-            ["sample_size"] = DiffusersConfigWriter.IntOrList(SampleSize),
-            ["in_channels"] = InChannels,
-            ["out_channels"] = OutChannels,
-            ["center_input_sample"] = CenterInputSample,
-            ["flip_sin_to_cos"] = FlipSinToCos,
-            ["freq_shift"] = FreqShift,
-            ["down_block_types"] = new JArray(DownBlockTypes),
-            ["mid_block_type"] = MidBlockType,
-            ["up_block_types"] = new JArray(UpBlockTypes),
-            ["only_cross_attention"] = false,
-            ["block_out_channels"] = new JArray(BlockOutChannels),
-            ["layers_per_block"] = LayersPerBlock,
-            ["downsample_padding"] = DownsamplePadding,
-            // Written as diffusers' default literal (1, not 1.0) when integral, so SD configs round-trip unchanged.
-            ["mid_block_scale_factor"] = MidBlockScaleFactor == Math.Floor(MidBlockScaleFactor) ? new JValue((long)MidBlockScaleFactor) : new JValue(MidBlockScaleFactor),
-            ["dropout"] = Dropout,
-            ["act_fn"] = ActFn,
-            ["norm_num_groups"] = NormNumGroups,
-            ["norm_eps"] = NormEps,
-            ["cross_attention_dim"] = CrossAttentionDim,
-            ["transformer_layers_per_block"] = DiffusersConfigWriter.IntOrList(TransformerLayersPerBlock),
-            ["addition_embed_type"] = AdditionEmbedType is { } type ? type : JValue.CreateNull(),
-            ["addition_time_embed_dim"] = AdditionTimeEmbedDim is int timeDim ? timeDim : JValue.CreateNull(),
-            ["projection_class_embeddings_input_dim"] = ProjectionClassEmbeddingsInputDim is int inputDim ? inputDim : JValue.CreateNull(),
-            ["attention_head_dim"] = DiffusersConfigWriter.IntOrList(AttentionHeadDim),
-            ["num_attention_heads"] = DiffusersConfigWriter.IntOrList(NumAttentionHeads),
-            ["use_linear_projection"] = UseLinearProjection,
-            ["upcast_attention"] = UpcastAttention,
-            ["time_embedding_dim"] = TimeEmbeddingDim is int dim ? dim : JValue.CreateNull(),
-            ["conv_in_kernel"] = ConvInKernel,
-            ["conv_out_kernel"] = ConvOutKernel,
-        };
+        var keys = DiffusersConfigWriter.Keys(this);
+        keys["only_cross_attention"] = false;
         foreach (var (key, value) in Unported) keys[key] = value.DeepClone();
         foreach (var (key, value) in InertKeys) keys[key] = value.DeepClone();
         return DiffusersConfigWriter.WithHeader(ClassName, keys);

@@ -13,57 +13,75 @@ public sealed record AutoencoderKLConfig
     public const string ClassName = "AutoencoderKL";
 
     /// <summary>Image channels in.</summary>
+    [DiffusersKey("in_channels")]
     public int InChannels { get; init; } = 3;
 
     /// <summary>Image channels out.</summary>
+    [DiffusersKey("out_channels")]
     public int OutChannels { get; init; } = 3;
 
     /// <summary>Only <c>DownEncoderBlock2D</c>, one per resolution.</summary>
+    [DiffusersKey("down_block_types")]
     public IReadOnlyList<string> DownBlockTypes { get; init; } = ["DownEncoderBlock2D"];
 
     /// <summary>Only <c>UpDecoderBlock2D</c>, one per resolution.</summary>
+    [DiffusersKey("up_block_types")]
     public IReadOnlyList<string> UpBlockTypes { get; init; } = ["UpDecoderBlock2D"];
 
     /// <summary>Channels of each encoder block (the decoder uses them reversed).</summary>
+    [DiffusersKey("block_out_channels")]
     public IReadOnlyList<int> BlockOutChannels { get; init; } = [64];
 
     /// <summary>Resnets per encoder block (decoder blocks have one more).</summary>
+    [DiffusersKey("layers_per_block")]
     public int LayersPerBlock { get; init; } = 1;
 
     /// <summary>Activation: <c>silu</c> (<c>swish</c> is diffusers' alias of it).</summary>
+    [DiffusersKey("act_fn")]
     public string ActFn { get; init; } = "silu";
 
     /// <summary>Latent channels.</summary>
+    [DiffusersKey("latent_channels")]
     public int LatentChannels { get; init; } = 4;
 
     /// <summary>GroupNorm groups.</summary>
+    [DiffusersKey("norm_num_groups")]
     public int NormNumGroups { get; init; } = 32;
 
     /// <summary>Nominal image size (informational; one element = square).</summary>
+    [DiffusersKey("sample_size", ScalarOrList = true)]
     public IReadOnlyList<int>? SampleSize { get; init; } = [32];
 
     /// <summary>Latents are multiplied by it after encoding (training) and divided before decoding (sampling); not applied inside the model.</summary>
+    [DiffusersKey("scaling_factor")]
     public double ScalingFactor { get; init; } = 0.18215;
 
     /// <summary>Subtracted from latents before scaling (newer VAEs; null for SD 1.x/2.x); not applied inside the model.</summary>
+    [DiffusersKey("shift_factor")]
     public double? ShiftFactor { get; init; }
 
     /// <summary>Per-channel latent means some VAEs publish (informational).</summary>
+    [DiffusersKey("latents_mean")]
     public IReadOnlyList<double>? LatentsMean { get; init; }
 
     /// <summary>Per-channel latent standard deviations some VAEs publish (informational).</summary>
+    [DiffusersKey("latents_std")]
     public IReadOnlyList<double>? LatentsStd { get; init; }
 
     /// <summary>Run this VAE in float32 even when the rest of a pipeline is half precision (advice to callers).</summary>
+    [DiffusersKey("force_upcast")]
     public bool ForceUpcast { get; init; } = true;
 
     /// <summary>A 1×1 <c>quant_conv</c> after the encoder.</summary>
+    [DiffusersKey("use_quant_conv")]
     public bool UseQuantConv { get; init; } = true;
 
     /// <summary>A 1×1 <c>post_quant_conv</c> before the decoder.</summary>
+    [DiffusersKey("use_post_quant_conv")]
     public bool UsePostQuantConv { get; init; } = true;
 
     /// <summary>Self-attention in the encoder's and decoder's mid blocks.</summary>
+    [DiffusersKey("mid_block_add_attention")]
     public bool MidBlockAddAttention { get; init; } = true;
 
     /// <summary>Keys in the file that diffusers does not know either; reported so that callers can warn.</summary>
@@ -71,49 +89,14 @@ public sealed record AutoencoderKLConfig
 
     /// <summary>Reads and validates a <c>config.json</c>.</summary>
     /// <exception cref="DiffusersConfigException">Malformed or unsupported values, named by key.</exception>
-    public static AutoencoderKLConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new DiffusersConfigException($"{path}: file not found");
-        JObject json;
-        try
-        {
-            json = JObject.Parse(File.ReadAllText(path));
-        }
-        catch (Newtonsoft.Json.JsonReaderException e)
-        {
-            throw new DiffusersConfigException($"{path}: invalid JSON: {e.Message}");
-        }
-        return Parse(json, path);
-    }
+    public static AutoencoderKLConfig Load(string path) => Parse(DiffusersConfigReader.ReadFile(path), path);
 
     /// <summary>Reads and validates a config; <paramref name="source"/> names it in errors.</summary>
     /// <exception cref="DiffusersConfigException">Malformed or unsupported values, named by key.</exception>
     public static AutoencoderKLConfig Parse(JObject json, string source)
     {
         var read = new DiffusersConfigReader(json, source);
-        var defaults = new AutoencoderKLConfig();
-        var config = new AutoencoderKLConfig
-        {
-            InChannels = read.Int("in_channels", defaults.InChannels),
-            OutChannels = read.Int("out_channels", defaults.OutChannels),
-            DownBlockTypes = read.StringList("down_block_types", defaults.DownBlockTypes),
-            UpBlockTypes = read.StringList("up_block_types", defaults.UpBlockTypes),
-            BlockOutChannels = read.IntList("block_out_channels", defaults.BlockOutChannels),
-            LayersPerBlock = read.Int("layers_per_block", defaults.LayersPerBlock),
-            ActFn = read.String("act_fn", defaults.ActFn),
-            LatentChannels = read.Int("latent_channels", defaults.LatentChannels),
-            NormNumGroups = read.Int("norm_num_groups", defaults.NormNumGroups),
-            SampleSize = read.IntOrList("sample_size", defaults.SampleSize),
-            ScalingFactor = read.Double("scaling_factor", defaults.ScalingFactor),
-            ShiftFactor = read.NullableDouble("shift_factor", null),
-            LatentsMean = read.NullableDoubleList("latents_mean"),
-            LatentsStd = read.NullableDoubleList("latents_std"),
-            ForceUpcast = read.Bool("force_upcast", defaults.ForceUpcast),
-            UseQuantConv = read.Bool("use_quant_conv", defaults.UseQuantConv),
-            UsePostQuantConv = read.Bool("use_post_quant_conv", defaults.UsePostQuantConv),
-            MidBlockAddAttention = read.Bool("mid_block_add_attention", defaults.MidBlockAddAttention),
-        };
-        config = config with { UnknownKeys = read.UnknownKeys() };
+        var config = read.Keys<AutoencoderKLConfig>() with { UnknownKeys = read.UnknownKeys() };
         config.Validate(source);
         return config;
     }
@@ -145,28 +128,6 @@ public sealed record AutoencoderKLConfig
     /// <summary>The config as diffusers' <c>save_config</c> writes it: every <c>__init__</c> key, sorted.</summary>
     public JObject ToJson()
     {
-        static JToken Doubles(IReadOnlyList<double>? values) => values is null ? JValue.CreateNull() : new JArray(values);
-        var keys = new JObject
-        {
-            ["in_channels"] = InChannels,
-            ["out_channels"] = OutChannels,
-            ["down_block_types"] = new JArray(DownBlockTypes),
-            ["up_block_types"] = new JArray(UpBlockTypes),
-            ["block_out_channels"] = new JArray(BlockOutChannels),
-            ["layers_per_block"] = LayersPerBlock,
-            ["act_fn"] = ActFn,
-            ["latent_channels"] = LatentChannels,
-            ["norm_num_groups"] = NormNumGroups,
-            ["sample_size"] = DiffusersConfigWriter.IntOrList(SampleSize),
-            ["scaling_factor"] = ScalingFactor,
-            ["shift_factor"] = ShiftFactor is double shift ? shift : JValue.CreateNull(),
-            ["latents_mean"] = Doubles(LatentsMean),
-            ["latents_std"] = Doubles(LatentsStd),
-            ["force_upcast"] = ForceUpcast,
-            ["use_quant_conv"] = UseQuantConv,
-            ["use_post_quant_conv"] = UsePostQuantConv,
-            ["mid_block_add_attention"] = MidBlockAddAttention,
-        };
-        return DiffusersConfigWriter.WithHeader(ClassName, keys);
+        return DiffusersConfigWriter.WithHeader(ClassName, DiffusersConfigWriter.Keys(this));
     }
 }
