@@ -23,6 +23,12 @@ public static partial class LdmNames
     /// <summary>Prefix of an SD 2.x OpenCLIP text encoder.</summary>
     public const string OpenClipPrefix = "cond_stage_model.model.";
 
+    /// <summary>Prefix of SDXL's first text encoder, CLIP ViT-L (transformers' names follow it, <c>text_model.</c> included).</summary>
+    public const string SdxlClipPrefix = "conditioner.embedders.0.transformer.";
+
+    /// <summary>Prefix of SDXL's second text encoder, OpenCLIP ViT-bigG (OpenCLIP's names follow it).</summary>
+    public const string SdxlOpenClipPrefix = "conditioner.embedders.1.model.";
+
     private static readonly (string Diffusers, string Ldm)[] ResnetParts =
     [
         ("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),

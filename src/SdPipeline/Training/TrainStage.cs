@@ -129,9 +129,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             if (network is null)
             {
                 Export(workspace.Directory, modelFolder, models, predictionType);
-                // The original-layout single file is written for SD 1.x/2.x; SDXL's (SGM names, conditioner.embedders.*) is not implemented.
-                if (sdxl) workspace.Log("train: no model.safetensors single file for SDXL (not implemented); pipeline/ is the complete diffusers folder");
-                else SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
+                SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
             }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +

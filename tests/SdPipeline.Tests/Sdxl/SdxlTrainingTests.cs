@@ -59,6 +59,17 @@ public sealed class SdxlTrainingTests
             Assert.That(pipeline.Unet.Config.HasTextTimeEmbedding, Is.True);
         }
 
+        // And beside it the single file in SGM's layout, holding the trained UNet
+        string single = Path.Combine(train, SingleFileDeliverable.FileName);
+        using (var file = SafeTensorsFile.Open(single))
+        using (var trained = SafeTensorsFile.Open(Path.Combine(train, "unet", "diffusion_pytorch_model.safetensors")))
+        {
+            Assert.That(SdPipeline.SingleFileCheckpoints.SingleFileArchitecture.Family(file), Is.EqualTo(SdPipeline.SingleFileCheckpoints.SingleFileFamily.StableDiffusionXL));
+            using var labelEmbedding = file.Read("model.diffusion_model.label_emb.0.0.weight");
+            using var addEmbedding = trained.Read("add_embedding.linear_1.weight");
+            Assert.That(labelEmbedding.to(ScalarType.Float32).allclose(addEmbedding.to(ScalarType.Float16).to(ScalarType.Float32)), Is.True, "the trained weight, in train.export_dtype (fp16)");
+        }
+
         // And the sample stage drew from the base and the fine-tuned SDXL at the cache's resolution, and the report has them
         var sample = harness.Plan("sample", sets).ArtifactDirectory!;
         var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(sample, SampleStage.SamplesFile)))!;
