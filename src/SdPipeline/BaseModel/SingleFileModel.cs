@@ -41,7 +41,13 @@ public static class SingleFileModel
         {
             throw new StageInputException($"model.base: {e.Message}");
         }
-        workspace.Log($"model: {Path.GetFileName(checkpoint)} is {(import.Family == SingleFileFamily.StableDiffusion1 ? "Stable Diffusion 1.x" : "Stable Diffusion 2.x")}; " +
+        string family = import.Family switch
+        {
+            SingleFileFamily.StableDiffusion1 => "Stable Diffusion 1.x",
+            SingleFileFamily.StableDiffusion2 => "Stable Diffusion 2.x",
+            _ => "Stable Diffusion XL",
+        };
+        workspace.Log($"model: {Path.GetFileName(checkpoint)} is {family}; " +
             string.Join("; ", import.ConfigSources.Select(p => $"{p.Key}: {p.Value}")));
         foreach (var (group, count) in import.Ignored)
             workspace.Log($"model: ignored {count} tensors no component uses: {group}");
@@ -55,7 +61,11 @@ public static class SingleFileModel
     {
         if (!Directory.Exists(folder))
             throw new StageInputException($"model.single_file_config: {folder} is not a folder (give a diffusers folder with tokenizer/ and component configs)");
-        foreach (string component in new[] { "unet", "vae", "text_encoder", "scheduler", "tokenizer" })
+        // An SDXL import also reads the second encoder's config and tokenizer, and the folder's model_index.json (an SD
+        // import does not, so an SD folder's identity is what it was).
+        string index = Path.Combine(folder, "model_index.json");
+        if (Directory.Exists(Path.Combine(folder, "text_encoder_2")) && File.Exists(index)) yield return index;
+        foreach (string component in new[] { "unet", "vae", "text_encoder", "scheduler", "tokenizer", "text_encoder_2", "tokenizer_2" })
         {
             string dir = Path.Combine(folder, component);
             if (!Directory.Exists(dir)) continue;

@@ -25,13 +25,13 @@ public sealed class RuntimeSection
 /// <summary>The base model (the `model` stage).</summary>
 public sealed class ModelSection
 {
-    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], a local diffusers folder, or an original-layout SD 1.x/2.x single-file .safetensors (the AUTOMATIC1111/ComfyUI kind; a .yaml beside it is read for v-prediction).")]
+    [ConfigKey("Base model: builtin:tiny, hf:org/name[@revision], a local diffusers folder, or an original-layout SD 1.x/2.x or SDXL single-file .safetensors (the AUTOMATIC1111/ComfyUI kind; a .yaml beside it is read for v-prediction).")]
     public string Base { get; init; } = "builtin:tiny";
 
     [ConfigKey("Precision variant of the weights to fetch and load (for example fp16: diffusion_pytorch_model.fp16.safetensors); empty for the full-precision files. Weights are used in float32 either way.")]
     public string Variant { get; init; } = "";
 
-    [ConfigKey("For a single-file model.base: a diffusers folder of the same architecture whose tokenizer/ (which no single file carries) and, where present, unet/vae/text_encoder/scheduler configs are used, as diffusers' from_single_file(config=...); what it lacks is inferred from the tensors.")]
+    [ConfigKey("For a single-file model.base: a diffusers folder of the same architecture whose tokenizer/ (which no single file carries) and, where present, unet/vae/text_encoder/scheduler configs are used, as diffusers' from_single_file(config=...); what it lacks is inferred from the tensors (SD 1.x/2.x; an SDXL file needs the folder's unet, vae, text_encoder, text_encoder_2 configs and tokenizer_2/).")]
     public string SingleFileConfig { get; init; } = "";
 
     [ConfigKey("Seed of builtin:tiny's initial weights.", Min = 0)]

@@ -91,7 +91,7 @@ public static class LoraFile
     /// The kohya module name of a layer: <c>lora_unet_</c>, <c>lora_te_</c> (SDXL: <c>lora_te1_</c>) or <c>lora_te2_</c>, and the
     /// path with dots as underscores. An SDXL UNet keeps its diffusers module path (<c>lora_unet_down_blocks_1_attentions_0_…</c>), the
     /// form diffusers' <c>_convert_unet_lora_key</c> maps back for SD as for SDXL; kohya's own SDXL trainer writes the original block
-    /// numbering instead (<c>lora_unet_input_blocks_4_1_…</c>), which this reader does not resolve.
+    /// numbering instead (<c>lora_unet_input_blocks_4_1_…</c>, see <see cref="OriginalUnetNumbering"/>), which the reader takes too.
     /// </summary>
     public static string KohyaName(string component, string path, bool sdxl = false)
     {
@@ -103,7 +103,8 @@ public static class LoraFile
     /// <summary>
     /// Reads a LoRA file of either layout. Kohya names lose the dots of the module path, so they are matched against the
     /// layers the model has (<paramref name="layers"/>: component and path of every linear and convolution layer), as
-    /// ComfyUI and AUTOMATIC1111 do. The tensors returned are new CPU tensors the caller owns.
+    /// ComfyUI and AUTOMATIC1111 do; a UNet layer is found under diffusers' block numbering and under the original one
+    /// (<see cref="OriginalUnetNumbering"/>). The tensors returned are new CPU tensors the caller owns.
     /// </summary>
     /// <exception cref="WeightsException">Not a LoRA file, or keys that name no layer of the model.</exception>
     public static (LoraLayout Layout, IReadOnlyList<LoraModuleWeights> Modules) Read(string path, IEnumerable<(string Component, string Path)> layers)
@@ -139,14 +140,22 @@ public static class LoraFile
     private static List<LoraModuleWeights> ReadKohya(SafeTensorsFile file, IEnumerable<(string Component, string Path)> layers)
     {
         var byName = new Dictionary<string, (string Component, string Path)>(StringComparer.Ordinal);
-        foreach (var layer in layers)
+        var all = layers.ToList();
+        foreach (var layer in all)
             if (KohyaPrefixes.ContainsKey(layer.Component))
             {
                 byName[KohyaName(layer.Component, layer.Path)] = layer;
                 if (layer.Component == LoraNetwork.TextEncoder) byName[KohyaName(layer.Component, layer.Path, sdxl: true)] = layer;
             }
+        // The UNet's layers also under the original block numbering (kohya's SDXL trainer): lora_unet_input_blocks_4_1_….
+        var unetPaths = all.Where(l => l.Component == LoraNetwork.Unet).Select(l => l.Path).ToList();
+        if (unetPaths.Count > 0)
+            foreach (var (path, original) in OriginalUnetNumbering.Of(unetPaths))
+                if (!byName.TryAdd(KohyaName(LoraNetwork.Unet, original), (LoraNetwork.Unet, path)))
+                    throw new InvalidOperationException($"the original-numbering name of unet.{path} ({original}) is also the kohya name of another layer");
         var modules = new List<LoraModuleWeights>();
         var unknown = new List<string>();
+        var named = new Dictionary<(string Component, string Path), string>();
         foreach (var entry in file.Entries.Where(e => e.Name.EndsWith(".lora_down.weight", StringComparison.Ordinal)))
         {
             string name = entry.Name[..^".lora_down.weight".Length];
@@ -155,6 +164,9 @@ public static class LoraFile
                 unknown.Add(name);
                 continue;
             }
+            if (!named.TryAdd(layer, name))
+                throw new WeightsException($"{file.Path}: '{named[layer]}' and '{name}' adapt the same layer ({layer.Component}.{layer.Path}), once in diffusers' " +
+                    "block numbering and once in the original one; keep one of them");
             var down = file.Read(entry.Name);
             var up = file.Read($"{name}.lora_up.weight");
             // kohya: "if alpha == 0 or None, alpha is rank (no scaling)".
@@ -242,7 +254,7 @@ public static class LoraFile
     {
         if (unknown.Count > 0)
             throw new WeightsException($"{path}: {unknown.Count} LoRA module(s) name no layer of this model, e.g. {string.Join(", ", unknown.Take(3))} " +
-                "(a LoRA for another architecture? SD 1.x/2.x and SDXL LoRAs in diffusers naming are supported; LoRAs in the original CompVis/SGM block naming, " +
-                "such as lora_unet_input_blocks_…, are not)");
+                "(a LoRA for another architecture? SD 1.x/2.x and SDXL LoRAs are read in diffusers' block naming, lora_unet_down_blocks_…, and in the original " +
+                "CompVis/SGM one, lora_unet_input_blocks_…, with lora_te_/lora_te1_/lora_te2_ for the text encoders)");
     }
 }

@@ -23,6 +23,12 @@ public static partial class LdmNames
     /// <summary>Prefix of an SD 2.x OpenCLIP text encoder.</summary>
     public const string OpenClipPrefix = "cond_stage_model.model.";
 
+    /// <summary>Prefix of SDXL's first text encoder, CLIP ViT-L (transformers' names follow it, <c>text_model.</c> included).</summary>
+    public const string SdxlClipPrefix = "conditioner.embedders.0.transformer.";
+
+    /// <summary>Prefix of SDXL's second text encoder, OpenCLIP ViT-bigG (OpenCLIP's names follow it).</summary>
+    public const string SdxlOpenClipPrefix = "conditioner.embedders.1.model.";
+
     private static readonly (string Diffusers, string Ldm)[] ResnetParts =
     [
         ("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
@@ -34,14 +40,15 @@ public static partial class LdmNames
     /// <c>input_blocks.{(L+1)·i + j + 1}</c> (resnet j at <c>.0</c>, its attention at <c>.1</c>), its downsampler
     /// <c>input_blocks.{(L+1)·(i+1)}.0.op</c>; up level i's resnet j is <c>output_blocks.{(L+1)·i + j}.0</c>, its
     /// attention <c>.1</c>, and the upsampler follows the last resnet's layers: <c>.1</c> without attention, <c>.2</c>
-    /// with. For SD 1.x/2.x this is exactly the script's output; the script writes up level 0's upsampler at
+    /// with. SDXL's numbering (SGM's <c>UNetModel</c>, which kohya's <c>sdxl_original_unet.py</c> mirrors) follows the same
+    /// rules, its added embedding at <c>label_emb.0.0</c>/<c>label_emb.0.2</c>. For SD 1.x/2.x this is exactly the script's output; the script writes up level 0's upsampler at
     /// <c>.1</c> and leaves its attentions unconverted even when that level has attention (it assumes SD's layout,
     /// where it never does), which no LDM loader reads, so this follows the LDM model's own numbering instead.
     /// </summary>
     /// <param name="key">The diffusers key, such as <c>down_blocks.1.attentions.0.proj_in.weight</c>.</param>
     /// <param name="layersPerBlock">The config's <c>layers_per_block</c>.</param>
     /// <param name="upBlockHasAttention">Whether up block i is a cross-attention block.</param>
-    /// <exception cref="WeightsException">A key outside the SD 1.x/2.x UNet.</exception>
+    /// <exception cref="WeightsException">A key outside the SD 1.x/2.x and SDXL UNets.</exception>
     public static string UnetKey(string key, int layersPerBlock, Func<int, bool> upBlockHasAttention)
     {
         int stride = layersPerBlock + 1;
@@ -50,6 +57,9 @@ public static partial class LdmNames
             case var _ when key.StartsWith("conv_in.", StringComparison.Ordinal): return "input_blocks.0.0." + key["conv_in.".Length..];
             case var _ when key.StartsWith("time_embedding.linear_1.", StringComparison.Ordinal): return "time_embed.0." + key["time_embedding.linear_1.".Length..];
             case var _ when key.StartsWith("time_embedding.linear_2.", StringComparison.Ordinal): return "time_embed.2." + key["time_embedding.linear_2.".Length..];
+            // SDXL's text_time embedding is SGM's label_emb, a Sequential inside a Sequential (Linear, SiLU, Linear).
+            case var _ when key.StartsWith("add_embedding.linear_1.", StringComparison.Ordinal): return "label_emb.0.0." + key["add_embedding.linear_1.".Length..];
+            case var _ when key.StartsWith("add_embedding.linear_2.", StringComparison.Ordinal): return "label_emb.0.2." + key["add_embedding.linear_2.".Length..];
             case var _ when key.StartsWith("conv_norm_out.", StringComparison.Ordinal): return "out.0." + key["conv_norm_out.".Length..];
             case var _ when key.StartsWith("conv_out.", StringComparison.Ordinal): return "out.2." + key["conv_out.".Length..];
         }
@@ -151,7 +161,7 @@ public static partial class LdmNames
         rest.StartsWith("conv_shortcut.", StringComparison.Ordinal) ? "nin_shortcut." + rest["conv_shortcut.".Length..] : rest;
 
     private static WeightsException Unknown(string key) =>
-        new($"'{key}': not a weight of the Stable Diffusion 1.x/2.x architecture, so it has no name in the single-file layout");
+        new($"'{key}': not a weight of the Stable Diffusion 1.x/2.x or SDXL architecture, so it has no name in the original (LDM/SGM) layout");
 
     [GeneratedRegex(@"^down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.+)$")]
     private static partial Regex DownBlock();

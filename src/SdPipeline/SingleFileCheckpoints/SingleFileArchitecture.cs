@@ -21,14 +21,16 @@ public static partial class SingleFileArchitecture
     public static SingleFileFamily Family(SafeTensorsFile file)
     {
         if (!file.Contains(LdmNames.UnetPrefix + "input_blocks.0.0.weight"))
-            throw new WeightsException($"{file.Path}: no '{LdmNames.UnetPrefix}input_blocks.0.0.weight'; not an original-layout Stable Diffusion 1.x/2.x checkpoint " +
-                "(SDXL, LoRA and UNet-only files are not single-file SD 1.x/2.x checkpoints)");
+            throw new WeightsException($"{file.Path}: no '{LdmNames.UnetPrefix}input_blocks.0.0.weight'; not an original-layout Stable Diffusion 1.x/2.x or SDXL checkpoint " +
+                "(LoRA and UNet-only files are not single-file checkpoints)");
         if (!file.Contains(LdmNames.VaePrefix + "encoder.conv_in.weight"))
             throw new WeightsException($"{file.Path}: no VAE ('{LdmNames.VaePrefix}encoder.conv_in.weight'); this tool needs the full checkpoint (UNet, VAE and text encoder)");
+        if (file.Contains(LdmNames.SdxlOpenClipPrefix + "token_embedding.weight")) return SingleFileFamily.StableDiffusionXL;
         if (file.Contains(LdmNames.OpenClipPrefix + "token_embedding.weight")) return SingleFileFamily.StableDiffusion2;
         if (file.Contains(LdmNames.ClipPrefix + "text_model.embeddings.token_embedding.weight")
             || file.Contains(LdmNames.ClipPrefix + "embeddings.token_embedding.weight")) return SingleFileFamily.StableDiffusion1;
-        throw new WeightsException($"{file.Path}: no text encoder ('{LdmNames.ClipPrefix}text_model.*' for SD 1.x or '{LdmNames.OpenClipPrefix}*' for SD 2.x)");
+        throw new WeightsException($"{file.Path}: no text encoder ('{LdmNames.ClipPrefix}text_model.*' for SD 1.x, '{LdmNames.OpenClipPrefix}*' for SD 2.x, " +
+            $"'{LdmNames.SdxlOpenClipPrefix}*' for SDXL)");
     }
 
     /// <summary>The UNet's diffusers config.</summary>

@@ -13,7 +13,11 @@ namespace SdPipeline.SingleFileCheckpoints;
 /// as diffusers' <c>scripts/convert_diffusers_to_original_stable_diffusion.py</c> does: the UNet under
 /// <c>model.diffusion_model.</c>, the VAE under <c>first_stage_model.</c> (mid-block attention as 1×1 convolutions),
 /// the text encoder under <c>cond_stage_model.transformer.</c> (SD 1.x) or as OpenCLIP with fused q/k/v
-/// (<c>cond_stage_model.model.</c>, SD 2.x: a text encoder with GELU). A v-prediction model also gets the empty
+/// (<c>cond_stage_model.model.</c>, SD 2.x: a text encoder with GELU). An SDXL model is written in SGM's layout, as its
+/// published <c>sd_xl_base_1.0.safetensors</c> is and diffusers' <c>convert_diffusers_to_original_sdxl.py</c> writes it:
+/// CLIP ViT-L under <c>conditioner.embedders.0.transformer.</c>, OpenCLIP ViT-bigG under <c>conditioner.embedders.1.model.</c>
+/// with fused q/k/v and <c>text_projection</c> as OpenCLIP's [hidden, projection] matrix (the script leaves diffusers'
+/// <c>text_projection.weight</c> as it is, which SGM's code does not read). A v-prediction model also gets the empty
 /// <c>v_pred</c> tensor ComfyUI reads as the marker (AUTOMATIC1111 needs a <c>.yaml</c> beside the file instead).
 /// </summary>
 public static class SingleFileExporter
@@ -30,7 +34,14 @@ public static class SingleFileExporter
         IReadOnlyList<string> UnetFiles, UNet2DConditionConfig Unet,
         IReadOnlyList<string> VaeFiles, AutoencoderKLConfig Vae,
         IReadOnlyList<string> TextEncoderFiles, ClipTextConfig TextEncoder,
-        string PredictionType);
+        string PredictionType)
+    {
+        /// <summary>SDXL's second text encoder's safetensors files (<c>text_encoder_2/</c>), or null for SD 1.x/2.x.</summary>
+        public IReadOnlyList<string>? TextEncoder2Files { get; init; }
+
+        /// <summary>The layout the components are written in.</summary>
+        public SingleFileFamily Family => TextEncoder2Files is not null ? SingleFileFamily.StableDiffusionXL : FamilyOf(TextEncoder);
+    }
 
     /// <summary>The family a text encoder makes a model: OpenCLIP (GELU) is SD 2.x.</summary>
     public static SingleFileFamily FamilyOf(ClipTextConfig textEncoder) =>
@@ -40,7 +51,7 @@ public static class SingleFileExporter
     /// <returns>The number of tensors written.</returns>
     public static int Write(Components components, string path, ScalarType dtype)
     {
-        var family = FamilyOf(components.TextEncoder);
+        var family = components.Family;
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var fused = new Dictionary<string, Tensor?[]>(StringComparer.Ordinal);
         try
@@ -49,6 +60,8 @@ public static class SingleFileExporter
             Add(components.VaeFiles, key => SingleFileNames.Vae(key, components.Vae.BlockOutChannels.Count), tensors, fused, dtype, reshapeVae: true);
             Add(components.TextEncoderFiles, key => SingleFileNames.TextEncoder(key, family), tensors, fused, dtype, reshapeVae: null,
                 skip: key => key.EndsWith("position_ids", StringComparison.Ordinal));
+            if (components.TextEncoder2Files is { } second)
+                Add(second, SingleFileNames.TextEncoder2, tensors, fused, dtype, reshapeVae: null, skip: key => key.EndsWith("position_ids", StringComparison.Ordinal));
             foreach (var (name, parts) in fused)
             {
                 if (parts.Any(p => p is null)) throw new WeightsException($"{name}: the text encoder lacks one of q/k/v");
@@ -90,6 +103,12 @@ public static class SingleFileExporter
                     var conv = tensor.reshape(tensor.shape[0], tensor.shape[1], 1, 1);
                     tensor.Dispose();
                     tensor = conv;
+                }
+                if (slot.Transposed)
+                {
+                    var transposed = tensor.t().contiguous();
+                    tensor.Dispose();
+                    tensor = transposed;
                 }
                 if (slot.Chunk is int chunk)
                 {

@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.SingleFileCheckpoints;
 
 /// <summary>What an import found: the family, where each config came from, and what the file held that was not used.</summary>
-/// <param name="Family">SD 1.x or 2.x.</param>
+/// <param name="Family">SD 1.x, 2.x or SDXL.</param>
 /// <param name="PredictionType">The scheduler's prediction type, and why.</param>
 /// <param name="Ignored">Keys of the file no component reads, grouped (schedule buffers, EMA copies, …) with counts.</param>
 /// <param name="ConfigSources">Component → "inferred from the tensors" or the config file used.</param>
@@ -26,6 +26,10 @@ public sealed record SingleFileImport(SingleFileFamily Family, string Prediction
 /// <c>model_ema.*</c>, <c>position_ids</c>, OpenCLIP's unused last layer and projection) are counted and reported.
 /// Configs come from the config folder where it has them (diffusers' <c>config=</c> argument), else from
 /// the tensors (<see cref="SingleFileArchitecture"/>); the tokenizer, which no checkpoint carries, from that folder.
+/// An SDXL checkpoint (SGM's layout, see <see cref="SingleFileExporter"/>) takes every architecture config from the config
+/// folder, which must be an SDXL diffusers folder: inferring SDXL's architecture from the tensors is not implemented. Its
+/// OpenCLIP <c>text_projection</c> is transposed back into transformers' Linear weight; a file that holds it as
+/// <c>text_projection.weight</c> instead (what diffusers' conversion script writes) is read as it is.
 /// </summary>
 public static class SingleFileImporter
 {
@@ -33,7 +37,7 @@ public static class SingleFileImporter
     /// <param name="checkpoint">The <c>.safetensors</c> file.</param>
     /// <param name="output">The folder to write (created).</param>
     /// <param name="configFolder">A diffusers folder of the same architecture supplying configs and tokenizer, or null.</param>
-    /// <exception cref="WeightsException">Not an SD 1.x/2.x checkpoint, a missing or misshapen weight, no tokenizer.</exception>
+    /// <exception cref="WeightsException">Not an SD 1.x/2.x or SDXL checkpoint, a missing or misshapen weight, no tokenizer, an SDXL file without SDXL configs.</exception>
     public static SingleFileImport Import(string checkpoint, string output, string? configFolder)
     {
         using var file = SafeTensorsFile.Open(checkpoint);
@@ -58,6 +62,8 @@ public static class SingleFileImporter
                 throw new WeightsException($"{path}: invalid JSON at line {e.LineNumber}: {e.Message}");
             }
         }
+        bool sdxl = family == SingleFileFamily.StableDiffusionXL;
+        if (sdxl) RequireSdxlConfigs(checkpoint, configFolder);
         string tokenizer = configFolder is null ? "" : Path.Combine(configFolder, "tokenizer");
         if (!Directory.Exists(tokenizer))
             throw new WeightsException($"{checkpoint}: a single-file checkpoint carries no tokenizer; set model.single_file_config to a diffusers folder of the same family " +
@@ -91,16 +97,27 @@ public static class SingleFileImporter
             WriteComponent(file, Shapes(meta), key => SingleFileNames.TextEncoder(key, family, family == SingleFileFamily.StableDiffusion1 ? clipPrefix : LdmNames.ClipPrefix), Path.Combine(output, "text_encoder", "model.safetensors"), used, null);
         AtomicFile.WriteAllText(Path.Combine(output, "text_encoder", "config.json"), textConfig.ToJson(special.Bos, special.Eos, special.Pad).ToString(Formatting.Indented) + "\n");
 
+        // SDXL's second text encoder and tokenizer
+        if (sdxl)
+        {
+            string text2Config = Path.Combine(configFolder!, "text_encoder_2", "config.json");
+            sources["text_encoder_2"] = text2Config;
+            using (var meta = ClipTextModelWithProjection.FromConfig(text2Config, device: new Device(DeviceType.META)))
+                WriteComponent(file, Shapes(meta), SingleFileNames.TextEncoder2, Path.Combine(output, "text_encoder_2", "model.safetensors"), used, ProjectionFallback);
+            File.Copy(text2Config, Path.Combine(output, "text_encoder_2", "config.json"), overwrite: true);
+            CopyFolder(Path.Combine(configFolder!, "tokenizer_2"), Path.Combine(output, "tokenizer_2"));
+        }
+
         // Tokenizer and scheduler
         CopyFolder(tokenizer, Path.Combine(output, "tokenizer"));
         var scheduler = Given("scheduler", "scheduler_config.json");
         var (prediction, why) = SingleFileArchitecture.PredictionType(file, yaml, scheduler?.Value<string>("prediction_type"));
-        scheduler ??= DefaultScheduler();
+        scheduler ??= sdxl ? DefaultSdxlScheduler() : DefaultScheduler();
         scheduler["prediction_type"] = prediction;
         Directory.CreateDirectory(Path.Combine(output, "scheduler"));
         AtomicFile.WriteAllText(Path.Combine(output, "scheduler", "scheduler_config.json"), scheduler.ToString(Formatting.Indented) + "\n");
         sources["prediction_type"] = $"{prediction}: {why}";
-        var index = ModelIndex();
+        var index = sdxl ? SdxlModelIndex(configFolder!) : ModelIndex();
         index["scheduler"] = new JArray("diffusers", scheduler.Value<string>("_class_name") ?? "PNDMScheduler");
         AtomicFile.WriteAllText(Path.Combine(output, "model_index.json"), index.ToString(Formatting.Indented) + "\n");
 
@@ -122,6 +139,21 @@ public static class SingleFileImporter
         }
         return null;
     }
+
+    private static void RequireSdxlConfigs(string checkpoint, string? configFolder)
+    {
+        string[] needed = ["unet/config.json", "vae/config.json", "text_encoder/config.json", "text_encoder_2/config.json", "tokenizer/vocab.json", "tokenizer_2/vocab.json"];
+        var missing = configFolder is null ? needed : needed.Where(f => !File.Exists(Path.Combine(configFolder, f))).ToArray();
+        if (missing.Length > 0)
+            throw new WeightsException($"{checkpoint} is an SDXL checkpoint, whose architecture this tool takes from model.single_file_config (inferring it from the tensors " +
+                "is not implemented): set it to an SDXL diffusers folder, such as stabilityai/stable-diffusion-xl-base-1.0's files other than the weights; " +
+                (configFolder is null ? "none is set" : $"{configFolder} lacks {string.Join(", ", missing)}"));
+    }
+
+    // diffusers' convert_diffusers_to_original_sdxl.py keeps transformers' text_projection.weight (a Linear weight, not
+    // transposed) under the OpenCLIP prefix; read such files too.
+    private static string? ProjectionFallback(string key, SingleFileSlot slot, SafeTensorsFile file) =>
+        slot.Transposed && !file.Contains(slot.Name) && file.Contains(slot.Name + ".weight") ? slot.Name + ".weight" : null;
 
     // The same script numbers decoder levels up.{3-i}, SD's four-level count, whatever the VAE's depth.
     private static string? VaeFallback(SingleFileSlot slot, SafeTensorsFile file, int levels)
@@ -151,6 +183,12 @@ public static class SingleFileImporter
                 }
                 used.Add(name);
                 var tensor = file.Read(name);
+                if (slot.Transposed && name == slot.Name)
+                {
+                    var transposed = tensor.t().contiguous();
+                    tensor.Dispose();
+                    tensor = transposed;
+                }
                 if (slot.Chunk is int chunk)
                 {
                     var third = tensor.chunk(3, 0)[chunk].contiguous();
@@ -176,7 +214,7 @@ public static class SingleFileImporter
                     new[] { missing.Count > 0 ? $"{missing.Count} weights missing: {string.Join(", ", missing.Take(10))}{(missing.Count > 10 ? ", …" : "")}" : null,
                             wrong.Count > 0 ? $"{wrong.Count} of another shape than the architecture says: {string.Join(", ", wrong.Take(10))}" : null }
                     .Where(s => s is not null)) +
-                    " (a config folder of another architecture, or a checkpoint that is not SD 1.x/2.x?)");
+                    " (a config folder of another architecture, or a checkpoint that is not SD 1.x/2.x or SDXL?)");
             SafeTensorsWriter.Write(path, tensors);
         }
         finally
@@ -194,6 +232,7 @@ public static class SingleFileImporter
         _ when !key.Contains('.') => "schedule buffers and markers (betas, alphas_cumprod, …)",
         _ when key.EndsWith("position_ids", StringComparison.Ordinal) => "position_ids",
         _ when key.StartsWith(LdmNames.OpenClipPrefix, StringComparison.Ordinal) => "OpenCLIP parts SD 2.x does not use (last layer, projection, logit scale)",
+        _ when key.StartsWith(LdmNames.SdxlOpenClipPrefix, StringComparison.Ordinal) => "OpenCLIP parts SDXL does not use (logit scale)",
         _ => key.Split('.')[0] + ".* (other)",
     };
 
@@ -235,6 +274,41 @@ public static class SingleFileImporter
         ["clip_sample"] = false,
         ["prediction_type"] = "epsilon",
     };
+
+    /// <summary>SDXL base 1.0's published scheduler (EulerDiscrete, "leading" spacing), for a config folder without one.</summary>
+    public static JObject DefaultSdxlScheduler() => new()
+    {
+        ["_class_name"] = "EulerDiscreteScheduler",
+        ["beta_start"] = 0.00085,
+        ["beta_end"] = 0.012,
+        ["beta_schedule"] = "scaled_linear",
+        ["num_train_timesteps"] = 1000,
+        ["steps_offset"] = 1,
+        ["timestep_spacing"] = "leading",
+        ["interpolation_type"] = "linear",
+        ["use_karras_sigmas"] = false,
+        ["prediction_type"] = "epsilon",
+    };
+
+    // The config folder's own model_index.json when it has one (force_zeros_for_empty_prompt and all), else SDXL base's.
+    private static JObject SdxlModelIndex(string configFolder)
+    {
+        string given = Path.Combine(configFolder, "model_index.json");
+        if (File.Exists(given)) return JObject.Parse(File.ReadAllText(given));
+        return new JObject
+        {
+            ["_class_name"] = "StableDiffusionXLPipeline",
+            ["_diffusers_version"] = "0.40.0.dev0",
+            ["force_zeros_for_empty_prompt"] = true,
+            ["scheduler"] = new JArray("diffusers", "EulerDiscreteScheduler"),
+            ["text_encoder"] = new JArray("transformers", "CLIPTextModel"),
+            ["text_encoder_2"] = new JArray("transformers", "CLIPTextModelWithProjection"),
+            ["tokenizer"] = new JArray("transformers", "CLIPTokenizer"),
+            ["tokenizer_2"] = new JArray("transformers", "CLIPTokenizer"),
+            ["unet"] = new JArray("diffusers", "UNet2DConditionModel"),
+            ["vae"] = new JArray("diffusers", "AutoencoderKL"),
+        };
+    }
 
     /// <summary>The <c>model_index.json</c> of an SD 1.x/2.x diffusers folder (PNDM scheduler, no safety checker).</summary>
     public static JObject ModelIndex() => new()

@@ -10,7 +10,11 @@ namespace SdPipeline.SingleFileCheckpoints;
 /// </summary>
 /// <param name="Name">The full key in the single file.</param>
 /// <param name="Chunk">For a fused q/k/v tensor, which third (0 = q, 1 = k, 2 = v); else null.</param>
-public sealed record SingleFileSlot(string Name, int? Chunk = null);
+/// <param name="Transposed">
+/// The file holds the transpose: OpenCLIP's <c>text_projection</c> is a [hidden, projection] matrix applied as
+/// <c>x @ P</c>, transformers' a Linear weight [projection, hidden].
+/// </param>
+public sealed record SingleFileSlot(string Name, int? Chunk = null, bool Transposed = false);
 
 /// <summary>The single-file name of every diffusers key, per component.</summary>
 public static class SingleFileNames
@@ -24,16 +28,35 @@ public static class SingleFileNames
 
     /// <summary>The slot of a text-encoder key (transformers' CLIP names) for the family's layout.</summary>
     /// <param name="key">Such as <c>text_model.encoder.layers.0.self_attn.q_proj.weight</c>.</param>
-    /// <param name="family">SD 1.x keeps the names under a prefix; SD 2.x renames to OpenCLIP.</param>
+    /// <param name="family">SD 1.x and SDXL keep the names under a prefix; SD 2.x renames to OpenCLIP.</param>
     /// <param name="clipPrefix">SD 1.x's prefix up to and including <c>text_model.</c> (older files omit <c>text_model.</c>).</param>
     public static SingleFileSlot TextEncoder(string key, SingleFileFamily family, string clipPrefix = LdmNames.ClipPrefix + "text_model.")
     {
         const string text = "text_model.";
         if (!key.StartsWith(text, StringComparison.Ordinal)) throw new WeightsException($"'{key}': not a CLIP text-model key");
         string rest = key[text.Length..];
-        if (family == SingleFileFamily.StableDiffusion1) return new(clipPrefix + rest);
+        return family switch
+        {
+            SingleFileFamily.StableDiffusion1 => new(clipPrefix + rest),
+            SingleFileFamily.StableDiffusionXL => new(LdmNames.SdxlClipPrefix + key),
+            _ => OpenClip(key, rest, LdmNames.OpenClipPrefix),
+        };
+    }
 
-        string p = LdmNames.OpenClipPrefix;
+    /// <summary>
+    /// The slot of an SDXL second-text-encoder key (transformers' <c>CLIPTextModelWithProjection</c> names): OpenCLIP's names
+    /// under <see cref="LdmNames.SdxlOpenClipPrefix"/>, as SGM's checkpoints hold them (the text projection transposed).
+    /// </summary>
+    public static SingleFileSlot TextEncoder2(string key)
+    {
+        if (key == "text_projection.weight") return new(LdmNames.SdxlOpenClipPrefix + "text_projection", Transposed: true);
+        const string text = "text_model.";
+        if (!key.StartsWith(text, StringComparison.Ordinal)) throw new WeightsException($"'{key}': not a CLIP text-model key");
+        return OpenClip(key, key[text.Length..], LdmNames.SdxlOpenClipPrefix);
+    }
+
+    private static SingleFileSlot OpenClip(string key, string rest, string p)
+    {
         switch (rest)
         {
             case "embeddings.token_embedding.weight": return new(p + "token_embedding.weight");

@@ -224,7 +224,7 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     /// </summary>
     private UnetConditioning Condition(LatentBatch batch, Generator? generator)
     {
-        if (Sdxl is not null) return Sdxl.Condition(batch, device);
+        if (Sdxl is not null) return Sdxl.Condition(batch, device, generator);
         var (cachedText, inputIds) = generator is not null && CaptionAugmentation is not null
             ? CaptionAugmentation.Apply(batch, generator)
             : (batch.TextEmbeddings, batch.InputIds);

@@ -9,8 +9,8 @@ namespace SdPipeline.Training;
 
 /// <summary>
 /// The fine-tuned model as one original-layout <c>model.safetensors</c> in the train artifact: the trained UNet (and
-/// text encoder, when trained) with the base's VAE and text encoder, in <c>train.export_dtype</c> — the file to put in
-/// AUTOMATIC1111's <c>models/Stable-diffusion/</c> or ComfyUI's <c>models/checkpoints/</c>.
+/// text encoder, when trained) with the base's VAE and text encoder(s), in <c>train.export_dtype</c> — the file to put in
+/// AUTOMATIC1111's <c>models/Stable-diffusion/</c> or ComfyUI's <c>models/checkpoints/</c>; SDXL's in SGM's layout.
 /// </summary>
 public static class SingleFileDeliverable
 {
@@ -28,7 +28,11 @@ public static class SingleFileDeliverable
             baseModel.WeightFiles("vae"), AutoencoderKLConfig.Load(Path.Combine(baseModel.Component("vae"), "config.json")),
             Directory.Exists(trainedTextEncoder) ? [Path.Combine(trainedTextEncoder, "model.safetensors")] : baseModel.WeightFiles("text_encoder"),
             ClipTextConfig.Load(Path.Combine(textEncoder, "config.json")),
-            predictionType);
+            predictionType)
+        {
+            // SDXL: the base's second text encoder (a full SDXL fine-tune trains the UNet only).
+            TextEncoder2Files = Directory.Exists(Path.Combine(baseModel.Root, "text_encoder_2")) ? baseModel.WeightFiles("text_encoder_2") : null,
+        };
         string path = Path.Combine(artifact, FileName);
         SingleFileExporter.Write(components, path, exportDtype == "fp32" ? ScalarType.Float32 : ScalarType.Float16);
         return path;

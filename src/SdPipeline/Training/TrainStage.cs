@@ -83,9 +83,11 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         var unet = UNet2DConditionModel.FromFolder(modelFolder);
         var textEncoder = ClipTextModel.FromPretrained(modelFolder);
-        // SDXL's second encoder (OpenCLIP bigG, 695 M parameters) is loaded only when its adapters train: the cache holds its output.
-        var textEncoder2 = sdxl && settings.TrainTextEncoder ? ClipTextModelWithProjection.FromPretrained(modelFolder) : null;
-        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning));
+        // SDXL's second encoder (OpenCLIP bigG, 695 M parameters) is loaded only when the run encodes text (the cache holds its output).
+        var textEncoder2 = sdxl && SdxlConditioning.NeedsTextEncoder2(settings) ? ClipTextModelWithProjection.FromPretrained(modelFolder) : null;
+        var cleaning = ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning);
+        var tokenizer = ClipTokenizer.FromFolder(modelFolder.Component("tokenizer"), cleaning);
+        var tokenizer2 = sdxl ? ClipTokenizer.FromFolder(modelFolder.Component("tokenizer_2"), cleaning) : null;
         try
         {
             // Before anything holds the layers (adapters, the optimizer): the models become autocast-ready here.
@@ -98,9 +100,10 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             if (settings.TrainTextEncoder || settings.CaptionDropout > 0 || settings.ShuffleTags || settings.ValidationPrompts.Length > 0) textEncoder.to(device);
             if (!settings.TrainTextEncoder) foreach (var parameter in textEncoder.parameters()) parameter.requires_grad = false;
             textEncoder2?.to(device);
+            if (!settings.TrainTextEncoder) foreach (var parameter in textEncoder2?.parameters() ?? []) parameter.requires_grad = false;
 
             using var schedule = new NoiseSchedule(schedulerConfig);
-            var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder) { TextEncoder2 = textEncoder2 };
+            var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder) { TextEncoder2 = textEncoder2, Tokenizer2 = tokenizer2 };
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
             // The self-check covers every model that runs: the text encoder too when it trains or encodes shuffled captions each step.
@@ -108,7 +111,8 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
                     ? [unet, textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]]
                     : [unet]), device,
                 CheckedDtypes(settings), runtime.Onednn, workspace.Log);
-            using var captions = CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
+            using var captions = sdxl ? null : CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
+            using var sdxlCaptions = textEncoder2 is null ? null : SdxlCaptionAugmentation.Create(settings, new SdxlTextEncoders(textEncoder, textEncoder2), tokenizer, tokenizer2!, device);
             using var validation = ValidationSampler(workspace, modelFolder, predictionType, device);
             string? continueFrom = workspace.ContinueFrom is { } earlier ? TrainContinuation.Prepare(workspace.Directory, earlier) : null;
             if (continueFrom is not null) workspace.Log($"train: {workspace.ContinueFrom!.Describe()}: a finished run of the same config but its step count");
@@ -116,7 +120,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
                 workspace.Directory, workspace.Log, workspace.Progress, workspace.Cancellation)
             {
                 CaptionAugmentation = captions,
-                Sdxl = sdxl ? new SdxlConditioning(textEncoder2 is null ? null : new SdxlTextEncoders(textEncoder, textEncoder2)) : null,
+                Sdxl = sdxl ? new SdxlConditioning(settings.TrainTextEncoder ? new SdxlTextEncoders(textEncoder, textEncoder2!) : null) { CaptionAugmentation = sdxlCaptions } : null,
                 Validation = validation is null ? null : new ValidationPass(validation, settings.Seed, workspace.Directory, workspace.Log),
                 ContinueFrom = continueFrom,
             };
@@ -126,9 +130,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             if (network is null)
             {
                 Export(workspace.Directory, modelFolder, models, predictionType);
-                // The original-layout single file is written for SD 1.x/2.x; SDXL's (SGM names, conditioner.embedders.*) is not implemented.
-                if (sdxl) workspace.Log("train: no model.safetensors single file for SDXL (not implemented); pipeline/ is the complete diffusers folder");
-                else SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
+                SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
             }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
                 (outcome.Heldout is { } h ? $", held-out {h.Loss:0.0000} (caption-shuffle gap {h.ShuffledLoss - h.Loss:+0.0000;-0.0000;0.0000})" : "") +

@@ -13,8 +13,14 @@ namespace SdPipeline.Training;
 /// <param name="TrainsTextEncoder">Whether the text encoder is trained.</param>
 public sealed record TrainedModels(UNet2DConditionModel Unet, ClipTextModel TextEncoder, ClipTokenizer Tokenizer, bool TrainsTextEncoder)
 {
-    /// <summary>SDXL's second text encoder when its LoRA adapters are trained, else null.</summary>
+    /// <summary>
+    /// SDXL's second text encoder when the run uses it (its LoRA adapters train, captions are encoded during training, or
+    /// validation images are sampled), else null. Trained only when <see cref="TrainsTextEncoder"/>.
+    /// </summary>
     public ClipTextModelWithProjection? TextEncoder2 { get; init; }
+
+    /// <summary>SDXL's second tokenizer (<c>tokenizer_2/</c>), else null.</summary>
+    public ClipTokenizer? Tokenizer2 { get; init; }
 
     /// <summary>The LoRA adapters when <c>train.method</c> is lora (then they are all that is trained), else null.</summary>
     public LoraNetwork? Lora { get; init; }

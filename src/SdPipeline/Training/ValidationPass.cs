@@ -19,9 +19,10 @@ public sealed class ValidationPass(IValidationSampler sampler, long seed, string
         MixedPrecision precision, TensorBoardLog? tensorBoard)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        bool unetTraining = models.Unet.training, textTraining = models.TextEncoder.training;
+        bool unetTraining = models.Unet.training, textTraining = models.TextEncoder.training, text2Training = models.TextEncoder2?.training ?? false;
         models.Unet.eval();
         models.TextEncoder.eval();
+        models.TextEncoder2?.eval();
         var stored = ema is null ? null : Store(emaParameters);
         IReadOnlyList<byte[]> images;
         try
@@ -35,6 +36,7 @@ public sealed class ValidationPass(IValidationSampler sampler, long seed, string
             if (stored is not null) Restore(emaParameters, stored);
             if (unetTraining) models.Unet.train();
             if (textTraining) models.TextEncoder.train();
+            if (text2Training) models.TextEncoder2!.train();
         }
         ValidationImages.Write(runFolder, step, sampler.Prompts, seed, images, tensorBoard);
         log($"train: step {step}: {images.Count} validation image{(images.Count == 1 ? "" : "s")} in {ValidationImages.FolderName}/ ({clock.Elapsed.TotalSeconds:0.0} s)");

@@ -127,13 +127,13 @@ public sealed class LoraFileTests
         using (var up = torch.zeros(8, 4))
             SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
             {
-                ["lora_unet_input_blocks_4_1_proj_in.lora_down.weight"] = down,
-                ["lora_unet_input_blocks_4_1_proj_in.lora_up.weight"] = up,
+                ["lora_unet_input_blocks_40_1_proj_in.lora_down.weight"] = down,
+                ["lora_unet_input_blocks_40_1_proj_in.lora_up.weight"] = up,
             });
 
         var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
 
-        Assert.That(error!.Message, Does.Contain("lora_unet_input_blocks_4_1_proj_in").And.Contain("another architecture"));
+        Assert.That(error!.Message, Does.Contain("lora_unet_input_blocks_40_1_proj_in").And.Contain("another architecture"));
     }
 
     [Test]

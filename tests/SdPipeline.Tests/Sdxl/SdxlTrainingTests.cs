@@ -59,6 +59,17 @@ public sealed class SdxlTrainingTests
             Assert.That(pipeline.Unet.Config.HasTextTimeEmbedding, Is.True);
         }
 
+        // And beside it the single file in SGM's layout, holding the trained UNet
+        string single = Path.Combine(train, SingleFileDeliverable.FileName);
+        using (var file = SafeTensorsFile.Open(single))
+        using (var trained = SafeTensorsFile.Open(Path.Combine(train, "unet", "diffusion_pytorch_model.safetensors")))
+        {
+            Assert.That(SdPipeline.SingleFileCheckpoints.SingleFileArchitecture.Family(file), Is.EqualTo(SdPipeline.SingleFileCheckpoints.SingleFileFamily.StableDiffusionXL));
+            using var labelEmbedding = file.Read("model.diffusion_model.label_emb.0.0.weight");
+            using var addEmbedding = trained.Read("add_embedding.linear_1.weight");
+            Assert.That(labelEmbedding.to(ScalarType.Float32).allclose(addEmbedding.to(ScalarType.Float16).to(ScalarType.Float32)), Is.True, "the trained weight, in train.export_dtype (fp16)");
+        }
+
         // And the sample stage drew from the base and the fine-tuned SDXL at the cache's resolution, and the report has them
         var sample = harness.Plan("sample", sets).ArtifactDirectory!;
         var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(sample, SampleStage.SamplesFile)))!;
@@ -74,9 +85,10 @@ public sealed class SdxlTrainingTests
     [Test]
     public void LoraRun_Should_TrainTheUnetAndBothTextEncoders_AndRoundTripThroughBothLayouts()
     {
-        // Given a LoRA run on tiny-sdxl with the text encoders' adapters too
+        // Given a LoRA run on tiny-sdxl with the text encoders' adapters too, and validation images
         using var harness = new PipelineHarness();
-        string[] sets = Sets("train.method=lora", "train.train_text_encoder=true", "train.learning_rate=1e-2", "train.lora_rank=2");
+        string[] sets = Sets("train.method=lora", "train.train_text_encoder=true", "train.learning_rate=1e-2", "train.lora_rank=2",
+            $"train.validation_prompts={new JArray(ValidationPrompts[0]).ToString(Formatting.None)}", "train.validation_inference_steps=2");
 
         // When it trains and samples
         harness.RunChain(["model", "download", "latents", "train", "sample"], sets);
@@ -84,6 +96,10 @@ public sealed class SdxlTrainingTests
         // Then the held-out loss fell, and the files name the UNet and both encoders in each layout
         var train = harness.Plan("train", sets).ArtifactDirectory!;
         Assert.That(Evals(train).Last()["heldout_loss"]!.Value<double>(), Is.LessThan(Evals(train).First()["heldout_loss"]!.Value<double>()));
+        var validation = ValidationImages.Read(train)!;
+        Assert.That(validation.Steps.Select(s => s.Step), Is.EqualTo(new long[] { 0, 12 }));
+        Assert.That(File.ReadAllBytes(validation.Steps[1].Files[0]!), Is.Not.EqualTo(File.ReadAllBytes(validation.Steps[0].Files[0]!)),
+            "validation sampled through the trained adapters");
         string diffusersFile = Path.Combine(train, TrainStage.LoraFolder, LoraFile.DiffusersFileName);
         string kohyaFile = Path.Combine(train, TrainStage.LoraFolder, LoraFile.KohyaFileName);
         Assert.That(Names(diffusersFile).Select(n => n.Split('.')[0]).Distinct(), Is.EquivalentTo(new[] { "unet", "text_encoder", "text_encoder_2" }));
@@ -129,17 +145,95 @@ public sealed class SdxlTrainingTests
         }
     }
 
-    [TestCase("train.caption_dropout=0.1", "train.caption_dropout")]
-    [TestCase("train.shuffle_tags=true", "train.shuffle_tags")]
-    [TestCase("train.train_text_encoder=true", "train.method=lora")]
-    public void TrainStage_Should_RefuseWhatSdxlTrainingLacks_NamingTheKey(string setting, string named)
+    [Test]
+    public void TrainStage_Should_RefuseTrainingTheTextEncodersInAFullSdxlFineTune_NamingTheKey()
     {
         using var harness = new PipelineHarness();
-        string[] sets = Sets(setting, "download.count=4");
+        string[] sets = Sets("train.train_text_encoder=true", "download.count=4");
         harness.RunChain(["model", "download", "latents"], sets);
 
         var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => harness.Run("train", sets));
-        Assert.That(error!.Message, Does.Contain("Stable Diffusion XL").And.Contain(named));
+        Assert.That(error!.Message, Does.Contain("Stable Diffusion XL").And.Contain("train.train_text_encoder").And.Contain("train.method=lora"));
+    }
+
+    [Test]
+    public void CaptionDropoutAndTagShuffling_Should_ChangeTheSdxlTrainingSteps_AndNotTheHeldoutEvaluation()
+    {
+        // Given tagged captions (shuffling reorders all but the first tag) and three runs: plain, with dropout, with shuffling
+        using var harness = new PipelineHarness();
+        var images = Enumerable.Range(0, 16).Select(i => ($"{i:D2}.png", Png(i), $"item {i}, {Colours[i % 4]}, {Shapes[i % 3]}, {Colours[(i + 1) % 4]} background")).ToList();
+        string[] Run(params string[] more) =>
+        [
+            .. harness.ImageFolder(images), $"model.base={TinySdxl.Folder}", "latents.resolution=16", "download.heldout_fraction=0.25",
+            "train.train_batch_size=4", "train.max_train_steps=4", "train.lr_warmup_steps=0", "train.learning_rate=1e-3", "train.checkpointing_steps=0", .. more,
+        ];
+        string[] plain = Run(), dropped = Run("train.caption_dropout=0.5"), shuffled = Run("train.shuffle_tags=true", "train.keep_tags=1");
+
+        // When each trains
+        foreach (var sets in new[] { plain, dropped, shuffled }) harness.RunChain(["model", "download", "latents", "train"], sets);
+
+        // Then dropout and shuffling each changed what the UNet learned (the text it was conditioned on), while the base
+        // model's held-out loss, measured on the cached captions, is the same in all three
+        var weights = new[] { plain, dropped, shuffled }.Select(sets => UnetBytes(harness.Plan("train", sets).ArtifactDirectory!)).ToList();
+        Assert.That(weights[1]["add_embedding.linear_1.weight"], Is.Not.EqualTo(weights[0]["add_embedding.linear_1.weight"]), "caption dropout changed the steps");
+        Assert.That(weights[2]["add_embedding.linear_1.weight"], Is.Not.EqualTo(weights[0]["add_embedding.linear_1.weight"]), "tag shuffling changed the steps");
+        var baseline = new[] { plain, dropped, shuffled }.Select(sets => Evals(harness.Plan("train", sets).ArtifactDirectory!)[0]["heldout_loss"]!.Value<double>()).ToList();
+        Assert.That(baseline.Distinct().Count(), Is.EqualTo(1), "held-out evaluation reads the cached captions, unaugmented");
+    }
+
+    [Test]
+    public void ValidationPrompts_Should_SampleTheSdxlBeingTrained_WithoutChangingTheTrainedWeights()
+    {
+        // Given the same SDXL run with and without validation prompts (EMA on: validation samples the EMA weights and restores the trained ones)
+        using var harness = new PipelineHarness();
+        string[] plain = Sets("train.max_train_steps=4", "train.validation_steps=2", "train.use_ema=true", "train.validation_inference_steps=3", "train.validation_guidance_scale=5");
+        string[] validated = [.. plain, $"train.validation_prompts={new JArray(ValidationPrompts).ToString(Formatting.None)}"];
+        harness.RunChain(["model", "download", "latents", "train"], plain);
+        harness.Run("train", validated);
+        string plainFolder = harness.Plan("train", plain).ArtifactDirectory!, validatedFolder = harness.Plan("train", validated).ArtifactDirectory!;
+
+        // Then the trained weights are the same bit for bit
+        var expected = UnetBytes(plainFolder);
+        var actual = UnetBytes(validatedFolder);
+        Assert.That(actual.Keys, Is.EquivalentTo(expected.Keys));
+        foreach (var (name, bytes) in expected) Assert.That(actual[name], Is.EqualTo(bytes), name);
+
+        // And there is one image per prompt before training, every 2 steps and at the end
+        var series = ValidationImages.Read(validatedFolder)!;
+        Assert.That(series.Prompts, Is.EqualTo(ValidationPrompts));
+        Assert.That(series.Steps.Select(s => s.Step), Is.EqualTo(new long[] { 0, 2, 4 }));
+        Assert.That(series.Steps.SelectMany(s => s.Files), Has.All.Not.Null);
+        var first = SdPipeline.Images.ImageCodec.DecodeRgb(File.ReadAllBytes(series.Steps[0].Files[1]!));
+        var last = SdPipeline.Images.ImageCodec.DecodeRgb(File.ReadAllBytes(series.Steps[^1].Files[1]!));
+        Assert.That((first.Width, first.Height), Is.EqualTo((16, 16)));
+        Assert.That(last.Pixels, Is.Not.EqualTo(first.Pixels), "the weights changed between the first and the last row");
+
+        // And the step-0 image is StableDiffusionXLPipeline's for the same prompt and seed (no negative prompt, as log_validation calls it)
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(TinySdxl.Open(), CPU);
+        var result = pipeline.Generate(new TextToImageRequest([ValidationPrompts[1]], [0], null, 5, 3, "euler", 16, 16));
+        Assert.That(first.Pixels, Is.EqualTo(result.Images[0].Pixels));
+        result.Latents.Dispose();
+        result.Decoded.Dispose();
+    }
+
+    private static readonly string[] ValidationPrompts = ["a red circle on a blue background", "a green square on a white background"];
+    private static readonly string[] Colours = ["red", "green", "blue", "yellow"];
+    private static readonly string[] Shapes = ["circle", "square", "triangle"];
+
+    // A 32 px image whose colours depend on i, so the cached latents differ item to item.
+    private static byte[] Png(int i)
+    {
+        var image = new SdPipeline.Images.RgbImage(32, 32);
+        for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++)
+                image.Set(x, y, (byte)(i * 16), (byte)(y * 8), (byte)((x * 8 + i * 40) % 256));
+        return SdPipeline.Images.ImageCodec.EncodePng(image);
+    }
+
+    private static Dictionary<string, byte[]> UnetBytes(string trainFolder)
+    {
+        using var file = SafeTensorsFile.Open(Path.Combine(trainFolder, "unet", "diffusion_pytorch_model.safetensors"));
+        return file.Entries.ToDictionary(e => e.Name, e => file.Bytes(e).ToArray());
     }
 
     private static List<string> Names(string path)
