@@ -67,10 +67,7 @@ public sealed class DdimScheduler : IScheduler
     /// <inheritdoc/>
     public void SetTimesteps(int numInferenceSteps)
     {
-        SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
-        var timesteps = SchedulerSupport.IntegerTimesteps(_spacing, numInferenceSteps, Config);
-        _timesteps?.Dispose();
-        _timesteps = tensor(timesteps, ScalarType.Int64).DetachFromDisposeScope();
+        _timesteps = SchedulerSupport.ReplaceIntegerTimesteps(_timesteps, _spacing, numInferenceSteps, Config);
         NumInferenceSteps = numInferenceSteps;
     }
 

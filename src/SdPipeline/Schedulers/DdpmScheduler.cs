@@ -53,13 +53,9 @@ public sealed class DdpmScheduler : IScheduler
     public bool DrawsNoiseEachStep => true;
 
     /// <inheritdoc/>
-    // Copied from DdimScheduler.SetTimesteps (diffusers marks the same copy with "# Copied from").
     public void SetTimesteps(int numInferenceSteps)
     {
-        SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
-        var timesteps = SchedulerSupport.IntegerTimesteps(_spacing, numInferenceSteps, Config);
-        _timesteps?.Dispose();
-        _timesteps = tensor(timesteps, ScalarType.Int64).DetachFromDisposeScope();
+        _timesteps = SchedulerSupport.ReplaceIntegerTimesteps(_timesteps, _spacing, numInferenceSteps, Config);
         NumInferenceSteps = numInferenceSteps;
     }
 

@@ -16,11 +16,7 @@ namespace SdPipeline.Schedulers;
 /// </remarks>
 public sealed class EulerAncestralDiscreteScheduler : IScheduler
 {
-    private readonly string _spacing;
-    private float[] _sigmaValues;
-    private Tensor _sigmas;
-    private Tensor? _timesteps;
-    private int? _stepIndex;
+    private readonly EulerSigmaGrid _grid;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
     /// <exception cref="SchedulerConfigException">The config is invalid.</exception>
@@ -29,11 +25,7 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
         config.Validate();
         Config = config;
         Schedule = new NoiseSchedule(config);
-        _spacing = config.TimestepSpacing ?? "linspace";
-
-        // Before SetTimesteps: σ for t = N−1 … 0, then 0.
-        _sigmaValues = [.. Schedule.SigmaValues().Reverse(), 0f];
-        _sigmas = tensor(_sigmaValues, ScalarType.Float32).DetachFromDisposeScope();
+        _grid = new EulerSigmaGrid(Schedule, config);
     }
 
     /// <inheritdoc/>
@@ -46,68 +38,33 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
     public NoiseSchedule Schedule { get; }
 
     /// <inheritdoc/>
-    public Tensor Timesteps => _timesteps ?? throw new InvalidOperationException("call SetTimesteps before reading Timesteps");
+    public Tensor Timesteps => _grid.Timesteps;
 
     /// <summary>σ at each timestep and a final 0, float32 [n + 1].</summary>
-    public Tensor Sigmas => _sigmas;
+    public Tensor Sigmas => _grid.Sigmas;
 
     /// <summary>The index of the next step into <see cref="Sigmas"/>, or null before the first call.</summary>
-    public int? StepIndex => _stepIndex;
+    public int? StepIndex => _grid.StepIndex;
 
     /// <inheritdoc/>
     public bool DrawsNoiseEachStep => true;
 
     /// <inheritdoc/>
-    // Copied from EulerDiscreteScheduler.InitNoiseSigma (diffusers marks the same copy with "# Copied from").
-    public double InitNoiseSigma
-    {
-        get
-        {
-            float maxSigma = _sigmaValues.Max();
-            return _spacing is "linspace" or "trailing" ? maxSigma : MathF.Sqrt(maxSigma * maxSigma + 1f);
-        }
-    }
+    public double InitNoiseSigma => _grid.InitNoiseSigma;
 
     /// <inheritdoc/>
-    // Copied from EulerDiscreteScheduler.SetTimesteps, without final_sigmas_type (the ancestral sampler ends at σ = 0).
-    public void SetTimesteps(int numInferenceSteps)
-    {
-        SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
-        float[] timesteps = SchedulerSupport.FloatTimesteps(_spacing, numInferenceSteps, Config);
-
-        // np.interp of the float32 training sigmas at the timesteps, in float64, then float32.
-        double[] table = Schedule.SigmaValues().Select(s => (double)s).ToArray();
-        var sigmas = new float[timesteps.Length + 1];
-        for (int i = 0; i < timesteps.Length; i++)
-            sigmas[i] = (float)NumpyGrid.Interp(timesteps[i], table);
-
-        _timesteps?.Dispose();
-        _sigmas.Dispose();
-        _timesteps = tensor(timesteps, ScalarType.Float32).DetachFromDisposeScope();
-        _sigmaValues = sigmas;
-        _sigmas = tensor(sigmas, ScalarType.Float32).DetachFromDisposeScope();
-        _stepIndex = null;
-    }
+    public void SetTimesteps(int numInferenceSteps) => _grid.SetTimesteps(numInferenceSteps, 0f);
 
     /// <inheritdoc/>
-    // Copied from EulerDiscreteScheduler.ScaleModelInput.
-    public Tensor ScaleModelInput(Tensor sample, Tensor timestep)
-    {
-        _stepIndex ??= SchedulerSupport.IndexOf(Timesteps, timestep);
-        float sigma = _sigmaValues[_stepIndex.Value];
-        return sample / MathF.Sqrt(sigma * sigma + 1f);
-    }
+    public Tensor ScaleModelInput(Tensor sample, Tensor timestep) => _grid.ScaleModelInput(sample, timestep);
 
     /// <inheritdoc/>
     public SchedulerStepOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, torch.Generator? generator = null, Tensor? noise = null)
     {
-        _stepIndex ??= SchedulerSupport.IndexOf(Timesteps, timestep);
-        int index = _stepIndex.Value;
-        if (index + 1 >= _sigmaValues.Length)
-            throw new InvalidOperationException("the schedule is finished: call SetTimesteps to sample again");
+        int index = _grid.StepFrom(timestep);
         using var scope = NewDisposeScope();
 
-        float sigma = _sigmaValues[index];
+        float sigma = _grid.Values[index];
         // Upcast to avoid precision issues when computing prev_sample.
         sample = sample.to_type(ScalarType.Float32);
 
@@ -121,8 +78,8 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
         };
 
         // 2. split the move to σ_to into a deterministic part down to σ_down and fresh noise of σ_up
-        float sigmaFrom = _sigmaValues[index];
-        float sigmaTo = _sigmaValues[index + 1];
+        float sigmaFrom = _grid.Values[index];
+        float sigmaTo = _grid.Values[index + 1];
         float sigmaUp = MathF.Sqrt(sigmaTo * sigmaTo * (sigmaFrom * sigmaFrom - sigmaTo * sigmaTo) / (sigmaFrom * sigmaFrom));
         float sigmaDown = MathF.Sqrt(sigmaTo * sigmaTo - sigmaUp * sigmaUp);
 
@@ -136,15 +93,14 @@ public sealed class EulerAncestralDiscreteScheduler : IScheduler
         prevSample = (prevSample + stepNoise * sigmaUp).to_type(modelOutput.dtype);
 
         // upon completion increase step index by one
-        _stepIndex = index + 1;
+        _grid.StepIndex = index + 1;
         return new SchedulerStepOutput(prevSample.MoveToOuterDisposeScope(), predOriginalSample.MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        _timesteps?.Dispose();
-        _sigmas.Dispose();
+        _grid.Dispose();
         Schedule.Dispose();
     }
 }

@@ -15,11 +15,7 @@ namespace SdPipeline.Schedulers;
 /// </remarks>
 public sealed class EulerDiscreteScheduler : IScheduler
 {
-    private readonly string _spacing;
-    private float[] _sigmaValues;
-    private Tensor _sigmas;
-    private Tensor? _timesteps;
-    private int? _stepIndex;
+    private readonly EulerSigmaGrid _grid;
 
     /// <summary>Builds the scheduler's tables from <paramref name="config"/>.</summary>
     /// <exception cref="SchedulerConfigException">The config is invalid or selects an option this port does not implement.</exception>
@@ -35,11 +31,7 @@ public sealed class EulerDiscreteScheduler : IScheduler
         config.Refuse(config.FinalSigmasType is "zero" or "sigma_min", name, "final_sigmas_type", config.FinalSigmasType, "'zero', 'sigma_min'");
         Config = config;
         Schedule = new NoiseSchedule(config);
-        _spacing = config.TimestepSpacing ?? "linspace";
-
-        // Before SetTimesteps: σ for t = N−1 … 0, then 0.
-        _sigmaValues = [.. Schedule.SigmaValues().Reverse(), 0f];
-        _sigmas = tensor(_sigmaValues, ScalarType.Float32).DetachFromDisposeScope();
+        _grid = new EulerSigmaGrid(Schedule, config);
     }
 
     /// <inheritdoc/>
@@ -52,70 +44,35 @@ public sealed class EulerDiscreteScheduler : IScheduler
     public NoiseSchedule Schedule { get; }
 
     /// <inheritdoc/>
-    public Tensor Timesteps => _timesteps ?? throw new InvalidOperationException("call SetTimesteps before reading Timesteps");
+    public Tensor Timesteps => _grid.Timesteps;
 
     /// <summary>σ at each timestep and a final σ (0, or σ₀ with <c>final_sigmas_type</c> <c>sigma_min</c>), float32 [n + 1].</summary>
-    public Tensor Sigmas => _sigmas;
+    public Tensor Sigmas => _grid.Sigmas;
 
     /// <summary>The index of the next step into <see cref="Sigmas"/>, or null before the first call.</summary>
-    public int? StepIndex => _stepIndex;
+    public int? StepIndex => _grid.StepIndex;
 
     /// <inheritdoc/>
     public bool DrawsNoiseEachStep => false;
 
     /// <inheritdoc/>
-    public double InitNoiseSigma
-    {
-        get
-        {
-            float maxSigma = _sigmaValues.Max();
-            return _spacing is "linspace" or "trailing" ? maxSigma : MathF.Sqrt(maxSigma * maxSigma + 1f);
-        }
-    }
+    public double InitNoiseSigma => _grid.InitNoiseSigma;
 
     /// <inheritdoc/>
-    public void SetTimesteps(int numInferenceSteps)
-    {
-        SchedulerSupport.CheckStepCount(numInferenceSteps, Schedule.NumTrainTimesteps);
-        float[] timesteps = SchedulerSupport.FloatTimesteps(_spacing, numInferenceSteps, Config);
-
-        // Interpolate the float32 training sigmas at the (fractional) timesteps in float64, as np.interp does,
-        // then round to float32.
-        float[] trainingSigmas = Schedule.SigmaValues();
-        double[] table = trainingSigmas.Select(s => (double)s).ToArray();
-        var sigmas = new float[timesteps.Length + 1];
-        for (int i = 0; i < timesteps.Length; i++)
-            sigmas[i] = (float)NumpyGrid.Interp(timesteps[i], table);
-        sigmas[^1] = Config.FinalSigmasType == "sigma_min" ? trainingSigmas[0] : 0f;
-
-        _timesteps?.Dispose();
-        _sigmas.Dispose();
-        _timesteps = tensor(timesteps, ScalarType.Float32).DetachFromDisposeScope();
-        _sigmaValues = sigmas;
-        _sigmas = tensor(sigmas, ScalarType.Float32).DetachFromDisposeScope();
-        _stepIndex = null;
-    }
+    public void SetTimesteps(int numInferenceSteps) => _grid.SetTimesteps(numInferenceSteps, Config.FinalSigmasType == "sigma_min" ? Schedule.SigmaValues()[0] : 0f);
 
     /// <inheritdoc/>
-    public Tensor ScaleModelInput(Tensor sample, Tensor timestep)
-    {
-        _stepIndex ??= SchedulerSupport.IndexOf(Timesteps, timestep);
-        float sigma = _sigmaValues[_stepIndex.Value];
-        return sample / MathF.Sqrt(sigma * sigma + 1f);
-    }
+    public Tensor ScaleModelInput(Tensor sample, Tensor timestep) => _grid.ScaleModelInput(sample, timestep);
 
     /// <inheritdoc/>
     public SchedulerStepOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, torch.Generator? generator = null, Tensor? noise = null)
     {
-        _stepIndex ??= SchedulerSupport.IndexOf(Timesteps, timestep);
-        int index = _stepIndex.Value;
-        if (index + 1 >= _sigmaValues.Length)
-            throw new InvalidOperationException("the schedule is finished: call SetTimesteps to sample again");
+        int index = _grid.StepFrom(timestep);
         using var scope = NewDisposeScope();
 
         // Upcast to avoid precision issues when computing prev_sample.
         sample = sample.to_type(ScalarType.Float32);
-        float sigma = _sigmaValues[index];
+        float sigma = _grid.Values[index];
         // s_churn = 0: no noise is added, γ = 0 and σ̂ = σ·(γ + 1) = σ.
         float sigmaHat = sigma;
 
@@ -130,19 +87,18 @@ public sealed class EulerDiscreteScheduler : IScheduler
 
         // 2. Convert to an ODE derivative
         var derivative = (sample - predOriginalSample) / sigmaHat;
-        float dt = _sigmaValues[index + 1] - sigmaHat;
+        float dt = _grid.Values[index + 1] - sigmaHat;
         var prevSample = (sample + derivative * dt).to_type(modelOutput.dtype);
 
         // upon completion increase step index by one
-        _stepIndex = index + 1;
+        _grid.StepIndex = index + 1;
         return new SchedulerStepOutput(prevSample.MoveToOuterDisposeScope(), predOriginalSample.MoveToOuterDisposeScope());
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        _timesteps?.Dispose();
-        _sigmas.Dispose();
+        _grid.Dispose();
         Schedule.Dispose();
     }
 }

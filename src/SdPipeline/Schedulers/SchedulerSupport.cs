@@ -35,6 +35,18 @@ internal static class SchedulerSupport
     }
 
     /// <summary>
+    /// DDPM's and DDIM's <c>set_timesteps</c>: checks the step count, disposes <paramref name="previous"/> and gives the
+    /// <see cref="IntegerTimesteps"/> grid as an int64 tensor outside any dispose scope.
+    /// </summary>
+    public static Tensor ReplaceIntegerTimesteps(Tensor? previous, string spacing, int numInferenceSteps, SchedulerConfig config)
+    {
+        CheckStepCount(numInferenceSteps, config.NumTrainTimesteps);
+        var timesteps = IntegerTimesteps(spacing, numInferenceSteps, config);
+        previous?.Dispose();
+        return tensor(timesteps, ScalarType.Int64).DetachFromDisposeScope();
+    }
+
+    /// <summary>
     /// The descending float timesteps of the Euler samplers: <c>linspace</c> = linspace(0, N−1, n) unrounded,
     /// <c>leading</c> and <c>trailing</c> as <see cref="IntegerTimesteps"/> but in float32.
     /// </summary>
