@@ -21,6 +21,7 @@ public static class LoraConverter
             throw new WeightsException($"{input} is in kohya's layout, whose names resolve only against a model: pass --model DIR (the base model's diffusers folder)");
         var layers = new List<(string Component, string Path)>();
         bool sdxl = false;
+        IReadOnlyDictionary<string, string>? originalUnetNames = null;
         if (model is not null)
         {
             using var unet = new UNet2DConditionModel(UNet2DConditionConfig.Load(Path.Combine(model.Component("unet"), "config.json")), Meta);
@@ -29,11 +30,13 @@ public static class LoraConverter
             using var textEncoder2 = File.Exists(secondConfig) ? ClipTextModelWithProjection.FromConfig(secondConfig, device: Meta) : null;
             layers.AddRange(LoraNetwork.Layers(unet, textEncoder, textEncoder2).Keys);
             sdxl = textEncoder2 is not null;
+            // kohya's SDXL trainer names the UNet's adapters in the original block numbering; its SD trainer in diffusers'.
+            if (sdxl && layout == LoraLayout.Kohya) originalUnetNames = OriginalUnetNumbering.Of(LoraNetwork.UnetLayerPaths(unet));
         }
         var (from, modules) = LoraFile.Read(input, layers);
         try
         {
-            LoraFile.Write(output, modules, layout, sdxl);
+            LoraFile.Write(output, modules, layout, sdxl, originalUnetNames);
             return (from, modules.Count);
         }
         finally

@@ -52,7 +52,12 @@ public static class LoraFile
     /// The adapters are an SDXL model's: kohya names the first text encoder <c>lora_te1_</c>. Implied when a module is on
     /// <c>text_encoder_2</c>.
     /// </param>
-    public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout, bool sdxl = false)
+    /// <param name="originalUnetNames">
+    /// kohya's layout only: each UNet layer path's module path in the original block numbering (<see cref="OriginalUnetNumbering.Of"/>),
+    /// as kohya's SDXL trainer names its adapters; null keeps diffusers' numbering (what kohya's SD 1.x/2.x trainer writes).
+    /// </param>
+    public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout, bool sdxl = false,
+        IReadOnlyDictionary<string, string>? originalUnetNames = null)
     {
         ArgumentNullException.ThrowIfNull(modules);
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -71,7 +76,10 @@ public static class LoraFile
         {
             foreach (var m in modules)
             {
-                string name = KohyaName(m.Component, m.Path, sdxl || modules.Any(x => x.Component == LoraNetwork.TextEncoder2));
+                string name = m.Component == LoraNetwork.Unet && originalUnetNames is not null
+                    ? KohyaName(LoraNetwork.Unet, originalUnetNames.TryGetValue(m.Path, out string? original) ? original
+                        : throw new ArgumentException($"unet.{m.Path} has no original-numbering name", nameof(originalUnetNames)))
+                    : KohyaName(m.Component, m.Path, sdxl || modules.Any(x => x.Component == LoraNetwork.TextEncoder2));
                 tensors[$"{name}.lora_down.weight"] = Float(m.Down);
                 tensors[$"{name}.lora_up.weight"] = Float(m.Up);
                 tensors[$"{name}.alpha"] = torch.tensor((float)m.Alpha);
@@ -89,9 +97,9 @@ public static class LoraFile
 
     /// <summary>
     /// The kohya module name of a layer: <c>lora_unet_</c>, <c>lora_te_</c> (SDXL: <c>lora_te1_</c>) or <c>lora_te2_</c>, and the
-    /// path with dots as underscores. An SDXL UNet keeps its diffusers module path (<c>lora_unet_down_blocks_1_attentions_0_…</c>), the
-    /// form diffusers' <c>_convert_unet_lora_key</c> maps back for SD as for SDXL; kohya's own SDXL trainer writes the original block
-    /// numbering instead (<c>lora_unet_input_blocks_4_1_…</c>, see <see cref="OriginalUnetNumbering"/>), which the reader takes too.
+    /// path with dots as underscores, in diffusers' block numbering (<c>lora_unet_down_blocks_1_attentions_0_…</c>), the form
+    /// diffusers' <c>_convert_unet_lora_key</c> maps back; pass a UNet layer's original path (<see cref="OriginalUnetNumbering"/>)
+    /// for the name kohya's SDXL trainer gives it (<c>lora_unet_input_blocks_4_1_…</c>). The reader takes both.
     /// </summary>
     public static string KohyaName(string component, string path, bool sdxl = false)
     {

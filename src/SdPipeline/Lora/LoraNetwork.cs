@@ -200,6 +200,9 @@ public sealed class LoraNetwork : IDisposable
         return layers;
     }
 
+    /// <summary>The paths of every linear and convolution layer of <paramref name="unet"/> (<see cref="OriginalUnetNumbering.Of"/> reads them).</summary>
+    public static IReadOnlyCollection<string> UnetLayerPaths(UNet2DConditionModel unet) => Layers(unet, null).Keys.Select(k => k.Path).ToList();
+
     /// <summary>The adapters' weights by diffusers/PEFT key (<c>unet.PATH.lora_A.weight</c>, <c>…lora_B.weight</c>).</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters() =>
         _modules.SelectMany(m => new[] { (m.DownName, m.Adapter.Down), (m.UpName, m.Adapter.Up) }).ToList();

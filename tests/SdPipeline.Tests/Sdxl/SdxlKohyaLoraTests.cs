@@ -131,6 +131,10 @@ public sealed class SdxlKohyaLoraTests
         LoraConverter.Convert(diffusersNumbered, temp.File("a.safetensors"), LoraLayout.Diffusers, TinySdxl.Open());
         LoraConverter.Convert(originalNumbered, temp.File("b.safetensors"), LoraLayout.Diffusers, TinySdxl.Open());
         Assert.That(File.ReadAllBytes(temp.File("b.safetensors")), Is.EqualTo(File.ReadAllBytes(temp.File("a.safetensors"))));
+
+        // And converting it to kohya's layout for this SDXL model names the UNet's layers in the original numbering, as sd-scripts does
+        LoraConverter.Convert(temp.File("a.safetensors"), temp.File("c.safetensors"), LoraLayout.Kohya, TinySdxl.Open());
+        Assert.That(Names(temp.File("c.safetensors")), Is.EquivalentTo(Names(originalNumbered)));
         foreach (var module in adapters.Concat(diffusersModules).Concat(originalModules))
         {
             module.Down.Dispose();

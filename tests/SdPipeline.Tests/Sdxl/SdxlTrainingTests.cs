@@ -107,7 +107,10 @@ public sealed class SdxlTrainingTests
         Assert.That(Names(kohyaFile).Select(n => n[..(n.IndexOf('_', 5) + 1)]).Distinct(), Is.EquivalentTo(new[] { "lora_unet_", "lora_te1_", "lora_te2_" }));
         Assert.That(Names(kohyaFile), Has.Member("lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight")
             .And.Member("lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha")
-            .And.Member("lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn2_to_k.lora_up.weight"));
+            .And.Member("lora_unet_input_blocks_3_1_transformer_blocks_1_attn2_to_k.lora_up.weight"));
+        Assert.That(Names(kohyaFile).Where(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) && !n.StartsWith("lora_unet_input_blocks_", StringComparison.Ordinal)
+            && !n.StartsWith("lora_unet_middle_block_", StringComparison.Ordinal) && !n.StartsWith("lora_unet_output_blocks_", StringComparison.Ordinal)), Is.Empty,
+            "the UNet's adapters are named in the original block numbering, as kohya's SDXL trainer writes them (tiny-sdxl's second down level's attention is input_blocks.3.1)");
 
         // And both files read back, against the SDXL model's layers, as the same adapters with the same values
         using var unet = UNet2DConditionModel.FromFolder(TinySdxl.Open());
