@@ -110,8 +110,21 @@ internal static class BenchCommand
             string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", $"{name.Replace('-', '_')}.json");
             var device = TorchRuntime.Initialise(result.GetValue(GlobalOptions.Device) ?? "cpu", result.GetValue(Threads));
             Console.Error.WriteLine($"CPU: {CpuModel.Name}");
-            // As training runs: the self-check decides oneDNN under runtime.onednn=auto, so a workaround's cost is in the figures.
-            NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
+            // As training runs: the self-check decides oneDNN under runtime.onednn=auto, so a workaround's cost is in the figures,
+            // and a training step runs on the convolution path training would choose for the UNet.
+            string? offUnderAuto;
+            try
+            {
+                offUnderAuto = name == "train-step"
+                    ? Training.TrainingConvolutions.OneDnnOffReason(options.ConfigFile is null ? Sd15Configs.Unet : Models.Unet.UNet2DConditionConfig.Load(options.ConfigFile))
+                    : null;
+            }
+            catch (DiffusersConfigException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return ExitCodes.Usage;
+            }
+            NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line), offUnderAuto);
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
             BenchmarkReport report;
             try

@@ -18,6 +18,8 @@ public sealed record NumericsVerdict(int Probes, IReadOnlyList<string> Failures,
     /// <summary>The one line the log, the manifest and the report carry.</summary>
     public string Line => Workaround is null
         ? $"numerics: {Probes} operation configurations right against float64 ({Seconds:0.00} s)"
+        : Failures.Count == 0
+        ? $"numerics: {Probes} operation configurations right against float64 with {Workaround} ({Seconds:0.00} s)"
         : $"numerics: {Workaround} — {Failures.Count} operation configuration(s) were wrong with it on this CPU " +
           $"({string.Join("; ", Failures.Take(3))}{(Failures.Count > 3 ? "; …" : "")}), all {Probes} right without it ({Seconds:0.00} s)";
 
@@ -53,11 +55,18 @@ public static class NumericsGuard
     /// <param name="dtypes">The dtypes they will run in (float32, plus the autocast dtype under mixed precision).</param>
     /// <param name="oneDnn"><c>auto</c> (the check decides), <c>on</c> (keep oneDNN; a wrong kernel stops the run), <c>off</c>.</param>
     /// <param name="log">Where the one-line verdict goes.</param>
-    public static NumericsVerdict Ensure(IReadOnlyList<OperationProbe> probes, Device device, IReadOnlyList<ScalarType> dtypes, string oneDnn, Action<string> log)
+    /// <param name="offUnderAuto">
+    /// Why libtorch's own convolutions are the faster path for this work, or null: under <c>auto</c> on the CPU oneDNN is
+    /// then turned off before the check (which checks the path that will run).
+    /// </param>
+    public static NumericsVerdict Ensure(IReadOnlyList<OperationProbe> probes, Device device, IReadOnlyList<ScalarType> dtypes, string oneDnn, Action<string> log,
+        string? offUnderAuto = null)
     {
         bool cpu = device.type == DeviceType.CPU;
-        if (cpu && oneDnn == "off") OneDnn.TrySetEnabled(false);
-        string? forced = cpu && oneDnn == "off" ? "oneDNN off (runtime.onednn=off)" : null;
+        bool preferOff = cpu && oneDnn == "auto" && offUnderAuto is not null;
+        if (cpu && (oneDnn == "off" || preferOff)) OneDnn.TrySetEnabled(false);
+        string? forced = cpu && oneDnn == "off" ? "oneDNN off (runtime.onednn=off)"
+            : preferOff && !OneDnn.Enabled ? $"oneDNN off ({offUnderAuto})" : null;
 
         var first = NumericsSelfCheck.Run(probes, device, dtypes);
         if (first.Passed)

@@ -44,18 +44,23 @@ public sealed record CpuIdentity(string ModelName, int? Family, int? Model)
     /// <summary>
     /// Whether this CPU belongs to <paramref name="cpuClass"/>, written as <see cref="ToString"/> writes a CPU, with the
     /// model (or family and model) left out to mean any: <c>AMD EPYC (family 26)</c> is every EPYC of family 26;
-    /// <c>Intel Xeon</c> every CPU whose model name starts with those words.
+    /// <c>Intel Xeon</c> every CPU whose model name starts with those words, trademark signs aside (Intel's cpuinfo says
+    /// <c>Intel(R) Xeon(R) Processor</c>).
     /// </summary>
     public bool BelongsTo(string cpuClass)
     {
         ArgumentNullException.ThrowIfNull(cpuClass);
         var wanted = ParseClass(cpuClass);
-        if (!ModelName.StartsWith(wanted.ModelName, StringComparison.OrdinalIgnoreCase)) return false;
+        if (!Plain(ModelName).StartsWith(Plain(wanted.ModelName), StringComparison.OrdinalIgnoreCase)) return false;
         return (wanted.Family is null || wanted.Family == Family) && (wanted.Model is null || wanted.Model == Model);
     }
 
     /// <summary>For example <c>AMD EPYC (family 25, model 17)</c>; the model name alone when the numbers are unknown.</summary>
     public override string ToString() => Family is null ? ModelName : $"{ModelName} (family {Family}, model {Model?.ToString() ?? "?"})";
+
+    private static string Plain(string modelName) =>
+        string.Join(' ', modelName.Replace("(R)", " ", StringComparison.OrdinalIgnoreCase).Replace("(TM)", " ", StringComparison.OrdinalIgnoreCase)
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
     private static CpuIdentity ParseClass(string cpuClass)
     {

@@ -7,7 +7,7 @@ public sealed class PyTorchFiguresTests
 {
     private static readonly CpuIdentity Zen4 = new("AMD EPYC", 25, 17);
     private static readonly CpuIdentity Zen5 = new("AMD EPYC 9B45", 26, 2);
-    private static readonly CpuIdentity Xeon = new("Intel Xeon Processor (Cascadelake)", 6, 85);
+    private static readonly CpuIdentity Xeon = new("Intel(R) Xeon(R) Processor", 6, 207);
 
     private static BenchmarkRow Row(string model, string @case, int latent, int batch, double seconds) =>
         BenchmarkRow.Measured(model, @case, latent, latent * 8, batch, new BenchmarkHarness(warmup: 1, repeats: 1),
@@ -35,7 +35,9 @@ public sealed class PyTorchFiguresTests
         Assert.That(Zen4.BelongsTo("AMD EPYC (family 26)"), Is.False, "Zen 4 is family 25: Zen 5's figures are not its peer");
         Assert.That(Zen4.BelongsTo("AMD EPYC (family 25, model 17)"), Is.True);
         Assert.That(Zen4.BelongsTo("AMD EPYC (family 25, model 1)"), Is.False);
-        Assert.That(Xeon.BelongsTo("Intel Xeon"), Is.True);
+        Assert.That(Xeon.BelongsTo("Intel Xeon"), Is.True, "Intel's cpuinfo writes Intel(R) Xeon(R) Processor");
+        Assert.That(Xeon.BelongsTo("Intel Xeon (family 6, model 207)"), Is.True);
+        Assert.That(Xeon.BelongsTo("Intel Xeon (family 6, model 143)"), Is.False);
         Assert.That(Zen4.BelongsTo("Intel Xeon"), Is.False);
     }
 

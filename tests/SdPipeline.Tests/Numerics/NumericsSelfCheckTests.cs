@@ -140,6 +140,28 @@ public sealed class NumericsSelfCheckTests
     }
 
     [Test]
+    public void Guard_Should_TurnOneDnnOffAndCheckThatPath_When_AutoAndTheWorkPrefersLibtorchsConvolutions()
+    {
+        // Given oneDNN on, kernels that are right, and work whose faster path is libtorch's own convolutions
+        if (!OneDnn.Available) Assert.Fail("libtorch_cpu exports no oneDNN switch");
+        OneDnn.TrySetEnabled(true);
+        var log = new List<string>();
+
+        // When the guard runs under runtime.onednn=auto, and under on
+        var verdict = NumericsGuard.Ensure(TinyUnetProbes(), torch.CPU, [torch.ScalarType.Float32], "auto", log.Add, "faster here");
+        bool offUnderAuto = OneDnn.Enabled;
+        OneDnn.TrySetEnabled(true);
+        NumericsGuard.Ensure(TinyUnetProbes(), torch.CPU, [torch.ScalarType.Float32], "on", _ => { }, "faster here");
+
+        // Then auto turned oneDNN off and says why, with nothing wrong; on keeps it
+        Assert.That(offUnderAuto, Is.False, "auto takes the faster path");
+        Assert.That(verdict.Workaround, Is.EqualTo("oneDNN off (faster here)"));
+        Assert.That(verdict.Failures, Is.Empty);
+        Assert.That(log.Last(), Does.StartWith("numerics: ").And.Contain("right against float64 with oneDNN off (faster here)"));
+        Assert.That(OneDnn.Enabled, Is.True, "runtime.onednn=on keeps oneDNN whatever the work prefers");
+    }
+
+    [Test]
     public void Guard_Should_StopNamingTheSetting_When_OneDnnIsForcedOnAndAKernelIsWrong()
     {
         OneDnn.TrySetEnabled(true);
