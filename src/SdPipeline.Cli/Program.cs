@@ -4,7 +4,9 @@ using SdPipeline.Cli;
 using SdPipeline.Cli.Commands;
 using SdPipeline.Errors;
 
-// Before anything loads libtorch: some of these settings are read once, at its first allocation or its OpenMP start.
+// Before anything loads libtorch: the process replaces itself with itself under tcmalloc when it is installed (returns
+// otherwise), and some settings are read once, at libtorch's first allocation or its OpenMP start.
+SdPipeline.Runtime.NativeAllocator.UseTcmalloc();
 SdPipeline.Runtime.NativeRuntimeSettings.Apply();
 
 // Ctrl+C and SIGTERM cancel the running stage, which stops at its next safe point; its partial work stays

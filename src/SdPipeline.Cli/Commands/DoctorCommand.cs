@@ -26,6 +26,7 @@ internal static class DoctorCommand
             Console.WriteLine($"CPU:             {CpuModel.Name}");
             Console.WriteLine($"device:          {facts.Device} (CUDA available: {(facts.CudaAvailable ? "yes" : "no")})");
             Console.WriteLine($"threads:         {facts.Threads}");
+            Console.WriteLine($"allocator:       {NativeAllocator.Describe()}");
             Console.WriteLine($"libtorch log:    warnings shown here (elsewhere only with {LibTorchLog.ShowVariable}=1); any appear on standard error");
             Console.WriteLine($"oneDNN:          {(OneDnn.Available ? OneDnn.Enabled ? "on" : "off" : "no switch in this libtorch")}");
             Console.WriteLine($"matmul 512³:     {facts.MatmulGflops:0.0} GFLOP/s, result {(facts.CheckPassed ? "correct" : "WRONG")}");

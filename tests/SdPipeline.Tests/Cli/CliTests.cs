@@ -134,6 +134,26 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Sdpipe_Should_RunUnderTcmalloc_When_ItIsInstalled_And_OnGlibcWhenAskedTo()
+    {
+        // tcmalloc is one of the tests' prerequisites (.ci/test-prerequisites.sh installs libtcmalloc-minimal4)
+        Assert.That(SdPipeline.Runtime.NativeAllocator.Installed, Is.Not.Null,
+            "libtcmalloc-minimal4 is not installed: run .ci/test-prerequisites.sh (or apt-get install libtcmalloc-minimal4)");
+
+        // When sdpipe starts, and when it starts with SDPIPE_ALLOCATOR=system
+        var tcmalloc = Sdpipe("doctor");
+        var system = CliRunner.Sdpipe(_temp.Path, new Dictionary<string, string> { [SdPipeline.Runtime.NativeAllocator.Variable] = "system" }, "doctor");
+
+        // Then the first replaced itself with itself under tcmalloc (the library is mapped into the process doctor
+        // runs in) and worked; the second kept glibc's allocator and says why
+        Assert.That(tcmalloc.ExitCode, Is.EqualTo(0), tcmalloc.All);
+        Assert.That(tcmalloc.Output, Does.Match(@"allocator: +tcmalloc \(/\S*libtcmalloc_minimal\.so\.4"));
+        Assert.That(tcmalloc.Output, Does.Contain("result correct"));
+        Assert.That(system.ExitCode, Is.EqualTo(0), system.All);
+        Assert.That(system.Output, Does.Contain("allocator:       glibc malloc (SDPIPE_ALLOCATOR=system)"));
+    }
+
+    [Test]
     public void Doctor_Should_NameTheWrongKernel_And_ShowTheWorkaround_When_AFaultIsInjected()
     {
         var result = CliRunner.Sdpipe(_temp.Path, new Dictionary<string, string> { ["SDPIPE_INJECT_FAULT"] = SdPipeline.Numerics.FaultInjection.ConvolutionInputGradient }, "doctor");
