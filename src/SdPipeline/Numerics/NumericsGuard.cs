@@ -29,7 +29,7 @@ public sealed record NumericsVerdict(int Probes, IReadOnlyList<string> Failures,
         ["probes"] = Probes,
         ["failures"] = new JArray(Failures),
         ["workaround"] = Workaround,
-        ["seconds"] = Math.Round(Seconds, 3),
+        ["seconds"] = Seconds, // unrounded: Line rounds it once, so a verdict read back prints the same line
         ["line"] = Line,
     };
 
