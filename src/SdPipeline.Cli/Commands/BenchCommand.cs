@@ -116,7 +116,8 @@ internal static class BenchCommand
             try
             {
                 offUnderAuto = name == "train-step"
-                    ? Training.TrainingConvolutions.OneDnnOffReason(options.ConfigFile is null ? Sd15Configs.Unet : Models.Unet.UNet2DConditionConfig.Load(options.ConfigFile))
+                    ? Training.TrainingConvolutions.OneDnnOffReason(options.ConfigFile is null ? Sd15Configs.Unet : Models.Unet.UNet2DConditionConfig.Load(options.ConfigFile),
+                        autocast: options.MixedPrecision != "no")
                     : null;
             }
             catch (DiffusersConfigException e)

@@ -18,7 +18,7 @@ public sealed class RuntimeSection
     [ConfigKey("Memory the training pre-flight may plan for, in GiB; 0 uses what the device reports available (CPU: MemAvailable).", Min = 0)]
     public double MemoryLimitGb { get; init; }
 
-    [ConfigKey("oneDNN for CPU convolutions. auto: on, unless the numerics self-check before training finds a wrong result with it on this CPU, then off for the run, and off for training a UNet of 320+ channels (faster there); on: keep it (a wrong result stops the run); off: libtorch's own convolutions.", AllowedValues = ["auto", "on", "off"])]
+    [ConfigKey("oneDNN for CPU convolutions. auto: on, unless the numerics self-check before training finds a wrong result with it on this CPU, then off for the run, and off for training a UNet of 320+ channels in float32 (faster there); on: keep it (a wrong result stops the run); off: libtorch's own convolutions.", AllowedValues = ["auto", "on", "off"])]
     public string Onednn { get; init; } = "auto";
 }
 

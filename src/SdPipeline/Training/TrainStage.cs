@@ -110,7 +110,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder || settings.ShuffleTags
                     ? [unet, textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]]
                     : [unet]), device,
-                CheckedDtypes(settings), runtime.Onednn, workspace.Log, TrainingConvolutions.OneDnnOffReason(unet.Config));
+                CheckedDtypes(settings), runtime.Onednn, workspace.Log, TrainingConvolutions.OneDnnOffReason(unet.Config, CheckedDtypes(settings).Count > 1));
             using var captions = sdxl ? null : CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
             using var sdxlCaptions = textEncoder2 is null ? null : SdxlCaptionAugmentation.Create(settings, new SdxlTextEncoders(textEncoder, textEncoder2), tokenizer, tokenizer2!, device);
             using var validation = ValidationSampler(workspace, modelFolder, predictionType, device);
