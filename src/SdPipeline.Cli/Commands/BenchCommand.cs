@@ -116,8 +116,7 @@ internal static class BenchCommand
             try
             {
                 offUnderAuto = name == "train-step"
-                    ? Training.TrainingConvolutions.OneDnnOffReason(options.ConfigFile is null ? Sd15Configs.Unet : Models.Unet.UNet2DConditionConfig.Load(options.ConfigFile),
-                        autocast: options.MixedPrecision != "no")
+                    ? Training.TrainingConvolutions.OneDnnOffReason(options.UnetConfig(), autocast: options.MixedPrecision != "no")
                     : null;
             }
             catch (DiffusersConfigException e)

@@ -24,6 +24,11 @@ public sealed record BenchmarkOptions
     /// <summary>A diffusers <c>config.json</c> to benchmark instead of the built-in SD 1.5 architecture; null for SD 1.5.</summary>
     public string? ConfigFile { get; init; }
 
+    /// <summary>The UNet to benchmark: <see cref="ConfigFile"/>'s, or SD 1.5's.</summary>
+    /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
+    public Models.Unet.UNet2DConditionConfig UnetConfig() =>
+        ConfigFile is null ? Sd15Configs.Unet : Models.Unet.UNet2DConditionConfig.Load(ConfigFile);
+
     /// <summary>Training step only: <c>no</c>, <c>bf16</c> or <c>fp16</c> (as <c>train.mixed_precision</c>).</summary>
     public string MixedPrecision { get; init; } = "no";
 

@@ -44,7 +44,7 @@ public static class TrainStepBenchmark
     public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
     {
         options.Validate();
-        var config = options.ConfigFile is null ? Sd15Configs.Unet : UNet2DConditionConfig.Load(options.ConfigFile);
+        var config = options.UnetConfig();
         var precision = MixedPrecision.Parse(options.MixedPrecision);
         var machine = MachineInfo.Capture(device);
 

@@ -24,7 +24,7 @@ public static class UnetBenchmark
     public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
     {
         options.Validate();
-        var config = options.ConfigFile is null ? Sd15Configs.Unet : UNet2DConditionConfig.Load(options.ConfigFile);
+        var config = options.UnetConfig();
         var machine = MachineInfo.Capture(device);
 
         var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);

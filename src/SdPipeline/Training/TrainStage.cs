@@ -106,11 +106,14 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             var models = new TrainedModels(unet, textEncoder, tokenizer, settings.TrainTextEncoder) { TextEncoder2 = textEncoder2, Tokenizer2 = tokenizer2 };
             if (lora is not null) models = WithLora(models, lora, settings);
             using var network = models.Lora;
-            // The self-check covers every model that runs: the text encoder too when it trains or encodes shuffled captions each step.
+            var autocastDtype = MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision").AutocastDtype;
+            // The self-check covers every model that runs (the text encoder too when it trains or encodes shuffled captions each
+            // step) in every dtype the step computes in.
             var numerics = NumericsGuard.Ensure(OperationInventory.Of(models.TrainsTextEncoder || settings.ShuffleTags
                     ? [unet, textEncoder, .. textEncoder2 is null ? Array.Empty<torch.nn.Module>() : [textEncoder2]]
                     : [unet]), device,
-                CheckedDtypes(settings), runtime.Onednn, workspace.Log, TrainingConvolutions.OneDnnOffReason(unet.Config, CheckedDtypes(settings).Count > 1));
+                autocastDtype is { } half ? [torch.ScalarType.Float32, half] : [torch.ScalarType.Float32], runtime.Onednn, workspace.Log,
+                TrainingConvolutions.OneDnnOffReason(unet.Config, autocast: autocastDtype is not null));
             using var captions = sdxl ? null : CaptionAugmentation.Create(settings, textEncoder, tokenizer, workspace.Config.Typed.Model.ClipSkip, device);
             using var sdxlCaptions = textEncoder2 is null ? null : SdxlCaptionAugmentation.Create(settings, new SdxlTextEncoders(textEncoder, textEncoder2), tokenizer, tokenizer2!, device);
             using var validation = ValidationSampler(workspace, modelFolder, predictionType, device);
@@ -194,12 +197,6 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             models.TrainsTextEncoder ? models.TextEncoder2 : null);
         return models with { Lora = network, HalfPrecisionBase = precision.AutocastDtype is not null };
     }
-
-    /// <summary>The dtypes training computes in: float32, and the autocast dtype under mixed precision.</summary>
-    private static IReadOnlyList<torch.ScalarType> CheckedDtypes(TrainSection settings) =>
-        Precision.MixedPrecision.Parse(settings.MixedPrecision, "train.mixed_precision").AutocastDtype is { } half
-            ? [torch.ScalarType.Float32, half]
-            : [torch.ScalarType.Float32];
 
     /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
     /// <remarks>The kohya file names an SDXL UNet's layers in the original block numbering, as kohya's SDXL trainer does.</remarks>
