@@ -15,7 +15,7 @@ internal static class DoctorCommand
     {
         var command = new Command("doctor",
             "Load libtorch, run a matmul with a known answer, run the numerics self-check on the SD 1.5 architecture, and print versions, " +
-            "device, threads and libtorch's own warnings.");
+            "device, threads, the memory allocator and libtorch's own warnings.");
         command.SetAction(result =>
         {
             var config = GlobalOptions.LoadConfig(result).Typed.Runtime;
