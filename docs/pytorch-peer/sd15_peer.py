@@ -231,6 +231,8 @@ def main():
     p.add_argument("--fused", choices=["on", "off"], default="on")
     p.add_argument("--size", type=int, default=32, help="latent size (unet/train-step) or pixels/8 (vae)")
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and input in torch.channels_last (oneDNN's NHWC convolutions, no layout reorders)")
     p.add_argument("--warmups", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--whole-vae", action="store_true",
@@ -240,16 +242,17 @@ def main():
     torch.backends.mkldnn.enabled = a.mkldnn == "on"
     torch.manual_seed(0)
     out = dict(case=a.case, torch=torch.__version__, threads=torch.get_num_threads(), mkldnn=a.mkldnn,
-               size=a.size, batch=a.batch)
+               size=a.size, batch=a.batch, channels_last=a.channels_last)
+    layout = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.case == "matmul":
         x, y = torch.randn(4096, 4096), torch.randn(4096, 4096)
         ts = timed(lambda: x @ y, 1, 5)
     elif a.case == "train-step":
-        unet = UNet()
+        unet = UNet().to(memory_format=layout)
         out["parameters"] = sum(q.numel() for q in unet.parameters())
         opt = torch.optim.AdamW(unet.parameters(), lr=1e-5, fused=a.fused == "on")
         out["fused"] = a.fused
-        x = torch.randn(a.batch, 4, a.size, a.size); ctx = torch.randn(a.batch, 77, 768)
+        x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768)
         t = torch.full((a.batch,), 500); target = torch.randn_like(x)
         phases = []
 
@@ -264,15 +267,15 @@ def main():
         fwd, bwd, adam = zip(*phases[-a.repeats:])
         out.update(forward_s=statistics.median(fwd), backward_s=statistics.median(bwd), adamw_s=statistics.median(adam))
     elif a.case == "unet":
-        unet = UNet().eval()
-        x = torch.randn(a.batch, 4, a.size, a.size); ctx = torch.randn(a.batch, 77, 768); t = torch.full((a.batch,), 500)
+        unet = UNet().eval().to(memory_format=layout)
+        x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768); t = torch.full((a.batch,), 500)
         with torch.no_grad():
             ts = timed(lambda: unet(x, t, ctx), a.warmups, a.repeats)
     else:
-        enc = VaeEncoder().eval()
+        enc = VaeEncoder().eval().to(memory_format=layout)
         decoder_weights = torch.randn(49_490_199) if a.whole_vae else None
         out["whole_vae"] = a.whole_vae
-        x = torch.randn(a.batch, 3, a.size * 8, a.size * 8)
+        x = torch.randn(a.batch, 3, a.size * 8, a.size * 8).to(memory_format=layout)
         out["parameters"] = sum(q.numel() for q in enc.parameters())
         with torch.no_grad():
             ts = timed(lambda: enc(x), a.warmups, a.repeats)
