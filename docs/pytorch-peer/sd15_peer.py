@@ -231,6 +231,9 @@ def main():
     p.add_argument("--fused", choices=["on", "off"], default="on")
     p.add_argument("--size", type=int, default=32, help="latent size (unet/train-step) or pixels/8 (vae)")
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--optimizer-in-backward", action="store_true",
+                   help="train-step: one fused AdamW per parameter, stepped from its post-accumulate-grad hook and the "
+                        "gradient freed there (PyTorch's 'optimizer step in backward' recipe; no global gradient clipping)")
     p.add_argument("--channels-last", action="store_true",
                    help="model and input in torch.channels_last (oneDNN's NHWC convolutions, no layout reorders)")
     p.add_argument("--warmups", type=int, default=2)
@@ -250,8 +253,23 @@ def main():
     elif a.case == "train-step":
         unet = UNet().to(memory_format=layout)
         out["parameters"] = sum(q.numel() for q in unet.parameters())
-        opt = torch.optim.AdamW(unet.parameters(), lr=1e-5, fused=a.fused == "on")
+        if a.optimizer_in_backward:
+            per_parameter = {q: torch.optim.AdamW([q], lr=1e-5, fused=a.fused == "on") for q in unet.parameters()}
+
+            def step_in_backward(q):
+                per_parameter[q].step()
+                q.grad = None
+            for q in unet.parameters():
+                q.register_post_accumulate_grad_hook(step_in_backward)
+
+            class _Nothing:
+                def zero_grad(self, set_to_none=True): pass
+                def step(self): pass
+            opt = _Nothing()
+        else:
+            opt = torch.optim.AdamW(unet.parameters(), lr=1e-5, fused=a.fused == "on")
         out["fused"] = a.fused
+        out["optimizer_in_backward"] = a.optimizer_in_backward
         x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768)
         t = torch.full((a.batch,), 500); target = torch.randn_like(x)
         phases = []
