@@ -52,6 +52,11 @@ internal static class BenchCommand
         Description = "Recompute the UNet's blocks in backward, as train.gradient_checkpointing.",
     };
 
+    private static readonly Option<bool> FusedBackwardPass = new("--fused-backward-pass")
+    {
+        Description = "Step AdamW per parameter inside backward, as train.fused_backward_pass (no gradients held; AdamW's phase is then the rest of the step).",
+    };
+
     public static Command Create()
     {
         var command = new Command("bench", "Time model forward/backward passes and training steps against the machine's fp32 matmul ceiling and, where measured, PyTorch's figure on the same CPU model (random weights; JSON report).");
@@ -59,7 +64,7 @@ internal static class BenchCommand
         command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes));
         command.Subcommands.Add(Model("train-step",
             "SD 1.5 UNet training step (forward, MSE, backward, AdamW over every parameter), each phase timed, batch 1 at 32x32 latents by default.",
-            TrainStepBenchmark.Run, StepSizes, MixedPrecision, GradientCheckpointing));
+            TrainStepBenchmark.Run, StepSizes, MixedPrecision, GradientCheckpointing, FusedBackwardPass));
         command.Subcommands.Add(Model("latents",
             "The latent cache's per-image work: preprocessing (decode, Lanczos resize, crop) and SD 1.5 VAE encode, images/s at 256 and 512 px.",
             LatentsBenchmark.Run, Sizes));
@@ -67,11 +72,12 @@ internal static class BenchCommand
     }
 
     private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, BenchmarkReport> run,
-        Option<string> sizes, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null)
+        Option<string> sizes, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null)
     {
         var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, Seed, MatmulSize, Output, ConfigFile };
         if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
         if (checkpointing is not null) command.Options.Add(checkpointing);
+        if (fusedBackwardPass is not null) command.Options.Add(fusedBackwardPass);
         command.SetAction(result =>
         {
             BenchmarkOptions options;
@@ -88,6 +94,7 @@ internal static class BenchCommand
                     ConfigFile = result.GetValue(ConfigFile),
                     MixedPrecision = mixedPrecision is null ? "no" : result.GetValue(mixedPrecision)!,
                     GradientCheckpointing = checkpointing is not null && result.GetValue(checkpointing),
+                    FusedBackwardPass = fusedBackwardPass is not null && result.GetValue(fusedBackwardPass),
                 };
                 options.Validate();
             }

@@ -35,6 +35,9 @@ public sealed record BenchmarkOptions
     /// <summary>Training step only: recompute the UNet's blocks in backward (as <c>train.gradient_checkpointing</c>).</summary>
     public bool GradientCheckpointing { get; init; }
 
+    /// <summary>Training step only: AdamW stepped per parameter inside backward (as <c>train.fused_backward_pass</c>).</summary>
+    public bool FusedBackwardPass { get; init; }
+
     /// <summary>Checks the values, naming the first bad one.</summary>
     /// <exception cref="ArgumentException">A value out of range.</exception>
     public void Validate()

@@ -89,7 +89,7 @@ public sealed record BenchmarkReport
         MatmulBefore = before,
         MatmulAfter = after,
         Rows = rows,
-        PyTorch = options.ConfigFile is null && options.MixedPrecision == "no" && !options.GradientCheckpointing
+        PyTorch = options.ConfigFile is null && options.MixedPrecision == "no" && !options.GradientCheckpointing && !options.FusedBackwardPass
             ? PyTorchComparison.Of(rows, CpuModel.Identity)
             : [],
     };

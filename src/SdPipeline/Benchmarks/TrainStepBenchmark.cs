@@ -59,6 +59,7 @@ public static class TrainStepBenchmark
         long parameterCount = parameters.Sum(p => p.parameter.numel());
         if (options.GradientCheckpointing) GradientCheckpointing.Apply(unet);
         using var optimizer = new AdamW(parameters);
+        using var fused = options.FusedBackwardPass ? FusedBackwardPass.Attach(optimizer, unet) : null;
 
         var measured = new List<(int Size, FlopCount Flops, Phases Phases)>();
         var probes = new List<double>();
@@ -82,7 +83,7 @@ public static class TrainStepBenchmark
             for (int i = 0; i < options.Warmup + options.Repeats; i++)
             {
                 optimizer.ZeroGrad();
-                var (forward, backward, adamw, step) = Step(unet, optimizer, precision, sample, timestep, text, target, device);
+                var (forward, backward, adamw, step) = Step(unet, optimizer, fused, precision, sample, timestep, text, target, device);
                 bool timed = i >= options.Warmup;
                 // The step's peak is reached with every gradient alive; the probe's operands on top of them would be
                 // counted as the step's (0.2 GiB at 4096², measured: 13.65 GiB after the warm-up, 14.01 after a probed step).
@@ -126,7 +127,7 @@ public static class TrainStepBenchmark
         var report = BenchmarkReport.Of("train_step", options, machine, parameterCount, before, after, rows);
         return report with
         {
-            ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : ""),
+            ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : "") + (options.FusedBackwardPass ? ", fused backward pass" : ""),
             Summary = new Dictionary<string, double>
             {
                 [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),
@@ -134,17 +135,18 @@ public static class TrainStepBenchmark
                 [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
                 [PreflightEstimateGib] = MemoryEstimate.Gib(MemoryEstimate.For(config, parameterCount, textEncoderParameters: 0, trainTextEncoder: false,
                     options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: false, emaOnCpu: false,
-                    onGpu: device.type == DeviceType.CUDA).Total),
+                    onGpu: device.type == DeviceType.CUDA, fusedBackwardPass: options.FusedBackwardPass).Total),
             },
         };
     }
 
     // One step, each phase timed: the tensors it makes are disposed when it returns, the gradients stay for AdamW.
-    private static (double Forward, double Backward, double AdamW, double Step) Step(UNet2DConditionModel unet, AdamW optimizer, MixedPrecision precision,
-        Tensor sample, Tensor timestep, Tensor text, Tensor target, Device device)
+    private static (double Forward, double Backward, double AdamW, double Step) Step(UNet2DConditionModel unet, AdamW optimizer, FusedBackwardPass? fused,
+        MixedPrecision precision, Tensor sample, Tensor timestep, Tensor text, Tensor target, Device device)
     {
         using var scope = torch.NewDisposeScope();
         var clock = Stopwatch.StartNew();
+        fused?.Begin(LearningRate);
         Tensor loss;
         using (precision.EnterAutocast())
         {
@@ -156,7 +158,9 @@ public static class TrainStepBenchmark
         loss.backward();
         Synchronize(device);
         double backward = clock.Elapsed.TotalSeconds - forward;
-        optimizer.Step(LearningRate);
+        // Fused: the parameters were updated inside backward; what is left is the parameters outside the training layers.
+        if (fused is not null) fused.Finish();
+        else optimizer.Step(LearningRate);
         Synchronize(device);
         double total = clock.Elapsed.TotalSeconds;
         return (forward, backward, total - forward - backward, total);

@@ -189,6 +189,9 @@ public sealed class TrainSection
     [ConfigKey("Micro-batches per optimizer step.", Min = 1)]
     public int GradientAccumulationSteps { get; init; } = 1;
 
+    [ConfigKey("Step AdamW on each parameter inside backward, as soon as its gradient exists, so the model's gradients are never held at once (kohya's fused_backward_pass): the same weights bit for bit, less memory by about the trained weights' size. Needs train.max_grad_norm=0, train.gradient_accumulation_steps=1 and no fp16.")]
+    public bool FusedBackwardPass { get; init; }
+
     [ConfigKey("Optimizer steps to train; 0 means num_train_epochs passes over the data.", Min = 0)]
     public int MaxTrainSteps { get; init; }
 

@@ -121,6 +121,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     /// <summary>One optimizer step: gradients accumulated over micro-batches, unscaled and clipped, then AdamW and the EMA.</summary>
     private StepResult OptimizerStep(FineTuningRun run, IEnumerator<LatentBatch> reader, int batchesInEpoch)
     {
+        // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
+        double lr = run.BaseLr * LrSchedules.Multiplier(settings.LrScheduler, run.Optimizer.StepCount, settings.LrWarmupSteps, run.TotalSteps, settings.LrNumCycles, settings.LrPower);
+        // train.fused_backward_pass: the parameters move inside backward (one micro-batch, no clipping, no loss scale).
+        run.FusedBackward?.Begin(lr);
         double lossSum = 0;
         int images = 0, micro = 0;
         for (; micro < run.Accumulation && run.BatchInEpoch < batchesInEpoch; micro++, run.BatchInEpoch++)
@@ -136,14 +140,13 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         // fp16: unscale first, so clipping and the logged norm see true gradients; a non-finite step is skipped
         // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
         var scaler = run.Scaler;
-        bool finite = scaler.UnscaleGradients();
-        double gradNorm = finite ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
+        bool finite = run.FusedBackward is not null || scaler.UnscaleGradients();
+        double gradNorm = run.FusedBackward is { } fused ? fused.Finish()
+            : finite ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
         if (!double.IsFinite(gradNorm) && !scaler.Enabled)
             throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {run.Step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
-        // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
-        double lr = run.BaseLr * LrSchedules.Multiplier(settings.LrScheduler, run.Optimizer.StepCount, settings.LrWarmupSteps, run.TotalSteps, settings.LrNumCycles, settings.LrPower);
         double scaleUsed = scaler.Scale;
-        bool stepped = scaler.Step(() => run.Optimizer.Step(lr));
+        bool stepped = run.FusedBackward is not null || scaler.Step(() => run.Optimizer.Step(lr));
         run.Optimizer.ZeroGrad();
         if (stepped) run.Ema?.Step(run.EmaParameters);
         else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)

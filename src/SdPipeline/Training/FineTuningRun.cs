@@ -44,6 +44,7 @@ internal sealed class FineTuningRun : IDisposable
         try
         {
             Optimizer = new AdamW(Parameters, settings.AdamBeta1, settings.AdamBeta2, settings.AdamWeightDecay, settings.AdamEpsilon);
+            FusedBackward = settings.FusedBackwardPass ? FusedBackwardPass.Attach(Optimizer, models.Modules()) : null;
             Ema = settings.UseEma
                 ? new EmaModel(EmaParameters,
                     new EmaSettings(settings.EmaDecay, settings.EmaMinDecay, settings.EmaUpdateAfterStep, settings.EmaUseWarmup, settings.EmaInvGamma, settings.EmaPower),
@@ -88,6 +89,9 @@ internal sealed class FineTuningRun : IDisposable
 
     // What a checkpoint saves and restores (with the models).
     public AdamW Optimizer { get; } = null!;
+
+    /// <summary>AdamW stepped inside backward (<c>train.fused_backward_pass</c>), or null when it steps after it.</summary>
+    public FusedBackwardPass? FusedBackward { get; }
     public EmaModel? Ema { get; }
     /// <summary>The one generator every random draw of the run comes from.</summary>
     public Generator Generator { get; } = null!;
@@ -116,6 +120,7 @@ internal sealed class FineTuningRun : IDisposable
         Heldout?.Dispose();
         Generator?.Dispose();
         Ema?.Dispose();
+        FusedBackward?.Dispose();
         Optimizer?.Dispose();
     }
 }

@@ -25,11 +25,12 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
     /// <summary>
     /// Estimates a run of a UNet with <paramref name="config"/>. For a LoRA run (<paramref name="loraParameters"/> = the
     /// adapters' parameter count) only the adapters have gradients, AdamW moments and an EMA copy; the frozen UNet is
-    /// weights only, its linear and convolution weights stored in half precision under mixed precision.
+    /// weights only, its linear and convolution weights stored in half precision under mixed precision. With
+    /// <paramref name="fusedBackwardPass"/> a full fine-tune holds no gradients (a LoRA run's adapters still collect theirs).
     /// </summary>
     public static MemoryEstimate For(UNet2DConditionConfig config, long unetParameters, long textEncoderParameters, bool trainTextEncoder,
         int batchSize, int latentHeight, int latentWidth, string mixedPrecision, bool checkpointing, bool ema, bool emaOnCpu, bool onGpu,
-        long? loraParameters = null)
+        long? loraParameters = null, bool fusedBackwardPass = false)
     {
         int activationBytes = mixedPrecision == "no" ? 4 : 2;
         var activations = (long)(ActivationElements(config, batchSize, latentHeight, latentWidth, checkpointing) * activationBytes);
@@ -46,7 +47,8 @@ public sealed record MemoryEstimate(long Weights, long Gradients, long Optimizer
         long trained = unetParameters + (trainTextEncoder ? textEncoderParameters : 0);
         return new MemoryEstimate(
             Weights: trained * 4,
-            Gradients: trained * 4,
+            // Stepped in backward, a gradient lives only until its parameter is updated (the largest is SD 1.5's 59 MB).
+            Gradients: fusedBackwardPass ? 0 : trained * 4,
             Optimizer: trained * 8,
             Ema: ema && !(emaOnCpu && onGpu) ? unetParameters * 4 : 0,
             HalfWeights: mixedPrecision == "no" ? 0 : trained * 2,

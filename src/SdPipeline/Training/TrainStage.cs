@@ -12,6 +12,7 @@ using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
 using SdPipeline.Tokenization;
+using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
 using SdPipeline.Weights;
 using TorchSharp;
@@ -33,9 +34,9 @@ namespace SdPipeline.Training;
 /// </param>
 public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? validationSamplers = null) : IStageRunner
 {
-    /// <summary>Keys that change the result (checkpoint frequency and retention do not).</summary>
+    /// <summary>Keys that change the result (checkpoint frequency and retention do not, nor where AdamW steps: see <see cref="FusedBackwardPass"/>).</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =
-        [.. ConfigSchema.Keys.Where(k => k.Section == "train" && k.Name is not ("checkpointing_steps" or "checkpoints_total_limit")).Select(k => k.Path), "model.clip_skip"];
+        [.. ConfigSchema.Keys.Where(k => k.Section == "train" && k.Name is not ("checkpointing_steps" or "checkpoints_total_limit" or "fused_backward_pass")).Select(k => k.Path), "model.clip_skip"];
 
     /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
     public static StageDefinition Definition { get; } = new StageDefinition("train", "Train", 1, ConfigKeys, ["model", "latents"],
@@ -50,9 +51,20 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
     public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
     {
         var train = config.Typed.Train;
-        return train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0
-            ? ["train: neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train"]
-            : [];
+        var problems = new List<string>();
+        if (train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0)
+            problems.Add("train: neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
+        if (train.FusedBackwardPass)
+        {
+            // Each needs every gradient of the step before the first parameter moves, which a fused step cannot wait for.
+            if (train.MaxGradNorm > 0)
+                problems.Add($"train: train.fused_backward_pass steps each parameter before the others' gradients exist, so it cannot clip their global norm: set train.max_grad_norm=0 (now {train.MaxGradNorm}) or train.fused_backward_pass=false");
+            if (train.GradientAccumulationSteps > 1)
+                problems.Add($"train: train.fused_backward_pass steps on every micro-batch's gradients: set train.gradient_accumulation_steps=1 (now {train.GradientAccumulationSteps}) or train.fused_backward_pass=false");
+            if (train.MixedPrecision == "fp16")
+                problems.Add("train: train.fused_backward_pass cannot skip a step whose fp16 gradients overflow, which loss scaling needs: use train.mixed_precision=bf16 or no, or train.fused_backward_pass=false");
+        }
+        return problems;
     }
 
     /// <summary>The folder of the full model inside the train artifact.</summary>
@@ -218,7 +230,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         bool cuda = device.type == DeviceType.CUDA;
         var estimate = MemoryEstimate.For(unet.Config, unet.parameters().Sum(p => p.NumberOfElements), textEncoders.Sum(e => e.parameters().Sum(p => p.NumberOfElements)),
             settings.TrainTextEncoder, settings.TrainBatchSize, latentShape.Height, latentShape.Width, settings.MixedPrecision,
-            settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda, loraParameters);
+            settings.GradientCheckpointing, settings.UseEma, settings.EmaOnCpu, cuda, loraParameters, settings.FusedBackwardPass);
         long? available = AvailableMemory.Bytes(workspace.Config.Typed.Runtime.MemoryLimitGb, cuda);
         AtomicFile.WriteAllText(Path.Combine(workspace.Directory, "preflight.json"), new JObject
         {

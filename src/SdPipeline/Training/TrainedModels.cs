@@ -32,6 +32,10 @@ public sealed record TrainedModels(UNet2DConditionModel Unet, ClipTextModel Text
     /// Every trained parameter with a stable name (<c>unet.…</c>, <c>text_encoder.…</c>); with LoRA the adapters' weights
     /// under their diffusers/PEFT keys (<c>unet.PATH.lora_A.weight</c>).
     /// </summary>
+    /// <summary>The models a step runs: the UNet and the text encoders.</summary>
+    public TorchSharp.torch.nn.Module[] Modules() =>
+        TextEncoder2 is null ? [Unet, TextEncoder] : [Unet, TextEncoder, TextEncoder2];
+
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters()
     {
         if (Lora is not null) return Lora.Parameters();

@@ -62,6 +62,36 @@ public sealed class TrainStageTests
     }
 
     [Test]
+    public void FusedBackwardPass_Should_TrainToTheSameWeightsBitForBit_HoldingNoGradients()
+    {
+        // Given the same short run without clipping, AdamW stepped after backward and inside it
+        string[] sets = [.. Small, "train.max_train_steps=3", "train.max_grad_norm=0"];
+        using var plainHarness = new PipelineHarness();
+        var plain = Train(plainHarness, sets);
+        using var fusedHarness = new PipelineHarness();
+        var fused = Train(fusedHarness, [.. sets, "train.fused_backward_pass=true"]);
+
+        // Then the trained UNets are identical, the logged losses too, and the estimate counts no gradients
+        var expected = Weights(Path.Combine(plain.Directory, TrainStage.PipelineFolder));
+        var actual = Weights(Path.Combine(fused.Directory, TrainStage.PipelineFolder));
+        foreach (var (name, bytes) in expected)
+            Assert.That(actual[name], Is.EqualTo(bytes), name);
+        static List<JObject> Steps(string folder) => File.ReadLines(Path.Combine(folder, FineTuner.MetricsFile))
+            .Select(JObject.Parse).Where(j => j["kind"]?.Value<string>() == "train").ToList();
+        var plainSteps = Steps(plain.Directory);
+        var fusedSteps = Steps(fused.Directory);
+        Assert.That(plainSteps, Has.Count.EqualTo(3));
+        Assert.That(fusedSteps, Has.Count.EqualTo(3));
+        Assert.That(fusedSteps.Select(j => j["loss"]!.Value<double>()), Is.EqualTo(plainSteps.Select(j => j["loss"]!.Value<double>())));
+        Assert.That(fusedSteps.Select(j => j["grad_norm"]!.Value<double>()),
+            Is.EqualTo(plainSteps.Select(j => j["grad_norm"]!.Value<double>())).Within(1e-4).Percent, "the same norm, summed in another order");
+        static double Gradients(string folder) =>
+            JObject.Parse(File.ReadAllText(Path.Combine(folder, "preflight.json")))["estimate"]!["gradients_gib"]!.Value<double>();
+        Assert.That(Gradients(fused.Directory), Is.Zero);
+        Assert.That(Gradients(plain.Directory), Is.GreaterThan(0));
+    }
+
+    [Test]
     public void Result_Should_LoadAsADiffusersFolder_WithTheStrictLoader()
     {
         using var harness = new PipelineHarness();

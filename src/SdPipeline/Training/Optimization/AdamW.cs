@@ -51,14 +51,25 @@ public sealed class AdamW : IDisposable
     internal bool Fused { get; init; } = true;
 
     /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are left alone.</summary>
-    public void Step(double lr)
+    public void Step(double lr) => StepRemaining(BeginStep(lr));
+
+    /// <summary>
+    /// Counts a new step and returns its coefficients, for a step taken one parameter at a time as the gradients
+    /// arrive (<see cref="StepParameter"/>, then <see cref="StepRemaining"/> for the parameters whose gradients
+    /// reached <c>.grad</c> instead).
+    /// </summary>
+    internal StepCoefficients BeginStep(double lr)
     {
-        using var noGrad = torch.no_grad();
         StepCount++;
         double biasCorrection1 = 1 - Math.Pow(Beta1, StepCount);
         double biasCorrection2 = 1 - Math.Pow(Beta2, StepCount);
-        double stepSize = lr / biasCorrection1;
-        double biasCorrection2Sqrt = Math.Sqrt(biasCorrection2);
+        return new StepCoefficients(lr, lr / biasCorrection1, Math.Sqrt(biasCorrection2));
+    }
+
+    /// <summary>Updates every parameter that holds a gradient in <c>.grad</c> with <paramref name="step"/>'s coefficients.</summary>
+    internal void StepRemaining(StepCoefficients step)
+    {
+        using var noGrad = torch.no_grad();
         var fused = new List<AdamWKernel.Buffers>(_parameters.Count);
         var gradients = new List<Tensor>(_parameters.Count);
         try
@@ -68,26 +79,13 @@ public sealed class AdamW : IDisposable
                 var grad = parameter.grad;
                 if (grad is null) continue;
                 gradients.Add(grad);
-                if (!_state.TryGetValue(name, out var moments))
-                {
-                    moments = (torch.zeros_like(parameter).DetachFromDisposeScope(), torch.zeros_like(parameter).DetachFromDisposeScope());
-                    _state[name] = moments;
-                }
+                var moments = Moments(name, parameter);
                 if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
-                {
                     fused.Add(AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq));
-                    continue;
-                }
-                using var scope = torch.NewDisposeScope();
-                parameter.mul_(1 - lr * WeightDecay);
-                moments.ExpAvg.lerp_(grad, 1 - Beta1);
-                moments.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);
-                var denominator = (moments.ExpAvgSq.sqrt() / biasCorrection2Sqrt).add_(Epsilon);
-                parameter.addcdiv_(moments.ExpAvg, denominator, -stepSize);
+                else
+                    StepOpByOp(parameter, grad, moments, step);
             }
-            if (fused.Count > 0)
-                AdamWKernel.Step(fused, new AdamWKernel.Scalars((float)(1 - lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
-                    (float)biasCorrection2Sqrt, (float)Epsilon, (float)-stepSize), torch.get_num_threads());
+            if (fused.Count > 0) AdamWKernel.Step(fused, KernelScalars(step), torch.get_num_threads());
         }
         finally
         {
@@ -95,6 +93,41 @@ public sealed class AdamW : IDisposable
             foreach (var grad in gradients) grad.Dispose();
         }
     }
+
+    /// <summary>Updates one parameter with <paramref name="grad"/>, which never reaches its <c>.grad</c>.</summary>
+    internal void StepParameter(string name, Parameter parameter, Tensor grad, StepCoefficients step)
+    {
+        using var noGrad = torch.no_grad();
+        var moments = Moments(name, parameter);
+        if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
+            AdamWKernel.Step([AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq)], KernelScalars(step), torch.get_num_threads());
+        else
+            StepOpByOp(parameter, grad, moments, step);
+    }
+
+    private (Tensor ExpAvg, Tensor ExpAvgSq) Moments(string name, Parameter parameter)
+    {
+        if (!_state.TryGetValue(name, out var moments))
+        {
+            moments = (torch.zeros_like(parameter).DetachFromDisposeScope(), torch.zeros_like(parameter).DetachFromDisposeScope());
+            _state[name] = moments;
+        }
+        return moments;
+    }
+
+    private void StepOpByOp(Parameter parameter, Tensor grad, (Tensor ExpAvg, Tensor ExpAvgSq) moments, StepCoefficients step)
+    {
+        using var scope = torch.NewDisposeScope();
+        parameter.mul_(1 - step.Lr * WeightDecay);
+        moments.ExpAvg.lerp_(grad, 1 - Beta1);
+        moments.ExpAvgSq.mul_(Beta2).addcmul_(grad, grad, 1 - Beta2);
+        var denominator = (moments.ExpAvgSq.sqrt() / step.BiasCorrection2Sqrt).add_(Epsilon);
+        parameter.addcdiv_(moments.ExpAvg, denominator, -step.StepSize);
+    }
+
+    private AdamWKernel.Scalars KernelScalars(StepCoefficients step) =>
+        new((float)(1 - step.Lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
+            (float)step.BiasCorrection2Sqrt, (float)Epsilon, (float)-step.StepSize);
 
     /// <summary>Clears every gradient (sets them to none, as PyTorch's default <c>zero_grad(set_to_none=True)</c>).</summary>
     public void ZeroGrad()
@@ -145,3 +178,6 @@ public sealed class AdamW : IDisposable
     /// <inheritdoc />
     public void Dispose() => DisposeState();
 }
+
+/// <summary>One AdamW step's coefficients: the learning rate, <c>lr / (1 − β₁ᵗ)</c> and <c>√(1 − β₂ᵗ)</c>.</summary>
+internal readonly record struct StepCoefficients(double Lr, double StepSize, double BiasCorrection2Sqrt);

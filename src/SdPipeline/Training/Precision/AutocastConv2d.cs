@@ -36,5 +36,5 @@ public sealed class AutocastConv2d : AutocastLayer
     public long OutChannels => _weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => AutocastOps.Conv2d(input, _weight, _bias, _stride, _padding);
+    public override Tensor forward(Tensor input) => AutocastOps.Conv2d(input, Use(_weight)!, Use(_bias), _stride, _padding);
 }

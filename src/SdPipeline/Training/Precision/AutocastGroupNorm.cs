@@ -28,6 +28,6 @@ public sealed class AutocastGroupNorm : AutocastLayer
     public override Tensor forward(Tensor input)
     {
         if (input.Dimensions < 3) throw new ArgumentException($"GroupNorm needs an input [B, C, ...] of at least 3 dimensions, got {input.Dimensions}", nameof(input));
-        return AutocastOps.GroupNorm(input, _numGroups, _weight, _bias, _eps);
+        return AutocastOps.GroupNorm(input, _numGroups, Use(_weight)!, Use(_bias), _eps);
     }
 }

@@ -51,6 +51,17 @@ public abstract class AutocastLayer : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>
+    /// Where a trainable parameter goes on its way into the layer's operation while gradients are recorded: set by
+    /// <see cref="FusedBackwardPass"/> to a node that steps the optimizer with the parameter's gradient
+    /// in backward; null (the default) passes parameters as they are.
+    /// </summary>
+    internal Func<Parameter, Tensor>? ParameterRoute { get; set; }
+
+    /// <summary><paramref name="parameter"/> as the layer's operation should take it (see <see cref="ParameterRoute"/>).</summary>
+    protected Tensor? Use(Parameter? parameter) =>
+        parameter is { requires_grad: true } && ParameterRoute is { } route && torch.is_grad_enabled() ? route(parameter) : parameter;
+
     // A new parameter handle on the same storage, so the plain layer can be disposed without freeing it.
     private static Parameter? TakeOver(Parameter? parameter) =>
         parameter is null ? null : new Parameter(parameter.detach(), parameter.requires_grad);

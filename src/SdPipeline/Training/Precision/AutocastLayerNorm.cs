@@ -22,5 +22,5 @@ public sealed class AutocastLayerNorm : AutocastLayer
     public double eps => _eps;
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => AutocastOps.LayerNorm(input, _normalizedShape, _weight, _bias, _eps);
+    public override Tensor forward(Tensor input) => AutocastOps.LayerNorm(input, _normalizedShape, Use(_weight)!, Use(_bias), _eps);
 }

@@ -18,5 +18,5 @@ public sealed class AutocastLinear : AutocastLayer
     public long OutFeatures => _weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => AutocastOps.Linear(input, _weight, _bias);
+    public override Tensor forward(Tensor input) => AutocastOps.Linear(input, Use(_weight)!, Use(_bias));
 }
