@@ -89,6 +89,9 @@ public sealed class TrainStageTests
             JObject.Parse(File.ReadAllText(Path.Combine(folder, "preflight.json")))["estimate"]!["gradients_gib"]!.Value<double>();
         Assert.That(Gradients(fused.Directory), Is.Zero);
         Assert.That(Gradients(plain.Directory), Is.GreaterThan(0));
+
+        // And since the result is the same, switching it on does not make the plain run's artifact stale
+        Assert.That(plainHarness.Plan("train", [.. sets, "train.fused_backward_pass=true"]).Status, Is.EqualTo(StageStatus.Cached));
     }
 
     [Test]
