@@ -234,6 +234,8 @@ def main():
     p.add_argument("--optimizer-in-backward", action="store_true",
                    help="train-step: one fused AdamW per parameter, stepped from its post-accumulate-grad hook and the "
                         "gradient freed there (PyTorch's 'optimizer step in backward' recipe; no global gradient clipping)")
+    p.add_argument("--autocast", choices=["no", "bf16"], default="no",
+                   help="train-step: forward and loss under torch.autocast('cpu', bfloat16), as train.mixed_precision=bf16")
     p.add_argument("--channels-last", action="store_true",
                    help="model and input in torch.channels_last (oneDNN's NHWC convolutions, no layout reorders)")
     p.add_argument("--warmups", type=int, default=2)
@@ -270,6 +272,7 @@ def main():
             opt = torch.optim.AdamW(unet.parameters(), lr=1e-5, fused=a.fused == "on")
         out["fused"] = a.fused
         out["optimizer_in_backward"] = a.optimizer_in_backward
+        out["autocast"] = a.autocast
         x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768)
         t = torch.full((a.batch,), 500); target = torch.randn_like(x)
         phases = []
@@ -277,7 +280,9 @@ def main():
         def step():
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
-            loss = F.mse_loss(unet(x, t, ctx), target)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+                prediction = unet(x, t, ctx)
+            loss = F.mse_loss(prediction.float(), target)
             t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter(); opt.step(); t3 = time.perf_counter()
             phases.append((t1 - t0, t2 - t1, t3 - t2))
         t0 = time.perf_counter(); step(); out["warmup_step_s"] = time.perf_counter() - t0
