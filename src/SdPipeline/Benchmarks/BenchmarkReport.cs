@@ -89,8 +89,8 @@ public sealed record BenchmarkReport
         MatmulBefore = before,
         MatmulAfter = after,
         Rows = rows,
-        PyTorch = options.ConfigFile is null && options.MixedPrecision == "no" && !options.GradientCheckpointing && !options.FusedBackwardPass
-            ? PyTorchComparison.Of(rows, CpuModel.Identity)
+        PyTorch = options.ConfigFile is null && !options.GradientCheckpointing
+            ? PyTorchComparison.Of(rows, CpuModel.Identity, variant: PyTorchFigures.VariantOf(options))
             : [],
     };
 

@@ -17,10 +17,10 @@ public sealed record PyTorchComparison(string Work, double Seconds, double PyTor
     public double TimeRatio => Seconds / PyTorchSeconds;
 
     /// <summary>The comparisons for every row PyTorch has a figure for on <paramref name="cpu"/>'s class.</summary>
-    public static IReadOnlyList<PyTorchComparison> Of(IEnumerable<BenchmarkRow> rows, CpuIdentity cpu, IReadOnlyList<PyTorchFigure>? figures = null) =>
-        rows.Select(row => (row, figure: PyTorchFigures.For(cpu, row, figures)))
+    public static IReadOnlyList<PyTorchComparison> Of(IEnumerable<BenchmarkRow> rows, CpuIdentity cpu, IReadOnlyList<PyTorchFigure>? figures = null, string variant = "") =>
+        rows.Select(row => (row, figure: PyTorchFigures.For(cpu, row, figures, variant)))
             .Where(p => p.figure is not null && !p.row.Derived)
-            .Select(p => new PyTorchComparison(PyTorchFigures.WorkOf(p.row), p.row.MedianSeconds, p.figure!.Seconds,
+            .Select(p => new PyTorchComparison(PyTorchFigures.WorkOf(p.row, variant), p.row.MedianSeconds, p.figure!.Seconds,
                 p.row.PeakRssBytes / (double)(1L << 30), p.figure.PeakGib, p.figure.Cpu, p.figure.Setting))
             .ToList();
 }

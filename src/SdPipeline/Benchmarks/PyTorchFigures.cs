@@ -27,18 +27,31 @@ public static class PyTorchFigures
     /// <summary>Every figure of the compiled-in docs/performance.md.</summary>
     public static IReadOnlyList<PyTorchFigure> All { get; } = Parse(ReadResource());
 
-    /// <summary>The case a row stands for, in the table's <c>work</c> column form.</summary>
-    public static string WorkOf(BenchmarkRow row)
+    /// <summary>
+    /// The case a row stands for, in the table's <c>work</c> column form; <paramref name="variant"/> names a way of
+    /// running it other than the plain float32 step (<see cref="VariantOf"/>), e.g. <c>train_step step 32x32 batch 1 bf16</c>.
+    /// </summary>
+    public static string WorkOf(BenchmarkRow row, string variant = "")
     {
         ArgumentNullException.ThrowIfNull(row);
-        return string.Create(CultureInfo.InvariantCulture, $"{row.Model} {row.Case} {row.LatentSize}x{row.LatentSize} batch {row.Batch}");
+        return string.Create(CultureInfo.InvariantCulture, $"{row.Model} {row.Case} {row.LatentSize}x{row.LatentSize} batch {row.Batch}{variant}");
     }
 
-    /// <summary>PyTorch's figure for <paramref name="row"/> on <paramref name="cpu"/>'s class, or null when none was measured.</summary>
-    public static PyTorchFigure? For(CpuIdentity cpu, BenchmarkRow row, IReadOnlyList<PyTorchFigure>? figures = null)
+    /// <summary>
+    /// The suffix of the table's <c>work</c> for a run with <paramref name="options"/>: the mixed precision and the
+    /// fused backward pass, which PyTorch runs its own way (autocast, post-accumulate-grad hooks).
+    /// </summary>
+    public static string VariantOf(BenchmarkOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return (options.MixedPrecision == "no" ? "" : $" {options.MixedPrecision}") + (options.FusedBackwardPass ? " fused backward pass" : "");
+    }
+
+    /// <summary>PyTorch's figure for <paramref name="row"/> (run as <paramref name="variant"/>) on <paramref name="cpu"/>'s class, or null when none was measured.</summary>
+    public static PyTorchFigure? For(CpuIdentity cpu, BenchmarkRow row, IReadOnlyList<PyTorchFigure>? figures = null, string variant = "")
     {
         ArgumentNullException.ThrowIfNull(cpu);
-        string work = WorkOf(row);
+        string work = WorkOf(row, variant);
         // The most specific class wins: a figure for this very model beats one for its family.
         return (figures ?? All).Where(f => f.Work == work && cpu.BelongsTo(f.Cpu)).MaxBy(f => f.Cpu.Length);
     }

@@ -72,6 +72,24 @@ public sealed class PyTorchFiguresTests
     }
 
     [Test]
+    public void For_Should_CompareABf16OrFusedStepOnlyWithPyTorchsStepRunTheSameWay()
+    {
+        var step = Row("train_step", "step", 32, 1, 2.1);
+        var bf16 = new BenchmarkOptions { MixedPrecision = "bf16" };
+        var fused = new BenchmarkOptions { FusedBackwardPass = true };
+        var fp16 = new BenchmarkOptions { MixedPrecision = "fp16" };
+
+        // The compiled-in table: on the AMX Xeon PyTorch was measured plain, under bf16 autocast and stepping in backward
+        Assert.That(PyTorchFigures.VariantOf(new BenchmarkOptions()), Is.Empty);
+        Assert.That(PyTorchFigures.For(Xeon, step)!.Seconds, Is.EqualTo(2.62));
+        Assert.That(PyTorchFigures.For(Xeon, step, variant: PyTorchFigures.VariantOf(bf16))!.Work, Is.EqualTo("train_step step 32x32 batch 1 bf16"));
+        Assert.That(PyTorchFigures.For(Xeon, step, variant: PyTorchFigures.VariantOf(fused))!.PeakGib, Is.EqualTo(10.49));
+        // fp16 was never measured there, so no ratio rather than one against another precision's figure
+        Assert.That(PyTorchFigures.For(Xeon, step, variant: PyTorchFigures.VariantOf(fp16)), Is.Null);
+        Assert.That(PyTorchComparison.Of([step], Zen4, variant: PyTorchFigures.VariantOf(bf16)), Is.Empty);
+    }
+
+    [Test]
     public void Parse_Should_NameTheRow_When_ItCannotBeRead()
     {
         string markdown = $"# x\n\n{PyTorchFigures.Heading}\n\n| CPU | work | PyTorch s | peak GiB | setting |\n| --- | --- | --- | --- | --- |\n| AMD EPYC | unet forward 64x64 batch 2 | fast | | x |\n";
