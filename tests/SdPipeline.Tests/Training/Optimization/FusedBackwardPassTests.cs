@@ -1,4 +1,5 @@
 using SdPipeline.Config;
+using SdPipeline.Lora;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;
 using SdPipeline.Training.Checkpointing;
@@ -65,6 +66,46 @@ public sealed class FusedBackwardPassTests
         var plainState = plainOptimizer.StateTensors();
         foreach (var (name, tensor) in fusedOptimizer.StateTensors())
             Assert.That(tensor.eq(plainState[name]).all().item<bool>(), Is.True, name);
+    }
+
+    [Test]
+    public void LoraAdapters_Should_BeSteppedAfterBackward_ToTheSameValues()
+    {
+        // Given the tiny UNet twice with the same adapters (their parameters sit outside the training layers)
+        using var plain = TinyUnetStep.Load(size: 16);
+        using var fused = TinyUnetStep.Load(size: 16);
+        var settings = new LoraSettings(4, 4, 0, Attention: true, Resnets: true, TextEncoder: false);
+        using var plainNetwork = LoraNetwork.Create(plain.Unet, null, settings, seed: 7);
+        using var fusedNetwork = LoraNetwork.Create(fused.Unet, null, settings, seed: 7);
+        using var plainOptimizer = new AdamW(plainNetwork.Parameters());
+        using var fusedOptimizer = new AdamW(fusedNetwork.Parameters());
+        using var pass = FusedBackwardPass.Attach(fusedOptimizer, fused.Unet);
+
+        // When each takes two steps (the adapters' up-projections start at zero, so the second step moves everything)
+        for (int step = 0; step < 2; step++)
+        {
+            using (torch.NewDisposeScope())
+            {
+                plain.Loss(plain.Predict()).backward();
+                plainOptimizer.Step(1e-2);
+                plainOptimizer.ZeroGrad();
+            }
+            using (torch.NewDisposeScope())
+            {
+                pass.Begin(1e-2);
+                fused.Loss(fused.Predict()).backward();
+                pass.Finish();
+                fusedOptimizer.ZeroGrad();
+            }
+        }
+
+        // Then the adapters are equal bit for bit, and the frozen UNet weights were not touched
+        var expected = plainNetwork.Parameters().ToDictionary(p => p.Name, p => p.Parameter);
+        foreach (var (name, parameter) in fusedNetwork.Parameters())
+            Assert.That(parameter.eq(expected[name]).all().item<bool>(), Is.True, name);
+        using var original = TinyUnetStep.Load(size: 8);
+        var originalWeights = original.Unet.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        Assert.That(fused.Unet.named_parameters().Where(p => originalWeights.ContainsKey(p.name)).All(p => p.parameter.eq(originalWeights[p.name]).all().item<bool>()), Is.True);
     }
 
     [Test]
