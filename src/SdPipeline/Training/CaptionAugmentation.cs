@@ -67,6 +67,19 @@ public sealed class CaptionAugmentation : IDisposable
         Math.Max(0, caption.Split(',').Count(t => t.Trim().Length > 0) - keep);
 
     /// <summary>
+    /// Each row's caption with its tags after the first <paramref name="keep"/> shuffled, one permutation drawn from
+    /// <paramref name="generator"/> per row that has two or more of them (and nothing drawn for the others).
+    /// </summary>
+    public static List<string> ShuffledCaptions(IEnumerable<LatentRow> rows, int keep, Generator generator) =>
+        rows.Select(row =>
+        {
+            int n = ShuffledCount(row.Caption, keep);
+            if (n < 2) return row.Caption;
+            using var order = torch.randperm(n, generator: generator);
+            return ShuffleTags(row.Caption, keep, order.data<long>().ToArray());
+        }).ToList();
+
+    /// <summary>
     /// The batch's text conditioning after the augmentations: embeddings (the cache's dtype where cached, float32 where
     /// encoded here) and token ids (for a trained text encoder, which encodes them itself).
     /// </summary>
@@ -78,14 +91,7 @@ public sealed class CaptionAugmentation : IDisposable
         Tensor embeddings = batch.TextEmbeddings.to(device);
         if (_shuffle)
         {
-            var captions = batch.Rows.Select(row =>
-            {
-                int n = ShuffledCount(row.Caption, _keep);
-                if (n < 2) return row.Caption;
-                using var order = torch.randperm(n, generator: generator);
-                return ShuffleTags(row.Caption, _keep, order.data<long>().ToArray());
-            }).ToList();
-            ids = torch.stack(captions.Select(c => torch.tensor(_tokenizer.Encode(c), ScalarType.Int64))).to(device);
+            ids = _tokenizer.EncodeBatch(ShuffledCaptions(batch.Rows, _keep, generator)).to(device);
             if (!_textEncoderTrained)
                 using (torch.no_grad())
                     embeddings = _textEncoder.Encode(ids, _clipSkip);

@@ -83,13 +83,7 @@ public sealed class SdxlCaptionAugmentation : IDisposable
         Tensor promptEmbeds = batch.TextEmbeddings.to(device), pooled = columns.PooledTextEmbeddings.to(device);
         if (_shuffle)
         {
-            var captions = batch.Rows.Select(row =>
-            {
-                int n = CaptionAugmentation.ShuffledCount(row.Caption, _keep);
-                if (n < 2) return row.Caption;
-                using var order = torch.randperm(n, generator: generator);
-                return CaptionAugmentation.ShuffleTags(row.Caption, _keep, order.data<long>().ToArray());
-            }).ToList();
+            var captions = CaptionAugmentation.ShuffledCaptions(batch.Rows, _keep, generator);
             ids = _tokenizer.EncodeBatch(captions).to(device);
             ids2 = _tokenizer2.EncodeBatch(captions).to(device);
             if (!_textEncodersTrained)
