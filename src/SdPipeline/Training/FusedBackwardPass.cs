@@ -26,7 +26,9 @@ public sealed class FusedBackwardPass : IDisposable
     private readonly List<AutocastLayer> _layers = [];
     private readonly HashSet<string> _stepped = new(StringComparer.Ordinal);
     private StepCoefficients? _step;
-    private double _squaredNorm;
+    // Each stepped gradient's norm, kept on its device until Finish: reading it back per parameter would make a
+    // CUDA backward wait for the device at every parameter.
+    private readonly List<Tensor> _norms = [];
 
     private FusedBackwardPass(AdamW optimizer) => _optimizer = optimizer;
 
@@ -50,7 +52,7 @@ public sealed class FusedBackwardPass : IDisposable
         if (_step is not null) throw new InvalidOperationException("the previous fused step was not finished");
         _step = _optimizer.BeginStep(lr);
         _stepped.Clear();
-        _squaredNorm = 0;
+        DisposeNorms();
     }
 
     /// <summary>
@@ -60,13 +62,18 @@ public sealed class FusedBackwardPass : IDisposable
     public double Finish()
     {
         var step = _step ?? throw new InvalidOperationException("no fused step was begun");
+        double norm;
         using (torch.NewDisposeScope())
         using (torch.no_grad())
-            foreach (var (_, parameter) in _optimizer.Parameters)
-                if (parameter.grad is { } grad) _squaredNorm += SquaredNorm(grad);
+        {
+            var norms = _norms.Concat(_optimizer.Parameters.Where(p => p.Parameter.grad is not null).Select(p => Norm(p.Parameter.grad!))).ToList();
+            // Squared and summed in float64, so the order the gradients arrived in does not round the total.
+            norm = norms.Count == 0 ? 0 : Math.Sqrt(torch.stack(norms).to(ScalarType.Float64).square().sum().item<double>());
+        }
+        DisposeNorms();
         _optimizer.StepRemaining(step);
         _step = null;
-        return Math.Sqrt(_squaredNorm);
+        return norm;
     }
 
     /// <summary>Takes the routing off the layers again.</summary>
@@ -74,6 +81,13 @@ public sealed class FusedBackwardPass : IDisposable
     {
         foreach (var layer in _layers) layer.ParameterRoute = null;
         _layers.Clear();
+        DisposeNorms();
+    }
+
+    private void DisposeNorms()
+    {
+        foreach (var norm in _norms) norm.Dispose();
+        _norms.Clear();
     }
 
     private Tensor Route(Parameter parameter) =>
@@ -91,15 +105,12 @@ public sealed class FusedBackwardPass : IDisposable
         using var noGrad = torch.no_grad();
         // AccumulateGrad would have laid the gradient out like the parameter; the fused kernel needs that too.
         var laidOut = grad.is_contiguous() ? grad : grad.contiguous();
-        _squaredNorm += SquaredNorm(laidOut);
+        _norms.Add(Norm(laidOut).DetachFromDisposeScope());
         _optimizer.StepParameter(target.Name, target.Parameter, laidOut, step);
     }
 
-    private static double SquaredNorm(Tensor grad)
-    {
-        double norm = grad.to(ScalarType.Float32).norm().item<float>();
-        return norm * norm;
-    }
+    // As GradientNorm measures each gradient: its float32 2-norm.
+    private static Tensor Norm(Tensor grad) => grad.to(ScalarType.Float32).norm();
 
     /// <summary>What a node steps: the pass, and the parameter with its optimizer name.</summary>
     internal sealed record Target(FusedBackwardPass Pass, string Name, Parameter Parameter)
