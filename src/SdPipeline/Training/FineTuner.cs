@@ -140,9 +140,9 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         // fp16: unscale first, so clipping and the logged norm see true gradients; a non-finite step is skipped
         // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
         var scaler = run.Scaler;
-        bool finite = run.FusedBackward is not null || scaler.UnscaleGradients();
+        // A fused step's parameters have moved already; Finish steps the rest and measures the norm.
         double gradNorm = run.FusedBackward is { } fused ? fused.Finish()
-            : finite ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
+            : scaler.UnscaleGradients() ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
         if (!double.IsFinite(gradNorm) && !scaler.Enabled)
             throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {run.Step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
         double scaleUsed = scaler.Scale;
