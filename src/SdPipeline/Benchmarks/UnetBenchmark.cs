@@ -44,11 +44,13 @@ public static class UnetBenchmark
             var timestep = torch.full([options.Batch], Timestep, ScalarType.Int64, device);
             var text = torch.randn([options.Batch, TextTokens, config.CrossAttentionDim], generator: generator, device: device);
 
+            unet.eval(); // as sampling runs it
             var forward = harness.Measure($"unet {size}x{size} forward", () =>
             {
                 using var _ = torch.no_grad();
                 unet.call(sample, timestep, text);
             });
+            unet.train();
 
             // set_to_none (PyTorch's default too): each backward allocates its gradients, as a training step does.
             var forwardBackward = harness.Measure($"unet {size}x{size} forward+backward", () =>

@@ -5,9 +5,10 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Shared;
 
 /// <summary>
-/// Multi-head attention through <c>scaled_dot_product_attention</c>: self-attention, or cross-attention over
-/// <c>encoder_hidden_states</c>. The VAE's variant takes [B, C, H, W] input, normalises it with its own GroupNorm
-/// and adds the input back (<c>residual_connection</c>).
+/// Multi-head attention through <c>scaled_dot_product_attention</c> (in inference on long sequences,
+/// <see cref="AttentionKernel"/>): self-attention, or cross-attention over <c>encoder_hidden_states</c>. The VAE's
+/// variant takes [B, C, H, W] input, normalises it with its own GroupNorm and adds the input back
+/// (<c>residual_connection</c>).
 /// </summary>
 /// <remarks>Mirrors diffusers.models.attention_processor.Attention with AttnProcessor2_0 (no masks, no added KV).</remarks>
 public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
@@ -80,14 +81,25 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         var key = to_k.call(context);
         var value = to_v.call(context);
 
-        long headDim = key.shape[^1] / _heads;
-        query = query.view(batch, -1, _heads, headDim).transpose(1, 2);
-        key = key.view(batch, -1, _heads, headDim).transpose(1, 2);
-        value = value.view(batch, -1, _heads, headDim).transpose(1, 2);
+        // Inference only: a module in training mode keeps libtorch's kernel, so that gradient checkpointing's
+        // no-grad first pass and its recomputation in backward run the same arithmetic.
+        if (!training && AttentionKernel.Applies(query, key, value, _heads))
+        {
+            // Heads stay side by side in the projections' layout: no transposes before or after.
+            hiddenStates = AttentionKernel.Attend(query, key, value, _heads);
+            scope.DisposeEverythingBut(hiddenStates);
+        }
+        else
+        {
+            long headDim = key.shape[^1] / _heads;
+            query = query.view(batch, -1, _heads, headDim).transpose(1, 2);
+            key = key.view(batch, -1, _heads, headDim).transpose(1, 2);
+            value = value.view(batch, -1, _heads, headDim).transpose(1, 2);
 
-        var attended = ScaledDotProduct(query, key, value);
-        scope.DisposeEverythingBut(attended); // the projections (and the normalised input) are read by nothing else
-        hiddenStates = attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
+            var attended = ScaledDotProduct(query, key, value);
+            scope.DisposeEverythingBut(attended); // the projections (and the normalised input) are read by nothing else
+            hiddenStates = attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
+        }
         hiddenStates = to_out[0].call(hiddenStates);
         scope.DisposeEverythingBut(hiddenStates);
 
