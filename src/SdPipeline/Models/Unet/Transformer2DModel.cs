@@ -51,6 +51,14 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         RegisterComponents();
     }
 
+    // In inference on the CPU in float32, the 1×1 convolutions proj_in and proj_out run as batched GEMMs that read and
+    // write the token layout directly: the permute copies around them go, and MKL's GEMM beats oneDNN's 1×1
+    // convolution here (10–15%, docs/performance.md). Training keeps diffusers' convolutions and their gradients.
+    private bool UsesTokenGemms(Tensor hiddenStates) =>
+        !training && !is_grad_enabled() && proj_in is Conv2d { bias: not null } && proj_out is Conv2d { bias: not null }
+        && hiddenStates.device_type == DeviceType.CPU && hiddenStates.dtype == ScalarType.Float32
+        && ((Conv2d)proj_in).weight!.dtype == ScalarType.Float32 && ((Conv2d)proj_out).weight!.dtype == ScalarType.Float32;
+
     /// <summary>Transforms a feature map [B, C, H, W] conditioned on <paramref name="encoderHiddenStates"/> [B, M, D].</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
     {
@@ -61,7 +69,19 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         // 1. input: [B, C, H, W] → tokens [B, H·W, inner]
         hiddenStates = norm.call(hiddenStates);
         long innerDim;
-        if (!_useLinearProjection)
+        bool tokenGemms = UsesTokenGemms(hiddenStates);
+        if (tokenGemms)
+        {
+            var conv = (Conv2d)proj_in;
+            innerDim = conv.weight!.shape[0];
+            long inChannels = conv.weight.shape[1];
+            // tokens [B, H·W, C] = xᵀ·Wᵀ + b, reading x [B, C, H·W] transposed in place
+            var tokens = hiddenStates.reshape(batch, inChannels, height * width).transpose(1, 2);
+            var weight = conv.weight.view(innerDim, inChannels).t().expand(batch, inChannels, innerDim);
+            // TorchSharp's batch1.baddbmm(batch2, input) is ATen's input.baddbmm(batch1, batch2)
+            hiddenStates = tokens.baddbmm(weight, conv.bias!.view(1, 1, innerDim).expand(batch, height * width, innerDim));
+        }
+        else if (!_useLinearProjection)
         {
             hiddenStates = proj_in.call(hiddenStates);
             innerDim = hiddenStates.shape[1];
@@ -83,7 +103,16 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         }
 
         // 3. output: tokens → [B, C, H, W], plus the input
-        if (!_useLinearProjection)
+        if (tokenGemms)
+        {
+            var conv = (Conv2d)proj_out;
+            long outChannels = conv.weight!.shape[0];
+            // [B, C, H·W] = W·tokensᵀ + b, reading the tokens transposed in place
+            var weight = conv.weight.view(outChannels, innerDim).expand(batch, outChannels, innerDim);
+            hiddenStates = weight.baddbmm(hiddenStates.transpose(1, 2), conv.bias!.view(1, outChannels, 1).expand(batch, outChannels, height * width))
+                .view(batch, outChannels, height, width);
+        }
+        else if (!_useLinearProjection)
         {
             hiddenStates = hiddenStates.reshape(batch, height, width, innerDim).permute(0, 3, 1, 2).contiguous();
             hiddenStates = proj_out.call(hiddenStates);
