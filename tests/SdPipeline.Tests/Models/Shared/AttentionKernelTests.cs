@@ -6,7 +6,7 @@ namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
 /// The inference attention kernel against float64 attention and libtorch's kernel: every tail (queries past a block of
-/// 32, keys past a block of 12 and a chunk of 288, head widths cut into groups of 10, 8 and 1), the rescaling when a
+/// 32, keys past a block of 12 and a chunk of 288, head widths cut into groups of 8 and 1), the rescaling when a
 /// later chunk raises the maximum, NaN propagation, and when the Attention layer uses it.
 /// </summary>
 public sealed class AttentionKernelTests
@@ -22,7 +22,7 @@ public sealed class AttentionKernelTests
     [TestCase(2, 70, 300, 3, 40, TestName = "Attend_Should_MatchFloat64_When_QueriesAndKeysEndMidBlock (SD 1.5 head width)")]
     [TestCase(1, 33, 577, 2, 64, TestName = "Attend_Should_MatchFloat64_When_KeysSpanThreeChunks (SDXL head width)")]
     [TestCase(2, 40, 25, 4, 5, TestName = "Attend_Should_MatchFloat64_When_TheHeadWidthIsNotAMultipleOfEight")]
-    [TestCase(1, 16, 13, 1, 18, TestName = "Attend_Should_MatchFloat64_When_TheHeadWidthIsTenPlusEight")]
+    [TestCase(1, 16, 13, 1, 18, TestName = "Attend_Should_MatchFloat64_When_GroupsOfEightLeaveSingleDimensions")]
     [TestCase(2, 4096, 4096, 8, 40, TestName = "Attend_Should_MatchFloat64_At_Sd15s64x64Level")]
     public void Attend_Should_MatchFloat64Attention(int batch, int queries, int keys, int heads, int headDim)
     {
