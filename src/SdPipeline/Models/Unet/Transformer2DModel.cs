@@ -55,9 +55,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     // write the token layout directly: the permute copies around them go, and MKL's GEMM beats oneDNN's 1×1
     // convolution here (10–15%, docs/performance.md). Training keeps diffusers' convolutions and their gradients.
     private bool UsesTokenGemms(Tensor hiddenStates) =>
-        !training && !is_grad_enabled() && proj_in is Conv2d { bias: not null } && proj_out is Conv2d { bias: not null }
+        !training && !is_grad_enabled()
         && hiddenStates.device_type == DeviceType.CPU && hiddenStates.dtype == ScalarType.Float32
-        && ((Conv2d)proj_in).weight!.dtype == ScalarType.Float32 && ((Conv2d)proj_out).weight!.dtype == ScalarType.Float32;
+        && proj_in is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 }
+        && proj_out is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 };
 
     /// <summary>Transforms a feature map [B, C, H, W] conditioned on <paramref name="encoderHiddenStates"/> [B, M, D].</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
