@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Benchmarks;
 
 /// <summary>
-/// <c>sdpipe bench unet</c>: forward (no_grad) and forward+backward (MSE against zeros, gradients dropped between runs)
+/// <c>sdpipe bench unet</c>: forward (no_grad, eval mode) and forward+backward (MSE against zeros, gradients dropped between runs)
 /// of a UNet with random weights, per latent size, against the fp32 matmul ceiling measured in the same run.
 /// </summary>
 public static class UnetBenchmark
