@@ -27,6 +27,7 @@ public static class VaeBenchmark
         log?.Invoke("building the VAE with random weights ...");
         torch.manual_seed(options.Seed);
         using var vae = new AutoencoderKL(config, device);
+        vae.eval(); // as the latents stage and sampling run it
         long parameters = vae.parameters().Sum(p => p.numel());
 
         var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log);

@@ -73,7 +73,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         bool image = hiddenStates.dim() == 4;
         if (image) hiddenStates = hiddenStates.view(spatial[0], spatial[1], spatial[2] * spatial[3]).transpose(1, 2);
 
-        if (group_norm is not null) hiddenStates = group_norm.call(hiddenStates.transpose(1, 2)).transpose(1, 2);
+        if (group_norm is not null)
+            hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference: !training && !is_grad_enabled()).transpose(1, 2);
 
         long batch = hiddenStates.shape[0];
         var context = encoderHiddenStates ?? hiddenStates;

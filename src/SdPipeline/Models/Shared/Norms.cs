@@ -20,4 +20,20 @@ public static class Norms
         norm.bias!.zero_();
         return norm;
     }
+
+    /// <summary>
+    /// <paramref name="norm"/> applied to <paramref name="input"/>, then SiLU when <paramref name="silu"/>. In inference
+    /// (<paramref name="inference"/>: the caller is in eval mode with autograd off) a float32 GroupNorm on an AVX-512 CPU
+    /// runs as <see cref="GroupNormKernel"/>, SiLU in the same pass; otherwise the layer is called as it is (a training
+    /// wrapper may have replaced it).
+    /// </summary>
+    public static Tensor Apply(nn.Module<Tensor, Tensor> norm, Tensor input, bool inference, bool silu = false)
+    {
+        if (inference && norm is GroupNorm groupNorm && GroupNormKernel.Applies(input, groupNorm))
+            return GroupNormKernel.Normalize(input, groupNorm, silu);
+        // libtorch's channels-last GroupNorm takes the variance from sums of squares, which cancels on flat regions
+        // (GroupNormKernel); the plain layout's two-pass form does not.
+        var output = GroupNormKernel.ChannelsLast(input) ? input.contiguous().Into(norm.call) : norm.call(input);
+        return silu ? output.Into(h => nn.functional.silu(h)) : output;
+    }
 }

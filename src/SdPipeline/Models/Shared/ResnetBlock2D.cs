@@ -50,7 +50,8 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     {
         // The block scope frees what Into cannot (the time projection); Into frees the rest as it goes (see Intermediates).
         using var scope = NewDisposeScope();
-        var hiddenStates = norm1.call(inputTensor).Into(Silu).Into(conv1.call);
+        bool inference = !training && !is_grad_enabled();
+        var hiddenStates = Norms.Apply(norm1, inputTensor, inference, silu: true).Into(conv1.call);
 
         if (time_emb_proj is not null)
         {
@@ -59,7 +60,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
             hiddenStates = hiddenStates.Into(h => h + projected);
         }
 
-        hiddenStates = hiddenStates.Into(norm2.call).Into(Silu);
+        hiddenStates = hiddenStates.Into(h => Norms.Apply(norm2, h, inference, silu: true));
         if (_dropout > 0 && training) hiddenStates = hiddenStates.Into(h => nn.functional.dropout(h, _dropout, training: true));
         hiddenStates = hiddenStates.Into(conv2.call);
 
@@ -67,6 +68,4 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         var output = hiddenStates.Into(h => shortcut + h);
         return scope.MoveToOuter(_outputScaleFactor == 1.0 ? output : output.Into(o => o / _outputScaleFactor));
     }
-
-    private static Tensor Silu(Tensor x) => nn.functional.silu(x);
 }

@@ -68,7 +68,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long batch = hiddenStates.shape[0], height = hiddenStates.shape[2], width = hiddenStates.shape[3];
 
         // 1. input: [B, C, H, W] → tokens [B, H·W, inner]
-        hiddenStates = norm.call(hiddenStates);
+        hiddenStates = Norms.Apply(norm, hiddenStates, inference: !training && !is_grad_enabled());
         long innerDim;
         bool tokenGemms = UsesTokenGemms(hiddenStates);
         if (tokenGemms)

@@ -43,6 +43,8 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor sample)
     {
-        return sample.Through([conv_in.call, mid_block.call, .. up_blocks.Select(b => (Func<Tensor, Tensor>)b.call), conv_norm_out.call, h => nn.functional.silu(h), conv_out.call]);
+        bool inference = !training && !is_grad_enabled();
+        return sample.Through([conv_in.call, mid_block.call, .. up_blocks.Select(b => (Func<Tensor, Tensor>)b.call),
+            h => Norms.Apply(conv_norm_out, h, inference, silu: true), conv_out.call]);
     }
 }
