@@ -39,7 +39,9 @@ public sealed record StageDefinition(
 
     /// <summary>
     /// What the stage would refuse in a config, found before anything runs (empty when it can run); null for a stage
-    /// that takes every config its keys' ranges allow. The stage declares its own, so the engine names no stage.
+    /// that takes every config its keys' ranges allow. The stage declares its own, so the engine names no stage. Each
+    /// problem is one sentence without the stage's name: the engine prefixes it (<c>train: …</c>, or
+    /// <c>warning: train will refuse this config: …</c>).
     /// </summary>
     public Func<Config.EffectiveConfig, IReadOnlyList<string>>? CheckConfig { get; init; }
 

@@ -48,9 +48,9 @@ public sealed class SampleStage : IStageRunner
         var sample = config.Typed.Sample;
         var problems = new List<string>();
         if (sample.Prompts.Length == 0 && sample.HeldoutPrompts <= 0)
-            problems.Add("sample: no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
+            problems.Add("no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
         if (sample.Seeds.Length == 0)
-            problems.Add("sample: sample.seeds is empty, so no image would be made");
+            problems.Add("sample.seeds is empty, so no image would be made");
         return problems;
     }
 

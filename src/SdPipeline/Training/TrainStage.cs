@@ -53,16 +53,16 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var train = config.Typed.Train;
         var problems = new List<string>();
         if (train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0)
-            problems.Add("train: neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
+            problems.Add("neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
         if (train.FusedBackwardPass)
         {
             // Each needs every gradient of the step before the first parameter moves, which a fused step cannot wait for.
             if (train.MaxGradNorm > 0)
-                problems.Add($"train: train.fused_backward_pass steps each parameter before the others' gradients exist, so it cannot clip their global norm: set train.max_grad_norm=0 (now {train.MaxGradNorm}) or train.fused_backward_pass=false");
+                problems.Add($"train.fused_backward_pass steps each parameter before the others' gradients exist, so it cannot clip their global norm: set train.max_grad_norm=0 (now {train.MaxGradNorm}) or train.fused_backward_pass=false");
             if (train.GradientAccumulationSteps > 1)
-                problems.Add($"train: train.fused_backward_pass steps on every micro-batch's gradients: set train.gradient_accumulation_steps=1 (now {train.GradientAccumulationSteps}) or train.fused_backward_pass=false");
+                problems.Add($"train.fused_backward_pass steps on every micro-batch's gradients: set train.gradient_accumulation_steps=1 (now {train.GradientAccumulationSteps}) or train.fused_backward_pass=false");
             if (train.MixedPrecision == "fp16")
-                problems.Add("train: train.fused_backward_pass cannot skip a step whose fp16 gradients overflow, which loss scaling needs: use train.mixed_precision=bf16 or no, or train.fused_backward_pass=false");
+                problems.Add("train.fused_backward_pass cannot skip a step whose fp16 gradients overflow, which loss scaling needs: use train.mixed_precision=bf16 or no, or train.fused_backward_pass=false");
         }
         return problems;
     }
