@@ -37,7 +37,7 @@ internal static unsafe class GroupNormKernel
     /// </summary>
     public static bool Applies(Tensor input, GroupNorm norm)
     {
-        if (!IsSupported || input.dim() < 3 || norm.weight is not { } weight || norm.bias is not { } bias) return false;
+        if (!IsSupported || input.dim() < 3 || input.numel() == 0 || norm.weight is not { } weight || norm.bias is not { } bias) return false;
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || bias.requires_grad)) return false;
         long channels = input.shape[1];
         if (channels != weight.shape[0] || norm.num_groups <= 0 || channels % norm.num_groups != 0) return false;

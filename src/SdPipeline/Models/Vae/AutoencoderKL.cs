@@ -60,10 +60,11 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// In inference (eval mode, autograd off) on a float32 CPU that runs <see cref="GroupNormKernel"/>, stores the 3×3
-    /// convolutions' weights channels-last (the first time; later calls find them so): oneDNN then keeps activations in that layout from one convolution to
-    /// the next instead of reordering them around each (docs/performance.md: encode −7%, decode −5%), and the norms run
-    /// on it through the kernel, whose variance does not cancel on flat images as libtorch's channels-last one does.
-    /// The values are unchanged; results are the plain layout's to float32 rounding. Returns whether it applies.
+    /// convolutions' weights channels-last (the first time; later calls find them so): oneDNN then keeps activations in
+    /// that layout from one convolution to the next instead of reordering them around each (docs/performance.md: encode
+    /// −5 to −7%, decode −7%), and the norms run on it through the kernel, whose variance does not cancel on flat images
+    /// as libtorch's channels-last one does. The values are unchanged; results are the plain layout's to float32
+    /// rounding (oneDNN's channels-last convolutions round a little more). Returns whether it applies.
     /// </summary>
     private bool UseChannelsLastInInference(Tensor input)
     {
