@@ -40,7 +40,7 @@ internal static unsafe class GroupNormKernel
         if (!IsSupported || input.dim() < 3 || input.numel() == 0 || norm.weight is not { } weight || norm.bias is not { } bias) return false;
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || bias.requires_grad)) return false;
         long channels = input.shape[1];
-        if (channels != weight.shape[0] || norm.num_groups <= 0 || channels % norm.num_groups != 0) return false;
+        if (weight.numel() != channels || bias.numel() != channels || norm.num_groups <= 0 || channels % norm.num_groups != 0) return false;
         if (!Addressable(input) || !Addressable(weight) || !Addressable(bias) || !weight.is_contiguous() || !bias.is_contiguous()) return false;
         return input.is_contiguous() || (ChannelsLast(input) && channels % Lanes == 0);
     }
@@ -66,7 +66,8 @@ internal static unsafe class GroupNormKernel
 
     /// <summary>
     /// GroupNorm of <paramref name="input"/> with <paramref name="norm"/>'s groups, epsilon and affine parameters,
-    /// followed by SiLU when <paramref name="silu"/>; the result has the input's layout. Check <see cref="Applies"/> first.
+    /// followed by SiLU when <paramref name="silu"/>; the result has the input's layout. Check <see cref="Applies"/>
+    /// first: an input in neither layout is refused by <c>Tensor.bytes</c> (it throws), not read out of order.
     /// </summary>
     public static Tensor Normalize(Tensor input, GroupNorm norm, bool silu)
     {
@@ -181,11 +182,13 @@ internal static unsafe class GroupNormKernel
         int channels = checked((int)s.Channels);
         int parts = (int)Math.Max(1, Math.Min(threads, s.Positions / Positions));
         var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
-        double* sums = (double*)NativeMemory.AlignedAlloc((nuint)((long)parts * channels * sizeof(double)), 64);
-        float* perChannel = (float*)NativeMemory.AlignedAlloc((nuint)(2L * channels * sizeof(float)), 64);
-        float* scales = perChannel, shifts = perChannel + channels;
+        double* sums = null;
+        float* perChannel = null;
         try
         {
+            sums = (double*)NativeMemory.AlignedAlloc((nuint)((long)parts * channels * sizeof(double)), 64);
+            perChannel = (float*)NativeMemory.AlignedAlloc((nuint)(2L * channels * sizeof(float)), 64);
+            float* scales = perChannel, shifts = perChannel + channels;
             for (long b = 0; b < s.Batch; b++)
             {
                 float* source = x + b * s.Positions * channels, target = y + b * s.Positions * channels;

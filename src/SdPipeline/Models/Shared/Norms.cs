@@ -31,9 +31,9 @@ public static class Norms
     {
         if (inference && norm is GroupNorm groupNorm && GroupNormKernel.Applies(input, groupNorm))
             return GroupNormKernel.Normalize(input, groupNorm, silu);
-        // libtorch's channels-last GroupNorm takes the variance from sums of squares, which cancels on flat regions
-        // (GroupNormKernel); the plain layout's two-pass form does not.
-        var output = GroupNormKernel.ChannelsLast(input) ? input.contiguous().Into(norm.call) : norm.call(input);
+        // libtorch chooses its channels-last GroupNorm by the strides' order alone, and that one takes the variance from
+        // sums of squares, which cancels on flat regions (GroupNormKernel); the plain layout's two-pass form does not.
+        var output = input.is_contiguous() ? norm.call(input) : input.contiguous().Into(norm.call);
         return silu ? output.Into(h => nn.functional.silu(h)) : output;
     }
 }

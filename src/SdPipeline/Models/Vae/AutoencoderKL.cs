@@ -44,19 +44,24 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     /// <summary>The posterior over latents of <paramref name="image"/> [B, 3, H, W] in [-1, 1].</summary>
     public DiagonalGaussianDistribution Encode(Tensor image)
     {
-        bool channelsLast = UseChannelsLastInInference(image);
+        PrepareForInference(image);
         var moments = encoder.call(image);
         if (quant_conv is not null) moments = moments.Into(quant_conv.call);
-        return new DiagonalGaussianDistribution(channelsLast ? moments.Into(m => m.contiguous()) : moments);
+        return new DiagonalGaussianDistribution(moments.Into(Plain));
     }
 
     /// <summary>The image [B, 3, 8h, 8w] (≈ [-1, 1]) decoded from unscaled <paramref name="latents"/> [B, 4, h, w].</summary>
     public Tensor Decode(Tensor latents)
     {
-        bool channelsLast = UseChannelsLastInInference(latents);
+        PrepareForInference(latents);
         var image = post_quant_conv is null ? decoder.call(latents) : post_quant_conv.call(latents).Into(decoder.call);
-        return channelsLast ? image.Into(i => i.contiguous()) : image;
+        return image.Into(Plain);
     }
+
+    // Outputs keep the plain layout whatever the weights' (they stay channels-last after inference, in training mode too).
+    private static Tensor Plain(Tensor output) => output.is_contiguous() ? output : output.contiguous();
+
+    private readonly object _layoutLock = new();
 
     /// <summary>
     /// In inference (eval mode, autograd off) on a float32 CPU that runs <see cref="GroupNormKernel"/>, stores the 3×3
@@ -64,28 +69,41 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     /// that layout from one convolution to the next instead of reordering them around each (docs/performance.md: encode
     /// −5 to −7%, decode −7%), and the norms run on it through the kernel, whose variance does not cancel on flat images
     /// as libtorch's channels-last one does. The values are unchanged; results are the plain layout's to float32
-    /// rounding (oneDNN's channels-last convolutions round a little more). Returns whether it applies.
+    /// rounding (oneDNN's channels-last convolutions round a little more).
     /// </summary>
-    private bool UseChannelsLastInInference(Tensor input)
+    private void PrepareForInference(Tensor input)
     {
         if (training || is_grad_enabled() || !GroupNormKernel.IsSupported
-            || input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32) return false;
-        using (no_grad())
+            || input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32) return;
+        // Two threads encoding with one VAE must not both rewrite a weight.
+        lock (_layoutLock)
         {
             foreach (var module in modules())
                 if (module is Conv2d { weight: { } weight } && weight.dim() == 4 && weight.shape[2] == 3 && weight.shape[3] == 3
-                    && weight.dtype == ScalarType.Float32 && weight.device_type == DeviceType.CPU && weight.is_contiguous())
-                {
-                    // Rewritten within its own memory: new memory per weight would leave the old blocks with the
-                    // allocator, fragmented, and raise the peak by about the weights' size (0.27 GiB, measured).
-                    using var values = weight.clone();
-                    long[] shape = weight.shape;
-                    using var channelsLast = weight.as_strided(shape, [shape[1] * shape[2] * shape[3], 1, shape[3] * shape[1], shape[1]]);
-                    channelsLast.copy_(values);
-                    weight.set_(channelsLast);
-                }
+                    && weight.shape[1] > 1 && weight.dtype == ScalarType.Float32 && weight.device_type == DeviceType.CPU && weight.is_contiguous())
+                    StoreChannelsLast(weight);
         }
-        return true;
+    }
+
+    /// <summary>
+    /// Rewrites a contiguous [O, I, kh, kw] weight channels-last, values unchanged. A weight that owns its memory is
+    /// rewritten within it: new memory per weight leaves the old blocks with the allocator, fragmented, and raised the
+    /// VAE encode's peak by 0.27 GiB (measured). Another tensor viewing that memory would see the new order; the module's
+    /// parameters are not shared that way. A weight that is part of a larger buffer gets memory of its own.
+    /// </summary>
+    internal static void StoreChannelsLast(Tensor weight)
+    {
+        using var _ = no_grad();
+        long[] shape = weight.shape;
+        long[] strides = [shape[1] * shape[2] * shape[3], 1, shape[3] * shape[1], shape[1]];
+        using var values = weight.clone();
+        bool ownsMemory;
+        using (var storage = weight.storage<float>()) ownsMemory = weight.storage_offset() == 0 && storage.Count == weight.numel();
+        using var channelsLast = ownsMemory
+            ? weight.as_strided(shape, strides, weight.storage_offset())
+            : torch.empty(shape[0], shape[2], shape[3], shape[1], dtype: weight.dtype).permute(0, 3, 1, 2);
+        channelsLast.copy_(values);
+        weight.set_(channelsLast);
     }
 
     /// <summary>Reconstructs <paramref name="sample"/> through the posterior mean (diffusers' forward with <c>sample_posterior=False</c>).</summary>

@@ -72,6 +72,54 @@ public sealed class VaeChannelsLastTests
             Assert.That(File.ReadAllBytes(Path.Combine(folder.Path, "after", Path.GetFileName(file))), Is.EqualTo(File.ReadAllBytes(file)), Path.GetFileName(file));
     }
 
+    [Test]
+    public void Outputs_Should_StayPlain_When_TrainingModeFollowsInference()
+    {
+        // The weights stay channels-last once inference has stored them so; the outputs do not follow.
+        using var scope = NewDisposeScope();
+        using var vae = AutoencoderKL.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+        vae.eval();
+        using (no_grad()) vae.Decode(zeros(1, 4, 8, 8));
+        vae.train();
+
+        using var posterior = vae.Encode(rand(1, 3, 32, 32));
+        var image = vae.Decode(randn(1, 4, 8, 8));
+
+        Assert.That(ConvWeightsChannelsLast(vae), Is.Positive);
+        Assert.That(posterior.Parameters.is_contiguous() && image.is_contiguous(), Is.True);
+    }
+
+    [Test]
+    public void StoreChannelsLast_Should_KeepTheValues_InTheWeightsOwnMemory()
+    {
+        using var scope = NewDisposeScope();
+        var weight = randn(8, 6, 3, 3);
+        var values = weight.clone();
+        var memory = weight.view(-1); // sees the weight's memory in storage order
+
+        AutoencoderKL.StoreChannelsLast(weight);
+
+        Assert.That(weight.stride(), Is.EqualTo(new long[] { 54, 1, 18, 6 }));
+        Assert.That(weight.eq(values).all().item<bool>(), Is.True);
+        Assert.That(memory.eq(values.permute(0, 2, 3, 1).reshape(-1)).all().item<bool>(), Is.True, "rewritten where it was, channels last");
+    }
+
+    [Test]
+    public void StoreChannelsLast_Should_LeaveTheRestOfABuffer_When_TheWeightIsPartOfIt()
+    {
+        using var scope = NewDisposeScope();
+        var buffer = randn(2 * 8 * 6 * 3 * 3);
+        var original = buffer.clone();
+        var weight = buffer[TensorIndex.Slice(8 * 6 * 3 * 3)].view(8, 6, 3, 3); // the buffer's second half
+        var values = weight.clone();
+
+        AutoencoderKL.StoreChannelsLast(weight);
+
+        Assert.That(weight.stride(), Is.EqualTo(new long[] { 54, 1, 18, 6 }));
+        Assert.That(weight.eq(values).all().item<bool>(), Is.True);
+        Assert.That(buffer.eq(original).all().item<bool>(), Is.True, "the buffer is untouched: the weight got memory of its own");
+    }
+
     private static int ConvWeightsChannelsLast(AutoencoderKL vae) =>
         vae.modules().OfType<TorchSharp.Modules.Conv2d>().Count(c => c.weight!.shape[2] == 3 && c.weight.stride(1) == 1);
 }
