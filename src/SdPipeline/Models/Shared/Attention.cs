@@ -74,7 +74,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         if (image) hiddenStates = hiddenStates.view(spatial[0], spatial[1], spatial[2] * spatial[3]).transpose(1, 2);
 
         if (group_norm is not null)
-            hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference: !training && !is_grad_enabled()).transpose(1, 2);
+            hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference: this.InInference()).transpose(1, 2);
 
         long batch = hiddenStates.shape[0];
         var context = encoderHiddenStates ?? hiddenStates;

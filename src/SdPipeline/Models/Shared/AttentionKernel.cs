@@ -53,11 +53,8 @@ internal static unsafe class AttentionKernel
     private const long MinKeys = 2048;
     private const long MaxHeadDim = 64;
 
-    // A CPU float32 tensor the kernel can address (TorchSharp's byte span over it has an int length) and that no
-    // autograd graph needs.
-    private static bool Plain(Tensor tensor) =>
-        tensor.device_type == DeviceType.CPU && tensor.dtype == ScalarType.Float32 && tensor.is_contiguous()
-        && !tensor.requires_grad && tensor.NumberOfElements <= int.MaxValue / sizeof(float);
+    // A contiguous tensor the kernel can address and that no autograd graph needs.
+    private static bool Plain(Tensor tensor) => KernelTensors.Addressable(tensor) && tensor.is_contiguous() && !tensor.requires_grad;
 
     /// <summary>
     /// Attends <paramref name="query"/> [B, N, H·D] to <paramref name="key"/> and <paramref name="value"/> [B, M, H·D]
@@ -79,7 +76,7 @@ internal static unsafe class AttentionKernel
         float* packedValues = (float*)NativeMemory.AlignedAlloc((nuint)(valuesPerHead * shape.Batch * shape.Heads * sizeof(float)), 64);
         try
         {
-            float* q = Address(query), k = Address(key), v = Address(value), o = Address(output);
+            float* q = KernelTensors.Address(query), k = KernelTensors.Address(key), v = KernelTensors.Address(value), o = KernelTensors.Address(output);
             int threads = Math.Max(1, get_num_threads());
             var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
             Parallel.For(0, shape.Batch * shape.Heads, options, bh =>
@@ -412,6 +409,4 @@ internal static unsafe class AttentionKernel
         a.Store(p);
         b.Store(p + 16);
     }
-
-    private static float* Address(Tensor tensor) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 }

@@ -41,7 +41,7 @@ internal static unsafe class GroupNormKernel
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || bias.requires_grad)) return false;
         long channels = input.shape[1];
         if (weight.numel() != channels || bias.numel() != channels || norm.num_groups <= 0 || channels % norm.num_groups != 0) return false;
-        if (!Addressable(input) || !Addressable(weight) || !Addressable(bias) || !weight.is_contiguous() || !bias.is_contiguous()) return false;
+        if (!KernelTensors.Addressable(input) || !KernelTensors.Addressable(weight) || !KernelTensors.Addressable(bias) || !weight.is_contiguous() || !bias.is_contiguous()) return false;
         return input.is_contiguous() || (ChannelsLast(input) && channels % Lanes == 0);
     }
 
@@ -76,7 +76,7 @@ internal static unsafe class GroupNormKernel
         // A channels-last tensor is addressed through its view with the channels moved last, which is contiguous.
         using var stored = channelsLast ? ChannelsMovedLast(input) : input.alias();
         using var storedOutput = empty(stored.shape, ScalarType.Float32);
-        float* x = Address(stored), y = Address(storedOutput), weight = Address(norm.weight!), bias = Address(norm.bias!);
+        float* x = KernelTensors.Address(stored), y = KernelTensors.Address(storedOutput), weight = KernelTensors.Address(norm.weight!), bias = KernelTensors.Address(norm.bias!);
         int threads = Math.Max(1, get_num_threads());
         float eps = (float)norm.eps;
         if (channelsLast) NormalizeChannelsLast(x, y, weight, bias, shape, eps, silu, threads);
@@ -340,10 +340,4 @@ internal static unsafe class GroupNormKernel
         p = Avx512F.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
         return Avx512F.Scale(p, n);
     }
-
-    // A CPU float32 tensor whose bytes TorchSharp can span (an int length).
-    private static bool Addressable(Tensor tensor) =>
-        tensor.device_type == DeviceType.CPU && tensor.dtype == ScalarType.Float32 && tensor.NumberOfElements <= int.MaxValue / sizeof(float);
-
-    private static float* Address(Tensor tensor) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 }

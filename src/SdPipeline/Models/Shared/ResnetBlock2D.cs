@@ -50,7 +50,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
     {
         // The block scope frees what Into cannot (the time projection); Into frees the rest as it goes (see Intermediates).
         using var scope = NewDisposeScope();
-        bool inference = !training && !is_grad_enabled();
+        bool inference = this.InInference();
         var hiddenStates = Norms.Apply(norm1, inputTensor, inference, silu: true).Into(conv1.call);
 
         if (time_emb_proj is not null)

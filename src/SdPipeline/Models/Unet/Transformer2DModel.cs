@@ -55,7 +55,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     // write the token layout directly: the permute copies around them go, and MKL's GEMM beats oneDNN's 1×1
     // convolution here (10–15%, docs/performance.md). Training keeps diffusers' convolutions and their gradients.
     private bool UsesTokenGemms(Tensor hiddenStates) =>
-        !training && !is_grad_enabled()
+        this.InInference()
         && hiddenStates.device_type == DeviceType.CPU && hiddenStates.dtype == ScalarType.Float32
         && proj_in is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 }
         && proj_out is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 };
@@ -68,7 +68,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         long batch = hiddenStates.shape[0], height = hiddenStates.shape[2], width = hiddenStates.shape[3];
 
         // 1. input: [B, C, H, W] → tokens [B, H·W, inner]
-        hiddenStates = Norms.Apply(norm, hiddenStates, inference: !training && !is_grad_enabled());
+        hiddenStates = Norms.Apply(norm, hiddenStates, inference: this.InInference());
         long innerDim;
         bool tokenGemms = UsesTokenGemms(hiddenStates);
         if (tokenGemms)

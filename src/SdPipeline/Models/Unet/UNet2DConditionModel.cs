@@ -200,7 +200,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         }
 
         // 6. post-process
-        return sample.Into(h => Norms.Apply(conv_norm_out, h, inference: !training && !is_grad_enabled(), silu: true)).Into(conv_out.call);
+        return sample.Into(h => Norms.Apply(conv_norm_out, h, inference: this.InInference(), silu: true)).Into(conv_out.call);
     }
 
     /// <summary>

@@ -73,7 +73,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     /// </summary>
     private void PrepareForInference(Tensor input)
     {
-        if (training || is_grad_enabled() || !GroupNormKernel.IsSupported
+        if (!this.InInference() || !GroupNormKernel.IsSupported
             || input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32) return;
         // Two threads encoding with one VAE must not both rewrite a weight.
         lock (_layoutLock)

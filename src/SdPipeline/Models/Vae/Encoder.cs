@@ -46,7 +46,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor sample)
     {
-        bool inference = !training && !is_grad_enabled();
+        bool inference = this.InInference();
         return sample.Through([conv_in.call, .. down_blocks.Select(b => (Func<Tensor, Tensor>)b.call), mid_block.call,
             h => Norms.Apply(conv_norm_out, h, inference, silu: true), conv_out.call]);
     }
