@@ -51,7 +51,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
         // The block scope frees what Into cannot (the time projection); Into frees the rest as it goes (see Intermediates).
         using var scope = NewDisposeScope();
         bool inference = this.InInference();
-        var hiddenStates = Norms.Apply(norm1, inputTensor, inference, silu: true).Into(conv1.call);
+        var hiddenStates = Norms.Apply(norm1, inputTensor, inference, silu: true).Into(h => Convolutions.Apply(conv1, h, inference));
 
         if (time_emb_proj is not null)
         {
@@ -62,7 +62,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>
 
         hiddenStates = hiddenStates.Into(h => Norms.Apply(norm2, h, inference, silu: true));
         if (_dropout > 0 && training) hiddenStates = hiddenStates.Into(h => nn.functional.dropout(h, _dropout, training: true));
-        hiddenStates = hiddenStates.Into(conv2.call);
+        hiddenStates = hiddenStates.Into(h => Convolutions.Apply(conv2, h, inference));
 
         var shortcut = conv_shortcut is null ? inputTensor : conv_shortcut.call(inputTensor);
         var output = hiddenStates.Into(h => shortcut + h);

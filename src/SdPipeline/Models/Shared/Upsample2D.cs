@@ -30,6 +30,6 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
         hiddenStates = outputSize is null
             ? nn.functional.interpolate(hiddenStates, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : nn.functional.interpolate(hiddenStates, size: outputSize, mode: InterpolationMode.Nearest);
-        return scope.MoveToOuter(conv.call(hiddenStates));
+        return scope.MoveToOuter(Convolutions.Apply(conv, hiddenStates, this.InInference()));
     }
 }
