@@ -38,6 +38,8 @@ public static class BenchmarkTable
         text.AppendLine(Line(Headers));
         foreach (var line in lines) text.AppendLine(Line(line));
         if (report.Rows.Any(r => r.Derived)) text.AppendLine("* computed from the rows above it (times and FLOPs added), not timed itself");
+        if (report.Rows.Any(r => r.RatioToMatmul > 1))
+            text.AppendLine("above 100% of matmul: GFLOP counts direct convolutions; the VAE's 3x3 convolutions in inference use Winograd's F(2x2,3x3), 4/9 of the multiplications");
         foreach (var peer in report.PyTorch)
         {
             string memory = peer.PyTorchPeakGib is { } gib ? string.Create(c, $", peak {peer.PeakGib:0.00} against {gib:0.00} GiB") : "";
