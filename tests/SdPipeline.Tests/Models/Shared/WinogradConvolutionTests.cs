@@ -1,4 +1,7 @@
 using SdPipeline.Models.Shared;
+using SdPipeline.Models.Vae;
+using SdPipeline.Tests.Support;
+using SdPipeline.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -162,5 +165,33 @@ public sealed class WinogradConvolutionTests
         Assert.That(Same(y, conv.call(x)), Is.True);
         hook.remove();
         Assert.That(Convolutions.HasHooks(conv), Is.False);
+    }
+
+    [Test]
+    public void Vae_Should_RunItsConvolutionsByWinograd_When_InInference()
+    {
+        // Given the tiny VAE in eval mode (channels-last in inference), an image and latents
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var vae = AutoencoderKL.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+        vae.eval();
+        manual_seed(41);
+        var image = rand(1, 3, 64, 64) * 2 - 1;
+        var latents = randn(1, 4, 8, 8);
+
+        // When it encodes and decodes as it is, and with a no-op hook on every convolution (libtorch's path)
+        var moments = vae.Encode(image).Parameters;
+        var decoded = vae.Decode(latents);
+        var removers = vae.modules().OfType<Conv2d>().Select(c => c.register_forward_hook((_, _, output) => output)).ToList();
+        var libtorchMoments = vae.Encode(image).Parameters;
+        var libtorchDecoded = vae.Decode(latents);
+        removers.ForEach(r => r.remove());
+
+        // Then the two differ (the resnets' and upsamplers' convolutions ran by Winograd) by float32 rounding only
+        double encodeDifference = (moments - libtorchMoments).abs().max().item<float>();
+        double decodeDifference = (decoded - libtorchDecoded).abs().max().item<float>();
+        TestContext.Out.WriteLine($"Winograd against libtorch: moments {encodeDifference:E2}, image {decodeDifference:E2}");
+        Assert.That(encodeDifference, Is.GreaterThan(0).And.LessThan(Tolerance));
+        Assert.That(decodeDifference, Is.GreaterThan(0).And.LessThan(Tolerance));
     }
 }
