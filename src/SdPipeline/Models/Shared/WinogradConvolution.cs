@@ -171,7 +171,7 @@ internal static unsafe class WinogradConvolution
                 for (long t = from; t < to; t++) TransformOutputTile(mp, y, b, shape, f + t, t, count);
             });
         }
-        return output.permute(0, 3, 1, 2).alias();
+        return output.permute(0, 3, 1, 2);
     }
 
     // Each thread keeps one block of ChunkBytes for V. Allocated per call, V and M between the activations raised the
