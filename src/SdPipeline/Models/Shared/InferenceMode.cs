@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
 
-/// <summary>The one rule for the models' inference-only paths (GroupNorm kernel, token GEMMs, the channels-last VAE).</summary>
+/// <summary>The one rule for the models' inference-only paths (GroupNorm kernel, attention kernel, token GEMMs, the channels-last VAE and its Winograd convolutions).</summary>
 public static class InferenceMode
 {
     /// <summary>
