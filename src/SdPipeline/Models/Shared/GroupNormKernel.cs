@@ -42,26 +42,7 @@ internal static unsafe class GroupNormKernel
         long channels = input.shape[1];
         if (weight.numel() != channels || bias.numel() != channels || norm.num_groups <= 0 || channels % norm.num_groups != 0) return false;
         if (!KernelTensors.Addressable(input) || !KernelTensors.Addressable(weight) || !KernelTensors.Addressable(bias) || !weight.is_contiguous() || !bias.is_contiguous()) return false;
-        return input.is_contiguous() || (ChannelsLast(input) && channels % Lanes == 0);
-    }
-
-    /// <summary>
-    /// Whether <paramref name="input"/> [B, C, …] has its channels adjacent at every position (and is otherwise dense):
-    /// the layout oneDNN's channels-last convolutions read and write.
-    /// </summary>
-    public static bool ChannelsLast(Tensor input)
-    {
-        if (input.dim() < 3 || input.is_contiguous()) return false;
-        long[] shape = input.shape, stride = input.stride();
-        long channels = shape[1];
-        if (stride[1] != 1) return false;
-        long expected = channels;
-        for (int d = shape.Length - 1; d >= 2; d--)
-        {
-            if (shape[d] != 1 && stride[d] != expected) return false;
-            expected *= shape[d];
-        }
-        return shape[0] == 1 || stride[0] == expected;
+        return input.is_contiguous() || (KernelTensors.ChannelsLast(input) && channels % Lanes == 0);
     }
 
     /// <summary>
@@ -194,11 +175,11 @@ internal static unsafe class GroupNormKernel
                 float* source = x + b * s.Positions * channels, target = y + b * s.Positions * channels;
                 // Pass 1: per-channel sums → group means (held per channel in `shifts` for pass 2).
                 Parallel.For(0, parts, options, part =>
-                    SumRows(source, Rows(s.Positions, parts, part), channels, null, sums + (long)part * channels));
+                    SumRows(source, KernelTensors.Share(s.Positions, parts, part), channels, null, sums + (long)part * channels));
                 var means = GroupStatistics(sums, parts, s, shifts);
                 // Pass 2: per-channel sums of squared deviations from the group mean → variances.
                 Parallel.For(0, parts, options, part =>
-                    SumRows(source, Rows(s.Positions, parts, part), channels, shifts, sums + (long)part * channels));
+                    SumRows(source, KernelTensors.Share(s.Positions, parts, part), channels, shifts, sums + (long)part * channels));
                 var variances = GroupStatistics(sums, parts, s, null);
                 for (int c = 0; c < channels; c++)
                 {
@@ -210,7 +191,7 @@ internal static unsafe class GroupNormKernel
                 // Pass 3: scale, shift, SiLU.
                 Parallel.For(0, parts, options, part =>
                 {
-                    var (first, count) = Rows(s.Positions, parts, part);
+                    var (first, count) = KernelTensors.Share(s.Positions, parts, part);
                     ApplyRows(source + first * channels, target + first * channels, count, channels, scales, shifts, silu);
                 });
             }
@@ -220,12 +201,6 @@ internal static unsafe class GroupNormKernel
             NativeMemory.AlignedFree(sums);
             NativeMemory.AlignedFree(perChannel);
         }
-    }
-
-    private static (long First, long Count) Rows(long positions, int parts, int part)
-    {
-        long first = positions * part / parts, end = positions * (part + 1) / parts;
-        return (first, end - first);
     }
 
     // Per-channel Σ x (means null) or Σ (x − mean[c])² over rows [first, first + count), into sums[c] in float64. Each

@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
 
-/// <summary>How the project's CPU kernels (<see cref="AttentionKernel"/>, <see cref="GroupNormKernel"/>) reach a tensor's memory.</summary>
+/// <summary>
+/// How the project's CPU kernels (<see cref="AttentionKernel"/>, <see cref="GroupNormKernel"/>,
+/// <see cref="WinogradConvolution"/>) reach a tensor's memory and share their work among threads.
+/// </summary>
 internal static unsafe class KernelTensors
 {
     /// <summary>A CPU float32 tensor whose bytes TorchSharp can span (its span's length is an int).</summary>
@@ -14,4 +17,30 @@ internal static unsafe class KernelTensors
 
     /// <summary>The first element of a contiguous addressable tensor (TorchSharp refuses any other).</summary>
     public static float* Address(Tensor tensor) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
+
+    /// <summary>
+    /// Whether <paramref name="input"/> [B, C, …] has its channels adjacent at every position (and is otherwise dense):
+    /// the layout oneDNN's channels-last convolutions read and write.
+    /// </summary>
+    public static bool ChannelsLast(Tensor input)
+    {
+        if (input.dim() < 3 || input.is_contiguous()) return false;
+        long[] shape = input.shape, stride = input.stride();
+        long channels = shape[1];
+        if (stride[1] != 1) return false;
+        long expected = channels;
+        for (int d = shape.Length - 1; d >= 2; d--)
+        {
+            if (shape[d] != 1 && stride[d] != expected) return false;
+            expected *= shape[d];
+        }
+        return shape[0] == 1 || stride[0] == expected;
+    }
+
+    /// <summary>The share [First, First + Count) of <paramref name="count"/> items that part <paramref name="part"/> of <paramref name="parts"/> takes: equal to within one, in order.</summary>
+    public static (long First, long Count) Share(long count, int parts, int part)
+    {
+        long first = count * part / parts, end = count * (part + 1) / parts;
+        return (first, end - first);
+    }
 }

@@ -36,8 +36,8 @@ internal static unsafe class WinogradConvolution
         if (conv.transposed || conv.groups != 1 || conv.padding_type is not null || conv.padding is not [1, 1]
             || conv.stride is not [1, 1] || conv.dilation is not [1, 1] || conv.padding_mode != PaddingModes.Zeros) return false;
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || conv.bias is { requires_grad: true })) return false;
-        if (!KernelTensors.Addressable(input) || !GroupNormKernel.ChannelsLast(input)) return false;
-        if (!KernelTensors.Addressable(weight) || !(weight.is_contiguous() || GroupNormKernel.ChannelsLast(weight))) return false;
+        if (!KernelTensors.Addressable(input) || !KernelTensors.ChannelsLast(input)) return false;
+        if (!KernelTensors.Addressable(weight) || !(weight.is_contiguous() || KernelTensors.ChannelsLast(weight))) return false;
         return conv.bias is null || (KernelTensors.Addressable(conv.bias) && conv.bias.is_contiguous());
     }
 
@@ -73,8 +73,8 @@ internal static unsafe class WinogradConvolution
         int threads = Math.Max(1, get_num_threads());
         Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, part =>
         {
-            long from = cout * part / threads, to = cout * (part + 1) / threads;
-            for (long o = from; o < to; o++)
+            var (first, count) = KernelTensors.Share(cout, threads, part);
+            for (long o = first; o < first + count; o++)
                 for (long i = 0; i < cin; i += Lanes)
                     TransformKernels(g + o * stride[0] + i * stride[1], stride[1], stride[2], stride[3], u + o * cin + i, cout * cin);
         });
@@ -156,8 +156,8 @@ internal static unsafe class WinogradConvolution
             long f = first;
             Parallel.For(0, threads, options, part =>
             {
-                long from = count * part / threads, to = count * (part + 1) / threads;
-                for (long t = from; t < to; t++) TransformInputTile(x, z, vp, shape, f + t, t, chunk);
+                var (from, share) = KernelTensors.Share(count, threads, part);
+                for (long t = from; t < from + share; t++) TransformInputTile(x, z, vp, shape, f + t, t, chunk);
             });
             // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
             // called one by one, each split over the threads, took the VAE encode from 1.1 to 1.45 s in one run).
@@ -167,8 +167,8 @@ internal static unsafe class WinogradConvolution
             float* mp = KernelTensors.Address(m);
             Parallel.For(0, threads, options, part =>
             {
-                long from = count * part / threads, to = count * (part + 1) / threads;
-                for (long t = from; t < to; t++) TransformOutputTile(mp, y, b, shape, f + t, t, count);
+                var (from, share) = KernelTensors.Share(count, threads, part);
+                for (long t = from; t < from + share; t++) TransformOutputTile(mp, y, b, shape, f + t, t, count);
             });
         }
         return output.permute(0, 3, 1, 2);

@@ -62,7 +62,7 @@ public sealed class WinogradConvolutionTests
 
         // Then the output is [B, C_out, H, W] stored channels-last, within float32 rounding of float64
         Assert.That(y.shape, Is.EqualTo(new long[] { batch, cout, height, width }));
-        Assert.That(GroupNormKernel.ChannelsLast(y), Is.True, "channels-last, as oneDNN returns it");
+        Assert.That(KernelTensors.ChannelsLast(y), Is.True, "channels-last, as oneDNN returns it");
         double error = Error(y, Float64(x, conv));
         TestContext.Out.WriteLine($"largest error against float64: {error:E2}");
         Assert.That(error, Is.LessThan(Tolerance));
