@@ -78,30 +78,13 @@ internal static unsafe class AttentionKernel
         {
             float* q = KernelTensors.Address(query), k = KernelTensors.Address(key), v = KernelTensors.Address(value), o = KernelTensors.Address(output);
             int threads = Math.Max(1, get_num_threads());
-            var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
-            Parallel.For(0, shape.Batch * shape.Heads, options, bh =>
-            {
-                PackKeys(k, packedKeys + bh * packedPerHead, shape, bh / shape.Heads, bh % shape.Heads);
-                PackValues(v, packedValues + bh * valuesPerHead, shape, bh / shape.Heads, bh % shape.Heads);
-            });
+            var packing = new Packing(k, v, packedKeys, packedValues, packedPerHead, valuesPerHead, shape, threads);
+            KernelThreads.Run(threads, ref packing);
 
             int queryBlocks = (shape.Queries + QueryBlock - 1) / QueryBlock;
-            int items = shape.Batch * shape.Heads * queryBlocks;
             int next = -1;
-            Parallel.For(0, threads, options, _ =>
-            {
-                var scratch = new Scratch(headDim);
-                try
-                {
-                    for (int item = Interlocked.Increment(ref next); item < items; item = Interlocked.Increment(ref next))
-                    {
-                        int bh = item / queryBlocks, block = item % queryBlocks;
-                        AttendBlock(q, packedKeys + bh * packedPerHead, packedValues + bh * valuesPerHead, o, shape,
-                            bh / shape.Heads, bh % shape.Heads, block * QueryBlock, scale, scratch);
-                    }
-                }
-                finally { scratch.Free(); }
-            });
+            var blocks = new QueryBlocks(q, packedKeys, packedValues, o, packedPerHead, valuesPerHead, shape, queryBlocks, scale, &next);
+            KernelThreads.Run(threads, ref blocks);
         }
         finally
         {
@@ -116,8 +99,43 @@ internal static unsafe class AttentionKernel
         public int Width => Heads * HeadDim;
     }
 
+    // Every (sample, head)'s keys and values reordered, shared among the parts.
+    private readonly struct Packing(float* k, float* v, float* packedKeys, float* packedValues, long packedPerHead, long valuesPerHead, Shape shape, int parts) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            var (first, count) = KernelTensors.Share(shape.Batch * shape.Heads, parts, part);
+            for (long bh = first; bh < first + count; bh++)
+            {
+                PackKeys(k, packedKeys + bh * packedPerHead, shape, (int)(bh / shape.Heads), (int)(bh % shape.Heads));
+                PackValues(v, packedValues + bh * valuesPerHead, shape, (int)(bh / shape.Heads), (int)(bh % shape.Heads));
+            }
+        }
+    }
+
+    // The query blocks of every (sample, head), taken by the parts one at a time from the counter `next`.
+    private readonly struct QueryBlocks(float* q, float* packedKeys, float* packedValues, float* o, long packedPerHead, long valuesPerHead,
+        Shape shape, int queryBlocks, float scale, int* next) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            int items = shape.Batch * shape.Heads * queryBlocks;
+            var scratch = new Scratch(shape.HeadDim);
+            try
+            {
+                for (int item = Interlocked.Increment(ref *next); item < items; item = Interlocked.Increment(ref *next))
+                {
+                    int bh = item / queryBlocks, block = item % queryBlocks;
+                    AttendBlock(q, packedKeys + bh * packedPerHead, packedValues + bh * valuesPerHead, o, shape,
+                        bh / shape.Heads, bh % shape.Heads, block * QueryBlock, scale, scratch);
+                }
+            }
+            finally { scratch.Free(); }
+        }
+    }
+
     /// <summary>Per-thread buffers: the transposed query block, one chunk's scores, the transposed output.</summary>
-    private sealed class Scratch(int headDim)
+    private readonly struct Scratch(int headDim)
     {
         public readonly float* QueryT = Alloc(headDim * QueryBlock);
         public readonly float* Scores = Alloc(KeyChunk * QueryBlock);
@@ -177,7 +195,7 @@ internal static unsafe class AttentionKernel
     private static int GroupWidth(int remaining) => remaining >= 8 ? 8 : 1;
 
     private static void AttendBlock(float* q, float* packedKeys, float* packedValues, float* o, Shape s, int b, int h,
-        int q0, float scale, Scratch scratch)
+        int q0, float scale, in Scratch scratch)
     {
         int count = Math.Min(QueryBlock, s.Queries - q0);
         int d = s.HeadDim;

@@ -79,22 +79,33 @@ internal static unsafe class GroupNormKernel
     // Each (sample, group) is one contiguous block of ChannelsPerGroup × Positions values.
     private static void NormalizePlain(float* x, float* y, float* weight, float* bias, Layout s, float eps, bool silu, int threads)
     {
-        long items = s.Batch * s.Groups;
-        long block = s.ChannelsPerGroup * s.Positions;
-        Parallel.For(0, items, new ParallelOptions { MaxDegreeOfParallelism = threads }, item =>
+        var work = new PlainGroups(x, y, weight, bias, s, eps, silu, (int)Math.Min(threads, s.Batch * s.Groups));
+        KernelThreads.Run(work.Parts, ref work);
+    }
+
+    private readonly struct PlainGroups(float* x, float* y, float* weight, float* bias, Layout s, float eps, bool silu, int parts) : IPartitionedWork
+    {
+        public int Parts => parts;
+
+        public void Run(int part)
         {
-            float* source = x + item * block, target = y + item * block;
-            double mean = Sum(source, block) / block;
-            double variance = SquaredDeviations(source, block, (float)mean) / block;
-            float rstd = (float)(1.0 / Math.Sqrt(variance + eps));
-            long firstChannel = item % s.Groups * s.ChannelsPerGroup;
-            for (long c = 0; c < s.ChannelsPerGroup; c++)
+            long block = s.ChannelsPerGroup * s.Positions;
+            var (first, count) = KernelTensors.Share(s.Batch * s.Groups, parts, part);
+            for (long item = first; item < first + count; item++)
             {
-                float scale = weight[firstChannel + c] * rstd;
-                float shift = bias[firstChannel + c] - (float)mean * scale;
-                Apply(source + c * s.Positions, target + c * s.Positions, s.Positions, scale, shift, silu);
+                float* source = x + item * block, target = y + item * block;
+                double mean = Sum(source, block) / block;
+                double variance = SquaredDeviations(source, block, (float)mean) / block;
+                float rstd = (float)(1.0 / Math.Sqrt(variance + eps));
+                long firstChannel = item % s.Groups * s.ChannelsPerGroup;
+                for (long c = 0; c < s.ChannelsPerGroup; c++)
+                {
+                    float scale = weight[firstChannel + c] * rstd;
+                    float shift = bias[firstChannel + c] - (float)mean * scale;
+                    Apply(source + c * s.Positions, target + c * s.Positions, s.Positions, scale, shift, silu);
+                }
             }
-        });
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -162,9 +173,9 @@ internal static unsafe class GroupNormKernel
     {
         int channels = checked((int)s.Channels);
         int parts = (int)Math.Max(1, Math.Min(threads, s.Positions / Positions));
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
         double* sums = null;
         float* perChannel = null;
+        Span<double> means = stackalloc double[checked((int)s.Groups)], variances = stackalloc double[(int)s.Groups];
         try
         {
             sums = (double*)NativeMemory.AlignedAlloc((nuint)((long)parts * channels * sizeof(double)), 64);
@@ -174,32 +185,44 @@ internal static unsafe class GroupNormKernel
             {
                 float* source = x + b * s.Positions * channels, target = y + b * s.Positions * channels;
                 // Pass 1: per-channel sums → group means (held per channel in `shifts` for pass 2).
-                Parallel.For(0, parts, options, part =>
-                    SumRows(source, KernelTensors.Share(s.Positions, parts, part), channels, null, sums + (long)part * channels));
-                var means = GroupStatistics(sums, parts, s, shifts);
+                var meanSums = new ChannelSums(source, s.Positions, channels, null, sums, parts);
+                KernelThreads.Run(parts, ref meanSums);
+                GroupStatistics(sums, parts, s, shifts, means);
                 // Pass 2: per-channel sums of squared deviations from the group mean → variances.
-                Parallel.For(0, parts, options, part =>
-                    SumRows(source, KernelTensors.Share(s.Positions, parts, part), channels, shifts, sums + (long)part * channels));
-                var variances = GroupStatistics(sums, parts, s, null);
+                var deviationSums = new ChannelSums(source, s.Positions, channels, shifts, sums, parts);
+                KernelThreads.Run(parts, ref deviationSums);
+                GroupStatistics(sums, parts, s, null, variances);
                 for (int c = 0; c < channels; c++)
                 {
                     long g = c / s.ChannelsPerGroup;
-                    float rstd = (float)(1.0 / Math.Sqrt(variances[g] + eps));
+                    float rstd = (float)(1.0 / Math.Sqrt(variances[(int)g] + eps));
                     scales[c] = weight[c] * rstd;
-                    shifts[c] = bias[c] - (float)means[g] * scales[c];
+                    shifts[c] = bias[c] - (float)means[(int)g] * scales[c];
                 }
                 // Pass 3: scale, shift, SiLU.
-                Parallel.For(0, parts, options, part =>
-                {
-                    var (first, count) = KernelTensors.Share(s.Positions, parts, part);
-                    ApplyRows(source + first * channels, target + first * channels, count, channels, scales, shifts, silu);
-                });
+                var rows = new ScaledRows(source, target, s.Positions, channels, scales, shifts, silu, parts);
+                KernelThreads.Run(parts, ref rows);
             }
         }
         finally
         {
             NativeMemory.AlignedFree(sums);
             NativeMemory.AlignedFree(perChannel);
+        }
+    }
+
+    // Each part's per-channel sums over its share of the positions, into its own row of `sums`.
+    private readonly struct ChannelSums(float* source, long positions, int channels, float* means, double* sums, int parts) : IPartitionedWork
+    {
+        public void Run(int part) => SumRows(source, KernelTensors.Share(positions, parts, part), channels, means, sums + (long)part * channels);
+    }
+
+    private readonly struct ScaledRows(float* source, float* target, long positions, int channels, float* scales, float* shifts, bool silu, int parts) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            var (first, count) = KernelTensors.Share(positions, parts, part);
+            ApplyRows(source + first * channels, target + first * channels, count, channels, scales, shifts, silu);
         }
     }
 
@@ -262,20 +285,19 @@ internal static unsafe class GroupNormKernel
         (Vector512.Load(sums + 8) + Avx512F.ConvertToVector512Double(partial.GetUpper())).Store(sums + 8);
     }
 
-    // Adds the parts' per-channel sums by group and divides by the group's size; with `means` non-null also writes
+    // Adds the parts' per-channel sums by group into `groups` and divides by the group's size; with `means` non-null also writes
     // each channel's group mean there (as float32, the value the deviations are taken from).
-    private static double[] GroupStatistics(double* sums, int parts, Layout s, float* means)
+    private static void GroupStatistics(double* sums, int parts, Layout s, float* means, Span<double> groups)
     {
-        var groups = new double[s.Groups];
+        groups.Clear();
         long channels = s.Channels;
         for (int part = 0; part < parts; part++)
             for (long c = 0; c < channels; c++)
-                groups[c / s.ChannelsPerGroup] += sums[part * channels + c];
+                groups[(int)(c / s.ChannelsPerGroup)] += sums[part * channels + c];
         double size = s.ChannelsPerGroup * s.Positions;
-        for (long g = 0; g < s.Groups; g++) groups[g] /= size;
+        for (int g = 0; g < groups.Length; g++) groups[g] /= size;
         if (means is not null)
-            for (long c = 0; c < channels; c++) means[c] = (float)groups[c / s.ChannelsPerGroup];
-        return groups;
+            for (long c = 0; c < channels; c++) means[c] = (float)groups[(int)(c / s.ChannelsPerGroup)];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -70,15 +70,23 @@ internal static unsafe class WinogradConvolution
         // The weight is addressed through a dense view of its storage: as stored, whatever the order of its strides.
         using var dense = weight.as_strided([weight.numel()], [1], weight.storage_offset());
         float* g = KernelTensors.Address(dense), u = KernelTensors.Address(transformed);
-        int threads = Math.Max(1, get_num_threads());
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, part =>
+        var work = new WeightTransform(g, u, cout, cin, stride, Math.Max(1, get_num_threads()));
+        KernelThreads.Run(work.Parts, ref work);
+        return transformed;
+    }
+
+    private readonly struct WeightTransform(float* g, float* u, long cout, long cin, long[] stride, int parts) : IPartitionedWork
+    {
+        private readonly long _s0 = stride[0], _s1 = stride[1], _s2 = stride[2], _s3 = stride[3];
+        public int Parts => parts;
+
+        public void Run(int part)
         {
-            var (first, count) = KernelTensors.Share(cout, threads, part);
+            var (first, count) = KernelTensors.Share(cout, parts, part);
             for (long o = first; o < first + count; o++)
                 for (long i = 0; i < cin; i += Lanes)
-                    TransformKernels(g + o * stride[0] + i * stride[1], stride[1], stride[2], stride[3], u + o * cin + i, cout * cin);
-        });
-        return transformed;
+                    TransformKernels(g + o * _s0 + i * _s1, _s1, _s2, _s3, u + o * cin + i, cout * cin);
+        }
     }
 
     // Sixteen input channels' kernels at once (lanes), G g Gᵀ in float64: G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
@@ -148,28 +156,19 @@ internal static unsafe class WinogradConvolution
         float* vp = KernelTensors.Address(v), z = KernelTensors.Address(zeroRow);
         float* b = bias is null ? null : KernelTensors.Address(bias);
         int threads = Math.Max(1, get_num_threads());
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
         var shape = new Shape(height, width, tilesH, tilesW, cin, cout);
         for (long first = 0; first < tiles; first += chunk)
         {
             long count = Math.Min(chunk, tiles - first);
-            long f = first;
-            Parallel.For(0, threads, options, part =>
-            {
-                var (from, share) = KernelTensors.Share(count, threads, part);
-                for (long t = from; t < from + share; t++) TransformInputTile(x, z, vp, shape, f + t, t, chunk);
-            });
+            var inputs = new InputTransform(x, z, vp, shape, first, count, chunk, threads);
+            KernelThreads.Run(threads, ref inputs);
             // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
             // called one by one, each split over the threads, took the VAE encode from 1.1 to 1.45 s in one run).
             using var vChunk = v.narrow(1, 0, count);
             using var uT = transformed.transpose(1, 2);
             using var m = bmm(vChunk, uT);
-            float* mp = KernelTensors.Address(m);
-            Parallel.For(0, threads, options, part =>
-            {
-                var (from, share) = KernelTensors.Share(count, threads, part);
-                for (long t = from; t < from + share; t++) TransformOutputTile(mp, y, b, shape, f + t, t, count);
-            });
+            var outputs = new OutputTransform(KernelTensors.Address(m), y, b, shape, first, count, threads);
+            KernelThreads.Run(threads, ref outputs);
         }
         return output.permute(0, 3, 1, 2);
     }
@@ -181,6 +180,25 @@ internal static unsafe class WinogradConvolution
     private static Tensor Scratch() => t_scratch ??= empty(ChunkBytes / sizeof(float), ScalarType.Float32).DetachFromDisposeScope();
 
     private readonly record struct Shape(long Height, long Width, long TilesH, long TilesW, long Cin, long Cout);
+
+    // Tiles [first, first + count) of the chunk into V's slots 0…count−1, shared among the parts.
+    private readonly struct InputTransform(float* x, float* zeros, float* v, Shape shape, long first, long count, long chunk, int parts) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            var (from, share) = KernelTensors.Share(count, parts, part);
+            for (long t = from; t < from + share; t++) TransformInputTile(x, zeros, v, shape, first + t, t, chunk);
+        }
+    }
+
+    private readonly struct OutputTransform(float* m, float* y, float* bias, Shape shape, long first, long count, int parts) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            var (from, share) = KernelTensors.Share(count, parts, part);
+            for (long t = from; t < from + share; t++) TransformOutputTile(m, y, bias, shape, first + t, t, count);
+        }
+    }
 
     // V[k, slot, c] = (Bᵀ d B)[k] for the 4×4 input tile d at rows 2ty−1…2ty+2, columns 2tx−1…2tx+2 (zero outside:
     // those positions read `zeros`, C_in zeros).
