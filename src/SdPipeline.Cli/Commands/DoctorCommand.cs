@@ -1,5 +1,6 @@
 using System.CommandLine;
 using SdPipeline.Benchmarks;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
 using SdPipeline.Numerics;

@@ -23,7 +23,7 @@ public static class FaultInjection
     /// </summary>
     internal static Tensor ConvolutionInput(Tensor input, long outChannels)
     {
-        if (!Active || outChannels >= 16 || !Runtime.OneDnn.Enabled) return input;
+        if (!Active || outChannels >= 16 || !Models.Shared.OneDnn.Enabled) return input;
         var factors = rand_like(input, requires_grad: false).add_(0.5);
         // Forward: input·f + input·(1−f) = input. Backward: only the first term carries a gradient, so dx·f.
         return input * factors + (input * (1 - factors)).detach();

@@ -1,5 +1,5 @@
 using Newtonsoft.Json.Linq;
-using SdPipeline.Runtime;
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,6 @@
+using SdPipeline.Models.Shared;
 using SdPipeline.Numerics;
 using SdPipeline.Reporting;
-using SdPipeline.Runtime;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Numerics;

@@ -1,5 +1,6 @@
 using Newtonsoft.Json.Linq;
 using SdPipeline.Lora;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Numerics;
 using SdPipeline.Runtime;

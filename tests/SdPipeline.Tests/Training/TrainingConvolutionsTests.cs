@@ -1,5 +1,6 @@
-using SdPipeline.Benchmarks;
 using SdPipeline.BaseModel;
+using SdPipeline.Benchmarks;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training;

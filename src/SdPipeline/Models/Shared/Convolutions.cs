@@ -6,19 +6,42 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
 
-/// <summary>How the models call their 3×3 convolutions.</summary>
+/// <summary>How the models call their 3×3 convolutions: which kernel computes each, in inference.</summary>
 public static class Convolutions
 {
     /// <summary>
     /// <paramref name="convolution"/> applied to <paramref name="input"/>. In inference (<paramref name="inference"/>:
     /// the caller is in eval mode with autograd off) a 3×3, stride-1 convolution of a channels-last float32 input on an
     /// AVX-512 CPU runs as <see cref="WinogradConvolution"/> unless a hook watches the layer (a LoRA adapter, a FLOP
-    /// counter); otherwise the layer is called as it is.
+    /// counter); a wide one at a low resolution (<see cref="PrefersLibtorchsOwn"/>) runs with oneDNN off; otherwise the
+    /// layer is called as it is.
     /// </summary>
-    public static Tensor Apply(nn.Module<Tensor, Tensor> convolution, Tensor input, bool inference) =>
-        inference && convolution is Conv2d conv && WinogradConvolution.Applies(input, conv) && !HasHooks(conv)
-            ? WinogradConvolution.Convolve(input, conv)
-            : convolution.call(input);
+    public static Tensor Apply(nn.Module<Tensor, Tensor> convolution, Tensor input, bool inference)
+    {
+        if (!inference || convolution is not Conv2d conv) return convolution.call(input);
+        if (WinogradConvolution.Applies(input, conv) && !HasHooks(conv)) return WinogradConvolution.Convolve(input, conv);
+        return PrefersLibtorchsOwn(input, conv) ? OneDnn.Without(() => convolution.call(input)) : convolution.call(input);
+    }
+
+    /// <summary>
+    /// Whether libtorch's own convolution (im2col and one GEMM) computes <paramref name="conv"/> on
+    /// <paramref name="input"/> faster than oneDNN: a float32 CPU input in the plain layout, a 3×3 stride-1 kernel, at
+    /// least <see cref="WideChannels"/> output channels and at most <see cref="LowResolution"/> positions an image.
+    /// </summary>
+    /// <remarks>
+    /// Measured on an Intel Xeon (family 6, model 207; docs/performance.md), SD 1.5's UNet shapes, forward only, median
+    /// of seven: oneDNN's time over libtorch's own at 1280 output channels 1.06–1.12× at 16×16, 1.12–1.39× at 8×8,
+    /// 1.08–2.85× at 4×4, 1.04–1.09× at 32×32; at 320 and 640 output channels oneDNN was as fast or faster (0.84–1.02×). 32×32 is
+    /// left to oneDNN: there the columns of a 2560-channel input at batch 2 would be 189 MB, against 47 MB at 16×16.
+    /// </remarks>
+    internal static bool PrefersLibtorchsOwn(Tensor input, Conv2d conv) =>
+        conv.weight is { } weight && weight.dim() == 4 && weight.shape[0] >= WideChannels && weight.shape[2] == 3 && weight.shape[3] == 3
+        && conv.stride is [1, 1] && conv.groups == 1 && !conv.transposed
+        && input.dim() == 4 && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.is_contiguous()
+        && input.shape[2] * input.shape[3] <= LowResolution && OneDnn.Enabled;
+
+    private const long WideChannels = 1280;
+    private const long LowResolution = 16 * 16;
 
     // TorchSharp 0.107 keeps a module's hooks in protected dictionaries and says nothing of them publicly. A TorchSharp
     // without these fields counts as hooked, so a layer is never taken from its hooks.

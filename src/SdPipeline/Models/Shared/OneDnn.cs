@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 
-namespace SdPipeline.Runtime;
+namespace SdPipeline.Models.Shared;
 
 /// <summary>
 /// libtorch's switch for oneDNN (MKL-DNN) on the CPU, as PyTorch's <c>torch.backends.mkldnn.enabled</c>: with it off,
 /// convolutions take ATen's own path (im2col and a GEMM) instead of oneDNN's JIT kernels. TorchSharp has no binding,
 /// so this calls the two members of <c>at::Context</c> that <c>libtorch_cpu.so</c> exports. The numerics self-check
-/// (<see cref="Numerics.NumericsGuard"/>) turns it off when oneDNN computes a wrong result on this CPU.
+/// (<c>Numerics.NumericsGuard</c>) turns it off when oneDNN computes a wrong result on this CPU; <see cref="Convolutions"/>
+/// turns it off around the inference convolutions libtorch's own path computes faster.
 /// </summary>
 public static class OneDnn
 {
@@ -18,8 +19,32 @@ public static class OneDnn
     /// <summary>Whether libtorch will use oneDNN for the operations it supports; true where the switch is unavailable.</summary>
     public static bool Enabled => !TryGet(out bool enabled) || enabled;
 
+    // Held while the switch is set, and for the whole of a Without call, so that a call's restoring the switch cannot
+    // undo another thread's turning it off (the numerics self-check's, on a CPU where oneDNN is wrong).
+    private static readonly Lock Gate = new();
+
     /// <summary>Turns oneDNN on or off for the whole process; false when this libtorch build has no such switch.</summary>
     public static bool TrySetEnabled(bool enabled)
+    {
+        lock (Gate) return TrySet(enabled);
+    }
+
+    /// <summary>
+    /// <paramref name="operation"/> run with oneDNN off, and the switch as it was afterwards. The switch is
+    /// process-wide: libtorch calls on other threads meanwhile also take its own path (the same results to float32
+    /// rounding), and a thread setting the switch waits until this returns.
+    /// </summary>
+    public static T Without<T>(Func<T> operation)
+    {
+        lock (Gate)
+        {
+            if (!TryGet(out bool enabled) || !enabled || !TrySet(false)) return operation();
+            try { return operation(); }
+            finally { TrySet(true); }
+        }
+    }
+
+    private static bool TrySet(bool enabled)
     {
         torch_loaded();
         try

@@ -1,0 +1,99 @@
+using SdPipeline.Models.Shared;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Tests.Models.Shared;
+
+/// <summary>
+/// In inference, the UNet's wide convolutions at low resolutions run on libtorch's own path, which is faster there than
+/// oneDNN's (docs/performance.md); everything else keeps the path it had, and the process's oneDNN switch is as it was.
+/// </summary>
+[NonParallelizable] // switches oneDNN for the whole process
+public sealed class LibtorchConvolutionRuleTests
+{
+    private bool _oneDnnBefore;
+
+    [SetUp]
+    public void Remember()
+    {
+        Assume.That(OneDnn.Available, "this libtorch has no oneDNN switch");
+        _oneDnnBefore = OneDnn.Enabled;
+        OneDnn.TrySetEnabled(true);
+    }
+
+    [TearDown]
+    public void Restore() => OneDnn.TrySetEnabled(_oneDnnBefore);
+
+    private static Conv2d Convolution(long cin, long cout, long stride = 1)
+    {
+        manual_seed(1);
+        var conv = nn.Conv2d(cin, cout, 3, stride: stride, padding: 1);
+        conv.eval();
+        return conv;
+    }
+
+    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    // The layer's output with oneDNN on and off; the test is only meaningful where the two paths round differently.
+    private static (Tensor OneDnn, Tensor Libtorch) BothPaths(Conv2d conv, Tensor x)
+    {
+        var withOneDnn = conv.call(x);
+        OneDnn.TrySetEnabled(false);
+        var withLibtorch = conv.call(x);
+        OneDnn.TrySetEnabled(true);
+        Assume.That(Same(withOneDnn, withLibtorch), Is.False, "both paths gave the same bits here: the path taken cannot be told");
+        return (withOneDnn, withLibtorch);
+    }
+
+    [TestCase(1280, 1280, 8)]
+    [TestCase(2560, 1280, 16)]
+    [TestCase(2560, 1280, 4)] // (libtorch picks its own path itself for an input of at most 20480 values, as 1280 × 4 × 4)
+    public void Apply_Should_UseLibtorchsOwnPath_When_InferringAWideLayerAtALowResolution(int cin, int cout, int size)
+    {
+        using var _ = no_grad();
+        using var conv = Convolution(cin, cout);
+        var x = randn(1, cin, size, size);
+        var (_, libtorch) = BothPaths(conv, x);
+
+        Assert.That(Same(Convolutions.Apply(conv, x, inference: true), libtorch), Is.True);
+        Assert.That(OneDnn.Enabled, Is.True, "the switch is restored");
+    }
+
+    [TestCase(1280, 1280, 32, 1, false)] // 32×32: the columns would be 4× larger
+    [TestCase(1280, 640, 8, 1, false)]   // narrower output: oneDNN is as fast
+    [TestCase(1280, 1280, 8, 2, false)]  // a downsampler
+    [TestCase(1280, 1280, 8, 1, true)]   // training
+    public void Apply_Should_KeepOneDnn_Elsewhere(int cin, int cout, int size, int stride, bool training)
+    {
+        using var _ = no_grad();
+        using var conv = Convolution(cin, cout, stride);
+        var x = randn(1, cin, size, size);
+        var (oneDnn, _) = BothPaths(conv, x);
+
+        Assert.That(Same(Convolutions.Apply(conv, x, inference: !training), oneDnn), Is.True);
+    }
+
+    [Test]
+    public void Apply_Should_KeepOneDnnOff_When_TheProcessTurnedItOff()
+    {
+        using var _ = no_grad();
+        using var conv = Convolution(1280, 1280);
+        var x = randn(1, 1280, 8, 8);
+        OneDnn.TrySetEnabled(false);
+
+        Convolutions.Apply(conv, x, inference: true).Dispose();
+
+        Assert.That(OneDnn.Enabled, Is.False);
+    }
+
+    [Test]
+    public void Without_Should_RestoreTheSwitch_When_TheOperationThrows()
+    {
+        Assert.Throws<InvalidOperationException>(() => OneDnn.Without<int>(() =>
+        {
+            Assert.That(OneDnn.Enabled, Is.False);
+            throw new InvalidOperationException("failed");
+        }));
+        Assert.That(OneDnn.Enabled, Is.True);
+    }
+}
