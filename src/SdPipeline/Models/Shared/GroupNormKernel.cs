@@ -194,10 +194,10 @@ internal static unsafe class GroupNormKernel
                 GroupStatistics(sums, parts, s, null, variances);
                 for (int c = 0; c < channels; c++)
                 {
-                    long g = c / s.ChannelsPerGroup;
-                    float rstd = (float)(1.0 / Math.Sqrt(variances[(int)g] + eps));
+                    int g = (int)(c / s.ChannelsPerGroup);
+                    float rstd = (float)(1.0 / Math.Sqrt(variances[g] + eps));
                     scales[c] = weight[c] * rstd;
-                    shifts[c] = bias[c] - (float)means[(int)g] * scales[c];
+                    shifts[c] = bias[c] - (float)means[g] * scales[c];
                 }
                 // Pass 3: scale, shift, SiLU.
                 var rows = new ScaledRows(source, target, s.Positions, channels, scales, shifts, silu, parts);
