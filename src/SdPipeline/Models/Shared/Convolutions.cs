@@ -12,14 +12,16 @@ public static class Convolutions
     /// <summary>
     /// <paramref name="convolution"/> applied to <paramref name="input"/>. In inference (<paramref name="inference"/>:
     /// the caller is in eval mode with autograd off) a 3×3, stride-1 convolution of a channels-last float32 input on an
-    /// AVX-512 CPU runs as <see cref="WinogradConvolution"/> unless a hook watches the layer (a LoRA adapter, a FLOP
-    /// counter); a wide one at a low resolution (<see cref="PrefersLibtorchsOwn"/>) runs with oneDNN off; otherwise the
-    /// layer is called as it is.
+    /// AVX-512 CPU runs as <see cref="WinogradConvolution"/>, and one of a plain-layout input of at least
+    /// <see cref="WinogradPositions"/> positions an image as <see cref="PlainWinogradConvolution"/>, unless a hook watches
+    /// the layer (a LoRA adapter, a FLOP counter); a wide one at a low resolution (<see cref="PrefersLibtorchsOwn"/>) runs
+    /// with oneDNN off; otherwise the layer is called as it is.
     /// </summary>
     public static Tensor Apply(nn.Module<Tensor, Tensor> convolution, Tensor input, bool inference)
     {
         if (!inference || convolution is not Conv2d conv) return convolution.call(input);
         if (WinogradConvolution.Applies(input, conv) && !HasHooks(conv)) return WinogradConvolution.Convolve(input, conv);
+        if (PrefersPlainWinograd(input, conv) && !HasHooks(conv)) return PlainWinogradConvolution.Convolve(input, conv);
         return PrefersLibtorchsOwn(input, conv) ? OneDnn.Without(() => convolution.call(input)) : convolution.call(input);
     }
 
@@ -40,6 +42,19 @@ public static class Convolutions
         && input.dim() == 4 && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.is_contiguous()
         && input.shape[2] * input.shape[3] <= LowResolution && OneDnn.Enabled;
 
+    /// <summary>
+    /// Whether <paramref name="conv"/> on the plain-layout <paramref name="input"/> runs as
+    /// <see cref="PlainWinogradConvolution"/>: where it applies, at <see cref="WinogradPositions"/> positions an image or more.
+    /// </summary>
+    /// <remarks>
+    /// Measured on an Intel Xeon (family 6, model 207; docs/performance.md), SD 1.5's UNet shapes at 512 px, batch 2,
+    /// median of seven, interleaved: Winograd's time over oneDNN's 0.51–0.77× at 64×64 and 32×32 (320 to 1280
+    /// channels), 1.16–1.25× at 16×16, where a tile group's GEMM is too small to pay for the transforms and the weight's.
+    /// </remarks>
+    internal static bool PrefersPlainWinograd(Tensor input, Conv2d conv) =>
+        input.dim() == 4 && input.shape[2] * input.shape[3] >= WinogradPositions && PlainWinogradConvolution.Applies(input, conv);
+
+    private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;
     private const long LowResolution = 16 * 16;
 

@@ -28,7 +28,13 @@ internal static unsafe class WinogradConvolution
     /// zeros, no dilation or groups; channel counts multiples of 16; float32 on the CPU, the input [B, C, H, W] stored
     /// channels-last; nothing that needs a gradient.
     /// </summary>
-    public static bool Applies(Tensor input, Conv2d conv)
+    public static bool Applies(Tensor input, Conv2d conv) => Fits(input, conv) && KernelTensors.ChannelsLast(input);
+
+    /// <summary>
+    /// What <see cref="Applies"/> asks of the layer and its input, but the input's layout: shared with
+    /// <see cref="PlainWinogradConvolution"/>, which takes the plain layout.
+    /// </summary>
+    internal static bool Fits(Tensor input, Conv2d conv)
     {
         if (!IsSupported || conv.weight is not { } weight || input.dim() != 4 || input.numel() == 0) return false;
         if (weight.dim() != 4 || weight.shape[2] != 3 || weight.shape[3] != 3 || weight.shape[1] != input.shape[1]
@@ -36,7 +42,7 @@ internal static unsafe class WinogradConvolution
         if (conv.transposed || conv.groups != 1 || conv.padding_type is not null || conv.padding is not [1, 1]
             || conv.stride is not [1, 1] || conv.dilation is not [1, 1] || conv.padding_mode != PaddingModes.Zeros) return false;
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || conv.bias is { requires_grad: true })) return false;
-        if (!KernelTensors.Addressable(input) || !KernelTensors.ChannelsLast(input)) return false;
+        if (!KernelTensors.Addressable(input)) return false;
         if (!KernelTensors.Addressable(weight) || !(weight.is_contiguous() || KernelTensors.ChannelsLast(weight))) return false;
         return conv.bias is null || (KernelTensors.Addressable(conv.bias) && conv.bias.is_contiguous());
     }

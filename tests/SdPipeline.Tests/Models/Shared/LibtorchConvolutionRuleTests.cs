@@ -59,7 +59,6 @@ public sealed class LibtorchConvolutionRuleTests
         Assert.That(OneDnn.Enabled, Is.True, "the switch is restored");
     }
 
-    [TestCase(1280, 1280, 32, 1, false)] // 32×32: the columns would be 4× larger
     [TestCase(1280, 640, 8, 1, false)]   // narrower output: oneDNN is as fast
     [TestCase(1280, 1280, 8, 2, false)]  // a downsampler
     [TestCase(1280, 1280, 8, 1, true)]   // training
@@ -71,6 +70,17 @@ public sealed class LibtorchConvolutionRuleTests
         var (oneDnn, _) = BothPaths(conv, x);
 
         Assert.That(Same(Convolutions.Apply(conv, x, inference: !training), oneDnn), Is.True);
+    }
+
+    [Test]
+    public void PrefersLibtorchsOwn_Should_BeFalse_When_TheImageIsThirtyTwoByThirtyTwo()
+    {
+        // 32×32: the columns would be 4× larger than at 16×16 (and on AVX-512 the layer runs by Winograd there).
+        using var _ = no_grad();
+        using var conv = Convolution(1280, 1280);
+        using var x = randn(1, 1280, 32, 32);
+
+        Assert.That(Convolutions.PrefersLibtorchsOwn(x, conv), Is.False);
     }
 
     [Test]
