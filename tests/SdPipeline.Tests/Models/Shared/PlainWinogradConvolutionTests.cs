@@ -5,6 +5,7 @@ using SdPipeline.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static SdPipeline.Tests.Models.Shared.WinogradTesting;
 
 namespace SdPipeline.Tests.Models.Shared;
 
@@ -23,20 +24,6 @@ public sealed class PlainWinogradConvolutionTests
     // Measured on an Intel Xeon (family 6, model 207), outputs of magnitude ≤ ~5: largest error against float64
     // 0.1–3.9e-6 at 16–512 channels (libtorch's float32 convolution of the same inputs 0.7–1.4e-6).
     private const double Tolerance = 1e-5;
-
-    private static Conv2d Convolution(long cin, long cout, bool bias = true, long stride = 1, long padding = 1, long kernel = 3)
-    {
-        var conv = nn.Conv2d(cin, cout, kernel, stride: stride, padding: padding, bias: bias);
-        conv.eval();
-        return conv;
-    }
-
-    private static Tensor Float64(Tensor x, Conv2d conv) =>
-        nn.functional.conv2d(x.to(ScalarType.Float64), conv.weight!.to(ScalarType.Float64), conv.bias?.to(ScalarType.Float64), padding: [1, 1]);
-
-    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
-
-    private static double Error(Tensor actual, Tensor expected) => (actual.to(ScalarType.Float64) - expected).abs().max().item<double>();
 
     [TestCase(1, 16, 32, 8, 64, true, TestName = "Convolve_Should_MatchFloat64_When_TileGroupsAreWhole (two groups a row)")]
     [TestCase(2, 32, 16, 33, 47, true, TestName = "Convolve_Should_MatchFloat64_When_SizesAreOdd (partial group and tile, two samples)")]

@@ -5,6 +5,7 @@ using SdPipeline.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using static SdPipeline.Tests.Models.Shared.WinogradTesting;
 
 namespace SdPipeline.Tests.Models.Shared;
 
@@ -24,20 +25,6 @@ public sealed class WinogradConvolutionTests
     private const double Tolerance = 1e-5;
 
     private static Tensor ChannelsLast(Tensor x) => x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
-
-    private static Conv2d Convolution(long cin, long cout, bool bias = true, long stride = 1, long padding = 1, long kernel = 3)
-    {
-        var conv = nn.Conv2d(cin, cout, kernel, stride: stride, padding: padding, bias: bias);
-        conv.eval();
-        return conv;
-    }
-
-    private static Tensor Float64(Tensor x, Conv2d conv) =>
-        nn.functional.conv2d(x.to(ScalarType.Float64), conv.weight!.to(ScalarType.Float64), conv.bias?.to(ScalarType.Float64), padding: [1, 1]);
-
-    private static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
-
-    private static double Error(Tensor actual, Tensor expected) => (actual.to(ScalarType.Float64) - expected).abs().max().item<double>();
 
     [TestCase(1, 16, 32, 8, 8, true, false, TestName = "Convolve_Should_MatchFloat64_When_WholeTiles")]
     [TestCase(2, 32, 16, 7, 9, true, false, TestName = "Convolve_Should_MatchFloat64_When_SizesAreOdd (partial tiles, two samples)")]

@@ -1,0 +1,24 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Tests.Models.Shared;
+
+/// <summary>What the two Winograd convolutions' tests build and compare: eval-mode layers, float64 references, bits.</summary>
+internal static class WinogradTesting
+{
+    public static Conv2d Convolution(long cin, long cout, bool bias = true, long stride = 1, long padding = 1, long kernel = 3)
+    {
+        var conv = nn.Conv2d(cin, cout, kernel, stride: stride, padding: padding, bias: bias);
+        conv.eval();
+        return conv;
+    }
+
+    /// <summary>The 3×3, padding-1 convolution of <paramref name="x"/> by <paramref name="conv"/>'s parameters in float64.</summary>
+    public static Tensor Float64(Tensor x, Conv2d conv) =>
+        nn.functional.conv2d(x.to(ScalarType.Float64), conv.weight!.to(ScalarType.Float64), conv.bias?.to(ScalarType.Float64), padding: [1, 1]);
+
+    public static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    /// <summary>The largest absolute difference of <paramref name="actual"/> from the float64 <paramref name="expected"/>.</summary>
+    public static double Error(Tensor actual, Tensor expected) => (actual.to(ScalarType.Float64) - expected).abs().max().item<double>();
+}
