@@ -49,7 +49,7 @@ public static class Convolutions
     /// <remarks>
     /// Measured on an Intel Xeon (family 6, model 207; docs/performance.md), SD 1.5's UNet shapes at 512 px, batch 2,
     /// median of seven, interleaved: Winograd's time over oneDNN's 0.51–0.77× at 64×64 and 32×32 (320 to 1280
-    /// channels), 1.16–1.25× at 16×16, where a tile group's GEMM is too small to pay for the transforms and the weight's.
+    /// channels), 1.15–1.36× at 16×16, where a tile group's GEMM is too small to pay for the transforms and the weight's.
     /// </remarks>
     internal static bool PrefersPlainWinograd(Tensor input, Conv2d conv) =>
         input.dim() == 4 && input.shape[2] * input.shape[3] >= WinogradPositions && PlainWinogradConvolution.Applies(input, conv);

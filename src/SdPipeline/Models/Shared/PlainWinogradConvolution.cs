@@ -52,7 +52,8 @@ internal static unsafe class PlainWinogradConvolution
             long count = Math.Min(perChunk, shape.Groups - first);
             var inputs = new InputTransform(x, vp, shape, first, count, threads);
             KernelThreads.Run(threads, ref inputs);
-            using var v = scratch.narrow(0, 0, TileElements * cin * Lanes * count).view(TileElements, cin, Lanes * count);
+            using var filled = scratch.narrow(0, 0, TileElements * cin * Lanes * count);
+            using var v = filled.view(TileElements, cin, Lanes * count);
             using var m = bmm(transformed, v);
             var outputs = new OutputTransform(KernelTensors.Address(m), y, bias, shape, first, count, threads);
             KernelThreads.Run(threads, ref outputs);
