@@ -34,7 +34,8 @@ public static class Convolutions
     /// Measured on an Intel Xeon (family 6, model 207; docs/performance.md), SD 1.5's UNet shapes, forward only, median
     /// of seven: oneDNN's time over libtorch's own at 1280 output channels 1.06–1.12× at 16×16, 1.12–1.39× at 8×8,
     /// 1.08–2.85× at 4×4, 1.04–1.09× at 32×32; at 320 and 640 output channels oneDNN was as fast or faster (0.84–1.02×). 32×32 is
-    /// left to oneDNN: there the columns of a 2560-channel input at batch 2 would be 189 MB, against 47 MB at 16×16.
+    /// left to oneDNN (or, on AVX-512, to <see cref="PlainWinogradConvolution"/>): there the columns of a 2560-channel
+    /// input at batch 2 would be 189 MB, against 47 MB at 16×16.
     /// </remarks>
     internal static bool PrefersLibtorchsOwn(Tensor input, Conv2d conv) =>
         conv.weight is { } weight && weight.dim() == 4 && weight.shape[0] >= WideChannels && weight.shape[2] == 3 && weight.shape[3] == 3
