@@ -28,7 +28,7 @@ internal static unsafe class WinogradConvolution
     /// zeros, no dilation or groups; channel counts multiples of 16; float32 on the CPU, the input [B, C, H, W] stored
     /// channels-last; nothing that needs a gradient.
     /// </summary>
-    public static bool Applies(Tensor input, Conv2d conv) => Fits(input, conv) && KernelTensors.ChannelsLast(input);
+    public static bool Applies(Tensor input, Conv2d conv) => KernelTensors.ChannelsLast(input) && Fits(input, conv);
 
     /// <summary>
     /// What <see cref="Applies"/> asks of the layer and its input, but the input's layout: shared with
