@@ -38,34 +38,54 @@ internal static unsafe class PlainWinogradConvolution
     public static Tensor Convolve(Tensor input, Conv2d conv)
     {
         long batch = input.shape[0], cin = input.shape[1], height = input.shape[2], width = input.shape[3];
-        long cout = conv.weight!.shape[0];
+        var weight = conv.weight!;
+        long cout = weight.shape[0];
         var shape = new Shape(batch, height, width, (height + 1) / 2, ((width + 1) / 2 + Lanes - 1) / Lanes, cin, cout);
-        long perChunk = Math.Max(1, ChunkBytes / (TileElements * Lanes * sizeof(float) * Math.Max(cin, cout)));
-        using var transformed = WinogradConvolution.TransformWeight(conv.weight);
+        long block = OutputBlock(cin, cout);
+        long perChunk = Math.Max(1, ChunkBytes / (TileElements * Lanes * sizeof(float) * Math.Max(cin, block)));
         var output = empty([batch, cout, height, width], ScalarType.Float32);
         using var scratch = empty(TileElements * cin * Lanes * Math.Min(perChunk, shape.Groups), ScalarType.Float32);
         float* x = KernelTensors.Address(input), y = KernelTensors.Address(output), vp = KernelTensors.Address(scratch);
         float* bias = conv.bias is null ? null : KernelTensors.Address(conv.bias);
         int threads = Math.Max(1, get_num_threads());
-        for (long first = 0; first < shape.Groups; first += perChunk)
+        for (long firstOut = 0; firstOut < cout; firstOut += block)
         {
-            long count = Math.Min(perChunk, shape.Groups - first);
-            var inputs = new InputTransform(x, vp, shape, first, count, threads);
-            KernelThreads.Run(threads, ref inputs);
-            using var filled = scratch.narrow(0, 0, TileElements * cin * Lanes * count);
-            using var v = filled.view(TileElements, cin, Lanes * count);
-            using var m = bmm(transformed, v);
-            var outputs = new OutputTransform(KernelTensors.Address(m), y, bias, shape, first, count, threads);
-            KernelThreads.Run(threads, ref outputs);
+            long outputs = Math.Min(block, cout - firstOut);
+            using var weights = weight.narrow(0, firstOut, outputs);
+            using var transformed = WinogradConvolution.TransformWeight(weights);
+            for (long first = 0; first < shape.Groups; first += perChunk)
+            {
+                long count = Math.Min(perChunk, shape.Groups - first);
+                var inputs = new InputTransform(x, vp, shape, first, count, threads);
+                KernelThreads.Run(threads, ref inputs);
+                using var filled = scratch.narrow(0, 0, TileElements * cin * Lanes * count);
+                using var v = filled.view(TileElements, cin, Lanes * count);
+                using var m = bmm(transformed, v);
+                var transform = new OutputTransform(KernelTensors.Address(m), y, bias, shape, firstOut, outputs, first, count, threads);
+                KernelThreads.Run(threads, ref transform);
+            }
         }
         return output;
     }
 
     // V and M at most this large a chunk: a chunk's GEMM reads all of U, so chunks must be large enough to amortise
-    // that, and small enough that V and M stay in the cache between the transforms and the GEMM. (Measured with the
-    // UNet forward's peak: 4 MiB chunks, V in a per-thread block, or U made in blocks of output channels of at most 16
-    // MB each raised it, to 3.86–3.91 GiB against 3.80; docs/performance.md.)
+    // that, and small enough that V and M stay in the cache between the transforms and the GEMM.
     private const long ChunkBytes = 8L << 20;
+
+    // U at most this large: a wider layer is computed in blocks of output channels, each block's U made and used in
+    // turn (the input transform is repeated per block). U is 16/9 of the weight, 105 MB for the 1280-channel
+    // upsampler at 32×32, and it was the largest transient at two of the SD 1.5 UNet forward's highest points.
+    private const long WeightBytes = 32L << 20;
+
+    // Output channels a block: all of them, or as few blocks of about equal size (multiples of 16) as keep U within
+    // WeightBytes.
+    internal static long OutputBlock(long cin, long cout)
+    {
+        long bytesPerOutput = TileElements * cin * sizeof(float);
+        long blocks = (cout * bytesPerOutput + WeightBytes - 1) / WeightBytes;
+        long perBlock = (cout + blocks - 1) / blocks;
+        return Math.Min(cout, (perBlock + Lanes - 1) / Lanes * Lanes);
+    }
 
     // TilesH tile rows of an image, GroupsW groups of 16 tiles a tile row (the last may be partly past the edge).
     private readonly record struct Shape(long Batch, long Height, long Width, long TilesH, long GroupsW, long Cin, long Cout)
@@ -158,23 +178,25 @@ internal static unsafe class PlainWinogradConvolution
         c3 = Avx512F.PermuteVar16x32x2(a2, odds, b2);
     }
 
-    // The outputs of groups [first, first + count) from their products M [16, C_out, 16·count], each part taking a
-    // share of the output channels.
-    private readonly struct OutputTransform(float* m, float* y, float* bias, Shape shape, long first, long count, int parts) : IPartitionedWork
+    // The outputs of groups [first, first + count) in output channels [firstOut, firstOut + outputs) from their
+    // products M [16, outputs, 16·count], each part taking a share of those channels.
+    private readonly struct OutputTransform(float* m, float* y, float* bias, Shape shape, long firstOut, long outputs, long first, long count, int parts)
+        : IPartitionedWork
     {
         public void Run(int part)
         {
-            var (from, share) = KernelTensors.Share(shape.Cout, parts, part);
-            long slots = Lanes * count, kStride = shape.Cout * slots;
+            var (from, share) = KernelTensors.Share(outputs, parts, part);
+            long slots = Lanes * count, kStride = outputs * slots;
             float* edge = stackalloc float[2 * Lanes];
             for (long o = from; o < from + share; o++)
             {
-                var b = bias is null ? Vector512<float>.Zero : Vector512.Create(bias[o]);
+                long channel = firstOut + o;
+                var b = bias is null ? Vector512<float>.Zero : Vector512.Create(bias[channel]);
                 for (long g = 0; g < count; g++)
                 {
                     long group = first + g;
                     long gx = group % shape.GroupsW, ty = group / shape.GroupsW % shape.TilesH, image = group / shape.GroupsW / shape.TilesH;
-                    float* row = y + ((image * shape.Cout + o) * shape.Height + 2 * ty) * shape.Width + 2 * Lanes * gx;
+                    float* row = y + ((image * shape.Cout + channel) * shape.Height + 2 * ty) * shape.Width + 2 * Lanes * gx;
                     int columns = (int)Math.Min(2 * Lanes, shape.Width - 2 * Lanes * gx);
                     bool secondRow = 2 * ty + 1 < shape.Height;
                     TransformOutputGroup(m + o * slots + Lanes * g, kStride, b, row, secondRow ? row + shape.Width : null, columns, edge);

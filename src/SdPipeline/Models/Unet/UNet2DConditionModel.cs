@@ -192,11 +192,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
             var residuals = downBlockResSamples.GetRange(downBlockResSamples.Count - take, take);
             downBlockResSamples.RemoveRange(downBlockResSamples.Count - take, take);
             if (i < up_blocks.Count - 1 && forwardUpsampleSize) upsampleSize = downBlockResSamples[^1].shape[2..];
-            var upSampled = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize);
-            // What the up block consumed is read by nothing else now (see Intermediates).
-            sample.Dispose();
-            foreach (var residual in residuals) residual.Dispose();
-            sample = upSampled;
+            sample = upBlock.Forward(sample, residuals, emb, encoderHiddenStates, upsampleSize); // consumes sample and residuals
         }
 
         // 6. post-process

@@ -41,12 +41,13 @@ public sealed class UpBlock2D : UNetUpBlock
     /// <inheritdoc />
     public override Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize)
     {
-        var input = hiddenStates;
         for (int i = 0; i < resnets.Count; i++)
         {
             int layer = i;
-            var joined = torch.cat([hiddenStates, residuals[residuals.Count - 1 - i]], dim: 1);
-            if (!ReferenceEquals(hiddenStates, input)) hiddenStates.Dispose(); // see Intermediates
+            var residual = residuals[residuals.Count - 1 - i];
+            var joined = torch.cat([hiddenStates, residual], dim: 1);
+            hiddenStates.Dispose(); // consumed (see UNetUpBlock.Forward and Intermediates)
+            residual.Dispose();
             hiddenStates = joined.Into(h => RunSubBlock(resnets[layer], h, temb));
         }
         foreach (var upsampler in upsamplers) hiddenStates = hiddenStates.Into(h => upsampler.Forward(h, upsampleSize));

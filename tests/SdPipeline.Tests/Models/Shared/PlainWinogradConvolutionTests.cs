@@ -54,6 +54,33 @@ public sealed class PlainWinogradConvolutionTests
     }
 
     [Test]
+    public void Convolve_Should_MatchFloat64_When_TheWeightIsTransformedInBlocksOfOutputChannels()
+    {
+        // Given a layer whose transformed weight (16 × 528 × 1024 floats, 33 MiB) is over the 32 MiB a block may take
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(7);
+        var conv = Convolution(1024, 528);
+        conv.weight!.copy_(randn(528, 1024, 3, 3) / Math.Sqrt(9 * 1024));
+        var x = randn(2, 1024, 6, 5);
+        Assert.That(PlainWinogradConvolution.OutputBlock(1024, 528), Is.EqualTo(272), "two blocks, multiples of 16");
+
+        // When it runs
+        var y = PlainWinogradConvolution.Convolve(x, conv);
+
+        // Then every block's channels, bias included, are within float32 rounding of float64
+        double error = Error(y, Float64(x, conv));
+        TestContext.Out.WriteLine($"largest error against float64: {error:E2}");
+        Assert.That(error, Is.LessThan(Tolerance));
+    }
+
+    [TestCase(320, 320, 320)]
+    [TestCase(1920, 640, 224)]
+    [TestCase(1280, 1280, 320)]
+    public void OutputBlock_Should_SplitOnlyWeightsOverTheLimit_IntoEqualBlocks(long cin, long cout, long expected) =>
+        Assert.That(PlainWinogradConvolution.OutputBlock(cin, cout), Is.EqualTo(expected));
+
+    [Test]
     public void Convolve_Should_BeAsAccurateAsLibtorch_When_WidthIsTheUnets()
     {
         // Given a 320-channel UNet-sized convolution, in float32 and float64
