@@ -13,9 +13,10 @@ namespace SdPipeline.Models.Shared;
 /// read and written as whole image rows and no layout copy is made around the convolution.
 /// </summary>
 /// <remarks>
-/// Per chunk of tile groups (16 tiles each), the input transform writes V [16, C_in, S] (S the chunk's tiles), one
-/// batched GEMM makes M = U·V [16, C_out, S] from the transformed weight U [16, C_out, C_in], and the output transform
-/// writes the 2×2 outputs of each tile, plus the bias, into the plain-layout result.
+/// Per block of output channels (all of them unless U would pass 32 MiB) the weight is transformed into U [16, C_out,
+/// C_in]; then per chunk of tile groups (16 tiles each) the input transform writes V [16, C_in, S] (S the chunk's tiles),
+/// one batched GEMM makes M = U·V [16, C_out, S], and the output transform writes the 2×2 outputs of each tile, plus
+/// the bias, into the plain-layout result.
 /// </remarks>
 // The kernels' stack buffers are written before they are read, or cleared where that matters.
 [SkipLocalsInit]
