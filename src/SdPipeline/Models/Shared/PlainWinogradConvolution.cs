@@ -93,6 +93,9 @@ internal static unsafe class PlainWinogradConvolution
     {
         public long Groups => Batch * TilesH * GroupsW;
 
+        // Which image, tile row and group within the row a group index is (groups run along rows, rows down images).
+        public (long Image, long TileRow, long Column) Locate(long group) => (group / GroupsW / TilesH, group / GroupsW % TilesH, group % GroupsW);
+
         // Columns of a staged row: the left zero, the image row, zeros to the last group's last tile.
         public int StagedWidth => (int)(2 * Lanes * GroupsW + 2);
     }
@@ -115,8 +118,7 @@ internal static unsafe class PlainWinogradConvolution
                 long stagedImage = -1, stagedRow = -1;
                 for (long g = 0; g < count; g++)
                 {
-                    long group = first + g;
-                    long gx = group % shape.GroupsW, ty = group / shape.GroupsW % shape.TilesH, image = group / shape.GroupsW / shape.TilesH;
+                    var (image, ty, gx) = shape.Locate(first + g);
                     if (image != stagedImage || ty != stagedRow)
                     {
                         float* plane = x + (image * shape.Cin + c) * shape.Height * shape.Width;
@@ -195,8 +197,7 @@ internal static unsafe class PlainWinogradConvolution
                 var b = bias is null ? Vector512<float>.Zero : Vector512.Create(bias[channel]);
                 for (long g = 0; g < count; g++)
                 {
-                    long group = first + g;
-                    long gx = group % shape.GroupsW, ty = group / shape.GroupsW % shape.TilesH, image = group / shape.GroupsW / shape.TilesH;
+                    var (image, ty, gx) = shape.Locate(first + g);
                     float* row = y + ((image * shape.Cout + channel) * shape.Height + 2 * ty) * shape.Width + 2 * Lanes * gx;
                     int columns = (int)Math.Min(2 * Lanes, shape.Width - 2 * Lanes * gx);
                     bool secondRow = 2 * ty + 1 < shape.Height;

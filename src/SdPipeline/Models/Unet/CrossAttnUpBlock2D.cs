@@ -59,11 +59,7 @@ public sealed class CrossAttnUpBlock2D : UNetUpBlock
         for (int i = 0; i < resnets.Count; i++)
         {
             int layer = i;
-            var residual = residuals[residuals.Count - 1 - i];
-            var joined = torch.cat([hiddenStates, residual], dim: 1);
-            hiddenStates.Dispose(); // consumed (see UNetUpBlock.Forward and Intermediates)
-            residual.Dispose();
-            hiddenStates = joined.Into(h => RunSubBlock(resnets[layer], h, temb)).Into(h => RunSubBlock(attentions[layer], h, encoderHiddenStates));
+            hiddenStates = JoinSkipConnection(hiddenStates, residuals, layer).Into(h => RunSubBlock(resnets[layer], h, temb)).Into(h => RunSubBlock(attentions[layer], h, encoderHiddenStates));
         }
         foreach (var upsampler in upsamplers) hiddenStates = hiddenStates.Into(h => upsampler.Forward(h, upsampleSize));
         return hiddenStates;

@@ -23,4 +23,17 @@ public abstract class UNetUpBlock : UNetBlock
     /// <param name="encoderHiddenStates">Text embeddings [B, M, D] (unused by blocks without attention).</param>
     /// <param name="upsampleSize">Output size [H, W] of the upsampler when the input size is not a multiple of the UNet's factor, else null.</param>
     public abstract Tensor Forward(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize);
+
+    /// <summary>
+    /// The feature map joined (along channels) with the skip connection of resnet <paramref name="layer"/>, both inputs
+    /// disposed: the consumption <see cref="Forward"/> promises.
+    /// </summary>
+    protected static Tensor JoinSkipConnection(Tensor hiddenStates, IReadOnlyList<Tensor> residuals, int layer)
+    {
+        var residual = residuals[residuals.Count - 1 - layer];
+        var joined = torch.cat([hiddenStates, residual], dim: 1);
+        hiddenStates.Dispose(); // see Intermediates
+        residual.Dispose();
+        return joined;
+    }
 }
