@@ -25,7 +25,7 @@ root.Subcommands.Add(DoctorCommand.Create());
 root.Subcommands.Add(PathCommand.Create(cancellation.Token));
 root.Subcommands.Add(ModelCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
-root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(BenchCommand.Create(cancellation.Token));
 root.Subcommands.Add(BenchmarkCommand.Create(cancellation.Token));
 root.Subcommands.Add(LoraCommand.Create());
 

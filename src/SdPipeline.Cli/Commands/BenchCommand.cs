@@ -57,22 +57,23 @@ internal static class BenchCommand
         Description = "Step AdamW per parameter inside backward, as train.fused_backward_pass (no gradients held; AdamW's phase is then the rest of the step).",
     };
 
-    public static Command Create()
+    /// <param name="cancellation">Ctrl+C and SIGTERM: the benchmark stops after the run under way, without a report.</param>
+    public static Command Create(CancellationToken cancellation)
     {
         var command = new Command("bench", "Time model forward/backward passes and training steps against the machine's fp32 matmul ceiling and, where measured, PyTorch's figure on the same CPU model (random weights; JSON report).");
-        command.Subcommands.Add(Model("unet", "SD 1.5 UNet: forward (no_grad, in eval mode as sampling runs it: on AVX-512 its 3x3 convolutions at 32x32 and above by Winograd's F(2x2,3x3), its 1280-channel ones at 16x16 and below with oneDNN off, on libtorch's own path) and forward+backward, per latent size.", UnetBenchmark.Run, Sizes));
-        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad, in eval mode as the latents stage and sampling run it: on AVX-512 its 3x3 convolutions by Winograd's F(2x2,3x3)), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes));
+        command.Subcommands.Add(Model("unet", "SD 1.5 UNet: forward (no_grad, in eval mode as sampling runs it: on AVX-512 its 3x3 convolutions at 32x32 and above by Winograd's F(2x2,3x3), its 1280-channel ones at 16x16 and below with oneDNN off, on libtorch's own path) and forward+backward, per latent size.", UnetBenchmark.Run, Sizes, cancellation));
+        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad, in eval mode as the latents stage and sampling run it: on AVX-512 its 3x3 convolutions by Winograd's F(2x2,3x3)), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes, cancellation));
         command.Subcommands.Add(Model("train-step",
             "SD 1.5 UNet training step (forward, MSE, backward, AdamW over every parameter), each phase timed, batch 1 at 32x32 latents by default.",
-            TrainStepBenchmark.Run, StepSizes, MixedPrecision, GradientCheckpointing, FusedBackwardPass));
+            TrainStepBenchmark.Run, StepSizes, cancellation, MixedPrecision, GradientCheckpointing, FusedBackwardPass));
         command.Subcommands.Add(Model("latents",
             "The latent cache's per-image work: preprocessing (decode, Lanczos resize, crop) and SD 1.5 VAE encode, images/s at 256 and 512 px.",
-            LatentsBenchmark.Run, Sizes));
+            LatentsBenchmark.Run, Sizes, cancellation));
         return command;
     }
 
-    private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, BenchmarkReport> run,
-        Option<string> sizes, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null)
+    private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, CancellationToken, BenchmarkReport> run,
+        Option<string> sizes, CancellationToken cancellation, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null)
     {
         var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, Seed, MatmulSize, Output, ConfigFile };
         if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
@@ -136,7 +137,12 @@ internal static class BenchCommand
             BenchmarkReport report;
             try
             {
-                report = run(options, device, line => Console.Error.WriteLine(line));
+                report = run(options, device, line => Console.Error.WriteLine(line), cancellation);
+            }
+            catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+            {
+                Console.Error.WriteLine($"interrupted: no report written ({output} is unchanged)");
+                return ExitCodes.StageFailure;
             }
             catch (DiffusersConfigException e)
             {

@@ -13,7 +13,8 @@ namespace SdPipeline.Benchmarks;
 /// <param name="repeats">Timed runs; at least 1.</param>
 /// <param name="device">Where the work runs: CUDA work is synchronised before the clock stops.</param>
 /// <param name="log">Receives one line per run, for long benchmarks; null for silence.</param>
-public sealed class BenchmarkHarness(int warmup, int repeats, Device? device = null, Action<string>? log = null)
+/// <param name="cancellation">Stops the measurement between runs (a run of a large model takes seconds and cannot be cut short).</param>
+public sealed class BenchmarkHarness(int warmup, int repeats, Device? device = null, Action<string>? log = null, CancellationToken cancellation = default)
 {
     /// <summary>Untimed runs before the timed ones.</summary>
     public int Warmup { get; } = warmup >= 0 ? warmup : throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warm-up runs cannot be negative");
@@ -25,12 +26,14 @@ public sealed class BenchmarkHarness(int warmup, int repeats, Device? device = n
     /// <param name="name">The case, for the log.</param>
     /// <param name="run">The work. Tensors it creates are disposed after each run.</param>
     /// <param name="beforeEach">Untimed preparation before every run (e.g. dropping the previous run's gradients).</param>
+    /// <exception cref="OperationCanceledException">The cancellation was requested; the run under way when it came was finished first.</exception>
     public Timing Measure(string name, Action run, Action? beforeEach = null)
     {
         bool perCase = ProcessMemory.TryResetPeak();
         var seconds = new List<double>(Repeats);
         for (int i = 0; i < Warmup + Repeats; i++)
         {
+            cancellation.ThrowIfCancellationRequested();
             beforeEach?.Invoke();
             double elapsed;
             using (torch.NewDisposeScope())

@@ -17,8 +17,10 @@ public static class LatentsBenchmark
     /// <param name="options">Sizes, batch, repeats, seed, config.</param>
     /// <param name="device">Where to encode (after the threads have been set); preprocessing runs on the CPU.</param>
     /// <param name="log">Progress lines; null for silence.</param>
+    /// <param name="cancellation">Stops the benchmark between runs (Ctrl+C, SIGTERM); no report is made then.</param>
     /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
-    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was requested.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null, CancellationToken cancellation = default)
     {
         options.Validate();
         var config = options.ConfigFile is null ? Sd15Configs.Vae : AutoencoderKLConfig.Load(options.ConfigFile);
@@ -33,7 +35,7 @@ public static class LatentsBenchmark
         vae.eval();
         long parameters = vae.parameters().Sum(p => p.numel());
 
-        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log);
+        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log, cancellation);
         var measured = new List<(int Size, Timing Preprocess, Timing Encode, FlopCount Flops)>();
         using (torch.no_grad())
         {

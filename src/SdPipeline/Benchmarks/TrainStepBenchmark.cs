@@ -40,8 +40,10 @@ public static class TrainStepBenchmark
     /// <param name="options">Sizes, batch, repeats, seed, config, precision, checkpointing.</param>
     /// <param name="device">Where to run (after the threads have been set).</param>
     /// <param name="log">Progress lines; null for silence.</param>
+    /// <param name="cancellation">Stops the benchmark between runs (Ctrl+C, SIGTERM); no report is made then.</param>
     /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
-    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was requested.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null, CancellationToken cancellation = default)
     {
         options.Validate();
         var config = options.UnetConfig();
@@ -82,6 +84,7 @@ public static class TrainStepBenchmark
             var phases = new Phases();
             for (int i = 0; i < options.Warmup + options.Repeats; i++)
             {
+                cancellation.ThrowIfCancellationRequested();
                 optimizer.ZeroGrad();
                 var (forward, backward, adamw, step) = Step(unet, optimizer, fused, precision, sample, timestep, text, target, device);
                 bool timed = i >= options.Warmup;

@@ -20,8 +20,10 @@ public static class UnetBenchmark
     /// <param name="options">Sizes, batch, repeats, seed, config.</param>
     /// <param name="device">Where to run (after <see cref="Runtime.TorchRuntime.Initialise"/> has set the threads).</param>
     /// <param name="log">Progress lines; null for silence.</param>
+    /// <param name="cancellation">Stops the benchmark between runs (Ctrl+C, SIGTERM); no report is made then.</param>
     /// <exception cref="Models.Shared.DiffusersConfigException">The config file cannot be read or is not supported.</exception>
-    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was requested.</exception>
+    public static BenchmarkReport Run(BenchmarkOptions options, Device device, Action<string>? log = null, CancellationToken cancellation = default)
     {
         options.Validate();
         var config = options.UnetConfig();
@@ -34,7 +36,7 @@ public static class UnetBenchmark
         using var unet = new UNet2DConditionModel(config, device);
         long parameters = unet.parameters().Sum(p => p.numel());
 
-        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log);
+        var harness = new BenchmarkHarness(options.Warmup, options.Repeats, device, log, cancellation);
         var measured = new List<(int Size, string Case, Timing Timing, FlopCount Flops, bool Backward)>();
         foreach (int size in options.Sizes)
         {

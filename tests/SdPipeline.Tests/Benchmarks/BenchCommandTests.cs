@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Tests.Support;
 
@@ -111,5 +112,48 @@ public sealed class BenchCommandTests
 
         Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
         Assert.That(result.Error, Does.Contain("no/such/config.json"));
+    }
+
+    [Test]
+    public void Bench_Should_StopAfterTheRunUnderWay_And_WriteNoReport_When_SigtermArrives()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("sends SIGTERM with kill(1)");
+
+        // Given a benchmark of far more runs than the test waits for, under way
+        string output = _temp.File("unet.json");
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _temp.Path, RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (string argument in new[] { RepoPaths.CliDll, "bench", "unet", "--sizes", "8", "--repeats", "100000", "--warmup", "0",
+                     "--threads", "1", "--matmul-size", "64", "--config-file", TinyConfig("unet"), "--output", output })
+            start.ArgumentList.Add(argument);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = new System.Text.StringBuilder();
+        var running = new ManualResetEventSlim();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (stderr) stderr.AppendLine(e.Data);
+            if (e.Data.Contains("run 2/100000")) running.Set();
+        };
+        process.BeginErrorReadLine();
+        try
+        {
+            Assert.That(running.Wait(TimeSpan.FromMinutes(3)), Is.True, () => $"the benchmark did not start its runs:\n{stderr}");
+
+            // When SIGTERM arrives (as from `kill`, a CI runner's cancel or a container's stop)
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+
+            // Then it exits soon with the interrupted code, says so, and writes no report
+            Assert.That(process.WaitForExit(TimeSpan.FromSeconds(60)), Is.True, "the benchmark kept running after SIGTERM");
+            process.WaitForExit();
+            Assert.That(process.ExitCode, Is.EqualTo(1), stderr.ToString());
+            Assert.That(stderr.ToString(), Does.Contain("interrupted: no report written"));
+            Assert.That(stderr.ToString(), Does.Not.Contain("run 100000/100000"));
+            Assert.That(File.Exists(output), Is.False);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
     }
 }

@@ -40,6 +40,24 @@ public sealed class BenchmarkHarnessTests
         Assert.That(created.Select(t => t.IsInvalid), Is.All.True);
     }
 
+    [Test]
+    public void Measure_Should_FinishTheRunUnderWay_And_StartNoOther_When_Cancelled()
+    {
+        // Given a harness of 1 warm-up and 5 timed runs whose second run is interrupted (Ctrl+C, SIGTERM)
+        using var cancellation = new CancellationTokenSource();
+        var harness = new BenchmarkHarness(warmup: 1, repeats: 5, cancellation: cancellation.Token);
+        int runs = 0;
+
+        // When it measures
+        Assert.Throws<OperationCanceledException>(() => harness.Measure("cancel", () =>
+        {
+            if (++runs == 2) cancellation.Cancel();
+        }));
+
+        // Then the interrupted run ended, and no further run started
+        Assert.That(runs, Is.EqualTo(2));
+    }
+
     [TestCase(-1, 1)]
     [TestCase(0, 0)]
     public void Constructor_Should_Refuse_When_CountsAreOutOfRange(int warmup, int repeats)
