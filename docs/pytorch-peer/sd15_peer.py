@@ -1,7 +1,7 @@
 """PyTorch peer for `sdpipe bench`: the SD 1.5 UNet and VAE encoder written out in plain PyTorch with
 diffusers' module layout (same parameter count, same operations: SDPA attention, GEGLU, GroupNorm),
 random weights, timed the way ENVIRONMENT.md's PyTorch figures were (2 threads, warm-ups, median)."""
-import argparse, json, math, os, resource, statistics, sys, time
+import argparse, json, math, os, resource, statistics, sys, threading, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -215,6 +215,34 @@ def peak_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+class AnonymousPeak:
+    """The highest RssAnon + RssShmem of /proc/self/status, sampled every millisecond on a thread, as `sdpipe bench`
+    samples its own ("peak anon"): peak RSS also counts the libraries' file pages, whose residency depends on the page
+    cache. The GIL can delay a sample by up to the switch interval while Python code runs, so a short peak may be missed."""
+
+    def __init__(self):
+        self.peak = 0
+        self._fd = os.open("/proc/self/status", os.O_RDONLY)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        fields = dict(line.split(b":", 1) for line in os.pread(self._fd, 8192, 0).splitlines() if b":" in line)
+        return (int(fields[b"RssAnon"].split()[0]) + int(fields[b"RssShmem"].split()[0])) * 1024
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._sample())
+            time.sleep(0.001)
+
+    def stop_gib(self):
+        self._stop = True
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+        return self.peak / 2**30
+
+
 def timed(fn, warmups, repeats):
     for _ in range(warmups):
         fn()
@@ -243,6 +271,7 @@ def main():
     p.add_argument("--whole-vae", action="store_true",
                    help="vae: also hold the decoder's weights (49,490,199 parameters, as diffusers' AutoencoderKL does; unused by encode)")
     a = p.parse_args()
+    anonymous = AnonymousPeak()
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     torch.backends.mkldnn.enabled = a.mkldnn == "on"
     torch.manual_seed(0)
@@ -302,7 +331,8 @@ def main():
         out["parameters"] = sum(q.numel() for q in enc.parameters())
         with torch.no_grad():
             ts = timed(lambda: enc(x), a.warmups, a.repeats)
-    out.update(times_s=ts, median_s=statistics.median(ts), peak_rss_gib=round(peak_gib(), 2))
+    out.update(times_s=ts, median_s=statistics.median(ts), peak_rss_gib=round(peak_gib(), 2),
+               peak_anonymous_gib=round(anonymous.stop_gib(), 2))
     print(json.dumps(out))
 
 

@@ -7,7 +7,8 @@ namespace SdPipeline.Benchmarks;
 
 /// <summary>
 /// Times a piece of tensor work: <see cref="Warmup"/> untimed runs, then <see cref="Repeats"/> timed ones, each in
-/// its own dispose scope (so no run's tensors outlive it and memory stays flat), with the peak resident memory of the case.
+/// its own dispose scope (so no run's tensors outlive it and memory stays flat), with the peak resident and peak anonymous
+/// memory of the case.
 /// </summary>
 /// <param name="warmup">Untimed runs first (allocator, kernel selection and page faults settle in them).</param>
 /// <param name="repeats">Timed runs; at least 1.</param>
@@ -30,6 +31,7 @@ public sealed class BenchmarkHarness(int warmup, int repeats, Device? device = n
     public Timing Measure(string name, Action run, Action? beforeEach = null)
     {
         bool perCase = ProcessMemory.TryResetPeak();
+        using var anonymous = AnonymousMemoryPeak.Start();
         var seconds = new List<double>(Repeats);
         for (int i = 0; i < Warmup + Repeats; i++)
         {
@@ -47,6 +49,7 @@ public sealed class BenchmarkHarness(int warmup, int repeats, Device? device = n
             if (timed) seconds.Add(elapsed);
             log?.Invoke(timed ? $"{name}: run {i - Warmup + 1}/{Repeats}: {elapsed:0.000} s" : $"{name}: warm-up {i + 1}/{Warmup}: {elapsed:0.000} s");
         }
-        return new Timing(seconds, ProcessMemory.PeakResidentBytes(), perCase);
+        anonymous?.Dispose();
+        return new Timing(seconds, ProcessMemory.PeakResidentBytes(), perCase, anonymous?.PeakBytes);
     }
 }

@@ -54,6 +54,12 @@ public sealed record BenchmarkRow
     /// <summary>Whether <see cref="PeakRssBytes"/> is the case's own peak (reset before it) or the process's so far.</summary>
     public required bool PeakRssIsPerCase { get; init; }
 
+    /// <summary>
+    /// Peak anonymous resident memory of the case in bytes (<see cref="Runtime.AnonymousMemoryPeak"/>: <see cref="PeakRssBytes"/>
+    /// less the libraries' file pages, whose residency depends on the page cache); null where it cannot be sampled.
+    /// </summary>
+    public long? PeakAnonymousBytes { get; init; }
+
     /// <summary>Samples (images) per second at the median.</summary>
     public required double ItemsPerSecond { get; init; }
 
@@ -121,6 +127,7 @@ public sealed record BenchmarkRow
             RatioToMatmul = flop / median / 1e9 / matmulGflops,
             PeakRssBytes = timing.PeakResidentBytes,
             PeakRssIsPerCase = timing.PeakIsPerCase,
+            PeakAnonymousBytes = timing.PeakAnonymousBytes,
             ItemsPerSecond = batch / median,
         };
     }
@@ -142,6 +149,7 @@ public sealed record BenchmarkRow
             RatioToMatmul = gflop / median / matmulGflops,
             PeakRssBytes = Math.Max(first.PeakRssBytes, second.PeakRssBytes),
             PeakRssIsPerCase = first.PeakRssIsPerCase && second.PeakRssIsPerCase,
+            PeakAnonymousBytes = first.PeakAnonymousBytes is long a && second.PeakAnonymousBytes is long b ? Math.Max(a, b) : null,
             ItemsPerSecond = first.Batch / median,
             Derived = true,
         };

@@ -7,7 +7,7 @@ namespace SdPipeline.Benchmarks;
 public static class BenchmarkTable
 {
     private static readonly string[] Headers =
-        ["model", "case", "latent", "pixels", "batch", "median s", "min s", "GFLOP", "GFLOP/s", "of matmul", "peak RSS", "items/s"];
+        ["model", "case", "latent", "pixels", "batch", "median s", "min s", "GFLOP", "GFLOP/s", "of matmul", "peak RSS", "peak anon", "items/s"];
 
     /// <summary>The matmul ceiling line, then one line per row.</summary>
     public static string Format(BenchmarkReport report)
@@ -31,6 +31,7 @@ public static class BenchmarkTable
             row.Gflops.ToString("0.0", c),
             row.RatioToMatmul.ToString("0%", c),
             (row.PeakRssBytes / (double)(1L << 30)).ToString("0.00", c) + " GiB",
+            row.PeakAnonymousBytes is long anonymous ? (anonymous / (double)(1L << 30)).ToString("0.00", c) + " GiB" : "-",
             row.ItemsPerSecond.ToString("0.000", c),
         }).ToList();
         int[] widths = Headers.Select((h, i) => lines.Select(l => l[i].Length).Append(h.Length).Max()).ToArray();
@@ -38,11 +39,15 @@ public static class BenchmarkTable
         text.AppendLine(Line(Headers));
         foreach (var line in lines) text.AppendLine(Line(line));
         if (report.Rows.Any(r => r.Derived)) text.AppendLine("* computed from the rows above it (times and FLOPs added), not timed itself");
+        if (report.Rows.Any(r => r.PeakAnonymousBytes is not null))
+            text.AppendLine("peak anon: anonymous memory only (tensors, allocator caches, runtime heaps), without the libraries' file pages, whose residency depends on the page cache");
         if (report.Rows.Any(r => r.RatioToMatmul > 1))
             text.AppendLine("above 100% of matmul: GFLOP counts direct convolutions; the VAE's 3x3 convolutions in inference use Winograd's F(2x2,3x3), 4/9 of the multiplications");
         foreach (var peer in report.PyTorch)
         {
             string memory = peer.PyTorchPeakGib is { } gib ? string.Create(c, $", peak {peer.PeakGib:0.00} against {gib:0.00} GiB") : "";
+            if (peer is { AnonymousPeakGib: { } ours, PyTorchAnonymousPeakGib: { } theirs })
+                memory += string.Create(c, $" (anonymous {ours:0.00} against {theirs:0.00} GiB)");
             text.AppendLine(string.Create(c,
                 $"PyTorch, {peer.Work}: {peer.PyTorchSeconds:0.00} s ({peer.PyTorchSetting}; {peer.PyTorchCpu}) against {peer.Seconds:0.00} s here: {peer.TimeRatio:0.00}x its time{memory}"));
         }

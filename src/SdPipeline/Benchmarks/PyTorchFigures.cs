@@ -10,7 +10,8 @@ namespace SdPipeline.Benchmarks;
 /// <param name="Seconds">PyTorch's median seconds on its best path for that CPU.</param>
 /// <param name="PeakGib">PyTorch's peak resident memory in GiB, where measured.</param>
 /// <param name="Setting">Which path that is (fused AdamW, oneDNN off, ...) and where the figure comes from.</param>
-public sealed record PyTorchFigure(string Cpu, string Work, double Seconds, double? PeakGib, string Setting);
+/// <param name="AnonymousPeakGib">PyTorch's peak anonymous resident memory in GiB (<see cref="AnonymousMemoryPeak"/>), where measured.</param>
+public sealed record PyTorchFigure(string Cpu, string Work, double Seconds, double? PeakGib, string Setting, double? AnonymousPeakGib = null);
 
 /// <summary>
 /// The table of PyTorch's figures per CPU class in <c>docs/performance.md</c> (section <see cref="Heading"/>), compiled
@@ -56,7 +57,7 @@ public static class PyTorchFigures
         return (figures ?? All).Where(f => f.Work == work && cpu.BelongsTo(f.Cpu)).MaxBy(f => f.Cpu.Length);
     }
 
-    /// <summary>Reads the first Markdown table after <see cref="Heading"/>: columns CPU, work, PyTorch s, peak GiB, setting.</summary>
+    /// <summary>Reads the first Markdown table after <see cref="Heading"/>: columns CPU, work, PyTorch s, peak GiB, anonymous peak GiB, setting.</summary>
     /// <exception cref="InvalidDataException">The section or table is missing or a row is malformed (a broken build input).</exception>
     public static IReadOnlyList<PyTorchFigure> Parse(string markdown)
     {
@@ -70,14 +71,15 @@ public static class PyTorchFigures
         foreach (string row in rows.Skip(2))
         {
             var cells = row.Trim().Trim('|').Split('|').Select(c => c.Replace("`", "", StringComparison.Ordinal).Trim()).ToArray();
-            if (cells.Length != 5
+            if (cells.Length != 6
                 || !double.TryParse(cells[2], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds))
-                throw new InvalidDataException($"docs/performance.md, '{Heading}': cannot read the row '{row}' (CPU | work | seconds | peak GiB | setting)");
-            double? peak = double.TryParse(cells[3], NumberStyles.Float, CultureInfo.InvariantCulture, out double gib) ? gib : null;
-            figures.Add(new PyTorchFigure(cells[0], cells[1], seconds, peak, cells[4]));
+                throw new InvalidDataException($"docs/performance.md, '{Heading}': cannot read the row '{row}' (CPU | work | seconds | peak GiB | anonymous peak GiB | setting)");
+            figures.Add(new PyTorchFigure(cells[0], cells[1], seconds, Gib(cells[3]), cells[5], Gib(cells[4])));
         }
         return figures;
     }
+
+    private static double? Gib(string cell) => double.TryParse(cell, NumberStyles.Float, CultureInfo.InvariantCulture, out double gib) ? gib : null;
 
     private static string ReadResource()
     {

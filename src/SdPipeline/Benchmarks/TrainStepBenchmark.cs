@@ -30,6 +30,9 @@ public static class TrainStepBenchmark
     /// <summary>Summary key: the process's peak resident memory in GiB (PyTorch: 14.0).</summary>
     public const string PeakRssGib = "peak_rss_gib";
 
+    /// <summary>Summary key: the process's peak anonymous resident memory in GiB (<see cref="AnonymousMemoryPeak"/>), where it can be sampled.</summary>
+    public const string PeakAnonymousGib = "peak_anonymous_gib";
+
     /// <summary>
     /// Summary key: the train stage's pre-flight memory estimate (<see cref="MemoryEstimate"/>) for this step at the first
     /// size, in GiB, to set beside <see cref="PeakRssGib"/>.
@@ -49,6 +52,8 @@ public static class TrainStepBenchmark
         var config = options.UnetConfig();
         var precision = MixedPrecision.Parse(options.MixedPrecision);
         var machine = MachineInfo.Capture(device);
+        // Over the whole run, as the peak RSS beside it is the process's.
+        using var anonymous = AnonymousMemoryPeak.Start();
 
         var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);
 
@@ -113,12 +118,14 @@ public static class TrainStepBenchmark
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
         double matmulSeconds = before.Flop / ceiling / 1e9;
         long peak = ProcessMemory.PeakResidentBytes();
+        anonymous?.Dispose();
+        long? peakAnonymous = anonymous?.PeakBytes;
 
         var rows = new List<BenchmarkRow>();
         foreach (var (size, flops, phases) in measured)
         {
             BenchmarkRow Row(string @case, IReadOnlyList<double> seconds, FlopPart part) =>
-                BenchmarkRow.Phase("train_step", @case, size, size * 8, options.Batch, options.Warmup, new Timing(seconds, peak, false), flops, part, ceiling);
+                BenchmarkRow.Phase("train_step", @case, size, size * 8, options.Batch, options.Warmup, new Timing(seconds, peak, false, peakAnonymous), flops, part, ceiling);
             rows.Add(Row("forward", phases.Forward, FlopPart.Forward));
             rows.Add(Row("backward", phases.Backward, FlopPart.Backward));
             rows.Add(Row("forward_backward", phases.Forward.Zip(phases.Backward, (f, b) => f + b).ToList(), FlopPart.ForwardBackward));
@@ -128,18 +135,20 @@ public static class TrainStepBenchmark
         // The headline figures are those of the first size (32×32 by default: the PyTorch comparison).
         var first = rows.Take(5).ToList();
         var report = BenchmarkReport.Of("train_step", options, machine, parameterCount, before, after, rows);
+        var summary = new Dictionary<string, double>
+        {
+            [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),
+            [ForwardBackwardOfMatmul] = Math.Round(first.Single(r => r.Case == "forward_backward").RatioToMatmul, 3),
+            [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
+            [PreflightEstimateGib] = MemoryEstimate.Gib(MemoryEstimate.For(config, parameterCount, textEncoderParameters: 0, trainTextEncoder: false,
+                options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: false, emaOnCpu: false,
+                onGpu: device.type == DeviceType.CUDA, fusedBackwardPass: options.FusedBackwardPass).Total),
+        };
+        if (peakAnonymous is long bytes) summary[PeakAnonymousGib] = Math.Round(bytes / (double)(1L << 30), 2);
         return report with
         {
             ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : "") + (options.FusedBackwardPass ? ", fused backward pass" : ""),
-            Summary = new Dictionary<string, double>
-            {
-                [StepOverMatmul] = Math.Round(first.Single(r => r.Case == "step").MedianSeconds / matmulSeconds, 2),
-                [ForwardBackwardOfMatmul] = Math.Round(first.Single(r => r.Case == "forward_backward").RatioToMatmul, 3),
-                [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
-                [PreflightEstimateGib] = MemoryEstimate.Gib(MemoryEstimate.For(config, parameterCount, textEncoderParameters: 0, trainTextEncoder: false,
-                    options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: false, emaOnCpu: false,
-                    onGpu: device.type == DeviceType.CUDA, fusedBackwardPass: options.FusedBackwardPass).Total),
-            },
+            Summary = summary,
         };
     }
 

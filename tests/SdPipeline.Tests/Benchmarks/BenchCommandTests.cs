@@ -44,7 +44,11 @@ public sealed class BenchCommandTests
             Assert.That(row["seconds"]!.Count(), Is.EqualTo(1));
             Assert.That(row.Value<double>("gflops"), Is.EqualTo(row.Value<double>("gflop") / row.Value<double>("median_seconds")).Within(1e-6).Percent);
             Assert.That(row.Value<long>("peak_rss_bytes"), Is.GreaterThan(0));
+            // the tiny UNet's runs on top of the runtime: anonymous memory is most of the resident memory, not all of it
+            if (OperatingSystem.IsLinux())
+                Assert.That(row.Value<long>("peak_anonymous_bytes"), Is.InRange(row.Value<long>("peak_rss_bytes") / 4, row.Value<long>("peak_rss_bytes")));
         }
+        Assert.That(result.Output, Does.Contain("peak anon"));
         // forward+backward costs about 3× the forward (less the layers whose input needs no gradient)
         double ratio = rows[1]!.Value<double>("gflop") / rows[0]!.Value<double>("gflop");
         Assert.That(ratio, Is.InRange(2.5, 3.0));
@@ -69,6 +73,8 @@ public sealed class BenchCommandTests
         Assert.That(json["matmul_after"]!["seconds"]!.Count(), Is.EqualTo(2 + 5));
         var summary = (JObject)json["summary"]!;
         Assert.That(summary.Value<double>("peak_rss_gib"), Is.GreaterThan(0));
+        if (OperatingSystem.IsLinux())
+            Assert.That(summary.Value<double>("peak_anonymous_gib"), Is.InRange(0.01, summary.Value<double>("peak_rss_gib")));
         // weights, gradients and AdamW's moments of 1.4 M parameters are ~0.02 GiB: the estimate is mostly the runtime allowance
         Assert.That(summary.Value<double>("preflight_estimate_gib"), Is.InRange(0.5, 1.0));
         Assert.That(result.All, Does.Contain("step/matmul"));

@@ -15,7 +15,7 @@ internal static class BenchJson
     private static readonly string[] RowFields =
     [
         "model", "case", "latent_size", "image_size", "batch", "warmup", "repeats", "seconds", "median_seconds", "min_seconds",
-        "gflop", "gflop_by_op", "gflops", "ratio_to_matmul", "peak_rss_bytes", "peak_rss_is_per_case", "items_per_second", "derived",
+        "gflop", "gflop_by_op", "gflops", "ratio_to_matmul", "peak_rss_bytes", "peak_rss_is_per_case", "peak_anonymous_bytes", "items_per_second", "derived",
     ];
 
     public static void AssertSchema(JObject json, string benchmark, int rows)

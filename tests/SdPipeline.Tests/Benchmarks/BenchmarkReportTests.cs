@@ -16,7 +16,7 @@ public sealed class BenchmarkReportTests
         var before = new MatmulCeiling(1000, [1.0, 2.0]);
         var after = new MatmulCeiling(1000, [2.0, 3.0]);
         double ceiling = BenchmarkReport.PooledMatmulGflops(before, after);
-        var forward = BenchmarkRow.Measured("unet", "forward", 32, 256, 2, harness, new Timing([4.0, 5.0, 6.0], 1L << 30, true), flops, ceiling);
+        var forward = BenchmarkRow.Measured("unet", "forward", 32, 256, 2, harness, new Timing([4.0, 5.0, 6.0], 1L << 30, true, 3L << 28), flops, ceiling);
         var backward = BenchmarkRow.Measured("unet", "forward_backward", 32, 256, 2, harness, new Timing([9.0, 10.0, 30.0], 2L << 30, true), flops, ceiling, backward: true);
         return new BenchmarkReport
         {
@@ -53,6 +53,9 @@ public sealed class BenchmarkReportTests
         Assert.That(rows[2].Gflop, Is.EqualTo(400).Within(1e-9));
         Assert.That(rows[2].Derived, Is.True);
         Assert.That(rows[2].PeakRssBytes, Is.EqualTo(2L << 30));
+        // a derived row knows its anonymous peak only when both of its rows do
+        Assert.That(rows[0].PeakAnonymousBytes, Is.EqualTo(3L << 28));
+        Assert.That(rows[2].PeakAnonymousBytes, Is.Null);
     }
 
     [Test]
@@ -84,5 +87,8 @@ public sealed class BenchmarkReportTests
         Assert.That(table, Does.Contain("forward_backward"));
         Assert.That(table, Does.Contain("2000%"), "forward: 20 GFLOP/s on a 1 GFLOP/s ceiling");
         Assert.That(table, Does.Contain("not timed"));
+        // the anonymous peak where sampled (0.75 GiB), a dash where not, and what it leaves out
+        Assert.That(table, Does.Contain("peak anon").And.Contain("0.75 GiB").And.Contain("file pages"));
+        Assert.That(table.Split('\n').Single(l => l.StartsWith("unet", StringComparison.Ordinal) && l.Contains("forward_backward", StringComparison.Ordinal)), Does.Contain(" - "));
     }
 }

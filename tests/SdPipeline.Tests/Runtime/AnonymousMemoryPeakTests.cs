@@ -1,0 +1,58 @@
+using System.IO.MemoryMappedFiles;
+using SdPipeline.Runtime;
+using SdPipeline.Tests.Support;
+using TorchSharp;
+
+namespace SdPipeline.Tests.Runtime;
+
+public sealed class AnonymousMemoryPeakTests
+{
+    private const long MiB = 1L << 20;
+
+    [SetUp]
+    public void LinuxOnly()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("reads /proc/self/status");
+    }
+
+    [Test]
+    public void PeakBytes_Should_SeeATensorHeldBriefly_After_ItIsFreed()
+    {
+        // Given the sampler running
+        long before = AnonymousMemoryPeak.CurrentBytes()!.Value;
+        using var peak = AnonymousMemoryPeak.Start()!;
+
+        // When 256 MiB are allocated, written, held for 50 ms and freed
+        using (var block = torch.ones(64 * MiB)) Thread.Sleep(50);
+        peak.Dispose();
+
+        // Then the peak saw the block, though it is gone
+        Assert.That(peak.PeakBytes, Is.GreaterThan(before + 200 * MiB));
+        Assert.That(peak.PeakBytes, Is.LessThan(before + 2048 * MiB));
+    }
+
+    [Test]
+    public void PeakBytes_Should_LeaveOutFilePages_That_ResidentMemoryCounts()
+    {
+        // Given a 128 MiB file mapped into memory
+        using var temp = new TempFolder();
+        string path = temp.File("pages.bin");
+        using (var file = File.Create(path)) file.SetLength(128 * MiB);
+        using var mapped = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        using var view = mapped.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        long residentBefore = ProcessMemory.ResidentBytes();
+        using var peak = AnonymousMemoryPeak.Start()!;
+        long anonymousBefore = peak.PeakBytes;
+
+        // When every page of it is read (so it becomes resident, as a library's code does when it runs)
+        long sum = 0;
+        for (long offset = 0; offset < 128 * MiB; offset += 4096) sum += view.ReadByte(offset);
+        long residentAfter = ProcessMemory.ResidentBytes();
+        peak.Dispose();
+
+        // Then resident memory grew by the file's pages, and the anonymous peak did not
+        Assert.That(sum, Is.Zero);
+        Assert.That(residentAfter - residentBefore, Is.GreaterThan(100 * MiB));
+        Assert.That(peak.PeakBytes - anonymousBefore, Is.LessThan(32 * MiB));
+    }
+}
