@@ -12,7 +12,9 @@ namespace SdPipeline.Runtime;
 /// when its pages were read in by page faults and 119 MiB when the file was last written (a fresh build's copy), which
 /// the page cache keeps in 2 MiB folios and maps whole. Anonymous memory is what the process allocated — tensors,
 /// allocator caches, the runtime's heaps — and what decides whether a run fits, since file pages can be dropped and read
-/// again. A sample takes ~5 µs, so the sampler costs under 1% of one core; a peak shorter than a millisecond can be missed.
+/// again. The sampler costs ~2% of one core (22 ms of CPU a second, waking included, measured on an Intel Xeon), which
+/// a benchmark's times carry; a peak shorter than a millisecond can be missed. Sampling every 2 ms would halve the cost
+/// but sample more coarsely than the PyTorch peer script (docs/pytorch-peer/sd15_peer.py) samples PyTorch.
 /// </remarks>
 public sealed class AnonymousMemoryPeak : IDisposable
 {
