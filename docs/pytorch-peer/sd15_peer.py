@@ -218,7 +218,8 @@ def peak_gib():
 class AnonymousPeak:
     """The highest RssAnon + RssShmem of /proc/self/status, sampled every millisecond on a thread, as `sdpipe bench`
     samples its own ("peak anon"): peak RSS also counts the libraries' file pages, whose residency depends on the page
-    cache. The GIL can delay a sample by up to the switch interval while Python code runs, so a short peak may be missed."""
+    cache. It costs ~3% of one core (Python, measured on an Intel Xeon), more than `sdpipe`'s sampler, so it runs only
+    with --anonymous-peak and times are taken without it. The GIL can delay a sample while Python code runs."""
 
     def __init__(self):
         self.peak = 0
@@ -228,12 +229,15 @@ class AnonymousPeak:
         self._thread.start()
 
     def _sample(self):
-        fields = dict(line.split(b":", 1) for line in os.pread(self._fd, 8192, 0).splitlines() if b":" in line)
-        return (int(fields[b"RssAnon"].split()[0]) + int(fields[b"RssShmem"].split()[0])) * 1024
+        text = os.pread(self._fd, 8192, 0)
+        anon, shmem = text.index(b"RssAnon:"), text.index(b"RssShmem:")
+        return (int(text[anon + 8:text.index(b"kB", anon)]) + int(text[shmem + 9:text.index(b"kB", shmem)])) * 1024
 
     def _run(self):
         while not self._stop:
-            self.peak = max(self.peak, self._sample())
+            sample = self._sample()
+            if sample > self.peak:
+                self.peak = sample
             time.sleep(0.001)
 
     def stop_gib(self):
@@ -270,8 +274,10 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--whole-vae", action="store_true",
                    help="vae: also hold the decoder's weights (49,490,199 parameters, as diffusers' AutoencoderKL does; unused by encode)")
+    p.add_argument("--anonymous-peak", action="store_true",
+                   help="also report peak_anonymous_gib, sampled every millisecond (costs ~3%% of one core: not for times)")
     a = p.parse_args()
-    anonymous = AnonymousPeak()
+    anonymous = AnonymousPeak() if a.anonymous_peak else None
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     torch.backends.mkldnn.enabled = a.mkldnn == "on"
     torch.manual_seed(0)
@@ -331,8 +337,9 @@ def main():
         out["parameters"] = sum(q.numel() for q in enc.parameters())
         with torch.no_grad():
             ts = timed(lambda: enc(x), a.warmups, a.repeats)
-    out.update(times_s=ts, median_s=statistics.median(ts), peak_rss_gib=round(peak_gib(), 2),
-               peak_anonymous_gib=round(anonymous.stop_gib(), 2))
+    out.update(times_s=ts, median_s=statistics.median(ts), peak_rss_gib=round(peak_gib(), 2))
+    if anonymous is not None:
+        out["peak_anonymous_gib"] = round(anonymous.stop_gib(), 2)
     print(json.dumps(out))
 
 
