@@ -20,15 +20,16 @@ public sealed class AnonymousMemoryPeak : IDisposable
 {
     private const string Status = "/proc/self/status";
     private readonly SafeFileHandle _status;
-    private readonly byte[] _buffer = new byte[4096];
+    private readonly byte[] _buffer;
     private readonly Thread _thread;
     private volatile bool _stopping;
     private long _peak;
 
-    private AnonymousMemoryPeak(SafeFileHandle status)
+    private AnonymousMemoryPeak(SafeFileHandle status, byte[] buffer, long first)
     {
         _status = status;
-        _peak = Sample();
+        _buffer = buffer;
+        _peak = first;
         _thread = new Thread(Run) { IsBackground = true, Name = "anonymous memory peak", Priority = ThreadPriority.AboveNormal };
         _thread.Start();
     }
@@ -38,20 +39,10 @@ public sealed class AnonymousMemoryPeak : IDisposable
     {
         if (!OperatingSystem.IsLinux() || !File.Exists(Status)) return null;
         var status = File.OpenHandle(Status);
-        if (CurrentBytes(status, new byte[4096]) is null)
-        {
-            status.Dispose();
-            return null;
-        }
-        return new AnonymousMemoryPeak(status);
-    }
-
-    /// <summary>The anonymous resident memory now, in bytes; null where it cannot be read.</summary>
-    public static long? CurrentBytes()
-    {
-        if (!OperatingSystem.IsLinux() || !File.Exists(Status)) return null;
-        using var status = File.OpenHandle(Status);
-        return CurrentBytes(status, new byte[4096]);
+        var buffer = new byte[4096];
+        if (Read(status, buffer) is long first) return new AnonymousMemoryPeak(status, buffer, first);
+        status.Dispose();
+        return null;
     }
 
     /// <summary>The highest value seen so far, in bytes.</summary>
@@ -78,32 +69,8 @@ public sealed class AnonymousMemoryPeak : IDisposable
         if (last > _peak) Interlocked.Exchange(ref _peak, last);
     }
 
-    private long Sample() => CurrentBytes(_status, _buffer) ?? 0;
+    private long Sample() => Read(_status, _buffer) ?? 0;
 
-    // Reads the file from offset 0 into a reused buffer and sums two "Key:   123 kB" lines, allocating nothing.
-    private static long? CurrentBytes(SafeFileHandle status, byte[] buffer)
-    {
-        int length = RandomAccess.Read(status, buffer, 0);
-        var text = buffer.AsSpan(0, length);
-        long? anonymous = Kilobytes(text, "RssAnon:"u8), shared = Kilobytes(text, "RssShmem:"u8);
-        return anonymous is long a && shared is long s ? (a + s) * 1024 : null;
-    }
-
-    private static long? Kilobytes(ReadOnlySpan<byte> text, ReadOnlySpan<byte> key)
-    {
-        int at = text.IndexOf(key);
-        if (at < 0) return null;
-        long value = 0;
-        bool digits = false;
-        foreach (byte b in text[(at + key.Length)..])
-        {
-            if (b is >= (byte)'0' and <= (byte)'9')
-            {
-                value = value * 10 + (b - '0');
-                digits = true;
-            }
-            else if (digits || b == '\n') break;
-        }
-        return digits ? value : null;
-    }
+    // Reads the file from offset 0 into a reused buffer, allocating nothing.
+    private static long? Read(SafeFileHandle status, byte[] buffer) => ProcessMemory.AnonymousBytes(buffer.AsSpan(0, RandomAccess.Read(status, buffer, 0)));
 }

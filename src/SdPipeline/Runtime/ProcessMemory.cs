@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace SdPipeline.Runtime;
 
 /// <summary>
-/// The process's resident memory, from <c>/proc/self/status</c> (<c>VmRSS</c>, and its high-water mark <c>VmHWM</c>),
+/// The process's resident memory, from <c>/proc/self/status</c> (<c>VmRSS</c>, its high-water mark <c>VmHWM</c>, and the anonymous part),
 /// with .NET's process counters as the fallback elsewhere.
 /// </summary>
 public static class ProcessMemory
@@ -12,10 +12,10 @@ public static class ProcessMemory
     private const string ClearRefs = "/proc/self/clear_refs";
 
     /// <summary>Peak resident set size in bytes since the process started or since the last successful <see cref="TryResetPeak"/>.</summary>
-    public static long PeakResidentBytes() => ReadStatusKilobytes("VmHWM:") is long kb ? kb * 1024 : Process.GetCurrentProcess().PeakWorkingSet64;
+    public static long PeakResidentBytes() => ReadStatusKilobytes("VmHWM:"u8) is long kb ? kb * 1024 : Process.GetCurrentProcess().PeakWorkingSet64;
 
     /// <summary>Current resident set size in bytes.</summary>
-    public static long ResidentBytes() => ReadStatusKilobytes("VmRSS:") is long kb ? kb * 1024 : Process.GetCurrentProcess().WorkingSet64;
+    public static long ResidentBytes() => ReadStatusKilobytes("VmRSS:"u8) is long kb ? kb * 1024 : Process.GetCurrentProcess().WorkingSet64;
 
     /// <summary>
     /// Sets the peak back to the current resident size (Linux ≥ 4.0: writing 5 to <c>/proc/self/clear_refs</c>), so
@@ -35,17 +35,34 @@ public static class ProcessMemory
         }
     }
 
-    private static long? ReadStatusKilobytes(string key)
+    /// <summary>
+    /// Current anonymous resident memory in bytes (<c>RssAnon</c> + <c>RssShmem</c>: what the process allocated, without
+    /// the libraries' file pages; see <see cref="AnonymousMemoryPeak"/>); null where <c>/proc/self/status</c> does not give it.
+    /// </summary>
+    public static long? AnonymousBytes() => File.Exists(Status) ? AnonymousBytes(File.ReadAllBytes(Status)) : null;
+
+    /// <summary><see cref="AnonymousBytes()"/> from the text of a <c>/proc/PID/status</c> file.</summary>
+    internal static long? AnonymousBytes(ReadOnlySpan<byte> status) =>
+        StatusKilobytes(status, "RssAnon:"u8) is long anonymous && StatusKilobytes(status, "RssShmem:"u8) is long shared ? (anonymous + shared) * 1024 : null;
+
+    private static long? ReadStatusKilobytes(ReadOnlySpan<byte> key) => File.Exists(Status) ? StatusKilobytes(File.ReadAllBytes(Status), key) : null;
+
+    // The value of a "Key:\t  123 kB" line of /proc/PID/status, allocating nothing (the sampler reads it every millisecond).
+    private static long? StatusKilobytes(ReadOnlySpan<byte> status, ReadOnlySpan<byte> key)
     {
-        if (!File.Exists(Status)) return null;
-        foreach (string line in File.ReadLines(Status))
+        int at = status.IndexOf(key);
+        if (at < 0) return null;
+        long value = 0;
+        bool digits = false;
+        foreach (byte b in status[(at + key.Length)..])
         {
-            if (!line.StartsWith(key, StringComparison.Ordinal)) continue;
-            // "VmHWM:	  793116 kB"
-            string value = line[key.Length..].Trim();
-            int space = value.IndexOf(' ');
-            return long.TryParse(space < 0 ? value : value[..space], out long kb) ? kb : null;
+            if (b is >= (byte)'0' and <= (byte)'9')
+            {
+                value = value * 10 + (b - '0');
+                digits = true;
+            }
+            else if (digits || b == '\n') break;
         }
-        return null;
+        return digits ? value : null;
     }
 }

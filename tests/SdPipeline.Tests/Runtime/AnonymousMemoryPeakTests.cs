@@ -18,7 +18,7 @@ public sealed class AnonymousMemoryPeakTests
     public void PeakBytes_Should_SeeATensorHeldBriefly_After_ItIsFreed()
     {
         // Given the sampler running
-        long before = AnonymousMemoryPeak.CurrentBytes()!.Value;
+        long before = ProcessMemory.AnonymousBytes()!.Value;
         using var peak = AnonymousMemoryPeak.Start()!;
 
         // When 256 MiB are allocated, written, held for 50 ms and freed
