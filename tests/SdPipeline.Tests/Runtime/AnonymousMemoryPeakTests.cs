@@ -1,5 +1,6 @@
 using System.IO.MemoryMappedFiles;
 using SdPipeline.Runtime;
+using SdPipeline.Tests.Support;
 using TorchSharp;
 
 namespace SdPipeline.Tests.Runtime;
@@ -35,11 +36,9 @@ public sealed class AnonymousMemoryPeakTests
     {
         // Given a 128 MiB file on a disk file system mapped into memory (a tmpfs file's pages are shared memory, which
         // the anonymous figure counts: the system temp folder is tmpfs on some distributions, the test output's is not)
-        string folder = Path.Combine(TestContext.CurrentContext.WorkDirectory, "anonymous-memory-peak-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(folder);
-        using var cleanup = new DeleteOnDispose(folder);
-        if (new DriveInfo(folder).DriveFormat is "tmpfs" or "ramfs") Assert.Ignore($"{folder} is in memory: its pages are not file pages");
-        string path = Path.Combine(folder, "pages.bin");
+        using var temp = new TempFolder(TestContext.CurrentContext.WorkDirectory);
+        if (new DriveInfo(temp.Path).DriveFormat is "tmpfs" or "ramfs") Assert.Ignore($"{temp.Path} is in memory: its pages are not file pages");
+        string path = temp.File("pages.bin");
         using (var file = File.Create(path)) file.SetLength(128 * MiB);
         using var mapped = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         using var view = mapped.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
@@ -57,14 +56,5 @@ public sealed class AnonymousMemoryPeakTests
         Assert.That(sum, Is.Zero);
         Assert.That(residentAfter - residentBefore, Is.GreaterThan(100 * MiB));
         Assert.That(peak.PeakBytes - anonymousBefore, Is.LessThan(32 * MiB));
-    }
-
-    private sealed class DeleteOnDispose(string folder) : IDisposable
-    {
-        public void Dispose()
-        {
-            try { Directory.Delete(folder, recursive: true); }
-            catch (IOException) { }
-        }
     }
 }

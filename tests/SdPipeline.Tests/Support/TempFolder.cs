@@ -1,11 +1,17 @@
 namespace SdPipeline.Tests.Support;
 
-/// <summary>A fresh folder under the system temp folder, deleted on dispose.</summary>
+/// <summary>A fresh folder under the system temp folder (or under <c>parent</c>), deleted on dispose.</summary>
 public sealed class TempFolder : IDisposable
 {
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "sdpipe-tests", Guid.NewGuid().ToString("N")[..12]);
+    public string Path { get; }
 
-    public TempFolder() => Directory.CreateDirectory(Path);
+    public TempFolder() : this(System.IO.Path.Combine(System.IO.Path.GetTempPath(), "sdpipe-tests")) { }
+
+    public TempFolder(string parent)
+    {
+        Path = System.IO.Path.Combine(parent, Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(Path);
+    }
 
     public string File(string name) => System.IO.Path.Combine(Path, name);
 
