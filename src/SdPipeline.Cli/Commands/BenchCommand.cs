@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Cli.Commands;
 
-/// <summary><c>sdpipe bench unet|vae|train-step|latents</c>: model speed against the machine's fp32 matmul ceiling, written to JSON.</summary>
+/// <summary><c>sdpipe bench unet|vae|train-step|latents|kernels</c>: model speed against the machine's fp32 matmul ceiling, and each inference kernel choice against the paths not taken, written to JSON.</summary>
 internal static class BenchCommand
 {
     private static readonly Option<string> Sizes = new("--sizes")
@@ -69,6 +69,87 @@ internal static class BenchCommand
         command.Subcommands.Add(Model("latents",
             "The latent cache's per-image work: preprocessing (decode, Lanczos resize, crop) and SD 1.5 VAE encode, images/s at 256 and 512 px.",
             LatentsBenchmark.Run, Sizes, cancellation));
+        command.Subcommands.Add(Kernels(cancellation));
+        return command;
+    }
+
+    private static readonly Option<string> KernelModels = new("--models")
+    {
+        Description = "Whose inference to examine, comma-separated: unet (one forward), vae (encode and decode).",
+        DefaultValueFactory = _ => "unet,vae",
+    };
+    private static readonly Option<int?> KernelBatch = new("--batch") { Description = "Samples per run (default: 2 for the UNet, one guided sampling step; 1 for the VAE)." };
+    private static readonly Option<int> KernelRepeats = new("--repeats") { Description = "Timed rounds per case, every path once a round (the median is reported).", DefaultValueFactory = _ => 5 };
+    private static readonly Option<string?> KernelConfigFile = new("--config-file")
+    {
+        Description = "A diffusers config.json for the one model named by --models, instead of Stable Diffusion 1.5's.",
+    };
+
+    /// <summary><c>sdpipe bench kernels</c>: whether the kernel-choice rules pick the fastest path on this CPU (<see cref="KernelBenchmark"/>).</summary>
+    private static Command Kernels(CancellationToken cancellation)
+    {
+        var command = new Command("kernels",
+            "Whether the rules that choose the models' inference kernels (Winograd or oneDNN or libtorch's own convolution, the GroupNorm "
+            + "and attention kernels) choose the fastest path on this CPU: every distinct call of an SD 1.5 UNet forward and VAE encode and "
+            + "decode, timed by each path that can make it (interleaved rounds) and its output compared with libtorch's. Exit code 1 if a "
+            + "path's output is not libtorch's to float32 rounding.")
+        {
+            Sizes, KernelModels, KernelBatch, KernelRepeats, Warmup, Threads, OneDnnOption, Seed, Output, KernelConfigFile,
+        };
+        command.SetAction(result =>
+        {
+            KernelBenchmarkOptions options;
+            try
+            {
+                int? batch = result.GetValue(KernelBatch);
+                options = new KernelBenchmarkOptions
+                {
+                    Models = result.GetValue(KernelModels)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+                    Sizes = ParseSizes(result.GetValue(Sizes)!),
+                    UnetBatch = batch ?? 2,
+                    VaeBatch = batch ?? 1,
+                    Repeats = result.GetValue(KernelRepeats),
+                    Warmup = result.GetValue(Warmup),
+                    Seed = result.GetValue(Seed),
+                    ConfigFile = result.GetValue(KernelConfigFile),
+                };
+                options.Validate();
+                if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
+                    throw new ArgumentException($"--onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
+                if (result.GetValue(Threads) < 0) throw new ArgumentException($"--threads {result.GetValue(Threads)} cannot be negative");
+            }
+            catch (ArgumentException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return ExitCodes.Usage;
+            }
+
+            string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", "kernels.json");
+            var device = TorchRuntime.Initialise("cpu", result.GetValue(Threads));
+            Console.Error.WriteLine($"CPU: {CpuModel.Name}");
+            // As sampling runs: the self-check decides oneDNN under auto.
+            NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
+            Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
+            KernelReport report;
+            try
+            {
+                report = KernelBenchmark.Run(options, device, line => Console.Error.WriteLine(line), cancellation);
+            }
+            catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+            {
+                Console.Error.WriteLine($"interrupted: no report written ({output} is unchanged)");
+                return ExitCodes.StageFailure;
+            }
+            catch (DiffusersConfigException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return ExitCodes.Usage;
+            }
+            report.Write(output);
+            Console.Write(report.Format());
+            Console.WriteLine($"written: {output}");
+            return report.Disagreements.Count == 0 ? ExitCodes.Success : ExitCodes.StageFailure;
+        });
         return command;
     }
 

@@ -84,29 +84,43 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
         // Inference only: a module in training mode keeps libtorch's kernel, so that gradient checkpointing's
         // no-grad first pass and its recomputation in backward run the same arithmetic.
-        if (!training && AttentionKernel.Applies(query, key, value, _heads))
-        {
-            // Heads stay side by side in the projections' layout: no transposes before or after.
-            hiddenStates = AttentionKernel.Attend(query, key, value, _heads);
-            scope.DisposeEverythingBut(hiddenStates);
-        }
-        else
-        {
-            long headDim = key.shape[^1] / _heads;
-            query = query.view(batch, -1, _heads, headDim).transpose(1, 2);
-            key = key.view(batch, -1, _heads, headDim).transpose(1, 2);
-            value = value.view(batch, -1, _heads, headDim).transpose(1, 2);
-
-            var attended = ScaledDotProduct(query, key, value);
-            scope.DisposeEverythingBut(attended); // the projections (and the normalised input) are read by nothing else
-            hiddenStates = attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
-        }
+        var path = !training && AttentionKernel.Applies(query, key, value, _heads) ? AttentionPath.Kernel : AttentionPath.ScaledDotProduct;
+        if (!training && KernelChoices.Watched) KernelChoices.Report(new AttentionCall(this, query.shape, key.shape, path));
+        // The projections (and the normalised input) are read by nothing else once attended.
+        hiddenStates = Attend(path, query, key, value, scope);
+        scope.DisposeEverythingBut(hiddenStates);
         hiddenStates = to_out[0].call(hiddenStates);
         scope.DisposeEverythingBut(hiddenStates);
 
         if (image) hiddenStates = hiddenStates.transpose(-1, -2).reshape(spatial);
         if (_residualConnection) hiddenStates = hiddenStates + residual;
         return scope.MoveToOuter(_rescaleOutputFactor == 1.0 ? hiddenStates : hiddenStates / _rescaleOutputFactor);
+    }
+
+    /// <summary>
+    /// Every path that can attend these projections ([B, N, H·D], [B, M, H·D]) here: libtorch's, and the kernel where it
+    /// applies.
+    /// </summary>
+    public IReadOnlyList<AttentionPath> Candidates(Tensor query, Tensor key, Tensor value) =>
+        AttentionKernel.Applies(query, key, value, _heads) ? [AttentionPath.ScaledDotProduct, AttentionPath.Kernel] : [AttentionPath.ScaledDotProduct];
+
+    /// <summary>The projections attended by <paramref name="path"/> (one of <see cref="Candidates"/>), as [B, N, H·D].</summary>
+    /// <param name="path">The kernel, or libtorch's.</param>
+    /// <param name="query">[B, N, H·D].</param>
+    /// <param name="key">[B, M, H·D].</param>
+    /// <param name="value">[B, M, H·D].</param>
+    /// <param name="scope">When given, everything in it but libtorch's attended values is freed before they are laid out again.</param>
+    public Tensor Attend(AttentionPath path, Tensor query, Tensor key, Tensor value, DisposeScope? scope = null)
+    {
+        // Heads stay side by side in the projections' layout: no transposes before or after.
+        if (path == AttentionPath.Kernel) return AttentionKernel.Attend(query, key, value, _heads);
+        long batch = query.shape[0], headDim = key.shape[^1] / _heads;
+        var attended = ScaledDotProduct(
+            query.view(batch, -1, _heads, headDim).transpose(1, 2),
+            key.view(batch, -1, _heads, headDim).transpose(1, 2),
+            value.view(batch, -1, _heads, headDim).transpose(1, 2));
+        scope?.DisposeEverythingBut(attended);
+        return attended.transpose(1, 2).reshape(batch, -1, _heads * headDim);
     }
 
     private Tensor ScaledDotProduct(Tensor query, Tensor key, Tensor value)

@@ -20,10 +20,41 @@ public static class Convolutions
     public static Tensor Apply(nn.Module<Tensor, Tensor> convolution, Tensor input, bool inference)
     {
         if (!inference || convolution is not Conv2d conv) return convolution.call(input);
-        if (WinogradConvolution.Applies(input, conv) && !HasHooks(conv)) return WinogradConvolution.Convolve(input, conv);
-        if (PrefersPlainWinograd(input, conv) && !HasHooks(conv)) return PlainWinogradConvolution.Convolve(input, conv);
-        return PrefersLibtorchsOwn(input, conv) ? OneDnn.Without(() => convolution.call(input)) : convolution.call(input);
+        var path = Choose(input, conv);
+        if (KernelChoices.Watched) KernelChoices.Report(new ConvolutionCall(conv, input.shape, KernelTensors.ChannelsLast(input), path));
+        return Run(path, conv, input);
     }
+
+    /// <summary>The path <see cref="Apply"/> takes for <paramref name="conv"/> on <paramref name="input"/> in inference.</summary>
+    public static ConvolutionPath Choose(Tensor input, Conv2d conv)
+    {
+        bool hooked = HasHooks(conv);
+        if (!hooked && WinogradConvolution.Applies(input, conv)) return ConvolutionPath.Winograd;
+        if (!hooked && PrefersPlainWinograd(input, conv)) return ConvolutionPath.PlainWinograd;
+        return PrefersLibtorchsOwn(input, conv) ? ConvolutionPath.LibtorchsOwn : ConvolutionPath.Layer;
+    }
+
+    /// <summary>
+    /// Every path that can compute <paramref name="conv"/> on <paramref name="input"/> here, whatever the rule picks:
+    /// the layer, libtorch's own where oneDNN is on (else that is the layer), and each Winograd kernel that applies.
+    /// </summary>
+    public static IReadOnlyList<ConvolutionPath> Candidates(Tensor input, Conv2d conv)
+    {
+        var paths = new List<ConvolutionPath> { ConvolutionPath.Layer };
+        if (OneDnn.Enabled && input.device_type == DeviceType.CPU) paths.Add(ConvolutionPath.LibtorchsOwn);
+        if (WinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.Winograd);
+        if (PlainWinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.PlainWinograd);
+        return paths;
+    }
+
+    /// <summary><paramref name="conv"/> applied to <paramref name="input"/> by <paramref name="path"/> (one of <see cref="Candidates"/>).</summary>
+    public static Tensor Run(ConvolutionPath path, Conv2d conv, Tensor input) => path switch
+    {
+        ConvolutionPath.Winograd => WinogradConvolution.Convolve(input, conv),
+        ConvolutionPath.PlainWinograd => PlainWinogradConvolution.Convolve(input, conv),
+        ConvolutionPath.LibtorchsOwn => OneDnn.Without(() => conv.call(input)),
+        _ => conv.call(input),
+    };
 
     /// <summary>
     /// Whether libtorch's own convolution (im2col and one GEMM) computes <paramref name="conv"/> on

@@ -29,8 +29,25 @@ public static class Norms
     /// </summary>
     public static Tensor Apply(nn.Module<Tensor, Tensor> norm, Tensor input, bool inference, bool silu = false)
     {
-        if (inference && norm is GroupNorm groupNorm && GroupNormKernel.Applies(input, groupNorm))
-            return GroupNormKernel.Normalize(input, groupNorm, silu);
+        if (!inference || norm is not GroupNorm groupNorm) return Layer(norm, input, silu);
+        var path = GroupNormKernel.Applies(input, groupNorm) ? GroupNormPath.Kernel : GroupNormPath.Layer;
+        if (KernelChoices.Watched) KernelChoices.Report(new GroupNormCall(groupNorm, input.shape, KernelTensors.ChannelsLast(input), silu, path));
+        return Run(path, groupNorm, input, silu);
+    }
+
+    /// <summary>
+    /// Every path that can compute <paramref name="norm"/> on <paramref name="input"/> here: the layer, and the kernel
+    /// where it applies.
+    /// </summary>
+    public static IReadOnlyList<GroupNormPath> Candidates(Tensor input, GroupNorm norm) =>
+        GroupNormKernel.Applies(input, norm) ? [GroupNormPath.Layer, GroupNormPath.Kernel] : [GroupNormPath.Layer];
+
+    /// <summary><paramref name="norm"/> (then SiLU when <paramref name="silu"/>) applied to <paramref name="input"/> by <paramref name="path"/>.</summary>
+    public static Tensor Run(GroupNormPath path, GroupNorm norm, Tensor input, bool silu) =>
+        path == GroupNormPath.Kernel ? GroupNormKernel.Normalize(input, norm, silu) : Layer(norm, input, silu);
+
+    private static Tensor Layer(nn.Module<Tensor, Tensor> norm, Tensor input, bool silu)
+    {
         // libtorch chooses its channels-last GroupNorm by the strides' order alone, and that one takes the variance from
         // sums of squares, which cancels on flat regions (GroupNormKernel); the plain layout's two-pass form does not.
         var output = input.is_contiguous() ? norm.call(input) : input.contiguous().Into(norm.call);
