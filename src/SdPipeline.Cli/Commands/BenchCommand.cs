@@ -130,25 +130,9 @@ internal static class BenchCommand
             // As sampling runs: the self-check decides oneDNN under auto.
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
-            KernelReport report;
-            try
-            {
-                report = KernelBenchmark.Run(options, device, line => Console.Error.WriteLine(line), cancellation);
-            }
-            catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
-            {
-                Console.Error.WriteLine($"interrupted: no report written ({output} is unchanged)");
-                return ExitCodes.StageFailure;
-            }
-            catch (DiffusersConfigException e)
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return ExitCodes.Usage;
-            }
-            report.Write(output);
-            Console.Write(report.Format());
-            Console.WriteLine($"written: {output}");
-            return report.Disagreements.Count == 0 ? ExitCodes.Success : ExitCodes.StageFailure;
+            return RunAndReport(() => KernelBenchmark.Run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
+                report => report.Write(output), report => report.Format(),
+                report => report.Disagreements.Count == 0 ? ExitCodes.Success : ExitCodes.StageFailure);
         });
         return command;
     }
@@ -215,27 +199,35 @@ internal static class BenchCommand
             }
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line), offUnderAuto);
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
-            BenchmarkReport report;
-            try
-            {
-                report = run(options, device, line => Console.Error.WriteLine(line), cancellation);
-            }
-            catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
-            {
-                Console.Error.WriteLine($"interrupted: no report written ({output} is unchanged)");
-                return ExitCodes.StageFailure;
-            }
-            catch (DiffusersConfigException e)
-            {
-                Console.Error.WriteLine($"error: {e.Message}");
-                return ExitCodes.Usage;
-            }
-            report.Write(output);
-            Console.Write(BenchmarkTable.Format(report));
-            Console.WriteLine($"written: {output}");
-            return ExitCodes.Success;
+            return RunAndReport(() => run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
+                report => report.Write(output), BenchmarkTable.Format, _ => ExitCodes.Success);
         });
         return command;
+    }
+
+    // Runs a benchmark, then writes its report and prints its table; an interruption writes nothing (exit 1), a config
+    // file that cannot be read is bad usage (exit 2).
+    private static int RunAndReport<T>(Func<T> run, string output, CancellationToken cancellation, Action<T> write, Func<T, string> format, Func<T, int> exitCode)
+    {
+        T report;
+        try
+        {
+            report = run();
+        }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"interrupted: no report written ({output} is unchanged)");
+            return ExitCodes.StageFailure;
+        }
+        catch (DiffusersConfigException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.Usage;
+        }
+        write(report);
+        Console.Write(format(report));
+        Console.WriteLine($"written: {output}");
+        return exitCode(report);
     }
 
     private static IReadOnlyList<OperationProbe> Sd15Probes()

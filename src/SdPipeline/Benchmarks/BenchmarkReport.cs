@@ -18,11 +18,13 @@ public sealed record BenchmarkReport
         "norms, activations, adds and softmax count 0. Backward: grad-weight plus grad-input where the layer's input needs a gradient " +
         "(so conv_in and the text-embedding to_k/to_v have no grad-input); attention backward is 2x forward (plain bmm path).";
 
-    private static readonly JsonSerializerSettings Settings = new()
+    // Shared with KernelReport. A NaN (a kernel's output difference) is written as the string "NaN", which JSON readers accept.
+    internal static readonly JsonSerializerSettings Settings = new()
     {
         ContractResolver = new DefaultContractResolver { NamingStrategy = new SnakeCaseNamingStrategy() },
         Formatting = Formatting.Indented,
         DateTimeZoneHandling = DateTimeZoneHandling.Utc,
+        FloatFormatHandling = FloatFormatHandling.String,
     };
 
     /// <summary>The JSON layout version.</summary>
@@ -102,10 +104,13 @@ public sealed record BenchmarkReport
     public string ToJson() => JsonConvert.SerializeObject(this, Settings);
 
     /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> atomically, creating its folder.</summary>
-    public void Write(string path)
+    public void Write(string path) => WriteJson(path, ToJson());
+
+    /// <summary>Writes <paramref name="json"/> and a newline to <paramref name="path"/> atomically, creating its folder.</summary>
+    internal static void WriteJson(string path, string json)
     {
         string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
         if (folder is not null) Directory.CreateDirectory(folder);
-        AtomicFile.WriteAllText(path, ToJson() + "\n");
+        AtomicFile.WriteAllText(path, json + "\n");
     }
 }

@@ -70,9 +70,6 @@ public static class KernelBenchmark
     /// <summary>A chosen path up to this fraction slower than the fastest counts as the fastest (the timing's noise).</summary>
     public const double Margin = 0.05;
 
-    private const long Timestep = 500;
-    private const int TextTokens = 77;
-
     /// <summary>Runs the benchmark.</summary>
     /// <param name="options">Models, sizes, batches, rounds.</param>
     /// <param name="device">The CPU (the kernels are CPU kernels), after the threads have been set.</param>
@@ -115,9 +112,7 @@ public static class KernelBenchmark
         {
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)options.Seed, device);
-            var sample = torch.randn([options.UnetBatch, config.InChannels, size, size], generator: generator, device: device);
-            var timestep = torch.full([options.UnetBatch], Timestep, ScalarType.Int64, device);
-            var text = torch.randn([options.UnetBatch, TextTokens, config.CrossAttentionDim], generator: generator, device: device);
+            var (sample, timestep, text) = UnetBenchmark.Inputs(config, options.UnetBatch, size, generator, device);
             string work = $"unet forward {size}x{size} batch {options.UnetBatch}";
             var calls = Watch(log, work, () => unet.call(sample, timestep, text));
             cases.AddRange(Measure(work, unet, calls, options, device, log, cancellation));

@@ -1,8 +1,6 @@
 using System.Globalization;
 using System.Text;
 using Newtonsoft.Json;
-using Newtonsoft.Json.Serialization;
-using SdPipeline.Files;
 using SdPipeline.Models.Shared;
 
 namespace SdPipeline.Benchmarks;
@@ -97,14 +95,6 @@ public sealed record KernelReport
     /// <summary>The JSON layout version this code writes.</summary>
     public const int CurrentSchemaVersion = 1;
 
-    private static readonly JsonSerializerSettings Settings = new()
-    {
-        ContractResolver = new DefaultContractResolver { NamingStrategy = new SnakeCaseNamingStrategy() },
-        Formatting = Formatting.Indented,
-        DateTimeZoneHandling = DateTimeZoneHandling.Utc,
-        FloatFormatHandling = FloatFormatHandling.String,
-    };
-
     /// <summary>The JSON layout version.</summary>
     public int SchemaVersion { get; init; } = CurrentSchemaVersion;
 
@@ -139,15 +129,10 @@ public sealed record KernelReport
     public IReadOnlyList<KernelCase> Disagreements => Cases.Where(c => !c.OutputsAgree).ToList();
 
     /// <summary>The report as indented snake_case JSON.</summary>
-    public string ToJson() => JsonConvert.SerializeObject(this, Settings);
+    public string ToJson() => JsonConvert.SerializeObject(this, BenchmarkReport.Settings);
 
     /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> atomically, creating its folder.</summary>
-    public void Write(string path)
-    {
-        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (folder is not null) Directory.CreateDirectory(folder);
-        AtomicFile.WriteAllText(path, ToJson() + "\n");
-    }
+    public void Write(string path) => BenchmarkReport.WriteJson(path, ToJson());
 
     /// <summary>
     /// A table per work: each case's paths in milliseconds, the chosen one marked, and a closing line with the work's time

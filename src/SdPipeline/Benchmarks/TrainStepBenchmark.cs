@@ -74,9 +74,7 @@ public static class TrainStepBenchmark
         {
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)options.Seed, device);
-            var sample = torch.randn([options.Batch, config.InChannels, size, size], generator: generator, device: device);
-            var timestep = torch.full([options.Batch], UnetBenchmark.Timestep, ScalarType.Int64, device);
-            var text = torch.randn([options.Batch, UnetBenchmark.TextTokens, config.CrossAttentionDim], generator: generator, device: device);
+            var (sample, timestep, text) = UnetBenchmark.Inputs(config, options.Batch, size, generator, device);
             var target = torch.randn([options.Batch, config.OutChannels, size, size], generator: generator, device: device);
 
             FlopCount flops;

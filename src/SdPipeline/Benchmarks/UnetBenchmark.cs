@@ -16,6 +16,12 @@ public static class UnetBenchmark
     /// <summary>The timestep fed to every run (its value does not change the cost).</summary>
     public const long Timestep = 500;
 
+    /// <summary>A UNet call's random inputs: noisy latents [batch, C, size, size], <see cref="Timestep"/>, text embeddings.</summary>
+    internal static (Tensor Sample, Tensor Timestep, Tensor Text) Inputs(UNet2DConditionConfig config, int batch, int size, Generator generator, Device device) =>
+        (torch.randn([batch, config.InChannels, size, size], generator: generator, device: device),
+         torch.full([batch], Timestep, ScalarType.Int64, device),
+         torch.randn([batch, TextTokens, config.CrossAttentionDim], generator: generator, device: device));
+
     /// <summary>Runs the benchmark.</summary>
     /// <param name="options">Sizes, batch, repeats, seed, config.</param>
     /// <param name="device">Where to run (after <see cref="Runtime.TorchRuntime.Initialise"/> has set the threads).</param>
@@ -42,9 +48,7 @@ public static class UnetBenchmark
         {
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)options.Seed, device);
-            var sample = torch.randn([options.Batch, config.InChannels, size, size], generator: generator, device: device);
-            var timestep = torch.full([options.Batch], Timestep, ScalarType.Int64, device);
-            var text = torch.randn([options.Batch, TextTokens, config.CrossAttentionDim], generator: generator, device: device);
+            var (sample, timestep, text) = Inputs(config, options.Batch, size, generator, device);
 
             unet.eval(); // as sampling runs it
             var forward = harness.Measure($"unet {size}x{size} forward", () =>

@@ -15,7 +15,7 @@ public sealed class BenchCommandTests
     [TearDown]
     public void TearDown() => _temp.Dispose();
 
-    private static string TinyConfig(string component) => Path.Combine(RepoPaths.Fixtures, "tiny-sd", component, "config.json");
+    internal static string TinyConfig(string component) => Path.Combine(RepoPaths.Fixtures, "tiny-sd", component, "config.json");
 
     private ProcessResult Sdpipe(params string[] arguments) => CliRunner.Sdpipe(_temp.Path, null, arguments);
 

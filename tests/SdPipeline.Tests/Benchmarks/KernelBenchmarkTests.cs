@@ -19,7 +19,7 @@ public sealed class KernelBenchmarkTests
     [TearDown]
     public void TearDown() => _temp.Dispose();
 
-    private static string TinyConfig(string component) => Path.Combine(RepoPaths.Fixtures, "tiny-sd", component, "config.json");
+    private static string TinyConfig(string component) => BenchCommandTests.TinyConfig(component);
 
     [Test]
     public void Run_Should_TimeEveryDistinctCall_ByEveryPath_WithTheChosenOneAmongThem_And_OutputsAgreeing()

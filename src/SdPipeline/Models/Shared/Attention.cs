@@ -76,7 +76,6 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         if (group_norm is not null)
             hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference: this.InInference()).transpose(1, 2);
 
-        long batch = hiddenStates.shape[0];
         var context = encoderHiddenStates ?? hiddenStates;
         var query = to_q.call(hiddenStates);
         var key = to_k.call(context);
