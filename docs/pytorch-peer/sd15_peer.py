@@ -270,6 +270,9 @@ def main():
                    help="train-step: forward and loss under torch.autocast('cpu', bfloat16), as train.mixed_precision=bf16")
     p.add_argument("--channels-last", action="store_true",
                    help="model and input in torch.channels_last (oneDNN's NHWC convolutions, no layout reorders)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (inductor's C++ kernels; needs g++, python3-setuptools and "
+                        "libtorch-dev beside Debian's python3-torch); the first warm-up includes the compilation")
     p.add_argument("--warmups", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--whole-vae", action="store_true",
@@ -282,7 +285,7 @@ def main():
     torch.backends.mkldnn.enabled = a.mkldnn == "on"
     torch.manual_seed(0)
     out = dict(case=a.case, torch=torch.__version__, threads=torch.get_num_threads(), mkldnn=a.mkldnn,
-               size=a.size, batch=a.batch, channels_last=a.channels_last)
+               size=a.size, batch=a.batch, channels_last=a.channels_last, compile=a.compile)
     layout = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.case == "matmul":
         x, y = torch.randn(4096, 4096), torch.randn(4096, 4096)
@@ -290,6 +293,7 @@ def main():
     elif a.case == "train-step":
         unet = UNet().to(memory_format=layout)
         out["parameters"] = sum(q.numel() for q in unet.parameters())
+        forward = torch.compile(unet) if a.compile else unet
         if a.optimizer_in_backward:
             per_parameter = {q: torch.optim.AdamW([q], lr=1e-5, fused=a.fused == "on") for q in unet.parameters()}
 
@@ -316,7 +320,7 @@ def main():
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
-                prediction = unet(x, t, ctx)
+                prediction = forward(x, t, ctx)
             loss = F.mse_loss(prediction.float(), target)
             t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter(); opt.step(); t3 = time.perf_counter()
             phases.append((t1 - t0, t2 - t1, t3 - t2))
@@ -326,11 +330,13 @@ def main():
         out.update(forward_s=statistics.median(fwd), backward_s=statistics.median(bwd), adamw_s=statistics.median(adam))
     elif a.case == "unet":
         unet = UNet().eval().to(memory_format=layout)
+        unet = torch.compile(unet) if a.compile else unet
         x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768); t = torch.full((a.batch,), 500)
         with torch.no_grad():
             ts = timed(lambda: unet(x, t, ctx), a.warmups, a.repeats)
     else:
         enc = VaeEncoder().eval().to(memory_format=layout)
+        enc = torch.compile(enc) if a.compile else enc
         decoder_weights = torch.randn(49_490_199) if a.whole_vae else None
         out["whole_vae"] = a.whole_vae
         x = torch.randn(a.batch, 3, a.size * 8, a.size * 8).to(memory_format=layout)
