@@ -7,8 +7,9 @@ namespace SdPipeline.Benchmarks;
 
 /// <summary>One path's timed runs on one kernel case.</summary>
 /// <param name="Path">
-/// <c>onednn</c>, <c>libtorch</c>, <c>winograd</c> or <c>plain_winograd</c> for a convolution; <c>libtorch</c> or
-/// <c>kernel</c> for a GroupNorm; <c>sdpa</c> or <c>kernel</c> for attention.
+/// <c>onednn</c> (the layer called with oneDNN on; libtorch may still take its own path for a small input), <c>libtorch</c>,
+/// <c>winograd</c> or <c>plain_winograd</c> for a convolution; <c>libtorch</c> or <c>kernel</c> for a GroupNorm; <c>sdpa</c>
+/// or <c>kernel</c> for attention.
 /// </param>
 /// <param name="Seconds">Each timed run.</param>
 /// <param name="MedianSeconds">Their median.</param>
