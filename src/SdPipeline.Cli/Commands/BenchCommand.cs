@@ -27,6 +27,11 @@ internal static class BenchCommand
         Description = "oneDNN for convolutions, as runtime.onednn: auto (the numerics self-check decides, as in training), on, off.",
         DefaultValueFactory = _ => "auto",
     };
+    private static readonly Option<string> KernelsOption = new("--kernels")
+    {
+        Description = "The project's own inference kernels, as runtime.kernels: auto (where their rules choose them), off (every layer as libtorch runs it).",
+        DefaultValueFactory = _ => "auto",
+    };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random weights and inputs.", DefaultValueFactory = _ => 0 };
     private static readonly Option<int> MatmulSize = new("--matmul-size") { Description = "n of the n³ fp32 matmul that measures the ceiling.", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string?> Output = new("--output") { Description = "JSON file to write (default: ARTIFACTS/bench/MODEL.json)." };
@@ -94,7 +99,7 @@ internal static class BenchCommand
             + "decode, timed by each path that can make it (interleaved rounds) and its output compared with libtorch's. Exit code 1 if a "
             + "path's output is not libtorch's to float32 rounding.")
         {
-            Sizes, KernelModels, KernelBatch, KernelRepeats, Warmup, Threads, OneDnnOption, Seed, Output, KernelConfigFile,
+            Sizes, KernelModels, KernelBatch, KernelRepeats, Warmup, Threads, OneDnnOption, KernelsOption, Seed, Output, KernelConfigFile,
         };
         command.SetAction(result =>
         {
@@ -114,6 +119,8 @@ internal static class BenchCommand
                     ConfigFile = result.GetValue(KernelConfigFile),
                 };
                 options.Validate();
+                if (!InferenceKernels.Settings.Contains(result.GetValue(KernelsOption)))
+                    throw new ArgumentException($"--kernels '{result.GetValue(KernelsOption)}' is not one of {string.Join(", ", InferenceKernels.Settings)}");
                 if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
                     throw new ArgumentException($"--onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
                 if (result.GetValue(Threads) < 0) throw new ArgumentException($"--threads {result.GetValue(Threads)} cannot be negative");
@@ -126,6 +133,7 @@ internal static class BenchCommand
 
             string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", "kernels.json");
             var device = TorchRuntime.Initialise("cpu", result.GetValue(Threads));
+            InferenceKernels.Use(result.GetValue(KernelsOption)!);
             Console.Error.WriteLine($"CPU: {CpuModel.Name}");
             // As sampling runs: the self-check decides oneDNN under auto.
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
@@ -140,7 +148,7 @@ internal static class BenchCommand
     private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, CancellationToken, BenchmarkReport> run,
         Option<string> sizes, CancellationToken cancellation, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null)
     {
-        var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, Seed, MatmulSize, Output, ConfigFile };
+        var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, KernelsOption, Seed, MatmulSize, Output, ConfigFile };
         if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
         if (checkpointing is not null) command.Options.Add(checkpointing);
         if (fusedBackwardPass is not null) command.Options.Add(fusedBackwardPass);
@@ -169,6 +177,11 @@ internal static class BenchCommand
                 Console.Error.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             }
+            if (!InferenceKernels.Settings.Contains(result.GetValue(KernelsOption)))
+            {
+                Console.Error.WriteLine($"error: --kernels '{result.GetValue(KernelsOption)}' is not one of {string.Join(", ", InferenceKernels.Settings)}");
+                return ExitCodes.Usage;
+            }
             if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
             {
                 Console.Error.WriteLine($"error: --onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
@@ -182,6 +195,7 @@ internal static class BenchCommand
 
             string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", $"{name.Replace('-', '_')}.json");
             var device = TorchRuntime.Initialise(result.GetValue(GlobalOptions.Device) ?? "cpu", result.GetValue(Threads));
+            InferenceKernels.Use(result.GetValue(KernelsOption)!);
             Console.Error.WriteLine($"CPU: {CpuModel.Name}");
             // As training runs: the self-check decides oneDNN under runtime.onednn=auto, so a workaround's cost is in the figures,
             // and a training step runs on the convolution path training would choose for the UNet.

@@ -8,6 +8,7 @@ using SdPipeline.Data;
 using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Vae;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
@@ -74,6 +75,7 @@ public sealed class LatentsStage : IStageRunner
         int totalRows = shards.Sum(s => s.Rows.Count);
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        InferenceKernels.Use(runtime.Kernels);
         using var captionEncoder = CaptionEncoder.Open(model, ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning), clipSkip, device);
         using var vae = AutoencoderKL.FromFolder(model);
         vae.to(device).eval();

@@ -6,6 +6,7 @@ using SdPipeline.Config;
 using SdPipeline.Files;
 using SdPipeline.Images;
 using SdPipeline.Lora;
+using SdPipeline.Models.Shared;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
@@ -156,6 +157,7 @@ public sealed class SampleStage : IStageRunner
         int height = settings.Height > 0 ? settings.Height : workspace.Config.Typed.Latents.Resolution;
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        InferenceKernels.Use(runtime.Kernels);
         var cleaning = ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning);
         var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
         string? lora = LoraPath(settings, workspace.FolderOf(TrainStage.Definition));

@@ -6,6 +6,7 @@ using SdPipeline.Files;
 using SdPipeline.Latents;
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
@@ -93,6 +94,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         string predictionType = settings.PredictionType.Length > 0 ? settings.PredictionType : schedulerConfig.PredictionType;
 
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
+        InferenceKernels.Use(runtime.Kernels);
         var unet = UNet2DConditionModel.FromFolder(modelFolder);
         var textEncoder = ClipTextModel.FromPretrained(modelFolder);
         // SDXL's second encoder (OpenCLIP bigG, 695 M parameters) is loaded only when the run encodes text (the cache holds its output).

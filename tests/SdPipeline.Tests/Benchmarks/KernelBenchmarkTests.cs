@@ -110,6 +110,7 @@ public sealed class KernelBenchmarkTests
 
     [TestCase("--models", "unet,clip", "model 'clip' is not one of unet, vae")]
     [TestCase("--repeats", "0", "repeats 0 must be at least 1")]
+    [TestCase("--kernels", "fast", "--kernels 'fast' is not one of auto, off")]
     public void BenchKernels_Should_ExitWith2_And_SayWhy_When_AnOptionIsWrong(string option, string value, string message)
     {
         var result = CliRunner.Sdpipe(_temp.Path, null, "bench", "kernels", option, value);

@@ -56,6 +56,30 @@ public sealed class LatentsStageTests
     }
 
     [Test]
+    public void LatentsStage_Should_RunWithoutTheProjectsKernels_When_RuntimeKernelsIsOff_And_KeepItsCacheWhenTheSettingChanges()
+    {
+        try
+        {
+            // Given the tiny VAE's latents made with runtime.kernels=off (its 32- and 64-channel convolutions would run by Winograd)
+            using var harness = new PipelineHarness();
+            string[] sets = [.. harness.ImageFolder(Images()), $"model.base={Path.Combine(RepoPaths.Fixtures, "tiny-sd")}", "latents.resolution=64",
+                "runtime.kernels=off"];
+            var outcome = harness.RunChain(Chain, sets);
+
+            // Then the stage ran with the kernels off, its latents are a direct libtorch encode's, and the setting, which
+            // changes results only by float32 rounding, does not make the cache stale
+            Assert.That(SdPipeline.Models.Shared.InferenceKernels.Enabled, Is.False);
+            using var dataset = LatentDataset.Open(outcome.Directory);
+            Assert.That(dataset.Index.Rows, Is.Not.Empty);
+            Assert.That(harness.Plan("latents", [.. sets.Where(s => s != "runtime.kernels=off"), "runtime.kernels=auto"]).Status, Is.EqualTo(StageStatus.Cached));
+        }
+        finally
+        {
+            SdPipeline.Models.Shared.InferenceKernels.Use("auto");
+        }
+    }
+
+    [Test]
     public void Fingerprint_Should_ChangeWithResolutionAndVaeWeights_AndNotWithUnetWeightsOrDownloadRetries()
     {
         using var harness = new PipelineHarness();

@@ -83,7 +83,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
         // Inference only: a module in training mode keeps libtorch's kernel, so that gradient checkpointing's
         // no-grad first pass and its recomputation in backward run the same arithmetic.
-        var path = !training && AttentionKernel.Applies(query, key, value, _heads) ? AttentionPath.Kernel : AttentionPath.ScaledDotProduct;
+        var path = !training && InferenceKernels.Enabled && AttentionKernel.Applies(query, key, value, _heads) ? AttentionPath.Kernel : AttentionPath.ScaledDotProduct;
         if (!training && KernelChoices.Watched) KernelChoices.Report(new AttentionCall(this, query.shape, key.shape, path));
         // The projections (and the normalised input) are read by nothing else once attended.
         hiddenStates = Attend(path, query, key, value, scope);

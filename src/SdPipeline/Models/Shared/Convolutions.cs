@@ -25,9 +25,13 @@ public static class Convolutions
         return Run(path, conv, input);
     }
 
-    /// <summary>The path <see cref="Apply"/> takes for <paramref name="conv"/> on <paramref name="input"/> in inference.</summary>
+    /// <summary>
+    /// The path <see cref="Apply"/> takes for <paramref name="conv"/> on <paramref name="input"/> in inference: the layer
+    /// as it is when <see cref="InferenceKernels"/> are off.
+    /// </summary>
     public static ConvolutionPath Choose(Tensor input, Conv2d conv)
     {
+        if (!InferenceKernels.Enabled) return ConvolutionPath.Layer;
         bool hooked = HasHooks(conv);
         if (!hooked && WinogradConvolution.Applies(input, conv)) return ConvolutionPath.Winograd;
         if (!hooked && PrefersPlainWinograd(input, conv)) return ConvolutionPath.PlainWinograd;

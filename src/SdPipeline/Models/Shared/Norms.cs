@@ -24,13 +24,13 @@ public static class Norms
     /// <summary>
     /// <paramref name="norm"/> applied to <paramref name="input"/>, then SiLU when <paramref name="silu"/>. In inference
     /// (<paramref name="inference"/>: the caller is in eval mode with autograd off) a float32 GroupNorm on an AVX-512 CPU
-    /// runs as <see cref="GroupNormKernel"/>, SiLU in the same pass; otherwise the layer is called as it is (a training
+    /// runs as <see cref="GroupNormKernel"/>, SiLU in the same pass (unless <see cref="InferenceKernels"/> are off); otherwise the layer is called as it is (a training
     /// wrapper may have replaced it).
     /// </summary>
     public static Tensor Apply(nn.Module<Tensor, Tensor> norm, Tensor input, bool inference, bool silu = false)
     {
         if (!inference || norm is not GroupNorm groupNorm) return Layer(norm, input, silu);
-        var path = GroupNormKernel.Applies(input, groupNorm) ? GroupNormPath.Kernel : GroupNormPath.Layer;
+        var path = InferenceKernels.Enabled && GroupNormKernel.Applies(input, groupNorm) ? GroupNormPath.Kernel : GroupNormPath.Layer;
         if (KernelChoices.Watched) KernelChoices.Report(new GroupNormCall(groupNorm, input.shape, KernelTensors.ChannelsLast(input), silu, path));
         return Run(path, groupNorm, input, silu);
     }

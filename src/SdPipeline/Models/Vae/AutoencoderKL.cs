@@ -73,7 +73,7 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     /// </summary>
     private void PrepareForInference(Tensor input)
     {
-        if (!this.InInference() || !GroupNormKernel.IsSupported
+        if (!this.InInference() || !GroupNormKernel.IsSupported || !InferenceKernels.Enabled
             || input.device_type != DeviceType.CPU || input.dtype != ScalarType.Float32) return;
         // Two threads encoding with one VAE must not both rewrite a weight.
         lock (_layoutLock)
