@@ -131,6 +131,11 @@ internal static class BenchCommand
                 return ExitCodes.Usage;
             }
 
+            if (result.GetValue(GlobalOptions.Device) is { } asked && asked != "cpu")
+            {
+                Console.Error.WriteLine($"error: bench kernels examines the CPU kernels; --device {asked} does not apply (leave it out)");
+                return ExitCodes.Usage;
+            }
             string output = result.GetValue(Output) ?? Path.Combine(result.GetValue(GlobalOptions.Artifacts)!, "bench", "kernels.json");
             var device = TorchRuntime.Initialise("cpu", result.GetValue(Threads));
             InferenceKernels.Use(result.GetValue(KernelsOption)!);

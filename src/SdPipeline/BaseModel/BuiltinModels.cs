@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Vae;
 using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
@@ -20,6 +21,8 @@ public static class BuiltinModels
     {
         string folder = Path.Combine(workspace.Directory, "model");
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); // an interrupted run's leftovers
+        // The trained autoencoder's scaling factor comes from an encode in inference.
+        InferenceKernels.Use(workspace.Config.Typed.Runtime.Kernels);
         if (autoencoderSteps > 0)
         {
             // The autoencoder trains through its decoder's 3-channel conv_out, the class of convolution oneDNN gets wrong on some CPUs.

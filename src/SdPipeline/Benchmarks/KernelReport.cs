@@ -15,7 +15,7 @@ namespace SdPipeline.Benchmarks;
 /// <param name="MedianSeconds">Their median.</param>
 /// <param name="RelativeDifference">
 /// Largest difference of its output from the layer's own path's, over the largest magnitude of that output (0 for the
-/// layer's own path; NaN when the output holds NaN).
+/// layer's own path, NaN for it when its own output is not finite; NaN when the output holds NaN).
 /// </param>
 public sealed record PathTiming(string Path, IReadOnlyList<double> Seconds, double MedianSeconds, double RelativeDifference);
 
@@ -137,7 +137,9 @@ public sealed record KernelReport
 
     /// <summary>
     /// A table per work: each case's paths in milliseconds, the chosen one marked, and a closing line with the work's time
-    /// by the rules' choices, by the fastest path of every case, and by the layers as they are (libtorch and oneDNN alone).
+    /// by the rules' choices, by the fastest path of every case, and by libtorch's own paths for the same calls (oneDNN,
+    /// libtorch's GroupNorm and attention on the same inputs: for the VAE, channels-last ones, which with
+    /// <c>runtime.kernels=off</c> would not be, so that figure is not what <c>off</c> runs).
     /// </summary>
     public string Format()
     {
@@ -158,7 +160,7 @@ public sealed record KernelReport
             double fastest = work.Sum(c => c.Count * c.Paths.Min(p => p.MedianSeconds));
             double layers = work.Sum(c => c.Count * c.Paths[0].MedianSeconds);
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"  these calls: {Ms(chosen)} as chosen, {Ms(fastest)} by the fastest path of each, {Ms(layers)} by the layers as they are");
+                $"  these calls: {Ms(chosen)} as chosen, {Ms(fastest)} by the fastest path of each, {Ms(layers)} by libtorch's paths on the same inputs");
         }
         text.AppendLine();
         text.AppendLine(SlowerChoices.Count == 0

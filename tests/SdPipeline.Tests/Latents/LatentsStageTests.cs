@@ -66,8 +66,8 @@ public sealed class LatentsStageTests
                 "runtime.kernels=off"];
             var outcome = harness.RunChain(Chain, sets);
 
-            // Then the stage ran with the kernels off, its latents are a direct libtorch encode's, and the setting, which
-            // changes results only by float32 rounding, does not make the cache stale
+            // Then the stage ran with the kernels off and made its latents, and the setting, which changes results only by
+            // float32 rounding, does not make the cache stale
             Assert.That(SdPipeline.Models.Shared.InferenceKernels.Enabled, Is.False);
             using var dataset = LatentDataset.Open(outcome.Directory);
             Assert.That(dataset.Index.Rows, Is.Not.Empty);

@@ -32,9 +32,9 @@ public static class Convolutions
     public static ConvolutionPath Choose(Tensor input, Conv2d conv)
     {
         if (!InferenceKernels.Enabled) return ConvolutionPath.Layer;
-        bool hooked = HasHooks(conv);
-        if (!hooked && WinogradConvolution.Applies(input, conv)) return ConvolutionPath.Winograd;
-        if (!hooked && PrefersPlainWinograd(input, conv)) return ConvolutionPath.PlainWinograd;
+        // The hooks are read (by reflection) only where a kernel would take the layer from them.
+        if (WinogradConvolution.Applies(input, conv) && !HasHooks(conv)) return ConvolutionPath.Winograd;
+        if (PrefersPlainWinograd(input, conv) && !HasHooks(conv)) return ConvolutionPath.PlainWinograd;
         return PrefersLibtorchsOwn(input, conv) ? ConvolutionPath.LibtorchsOwn : ConvolutionPath.Layer;
     }
 

@@ -41,7 +41,7 @@ public sealed class InferenceKernelsTests
         // Then every choice was libtorch's, and the outputs agree to float32 rounding (and differ, where the kernels ran)
         Assert.That(calls.OfType<ConvolutionCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(ConvolutionPath.Layer));
         Assert.That(calls.OfType<GroupNormCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(GroupNormPath.Layer));
-        Assert.That(calls.OfType<AttentionCall>().Select(c => c.Path), Is.All.EqualTo(AttentionPath.ScaledDotProduct));
+        Assert.That(calls.OfType<AttentionCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(AttentionPath.ScaledDotProduct));
         double difference = (withKernels - withoutKernels).abs().max().item<float>();
         Assert.That(difference, Is.LessThan(1e-4 * withoutKernels.abs().max().item<float>()));
         if (WinogradConvolution.IsSupported) Assert.That(difference, Is.GreaterThan(0));
@@ -57,6 +57,7 @@ public sealed class InferenceKernelsTests
     [Test]
     public void Off_Should_KeepTheVaesWeightsInThePlainLayout()
     {
+        Assume.That(GroupNormKernel.IsSupported, "without AVX-512 the VAE never takes the channels-last layout");
         // Given the kernels off, a tiny VAE encodes in inference
         InferenceKernels.Use("off");
         using var scope = NewDisposeScope();

