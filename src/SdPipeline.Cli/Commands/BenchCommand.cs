@@ -119,11 +119,7 @@ internal static class BenchCommand
                     ConfigFile = result.GetValue(KernelConfigFile),
                 };
                 options.Validate();
-                if (!InferenceKernels.Settings.Contains(result.GetValue(KernelsOption)))
-                    throw new ArgumentException($"--kernels '{result.GetValue(KernelsOption)}' is not one of {string.Join(", ", InferenceKernels.Settings)}");
-                if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
-                    throw new ArgumentException($"--onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
-                if (result.GetValue(Threads) < 0) throw new ArgumentException($"--threads {result.GetValue(Threads)} cannot be negative");
+                CheckRuntimeOptions(result);
             }
             catch (ArgumentException e)
             {
@@ -176,25 +172,11 @@ internal static class BenchCommand
                     FusedBackwardPass = fusedBackwardPass is not null && result.GetValue(fusedBackwardPass),
                 };
                 options.Validate();
+                CheckRuntimeOptions(result);
             }
             catch (ArgumentException e)
             {
                 Console.Error.WriteLine($"error: {e.Message}");
-                return ExitCodes.Usage;
-            }
-            if (!InferenceKernels.Settings.Contains(result.GetValue(KernelsOption)))
-            {
-                Console.Error.WriteLine($"error: --kernels '{result.GetValue(KernelsOption)}' is not one of {string.Join(", ", InferenceKernels.Settings)}");
-                return ExitCodes.Usage;
-            }
-            if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
-            {
-                Console.Error.WriteLine($"error: --onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
-                return ExitCodes.Usage;
-            }
-            if (result.GetValue(Threads) < 0)
-            {
-                Console.Error.WriteLine($"error: --threads {result.GetValue(Threads)} cannot be negative");
                 return ExitCodes.Usage;
             }
 
@@ -222,6 +204,16 @@ internal static class BenchCommand
                 report => report.Write(output), BenchmarkTable.Format, _ => ExitCodes.Success);
         });
         return command;
+    }
+
+    // The options every bench subcommand shares with runtime.*: --kernels, --onednn, --threads.
+    private static void CheckRuntimeOptions(ParseResult result)
+    {
+        if (!InferenceKernels.Settings.Contains(result.GetValue(KernelsOption)))
+            throw new ArgumentException($"--kernels '{result.GetValue(KernelsOption)}' is not one of {string.Join(", ", InferenceKernels.Settings)}");
+        if (!NumericsGuard.OneDnnSettings.Contains(result.GetValue(OneDnnOption)))
+            throw new ArgumentException($"--onednn '{result.GetValue(OneDnnOption)}' is not one of {string.Join(", ", NumericsGuard.OneDnnSettings)}");
+        if (result.GetValue(Threads) < 0) throw new ArgumentException($"--threads {result.GetValue(Threads)} cannot be negative");
     }
 
     // Runs a benchmark, then writes its report and prints its table; an interruption writes nothing (exit 1), a config

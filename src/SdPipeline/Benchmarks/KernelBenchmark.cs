@@ -123,7 +123,7 @@ public static class KernelBenchmark
     private static List<KernelCase> Vae(KernelBenchmarkOptions options, Device device, Action<string>? log, CancellationToken cancellation)
     {
         var config = options.ConfigFile is null ? Sd15Configs.Vae : AutoencoderKLConfig.Load(options.ConfigFile);
-        int scale = 1 << (config.BlockOutChannels.Count - 1);
+        int scale = config.VaeScaleFactor;
         log?.Invoke("building the VAE with random weights ...");
         torch.manual_seed(options.Seed);
         using var vae = new AutoencoderKL(config, device);
@@ -134,8 +134,7 @@ public static class KernelBenchmark
             using var scope = torch.NewDisposeScope();
             using var generator = new Generator((ulong)options.Seed, device);
             int pixels = size * scale;
-            var image = torch.rand([options.VaeBatch, config.InChannels, pixels, pixels], generator: generator, device: device) * 2 - 1;
-            var latents = torch.randn([options.VaeBatch, config.LatentChannels, size, size], generator: generator, device: device);
+            var (image, latents) = VaeBenchmark.Inputs(config, options.VaeBatch, size, generator, device);
             string encode = $"vae encode {pixels}px batch {options.VaeBatch}", decode = $"vae decode {pixels}px batch {options.VaeBatch}";
             var encodeCalls = Watch(log, encode, () => vae.Encode(image).Mode());
             cases.AddRange(Measure(encode, vae, encodeCalls, options, device, log, cancellation));
@@ -168,18 +167,10 @@ public static class KernelBenchmark
         {
             cancellation.ThrowIfCancellationRequested();
             var call = group.First();
-            var measured = Time(call, options, device);
-            string chosen = call switch
-            {
-                ConvolutionCall c => Name(c.Path),
-                GroupNormCall g => Name(g.Path),
-                AttentionCall a => Name(a.Path),
-                _ => throw new NotSupportedException(call.GetType().Name),
-            };
-            if (measured.All(p => p.Path != chosen))
-                throw new InvalidOperationException($"{work}: the path the model chose ({chosen}) is not among those that can compute the call here ({string.Join(", ", measured.Select(p => p.Path))})");
             string layer = names.GetValueOrDefault(call.Layer, call.Layer.GetName());
-            var row = KernelCase.Of(work, call, layer, group.Count(), measured);
+            var row = KernelCase.Of(work, call, layer, group.Count(), Time(call, options, device));
+            if (row.Paths.All(p => p.Path != row.Chosen))
+                throw new InvalidOperationException($"{work}: the path the model chose ({row.Chosen}) is not among those that can compute the call here ({string.Join(", ", row.Paths.Select(p => p.Path))})");
             log?.Invoke(row.Describe());
             cases.Add(row);
         }

@@ -24,7 +24,7 @@ public static class LatentsBenchmark
     {
         options.Validate();
         var config = options.ConfigFile is null ? Sd15Configs.Vae : AutoencoderKLConfig.Load(options.ConfigFile);
-        int scale = 1 << (config.BlockOutChannels.Count - 1);
+        int scale = config.VaeScaleFactor;
         var machine = MachineInfo.Capture(device);
 
         var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);

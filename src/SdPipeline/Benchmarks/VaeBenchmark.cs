@@ -10,6 +10,17 @@ namespace SdPipeline.Benchmarks;
 /// </summary>
 public static class VaeBenchmark
 {
+    /// <summary>
+    /// Random inputs of one size: images in [−1, 1] of the pixels <paramref name="size"/> latents stand for, and latents
+    /// [batch, C, size, size].
+    /// </summary>
+    internal static (Tensor Image, Tensor Latents) Inputs(AutoencoderKLConfig config, int batch, int size, Generator generator, Device device)
+    {
+        int pixels = size * config.VaeScaleFactor;
+        return (torch.rand([batch, config.InChannels, pixels, pixels], generator: generator, device: device) * 2 - 1,
+            torch.randn([batch, config.LatentChannels, size, size], generator: generator, device: device));
+    }
+
     /// <summary>Runs the benchmark; sizes are latent sizes (images are <c>2^(blocks−1)</c>× larger: 8× for SD).</summary>
     /// <param name="options">Sizes, batch, repeats, seed, config.</param>
     /// <param name="device">Where to run (after the threads have been set).</param>
@@ -21,7 +32,7 @@ public static class VaeBenchmark
     {
         options.Validate();
         var config = options.ConfigFile is null ? Sd15Configs.Vae : AutoencoderKLConfig.Load(options.ConfigFile);
-        int scale = 1 << (config.BlockOutChannels.Count - 1);
+        int scale = config.VaeScaleFactor;
         var machine = MachineInfo.Capture(device);
 
         var before = MatmulCeiling.MeasureLogged(device, options.MatmulSize, log);
@@ -41,8 +52,7 @@ public static class VaeBenchmark
                 using var scope = torch.NewDisposeScope();
                 int pixels = size * scale;
                 using var generator = new Generator((ulong)options.Seed, device);
-                var image = torch.rand([options.Batch, config.InChannels, pixels, pixels], generator: generator, device: device) * 2 - 1;
-                var latents = torch.randn([options.Batch, config.LatentChannels, size, size], generator: generator, device: device);
+                var (image, latents) = Inputs(config, options.Batch, size, generator, device);
 
                 void Encode() => vae.Encode(image).Mode();
                 void Decode() => vae.Decode(latents);

@@ -39,7 +39,7 @@ public abstract class DiffusionPipeline : ITextToImagePipeline
     public Lora.LoraNetwork? Lora { get; set; }
 
     /// <summary>The VAE's spatial downsampling factor (8 for Stable Diffusion and SDXL).</summary>
-    public int VaeScaleFactor => 1 << (Vae.Config.BlockOutChannels.Count - 1);
+    public int VaeScaleFactor => Vae.Config.VaeScaleFactor;
 
     /// <inheritdoc />
     TextToImageResult ITextToImagePipeline.Generate(TextToImageRequest request) => Generate(request);

@@ -84,6 +84,9 @@ public sealed record AutoencoderKLConfig
     [DiffusersKey("mid_block_add_attention")]
     public bool MidBlockAddAttention { get; init; } = true;
 
+    /// <summary>Image pixels per latent pixel along each side, 2^(blocks − 1): diffusers' pipelines' <c>vae_scale_factor</c> (8 for SD).</summary>
+    public int VaeScaleFactor => 1 << (BlockOutChannels.Count - 1);
+
     /// <summary>Keys in the file that diffusers does not know either; reported so that callers can warn.</summary>
     public IReadOnlyList<string> UnknownKeys { get; init; } = [];
 
