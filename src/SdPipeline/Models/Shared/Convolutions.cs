@@ -1,5 +1,7 @@
 using System.Collections;
 using System.Reflection;
+using System.Runtime.Intrinsics.X86;
+using System.Text;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -63,7 +65,7 @@ public static class Convolutions
     /// <summary>
     /// Whether libtorch's own convolution (im2col and one GEMM) computes <paramref name="conv"/> on
     /// <paramref name="input"/> faster than oneDNN: a float32 CPU input in the plain layout, a 3×3 stride-1 kernel, at
-    /// least <see cref="WideChannels"/> output channels and at most <see cref="LowResolution"/> positions an image.
+    /// least <see cref="WideChannels"/> output channels and at most <see cref="LowResolutionLimit"/> positions an image.
     /// </summary>
     /// <remarks>
     /// Measured on an Intel Xeon (family 6, model 207; docs/performance.md), SD 1.5's UNet shapes, forward only, median
@@ -92,7 +94,31 @@ public static class Convolutions
 
     private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;
-    private const long LowResolution = 16 * 16;
+
+    /// <summary>Whether this CPU is AMD's: CPUID's vendor string is <c>AuthenticAMD</c>.</summary>
+    // Declared before LowResolution: static initialisers run in the order written, and LowResolution reads it.
+    internal static bool OnAmd { get; } = X86Base.IsSupported && Vendor() == "AuthenticAMD";
+
+    private static readonly long LowResolution = LowResolutionLimit(OnAmd);
+
+    /// <summary>
+    /// The most positions an image at which <see cref="PrefersLibtorchsOwn"/> gives a wide convolution to libtorch's own
+    /// path: 16×16, and 4×4 on AMD's CPUs (<paramref name="amd"/>).
+    /// </summary>
+    /// <remarks>
+    /// libtorch's own path is MKL's GEMM, which runs a generic code path on AMD's CPUs, while oneDNN compiles its kernels
+    /// for the instruction set it finds. On an AMD EPYC Zen 4 (family 25, model 17; `sdpipe bench kernels`, tcmalloc,
+    /// docs/performance.md) oneDNN's time over libtorch's own at SD 1.5's 1280-output-channel shapes was 0.87–0.89× at
+    /// 16×16 and 0.80–0.91× at 8×8, and 1.09–1.12× at 4×4. Zen 5 is not measured; it takes AMD's rule.
+    /// </remarks>
+    internal static long LowResolutionLimit(bool amd) => amd ? 4 * 4 : 16 * 16;
+
+    // CPUID leaf 0 spells the vendor in EBX, EDX, ECX, four ASCII characters each.
+    private static string Vendor()
+    {
+        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        return Encoding.ASCII.GetString([.. BitConverter.GetBytes(ebx), .. BitConverter.GetBytes(edx), .. BitConverter.GetBytes(ecx)]);
+    }
 
     // TorchSharp 0.107 keeps a module's hooks in protected dictionaries and says nothing of them publicly. A TorchSharp
     // without these fields counts as hooked, so a layer is never taken from its hooks.

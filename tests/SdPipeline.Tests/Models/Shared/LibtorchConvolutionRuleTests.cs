@@ -1,12 +1,14 @@
 using SdPipeline.Models.Shared;
+using SdPipeline.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
-/// In inference, the UNet's wide convolutions at low resolutions run on libtorch's own path, which is faster there than
-/// oneDNN's (docs/performance.md); everything else keeps the path it had, and the process's oneDNN switch is as it was.
+/// In inference, the UNet's wide convolutions at low resolutions (up to 16×16, on AMD's CPUs 4×4) run on libtorch's own
+/// path, which is faster there than oneDNN's (docs/performance.md); everything else keeps the path it had, and the
+/// process's oneDNN switch is as it was.
 /// </summary>
 [NonParallelizable] // switches oneDNN for the whole process
 public sealed class LibtorchConvolutionRuleTests
@@ -48,15 +50,32 @@ public sealed class LibtorchConvolutionRuleTests
     [TestCase(1280, 1280, 8)]
     [TestCase(2560, 1280, 16)]
     [TestCase(2560, 1280, 4)] // (libtorch picks its own path itself for an input of at most 20480 values, as 1280 × 4 × 4)
-    public void Apply_Should_UseLibtorchsOwnPath_When_InferringAWideLayerAtALowResolution(int cin, int cout, int size)
+    public void Apply_Should_TakeThisCpusPath_When_InferringAWideLayerAtALowResolution(int cin, int cout, int size)
     {
         using var _ = no_grad();
         using var conv = Convolution(cin, cout);
         var x = randn(1, cin, size, size);
-        var (_, libtorch) = BothPaths(conv, x);
+        var (oneDnn, libtorch) = BothPaths(conv, x);
+        bool libtorchsOwn = size * size <= Convolutions.LowResolutionLimit(Convolutions.OnAmd);
 
-        Assert.That(Same(Convolutions.Apply(conv, x, inference: true), libtorch), Is.True);
+        Assert.That(Same(Convolutions.Apply(conv, x, inference: true), libtorchsOwn ? libtorch : oneDnn), Is.True,
+            $"{size}×{size} on {CpuModel.Name}: {(libtorchsOwn ? "libtorch's own path" : "oneDNN")} expected");
         Assert.That(OneDnn.Enabled, Is.True, "the switch is restored");
+    }
+
+    [Test]
+    public void LowResolutionLimit_Should_Be16x16_OnIntel_And4x4_OnAmd()
+    {
+        // oneDNN beats MKL's generic AMD path at 8×8 and 16×16 on a Zen 4; libtorch's own path still wins at 4×4 there
+        Assert.That(Convolutions.LowResolutionLimit(amd: false), Is.EqualTo(16 * 16));
+        Assert.That(Convolutions.LowResolutionLimit(amd: true), Is.EqualTo(4 * 4));
+    }
+
+    [Test]
+    public void OnAmd_Should_AgreeWithTheCpuModelName()
+    {
+        Assume.That(System.Runtime.Intrinsics.X86.X86Base.IsSupported, "not an x86 CPU");
+        Assert.That(Convolutions.OnAmd, Is.EqualTo(CpuModel.Identity.ModelName.StartsWith("AMD", StringComparison.Ordinal)), CpuModel.Name);
     }
 
     [TestCase(1280, 640, 8, 1, false)]   // narrower output: oneDNN is as fast
