@@ -177,8 +177,8 @@ public static class KernelBenchmark
         return cases;
     }
 
-    // Calls alike for timing: the same kind of layer with the same sizes, on inputs of the same shape and layout.
-    // (and the same path taken, so that a group's one timing stands for each call's choice).
+    // Calls alike for timing: the same kind of layer with the same sizes, on inputs of the same shape and layout, that
+    // took the same path, so that a group's one timing stands for each call's choice.
     private static string Signature(KernelCall call) => call switch
     {
         ConvolutionCall c => $"conv {Shape(c.Convolution.weight!.shape)} bias {c.Convolution.bias is not null} stride {Shape(c.Convolution.stride)} "

@@ -4,9 +4,9 @@ namespace SdPipeline.Models.Shared;
 /// The process-wide switch for the project's own inference kernels: <see cref="WinogradConvolution"/>,
 /// <see cref="PlainWinogradConvolution"/>, <see cref="GroupNormKernel"/>, <see cref="AttentionKernel"/>, the VAE's
 /// channels-last layout that feeds them, and libtorch's own path for wide convolutions at low resolutions
-/// (<see cref="Convolutions"/>). Their selection rules were measured on one Intel Xeon; where <c>sdpipe bench
-/// kernels</c> finds them slower on another CPU, <c>runtime.kernels=off</c> runs every layer as libtorch does. Results
-/// agree either way to float32 rounding.
+/// (<see cref="Convolutions"/>). Their selection rules were measured on an Intel Xeon and an AMD EPYC Zen 4; where
+/// <c>sdpipe bench kernels</c> finds them slower on another CPU, <c>runtime.kernels=off</c> runs every layer as libtorch
+/// does. Results agree either way to float32 rounding.
 /// </summary>
 public static class InferenceKernels
 {

@@ -24,8 +24,8 @@ public static class Norms
     /// <summary>
     /// <paramref name="norm"/> applied to <paramref name="input"/>, then SiLU when <paramref name="silu"/>. In inference
     /// (<paramref name="inference"/>: the caller is in eval mode with autograd off) a float32 GroupNorm on an AVX-512 CPU
-    /// runs as <see cref="GroupNormKernel"/>, SiLU in the same pass (unless <see cref="InferenceKernels"/> are off); otherwise the layer is called as it is (a training
-    /// wrapper may have replaced it).
+    /// runs as <see cref="GroupNormKernel"/>, SiLU in the same pass, unless <see cref="InferenceKernels"/> are off;
+    /// otherwise the layer is called as it is (a training wrapper may have replaced it).
     /// </summary>
     public static Tensor Apply(nn.Module<Tensor, Tensor> norm, Tensor input, bool inference, bool silu = false)
     {

@@ -28,8 +28,7 @@ public sealed class InferenceKernelsTests
         using var _ = no_grad();
         using var unet = UNet2DConditionModel.FromFolder(TinySd);
         unet.eval();
-        manual_seed(11);
-        var (sample, timestep, text) = (randn(2, 4, 32, 32), full([2], 500L), randn(2, 77, unet.Config.CrossAttentionDim));
+        var (sample, timestep, text) = KernelChoicesTests.UnetInputs(unet, 32, seed: 11);
         var withKernels = unet.call(sample, timestep, text);
 
         // When the kernels are off

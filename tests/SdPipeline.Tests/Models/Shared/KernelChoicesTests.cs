@@ -1,3 +1,4 @@
+using SdPipeline.Benchmarks;
 using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
@@ -17,10 +18,11 @@ public sealed class KernelChoicesTests
 {
     private static UNet2DConditionModel TinyUnet() => UNet2DConditionModel.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
 
-    private static (Tensor Sample, Tensor Timestep, Tensor Text) UnetInputs(UNet2DConditionModel unet, int size)
+    // A guided sampling step's inputs (batch 2), as the benchmarks make them.
+    internal static (Tensor Sample, Tensor Timestep, Tensor Text) UnetInputs(UNet2DConditionModel unet, int size, ulong seed = 7)
     {
-        manual_seed(7);
-        return (randn(2, 4, size, size), full([2], 500L), randn(2, 77, unet.Config.CrossAttentionDim));
+        using var generator = new Generator(seed);
+        return UnetBenchmark.Inputs(unet.Config, 2, size, generator, CPU);
     }
 
     [Test]
