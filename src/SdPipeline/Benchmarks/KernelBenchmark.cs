@@ -285,6 +285,7 @@ public static class KernelBenchmark
         ConvolutionPath.LibtorchsOwn => "libtorch",
         ConvolutionPath.Winograd => "winograd",
         ConvolutionPath.PlainWinograd => "plain_winograd",
+        ConvolutionPath.ChannelsLastWinograd => "cl_winograd",
         _ => path.ToString(),
     };
 

@@ -15,7 +15,8 @@ public static class Convolutions
     /// <paramref name="convolution"/> applied to <paramref name="input"/>. In inference (<paramref name="inference"/>:
     /// the caller is in eval mode with autograd off) a 3×3, stride-1 convolution of a channels-last float32 input on an
     /// AVX-512 CPU runs as <see cref="WinogradConvolution"/>, and one of a plain-layout input of at least
-    /// <see cref="WinogradPositions"/> positions an image as <see cref="PlainWinogradConvolution"/>, unless a hook watches
+    /// <see cref="WinogradPositions"/> positions an image as <see cref="PlainWinogradConvolution"/> (on AMD's CPUs at
+    /// 16×16 and 32×32 as <see cref="WinogradConvolution.ConvolvePlain(Tensor, Conv2d)"/>: <see cref="PrefersChannelsLastWinograd"/>), unless a hook watches
     /// the layer (a LoRA adapter, a FLOP counter); a wide one at a low resolution (<see cref="PrefersLibtorchsOwn"/>) runs
     /// with oneDNN off; otherwise the layer is called as it is.
     /// </summary>
@@ -36,6 +37,7 @@ public static class Convolutions
         if (!InferenceKernels.Enabled) return ConvolutionPath.Layer;
         // The hooks are read (by reflection) only where a kernel would take the layer from them.
         if (WinogradConvolution.Applies(input, conv) && !HasHooks(conv)) return ConvolutionPath.Winograd;
+        if (PrefersChannelsLastWinograd(input, conv) && !HasHooks(conv)) return ConvolutionPath.ChannelsLastWinograd;
         if (PrefersPlainWinograd(input, conv) && !HasHooks(conv)) return ConvolutionPath.PlainWinograd;
         return PrefersLibtorchsOwn(input, conv) ? ConvolutionPath.LibtorchsOwn : ConvolutionPath.Layer;
     }
@@ -50,6 +52,7 @@ public static class Convolutions
         if (OneDnn.Enabled && input.device_type == DeviceType.CPU) paths.Add(ConvolutionPath.LibtorchsOwn);
         if (WinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.Winograd);
         if (PlainWinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.PlainWinograd);
+        if (AppliesOnPlainInput(input, conv)) paths.Add(ConvolutionPath.ChannelsLastWinograd);
         return paths;
     }
 
@@ -58,6 +61,7 @@ public static class Convolutions
     {
         ConvolutionPath.Winograd => WinogradConvolution.Convolve(input, conv),
         ConvolutionPath.PlainWinograd => PlainWinogradConvolution.Convolve(input, conv),
+        ConvolutionPath.ChannelsLastWinograd => WinogradConvolution.ConvolvePlain(input, conv),
         ConvolutionPath.LibtorchsOwn => OneDnn.Without(() => conv.call(input)),
         _ => conv.call(input),
     };
@@ -91,6 +95,35 @@ public static class Convolutions
     /// </remarks>
     internal static bool PrefersPlainWinograd(Tensor input, Conv2d conv) =>
         input.dim() == 4 && input.shape[2] * input.shape[3] >= WinogradPositions && PlainWinogradConvolution.Applies(input, conv);
+
+    /// <summary>
+    /// Whether <paramref name="conv"/> on the plain-layout <paramref name="input"/> runs as
+    /// <see cref="WinogradConvolution.ConvolvePlain(Tensor, Conv2d)"/>: where it applies, at <see cref="ChannelsLastWinogradPositions"/>
+    /// positions an image.
+    /// </summary>
+    internal static bool PrefersChannelsLastWinograd(Tensor input, Conv2d conv)
+    {
+        if (input.dim() != 4) return false;
+        var (least, most) = ChannelsLastWinogradPositions(OnAmd);
+        long positions = input.shape[2] * input.shape[3];
+        return positions >= least && positions <= most && AppliesOnPlainInput(input, conv);
+    }
+
+    /// <summary>
+    /// The positions an image (least, most) at which <see cref="PrefersChannelsLastWinograd"/> holds: 16×16 to 32×32 on
+    /// AMD's CPUs (<paramref name="amd"/>), none elsewhere.
+    /// </summary>
+    /// <remarks>
+    /// Measured on an AMD EPYC Zen 4 (family 25, model 17; docs/performance.md), SD 1.5's UNet shapes at 512 px, batch 2:
+    /// at 16×16, where the plain-layout kernel fills half its lanes, 0.8–0.9× of oneDNN's time (1280 to 2560 input
+    /// channels; 640 → 1280 even); at 32×32 0.65–0.85× of the plain-layout kernel's; at 64×64 the plain-layout kernel is
+    /// as fast without the copies, and at 8×8 the weight's transform costs more than the GEMMs save. Intel's CPUs are
+    /// not measured with it; `sdpipe bench kernels` times it there beside the paths their rules take.
+    /// </remarks>
+    internal static (long Least, long Most) ChannelsLastWinogradPositions(bool amd) => amd ? (16 * 16, 32 * 32) : (0, -1);
+
+    private static bool AppliesOnPlainInput(Tensor input, Conv2d conv) =>
+        input.is_contiguous() && WinogradConvolution.Fits(input, conv);
 
     private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;

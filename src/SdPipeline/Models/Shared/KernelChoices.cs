@@ -14,6 +14,8 @@ public enum ConvolutionPath
     Winograd,
     /// <summary><see cref="PlainWinogradConvolution"/>, on a plain-layout input.</summary>
     PlainWinograd,
+    /// <summary><see cref="WinogradConvolution.ConvolvePlain(Tensor, Conv2d)"/>: a plain-layout input copied channels-last and back.</summary>
+    ChannelsLastWinograd,
 }
 
 /// <summary>How an inference GroupNorm is computed (<see cref="Norms"/>).</summary>

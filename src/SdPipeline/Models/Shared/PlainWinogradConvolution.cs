@@ -42,7 +42,7 @@ internal static unsafe class PlainWinogradConvolution
         var weight = conv.weight!;
         long cout = weight.shape[0];
         var shape = new Shape(batch, height, width, (height + 1) / 2, ((width + 1) / 2 + Lanes - 1) / Lanes, cin, cout);
-        long block = OutputBlock(cin, cout);
+        long block = WinogradConvolution.OutputBlock(cin, cout);
         long perChunk = Math.Max(1, ChunkBytes / (TileElements * Lanes * sizeof(float) * Math.Max(cin, block)));
         var output = empty([batch, cout, height, width], ScalarType.Float32);
         using var scratch = empty(TileElements * cin * Lanes * Math.Min(perChunk, shape.Groups), ScalarType.Float32);
@@ -72,21 +72,6 @@ internal static unsafe class PlainWinogradConvolution
     // V and M at most this large a chunk: a chunk's GEMM reads all of U, so chunks must be large enough to amortise
     // that, and small enough that V and M stay in the cache between the transforms and the GEMM.
     private const long ChunkBytes = 8L << 20;
-
-    // U at most this large: a wider layer is computed in blocks of output channels, each block's U made and used in
-    // turn (the input transform is repeated per block). U is 16/9 of the weight, 105 MB for the 1280-channel
-    // upsampler at 32×32, and it was the largest transient at two of the SD 1.5 UNet forward's highest points.
-    private const long WeightBytes = 32L << 20;
-
-    // Output channels a block: all of them, or as few blocks of about equal size (multiples of 16) as keep U within
-    // WeightBytes.
-    internal static long OutputBlock(long cin, long cout)
-    {
-        long bytesPerOutput = TileElements * cin * sizeof(float);
-        long blocks = (cout * bytesPerOutput + WeightBytes - 1) / WeightBytes;
-        long perBlock = (cout + blocks - 1) / blocks;
-        return Math.Min(cout, (perBlock + Lanes - 1) / Lanes * Lanes);
-    }
 
     // TilesH tile rows of an image, GroupsW groups of 16 tiles a tile row (the last may be partly past the edge).
     private readonly record struct Shape(long Batch, long Height, long Width, long TilesH, long GroupsW, long Cin, long Cout)

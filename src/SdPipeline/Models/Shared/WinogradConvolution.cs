@@ -51,17 +51,61 @@ internal static unsafe class WinogradConvolution
     /// <paramref name="conv"/> applied to <paramref name="input"/> (check <see cref="Applies"/> first); the result is
     /// stored channels-last, as oneDNN's would be.
     /// </summary>
-    public static Tensor Convolve(Tensor input, Conv2d conv)
+    public static Tensor Convolve(Tensor input, Conv2d conv) => Convolve(input, conv.weight!, conv.bias, ChunkBytes, WeightBytes, inScratch: true);
+
+    /// <summary>
+    /// <paramref name="conv"/> applied to a plain-layout <paramref name="input"/> (<see cref="Fits"/> first): the input
+    /// copied channels-last, convolved in chunks of up to <see cref="PlainInputChunkBytes"/>, the result copied back to
+    /// the plain layout.
+    /// </summary>
+    /// <remarks>
+    /// For the UNet's low resolutions (16×16 and 32×32 positions), where <see cref="PlainWinogradConvolution"/> puts
+    /// fewer tiles in a GEMM than its lanes hold or re-reads the weight's transform once per small chunk; the two copies
+    /// are of feature maps of at most 16 MB there.
+    /// </remarks>
+    public static Tensor ConvolvePlain(Tensor input, Conv2d conv) => ConvolvePlain(input, conv, PlainInputChunkBytes, PlainInputWeightBytes);
+
+    // As above, with V's chunks and U's blocks at most `chunkBytes` and `weightBytes`: the tests make several of each
+    // at small sizes.
+    internal static Tensor ConvolvePlain(Tensor input, Conv2d conv, long chunkBytes, long weightBytes)
     {
-        using var transformed = TransformWeight(conv.weight!);
-        return Convolve(input, transformed, conv.bias);
+        using var nhwc = input.permute(0, 2, 3, 1).contiguous();
+        using var channelsLast = nhwc.permute(0, 3, 1, 2);
+        using var output = Convolve(channelsLast, conv.weight!, conv.bias, chunkBytes, weightBytes, inScratch: false);
+        return output.contiguous();
     }
 
     // The transformed tiles V and their products M (16 values a tile per channel) are made a chunk of tiles at a time, at
     // most 4 MiB each: small beside the activations, and in the second-level cache.
     private const long ChunkBytes = 4L << 20;
 
-    private static int TilesPerChunk(long cin, long cout) => (int)Math.Max(1, ChunkBytes / (TileElements * sizeof(float) * Math.Max(cin, cout)));
+    // V's chunks and U's blocks for ConvolvePlain. A chunk's GEMM reads all of U's block, and V is made again for each
+    // block unless one chunk holds every tile, so at the UNet's widths (640 to 2560 channels) the VAE's 4 MiB chunks and
+    // 32 MiB blocks re-read U in many small products. On an AMD EPYC Zen 4 (docs/performance.md), batch 2: 1280 → 1280
+    // at 16×16 took 84 ms in 4 MiB chunks, 71 ms in 24 MiB chunks and 64 MiB blocks (one chunk, two blocks), 64 ms with
+    // U whole; 1280 → 1280 at 32×32 240, 195 and 189 ms. U whole (210 MB for 2560 → 1280) raised the SD 1.5 UNet
+    // forward's peak by 0.06 GiB; 64 MiB blocks did not.
+    internal const long PlainInputChunkBytes = 24L << 20;
+    internal const long PlainInputWeightBytes = 64L << 20;
+
+    private static long TilesPerChunk(long chunkBytes, long cin, long cout) => Math.Max(1, chunkBytes / (TileElements * sizeof(float) * Math.Max(cin, cout)));
+
+    // U at most this large: a wider layer is computed in blocks of output channels, each block's U made and used in
+    // turn. U is 16/9 of the weight: 210 MB for a 2560 → 1280 layer, which would be the largest transient of the SD 1.5
+    // UNet forward, whose highest points are within 0.1 GiB of its weights and activations (docs/performance.md).
+    private const long WeightBytes = 32L << 20;
+
+    /// <summary>
+    /// Output channels a block: all of them, or as few blocks of about equal size (multiples of 16) as keep U within
+    /// 32 MiB.
+    /// </summary>
+    internal static long OutputBlock(long cin, long cout, long weightBytes = WeightBytes)
+    {
+        long bytesPerOutput = TileElements * cin * sizeof(float);
+        long blocks = (cout * bytesPerOutput + weightBytes - 1) / weightBytes;
+        long perBlock = (cout + blocks - 1) / blocks;
+        return Math.Min(cout, (perBlock + Lanes - 1) / Lanes * Lanes);
+    }
 
     /// <summary>
     /// The 16 matrices G·g·Gᵀ of a [C_out, C_in, 3, 3] float32 weight as [16, C_out, C_in]: element
@@ -143,19 +187,20 @@ internal static unsafe class WinogradConvolution
     private static Vector512<float> Narrow(Vector512<double> lower, Vector512<double> upper) =>
         Vector512.Create(Avx512F.ConvertToVector256Single(lower), Avx512F.ConvertToVector256Single(upper));
 
-    // The convolution of a channels-last input [B, C_in, H, W] by the transformed weight [16, C_out, C_in], plus bias;
-    // the result [B, C_out, H, W] stored channels-last.
-    private static Tensor Convolve(Tensor input, Tensor transformed, Tensor? bias)
+    // The convolution of a channels-last input [B, C_in, H, W] by `weight`, plus bias; the result [B, C_out, H, W] stored
+    // channels-last. V is made a chunk of tiles at a time (at most `chunkBytes`, in this thread's scratch block when
+    // `inScratch`), U a block of output channels at a time; when one chunk holds every tile, V is made once for all blocks.
+    private static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias, long chunkBytes, long weightBytes, bool inScratch)
     {
         long batch = input.shape[0], cin = input.shape[1], height = input.shape[2], width = input.shape[3];
-        long cout = transformed.shape[1];
+        long cout = weight.shape[0];
         long tilesH = (height + 1) / 2, tilesW = (width + 1) / 2;
         long tiles = batch * tilesH * tilesW;
-        long chunk = Math.Min(tiles, TilesPerChunk(cin, cout));
+        long block = OutputBlock(cin, cout, weightBytes);
+        long chunk = Math.Min(tiles, TilesPerChunk(chunkBytes, cin, block));
         using var nhwc = input.permute(0, 2, 3, 1);
         using var output = empty([batch, height, width, cout], ScalarType.Float32);
-        // V [16, chunk, C_in] in this thread's scratch memory.
-        using var scratch = Scratch().narrow(0, 0, TileElements * chunk * cin);
+        using var scratch = inScratch ? Scratch().narrow(0, 0, TileElements * chunk * cin) : empty(TileElements * chunk * cin, ScalarType.Float32);
         using var v = scratch.view(TileElements, chunk, cin);
         using var zeroRow = zeros(cin, ScalarType.Float32);
         float* x = KernelTensors.Address(nhwc), y = KernelTensors.Address(output);
@@ -163,18 +208,27 @@ internal static unsafe class WinogradConvolution
         float* b = bias is null ? null : KernelTensors.Address(bias);
         int threads = Math.Max(1, get_num_threads());
         var shape = new Shape(height, width, tilesH, tilesW, cin, cout);
-        using var uT = transformed.transpose(1, 2);
-        for (long first = 0; first < tiles; first += chunk)
+        for (long firstOut = 0; firstOut < cout; firstOut += block)
         {
-            long count = Math.Min(chunk, tiles - first);
-            var inputs = new InputTransform(x, z, vp, shape, first, count, chunk, threads);
-            KernelThreads.Run(threads, ref inputs);
-            // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
-            // called one by one, each split over the threads, took the VAE encode from 1.1 to 1.45 s in one run).
-            using var vChunk = v.narrow(1, 0, count);
-            using var m = bmm(vChunk, uT);
-            var outputs = new OutputTransform(KernelTensors.Address(m), y, b, shape, first, count, threads);
-            KernelThreads.Run(threads, ref outputs);
+            long outputs = Math.Min(block, cout - firstOut);
+            using var weights = weight.narrow(0, firstOut, outputs);
+            using var transformed = TransformWeight(weights);
+            using var uT = transformed.transpose(1, 2);
+            for (long first = 0; first < tiles; first += chunk)
+            {
+                long count = Math.Min(chunk, tiles - first);
+                if (firstOut == 0 || chunk < tiles)
+                {
+                    var inputs = new InputTransform(x, z, vp, shape, first, count, chunk, threads);
+                    KernelThreads.Run(threads, ref inputs);
+                }
+                // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
+                // called one by one, each split over the threads, took the VAE encode from 1.1 to 1.45 s in one run).
+                using var vChunk = v.narrow(1, 0, count);
+                using var m = bmm(vChunk, uT);
+                var outputTransform = new OutputTransform(KernelTensors.Address(m), y, b, shape, firstOut, outputs, first, count, threads);
+                KernelThreads.Run(threads, ref outputTransform);
+            }
         }
         return output.permute(0, 3, 1, 2);
     }
@@ -197,12 +251,16 @@ internal static unsafe class WinogradConvolution
         }
     }
 
-    private readonly struct OutputTransform(float* m, float* y, float* bias, Shape shape, long first, long count, int parts) : IPartitionedWork
+    // The outputs of tiles [first, first + count) in output channels [firstOut, firstOut + outputs) from their products
+    // M [16, count, outputs], shared among the parts.
+    private readonly struct OutputTransform(float* m, float* y, float* bias, Shape shape, long firstOut, long outputs, long first, long count, int parts)
+        : IPartitionedWork
     {
         public void Run(int part)
         {
             var (from, share) = KernelTensors.Share(count, parts, part);
-            for (long t = from; t < from + share; t++) TransformOutputTile(m, y, bias, shape, first + t, t, count);
+            float* blockBias = bias is null ? null : bias + firstOut;
+            for (long t = from; t < from + share; t++) TransformOutputTile(m, y + firstOut, blockBias, shape, outputs, first + t, t, count);
         }
     }
 
@@ -255,21 +313,22 @@ internal static unsafe class WinogradConvolution
         }
     }
 
-    // The 2×2 outputs Aᵀ M A (+ bias) of the tile whose products are M[k, slot, :].
+    // The 2×2 outputs Aᵀ M A (+ bias) of the tile whose products are M[k, slot, :], `outputs` channels from `y` on (a
+    // position's channels C_out apart).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformOutputTile(float* m, float* y, float* bias, Shape s, long tile, long slot, long count)
+    private static void TransformOutputTile(float* m, float* y, float* bias, Shape s, long outputs, long tile, long slot, long count)
     {
         long perImage = s.TilesH * s.TilesW;
         long image = tile / perImage, inImage = tile % perImage;
         long row0 = inImage / s.TilesW * 2, col0 = inImage % s.TilesW * 2;
-        long k = count * s.Cout;
-        float* source = m + slot * s.Cout;
+        long k = count * outputs;
+        float* source = m + slot * outputs;
         float* out00 = y + ((image * s.Height + row0) * s.Width + col0) * s.Cout;
         bool secondRow = row0 + 1 < s.Height, secondCol = col0 + 1 < s.Width;
         float* out01 = secondCol ? out00 + s.Cout : null;
         float* out10 = secondRow ? out00 + s.Width * s.Cout : null;
         float* out11 = secondRow && secondCol ? out10 + s.Cout : null;
-        for (long c = 0; c < s.Cout; c += Lanes)
+        for (long c = 0; c < outputs; c += Lanes)
         {
             float* p = source + c;
             // Aᵀ M, column by column.

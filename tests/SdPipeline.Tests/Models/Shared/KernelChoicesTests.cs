@@ -49,8 +49,14 @@ public sealed class KernelChoicesTests
         Assert.That(convolutions, Has.Count.EqualTo(resnetConvolutions));
         Assert.That(calls.OfType<AttentionCall>().Count(), Is.EqualTo(unet.modules().OfType<Attention>().Count()));
         Assert.That(calls.OfType<GroupNormCall>().Count(), Is.GreaterThanOrEqualTo(unet.modules().OfType<ResnetBlock2D>().Count() * 2));
-        // each with the path it took: on AVX-512 the 32×32 level by Winograd, the 16×16 one not
-        if (WinogradConvolution.IsSupported)
+        // each with the path it took: on AVX-512 the 32×32 level by Winograd, the 16×16 one not (on AMD's CPUs both by
+        // the channels-last kernel)
+        if (WinogradConvolution.IsSupported && Convolutions.OnAmd)
+        {
+            Assert.That(convolutions.Where(c => c.InputShape[2] is 16 or 32).Select(c => c.Path), Is.All.EqualTo(ConvolutionPath.ChannelsLastWinograd));
+            Assert.That(calls.OfType<GroupNormCall>().Select(c => c.Path), Is.All.EqualTo(GroupNormPath.Kernel));
+        }
+        else if (WinogradConvolution.IsSupported)
         {
             Assert.That(convolutions.Where(c => c.InputShape[2] == 32).Select(c => c.Path), Is.All.EqualTo(ConvolutionPath.PlainWinograd));
             Assert.That(convolutions.Where(c => c.InputShape[2] == 16).Select(c => c.Path), Has.None.EqualTo(ConvolutionPath.PlainWinograd));
@@ -107,7 +113,9 @@ public sealed class KernelChoicesTests
             var candidates = Convolutions.Candidates(input, conv);
             Assert.That(candidates.Contains(ConvolutionPath.LibtorchsOwn), Is.EqualTo(OneDnn.Enabled), "libtorch's own path is offered where oneDNN is on");
             if (WinogradConvolution.IsSupported)
-                Assert.That(candidates, Does.Contain(ReferenceEquals(input, plain) ? ConvolutionPath.PlainWinograd : ConvolutionPath.Winograd));
+                Assert.That(candidates, ReferenceEquals(input, plain)
+                    ? Does.Contain(ConvolutionPath.PlainWinograd).And.Contain(ConvolutionPath.ChannelsLastWinograd)
+                    : Does.Contain(ConvolutionPath.Winograd).And.Not.Contain(ConvolutionPath.ChannelsLastWinograd));
             foreach (var path in candidates)
                 Assert.That((Convolutions.Run(path, conv, input) - applied).abs().max().item<float>(), Is.LessThan(1e-4), path.ToString());
         }

@@ -55,6 +55,80 @@ public sealed class WinogradConvolutionTests
         Assert.That(error, Is.LessThan(Tolerance));
     }
 
+    // Tiles of 16 float32 values a channel; a budget of n tiles of `width` channels, or of n output channels of U.
+    private static long TileBytes(long tiles, long width) => tiles * 16 * sizeof(float) * width;
+
+    [TestCase(2, 32, 48, 9, 11, 64L << 20, 64L << 20, TestName = "ConvolvePlain_Should_MatchFloat64_When_OneChunkAndOneBlock (odd sizes, two samples)")]
+    [TestCase(1, 32, 48, 9, 11, 5L, 64L << 20, TestName = "ConvolvePlain_Should_MatchFloat64_When_ManyChunks")]
+    [TestCase(1, 32, 48, 9, 11, 64L << 20, 16L, TestName = "ConvolvePlain_Should_MatchFloat64_When_OneChunkServesEveryBlock")]
+    [TestCase(2, 32, 48, 7, 6, 5L, 16L, TestName = "ConvolvePlain_Should_MatchFloat64_When_ManyChunksAndBlocks")]
+    public void ConvolvePlain_Should_MatchFloat64(int batch, int cin, int cout, int height, int width, long chunk, long block)
+    {
+        // Given a plain-layout input, and V's chunks and U's blocks as given (small numbers are tiles and output channels)
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(8);
+        var conv = Convolution(cin, cout);
+        conv.weight!.copy_(randn(cout, cin, 3, 3) / Math.Sqrt(9 * cin));
+        var x = randn(batch, cin, height, width);
+        long chunkBytes = chunk < 1024 ? TileBytes(chunk, Math.Max(cin, cout)) : chunk;
+        long weightBytes = block < 1024 ? TileBytes(block, cin) : block;
+
+        // When it runs through a channels-last copy
+        var y = WinogradConvolution.ConvolvePlain(x, conv, chunkBytes, weightBytes);
+
+        // Then the output is [B, C_out, H, W] in the plain layout, within float32 rounding of float64, every block's
+        // channels with their own bias
+        Assert.That(y.shape, Is.EqualTo(new long[] { batch, cout, height, width }));
+        Assert.That(y.is_contiguous(), Is.True, "the plain layout, as the UNet's next layers read it");
+        double error = Error(y, Float64(x, conv));
+        TestContext.Out.WriteLine($"largest error against float64: {error:E2}");
+        Assert.That(error, Is.LessThan(Tolerance));
+    }
+
+    [Test]
+    public void ConvolvePlain_Should_MatchTheChannelsLastKernel_When_TheBudgetsAreTheDefaults()
+    {
+        // Given a plain input whose tiles fit one chunk at either budget
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(9);
+        var conv = Convolution(64, 32);
+        var x = randn(1, 64, 12, 12);
+
+        // Then the plain-input entry computes what the channels-last one does on a channels-last copy, to the bit
+        Assert.That(Same(WinogradConvolution.ConvolvePlain(x, conv), WinogradConvolution.Convolve(ChannelsLast(x), conv)), Is.True);
+    }
+
+    [Test]
+    public void ChannelsLastWinogradPositions_Should_Be16x16To32x32_OnAmd_And_None_OnIntel()
+    {
+        // Measured on a Zen 4 only (docs/performance.md); Intel's CPUs keep the plain-layout kernel and oneDNN
+        Assert.That(Convolutions.ChannelsLastWinogradPositions(amd: true), Is.EqualTo((16L * 16, 32L * 32)));
+        var (least, most) = Convolutions.ChannelsLastWinogradPositions(amd: false);
+        Assert.That(least, Is.GreaterThan(most), "an empty range");
+    }
+
+    [TestCase(8)]
+    [TestCase(16)]
+    [TestCase(32)]
+    [TestCase(64)]
+    public void Apply_Should_TakeTheChannelsLastKernel_OnAmdAt16x16To32x32(int size)
+    {
+        // Given a plain-layout input at this size
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(10);
+        var conv = Convolution(32, 32);
+        var x = randn(1, 32, size, size);
+        bool expected = Convolutions.OnAmd && size >= 16 && size <= 32;
+
+        // Then this CPU's rule picks the channels-last kernel where measured faster, and Apply runs it (to the bit)
+        Assert.That(Convolutions.PrefersChannelsLastWinograd(x, conv), Is.EqualTo(expected));
+        Assert.That(Convolutions.Choose(x, conv) == ConvolutionPath.ChannelsLastWinograd, Is.EqualTo(expected));
+        if (expected) Assert.That(Same(Convolutions.Apply(conv, x, inference: true), WinogradConvolution.ConvolvePlain(x, conv)), Is.True);
+    }
+
     [Test]
     public void Convolve_Should_BeAsAccurateAsLibtorch_When_WidthIsTheVaes()
     {
