@@ -139,53 +139,108 @@ internal static unsafe class WinogradConvolution
         }
     }
 
-    // Sixteen input channels' kernels at once (lanes), G g Gᵀ in float64: G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+    // Sixteen input channels' kernels at once (lanes), G g Gᵀ in float64: G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]. Each half
+    // of the lanes is widened, transformed and narrowed in registers, row by row of G g.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformKernels(float* g, long channelStride, long rowStride, long colStride, float* u, long kStride)
     {
-        var taps = stackalloc Vector512<float>[9];
-        var gathered = stackalloc float[Lanes];
-        for (int r = 0; r < 3; r++)
-            for (int c = 0; c < 3; c++)
-            {
-                float* tap = g + r * rowStride + c * colStride;
-                if (channelStride != 1)
-                {
-                    for (int lane = 0; lane < Lanes; lane++) gathered[lane] = tap[lane * channelStride];
-                    tap = gathered;
-                }
-                taps[r * 3 + c] = Vector512.Load(tap);
-            }
-        var d = stackalloc Vector512<double>[9];
-        var a = stackalloc Vector512<double>[12];
-        var halfVector = Vector512.Create(0.5);
-        var results = stackalloc Vector512<double>[32];
-        for (int half = 0; half < 2; half++)
+        Vector512<float> g00, g01, g02, g10, g11, g12, g20, g21, g22;
+        if (channelStride == 9 && rowStride == 3 && colStride == 1)
         {
-            for (int t = 0; t < 9; t++)
-                d[t] = Avx512F.ConvertToVector512Double(half == 0 ? taps[t].GetLower() : taps[t].GetUpper());
-            for (int c = 0; c < 3; c++)
-            {
-                a[0 * 3 + c] = d[0 * 3 + c];
-                a[1 * 3 + c] = (d[0 * 3 + c] + d[1 * 3 + c] + d[2 * 3 + c]) * halfVector;
-                a[2 * 3 + c] = (d[0 * 3 + c] - d[1 * 3 + c] + d[2 * 3 + c]) * halfVector;
-                a[3 * 3 + c] = d[2 * 3 + c];
-            }
-            for (int r = 0; r < 4; r++)
-            {
-                var a0 = a[r * 3]; var a1 = a[r * 3 + 1]; var a2 = a[r * 3 + 2];
-                results[half * 16 + r * 4 + 0] = a0;
-                results[half * 16 + r * 4 + 1] = (a0 + a1 + a2) * halfVector;
-                results[half * 16 + r * 4 + 2] = (a0 - a1 + a2) * halfVector;
-                results[half * 16 + r * 4 + 3] = a2;
-            }
+            // A plain weight: the sixteen kernels are 144 consecutive floats, each tap's lanes permuted out of them.
+            var v0 = Vector512.Load(g); var v1 = Vector512.Load(g + 16); var v2 = Vector512.Load(g + 32);
+            var v3 = Vector512.Load(g + 48); var v4 = Vector512.Load(g + 64); var v5 = Vector512.Load(g + 80);
+            var v6 = Vector512.Load(g + 96); var v7 = Vector512.Load(g + 112); var v8 = Vector512.Load(g + 128);
+            g00 = PlainTap(0, v0, v1, v2, v3, v4, v5, v6, v7, v8); g01 = PlainTap(1, v0, v1, v2, v3, v4, v5, v6, v7, v8);
+            g02 = PlainTap(2, v0, v1, v2, v3, v4, v5, v6, v7, v8); g10 = PlainTap(3, v0, v1, v2, v3, v4, v5, v6, v7, v8);
+            g11 = PlainTap(4, v0, v1, v2, v3, v4, v5, v6, v7, v8); g12 = PlainTap(5, v0, v1, v2, v3, v4, v5, v6, v7, v8);
+            g20 = PlainTap(6, v0, v1, v2, v3, v4, v5, v6, v7, v8); g21 = PlainTap(7, v0, v1, v2, v3, v4, v5, v6, v7, v8);
+            g22 = PlainTap(8, v0, v1, v2, v3, v4, v5, v6, v7, v8);
         }
-        for (int k = 0; k < TileElements; k++) Narrow(results[k], results[16 + k]).Store(u + k * kStride);
+        else
+        {
+            // Channels-last (the input channels adjacent: one load a tap), or another dense order (two gathers a tap).
+            var lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * (int)channelStride;
+            g00 = Tap(g, channelStride, lanes);
+            g01 = Tap(g + colStride, channelStride, lanes);
+            g02 = Tap(g + 2 * colStride, channelStride, lanes);
+            g10 = Tap(g + rowStride, channelStride, lanes);
+            g11 = Tap(g + rowStride + colStride, channelStride, lanes);
+            g12 = Tap(g + rowStride + 2 * colStride, channelStride, lanes);
+            g20 = Tap(g + 2 * rowStride, channelStride, lanes);
+            g21 = Tap(g + 2 * rowStride + colStride, channelStride, lanes);
+            g22 = Tap(g + 2 * rowStride + 2 * colStride, channelStride, lanes);
+        }
+        TransformHalf(g00.GetLower(), g01.GetLower(), g02.GetLower(), g10.GetLower(), g11.GetLower(), g12.GetLower(),
+            g20.GetLower(), g21.GetLower(), g22.GetLower(), u, kStride);
+        TransformHalf(g00.GetUpper(), g01.GetUpper(), g02.GetUpper(), g10.GetUpper(), g11.GetUpper(), g12.GetUpper(),
+            g20.GetUpper(), g21.GetUpper(), g22.GetUpper(), u + Lanes / 2, kStride);
+    }
+
+    // Lane l of tap t is float 9l + t of the 144: lanes whose float is in 32q…32q+31 are permuted from v[2q] and v[2q+1]
+    // (q = 0…3), the rest from v8. TapIndices[5t + q] are those permutes' indices, TapLanes[5t + q] their lanes.
+    private static readonly Vector512<int>[] TapIndices = PlainTapPermutes(lanes: false).Select(v => v.AsInt32()).ToArray();
+    private static readonly Vector512<float>[] TapLanes = PlainTapPermutes(lanes: true);
+
+    private static Vector512<float>[] PlainTapPermutes(bool lanes)
+    {
+        var permutes = new Vector512<float>[45];
+        for (int t = 0; t < 9; t++)
+            for (int q = 0; q < 5; q++)
+            {
+                var values = new int[Lanes];
+                for (int l = 0; l < Lanes; l++)
+                {
+                    int offset = 9 * l + t - 32 * q;
+                    bool here = offset >= 0 && offset < 32;
+                    values[l] = lanes ? (here ? -1 : 0) : (here ? offset : 0);
+                }
+                permutes[5 * t + q] = Vector512.Create(values).AsSingle();
+            }
+        return permutes;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Narrow(Vector512<double> lower, Vector512<double> upper) =>
-        Vector512.Create(Avx512F.ConvertToVector256Single(lower), Avx512F.ConvertToVector256Single(upper));
+    private static Vector512<float> PlainTap(int t, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3,
+        Vector512<float> v4, Vector512<float> v5, Vector512<float> v6, Vector512<float> v7, Vector512<float> v8)
+    {
+        int i = 5 * t;
+        var tap = Avx512F.PermuteVar16x32x2(v0, TapIndices[i], v1);
+        tap = Vector512.ConditionalSelect(TapLanes[i + 1], Avx512F.PermuteVar16x32x2(v2, TapIndices[i + 1], v3), tap);
+        tap = Vector512.ConditionalSelect(TapLanes[i + 2], Avx512F.PermuteVar16x32x2(v4, TapIndices[i + 2], v5), tap);
+        tap = Vector512.ConditionalSelect(TapLanes[i + 3], Avx512F.PermuteVar16x32x2(v6, TapIndices[i + 3], v7), tap);
+        return Vector512.ConditionalSelect(TapLanes[i + 4], Avx512F.PermuteVar16x32x2(v8, TapIndices[i + 4], v8), tap);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Tap(float* tap, long channelStride, Vector256<int> lanes) => channelStride == 1
+        ? Vector512.Load(tap)
+        : Vector512.Create(Avx2.GatherVector256(tap, lanes, 4), Avx2.GatherVector256(tap + 8 * channelStride, lanes, 4));
+
+    // Eight lanes of G g Gᵀ: the rows of G g (from the kernel's columns), each row's four values (·Gᵀ) to U[4r + j].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransformHalf(Vector256<float> g00, Vector256<float> g01, Vector256<float> g02, Vector256<float> g10,
+        Vector256<float> g11, Vector256<float> g12, Vector256<float> g20, Vector256<float> g21, Vector256<float> g22, float* u, long k)
+    {
+        var d00 = Avx512F.ConvertToVector512Double(g00); var d01 = Avx512F.ConvertToVector512Double(g01); var d02 = Avx512F.ConvertToVector512Double(g02);
+        var d10 = Avx512F.ConvertToVector512Double(g10); var d11 = Avx512F.ConvertToVector512Double(g11); var d12 = Avx512F.ConvertToVector512Double(g12);
+        var d20 = Avx512F.ConvertToVector512Double(g20); var d21 = Avx512F.ConvertToVector512Double(g21); var d22 = Avx512F.ConvertToVector512Double(g22);
+        var half = Vector512.Create(0.5);
+        TransformRow(d00, d01, d02, u, k);
+        TransformRow((d00 + d10 + d20) * half, (d01 + d11 + d21) * half, (d02 + d12 + d22) * half, u + 4 * k, k);
+        TransformRow((d00 - d10 + d20) * half, (d01 - d11 + d21) * half, (d02 - d12 + d22) * half, u + 8 * k, k);
+        TransformRow(d20, d21, d22, u + 12 * k, k);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransformRow(Vector512<double> a0, Vector512<double> a1, Vector512<double> a2, float* u, long k)
+    {
+        var half = Vector512.Create(0.5);
+        Avx512F.ConvertToVector256Single(a0).Store(u);
+        Avx512F.ConvertToVector256Single((a0 + a1 + a2) * half).Store(u + k);
+        Avx512F.ConvertToVector256Single((a0 - a1 + a2) * half).Store(u + 2 * k);
+        Avx512F.ConvertToVector256Single(a2).Store(u + 3 * k);
+    }
 
     // The convolution of a channels-last input [B, C_in, H, W] by `weight`, plus bias; the result [B, C_out, H, W] stored
     // channels-last. V is made a chunk of tiles at a time (at most `chunkBytes`, in this thread's scratch block when

@@ -130,6 +130,24 @@ public sealed class WinogradConvolutionTests
     }
 
     [Test]
+    public void TransformWeight_Should_BeGgGtRoundedOnce_When_TheWeightIsPlainOrChannelsLast()
+    {
+        // Given a weight (48 input channels: three blocks of sixteen lanes), and G g Gᵀ formed by libtorch in float64,
+        // where the sums of float32 products by ½ are exact, so any order of them rounds to the same float32
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(11);
+        var weight = randn(32, 48, 3, 3);
+        var g = tensor(new double[] { 1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1 }).view(4, 3);
+        var expected = g.matmul(weight.to(ScalarType.Float64)).matmul(g.t()).to(ScalarType.Float32) // [C_out, C_in, 4, 4]
+            .permute(2, 3, 0, 1).reshape(16, 32, 48);
+
+        // Then the kernel's transform is that, to the bit, from the plain layout and from channels-last
+        Assert.That(Same(WinogradConvolution.TransformWeight(weight), expected), Is.True, "plain");
+        Assert.That(Same(WinogradConvolution.TransformWeight(ChannelsLast(weight)), expected), Is.True, "channels-last");
+    }
+
+    [Test]
     public void Convolve_Should_BeAsAccurateAsLibtorch_When_WidthIsTheVaes()
     {
         // Given a 128-channel VAE-sized convolution of a channels-last input, in float32 and float64
