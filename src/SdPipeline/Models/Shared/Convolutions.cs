@@ -115,10 +115,11 @@ public static class Convolutions
     /// </summary>
     /// <remarks>
     /// Measured on an AMD EPYC Zen 4 (family 25, model 17; docs/performance.md), SD 1.5's UNet shapes at 512 px, batch 2:
-    /// at 16×16, where the plain-layout kernel fills half its lanes, 0.8–0.9× of oneDNN's time (1280 to 2560 input
-    /// channels; 640 → 1280 even); at 32×32 0.65–0.85× of the plain-layout kernel's; at 64×64 the plain-layout kernel is
-    /// as fast without the copies, and at 8×8 the weight's transform costs more than the GEMMs save. Intel's CPUs are
-    /// not measured with it; `sdpipe bench kernels` times it there beside the paths their rules take.
+    /// at 16×16, where the plain-layout kernel fills half its lanes (1.6–2.3× oneDNN's time), 0.89–0.99× of oneDNN's
+    /// time; at 32×32 0.85–0.97× of the plain-layout kernel's; the forward 0.974× as before (nine interleaved rounds). At
+    /// 64×64 the plain-layout kernel is faster without the copies, and at 8×8 the weight's transform costs more than the
+    /// GEMMs save (1.8× oneDNN's time). Intel's CPUs are not measured with it; `sdpipe bench kernels` times it there
+    /// beside the paths their rules take.
     /// </remarks>
     internal static (long Least, long Most) ChannelsLastWinogradPositions(bool amd) => amd ? (16 * 16, 32 * 32) : (0, -1);
 
