@@ -97,7 +97,7 @@ internal static unsafe class WinogradConvolution
 
     /// <summary>
     /// Output channels a block: all of them, or as few blocks of about equal size (multiples of 16) as keep U within
-    /// 32 MiB.
+    /// <paramref name="weightBytes"/> (32 MiB unless given).
     /// </summary>
     internal static long OutputBlock(long cin, long cout, long weightBytes = WeightBytes)
     {
