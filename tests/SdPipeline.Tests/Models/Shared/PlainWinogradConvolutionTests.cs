@@ -46,11 +46,7 @@ public sealed class PlainWinogradConvolutionTests
         var y = PlainWinogradConvolution.Convolve(x, conv);
 
         // Then the output is a plain [B, C_out, H, W] within float32 rounding of float64
-        Assert.That(y.shape, Is.EqualTo(new long[] { batch, cout, height, width }));
-        Assert.That(y.is_contiguous(), Is.True);
-        double error = Error(y, Float64(x, conv));
-        TestContext.Out.WriteLine($"largest error against float64: {error:E2}");
-        Assert.That(error, Is.LessThan(Tolerance));
+        AssertPlainAndNearFloat64(y, x, conv, Tolerance);
     }
 
     [Test]

@@ -79,11 +79,7 @@ public sealed class WinogradConvolutionTests
 
         // Then the output is [B, C_out, H, W] in the plain layout, within float32 rounding of float64, every block's
         // channels with their own bias
-        Assert.That(y.shape, Is.EqualTo(new long[] { batch, cout, height, width }));
-        Assert.That(y.is_contiguous(), Is.True, "the plain layout, as the UNet's next layers read it");
-        double error = Error(y, Float64(x, conv));
-        TestContext.Out.WriteLine($"largest error against float64: {error:E2}");
-        Assert.That(error, Is.LessThan(Tolerance));
+        AssertPlainAndNearFloat64(y, x, conv, Tolerance);
     }
 
     [Test]
