@@ -52,7 +52,7 @@ public static class Convolutions
         if (OneDnn.Enabled && input.device_type == DeviceType.CPU) paths.Add(ConvolutionPath.LibtorchsOwn);
         if (WinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.Winograd);
         if (PlainWinogradConvolution.Applies(input, conv)) paths.Add(ConvolutionPath.PlainWinograd);
-        if (AppliesOnPlainInput(input, conv)) paths.Add(ConvolutionPath.ChannelsLastWinograd);
+        if (WinogradConvolution.AppliesToPlain(input, conv)) paths.Add(ConvolutionPath.ChannelsLastWinograd);
         return paths;
     }
 
@@ -106,7 +106,7 @@ public static class Convolutions
         if (input.dim() != 4) return false;
         var (least, most) = ChannelsLastWinogradPositions(OnAmd);
         long positions = input.shape[2] * input.shape[3];
-        return positions >= least && positions <= most && AppliesOnPlainInput(input, conv);
+        return positions >= least && positions <= most && WinogradConvolution.AppliesToPlain(input, conv);
     }
 
     /// <summary>
@@ -122,9 +122,6 @@ public static class Convolutions
     /// beside the paths their rules take.
     /// </remarks>
     internal static (long Least, long Most) ChannelsLastWinogradPositions(bool amd) => amd ? (16 * 16, 32 * 32) : (0, -1);
-
-    private static bool AppliesOnPlainInput(Tensor input, Conv2d conv) =>
-        input.is_contiguous() && WinogradConvolution.Fits(input, conv);
 
     private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;

@@ -33,7 +33,7 @@ internal static unsafe class PlainWinogradConvolution
     /// the input contiguous in the plain layout and at most 512 columns wide.
     /// </summary>
     public static bool Applies(Tensor input, Conv2d conv) =>
-        input.is_contiguous() && WinogradConvolution.Fits(input, conv) && input.shape[3] <= MaxWidth;
+        WinogradConvolution.AppliesToPlain(input, conv) && input.shape[3] <= MaxWidth;
 
     /// <summary><paramref name="conv"/> applied to <paramref name="input"/> (check <see cref="Applies"/> first), in the plain layout.</summary>
     public static Tensor Convolve(Tensor input, Conv2d conv)

@@ -31,8 +31,13 @@ internal static unsafe class WinogradConvolution
     public static bool Applies(Tensor input, Conv2d conv) => KernelTensors.ChannelsLast(input) && Fits(input, conv);
 
     /// <summary>
-    /// What <see cref="Applies"/> asks of the layer and its input, but the input's layout: shared with
-    /// <see cref="PlainWinogradConvolution"/>, which takes the plain layout.
+    /// Whether <see cref="ConvolvePlain(Tensor, Conv2d)"/> can run <paramref name="conv"/> on <paramref name="input"/>: as
+    /// <see cref="Applies"/> asks, but the input contiguous in the plain layout.
+    /// </summary>
+    public static bool AppliesToPlain(Tensor input, Conv2d conv) => input.is_contiguous() && Fits(input, conv);
+
+    /// <summary>
+    /// What <see cref="Applies"/> asks of the layer and its input, but the input's layout.
     /// </summary>
     internal static bool Fits(Tensor input, Conv2d conv)
     {
@@ -54,7 +59,7 @@ internal static unsafe class WinogradConvolution
     public static Tensor Convolve(Tensor input, Conv2d conv) => Convolve(input, conv.weight!, conv.bias, ChunkBytes, WeightBytes, inScratch: true);
 
     /// <summary>
-    /// <paramref name="conv"/> applied to a plain-layout <paramref name="input"/> (<see cref="Fits"/> first): the input
+    /// <paramref name="conv"/> applied to a plain-layout <paramref name="input"/> (<see cref="AppliesToPlain"/> first): the input
     /// copied channels-last, convolved in chunks of up to <see cref="PlainInputChunkBytes"/>, the result copied back to
     /// the plain layout.
     /// </summary>
