@@ -186,6 +186,7 @@ public static class KernelBenchmark
             + $"input {Shape(c.InputShape)} {c.ChannelsLast} {c.Path}",
         GroupNormCall g => $"norm {g.Norm.num_groups}/{g.Norm.weight?.shape[0]} eps {g.Norm.eps} silu {g.Silu} input {Shape(g.InputShape)} {g.ChannelsLast} {g.Path}",
         AttentionCall a => $"attention heads {a.Attention.Heads} query {Shape(a.InputShape)} key {Shape(a.KeyShape)} {a.Path}",
+        LinearCall l => $"linear {Shape(l.Linear.weight!.shape)} bias {l.Linear.bias is not null} input {Shape(l.InputShape)} {l.Path}",
         _ => throw new NotSupportedException(call.GetType().Name),
     };
 
@@ -231,6 +232,13 @@ public static class KernelBenchmark
                 var value = Random(a.KeyShape, false);
                 paths = a.Attention.Candidates(query, key, value)
                     .Select(p => (Name(p), (Func<Tensor>)(() => a.Attention.Attend(p, query, key, value)))).ToList();
+                break;
+            }
+            case LinearCall l:
+            {
+                var input = Random(l.InputShape, false);
+                paths = Linears.Candidates(input, l.Linear)
+                    .Select(p => (Name(p), (Func<Tensor>)(() => Linears.Run(p, l.Linear, input)))).ToList();
                 break;
             }
             default: throw new NotSupportedException(call.GetType().Name);
@@ -292,4 +300,6 @@ public static class KernelBenchmark
     internal static string Name(GroupNormPath path) => path == GroupNormPath.Kernel ? "kernel" : "libtorch";
 
     internal static string Name(AttentionPath path) => path == AttentionPath.Kernel ? "kernel" : "sdpa";
+
+    internal static string Name(LinearPath path) => path == LinearPath.Kernel ? "brgemm" : "libtorch";
 }

@@ -76,6 +76,7 @@ public sealed record KernelCase
                 KernelBenchmark.Name(c.Path)),
             GroupNormCall g => ("group_norm", $"{KernelBenchmark.Shape(g.InputShape)} groups {g.Norm.num_groups}{(g.Silu ? " + silu" : "")}", KernelBenchmark.Name(g.Path)),
             AttentionCall a => ("attention", $"q {KernelBenchmark.Shape(a.InputShape)} kv {KernelBenchmark.Shape(a.KeyShape)} heads {a.Attention.Heads}", KernelBenchmark.Name(a.Path)),
+            LinearCall l => ("linear", $"{KernelBenchmark.Shape(l.InputShape)} * {KernelBenchmark.Shape(l.Linear.weight!.shape)}{(l.Linear.bias is null ? "" : " + bias")}", KernelBenchmark.Name(l.Path)),
             _ => throw new NotSupportedException(call.GetType().Name),
         };
         return new KernelCase

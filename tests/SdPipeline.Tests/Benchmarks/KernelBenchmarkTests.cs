@@ -28,8 +28,8 @@ public sealed class KernelBenchmarkTests
         var options = new KernelBenchmarkOptions { Models = ["unet"], Sizes = [32], Repeats = 2, ConfigFile = TinyConfig("unet") };
         var report = KernelBenchmark.Run(options, torch.CPU);
 
-        // Then convolutions, norms and attentions are listed, each case timed twice by each of its paths
-        Assert.That(report.Cases.Select(c => c.Kind).Distinct(), Is.EquivalentTo(new[] { "convolution", "group_norm", "attention" }));
+        // Then convolutions, norms, attentions and linear layers are listed, each case timed twice by each of its paths
+        Assert.That(report.Cases.Select(c => c.Kind).Distinct(), Is.EquivalentTo(new[] { "convolution", "group_norm", "attention", "linear" }));
         Assert.That(report.Cases.Select(c => c.Work), Is.All.EqualTo("unet forward 32x32 batch 2"));
         foreach (var c in report.Cases)
         {
@@ -52,6 +52,13 @@ public sealed class KernelBenchmarkTests
             string chosen = SdPipeline.Models.Shared.Convolutions.OnAmd ? "cl_winograd" : "plain_winograd";
             Assert.That(first.Chosen, Is.EqualTo(chosen));
             Assert.That(first.Paths.Single(p => p.Path == chosen).RelativeDifference, Is.GreaterThan(0).And.LessThan(1e-5));
+        }
+        if (SdPipeline.Models.Shared.LinearKernel.IsSupported)
+        {
+            // the 16×16 level's projections (512 tokens) by libtorch and the brgemm kernel, the kernel chosen on AMD's CPUs
+            var projection = report.Cases.First(c => c.Kind == "linear" && c.Shape.StartsWith("2x256x64 * 64x64"));
+            Assert.That(projection.Paths.Select(p => p.Path), Is.EqualTo(new[] { "libtorch", "brgemm" }));
+            Assert.That(projection.Chosen, Is.EqualTo(SdPipeline.Models.Shared.Convolutions.OnAmd ? "brgemm" : "libtorch"));
         }
         Assert.That(report.Disagreements, Is.Empty);
     }

@@ -73,13 +73,14 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         bool image = hiddenStates.dim() == 4;
         if (image) hiddenStates = hiddenStates.view(spatial[0], spatial[1], spatial[2] * spatial[3]).transpose(1, 2);
 
+        bool inference = this.InInference();
         if (group_norm is not null)
-            hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference: this.InInference()).transpose(1, 2);
+            hiddenStates = Norms.Apply(group_norm, hiddenStates.transpose(1, 2), inference).transpose(1, 2);
 
         var context = encoderHiddenStates ?? hiddenStates;
-        var query = to_q.call(hiddenStates);
-        var key = to_k.call(context);
-        var value = to_v.call(context);
+        var query = Linears.Apply(to_q, hiddenStates, inference);
+        var key = Linears.Apply(to_k, context, inference);
+        var value = Linears.Apply(to_v, context, inference);
 
         // Inference only: a module in training mode keeps libtorch's kernel, so that gradient checkpointing's
         // no-grad first pass and its recomputation in backward run the same arithmetic.
@@ -88,7 +89,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         // The projections (and the normalised input) are read by nothing else once attended.
         hiddenStates = Attend(path, query, key, value, scope);
         scope.DisposeEverythingBut(hiddenStates);
-        hiddenStates = to_out[0].call(hiddenStates);
+        hiddenStates = Linears.Apply(to_out[0], hiddenStates, inference);
         scope.DisposeEverythingBut(hiddenStates);
 
         if (image) hiddenStates = hiddenStates.transpose(-1, -2).reshape(spatial);

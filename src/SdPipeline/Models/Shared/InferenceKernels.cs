@@ -2,7 +2,7 @@ namespace SdPipeline.Models.Shared;
 
 /// <summary>
 /// The process-wide switch for the project's own inference kernels: <see cref="WinogradConvolution"/>,
-/// <see cref="PlainWinogradConvolution"/>, <see cref="GroupNormKernel"/>, <see cref="AttentionKernel"/>, the VAE's
+/// <see cref="PlainWinogradConvolution"/>, <see cref="GroupNormKernel"/>, <see cref="AttentionKernel"/>, <see cref="LinearKernel"/>, the VAE's
 /// channels-last layout that feeds them, and libtorch's own path for wide convolutions at low resolutions
 /// (<see cref="Convolutions"/>). Their selection rules were measured on an Intel Xeon and an AMD EPYC Zen 4; where
 /// <c>sdpipe bench kernels</c> finds them slower on another CPU, <c>runtime.kernels=off</c> runs every layer as libtorch

@@ -36,6 +36,15 @@ public enum AttentionPath
     Kernel,
 }
 
+/// <summary>How an inference linear layer is computed (<see cref="Linears"/>).</summary>
+public enum LinearPath
+{
+    /// <summary>The layer as it is (libtorch's <c>linear</c>: MKL's GEMM).</summary>
+    Layer,
+    /// <summary><see cref="LinearKernel"/>.</summary>
+    Kernel,
+}
+
 /// <summary>One choice of kernel a model made in inference: the layer, what it was given and the path taken.</summary>
 /// <param name="Layer">The layer (a <c>Conv2d</c>, <c>GroupNorm</c> or <see cref="Attention"/>).</param>
 /// <param name="InputShape">The input's shape; for attention the query projection's [B, N, H·D].</param>
@@ -53,6 +62,9 @@ public sealed record GroupNormCall(GroupNorm Norm, long[] InputShape, bool Chann
 /// <summary>An attention's choice; <paramref name="KeyShape"/> is the key projection's [B, M, H·D].</summary>
 public sealed record AttentionCall(Attention Attention, long[] InputShape, long[] KeyShape, AttentionPath Path)
     : KernelCall(Attention, InputShape, false);
+
+/// <summary>A linear layer's choice.</summary>
+public sealed record LinearCall(Linear Linear, long[] InputShape, LinearPath Path) : KernelCall(Linear, InputShape, false);
 
 /// <summary>
 /// Lets a caller watch the kernel choices the models make in inference on its thread (<c>sdpipe bench kernels</c> times

@@ -49,5 +49,5 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     // The GEGLU projection of a block of tokens at most this large in inference.
     private const long ProjectionBytes = 16L << 20;
 
-    private Tensor Apply(Tensor hiddenStates) => net[2].call(net[0].call(hiddenStates));
+    private Tensor Apply(Tensor hiddenStates) => Linears.Apply(net[2], net[0].call(hiddenStates), this.InInference());
 }

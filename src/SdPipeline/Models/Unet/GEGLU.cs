@@ -25,11 +25,12 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor hiddenStates)
     {
         using var scope = NewDisposeScope(); // the projection is twice the output's size: free it on return
-        var halves = proj.call(hiddenStates).chunk(2, dim: -1);
+        var halves = Linears.Apply(proj, hiddenStates, this.InInference()).chunk(2, dim: -1);
         if (torch.is_grad_enabled()) return scope.MoveToOuter(halves[0] * nn.functional.gelu(halves[1]));
-        // Without autograd nothing needs the projection afterwards, so the GELU and the product are computed in its own
-        // memory: two tensors of the output's size fewer at the UNet's largest transient (the 64×64 transformers).
+        // Without autograd nothing needs the projection afterwards, so the GELU is computed in its own memory: a tensor
+        // of the output's size fewer at the UNet's largest transient (the 64×64 transformers). The product goes to fresh
+        // memory: a contiguous output is what the feed-forward's own linear kernel reads (Linears).
         halves[1].gelu_();
-        return scope.MoveToOuter(halves[0].mul_(halves[1]));
+        return scope.MoveToOuter(halves[0].mul(halves[1]));
     }
 }

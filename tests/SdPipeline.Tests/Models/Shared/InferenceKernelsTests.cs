@@ -41,6 +41,7 @@ public sealed class InferenceKernelsTests
         Assert.That(calls.OfType<ConvolutionCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(ConvolutionPath.Layer));
         Assert.That(calls.OfType<GroupNormCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(GroupNormPath.Layer));
         Assert.That(calls.OfType<AttentionCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(AttentionPath.ScaledDotProduct));
+        Assert.That(calls.OfType<LinearCall>().Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(LinearPath.Layer));
         double difference = (withKernels - withoutKernels).abs().max().item<float>();
         Assert.That(difference, Is.LessThan(1e-4 * withoutKernels.abs().max().item<float>()));
         if (WinogradConvolution.IsSupported) Assert.That(difference, Is.GreaterThan(0));

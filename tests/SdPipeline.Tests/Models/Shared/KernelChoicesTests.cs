@@ -62,6 +62,13 @@ public sealed class KernelChoicesTests
             }
             Assert.That(calls.OfType<GroupNormCall>().Select(c => c.Path), Is.All.EqualTo(GroupNormPath.Kernel));
         }
+        // and every linear layer of the transformers: the attentions' four projections, the GEGLU's and the feed-forward's
+        // output, by the brgemm kernel from 512 rows on AMD's CPUs (the 16×16 level's 512 tokens), else by libtorch
+        var linears = calls.OfType<LinearCall>().ToList();
+        Assert.That(linears, Has.Count.EqualTo(unet.modules().OfType<Attention>().Count() * 4 + unet.modules().OfType<BasicTransformerBlock>().Count() * 2));
+        bool kernel = LinearKernel.IsSupported && Convolutions.OnAmd;
+        Assert.That(linears.Where(c => c.InputShape[0] * c.InputShape[1] >= 512).Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(kernel ? LinearPath.Kernel : LinearPath.Layer));
+        Assert.That(linears.Where(c => c.InputShape[0] * c.InputShape[1] < 512).Select(c => c.Path), Is.Not.Empty.And.All.EqualTo(LinearPath.Layer));
     }
 
     [Test]

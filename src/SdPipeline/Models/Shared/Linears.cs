@@ -1,0 +1,42 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Models.Shared;
+
+/// <summary>How the models call their linear layers: which kernel computes each, in inference.</summary>
+public static class Linears
+{
+    /// <summary>
+    /// <paramref name="layer"/> applied to <paramref name="input"/>. In inference (<paramref name="inference"/>: the caller
+    /// is in eval mode with autograd off) a float32 linear layer over at least <see cref="KernelRows"/> rows runs as
+    /// <see cref="LinearKernel"/> on AMD's CPUs (<see cref="PrefersKernel"/>), unless a hook watches the layer (a LoRA
+    /// adapter, a FLOP counter); otherwise the layer is called as it is.
+    /// </summary>
+    public static Tensor Apply(nn.Module<Tensor, Tensor> layer, Tensor input, bool inference)
+    {
+        if (!inference || layer is not Linear linear) return layer.call(input);
+        var path = Choose(input, linear);
+        if (KernelChoices.Watched) KernelChoices.Report(new LinearCall(linear, input.shape, path));
+        return Run(path, linear, input);
+    }
+
+    /// <summary>The path <see cref="Apply"/> takes in inference: the layer as it is when <see cref="InferenceKernels"/> are off.</summary>
+    public static LinearPath Choose(Tensor input, Linear linear) =>
+        InferenceKernels.Enabled && PrefersKernel(input, linear) && !Convolutions.HasHooks(linear) ? LinearPath.Kernel : LinearPath.Layer;
+
+    /// <summary>Every path that can compute <paramref name="linear"/> on <paramref name="input"/> here: the layer, and the kernel where it applies.</summary>
+    public static IReadOnlyList<LinearPath> Candidates(Tensor input, Linear linear) =>
+        LinearKernel.Applies(input, linear) ? [LinearPath.Layer, LinearPath.Kernel] : [LinearPath.Layer];
+
+    /// <summary><paramref name="linear"/> applied to <paramref name="input"/> by <paramref name="path"/> (one of <see cref="Candidates"/>).</summary>
+    public static Tensor Run(LinearPath path, Linear linear, Tensor input) =>
+        path == LinearPath.Kernel ? LinearKernel.Apply(input, linear) : linear.call(input);
+
+    /// <summary>Whether <see cref="LinearKernel"/> computes <paramref name="linear"/> on <paramref name="input"/>: where it applies, on AMD's CPUs, from <see cref="KernelRows"/> rows.</summary>
+    internal static bool PrefersKernel(Tensor input, Linear linear) =>
+        KernelRows(Convolutions.OnAmd) is var least && input.numel() >= least * input.shape[^1] && LinearKernel.Applies(input, linear);
+
+    /// <summary>The fewest rows (tokens) at which <see cref="PrefersKernel"/> holds on AMD's CPUs (<paramref name="amd"/>); none elsewhere.</summary>
+    internal static long KernelRows(bool amd) => amd ? 512 : long.MaxValue;
+}
