@@ -61,7 +61,7 @@ internal static unsafe class PlainWinogradConvolution
                 KernelThreads.Run(threads, ref inputs);
                 using var filled = scratch.narrow(0, 0, TileElements * cin * Lanes * count);
                 using var v = filled.view(TileElements, cin, Lanes * count);
-                using var m = bmm(transformed, v);
+                using var m = BatchedProduct.Preferred ? BatchedProduct.Multiply(transformed, v) : bmm(transformed, v);
                 var transform = new OutputTransform(KernelTensors.Address(m), y, bias, shape, firstOut, outputs, first, count, threads);
                 KernelThreads.Run(threads, ref transform);
             }
