@@ -16,7 +16,7 @@ public static class Convolutions
     /// the caller is in eval mode with autograd off) a 3×3, stride-1 convolution of a channels-last float32 input on an
     /// AVX-512 CPU runs as <see cref="WinogradConvolution"/>, and one of a plain-layout input of at least
     /// <see cref="WinogradPositions"/> positions an image as <see cref="PlainWinogradConvolution"/> (on AMD's CPUs at
-    /// 16×16 and 32×32 as <see cref="WinogradConvolution.ConvolvePlain(Tensor, Conv2d)"/>: <see cref="PrefersChannelsLastWinograd"/>), unless a hook watches
+    /// 16×16 as <see cref="WinogradConvolution.ConvolvePlain(Tensor, Conv2d)"/>: <see cref="PrefersChannelsLastWinograd"/>), unless a hook watches
     /// the layer (a LoRA adapter, a FLOP counter); a wide one at a low resolution (<see cref="PrefersLibtorchsOwn"/>) runs
     /// with oneDNN off; otherwise the layer is called as it is.
     /// </summary>
@@ -110,18 +110,20 @@ public static class Convolutions
     }
 
     /// <summary>
-    /// The positions an image (least, most) at which <see cref="PrefersChannelsLastWinograd"/> holds: 16×16 to 32×32 on
-    /// AMD's CPUs (<paramref name="amd"/>), none elsewhere.
+    /// The positions an image (least, most) at which <see cref="PrefersChannelsLastWinograd"/> holds: 16×16 on AMD's CPUs
+    /// (<paramref name="amd"/>), none elsewhere.
     /// </summary>
     /// <remarks>
     /// Measured on an AMD EPYC Zen 4 (family 25, model 17; docs/performance.md), SD 1.5's UNet shapes at 512 px, batch 2:
     /// at 16×16, where the plain-layout kernel fills half its lanes (1.6–2.3× oneDNN's time), 0.89–0.99× of oneDNN's
     /// time; at 32×32 0.85–0.97× of the plain-layout kernel's; the forward 0.974× as before (nine interleaved rounds). At
     /// 64×64 the plain-layout kernel is faster without the copies, and at 8×8 the weight's transform costs more than the
-    /// GEMMs save (1.8× oneDNN's time). Intel's CPUs are not measured with it; `sdpipe bench kernels` times it there
-    /// beside the paths their rules take.
+    /// GEMMs save (1.8× oneDNN's time). Since the plain-layout kernel's products run by oneDNN's brgemm on AMD
+    /// (<see cref="BatchedProduct"/>), it is 6–29% faster than the channels-last one at 32×32 too (`sdpipe bench kernels
+    /// --sizes 64`, fourteenth session), so the rule keeps 16×16 only. Intel's CPUs are not measured with it; `sdpipe
+    /// bench kernels` times it there beside the paths their rules take.
     /// </remarks>
-    internal static (long Least, long Most) ChannelsLastWinogradPositions(bool amd) => amd ? (16 * 16, 32 * 32) : (0, -1);
+    internal static (long Least, long Most) ChannelsLastWinogradPositions(bool amd) => amd ? (16 * 16, 16 * 16) : (0, -1);
 
     private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;

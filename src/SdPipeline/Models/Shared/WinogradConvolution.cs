@@ -64,9 +64,9 @@ internal static unsafe class WinogradConvolution
     /// the plain layout.
     /// </summary>
     /// <remarks>
-    /// For the UNet's low resolutions (16×16 and 32×32 positions), where <see cref="PlainWinogradConvolution"/> puts
-    /// fewer tiles in a GEMM than its lanes hold or re-reads the weight's transform once per small chunk; the two copies
-    /// are of feature maps of at most 16 MB there.
+    /// For the UNet's 16×16 level on AMD's CPUs (<see cref="Convolutions.PrefersChannelsLastWinograd"/>), where
+    /// <see cref="PlainWinogradConvolution"/> puts fewer tiles in a GEMM than its lanes hold; the two copies are of
+    /// feature maps of at most 16 MB there.
     /// </remarks>
     public static Tensor ConvolvePlain(Tensor input, Conv2d conv) => ConvolvePlain(input, conv, PlainInputChunkBytes, PlainInputWeightBytes);
 

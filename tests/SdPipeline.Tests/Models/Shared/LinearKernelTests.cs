@@ -79,7 +79,7 @@ public sealed class LinearKernelTests
     [Test]
     public void KernelRows_Should_BeAmdsOnly()
     {
-        Assert.That(Linears.KernelRows(amd: true), Is.EqualTo(512));
+        Assert.That(Linears.KernelRows(amd: true), Is.EqualTo(32));
         Assert.That(Linears.KernelRows(amd: false), Is.EqualTo(long.MaxValue));
     }
 }

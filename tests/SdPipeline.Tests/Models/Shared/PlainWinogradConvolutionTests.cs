@@ -147,7 +147,7 @@ public sealed class PlainWinogradConvolutionTests
         Assume.That(Same(byWinograd, byLayer), Is.False, "both paths gave the same bits here: the path taken cannot be told");
 
         // Then in inference it runs by Winograd at 32×32 and above (bit for bit the kernel's result; on AMD's CPUs at
-        // 16×16 and 32×32 the channels-last kernel's), outside inference and below that size as the layer is
+        // 16×16 the channels-last kernel's), outside inference and below that size as the layer is
         var expected = Convolutions.PrefersChannelsLastWinograd(x, conv) ? WinogradConvolution.ConvolvePlain(x, conv) : winograd ? byWinograd : byLayer;
         Assert.That(Same(Convolutions.Apply(conv, x, inference: true), expected), Is.True);
         Assert.That(Same(Convolutions.Apply(conv, x, inference: false), byLayer), Is.True);
