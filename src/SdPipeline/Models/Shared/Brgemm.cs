@@ -6,9 +6,9 @@ namespace SdPipeline.Models.Shared;
 /// <summary>
 /// oneDNN's batch-reduce GEMM micro-kernel as libtorch 2.10 exports it (<c>at::native::cpublas::brgemm</c>, float32):
 /// one thread's C (+)= A·B for row-major blocks, compiled by oneDNN for the instruction set it finds. On an AMD EPYC
-/// Zen 4 it runs the UNet's linear layers' shapes at 170–215 GFLOP/s on two threads where libtorch's MKL, which takes
-/// its AMD code path there, reaches 120–195 (docs/performance.md, fourteenth session). TorchSharp has no binding, so the
-/// symbol is looked up by its C++ name; a libtorch without it leaves <see cref="IsAvailable"/> false.
+/// Zen 4 it runs the UNet's linear layers' shapes at 155–215 GFLOP/s on two threads (a C program) where libtorch's
+/// MKL, which takes its AMD code path there, reaches 110–198 (docs/performance.md, fourteenth session). TorchSharp has
+/// no binding, so the symbol is looked up by its C++ name; a libtorch without it leaves <see cref="IsAvailable"/> false.
 /// </summary>
 /// <remarks>
 /// libtorch runs the product through its own GEMM (MKL) instead when oneDNN is switched off (<see cref="OneDnn"/>) or

@@ -33,9 +33,12 @@ public static class Linears
     public static Tensor Run(LinearPath path, Linear linear, Tensor input) =>
         path == LinearPath.Kernel ? LinearKernel.Apply(input, linear) : linear.call(input);
 
-    /// <summary>Whether <see cref="LinearKernel"/> computes <paramref name="linear"/> on <paramref name="input"/>: where it applies, on AMD's CPUs, from <see cref="KernelRows"/> rows.</summary>
-    internal static bool PrefersKernel(Tensor input, Linear linear) =>
-        KernelRows(Convolutions.OnAmd) is var least && input.numel() >= least * input.shape[^1] && LinearKernel.Applies(input, linear);
+    /// <summary>
+    /// Whether <see cref="LinearKernel"/> computes <paramref name="linear"/> on <paramref name="input"/>: where it applies,
+    /// on AMD's CPUs (this CPU's vendor unless <paramref name="amd"/> says), from <see cref="KernelRows"/> rows.
+    /// </summary>
+    internal static bool PrefersKernel(Tensor input, Linear linear, bool? amd = null) =>
+        LinearKernel.Applies(input, linear) && input.numel() / input.shape[^1] >= KernelRows(amd ?? Convolutions.OnAmd);
 
     /// <summary>The fewest rows (tokens) at which <see cref="PrefersKernel"/> holds on AMD's CPUs (<paramref name="amd"/>); none elsewhere.</summary>
     /// <remarks>

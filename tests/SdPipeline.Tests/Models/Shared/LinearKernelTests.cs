@@ -77,6 +77,24 @@ public sealed class LinearKernelTests
     }
 
     [Test]
+    public void Choose_Should_TakeTheKernel_OnlyOnAmd_And_FromKernelRows()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var linear = nn.Linear(320, 320);
+        using var noGrad = torch.no_grad();
+        long least = Linears.KernelRows(Convolutions.OnAmd);
+        bool kernel = LinearKernel.IsSupported && Convolutions.OnAmd;
+        Assert.That(Linears.Choose(torch.randn(2, 4096, 320), linear), Is.EqualTo(kernel ? LinearPath.Kernel : LinearPath.Layer), "8192 rows");
+        if (kernel) Assert.That(Linears.Choose(torch.randn(least - 1, 320), linear), Is.EqualTo(LinearPath.Layer), "one row too few");
+        // and each vendor's rule, whatever this CPU is
+        if (LinearKernel.IsSupported)
+        {
+            Assert.That(Linears.PrefersKernel(torch.randn(2, 4096, 320), linear, amd: true), Is.True);
+            Assert.That(Linears.PrefersKernel(torch.randn(2, 4096, 320), linear, amd: false), Is.False, "Intel's CPUs keep MKL's path");
+        }
+    }
+
+    [Test]
     public void KernelRows_Should_BeAmdsOnly()
     {
         Assert.That(Linears.KernelRows(amd: true), Is.EqualTo(32));
