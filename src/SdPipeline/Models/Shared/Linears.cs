@@ -43,9 +43,9 @@ public static class Linears
     /// <summary>The fewest rows (tokens) at which <see cref="PrefersKernel"/> holds on AMD's CPUs (<paramref name="amd"/>); none elsewhere.</summary>
     /// <remarks>
     /// Measured on an AMD EPYC Zen 4 (family 25, model 17; `sdpipe bench kernels --models unet`, batch 2): at 512 px the
-    /// kernel took 0.67–0.93× libtorch's time at every linear layer of SD 1.5's UNet, from the mid block's 128 rows
+    /// kernel took 0.67–0.94× libtorch's time at every linear layer of SD 1.5's UNet, from the mid block's 128 rows
     /// (0.67× for its 1280 → 10240 GEGLU projection) and the text's 154 keys and values (0.79–0.84×) to the 64×64
-    /// level's 8192 (0.74–0.84×); at 256 px the mid block's 32 rows took 0.64–0.87×. Single cases swing by ±60% between
+    /// level's 8192 (0.74–0.84×); at 256 px the mid block's 32 rows took 0.64–0.88×. Single cases swing by ±60% between
     /// runs (the text's keys at 8×8: 0.84× in one, 1.64× in the next); the sum does not. Fewer rows are not measured.
     /// Intel's CPUs, whose MKL runs its own AVX-512 path, keep libtorch's; `sdpipe bench kernels` times the kernel there.
     /// </remarks>

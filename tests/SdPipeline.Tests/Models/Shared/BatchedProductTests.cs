@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Shared;
 
-/// <summary>The Winograd kernels' batched products by oneDNN's brgemm against float64 and libtorch's <c>bmm</c>: every tail of rows, columns and depth.</summary>
+/// <summary>The plain-layout Winograd kernel's batched products by oneDNN's brgemm against float64 and libtorch's <c>bmm</c>: every tail of rows, columns and depth.</summary>
 public sealed class BatchedProductTests
 {
     [SetUp]

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
-/// The inference linear kernel against float64 and libtorch's linear: every tail (rows past a block of 128, columns
+/// The inference linear kernel against float64 and libtorch's linear: every tail (rows past a block of 64, columns
 /// past a panel, depths cut into uneven blocks), with and without bias, and when the models use it.
 /// </summary>
 public sealed class LinearKernelTests
