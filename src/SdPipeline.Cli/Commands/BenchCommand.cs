@@ -139,6 +139,7 @@ internal static class BenchCommand
             // As sampling runs: the self-check decides oneDNN under auto.
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
+            Console.Error.WriteLine($"GEMM: {LibtorchGemm.Describe()}");
             return RunAndReport(() => KernelBenchmark.Run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
                 report => report.Write(output), report => report.Format(),
                 report => report.Disagreements.Count == 0 ? ExitCodes.Success : ExitCodes.StageFailure);
@@ -200,6 +201,7 @@ internal static class BenchCommand
             }
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line), offUnderAuto);
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
+            Console.Error.WriteLine($"GEMM: {LibtorchGemm.Describe()}");
             return RunAndReport(() => run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
                 report => report.Write(output), BenchmarkTable.Format, _ => ExitCodes.Success);
         });

@@ -21,6 +21,7 @@ internal static class DoctorCommand
         {
             var config = GlobalOptions.LoadConfig(result).Typed.Runtime;
             var device = TorchRuntime.Initialise(config.Device, config.Threads);
+            InferenceKernels.Use(config.Kernels);
             var facts = TorchRuntime.Probe(device);
             Console.WriteLine($"TorchSharp:      {facts.TorchSharpVersion}");
             Console.WriteLine($"libtorch:        {facts.LibTorchVersion}");
@@ -30,6 +31,7 @@ internal static class DoctorCommand
             Console.WriteLine($"allocator:       {NativeAllocator.Describe()}");
             Console.WriteLine($"libtorch log:    warnings shown here (elsewhere only with {LibTorchLog.ShowVariable}=1); any appear on standard error");
             Console.WriteLine($"oneDNN:          {(OneDnn.Available ? OneDnn.Enabled ? "on" : "off" : "no switch in this libtorch")}");
+            Console.WriteLine($"GEMM:            {LibtorchGemm.Describe()}");
             Console.WriteLine($"matmul 512³:     {facts.MatmulGflops:0.0} GFLOP/s, result {(facts.CheckPassed ? "correct" : "WRONG")}");
             bool numericsRight = SelfCheck(device, config.Onednn);
             return facts.CheckPassed && numericsRight ? ExitCodes.Success : ExitCodes.StageFailure;

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 using SdPipeline.Config;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Numerics;
 using SdPipeline.Verification;
@@ -67,6 +68,9 @@ internal static class VerifyCommand
             }
 
             Console.WriteLine($"verify {Path.GetFullPath(model)} against {Path.GetFullPath(parity)} (CPU, float32)");
+            // As the stages run, under runtime.kernels' default: the checks then cover the kernels a user's run computes with.
+            InferenceKernels.Use("auto");
+            Console.WriteLine($"GEMM: {LibtorchGemm.Describe()}");
             CheckNumerics(folder);
             foreach (string line in ParityTable.Header()) Console.WriteLine(line);
             var rows = new ParityVerifier(folder, parity, tokenization).Run(row => Console.WriteLine(ParityTable.Line(row)));

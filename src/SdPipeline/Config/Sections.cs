@@ -21,7 +21,7 @@ public sealed class RuntimeSection
     [ConfigKey("oneDNN for CPU convolutions. auto: on, unless the numerics self-check before training finds a wrong result with it on this CPU, then off for the run, and off for training a UNet of 320+ channels in float32 (faster there); on: keep it (a wrong result stops the run); off: libtorch's own convolutions.", AllowedValues = ["auto", "on", "off"])]
     public string Onednn { get; init; } = "auto";
 
-    [ConfigKey("The project's own CPU kernels in inference (Winograd 3x3 convolutions, GroupNorm, attention, linear layers and Winograd products by oneDNN's brgemm on AMD CPUs; libtorch's own path for wide convolutions at low resolutions), chosen by rules measured on an Intel Xeon and an AMD EPYC Zen 4. auto: where the rules choose them; off: every layer as libtorch runs it (sdpipe bench kernels shows which is faster on your CPU). Results agree to float32 rounding.", AllowedValues = ["auto", "off"])]
+    [ConfigKey("The project's own CPU kernels: in inference Winograd 3x3 convolutions, GroupNorm, attention, linear layers and Winograd products by oneDNN's brgemm on AMD CPUs, and libtorch's own path for wide convolutions at low resolutions; in training and inference on AMD CPUs, libtorch's float32 GEMM calls by oneDNN's brgemm instead of MKL. Chosen by rules measured on an Intel Xeon and an AMD EPYC Zen 4. auto: where the rules choose them; off: every layer as libtorch runs it (sdpipe bench kernels shows which is faster on your CPU). Results agree to float32 rounding.", AllowedValues = ["auto", "off"])]
     public string Kernels { get; init; } = "auto";
 }
 

@@ -25,6 +25,9 @@ internal static unsafe class KernelThreads
     private static ExceptionDispatchInfo? s_failure;
     [ThreadStatic] private static bool t_running;
 
+    /// <summary>Whether the current thread is running a part of a <see cref="Run"/> call (its own or a worker's).</summary>
+    public static bool InsidePart => t_running;
+
     /// <summary>
     /// Calls <c>work.Run(part)</c> for every part in [0, <paramref name="parts"/>), in parallel, and returns when all have
     /// returned; an exception from a part is rethrown here. <paramref name="work"/> must be a local of the caller

@@ -1,6 +1,4 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -127,38 +125,6 @@ internal static unsafe class LinearKernel
     {
         for (long c = 0; c < columns; c += Lanes)
             for (long t = 0; t < terms; t += Lanes)
-                Transpose16(weight + c * stride + t, stride, packed + t * columns + c, columns);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Transpose16(float* source, long sourceStride, float* target, long targetStride)
-    {
-        // Rows interleaved in pairs, then fours (within each 128-bit lane): u[4g + c]'s lane L holds rows 4g..4g+3 of
-        // column 4L + c; two 128-bit lane shuffles then gather each column's four lanes.
-        Vector512<float> t0 = Avx512F.UnpackLow(Row(0), Row(1)), t1 = Avx512F.UnpackHigh(Row(0), Row(1));
-        Vector512<float> t2 = Avx512F.UnpackLow(Row(2), Row(3)), t3 = Avx512F.UnpackHigh(Row(2), Row(3));
-        Vector512<float> t4 = Avx512F.UnpackLow(Row(4), Row(5)), t5 = Avx512F.UnpackHigh(Row(4), Row(5));
-        Vector512<float> t6 = Avx512F.UnpackLow(Row(6), Row(7)), t7 = Avx512F.UnpackHigh(Row(6), Row(7));
-        Vector512<float> t8 = Avx512F.UnpackLow(Row(8), Row(9)), t9 = Avx512F.UnpackHigh(Row(8), Row(9));
-        Vector512<float> t10 = Avx512F.UnpackLow(Row(10), Row(11)), t11 = Avx512F.UnpackHigh(Row(10), Row(11));
-        Vector512<float> t12 = Avx512F.UnpackLow(Row(12), Row(13)), t13 = Avx512F.UnpackHigh(Row(12), Row(13));
-        Vector512<float> t14 = Avx512F.UnpackLow(Row(14), Row(15)), t15 = Avx512F.UnpackHigh(Row(14), Row(15));
-        Columns4(Avx512F.Shuffle(t0, t2, 0x44), Avx512F.Shuffle(t4, t6, 0x44), Avx512F.Shuffle(t8, t10, 0x44), Avx512F.Shuffle(t12, t14, 0x44), 0);
-        Columns4(Avx512F.Shuffle(t0, t2, 0xEE), Avx512F.Shuffle(t4, t6, 0xEE), Avx512F.Shuffle(t8, t10, 0xEE), Avx512F.Shuffle(t12, t14, 0xEE), 1);
-        Columns4(Avx512F.Shuffle(t1, t3, 0x44), Avx512F.Shuffle(t5, t7, 0x44), Avx512F.Shuffle(t9, t11, 0x44), Avx512F.Shuffle(t13, t15, 0x44), 2);
-        Columns4(Avx512F.Shuffle(t1, t3, 0xEE), Avx512F.Shuffle(t5, t7, 0xEE), Avx512F.Shuffle(t9, t11, 0xEE), Avx512F.Shuffle(t13, t15, 0xEE), 3);
-
-        Vector512<float> Row(int r) => Avx512F.LoadVector512(source + r * sourceStride);
-
-        // Columns c, 4 + c, 8 + c and 12 + c from the four groups of rows.
-        void Columns4(Vector512<float> rows0, Vector512<float> rows4, Vector512<float> rows8, Vector512<float> rows12, int c)
-        {
-            Vector512<float> even = Avx512F.Shuffle4x128(rows0, rows4, 0x88), odd = Avx512F.Shuffle4x128(rows0, rows4, 0xDD);
-            Vector512<float> even8 = Avx512F.Shuffle4x128(rows8, rows12, 0x88), odd8 = Avx512F.Shuffle4x128(rows8, rows12, 0xDD);
-            Avx512F.Store(target + c * targetStride, Avx512F.Shuffle4x128(even, even8, 0x88));
-            Avx512F.Store(target + (8 + c) * targetStride, Avx512F.Shuffle4x128(even, even8, 0xDD));
-            Avx512F.Store(target + (4 + c) * targetStride, Avx512F.Shuffle4x128(odd, odd8, 0x88));
-            Avx512F.Store(target + (12 + c) * targetStride, Avx512F.Shuffle4x128(odd, odd8, 0xDD));
-        }
+                Transposes.Transpose16(weight + c * stride + t, stride, packed + t * columns + c, columns);
     }
 }

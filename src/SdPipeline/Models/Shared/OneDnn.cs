@@ -44,6 +44,32 @@ public static class OneDnn
         }
     }
 
+    /// <summary>
+    /// Holds the switch on until <see cref="ExitEnabled"/>, for <see cref="Brgemm"/>'s kernel, which libtorch runs only
+    /// with the switch on (it hands the product to MKL otherwise). False, and nothing held, when another thread holds the
+    /// switch or it cannot be set. libtorch calls that other threads dispatch meanwhile see oneDNN on; the process's
+    /// operations are dispatched from one thread at a time wherever <see cref="LibtorchGemm"/> runs.
+    /// </summary>
+    internal static bool TryEnterEnabled(out bool restore)
+    {
+        restore = false;
+        if (!Gate.TryEnter()) return false;
+        if (TryGet(out bool enabled) && (enabled || TrySet(true)))
+        {
+            restore = !enabled;
+            return true;
+        }
+        Gate.Exit();
+        return false;
+    }
+
+    /// <summary>Ends <see cref="TryEnterEnabled"/>: the switch back as it was (off when <paramref name="restore"/>).</summary>
+    internal static void ExitEnabled(bool restore)
+    {
+        if (restore) TrySet(false);
+        Gate.Exit();
+    }
+
     private static bool TrySet(bool enabled)
     {
         torch_loaded();

@@ -1,0 +1,146 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace SdPipeline.Models.Shared;
+
+/// <summary>
+/// libtorch's own float32 GEMM calls on AMD's CPUs, routed to <see cref="GemmKernel"/>. libtorch hands every float32
+/// matrix product outside oneDNN to the Fortran <c>sgemm_</c> of the MKL it links: linear layers and matmuls forward and
+/// backward, and im2col convolutions forward and backward, which is how a training step on the CPU spends about 78% of
+/// its time (perf, AMD EPYC Zen 4). MKL runs its generic code path on AMD's CPUs; oneDNN's micro-kernel, which compiles
+/// for the instruction set it finds, ran the step's large products in 0.44–0.88× MKL's time (docs/performance.md,
+/// fifteenth session). libtorch_cpu.so calls <c>sgemm_</c> through its PLT slot, so writing this class's function into
+/// that slot (<see cref="PltSlot"/>) routes libtorch's calls, and only libtorch's.
+/// </summary>
+/// <remarks>
+/// <para>A call goes to MKL as before unless it is a large product (<see cref="Routes"/>) made outside a parallel region
+/// and outside the project's own kernels, with <see cref="InferenceKernels"/> on: the products that ATen's flash attention
+/// makes inside its parallel loops stay with MKL, each on its own thread.</para>
+/// <para>libtorch runs the micro-kernel only while its oneDNN switch is on, so a routed call holds the switch on
+/// (<see cref="OneDnn.TryEnterEnabled"/>); where it cannot, the call goes to MKL.</para>
+/// <para>Results agree with MKL's to float32 rounding (another order of additions); the parity tests and the numerics
+/// self-check run with the route in place.</para>
+/// </remarks>
+public static unsafe class LibtorchGemm
+{
+    private const string Library = "libtorch_cpu.so";
+    private const string Symbol = "sgemm_";
+    private const long LeastProduct = 1 << 20; // m·n·k below this stays with MKL (at most ~10 µs of work)
+    private const int LeastSide = 16;
+
+    private static readonly Lock Gate = new();
+    private static delegate* unmanaged<byte*, byte*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*, int*, void> s_mkl;
+    private static delegate* unmanaged<byte> s_inParallelRegion;
+    private static long s_routed;
+    [ThreadStatic] private static bool t_inside;
+
+    /// <summary>Whether libtorch's GEMM is routed here on this CPU: AMD's, with AVX-512 and the micro-kernel exported.</summary>
+    public static bool Preferred { get; } = Convolutions.OnAmd && GemmKernel.IsSupported;
+
+    /// <summary>Whether the route is in place in this process.</summary>
+    public static bool Installed { get; private set; }
+
+    /// <summary>Why <see cref="Install"/> left libtorch's GEMM alone, when it did.</summary>
+    public static string? Failure { get; private set; }
+
+    /// <summary>How many of libtorch's GEMM calls the kernel has computed in this process.</summary>
+    public static long Routed => Interlocked.Read(ref s_routed);
+
+    /// <summary>What computes libtorch's float32 GEMM calls in this process, for <c>sdpipe doctor</c> and <c>sdpipe bench</c>.</summary>
+    public static string Describe() =>
+        Installed && InferenceKernels.Enabled ? "oneDNN's brgemm kernel, routed from libtorch's MKL calls (AMD CPU; runtime.kernels=off leaves them to MKL)"
+        : Preferred && Failure is { } failure ? $"MKL (routing to oneDNN's brgemm kernel failed: {failure})"
+        : "MKL";
+
+    /// <summary>
+    /// Puts the route in place once per process, where <see cref="Preferred"/> (or wherever <paramref name="force"/>,
+    /// for tests of the kernel on other CPUs); true when it is in place. Nothing changes when the library's slot is not
+    /// found or holds anything but MKL's <c>sgemm_</c> or its unresolved stub (another library interposing it).
+    /// </summary>
+    public static bool Install(bool force = false)
+    {
+        lock (Gate)
+        {
+            if (Installed) return true;
+            if (!force && !Preferred || !GemmKernel.IsSupported) return false;
+            _ = torch.get_num_threads(); // loads libtorch from TorchSharp's package folder first
+            if (!NativeLibrary.TryLoad(Library, typeof(torch).Assembly, null, out var library)
+                || !NativeLibrary.TryGetExport(library, Symbol, out var mkl)
+                || !NativeLibrary.TryGetExport(library, "_ZN2at18in_parallel_regionEv", out var inParallelRegion))
+            {
+                Failure = $"{Library} does not export {Symbol} and at::in_parallel_region";
+                return false;
+            }
+            if (PltSlot.Find(Library, Symbol, out string? failure) is not { } slot)
+            {
+                Failure = failure;
+                return false;
+            }
+            long current = *(long*)slot.Address;
+            if (current != mkl && (current < slot.LazyStubs.Start || current >= slot.LazyStubs.End))
+            {
+                Failure = $"{Library}'s {Symbol} slot points to 0x{current:x}, neither its own {Symbol} nor its PLT stub: another library interposes it";
+                return false;
+            }
+            s_mkl = (delegate* unmanaged<byte*, byte*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*, int*, void>)mkl;
+            s_inParallelRegion = (delegate* unmanaged<byte>)inParallelRegion;
+            delegate* unmanaged<byte*, byte*, int*, int*, int*, float*, float*, int*, float*, int*, float*, float*, int*, void> hook = &Sgemm;
+            if (!PltSlot.TryWrite(slot, (nint)hook))
+            {
+                Failure = $"{Library}'s {Symbol} slot could not be made writable";
+                return false;
+            }
+            Installed = true;
+            Failure = null;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Whether a product reaches the kernel: C = A·B (each operand as stored or transposed, 'N' or 'T') with α = 1 and
+    /// β = 0 or 1, every side at least 16 and m·n·k at least 2²⁰. MKL keeps the rest, which the step spends little on.
+    /// </summary>
+    internal static bool Routes(byte transa, byte transb, int m, int n, int k, float alpha, float beta) =>
+        IsTranspose(transa) is not null && IsTranspose(transb) is not null && alpha == 1f && (beta == 0f || beta == 1f)
+        && m >= LeastSide && n >= LeastSide && k >= LeastSide && (long)m * n * k >= LeastProduct;
+
+    private static bool? IsTranspose(byte code) => code switch
+    {
+        (byte)'N' or (byte)'n' => false,
+        (byte)'T' or (byte)'t' => true,
+        _ => null,
+    };
+
+    // Fortran sgemm_: column-major C (m × n) = α·op(A)·op(B) + β·C. Read row-major, the same memory is Cᵀ (n × m) =
+    // op(B)ᵀ·op(A)ᵀ, whose left operand is B as stored unless B is transposed, and right operand A likewise.
+    [UnmanagedCallersOnly]
+    private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
+        float* beta, float* c, int* ldc)
+    {
+        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || s_inParallelRegion() != 0
+            || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta) || !OneDnn.TryEnterEnabled(out bool restore))
+        {
+            s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        t_inside = true;
+        bool done = false;
+        try
+        {
+            GemmKernel.Multiply(*n, *m, *k, b, *ldb, IsTranspose(*transb) == true, a, *lda, IsTranspose(*transa) == true, c, *ldc, *beta != 0f);
+            done = true;
+            Interlocked.Increment(ref s_routed);
+        }
+        catch (OutOfMemoryException)
+        {
+            // Thrown before C is written (GemmKernel allocates first): MKL computes the product instead.
+        }
+        finally
+        {
+            t_inside = false;
+            OneDnn.ExitEnabled(restore);
+        }
+        if (!done) s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+}
