@@ -101,8 +101,8 @@ internal static unsafe class GemmKernel
     }
 
     // One part's share of C (columns in groups of 16, or rows), depth block by depth block: its columns of B are copied
-    // into a contiguous panel (transposed if B is stored so), then every block of rows (transposed first if A is stored
-    // so) is multiplied by the panel, 192 columns per call.
+    // into a contiguous panel (transposed if B is stored so; read in place if B is not and one block of rows reads it),
+    // then every block of rows (transposed first if A is stored so) is multiplied by the panel, 192 columns per call.
     private readonly struct Blocks(float* a, long lda, bool aTransposed, float* b, long ldb, bool bTransposed, float* c, long ldc,
         bool accumulate, long m, long n, long k, long depth, bool byColumns, float** buffers, int parts) : IPartitionedWork
     {
@@ -120,16 +120,20 @@ internal static unsafe class GemmKernel
                 (firstRow, rows) = KernelTensors.Share(m, parts, part);
             }
             if (rows <= 0 || columns <= 0) return;
-            float* panel = buffers[2 * part], rowBlock = buffers[2 * part + 1];
-            long ldp = RoundUp(columns);
+            float* rowBlock = buffers[2 * part + 1];
+            // A plain B is copied only when several blocks of rows read it: one block reads it once either way, and the
+            // copy would cost as much again (a weight gradient's 1280 × 11520 at 8×8 is 59 MB).
+            bool copyB = bTransposed || rows > RowBlock;
+            long ldp = copyB ? RoundUp(columns) : ldb;
             long panels = (columns + ColumnBlock - 1) / ColumnBlock, panelWidth = RoundUp((columns + panels - 1) / panels);
             for (long p = 0; p < k; p += depth)
             {
                 long terms = Math.Min(depth, k - p);
                 bool add = accumulate || p > 0;
+                float* panel = copyB ? buffers[2 * part] : b + p * ldb + firstColumn;
                 if (bTransposed)
                     Transposes.Transpose(b + firstColumn * ldb + p, ldb, terms, columns, panel, ldp);
-                else
+                else if (copyB)
                     for (long t = 0; t < terms; t++)
                         new ReadOnlySpan<float>(b + (p + t) * ldb + firstColumn, (int)columns).CopyTo(new Span<float>(panel + t * ldp, (int)columns));
                 for (long row = firstRow; row < firstRow + rows; row += RowBlock)
