@@ -30,7 +30,14 @@ internal static class DenoisingLoop
         var generators = request.Seeds.Select(seed => new torch.Generator((ulong)seed)).ToList();
         try
         {
-            Tensor Noise() => torch.cat(generators.Select(g => torch.randn([1, .. latentShape], generator: g)).ToList()).to(device);
+            Tensor Noise()
+            {
+                // The parts stay referenced until cat has returned: an unreferenced tensor may be finalized while libtorch reads it.
+                var parts = generators.Select(g => torch.randn([1, .. latentShape], generator: g)).ToList();
+                var noise = torch.cat(parts).to(device);
+                foreach (var part in parts) part.Dispose();
+                return noise;
+            }
 
             var latents = (initialLatents?.to(ScalarType.Float32).to(device) ?? Noise()) * scheduler.InitNoiseSigma;
             var timesteps = scheduler.Timesteps;

@@ -65,7 +65,10 @@ public sealed class LoraNetworkTests
         using var after = step.Predict();
 
         Assert.That(Same(after, before), Is.True, "lora_B = 0: the first step starts from the base model exactly");
-        using var downs = torch.cat(network.Modules.Select(m => m.Adapter.Down.flatten()).ToList());
+        // Held until cat has returned: an unreferenced tensor may be finalized while libtorch reads it.
+        var flattened = network.Modules.Select(m => m.Adapter.Down.flatten()).ToList();
+        using var downs = torch.cat(flattened);
+        foreach (var flat in flattened) flat.Dispose();
         Assert.That(downs.std().item<float>(), Is.EqualTo(1 / 8f).Within(0.01f), "PEFT's gaussian init: std 1/r");
         Assert.That(network.Modules.All(m => m.Adapter.Up.count_nonzero().item<long>() == 0), Is.True);
     }

@@ -22,7 +22,11 @@ public sealed class CaptionAugmentationTests
     private static LatentBatch Batch(ClipTextModel encoder, ClipTokenizer tokenizer, params string[] captions)
     {
         var rows = captions.Select((c, i) => new LatentRow($"id{i}", c, "", "train", "64x64", [0, 0, 64, 64], false, 0, "s", i)).ToList();
-        var ids = torch.stack(captions.Select(c => torch.tensor(tokenizer.Encode(c), ScalarType.Int64)));
+        // Held, then disposed, after the stack: a row tensor that nothing referenced once its handle was read could be
+        // finalized on the GC's thread while libtorch was still stacking it (a test host crash in THSTensor_stack).
+        var rowIds = captions.Select(c => torch.tensor(tokenizer.Encode(c), ScalarType.Int64)).ToList();
+        var ids = torch.stack(rowIds);
+        foreach (var row in rowIds) row.Dispose();
         using var _ = torch.no_grad();
         var embeddings = encoder.Encode(ids).to(ScalarType.Float16); // as the latent cache stores them
         return new LatentBatch(rows, torch.zeros(captions.Length, 4, 8, 8), torch.ones(captions.Length, 4, 8, 8), ids, embeddings);
