@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using TorchSharp;
-
 namespace SdPipeline.Models.Shared;
 
 /// <summary>
@@ -34,13 +31,8 @@ internal static unsafe class Brgemm
     public static void Multiply(long m, long n, long k, long lda, long ldb, long ldc, bool accumulate, float* a, float* b, float* c) =>
         Function(m, n, k, lda, ldb, ldc, accumulate ? (byte)1 : (byte)0, a, b, c, 0);
 
-    private static delegate* unmanaged<long, long, long, long, long, long, byte, float*, float*, float*, byte, void> Find()
-    {
-        _ = torch.get_num_threads(); // loads libtorch from TorchSharp's package folder first
-        if (!NativeLibrary.TryLoad("libtorch_cpu.so", typeof(torch).Assembly, null, out var library)
-            && !NativeLibrary.TryLoad("torch_cpu", typeof(torch).Assembly, null, out library)) return null;
-        return NativeLibrary.TryGetExport(library, Symbol, out var address)
+    private static delegate* unmanaged<long, long, long, long, long, long, byte, float*, float*, float*, byte, void> Find() =>
+        LibTorchCpu.TryGetExport(Symbol, out var address)
             ? (delegate* unmanaged<long, long, long, long, long, long, byte, float*, float*, float*, byte, void>)address
             : null;
-    }
 }

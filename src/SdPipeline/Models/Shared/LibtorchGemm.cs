@@ -1,6 +1,4 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using TorchSharp;
 
 namespace SdPipeline.Models.Shared;
 
@@ -54,20 +52,17 @@ public static unsafe class LibtorchGemm
         : "MKL";
 
     /// <summary>
-    /// Puts the route in place once per process, where <see cref="Preferred"/> (or wherever <paramref name="force"/>,
-    /// for tests of the kernel on other CPUs); true when it is in place. Nothing changes when the library's slot is not
-    /// found or holds anything but MKL's <c>sgemm_</c> or its unresolved stub (another library interposing it).
+    /// Puts the route in place once per process, where <see cref="Preferred"/>; true when it is in place. Nothing changes
+    /// when the library's slot is not found or holds anything but MKL's <c>sgemm_</c> or its unresolved stub (another
+    /// library interposing it).
     /// </summary>
-    public static bool Install(bool force = false)
+    public static bool Install()
     {
         lock (Gate)
         {
             if (Installed) return true;
-            if (!force && !Preferred || !GemmKernel.IsSupported) return false;
-            _ = torch.get_num_threads(); // loads libtorch from TorchSharp's package folder first
-            if (!NativeLibrary.TryLoad(Library, typeof(torch).Assembly, null, out var library)
-                || !NativeLibrary.TryGetExport(library, Symbol, out var mkl)
-                || !NativeLibrary.TryGetExport(library, "_ZN2at18in_parallel_regionEv", out var inParallelRegion))
+            if (!Preferred) return false;
+            if (!LibTorchCpu.TryGetExport(Symbol, out var mkl) || !LibTorchCpu.TryGetExport("_ZN2at18in_parallel_regionEv", out var inParallelRegion))
             {
                 Failure = $"{Library} does not export {Symbol} and at::in_parallel_region";
                 return false;
@@ -118,8 +113,9 @@ public static unsafe class LibtorchGemm
     private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
         float* beta, float* c, int* ldc)
     {
-        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || s_inParallelRegion() != 0
-            || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta) || !OneDnn.TryEnterEnabled(out bool restore))
+        // The native parallel-region check last of the cheap ones: most calls it would answer are small (flash attention's).
+        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
+            || s_inParallelRegion() != 0 || !OneDnn.TryEnterEnabled(out bool restore))
         {
             s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
