@@ -37,9 +37,13 @@ public sealed class Timesteps : nn.Module<Tensor, Tensor>
         exponent = exponent / (half - _downscaleFreqShift);
         var frequencies = torch.exp(exponent);
         var angles = timesteps.unsqueeze(1).to(ScalarType.Float32) * frequencies.unsqueeze(0);
-        var embedding = _flipSinToCos
-            ? torch.cat([torch.cos(angles), torch.sin(angles)], dim: -1)
-            : torch.cat([torch.sin(angles), torch.cos(angles)], dim: -1);
+        // Held until cat has returned, then disposed: TorchSharp does not keep its arguments alive, and without a
+        // dispose scope (a test calling the module directly) a temporary could be finalized while libtorch reads it.
+        var cos = torch.cos(angles);
+        var sin = torch.sin(angles);
+        var embedding = _flipSinToCos ? torch.cat([cos, sin], dim: -1) : torch.cat([sin, cos], dim: -1);
+        cos.Dispose();
+        sin.Dispose();
         return _numChannels % 2 == 1 ? nn.functional.pad(embedding, [0, 1, 0, 0]) : embedding;
     }
 }
