@@ -89,7 +89,13 @@ public static class TrainStepBenchmark
             {
                 cancellation.ThrowIfCancellationRequested();
                 optimizer.ZeroGrad();
+                var kernelBefore = KernelProcessorTime();
+                long? faultsBefore = ProcessMemory.PageFaults();
                 var (forward, backward, adamw, step) = Step(unet, optimizer, fused, precision, sample, timestep, text, target, device);
+                // Where a slow step's time went when it is not arithmetic: first touches of memory (the warm-up's gradients and
+                // AdamW's state), each a page fault and, on a VM backing memory lazily, seconds in the kernel (docs/performance.md).
+                string faults = ProcessMemory.PageFaults() - faultsBefore is long count
+                    ? $"; {Thousands(count)} page faults, {(KernelProcessorTime() - kernelBefore).TotalSeconds:0.0} s CPU in the kernel" : "";
                 bool timed = i >= options.Warmup;
                 // The step's peak is reached with every gradient alive; the probe's operands on top of them would be
                 // counted as the step's (0.2 GiB at 4096², measured: 13.65 GiB after the warm-up, 14.01 after a probed step).
@@ -103,7 +109,7 @@ public static class TrainStepBenchmark
                     probes.Add(matmul);
                 }
                 log?.Invoke($"train step {size}x{size} {(timed ? $"run {i - options.Warmup + 1}/{options.Repeats}" : $"warm-up {i + 1}/{options.Warmup}")}: " +
-                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB" +
+                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB{faults}" +
                     (timed ? $"; matmul after it {matmul:0.000} s, step/matmul {step / matmul:0.0}" : ""));
             }
             optimizer.ZeroGrad();
@@ -175,6 +181,15 @@ public static class TrainStepBenchmark
         double total = clock.Elapsed.TotalSeconds;
         return (forward, backward, total - forward - backward, total);
     }
+
+    private static TimeSpan KernelProcessorTime()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.PrivilegedProcessorTime;
+    }
+
+    private static string Thousands(long count) =>
+        count >= 1_000_000 ? $"{count / 1e6:0.00} M" : count >= 1_000 ? $"{count / 1e3:0.0} k" : count.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     // Fresh operands, freed at once: the probe must not raise the peak memory the benchmark reports.
     private static double ProbeMatmul(int size, Device device)

@@ -10,6 +10,7 @@ public static class ProcessMemory
 {
     private const string Status = "/proc/self/status";
     private const string ClearRefs = "/proc/self/clear_refs";
+    private const string StatFile = "/proc/self/stat";
 
     /// <summary>Peak resident set size in bytes since the process started or since the last successful <see cref="TryResetPeak"/>.</summary>
     public static long PeakResidentBytes() => ReadStatusKilobytes("VmHWM:"u8) is long kb ? kb * 1024 : Process.GetCurrentProcess().PeakWorkingSet64;
@@ -44,6 +45,24 @@ public static class ProcessMemory
     /// <summary><see cref="AnonymousBytes()"/> from the text of a <c>/proc/PID/status</c> file.</summary>
     internal static long? AnonymousBytes(ReadOnlySpan<byte> status) =>
         StatusKilobytes(status, "RssAnon:"u8) is long anonymous && StatusKilobytes(status, "RssShmem:"u8) is long shared ? (anonymous + shared) * 1024 : null;
+
+    /// <summary>
+    /// Page faults since the process started (minor and major, from <c>/proc/self/stat</c>); null where that file does not
+    /// exist. Each fault is a page touched for the first time since it was mapped: on a VM whose host backs memory lazily,
+    /// that is where a first training step's extra seconds go (docs/performance.md).
+    /// </summary>
+    public static long? PageFaults() => File.Exists(StatFile) ? PageFaults(File.ReadAllText(StatFile)) : null;
+
+    /// <summary><see cref="PageFaults()"/> from the text of a <c>/proc/PID/stat</c> file.</summary>
+    internal static long? PageFaults(string stat)
+    {
+        // Fields after the command name, which is in parentheses and may itself hold spaces and parentheses: state (3),
+        // ppid, pgrp, session, tty_nr, tpgid, flags, minflt (10), cminflt, majflt (12).
+        int end = stat.LastIndexOf(')');
+        if (end < 0) return null;
+        var fields = stat[(end + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return fields.Length > 9 && long.TryParse(fields[7], out long minor) && long.TryParse(fields[9], out long major) ? minor + major : null;
+    }
 
     private static long? ReadStatusKilobytes(ReadOnlySpan<byte> key) => File.Exists(Status) ? StatusKilobytes(File.ReadAllBytes(Status), key) : null;
 
