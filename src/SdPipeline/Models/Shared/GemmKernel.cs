@@ -33,8 +33,9 @@ internal static unsafe class GemmKernel
     /// allocation failure leaves C as it was.
     /// </summary>
     public static void Multiply(long m, long n, long k, float* a, long lda, bool aTransposed, float* b, long ldb, bool bTransposed,
-        float* c, long ldc, bool accumulate)
+        float* c, long ldc, bool accumulate, int threads = 0)
     {
+        if (threads <= 0) threads = Math.Max(1, get_num_threads());
         // A transposed operand is copied once into the micro-kernel's layout. Computing Cᵀ = Bᵀ·Aᵀ instead copies the other
         // operands, plus C twice (out of a scratch buffer): far less when a wide operand is the transposed one, as in a
         // linear layer's weight gradient at few tokens (10240 × 1280 from 64 rows: 0.58× MKL's time against 2.0×).
@@ -42,15 +43,15 @@ internal static unsafe class GemmKernel
         long swapped = (bTransposed ? 0 : n * k) + (aTransposed ? 0 : m * k) + 2 * m * n;
         if (direct <= swapped)
         {
-            Blocked(m, n, k, a, lda, aTransposed, b, ldb, bTransposed, c, ldc, accumulate);
+            Blocked(m, n, k, a, lda, aTransposed, b, ldb, bTransposed, c, ldc, accumulate, threads);
             return;
         }
         long ldt = RoundUp(m);
         float* transposed = Allocate(n * ldt);
         try
         {
-            Blocked(n, m, k, b, ldb, !bTransposed, a, lda, !aTransposed, transposed, ldt, false);
-            int parts = (int)Math.Min(Threads(), m);
+            Blocked(n, m, k, b, ldb, !bTransposed, a, lda, !aTransposed, transposed, ldt, false, threads);
+            int parts = (int)Math.Min(threads, m);
             var work = new IntoTransposed(transposed, ldt, c, ldc, m, n, accumulate, parts);
             KernelThreads.Run(parts, ref work);
         }
@@ -61,9 +62,8 @@ internal static unsafe class GemmKernel
     }
 
     private static void Blocked(long m, long n, long k, float* a, long lda, bool aTransposed, float* b, long ldb, bool bTransposed,
-        float* c, long ldc, bool accumulate)
+        float* c, long ldc, bool accumulate, int threads)
     {
-        int threads = Threads();
         bool byColumns = n >= NarrowColumns * threads;
         int parts = (int)Math.Max(1, Math.Min(threads, byColumns ? (n + 15) / 16 : m));
         long depthBlocks = (k + DepthBlock - 1) / DepthBlock, depth = (k + depthBlocks - 1) / depthBlocks;
@@ -88,8 +88,6 @@ internal static unsafe class GemmKernel
             }
         }
     }
-
-    private static int Threads() => Math.Max(1, get_num_threads());
 
     private static long RoundUp(long count) => (count + 15) / 16 * 16;
 

@@ -12,11 +12,12 @@ namespace SdPipeline.Models.Shared;
 /// that slot (<see cref="PltSlot"/>) routes libtorch's calls, and only libtorch's.
 /// </summary>
 /// <remarks>
-/// <para>A call goes to MKL as before unless it is a large product (<see cref="Routes"/>) made outside a parallel region
-/// and outside the project's own kernels, with <see cref="InferenceKernels"/> on: the products that ATen's flash attention
-/// makes inside its parallel loops stay with MKL, each on its own thread.</para>
+/// <para>A call goes to MKL as before unless it is a large product (<see cref="Routes"/>) made outside the project's own
+/// kernels, with <see cref="InferenceKernels"/> on. A product made inside one of libtorch's parallel loops (flash attention's
+/// blocks of 256 queries by 512 keys) is computed on the thread that makes it: SD 1.5's attention at 4096 tokens, forward
+/// and backward, took 0.91× MKL's time so, and the same at 1024 and 256 tokens (docs/performance.md, sixteenth session).</para>
 /// <para>libtorch runs the micro-kernel only while its oneDNN switch is on, so a routed call holds the switch on
-/// (<see cref="OneDnn.TryEnterEnabled"/>); where it cannot, the call goes to MKL.</para>
+/// (<see cref="OneDnn.TryEnterEnabled"/>, several threads at once); where it cannot, the call goes to MKL.</para>
 /// <para>Results agree with MKL's to float32 rounding (another order of additions); the parity tests and the numerics
 /// self-check run with the route in place.</para>
 /// </remarks>
@@ -113,18 +114,20 @@ public static unsafe class LibtorchGemm
     private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
         float* beta, float* c, int* ldc)
     {
-        // The native parallel-region check last of the cheap ones: most calls it would answer are small (flash attention's).
         if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
-            || s_inParallelRegion() != 0 || !OneDnn.TryEnterEnabled(out bool restore))
+            || !OneDnn.TryEnterEnabled())
         {
             s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
+        // Inside one of libtorch's parallel loops (flash attention's blocks) each thread computes its own product.
+        bool inParallelRegion = s_inParallelRegion() != 0;
         t_inside = true;
         bool done = false;
         try
         {
-            GemmKernel.Multiply(*n, *m, *k, b, *ldb, IsTranspose(*transb) == true, a, *lda, IsTranspose(*transa) == true, c, *ldc, *beta != 0f);
+            GemmKernel.Multiply(*n, *m, *k, b, *ldb, IsTranspose(*transb) == true, a, *lda, IsTranspose(*transa) == true, c, *ldc, *beta != 0f,
+                threads: inParallelRegion ? 1 : 0);
             done = true;
             Interlocked.Increment(ref s_routed);
         }
@@ -135,7 +138,7 @@ public static unsafe class LibtorchGemm
         finally
         {
             t_inside = false;
-            OneDnn.ExitEnabled(restore);
+            OneDnn.ExitEnabled();
         }
         if (!done) s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }

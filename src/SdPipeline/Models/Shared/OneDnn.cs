@@ -44,30 +44,53 @@ public static class OneDnn
         }
     }
 
+    // Threads inside TryEnterEnabled/ExitEnabled (guarded by Gate), and whether the first of them turned the switch on,
+    // so that the last one turns it off again.
+    private static int s_enabledHolders;
+    private static bool s_turnedOn;
+
     /// <summary>
     /// Holds the switch on until <see cref="ExitEnabled"/>, for <see cref="Brgemm"/>'s kernel, which libtorch runs only
-    /// with the switch on (it hands the product to MKL otherwise). False, and nothing held, when another thread holds the
-    /// switch or it cannot be set. libtorch calls that other threads dispatch meanwhile see oneDNN on; the process's
-    /// operations are dispatched from one thread at a time wherever <see cref="LibtorchGemm"/> runs.
+    /// with the switch on (it hands the product to MKL otherwise). Several threads may hold it at once (the products that
+    /// libtorch makes inside its parallel loops); the first turns it on, the last back off. False, and nothing held, when
+    /// another thread is setting the switch (a <see cref="Without"/> call) or it cannot be set; never waits, because the
+    /// thread holding the gate may be waiting for this one (a parallel loop inside <see cref="Without"/>). libtorch calls
+    /// that other threads dispatch meanwhile see oneDNN on; the process's operations are dispatched from one thread at a
+    /// time wherever <see cref="LibtorchGemm"/> runs.
     /// </summary>
-    internal static bool TryEnterEnabled(out bool restore)
+    internal static bool TryEnterEnabled()
     {
-        restore = false;
-        if (!Gate.TryEnter()) return false;
-        if (TryGet(out bool enabled) && (enabled || TrySet(true)))
+        // A few tries: two threads of one parallel loop often arrive together, and the gate is held for microseconds.
+        bool entered = false;
+        for (int attempt = 0; attempt < 16 && !(entered = Gate.TryEnter()); attempt++) Thread.SpinWait(32);
+        if (!entered) return false;
+        try
         {
-            restore = !enabled;
+            if (s_enabledHolders == 0)
+            {
+                if (!TryGet(out bool enabled) || (!enabled && !TrySet(true))) return false;
+                s_turnedOn = !enabled;
+            }
+            s_enabledHolders++;
             return true;
         }
-        Gate.Exit();
-        return false;
+        finally
+        {
+            Gate.Exit();
+        }
     }
 
-    /// <summary>Ends <see cref="TryEnterEnabled"/>: the switch back as it was (off when <paramref name="restore"/>).</summary>
-    internal static void ExitEnabled(bool restore)
+    /// <summary>Ends <see cref="TryEnterEnabled"/>: the last holder sets the switch back as it was.</summary>
+    internal static void ExitEnabled()
     {
-        if (restore) TrySet(false);
-        Gate.Exit();
+        lock (Gate)
+        {
+            if (--s_enabledHolders == 0 && s_turnedOn)
+            {
+                TrySet(false);
+                s_turnedOn = false;
+            }
+        }
     }
 
     private static bool TrySet(bool enabled)

@@ -43,7 +43,7 @@ public sealed unsafe class GemmKernelTests
         var padding = c.narrow(1, n, Pad).clone();
         double mklError = MklError(a, b, accumulate ? c.narrow(1, 0, n) : null, expected);
 
-        Assert.That(OneDnn.TryEnterEnabled(out bool restore), Is.True);
+        Assert.That(OneDnn.TryEnterEnabled(), Is.True);
         try
         {
             GemmKernel.Multiply(m, n, k, KernelTensors.Address(aStored), aStored.shape[1], aTransposed,
@@ -51,7 +51,7 @@ public sealed unsafe class GemmKernelTests
         }
         finally
         {
-            OneDnn.ExitEnabled(restore);
+            OneDnn.ExitEnabled();
         }
 
         string name = $"{m}x{n}x{k}, A{(aTransposed ? "ᵀ" : "")}·B{(bTransposed ? "ᵀ" : "")}{(accumulate ? ", accumulating" : "")}";
@@ -133,6 +133,44 @@ public sealed unsafe class GemmKernelTests
         {
             InferenceKernels.Use("auto");
         }
+    }
+
+    [Test]
+    public void Install_Should_RouteFlashAttentionsBlockProducts_InsideLibtorchsParallelLoops()
+    {
+        Assume.That(LibtorchGemm.Preferred, "the route is AMD's: MKL runs its own AVX-512 path on Intel's CPUs");
+        InferenceKernels.Use("auto");
+        Assert.That(LibtorchGemm.Installed, Is.True, LibtorchGemm.Failure);
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(11);
+        // 1024 tokens, 2 heads 40 wide: flash attention's blocks of 256 queries by 512 keys, each product made on the thread
+        // of libtorch's parallel loop that owns the block (SD 1.5's widest attention at 512 px is 4096 tokens of this width).
+        var q = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        var k = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        var v = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        var upstream = torch.randn(1, 2, 1024, 40);
+
+        long before = LibtorchGemm.Routed;
+        var output = nn.functional.scaled_dot_product_attention(q, k, v);
+        output.backward([upstream]);
+        long routed = LibtorchGemm.Routed - before;
+
+        var q64 = q.detach().to(ScalarType.Float64).requires_grad_();
+        var k64 = k.detach().to(ScalarType.Float64).requires_grad_();
+        var v64 = v.detach().to(ScalarType.Float64).requires_grad_();
+        var expected = torch.softmax(q64.matmul(k64.transpose(-1, -2)) / Math.Sqrt(40), -1).matmul(v64);
+        expected.backward([upstream.to(ScalarType.Float64)]);
+        double Error(Tensor actual, Tensor reference) =>
+            (actual.to(ScalarType.Float64) - reference).abs().max().item<double>() / reference.abs().max().item<double>();
+        Assert.Multiple(() =>
+        {
+            // Two threads or more: every block's products are made inside the loop, and before the route none reached the kernel.
+            if (torch.get_num_threads() > 1) Assert.That(routed, Is.GreaterThan(0), "flash attention's block products");
+            Assert.That(Error(output, expected.detach()), Is.LessThan(1e-5));
+            Assert.That(Error(q.grad!, q64.grad!), Is.LessThan(1e-5));
+            Assert.That(Error(k.grad!, k64.grad!), Is.LessThan(1e-5));
+            Assert.That(Error(v.grad!, v64.grad!), Is.LessThan(1e-5));
+        });
     }
 
     [Test]
