@@ -97,9 +97,7 @@ public sealed unsafe class GemmKernelTests
     [Test]
     public void Install_Should_RouteLibtorchsMatmulsAndLinearGradients_OnAmd()
     {
-        Assume.That(LibtorchGemm.Preferred, "the route is AMD's: MKL runs its own AVX-512 path on Intel's CPUs");
-        InferenceKernels.Use("auto");
-        Assert.That(LibtorchGemm.Installed, Is.True, LibtorchGemm.Failure);
+        RequireRoute();
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(5);
         var x = torch.randn(96, 384, requires_grad: true);
@@ -138,9 +136,7 @@ public sealed unsafe class GemmKernelTests
     [Test]
     public void Install_Should_RouteFlashAttentionsBlockProducts_InsideLibtorchsParallelLoops()
     {
-        Assume.That(LibtorchGemm.Preferred, "the route is AMD's: MKL runs its own AVX-512 path on Intel's CPUs");
-        InferenceKernels.Use("auto");
-        Assert.That(LibtorchGemm.Installed, Is.True, LibtorchGemm.Failure);
+        RequireRoute();
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(11);
         // 1024 tokens, 2 heads 40 wide: flash attention's blocks of 256 queries by 512 keys, each product made on the thread
@@ -171,6 +167,13 @@ public sealed unsafe class GemmKernelTests
             Assert.That(Error(k.grad!, k64.grad!), Is.LessThan(1e-5));
             Assert.That(Error(v.grad!, v64.grad!), Is.LessThan(1e-5));
         });
+    }
+
+    private static void RequireRoute()
+    {
+        Assume.That(LibtorchGemm.Preferred, "the route is AMD's: MKL runs its own AVX-512 path on Intel's CPUs");
+        InferenceKernels.Use("auto");
+        Assert.That(LibtorchGemm.Installed, Is.True, LibtorchGemm.Failure);
     }
 
     [Test]
