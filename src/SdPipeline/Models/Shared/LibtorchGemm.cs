@@ -23,7 +23,7 @@ namespace SdPipeline.Models.Shared;
 /// </remarks>
 public static unsafe class LibtorchGemm
 {
-    private const string Library = "libtorch_cpu.so";
+    private const string Library = LibTorchCpu.FileName;
     private const string Symbol = "sgemm_";
     private const long LeastProduct = 1 << 20; // m·n·k below this stays with MKL (at most ~10 µs of work)
     private const int LeastSide = 16;
