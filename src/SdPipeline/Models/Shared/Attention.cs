@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Shared;
 
 /// <summary>
-/// Multi-head attention through <c>scaled_dot_product_attention</c> (in inference on long sequences,
-/// <see cref="AttentionKernel"/>): self-attention, or cross-attention over <c>encoder_hidden_states</c>. The VAE's
+/// Multi-head attention through <c>scaled_dot_product_attention</c> (on long sequences, <see cref="AttentionKernel"/> in
+/// inference and, on AMD's CPUs, <see cref="AttentionFunction"/> in training): self-attention, or cross-attention over <c>encoder_hidden_states</c>. The VAE's
 /// variant takes [B, C, H, W] input, normalises it with its own GroupNorm and adds the input back
 /// (<c>residual_connection</c>).
 /// </summary>
@@ -82,12 +82,21 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         var key = Linears.Apply(to_k, context, inference);
         var value = Linears.Apply(to_v, context, inference);
 
-        // Inference only: a module in training mode keeps libtorch's kernel, so that gradient checkpointing's
-        // no-grad first pass and its recomputation in backward run the same arithmetic.
-        var path = !training && InferenceKernels.Enabled && AttentionKernel.Applies(query, key, value, _heads) ? AttentionPath.Kernel : AttentionPath.ScaledDotProduct;
-        if (!training && KernelChoices.Watched) KernelChoices.Report(new AttentionCall(this, query.shape, key.shape, path));
+        // A module in training mode takes the training kernel (or libtorch's) whether or not gradients are recorded, so
+        // that gradient checkpointing's no-grad first pass and its recomputation in backward run the same arithmetic.
+        if (training)
+        {
+            hiddenStates = InferenceKernels.Enabled && AttentionKernel.AppliesToTraining(query, key, value, _heads)
+                ? AttentionFunction.Attend(query, key, value, _heads)
+                : Attend(AttentionPath.ScaledDotProduct, query, key, value, scope);
+        }
+        else
+        {
+            var path = InferenceKernels.Enabled && AttentionKernel.Applies(query, key, value, _heads) ? AttentionPath.Kernel : AttentionPath.ScaledDotProduct;
+            if (KernelChoices.Watched) KernelChoices.Report(new AttentionCall(this, query.shape, key.shape, path));
+            hiddenStates = Attend(path, query, key, value, scope);
+        }
         // The projections (and the normalised input) are read by nothing else once attended.
-        hiddenStates = Attend(path, query, key, value, scope);
         scope.DisposeEverythingBut(hiddenStates);
         hiddenStates = Linears.Apply(to_out[0], hiddenStates, inference);
         scope.DisposeEverythingBut(hiddenStates);

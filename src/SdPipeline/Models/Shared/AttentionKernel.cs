@@ -21,7 +21,7 @@ namespace SdPipeline.Models.Shared;
 /// end), in float32 with another order of additions and the exponential taken in base 2, so results agree with
 /// <c>scaled_dot_product_attention</c> to float32 rounding, not bit for bit.
 /// </remarks>
-internal static unsafe class AttentionKernel
+internal static unsafe partial class AttentionKernel
 {
     private const int QueryBlock = 32;   // queries per work item: two 16-lane vectors
     private const int KeyBlock = 12;     // keys per register tile of the score product: 12 × 2 accumulators
@@ -40,14 +40,18 @@ internal static unsafe class AttentionKernel
     /// 64 wide (SDXL), but 1.16× at 1024 keys (the per-head reordering and per-block transposes are not amortised) and
     /// 1.04× for the VAE's single 512-wide head, whose long per-dimension sums also round more than libtorch's GEMMs.
     /// </summary>
-    public static bool Applies(Tensor query, Tensor key, Tensor value, long heads)
+    public static bool Applies(Tensor query, Tensor key, Tensor value, long heads) =>
+        Shaped(query, key, value, heads) && key.shape[1] >= MinKeys && Plain(query) && Plain(key) && Plain(value);
+
+    // What the kernel asks of the shapes: [B, N, H·D] queries, [B, M, H·D] keys and values, heads at most MaxHeadDim wide.
+    private static bool Shaped(Tensor query, Tensor key, Tensor value, long heads)
     {
         if (!IsSupported || query.dim() != 3 || key.dim() != 3 || value.dim() != 3) return false;
         long width = query.shape[2];
-        if (heads <= 0 || width % heads != 0 || width / heads > MaxHeadDim || key.shape[1] < MinKeys) return false;
+        if (heads <= 0 || width % heads != 0 || width / heads > MaxHeadDim) return false;
         if (key.shape[2] != width || value.shape[2] != width || value.shape[1] != key.shape[1]
             || key.shape[0] != query.shape[0] || value.shape[0] != query.shape[0]) return false;
-        return Plain(query) && Plain(key) && Plain(value);
+        return true;
     }
 
     private const long MinKeys = 2048;
@@ -63,9 +67,18 @@ internal static unsafe class AttentionKernel
     /// </summary>
     public static Tensor Attend(Tensor query, Tensor key, Tensor value, long heads)
     {
+        var output = empty(query.shape, ScalarType.Float32);
+        Attend(query, key, value, heads, output, null);
+        return output;
+    }
+
+    // Writes the attended values into `output`, and where `logSumExp` is not null, each query's 2-based log of its
+    // weights' sum in the kernel's units (scale·max + log₂ sum, scale including log₂e) at [b, h, n]: what backward needs
+    // to form the weights again.
+    private static void Attend(Tensor query, Tensor key, Tensor value, long heads, Tensor output, float* logSumExp)
+    {
         long batch = query.shape[0], queries = query.shape[1], keys = key.shape[1], width = query.shape[2];
         int headDim = checked((int)(width / heads));
-        var output = empty(query.shape, ScalarType.Float32);
         var shape = new Shape(checked((int)batch), checked((int)heads), checked((int)queries), checked((int)keys), headDim);
         float scale = (float)(Math.Log2(Math.E) / Math.Sqrt(headDim)); // e^(x/√d) = 2^(x·log₂e/√d)
 
@@ -83,7 +96,7 @@ internal static unsafe class AttentionKernel
 
             int queryBlocks = (shape.Queries + QueryBlock - 1) / QueryBlock;
             int next = -1;
-            var blocks = new QueryBlocks(q, packedKeys, packedValues, o, packedPerHead, valuesPerHead, shape, queryBlocks, scale, &next);
+            var blocks = new QueryBlocks(q, packedKeys, packedValues, o, logSumExp, packedPerHead, valuesPerHead, shape, queryBlocks, scale, &next);
             KernelThreads.Run(threads, ref blocks);
         }
         finally
@@ -91,7 +104,6 @@ internal static unsafe class AttentionKernel
             NativeMemory.AlignedFree(packedKeys);
             NativeMemory.AlignedFree(packedValues);
         }
-        return output;
     }
 
     private readonly record struct Shape(int Batch, int Heads, int Queries, int Keys, int HeadDim)
@@ -114,7 +126,7 @@ internal static unsafe class AttentionKernel
     }
 
     // The query blocks of every (sample, head), taken by the parts one at a time from the counter `next`.
-    private readonly struct QueryBlocks(float* q, float* packedKeys, float* packedValues, float* o, long packedPerHead, long valuesPerHead,
+    private readonly struct QueryBlocks(float* q, float* packedKeys, float* packedValues, float* o, float* logSumExp, long packedPerHead, long valuesPerHead,
         Shape shape, int queryBlocks, float scale, int* next) : IPartitionedWork
     {
         public void Run(int part)
@@ -126,7 +138,8 @@ internal static unsafe class AttentionKernel
                 for (int item = Interlocked.Increment(ref *next); item < items; item = Interlocked.Increment(ref *next))
                 {
                     int bh = item / queryBlocks, block = item % queryBlocks;
-                    AttendBlock(q, packedKeys + bh * packedPerHead, packedValues + bh * valuesPerHead, o, shape,
+                    AttendBlock(q, packedKeys + bh * packedPerHead, packedValues + bh * valuesPerHead, o,
+                        logSumExp == null ? null : logSumExp + (long)bh * shape.Queries, shape,
                         bh / shape.Heads, bh % shape.Heads, block * QueryBlock, scale, scratch);
                 }
             }
@@ -194,7 +207,7 @@ internal static unsafe class AttentionKernel
     // Stable Diffusion's) ends in single dimensions. Groups of ten measured the same at width 40 and round identically.
     private static int GroupWidth(int remaining) => remaining >= 8 ? 8 : 1;
 
-    private static void AttendBlock(float* q, float* packedKeys, float* packedValues, float* o, Shape s, int b, int h,
+    private static void AttendBlock(float* q, float* packedKeys, float* packedValues, float* o, float* logSumExp, Shape s, int b, int h,
         int q0, float scale, in Scratch scratch)
     {
         int count = Math.Min(QueryBlock, s.Queries - q0);
@@ -253,6 +266,13 @@ internal static unsafe class AttentionKernel
         }
 
         ScaleRows(ot, d, Vector512<float>.One / sum0, Vector512<float>.One / sum1);
+        if (logSumExp != null)
+            for (int j = 0; j < count; j++)
+            {
+                float max = j < 16 ? max0.GetElement(j) : max1.GetElement(j - 16);
+                float sum = j < 16 ? sum0.GetElement(j) : sum1.GetElement(j - 16);
+                logSumExp[q0 + j] = max * scale + MathF.Log2(sum);
+            }
         for (int j = 0; j < count; j++)
         {
             float* row = o + ((long)b * s.Queries + q0 + j) * s.Width + (long)h * d;

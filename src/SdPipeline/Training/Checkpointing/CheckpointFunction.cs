@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using SdPipeline.Training.Precision;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -19,13 +20,6 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
 {
     private const string CallKey = "call";
 
-    // Gradients handed back to libtorch, waiting to have their managed handles released. libtorch copies the
-    // returned tensors (adding its own reference) right after backward returns, so the handles cannot be disposed
-    // inside backward and must not wait for the GC: each holds an activation-sized gradient. They are released at
-    // the next checkpoint callback on the same thread (after libtorch has taken its copy; per thread, because CUDA
-    // backward runs on libtorch's device threads, concurrently with the CPU thread) or the next checkpointed forward.
-    [ThreadStatic] private static Queue<Tensor>? _returnedGradients;
-
     /// <inheritdoc />
     public override string Name => nameof(CheckpointFunction);
 
@@ -45,7 +39,7 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
     /// <inheritdoc />
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
-        ReleaseReturnedGradients();
+        ReturnedGradients.Release();
         var call = (CheckpointedCall)ctx.get_data(CallKey);
         Tensor? hiddenGrad = null, conditionGrad = null;
         using (torch.NewDisposeScope())
@@ -63,20 +57,11 @@ internal sealed class CheckpointFunction : autograd.SingleTensorFunction<Checkpo
             if (hiddenStates.requires_grad) hiddenGrad = hiddenStates.grad?.DetachFromDisposeScope();
             if (condition is { requires_grad: true }) conditionGrad = condition.grad?.DetachFromDisposeScope();
         }
+        // The block's inputs, saved since the forward, are read by nothing else.
+        SavedTensors.Release(ctx);
         // The handle TorchSharp made for this callback; libtorch keeps its own reference.
         gradOutput.Dispose();
-        var queue = _returnedGradients ??= new Queue<Tensor>();
-        if (hiddenGrad is not null) queue.Enqueue(hiddenGrad);
-        if (conditionGrad is not null) queue.Enqueue(conditionGrad);
-        return [hiddenGrad!, conditionGrad!, null!, null!];
-    }
-
-    /// <summary>Releases the handles of gradients that earlier callbacks on this thread returned to libtorch.</summary>
-    internal static void ReleaseReturnedGradients()
-    {
-        var queue = _returnedGradients;
-        if (queue is null) return;
-        while (queue.TryDequeue(out var gradient)) gradient.Dispose();
+        return [ReturnedGradients.Hold(hiddenGrad)!, ReturnedGradients.Hold(conditionGrad)!, null!, null!];
     }
 
     // A graph leaf with the same data, so that backward stops here and reports the input's gradient in .grad.

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Training.Precision;
 using TorchSharp;
@@ -76,7 +77,7 @@ public static class GradientCheckpointing
 
     private static Tensor Run(nn.Module<Tensor, Tensor?, Tensor> block, Tensor hiddenStates, Tensor? condition, Func<nn.Module, bool>? holdsTrainableAdapter)
     {
-        CheckpointFunction.ReleaseReturnedGradients();
+        ReturnedGradients.Release();
         if (!torch.is_grad_enabled()) return block.call(hiddenStates, condition);
         bool inputsNeedGrad = hiddenStates.requires_grad || condition is { requires_grad: true };
         if (!inputsNeedGrad && !block.parameters().Any(p => p.requires_grad) && holdsTrainableAdapter?.Invoke(block) != true) return block.call(hiddenStates, condition);

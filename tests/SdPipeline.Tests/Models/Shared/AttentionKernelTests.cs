@@ -120,14 +120,18 @@ public sealed class AttentionKernelTests
             layer.eval();
             inference = layer.call(input, null); // the kernel: eval mode, no gradient, 2048 keys
             layer.train();
-            training = layer.call(input, null);  // libtorch's kernel
+            training = layer.call(input, null);  // the training kernel on AMD's CPUs, libtorch's elsewhere
         }
         var withGradient = layer.call(input, null);
 
         Assert.That(inference.allclose(training, rtol: 0, atol: 1e-5), Is.True);
-        Assert.That(inference.eq(training).all().item<bool>(), Is.False, "the two paths differ in rounding, so the kernel did run");
+        var projection = torch.zeros(1, 2048, 128);
+        if (AttentionKernel.AppliesToTraining(projection, projection, projection, heads: 4))
+            Assert.That(inference.eq(training).all().item<bool>(), Is.True, "the training kernel's forward is the inference kernel's arithmetic");
+        else
+            Assert.That(inference.eq(training).all().item<bool>(), Is.False, "the two paths differ in rounding, so the kernel did run");
         Assert.That(withGradient.requires_grad, Is.True);
-        Assert.That(withGradient.eq(training).all().item<bool>(), Is.True, "training mode keeps libtorch's kernel, bit for bit");
+        Assert.That(withGradient.eq(training).all().item<bool>(), Is.True, "training mode takes one path with and without gradients, bit for bit");
     }
 
     // libtorch's attention over heads side by side in the last dimension, the layout of the kernel.

@@ -1,4 +1,5 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Tests.Support;
 using SdPipeline.Training.Checkpointing;
@@ -171,6 +172,24 @@ public sealed class GradientCheckpointingTests
     }
 
     [Test]
+    public void Backward_Should_FreeTheBlocksSavedInput_When_ItsBackwardHasRun()
+    {
+        // Given a checkpointed block whose output stays alive (and with it the graph, as a loss keeps it during backward)
+        using var scope = torch.NewDisposeScope();
+        using var block = new ConditionalBlock();
+        var input = torch.randn(3, 4, generator: new Generator(2)).requires_grad_();
+        var output = GradientCheckpointing.Checkpoint(block, input, null);
+        long before = SavedTensors.Released;
+
+        // When backward runs through it
+        output.sum().backward();
+
+        // Then the input it saved was freed as its backward returned, not with the graph (libtorch's own nodes do the same)
+        Assert.That(SavedTensors.Released - before, Is.EqualTo(1));
+        Assert.That(input.grad, Is.Not.Null);
+    }
+
+    [Test]
     public void Runner_Should_LeaveNoTensorHandleBehind_When_AStepIsOver()
     {
         // Given the tiny UNet, checkpointed, after a first step (so that lazily created state exists), and no handle
@@ -184,7 +203,7 @@ public sealed class GradientCheckpointingTests
                 step.Unet.zero_grad();
                 step.Loss(step.Predict()).backward();
             }
-            CheckpointFunction.ReleaseReturnedGradients();
+            ReturnedGradients.Release();
             return Tensor.TotalCount;
         }
         RunStep();
