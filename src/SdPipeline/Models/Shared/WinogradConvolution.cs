@@ -70,6 +70,19 @@ internal static unsafe class WinogradConvolution
     /// </remarks>
     public static Tensor ConvolvePlain(Tensor input, Conv2d conv) => ConvolvePlain(input, conv, PlainInputChunkBytes, PlainInputWeightBytes);
 
+    /// <summary>
+    /// A plain-layout <paramref name="input"/> convolved by <paramref name="weight"/> [C_out, C_in, 3, 3] (contiguous), plus
+    /// <paramref name="bias"/>: <see cref="ConvolvePlain(Tensor, Conv2d)"/> for tensors rather than a layer, with
+    /// <see cref="Fits(Tensor, Conv2d)"/>'s conditions checked by the caller (<see cref="WinogradConvolutionFunction"/>).
+    /// </summary>
+    internal static Tensor ConvolvePlain(Tensor input, Tensor weight, Tensor? bias)
+    {
+        using var nhwc = input.permute(0, 2, 3, 1).contiguous();
+        using var channelsLast = nhwc.permute(0, 3, 1, 2);
+        using var output = Convolve(channelsLast, weight, bias, PlainInputChunkBytes, PlainInputWeightBytes, inScratch: false);
+        return output.contiguous();
+    }
+
     // As above, with V's chunks and U's blocks at most `chunkBytes` and `weightBytes`: the tests make several of each
     // at small sizes.
     internal static Tensor ConvolvePlain(Tensor input, Conv2d conv, long chunkBytes, long weightBytes)

@@ -1,3 +1,4 @@
+using SdPipeline.Models.Shared;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -36,5 +37,18 @@ public sealed class AutocastConv2d : AutocastLayer
     public long OutChannels => _weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => AutocastOps.Conv2d(input, Use(_weight)!, Use(_bias), _stride, _padding);
+    /// <remarks>
+    /// Outside an autocast region, a 3×3 convolution at 32×32 and above runs as <see cref="WinogradConvolutionFunction"/>
+    /// where that applies (AMD's CPUs, float32, oneDNN off) unless <c>runtime.kernels=off</c>: the same result to float32
+    /// rounding, and the choice depends on shapes only, so gradient checkpointing's recomputation and a resumed run
+    /// repeat the arithmetic.
+    /// </remarks>
+    public override Tensor forward(Tensor input)
+    {
+        var weight = Use(_weight)!;
+        var bias = Use(_bias);
+        if (Autocast.Current is null && InferenceKernels.Enabled && WinogradConvolutionFunction.AppliesToTraining(input, weight, bias, _stride, _padding))
+            return WinogradConvolutionFunction.Convolve(input, weight, bias);
+        return AutocastOps.Conv2d(input, weight, bias, _stride, _padding);
+    }
 }

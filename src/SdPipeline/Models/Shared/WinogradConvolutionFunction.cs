@@ -1,0 +1,102 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SdPipeline.Models.Shared;
+
+/// <summary>
+/// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs: the forward and the input's
+/// gradient by <see cref="WinogradConvolution"/> (the input's gradient is the convolution of the output's gradient by
+/// the weight flipped and transposed), the weight's gradient as libtorch makes it (im2col and one GEMM an image), the
+/// bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight [C_out, C_in, 3, 3] and the bias
+/// [C_out] or null.
+/// </summary>
+internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunction<WinogradConvolutionFunction>
+{
+    private const string HasBiasKey = "bias";
+
+    // The weight's gradient is made this many input channels' columns at a time: at most 16 MiB of im2col columns beside
+    // the activations (a 640-channel input at 64×64 would need 94 MB whole).
+    private const long ColumnBytes = 16L << 20;
+
+    /// <inheritdoc />
+    public override string Name => nameof(WinogradConvolutionFunction);
+
+    /// <summary>
+    /// Whether a training convolution should run here: float32 CPU tensors, a contiguous input of at least 32×32 positions,
+    /// a [C_out, C_in, 3, 3] contiguous weight with both channel counts multiples of 16, stride 1 and padding 1, on an AMD
+    /// CPU with AVX-512 and oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's
+    /// own convolution (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six interleaved
+    /// (docs/performance.md): 0.56–0.60× its time at 64×64 for 320–960 → 320 channels, 0.73× for 640 → 640; 0.76–0.91×
+    /// at 32×32; 1.15× at 16×16, hence the bound.
+    /// </summary>
+    public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
+    {
+        if (!Convolutions.OnAmd || !WinogradConvolution.IsSupported || OneDnn.Enabled) return false;
+        if (stride is not [1, 1] || padding is not [1, 1] || input.dim() != 4 || weight.dim() != 4) return false;
+        if (weight.shape[2] != 3 || weight.shape[3] != 3 || weight.shape[1] != input.shape[1]) return false;
+        if (weight.shape[0] % 16 != 0 || weight.shape[1] % 16 != 0 || input.shape[2] * input.shape[3] < MinPositions) return false;
+        return KernelTensors.Addressable(input) && input.is_contiguous() && KernelTensors.Addressable(weight) && weight.is_contiguous()
+            && (bias is null || (KernelTensors.Addressable(bias) && bias.is_contiguous()));
+    }
+
+    private const long MinPositions = 32 * 32;
+
+    /// <summary><paramref name="input"/> convolved by <paramref name="weight"/>, plus <paramref name="bias"/>.</summary>
+    public static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias) => apply(input, weight, bias!);
+
+    /// <inheritdoc />
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        ReturnedGradients.Release();
+        Tensor input = (Tensor)vars[0], weight = (Tensor)vars[1];
+        var bias = vars[2] as Tensor;
+        ctx.save_for_backward([input, weight]);
+        ctx.save_data(HasBiasKey, bias is { requires_grad: true });
+        return WinogradConvolution.ConvolvePlain(input, weight, bias);
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        ReturnedGradients.Release();
+        bool biasGrad = (bool)ctx.get_data(HasBiasKey);
+        Tensor? gradInput = null, gradWeight = null, gradBias = null;
+        using (torch.NewDisposeScope())
+        {
+            var saved = ctx.get_saved_variables();
+            Tensor input = saved[0], weight = saved[1];
+            var upstream = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+            if (input.requires_grad)
+            {
+                using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
+                gradInput = WinogradConvolution.ConvolvePlain(upstream, flipped, null).DetachFromDisposeScope();
+            }
+            if (weight.requires_grad) gradWeight = WeightGradient(input, upstream, weight.shape).DetachFromDisposeScope();
+            if (biasGrad) gradBias = upstream.sum([0, 2, 3]).DetachFromDisposeScope();
+        }
+        SavedTensors.Release(ctx);
+        // The handle TorchSharp made for this callback; libtorch keeps its own reference.
+        gradOutput.Dispose();
+        return [ReturnedGradients.Hold(gradInput)!, ReturnedGradients.Hold(gradWeight)!, ReturnedGradients.Hold(gradBias)!];
+    }
+
+    // Σ over the batch of gradOutput[b] [C_out, H·W] · im2col(input[b])ᵀ [H·W, C_in·9], a block of input channels at a time.
+    private static Tensor WeightGradient(Tensor input, Tensor gradOutput, long[] weightShape)
+    {
+        long batch = input.shape[0], cin = input.shape[1], positions = input.shape[2] * input.shape[3], cout = weightShape[0];
+        var gradWeight = zeros([cout, cin * 9], ScalarType.Float32);
+        long channels = Math.Clamp(ColumnBytes / (9 * positions * sizeof(float)), 1, cin);
+        for (long b = 0; b < batch; b++)
+        {
+            using var scope = torch.NewDisposeScope();
+            var upstream = gradOutput[b].view(cout, positions);
+            for (long c0 = 0; c0 < cin; c0 += channels)
+            {
+                long count = Math.Min(channels, cin - c0);
+                var columns = nn.functional.unfold(input.narrow(0, b, 1).narrow(1, c0, count), 3, padding: 1).view(count * 9, positions);
+                gradWeight.narrow(1, c0 * 9, count * 9).addmm_(upstream, columns.t());
+            }
+        }
+        return gradWeight.view(weightShape);
+    }
+}
