@@ -1,5 +1,6 @@
 using SdPipeline.Models.Shared;
 using TorchSharp;
+using static SdPipeline.Tests.Support.Float64Checks;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Shared;
@@ -105,8 +106,6 @@ public sealed class AttentionFunctionTests
 
     private static Tensor QueryWeight(Attention layer) => layer.named_parameters().Single(p => p.name == "to_q.weight").parameter;
 
-    private static double RelativeError(Tensor actual, Tensor expected) =>
-        (actual.to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
 
     private static (Tensor Output, Tensor[] Grads) Float64(Tensor q, Tensor k, Tensor v, Tensor upstream, long heads)
     {

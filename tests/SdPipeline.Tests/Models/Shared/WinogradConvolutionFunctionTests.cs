@@ -1,6 +1,7 @@
 using SdPipeline.Models.Shared;
 using SdPipeline.Training.Precision;
 using TorchSharp;
+using static SdPipeline.Tests.Support.Float64Checks;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Shared;
@@ -32,7 +33,7 @@ public sealed class WinogradConvolutionFunctionTests
         var bias = withBias ? torch.randn(cout).requires_grad_() : null;
         var upstream = torch.randn(batch, cout, height, width);
 
-        var (input64, weight64, bias64) = (Leaf(input), Leaf(weight), bias is null ? null : Leaf(bias));
+        var (input64, weight64, bias64) = (Float64Leaf(input), Float64Leaf(weight), bias is null ? null : Float64Leaf(bias));
         var expected = nn.functional.conv2d(input64, weight64, bias64, padding: [1, 1]);
         expected.backward([upstream.to(ScalarType.Float64)]);
         var actual = WinogradConvolutionFunction.Convolve(input, weight, bias);
@@ -103,8 +104,5 @@ public sealed class WinogradConvolutionFunctionTests
         Assert.That(weight.grad, Is.Not.Null);
     }
 
-    private static Tensor Leaf(Tensor t) => t.detach().to(ScalarType.Float64).requires_grad_();
 
-    private static double RelativeError(Tensor actual, Tensor expected) =>
-        (actual.to(ScalarType.Float64) - expected).abs().max().item<double>() / expected.abs().max().item<double>();
 }
