@@ -6,15 +6,22 @@ namespace SdPipeline.Models.Shared;
 /// <summary>
 /// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs: the forward and the input's
 /// gradient by <see cref="WinogradConvolution"/> (the input's gradient is the convolution of the output's gradient by
-/// the weight flipped and transposed), the weight's gradient as libtorch makes it (im2col and one GEMM an image), the
-/// bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight [C_out, C_in, 3, 3] and the bias
+/// the weight flipped and transposed), the weight's gradient by Winograd too from 64×64 positions over the batch
+/// (<see cref="WinogradConvolution.WeightGradient"/>) and below that as libtorch makes it (im2col and one GEMM an image),
+/// the bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight [C_out, C_in, 3, 3] and the bias
 /// [C_out] or null.
 /// </summary>
 internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunction<WinogradConvolutionFunction>
 {
     private const string HasBiasKey = "bias";
 
-    // The weight's gradient is made this many input channels' columns at a time: at most 16 MiB of im2col columns beside
+    // From this many positions over the batch the weight's gradient is made by Winograd (WinogradConvolution.WeightGradient):
+    // its 16 products have one term per 2×2 tile, and with fewer tiles their C_out × C_in sums and the transforms of them
+    // cost more than they save. The whole backward on an AMD EPYC Zen 4, batch 1: 0.78–0.81× im2col's at 64×64 (320 → 320,
+    // 640 → 640, 960 → 320), 1.03× at 32×32 for 320 → 320 and 1.32× for 1280 → 640 (docs/performance.md).
+    private const long WinogradWeightGradientPositions = 64 * 64;
+
+    // Otherwise the weight's gradient is made this many input channels' columns at a time: at most 16 MiB of im2col columns beside
     // the activations (a 640-channel input at 64×64 would need 94 MB whole).
     private const long ColumnBytes = 16L << 20;
 
@@ -71,7 +78,13 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
                 using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
                 gradInput = WinogradConvolution.ConvolvePlain(upstream, flipped, null).DetachFromDisposeScope();
             }
-            if (weight.requires_grad) gradWeight = WeightGradient(input, upstream, weight.shape).DetachFromDisposeScope();
+            if (weight.requires_grad)
+            {
+                gradWeight = input.shape[0] * input.shape[2] * input.shape[3] >= WinogradWeightGradientPositions
+                    ? WinogradConvolution.WeightGradient(input, upstream)
+                    : WeightGradient(input, upstream, weight.shape);
+                gradWeight.DetachFromDisposeScope();
+            }
             if (biasGrad) gradBias = upstream.sum([0, 2, 3]).DetachFromDisposeScope();
         }
         SavedTensors.Release(ctx);
