@@ -127,12 +127,7 @@ internal static unsafe partial class AttentionKernel
             ValueGrad = Alloc((long)KeyChunk * PaddedDim);
         }
 
-        private static float* Alloc(long floats)
-        {
-            var buffer = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(floats, 16) * sizeof(float)), 64);
-            if (buffer == null) throw new OutOfMemoryException($"attention backward scratch buffer of {floats} floats");
-            return buffer;
-        }
+        private static float* Alloc(long floats) => KernelTensors.AllocateFloats(floats, "attention backward scratch buffer");
 
         public void Free()
         {
@@ -187,13 +182,8 @@ internal static unsafe partial class AttentionKernel
 
         for (int block = 0; block < x.Blocks; block++)
         {
-            float* qt = x.GradQueryT + (long)block * d * QueryBlock;
-            int q0 = block * QueryBlock, count = Math.Min(QueryBlock, s.Queries - q0);
-            for (int j = 0; j < count; j++)
-            {
-                float* row = t.GradQ + ((long)b * s.Queries + q0 + j) * s.Width + (long)h * d;
-                for (int i = 0; i < d; i++) row[i] = qt[i * QueryBlock + j];
-            }
+            int q0 = block * QueryBlock;
+            StoreBlock(x.GradQueryT + (long)block * d * QueryBlock, t.GradQ, s, b, h, q0, Math.Min(QueryBlock, s.Queries - q0));
         }
     }
 

@@ -273,10 +273,17 @@ internal static unsafe partial class AttentionKernel
                 float sum = j < 16 ? sum0.GetElement(j) : sum1.GetElement(j - 16);
                 logSumExp[q0 + j] = max * scale + MathF.Log2(sum);
             }
+        StoreBlock(ot, o, s, b, h, q0, count);
+    }
+
+    // A block held transposed ([d][32]: dimension-major, queries along the lanes) written back as the block's `count` rows
+    // of head h in `rows` [B, N, H·D].
+    private static void StoreBlock(float* transposed, float* rows, Shape s, int b, int h, int q0, int count)
+    {
         for (int j = 0; j < count; j++)
         {
-            float* row = o + ((long)b * s.Queries + q0 + j) * s.Width + (long)h * d;
-            for (int i = 0; i < d; i++) row[i] = ot[i * QueryBlock + j];
+            float* row = rows + ((long)b * s.Queries + q0 + j) * s.Width + (long)h * s.HeadDim;
+            for (int i = 0; i < s.HeadDim; i++) row[i] = transposed[i * QueryBlock + j];
         }
     }
 

@@ -91,12 +91,7 @@ internal static unsafe class GemmKernel
 
     private static long RoundUp(long count) => (count + 15) / 16 * 16;
 
-    private static float* Allocate(long floats)
-    {
-        var buffer = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(floats, 16) * sizeof(float)), 64);
-        if (buffer == null) throw new OutOfMemoryException($"GEMM scratch buffer of {floats} floats");
-        return buffer;
-    }
+    private static float* Allocate(long floats) => KernelTensors.AllocateFloats(floats, "GEMM scratch buffer");
 
     // One part's share of C (columns in groups of 16, or rows), depth block by depth block: its columns of B are copied
     // into a contiguous panel (transposed if B is stored so; read in place if B is not and one block of rows reads it),

@@ -37,6 +37,17 @@ internal static unsafe class KernelTensors
         return shape[0] == 1 || stride[0] == expected;
     }
 
+    /// <summary>
+    /// A 64-byte-aligned native buffer of at least <paramref name="floats"/> floats (16 at the least) for a kernel's
+    /// scratch, freed with <c>NativeMemory.AlignedFree</c>; <paramref name="what"/> names it in the out-of-memory error.
+    /// </summary>
+    public static float* AllocateFloats(long floats, string what)
+    {
+        var buffer = (float*)NativeMemory.AlignedAlloc((nuint)(Math.Max(floats, 16) * sizeof(float)), 64);
+        if (buffer == null) throw new OutOfMemoryException($"{what} of {floats} floats");
+        return buffer;
+    }
+
     /// <summary>The share [First, First + Count) of <paramref name="count"/> items that part <paramref name="part"/> of <paramref name="parts"/> takes: equal to within one, in order.</summary>
     public static (long First, long Count) Share(long count, int parts, int part)
     {

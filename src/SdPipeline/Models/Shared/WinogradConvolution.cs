@@ -41,15 +41,26 @@ internal static unsafe class WinogradConvolution
     /// </summary>
     internal static bool Fits(Tensor input, Conv2d conv)
     {
-        if (!IsSupported || conv.weight is not { } weight || input.dim() != 4 || input.numel() == 0) return false;
-        if (weight.dim() != 4 || weight.shape[2] != 3 || weight.shape[3] != 3 || weight.shape[1] != input.shape[1]
-            || weight.shape[0] % Lanes != 0 || weight.shape[1] % Lanes != 0) return false;
+        if (conv.weight is not { } weight) return false;
         if (conv.transposed || conv.groups != 1 || conv.padding_type is not null || conv.padding is not [1, 1]
             || conv.stride is not [1, 1] || conv.dilation is not [1, 1] || conv.padding_mode != PaddingModes.Zeros) return false;
         if (torch.is_grad_enabled() && (input.requires_grad || weight.requires_grad || conv.bias is { requires_grad: true })) return false;
+        return FitsTensors(input, weight, conv.bias);
+    }
+
+    /// <summary>
+    /// What the kernel asks of the tensors themselves, for a layer (<see cref="Fits"/>) or training's function
+    /// (<see cref="WinogradConvolutionFunction"/>) alike: AVX-512; a non-empty [B, C_in, H, W] float32 CPU input; a
+    /// [C_out, C_in, 3, 3] weight, plain or channels-last, with both channel counts multiples of 16; a contiguous bias or none.
+    /// </summary>
+    internal static bool FitsTensors(Tensor input, Tensor weight, Tensor? bias)
+    {
+        if (!IsSupported || input.dim() != 4 || input.numel() == 0) return false;
+        if (weight.dim() != 4 || weight.shape[2] != 3 || weight.shape[3] != 3 || weight.shape[1] != input.shape[1]
+            || weight.shape[0] % Lanes != 0 || weight.shape[1] % Lanes != 0) return false;
         if (!KernelTensors.Addressable(input)) return false;
         if (!KernelTensors.Addressable(weight) || !(weight.is_contiguous() || KernelTensors.ChannelsLast(weight))) return false;
-        return conv.bias is null || (KernelTensors.Addressable(conv.bias) && conv.bias.is_contiguous());
+        return bias is null || (KernelTensors.Addressable(bias) && bias.is_contiguous());
     }
 
     /// <summary>
@@ -75,11 +86,12 @@ internal static unsafe class WinogradConvolution
     /// <paramref name="bias"/>: <see cref="ConvolvePlain(Tensor, Conv2d)"/> for tensors rather than a layer, with
     /// <see cref="Fits(Tensor, Conv2d)"/>'s conditions checked by the caller (<see cref="WinogradConvolutionFunction"/>).
     /// </summary>
-    internal static Tensor ConvolvePlain(Tensor input, Tensor weight, Tensor? bias)
+    internal static Tensor ConvolvePlain(Tensor input, Tensor weight, Tensor? bias,
+        long chunkBytes = PlainInputChunkBytes, long weightBytes = PlainInputWeightBytes)
     {
         using var nhwc = input.permute(0, 2, 3, 1).contiguous();
         using var channelsLast = nhwc.permute(0, 3, 1, 2);
-        using var output = Convolve(channelsLast, weight, bias, PlainInputChunkBytes, PlainInputWeightBytes, inScratch: false);
+        using var output = Convolve(channelsLast, weight, bias, chunkBytes, weightBytes, inScratch: false);
         return output.contiguous();
     }
 
@@ -179,13 +191,8 @@ internal static unsafe class WinogradConvolution
 
     // As above, with V's chunks and U's blocks at most `chunkBytes` and `weightBytes`: the tests make several of each
     // at small sizes.
-    internal static Tensor ConvolvePlain(Tensor input, Conv2d conv, long chunkBytes, long weightBytes)
-    {
-        using var nhwc = input.permute(0, 2, 3, 1).contiguous();
-        using var channelsLast = nhwc.permute(0, 3, 1, 2);
-        using var output = Convolve(channelsLast, conv.weight!, conv.bias, chunkBytes, weightBytes, inScratch: false);
-        return output.contiguous();
-    }
+    internal static Tensor ConvolvePlain(Tensor input, Conv2d conv, long chunkBytes, long weightBytes) =>
+        ConvolvePlain(input, conv.weight!, conv.bias, chunkBytes, weightBytes);
 
     // The transformed tiles V and their products M (16 values a tile per channel) are made a chunk of tiles at a time, at
     // most 4 MiB each: small beside the activations, and in the second-level cache.

@@ -38,12 +38,9 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
     /// </summary>
     public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
     {
-        if (!Convolutions.OnAmd || !WinogradConvolution.IsSupported || OneDnn.Enabled) return false;
-        if (stride is not [1, 1] || padding is not [1, 1] || input.dim() != 4 || weight.dim() != 4) return false;
-        if (weight.shape[2] != 3 || weight.shape[3] != 3 || weight.shape[1] != input.shape[1]) return false;
-        if (weight.shape[0] % 16 != 0 || weight.shape[1] % 16 != 0 || input.shape[2] * input.shape[3] < MinPositions) return false;
-        return KernelTensors.Addressable(input) && input.is_contiguous() && KernelTensors.Addressable(weight) && weight.is_contiguous()
-            && (bias is null || (KernelTensors.Addressable(bias) && bias.is_contiguous()));
+        if (!Convolutions.OnAmd || OneDnn.Enabled || stride is not [1, 1] || padding is not [1, 1]) return false;
+        return WinogradConvolution.FitsTensors(input, weight, bias) && input.shape[2] * input.shape[3] >= MinPositions
+            && input.is_contiguous() && weight.is_contiguous();
     }
 
     private const long MinPositions = 32 * 32;
@@ -82,7 +79,7 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
             {
                 gradWeight = input.shape[0] * input.shape[2] * input.shape[3] >= WinogradWeightGradientPositions
                     ? WinogradConvolution.WeightGradient(input, upstream)
-                    : WeightGradient(input, upstream, weight.shape);
+                    : Im2colWeightGradient(input, upstream, weight.shape);
                 gradWeight.DetachFromDisposeScope();
             }
             if (biasGrad) gradBias = upstream.sum([0, 2, 3]).DetachFromDisposeScope();
@@ -94,7 +91,7 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
     }
 
     // Σ over the batch of gradOutput[b] [C_out, H·W] · im2col(input[b])ᵀ [H·W, C_in·9], a block of input channels at a time.
-    private static Tensor WeightGradient(Tensor input, Tensor gradOutput, long[] weightShape)
+    private static Tensor Im2colWeightGradient(Tensor input, Tensor gradOutput, long[] weightShape)
     {
         long batch = input.shape[0], cin = input.shape[1], positions = input.shape[2] * input.shape[3], cout = weightShape[0];
         var gradWeight = zeros([cout, cin * 9], ScalarType.Float32);
