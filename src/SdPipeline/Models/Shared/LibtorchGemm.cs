@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace SdPipeline.Models.Shared;
 
@@ -15,7 +16,9 @@ namespace SdPipeline.Models.Shared;
 /// <para>A call goes to MKL as before unless it is a large product (<see cref="Routes"/>) made outside the project's own
 /// kernels, with <see cref="InferenceKernels"/> on. A product made inside one of libtorch's parallel loops (flash attention's
 /// blocks of 256 queries by 512 keys) is computed on the thread that makes it: SD 1.5's attention at 4096 tokens, forward
-/// and backward, took 0.91× MKL's time so, and the same at 1024 and 256 tokens (docs/performance.md, sixteenth session).</para>
+/// and backward, took 0.91× MKL's time so, and the same at 1024 and 256 tokens (docs/performance.md, sixteenth session);
+/// with its scaled products and its smaller blocks routed too (eighteenth session), 0.87–0.97× at 64–1024 tokens and
+/// over 77 keys.</para>
 /// <para>libtorch runs the micro-kernel only while its oneDNN switch is on, so a routed call holds the switch on
 /// (<see cref="OneDnn.TryEnterEnabled"/>, several threads at once); where it cannot, the call goes to MKL.</para>
 /// <para>Results agree with MKL's to float32 rounding (another order of additions); the parity tests and the numerics
@@ -26,6 +29,9 @@ public static unsafe class LibtorchGemm
     private const string Library = LibTorchCpu.FileName;
     private const string Symbol = "sgemm_";
     private const long LeastProduct = 1 << 20; // m·n·k below this stays with MKL (at most ~10 µs of work)
+    // Inside libtorch's parallel loops, from this many: flash attention's blocks over 77 keys (SD 1.5's cross-attention) and at
+    // 64–256 tokens are 0.3–1 M multiply-adds, and their forward and backward took 0.87–0.97× MKL's time on the kernel.
+    private const long LeastBlockProduct = 1 << 15;
     private const int LeastSide = 16;
 
     private static readonly Lock Gate = new();
@@ -94,12 +100,13 @@ public static unsafe class LibtorchGemm
     }
 
     /// <summary>
-    /// Whether a product reaches the kernel: C = A·B (each operand as stored or transposed, 'N' or 'T') with α = 1 and
-    /// β = 0 or 1, every side at least 16 and m·n·k at least 2²⁰. MKL keeps the rest, which the step spends little on.
+    /// Whether a product reaches the kernel: C = α·A·B + β·C (each operand as stored or transposed, 'N' or 'T') with a
+    /// finite α and β = 0 or 1, every side at least 16 and m·n·k at least 2²⁰, or 2¹⁵ for a product made inside one of
+    /// libtorch's parallel loops (flash attention's blocks, one thread each). MKL keeps the rest, which the step spends little on.
     /// </summary>
-    internal static bool Routes(byte transa, byte transb, int m, int n, int k, float alpha, float beta) =>
-        IsTranspose(transa) is not null && IsTranspose(transb) is not null && alpha == 1f && (beta == 0f || beta == 1f)
-        && m >= LeastSide && n >= LeastSide && k >= LeastSide && (long)m * n * k >= LeastProduct;
+    internal static bool Routes(byte transa, byte transb, int m, int n, int k, float alpha, float beta, bool inParallelRegion = false) =>
+        IsTranspose(transa) is not null && IsTranspose(transb) is not null && float.IsFinite(alpha) && (beta == 0f || beta == 1f)
+        && m >= LeastSide && n >= LeastSide && k >= LeastSide && (long)m * n * k >= (inParallelRegion ? LeastBlockProduct : LeastProduct);
 
     private static bool? IsTranspose(byte code) => code switch
     {
@@ -114,26 +121,24 @@ public static unsafe class LibtorchGemm
     private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
         float* beta, float* c, int* ldc)
     {
-        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
+        bool inParallelRegion = s_inParallelRegion() != 0;
+        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta, inParallelRegion)
             || !OneDnn.TryEnterEnabled())
         {
             s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
-        // Inside one of libtorch's parallel loops (flash attention's blocks) each thread computes its own product.
-        bool inParallelRegion = s_inParallelRegion() != 0;
         t_inside = true;
         bool done = false;
         try
         {
-            GemmKernel.Multiply(*n, *m, *k, b, *ldb, IsTranspose(*transb) == true, a, *lda, IsTranspose(*transa) == true, c, *ldc, *beta != 0f,
-                threads: inParallelRegion ? 1 : 0);
+            Multiply(*transa, *transb, *m, *n, *k, *alpha, a, *lda, b, *ldb, *beta != 0f, c, *ldc, threads: inParallelRegion ? 1 : 0);
             done = true;
             Interlocked.Increment(ref s_routed);
         }
         catch (OutOfMemoryException)
         {
-            // Thrown before C is written (GemmKernel allocates first): MKL computes the product instead.
+            // Thrown before C is written (GemmKernel and the scaled product's scratch allocate first): MKL computes it instead.
         }
         finally
         {
@@ -141,5 +146,58 @@ public static unsafe class LibtorchGemm
             OneDnn.ExitEnabled();
         }
         if (!done) s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    // The column-major product read row-major (see Sgemm): Cᵀ (n × m) (+)= α·op(B)ᵀ·op(A)ᵀ. With α ≠ 1 (flash attention folds
+    // 1/√d into its products) the product is scaled as C is written: in place when C is overwritten, through a scratch
+    // block added in one fused multiply-add when C accumulates.
+    private static void Multiply(byte transa, byte transb, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb,
+        bool accumulate, float* c, int ldc, int threads)
+    {
+        bool aTransposed = IsTranspose(transa) == true, bTransposed = IsTranspose(transb) == true;
+        if (alpha == 1f)
+        {
+            GemmKernel.Multiply(n, m, k, b, ldb, bTransposed, a, lda, aTransposed, c, ldc, accumulate, threads);
+            return;
+        }
+        if (!accumulate)
+        {
+            GemmKernel.Multiply(n, m, k, b, ldb, bTransposed, a, lda, aTransposed, c, ldc, false, threads);
+            for (long row = 0; row < n; row++) Scale(new Span<float>(c + row * ldc, m), alpha);
+            return;
+        }
+        float* product = KernelTensors.AllocateFloats((long)n * m, "GEMM scratch buffer");
+        try
+        {
+            GemmKernel.Multiply(n, m, k, b, ldb, bTransposed, a, lda, aTransposed, product, m, false, threads);
+            for (long row = 0; row < n; row++)
+                AddScaled(new Span<float>(c + row * ldc, m), new ReadOnlySpan<float>(product + row * m, m), alpha);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(product);
+        }
+    }
+
+    private static void Scale(Span<float> values, float alpha)
+    {
+        int i = 0;
+        var factor = Vector512.Create(alpha);
+        ref float start = ref MemoryMarshal.GetReference(values);
+        for (; i <= values.Length - 16; i += 16)
+            Vector512.Multiply(Vector512.LoadUnsafe(ref start, (nuint)i), factor).StoreUnsafe(ref start, (nuint)i);
+        for (; i < values.Length; i++) values[i] *= alpha;
+    }
+
+    private static void AddScaled(Span<float> target, ReadOnlySpan<float> product, float alpha)
+    {
+        int i = 0;
+        var factor = Vector512.Create(alpha);
+        ref float start = ref MemoryMarshal.GetReference(target);
+        ref float source = ref MemoryMarshal.GetReference(product);
+        for (; i <= target.Length - 16; i += 16)
+            Vector512.FusedMultiplyAdd(factor, Vector512.LoadUnsafe(ref source, (nuint)i), Vector512.LoadUnsafe(ref start, (nuint)i))
+                .StoreUnsafe(ref start, (nuint)i);
+        for (; i < target.Length; i++) target[i] = MathF.FusedMultiplyAdd(alpha, product[i], target[i]);
     }
 }

@@ -1,5 +1,6 @@
 using SdPipeline.Models.Shared;
 using TorchSharp;
+using static SdPipeline.Tests.Support.Float64Checks;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Models.Shared;
@@ -86,11 +87,42 @@ public sealed unsafe class GemmKernelTests
         {
             Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'T', 1280, 10240, 64, 1f, 0f), Is.True, "a weight gradient");
             Assert.That(LibtorchGemm.Routes((byte)'t', (byte)'n', 2880, 320, 1024, 1f, 1f), Is.True, "accumulating");
-            Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 40, 512, 256, 0.158f, 1f), Is.False, "alpha other than 1");
+            Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 80, 512, 256, 0.158f, 1f), Is.True, "alpha other than 1 (flash attention's 1/√d)");
+            Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 400, 512, 256, float.NaN, 0f), Is.False, "alpha not finite");
             Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 400, 512, 256, 1f, 0.5f), Is.False, "beta other than 0 and 1");
             Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 1280, 1280, 1, 1f, 0f), Is.False, "a side below 16");
             Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 64, 64, 64, 1f, 0f), Is.False, "below 2^20 multiply-adds");
+            Assert.That(LibtorchGemm.Routes((byte)'T', (byte)'N', 77, 256, 40, 1f, 0f, inParallelRegion: true), Is.True,
+                "a block of flash attention's over 77 keys, made inside libtorch's parallel loop");
+            Assert.That(LibtorchGemm.Routes((byte)'N', (byte)'N', 16, 32, 32, 1f, 0f, inParallelRegion: true), Is.False, "below 2^15 multiply-adds");
             Assert.That(LibtorchGemm.Routes((byte)'C', (byte)'N', 400, 512, 256, 1f, 0f), Is.False, "a code other than N and T");
+        });
+    }
+
+    [TestCase(0f, TestName = "Install_Should_RouteAScaledProduct_When_ItOverwrites")]
+    [TestCase(1f, TestName = "Install_Should_RouteAScaledProduct_When_ItAccumulates")]
+    public void Install_Should_RouteAScaledProduct(float beta)
+    {
+        RequireRoute();
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(6);
+        // C = β·C + α·A·B with α = 1/√80: libtorch hands α and β to the GEMM call as they are.
+        var a = torch.randn(150, 200);
+        var b = torch.randn(200, 90);
+        var c = torch.randn(150, 90);
+        const double alpha = 0.11180339887498948;
+
+        long before = LibtorchGemm.Routed;
+        var actual = torch.addmm(c, a, b, beta: beta, alpha: (float)alpha);
+        long routed = LibtorchGemm.Routed - before;
+
+        var expected = c.to(ScalarType.Float64) * beta + alpha * a.to(ScalarType.Float64).matmul(b.to(ScalarType.Float64));
+        double error = RelativeError(actual, expected);
+        TestContext.Out.WriteLine($"largest error {error:E2} of the largest magnitude");
+        Assert.Multiple(() =>
+        {
+            Assert.That(routed, Is.EqualTo(1));
+            Assert.That(error, Is.LessThan(1e-5));
         });
     }
 
