@@ -6,7 +6,7 @@ namespace SdPipeline.Models.Shared;
 /// channels-last layout that feeds them, and libtorch's own path for wide convolutions at low resolutions
 /// (<see cref="Convolutions"/>), and on AMD's CPUs libtorch's own float32 GEMM calls, in training too
 /// (<see cref="LibtorchGemm"/>), and training's attention and 3×3 convolutions with their gradients
-/// (<see cref="AttentionFunction"/>, <see cref="WinogradConvolutionFunction"/>). Their selection rules were measured on an Intel Xeon and an AMD EPYC Zen 4; where
+/// (<see cref="AttentionFunction"/>, <see cref="TrainingConvolutionFunction"/>). Their selection rules were measured on an Intel Xeon and an AMD EPYC Zen 4; where
 /// <c>sdpipe bench kernels</c> finds them slower on another CPU, <c>runtime.kernels=off</c> runs every layer as libtorch
 /// does. Results agree either way to float32 rounding.
 /// </summary>

@@ -4,16 +4,27 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Shared;
 
 /// <summary>
-/// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs: the forward and the input's
-/// gradient by <see cref="WinogradConvolution"/> (the input's gradient is the convolution of the output's gradient by
-/// the weight flipped and transposed), the weight's gradient by Winograd too from 64×64 positions over the batch
-/// (<see cref="WinogradConvolution.WeightGradient"/>) and below that as libtorch makes it (im2col and one GEMM an image),
-/// the bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight [C_out, C_in, 3, 3] and the bias
-/// [C_out] or null.
+/// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs. From 32×32 positions the
+/// forward and the input's gradient are by <see cref="WinogradConvolution"/> (the input's gradient is the convolution of
+/// the output's gradient by the weight flipped and transposed), below that by libtorch's own convolution and transposed
+/// convolution; the weight's gradient by Winograd too from 64×64 positions over the batch
+/// (<see cref="WinogradConvolution.WeightGradient"/>), below that by im2col and one GEMM an image written straight into
+/// the gradient; the bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight
+/// [C_out, C_in, 3, 3] and the bias [C_out] or null.
 /// </summary>
-internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunction<WinogradConvolutionFunction>
+/// <remarks>
+/// Below 32×32 the arithmetic is libtorch's, with one step fewer: libtorch's own backward zeroes the weight's gradient
+/// and then adds the GEMM's product into it, a pass over the weight and another read of it, which at the UNet's 4×4 and
+/// 8×8 levels (1280 and 2560 channels, 16 and 64 positions) costs as much as the product. The gradients are libtorch's
+/// to the bit.
+/// </remarks>
+internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunction<TrainingConvolutionFunction>
 {
     private const string HasBiasKey = "bias";
+
+    // From this many positions the forward and the input's gradient are by Winograd: at 16×16, 640 → 640 channels took
+    // 1.15× libtorch's time (docs/performance.md, seventeenth session).
+    private const long WinogradPositions = 32 * 32;
 
     // From this many positions over the batch the weight's gradient is made by Winograd (WinogradConvolution.WeightGradient):
     // its 16 products have one term per 2×2 tile, and with fewer tiles their C_out × C_in sums and the transforms of them
@@ -26,24 +37,21 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
     private const long ColumnBytes = 16L << 20;
 
     /// <inheritdoc />
-    public override string Name => nameof(WinogradConvolutionFunction);
+    public override string Name => nameof(TrainingConvolutionFunction);
 
     /// <summary>
-    /// Whether a training convolution should run here: float32 CPU tensors, a contiguous input of at least 32×32 positions,
-    /// a [C_out, C_in, 3, 3] contiguous weight with both channel counts multiples of 16, stride 1 and padding 1, on an AMD
-    /// CPU with AVX-512 and oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's
-    /// own convolution (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six interleaved
+    /// Whether a training convolution should run here: float32 CPU tensors, a contiguous input, a [C_out, C_in, 3, 3]
+    /// contiguous weight with both channel counts multiples of 16, stride 1 and padding 1, on an AMD CPU with AVX-512 and
+    /// oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's own convolution
+    /// (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six or seven interleaved
     /// (docs/performance.md): 0.56–0.60× its time at 64×64 for 320–960 → 320 channels, 0.73× for 640 → 640; 0.76–0.91×
-    /// at 32×32; 1.15× at 16×16, hence the bound.
+    /// at 32×32; 0.96–0.97× at 16×16 and 8×8 and 0.87–0.89× at 4×4 for 1280 → 1280 and 2560 → 1280.
     /// </summary>
     public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
     {
         if (!Convolutions.OnAmd || OneDnn.Enabled || stride is not [1, 1] || padding is not [1, 1]) return false;
-        return WinogradConvolution.FitsTensors(input, weight, bias) && input.shape[2] * input.shape[3] >= MinPositions
-            && input.is_contiguous() && weight.is_contiguous();
+        return WinogradConvolution.FitsTensors(input, weight, bias) && input.is_contiguous() && weight.is_contiguous();
     }
-
-    private const long MinPositions = 32 * 32;
 
     /// <summary><paramref name="input"/> convolved by <paramref name="weight"/>, plus <paramref name="bias"/>.</summary>
     public static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias) => apply(input, weight, bias!);
@@ -56,7 +64,9 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
         var bias = vars[2] as Tensor;
         ctx.save_for_backward([input, weight]);
         ctx.save_data(HasBiasKey, bias is { requires_grad: true });
-        return WinogradConvolution.ConvolvePlain(input, weight, bias);
+        if (ByWinograd(input)) return WinogradConvolution.ConvolvePlain(input, weight, bias);
+        using var noGrad = torch.no_grad();
+        return nn.functional.conv2d(input, weight, bias, padding: [1, 1]);
     }
 
     /// <inheritdoc />
@@ -72,8 +82,17 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
             var upstream = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
             if (input.requires_grad)
             {
-                using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
-                gradInput = WinogradConvolution.ConvolvePlain(upstream, flipped, null).DetachFromDisposeScope();
+                if (ByWinograd(input))
+                {
+                    using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
+                    gradInput = WinogradConvolution.ConvolvePlain(upstream, flipped, null);
+                }
+                else
+                {
+                    using var noGrad = torch.no_grad();
+                    gradInput = nn.functional.conv_transpose2d(upstream, weight, padding: [1, 1]);
+                }
+                gradInput.DetachFromDisposeScope();
             }
             if (weight.requires_grad)
             {
@@ -90,11 +109,14 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
         return [ReturnedGradients.Hold(gradInput)!, ReturnedGradients.Hold(gradWeight)!, ReturnedGradients.Hold(gradBias)!];
     }
 
-    // Σ over the batch of gradOutput[b] [C_out, H·W] · im2col(input[b])ᵀ [H·W, C_in·9], a block of input channels at a time.
+    private static bool ByWinograd(Tensor input) => input.shape[2] * input.shape[3] >= WinogradPositions;
+
+    // Σ over the batch of gradOutput[b] [C_out, H·W] · im2col(input[b])ᵀ [H·W, C_in·9], a block of input channels at a time;
+    // the first image's product is written into the gradient (β = 0), not added to zeros.
     private static Tensor Im2colWeightGradient(Tensor input, Tensor gradOutput, long[] weightShape)
     {
         long batch = input.shape[0], cin = input.shape[1], positions = input.shape[2] * input.shape[3], cout = weightShape[0];
-        var gradWeight = zeros([cout, cin * 9], ScalarType.Float32);
+        var gradWeight = empty([cout, cin * 9], ScalarType.Float32);
         long channels = Math.Clamp(ColumnBytes / (9 * positions * sizeof(float)), 1, cin);
         for (long b = 0; b < batch; b++)
         {
@@ -104,7 +126,7 @@ internal sealed class WinogradConvolutionFunction : autograd.SingleTensorFunctio
             {
                 long count = Math.Min(channels, cin - c0);
                 var columns = nn.functional.unfold(input.narrow(0, b, 1).narrow(1, c0, count), 3, padding: 1).view(count * 9, positions);
-                gradWeight.narrow(1, c0 * 9, count * 9).addmm_(upstream, columns.t());
+                gradWeight.narrow(1, c0 * 9, count * 9).addmm_(upstream, columns.t(), beta: b == 0 ? 0 : 1);
             }
         }
         return gradWeight.view(weightShape);

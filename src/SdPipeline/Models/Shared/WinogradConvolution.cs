@@ -50,7 +50,7 @@ internal static unsafe class WinogradConvolution
 
     /// <summary>
     /// What the kernel asks of the tensors themselves, for a layer (<see cref="Fits"/>) or training's function
-    /// (<see cref="WinogradConvolutionFunction"/>) alike: AVX-512; a non-empty [B, C_in, H, W] float32 CPU input; a
+    /// (<see cref="TrainingConvolutionFunction"/>) alike: AVX-512; a non-empty [B, C_in, H, W] float32 CPU input; a
     /// [C_out, C_in, 3, 3] weight, plain or channels-last, with both channel counts multiples of 16; a contiguous bias or none.
     /// </summary>
     internal static bool FitsTensors(Tensor input, Tensor weight, Tensor? bias)
@@ -84,7 +84,7 @@ internal static unsafe class WinogradConvolution
     /// <summary>
     /// A plain-layout <paramref name="input"/> convolved by <paramref name="weight"/> [C_out, C_in, 3, 3] (contiguous), plus
     /// <paramref name="bias"/>: <see cref="ConvolvePlain(Tensor, Conv2d)"/> for tensors rather than a layer, with
-    /// <see cref="Fits(Tensor, Conv2d)"/>'s conditions checked by the caller (<see cref="WinogradConvolutionFunction"/>).
+    /// <see cref="Fits(Tensor, Conv2d)"/>'s conditions checked by the caller (<see cref="TrainingConvolutionFunction"/>).
     /// </summary>
     internal static Tensor ConvolvePlain(Tensor input, Tensor weight, Tensor? bias,
         long chunkBytes = PlainInputChunkBytes, long weightBytes = PlainInputWeightBytes)

@@ -38,7 +38,7 @@ public sealed class AutocastConv2d : AutocastLayer
 
     /// <inheritdoc />
     /// <remarks>
-    /// Outside an autocast region, a 3×3 convolution at 32×32 and above runs as <see cref="WinogradConvolutionFunction"/>
+    /// Outside an autocast region, a 3×3, stride-1 convolution runs as <see cref="TrainingConvolutionFunction"/>
     /// where that applies (AMD's CPUs, float32, oneDNN off) unless <c>runtime.kernels=off</c>: the same result to float32
     /// rounding, and the choice depends on shapes only, so gradient checkpointing's recomputation and a resumed run
     /// repeat the arithmetic.
@@ -47,8 +47,8 @@ public sealed class AutocastConv2d : AutocastLayer
     {
         var weight = Use(_weight)!;
         var bias = Use(_bias);
-        if (Autocast.Current is null && InferenceKernels.Enabled && WinogradConvolutionFunction.AppliesToTraining(input, weight, bias, _stride, _padding))
-            return WinogradConvolutionFunction.Convolve(input, weight, bias);
+        if (Autocast.Current is null && InferenceKernels.Enabled && TrainingConvolutionFunction.AppliesToTraining(input, weight, bias, _stride, _padding))
+            return TrainingConvolutionFunction.Convolve(input, weight, bias);
         return AutocastOps.Conv2d(input, weight, bias, _stride, _padding);
     }
 }

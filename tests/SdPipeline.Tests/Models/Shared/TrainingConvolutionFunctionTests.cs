@@ -7,13 +7,14 @@ using static TorchSharp.torch;
 namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
-/// The training convolution by Winograd's F(2×2, 3×3) (<see cref="WinogradConvolutionFunction"/>): its output and the
-/// gradients of the input, weight and bias against float64 convolution through libtorch's autograd, with odd sizes (a
+/// The training convolution (<see cref="TrainingConvolutionFunction"/>): its output and the gradients of the input,
+/// weight and bias against float64 convolution through libtorch's autograd — by Winograd's F(2×2, 3×3) with odd sizes (a
 /// last row and column of tiles half outside the image), several images, the weight's gradient by im2col in several
-/// blocks of input channels and by Winograd's F(3×3, 2×2) in one chunk of tiles or several; and when a training layer
-/// takes it.
+/// blocks of input channels and by Winograd's F(3×3, 2×2) in one chunk of tiles or several; by libtorch's convolution
+/// below 32×32, with the weight's gradient written by the first image's product and added to by the next — and when a
+/// training layer takes it.
 /// </summary>
-public sealed class WinogradConvolutionFunctionTests
+public sealed class TrainingConvolutionFunctionTests
 {
     [SetUp]
     public void RequireAvx512() =>
@@ -26,6 +27,8 @@ public sealed class WinogradConvolutionFunctionTests
     [TestCase(2, 32, 48, 17, 19, true, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized")]
     [TestCase(1, 480, 16, 32, 32, false, TestName = "Gradients_Should_MatchFloat64_When_TheIm2colWeightGradientTakesSeveralChannelBlocks")]
     [TestCase(1, 32, 16, 64, 64, true, TestName = "Gradients_Should_MatchFloat64_When_TheWeightGradientIsByWinograd")]
+    [TestCase(2, 32, 48, 7, 9, true, TestName = "Gradients_Should_MatchFloat64_When_BelowWinogradsResolutionWithTwoImages")]
+    [TestCase(1, 64, 32, 4, 4, false, TestName = "Gradients_Should_MatchFloat64_When_AtTheUnetsLowestLevel")]
     public void Gradients_Should_MatchFloat64Convolution(int batch, int cin, int cout, int height, int width, bool withBias)
     {
         using var scope = torch.NewDisposeScope();
@@ -38,7 +41,7 @@ public sealed class WinogradConvolutionFunctionTests
         var (input64, weight64, bias64) = (Float64Leaf(input), Float64Leaf(weight), bias is null ? null : Float64Leaf(bias));
         var expected = nn.functional.conv2d(input64, weight64, bias64, padding: [1, 1]);
         expected.backward([upstream.to(ScalarType.Float64)]);
-        var actual = WinogradConvolutionFunction.Convolve(input, weight, bias);
+        var actual = TrainingConvolutionFunction.Convolve(input, weight, bias);
         actual.backward([upstream]);
 
         var checks = new List<(string, Tensor, Tensor)> { ("output", actual, expected.detach()), ("input", input.grad!, input64.grad!), ("weight", weight.grad!, weight64.grad!) };
@@ -86,7 +89,7 @@ public sealed class WinogradConvolutionFunctionTests
         torch.manual_seed(32);
         using var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
         var input = torch.randn(1, 32, 32, 32).requires_grad_();
-        Assume.That(WinogradConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
+        Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
             "the training kernel is chosen on AMD's CPUs only");
 
         var output = layer.call(input);
@@ -111,12 +114,36 @@ public sealed class WinogradConvolutionFunctionTests
     }
 
     [Test]
+    public void TrainingLayer_Should_TakeTheFunction_BelowWinogradsResolution()
+    {
+        bool oneDnn = OneDnn.Enabled;
+        Assume.That(OneDnn.TrySetEnabled(false), "oneDNN's switch is not reachable in this libtorch");
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            torch.manual_seed(34);
+            using var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
+            var input = torch.randn(1, 32, 8, 8).requires_grad_();
+            Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
+                "the training kernel is chosen on AMD's CPUs only");
+            long before = SavedTensors.Released;
+
+            layer.call(input).square().sum().backward();
+
+            // Only the function's backward releases saved tensors this way; libtorch's own convolution does not count here.
+            Assert.That(SavedTensors.Released - before, Is.EqualTo(1));
+            Assert.That(layer.weight.grad, Is.Not.Null);
+        }
+        finally { OneDnn.TrySetEnabled(oneDnn); }
+    }
+
+    [Test]
     public void Backward_Should_FreeTheSavedTensors_When_ItHasRun()
     {
         using var scope = torch.NewDisposeScope();
         var input = torch.randn(1, 16, 8, 8).requires_grad_();
         var weight = torch.randn(16, 16, 3, 3).requires_grad_();
-        var output = WinogradConvolutionFunction.Convolve(input, weight, null);
+        var output = TrainingConvolutionFunction.Convolve(input, weight, null);
         long before = SavedTensors.Released;
 
         output.sum().backward();
