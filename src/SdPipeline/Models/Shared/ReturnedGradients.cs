@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
@@ -18,6 +19,30 @@ internal static class ReturnedGradients
     {
         if (gradient is not null) (t_returned ??= new Queue<Tensor>()).Enqueue(gradient);
         return gradient;
+    }
+
+    /// <summary>
+    /// A leaf's gradient (a parameter's, as the training convolution's weight is): stored in the leaf's <c>.grad</c> here,
+    /// or added to it, and null returned for libtorch. Returned through libtorch, it would reach the leaf's
+    /// <c>AccumulateGrad</c> while <see cref="Hold"/>'s handle still references it, and <c>AccumulateGrad</c> stores a copy of
+    /// a gradient that anything else references: a pass over every such weight a step (SD 1.5's convolutions at 4×4 to 16×16
+    /// are 1280 and 2560 channels wide). Any other tensor (a weight computed from a parameter, as a fused backward pass or
+    /// LoRA makes it) gets its gradient through libtorch, held as <see cref="Hold"/> does.
+    /// </summary>
+    public static Tensor? ForLeaf(Tensor input, Tensor? gradient)
+    {
+        if (gradient is null || !input.is_leaf || torch.is_grad_enabled()) return Hold(gradient);
+        if (input.grad is { } existing)
+        {
+            existing.add_(gradient);
+            gradient.Dispose();
+        }
+        else
+        {
+            input.grad = gradient;
+            gradient.Dispose(); // .grad holds its own reference
+        }
+        return null;
     }
 
     /// <summary>Releases the handles of gradients that earlier callbacks on this thread returned to libtorch.</summary>

@@ -16,7 +16,8 @@ namespace SdPipeline.Models.Shared;
 /// Below 32×32 the arithmetic is libtorch's, with one step fewer: libtorch's own backward zeroes the weight's gradient
 /// and then adds the GEMM's product into it, a pass over the weight and another read of it, which at the UNet's 4×4 and
 /// 8×8 levels (1280 and 2560 channels, 16 and 64 positions) costs as much as the product. The gradients are libtorch's
-/// to the bit.
+/// to the bit. A parameter's gradient is stored in its <c>.grad</c> here rather than returned through libtorch, whose
+/// <c>AccumulateGrad</c> would store a copy of it (<see cref="ReturnedGradients.ForLeaf"/>).
 /// </remarks>
 internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunction<TrainingConvolutionFunction>
 {
@@ -100,13 +101,14 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
                     ? WinogradConvolution.WeightGradient(input, upstream)
                     : Im2colWeightGradient(input, upstream, weight.shape);
                 gradWeight.DetachFromDisposeScope();
+                gradWeight = ReturnedGradients.ForLeaf(weight, gradWeight);
             }
             if (biasGrad) gradBias = upstream.sum([0, 2, 3]).DetachFromDisposeScope();
         }
         SavedTensors.Release(ctx);
         // The handle TorchSharp made for this callback; libtorch keeps its own reference.
         gradOutput.Dispose();
-        return [ReturnedGradients.Hold(gradInput)!, ReturnedGradients.Hold(gradWeight)!, ReturnedGradients.Hold(gradBias)!];
+        return [ReturnedGradients.Hold(gradInput)!, gradWeight!, ReturnedGradients.Hold(gradBias)!];
     }
 
     private static bool ByWinograd(Tensor input) => input.shape[2] * input.shape[3] >= WinogradPositions;

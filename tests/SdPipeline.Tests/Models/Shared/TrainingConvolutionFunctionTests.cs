@@ -138,6 +138,41 @@ public sealed class TrainingConvolutionFunctionTests
     }
 
     [Test]
+    public void WeightGradient_Should_AddUpOverBackwardPasses_AsLibtorchAccumulates()
+    {
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(35);
+        var weight = (torch.randn(16, 16, 3, 3) * 0.1).requires_grad_();
+        var first = torch.randn(1, 16, 8, 8);
+        var second = torch.randn(1, 16, 40, 40);
+
+        TrainingConvolutionFunction.Convolve(first, weight, null).square().sum().backward();
+        TrainingConvolutionFunction.Convolve(second, weight, null).square().sum().backward();
+
+        var weight64 = Float64Leaf(weight);
+        nn.functional.conv2d(first.to(ScalarType.Float64), weight64, padding: [1, 1]).square().sum().backward();
+        nn.functional.conv2d(second.to(ScalarType.Float64), weight64, padding: [1, 1]).square().sum().backward();
+        Assert.That(RelativeError(weight.grad!, weight64.grad!), Is.LessThan(Tolerance));
+    }
+
+    [Test]
+    public void WeightGradient_Should_ReachAParameter_ThroughAComputedWeight()
+    {
+        // A weight made from a parameter (as LoRA and the fused backward pass make it) is no leaf: its gradient goes back
+        // through libtorch to the operation that made it.
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(36);
+        var parameter = (torch.randn(16, 16, 3, 3) * 0.1).requires_grad_();
+        var input = torch.randn(1, 16, 8, 8);
+
+        TrainingConvolutionFunction.Convolve(input, parameter * 2.0, null).sum().backward();
+
+        var parameter64 = Float64Leaf(parameter);
+        nn.functional.conv2d(input.to(ScalarType.Float64), parameter64 * 2.0, padding: [1, 1]).sum().backward();
+        Assert.That(RelativeError(parameter.grad!, parameter64.grad!), Is.LessThan(Tolerance));
+    }
+
+    [Test]
     public void Backward_Should_FreeTheSavedTensors_When_ItHasRun()
     {
         using var scope = torch.NewDisposeScope();
