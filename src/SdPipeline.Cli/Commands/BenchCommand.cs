@@ -29,7 +29,7 @@ internal static class BenchCommand
     };
     private static readonly Option<string> KernelsOption = new("--kernels")
     {
-        Description = "The project's own kernels, as runtime.kernels: auto (where their rules choose them; on AMD CPUs also training's attention over long sequences and 3x3 convolutions at 32x32 and above, and libtorch's float32 GEMM calls, training included, by oneDNN's brgemm), off (every layer and product as libtorch runs it).",
+        Description = "The project's own kernels, as runtime.kernels: auto (where their rules choose them; on AMD CPUs also training's attention over long sequences and 3x3 convolutions, and libtorch's float32 GEMM calls, training included, by oneDNN's brgemm), off (every layer and product as libtorch runs it).",
         DefaultValueFactory = _ => "auto",
     };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random weights and inputs.", DefaultValueFactory = _ => 0 };
