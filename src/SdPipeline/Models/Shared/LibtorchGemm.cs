@@ -16,9 +16,9 @@ namespace SdPipeline.Models.Shared;
 /// <para>A call goes to MKL as before unless it is a large product (<see cref="Routes"/>) made outside the project's own
 /// kernels, with <see cref="InferenceKernels"/> on. A product made inside one of libtorch's parallel loops (flash attention's
 /// blocks of 256 queries by 512 keys) is computed on the thread that makes it: SD 1.5's attention at 4096 tokens, forward
-/// and backward, took 0.91× MKL's time so, and the same at 1024 and 256 tokens (docs/performance.md, sixteenth session);
-/// with its scaled products and its smaller blocks routed too (eighteenth session), 0.87–0.97× at 64–1024 tokens and
-/// over 77 keys.</para>
+/// and backward, took 0.91× MKL's time so, and the same at 1024 and 256 tokens (docs/performance.md, sixteenth session).
+/// Its products scaled by 1/√d (α) are routed too; its blocks under 2²⁰ multiply-adds (over 77 keys, at 64–256 tokens),
+/// 0.87–0.97× MKL's time on the kernel, were not kept (eighteenth session).</para>
 /// <para>libtorch runs the micro-kernel only while its oneDNN switch is on, so a routed call holds the switch on
 /// (<see cref="OneDnn.TryEnterEnabled"/>, several threads at once); where it cannot, the call goes to MKL.</para>
 /// <para>Results agree with MKL's to float32 rounding (another order of additions); the parity tests and the numerics
@@ -29,9 +29,6 @@ public static unsafe class LibtorchGemm
     private const string Library = LibTorchCpu.FileName;
     private const string Symbol = "sgemm_";
     private const long LeastProduct = 1 << 20; // m·n·k below this stays with MKL (at most ~10 µs of work)
-    // Inside libtorch's parallel loops, from this many: flash attention's blocks over 77 keys (SD 1.5's cross-attention) and at
-    // 64–256 tokens are 0.3–1 M multiply-adds, and their forward and backward took 0.87–0.97× MKL's time on the kernel.
-    private const long LeastBlockProduct = 1 << 15;
     private const int LeastSide = 16;
 
     private static readonly Lock Gate = new();
@@ -101,12 +98,11 @@ public static unsafe class LibtorchGemm
 
     /// <summary>
     /// Whether a product reaches the kernel: C = α·A·B + β·C (each operand as stored or transposed, 'N' or 'T') with a
-    /// finite α and β = 0 or 1, every side at least 16 and m·n·k at least 2²⁰, or 2¹⁵ for a product made inside one of
-    /// libtorch's parallel loops (flash attention's blocks, one thread each). MKL keeps the rest, which the step spends little on.
+    /// finite α and β = 0 or 1, every side at least 16 and m·n·k at least 2²⁰. MKL keeps the rest, which the step spends little on.
     /// </summary>
-    internal static bool Routes(byte transa, byte transb, int m, int n, int k, float alpha, float beta, bool inParallelRegion = false) =>
+    internal static bool Routes(byte transa, byte transb, int m, int n, int k, float alpha, float beta) =>
         IsTranspose(transa) is not null && IsTranspose(transb) is not null && float.IsFinite(alpha) && (beta == 0f || beta == 1f)
-        && m >= LeastSide && n >= LeastSide && k >= LeastSide && (long)m * n * k >= (inParallelRegion ? LeastBlockProduct : LeastProduct);
+        && m >= LeastSide && n >= LeastSide && k >= LeastSide && (long)m * n * k >= LeastProduct;
 
     private static bool? IsTranspose(byte code) => code switch
     {
@@ -121,13 +117,14 @@ public static unsafe class LibtorchGemm
     private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
         float* beta, float* c, int* ldc)
     {
-        bool inParallelRegion = s_inParallelRegion() != 0;
-        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta, inParallelRegion)
+        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
             || !OneDnn.TryEnterEnabled())
         {
             s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
+        // Inside one of libtorch's parallel loops (flash attention's blocks) each thread computes its own product.
+        bool inParallelRegion = s_inParallelRegion() != 0;
         t_inside = true;
         bool done = false;
         try

@@ -38,11 +38,19 @@ public static class OneDnn
     {
         lock (Gate)
         {
-            if (!TryGet(out bool enabled) || !enabled || !TrySet(false)) return operation();
-            try { return operation(); }
-            finally { TrySet(true); }
+            s_withoutDepth++;
+            try
+            {
+                if (!TryGet(out bool enabled) || !enabled || !TrySet(false)) return operation();
+                try { return operation(); }
+                finally { TrySet(true); }
+            }
+            finally { s_withoutDepth--; }
         }
     }
+
+    // Without calls under way (changed only under Gate): while one is, the gate may be held for a whole operation.
+    private static int s_withoutDepth;
 
     // Threads inside TryEnterEnabled/ExitEnabled (guarded by Gate), and whether the first of them turned the switch on,
     // so that the last one turns it off again.
@@ -53,17 +61,21 @@ public static class OneDnn
     /// Holds the switch on until <see cref="ExitEnabled"/>, for <see cref="Brgemm"/>'s kernel, which libtorch runs only
     /// with the switch on (it hands the product to MKL otherwise). Several threads may hold it at once (the products that
     /// libtorch makes inside its parallel loops); the first turns it on, the last back off. False, and nothing held, when
-    /// another thread is setting the switch (a <see cref="Without"/> call) or it cannot be set; never waits, because the
-    /// thread holding the gate may be waiting for this one (a parallel loop inside <see cref="Without"/>). libtorch calls
-    /// that other threads dispatch meanwhile see oneDNN on; the process's operations are dispatched from one thread at a
-    /// time wherever <see cref="LibtorchGemm"/> runs.
+    /// a <see cref="Without"/> call is under way on another thread or the switch cannot be set; never waits for a
+    /// <see cref="Without"/> call, because its thread may be waiting for this one (a parallel loop inside it). Otherwise it
+    /// waits its turn at the gate, which the others hold for microseconds: which products reach the kernel must not depend
+    /// on two threads' timing, or the same step would round differently from run to run (a resumed training run would
+    /// not reach the uninterrupted run's weights bit for bit). libtorch calls that other threads dispatch meanwhile see
+    /// oneDNN on; the process's operations are dispatched from one thread at a time wherever <see cref="LibtorchGemm"/> runs.
     /// </summary>
     internal static bool TryEnterEnabled()
     {
-        // A few tries: two threads of one parallel loop often arrive together, and the gate is held for microseconds.
-        bool entered = false;
-        for (int attempt = 0; attempt < 16 && !(entered = Gate.TryEnter()); attempt++) Thread.SpinWait(32);
-        if (!entered) return false;
+        var spinner = new SpinWait();
+        while (!Gate.TryEnter())
+        {
+            if (Volatile.Read(ref s_withoutDepth) > 0) return false;
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
         try
         {
             if (s_enabledHolders == 0)

@@ -75,22 +75,32 @@ public sealed class TrainingConvolutionFunctionTests
 
     [Test]
     public void TrainingLayer_Should_ConvolveByWinograd_OnAmdWithOneDnnOff()
+        => WithOneDnnOff(TrainingLayer);
+
+    // A training layer on AMD's CPU with oneDNN off, as the numerics self-check leaves it there for SD 1.5.
+    private static void WithOneDnnOff(Action test)
     {
-        // Given a training layer on AMD's CPU with oneDNN off, as the numerics self-check leaves it there for SD 1.5
         bool oneDnn = OneDnn.Enabled;
         Assume.That(OneDnn.TrySetEnabled(false), "oneDNN's switch is not reachable in this libtorch");
-        try { TrainingLayer(); }
+        try { test(); }
         finally { OneDnn.TrySetEnabled(oneDnn); }
+    }
+
+    private static (AutocastConv2d Layer, Tensor Input) LayerTakingTheFunction(int seed, int size)
+    {
+        torch.manual_seed(seed);
+        var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
+        var input = torch.randn(1, 32, size, size).requires_grad_();
+        Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
+            "the training kernel is chosen on AMD's CPUs only");
+        return (layer, input);
     }
 
     private static void TrainingLayer()
     {
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(32);
-        using var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
-        var input = torch.randn(1, 32, 32, 32).requires_grad_();
-        Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
-            "the training kernel is chosen on AMD's CPUs only");
+        var (layer, input) = LayerTakingTheFunction(32, 32);
+        using var _ = layer;
 
         var output = layer.call(input);
         output.square().sum().backward();
@@ -114,28 +124,19 @@ public sealed class TrainingConvolutionFunctionTests
     }
 
     [Test]
-    public void TrainingLayer_Should_TakeTheFunction_BelowWinogradsResolution()
+    public void TrainingLayer_Should_TakeTheFunction_BelowWinogradsResolution() => WithOneDnnOff(() =>
     {
-        bool oneDnn = OneDnn.Enabled;
-        Assume.That(OneDnn.TrySetEnabled(false), "oneDNN's switch is not reachable in this libtorch");
-        try
-        {
-            using var scope = torch.NewDisposeScope();
-            torch.manual_seed(34);
-            using var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
-            var input = torch.randn(1, 32, 8, 8).requires_grad_();
-            Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
-                "the training kernel is chosen on AMD's CPUs only");
-            long before = SavedTensors.Released;
+        using var scope = torch.NewDisposeScope();
+        var (layer, input) = LayerTakingTheFunction(34, 8);
+        using var _ = layer;
+        long before = SavedTensors.Released;
 
-            layer.call(input).square().sum().backward();
+        layer.call(input).square().sum().backward();
 
-            // Only the function's backward releases saved tensors this way; libtorch's own convolution does not count here.
-            Assert.That(SavedTensors.Released - before, Is.EqualTo(1));
-            Assert.That(layer.weight.grad, Is.Not.Null);
-        }
-        finally { OneDnn.TrySetEnabled(oneDnn); }
-    }
+        // Only the function's backward releases saved tensors this way; libtorch's own convolution does not count here.
+        Assert.That(SavedTensors.Released - before, Is.EqualTo(1));
+        Assert.That(layer.weight.grad, Is.Not.Null);
+    });
 
     [Test]
     public void WeightGradient_Should_AddUpOverBackwardPasses_AsLibtorchAccumulates()
