@@ -152,15 +152,11 @@ public static unsafe class LibtorchGemm
         bool accumulate, float* c, int ldc, int threads)
     {
         bool aTransposed = IsTranspose(transa) == true, bTransposed = IsTranspose(transb) == true;
-        if (alpha == 1f)
+        if (alpha == 1f || !accumulate)
         {
             GemmKernel.Multiply(n, m, k, b, ldb, bTransposed, a, lda, aTransposed, c, ldc, accumulate, threads);
-            return;
-        }
-        if (!accumulate)
-        {
-            GemmKernel.Multiply(n, m, k, b, ldb, bTransposed, a, lda, aTransposed, c, ldc, false, threads);
-            for (long row = 0; row < n; row++) Scale(new Span<float>(c + row * ldc, m), alpha);
+            if (alpha != 1f)
+                for (long row = 0; row < n; row++) Scale(new Span<float>(c + row * ldc, m), alpha);
             return;
         }
         float* product = KernelTensors.AllocateFloats((long)n * m, "GEMM scratch buffer");

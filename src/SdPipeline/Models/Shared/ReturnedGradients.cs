@@ -32,16 +32,9 @@ internal static class ReturnedGradients
     public static Tensor? ForLeaf(Tensor input, Tensor? gradient)
     {
         if (gradient is null || !input.is_leaf || torch.is_grad_enabled()) return Hold(gradient);
-        if (input.grad is { } existing)
-        {
-            existing.add_(gradient);
-            gradient.Dispose();
-        }
-        else
-        {
-            input.grad = gradient;
-            gradient.Dispose(); // .grad holds its own reference
-        }
+        if (input.grad is { } existing) existing.add_(gradient);
+        else input.grad = gradient; // .grad takes its own reference
+        gradient.Dispose();
         return null;
     }
 
