@@ -8,7 +8,8 @@ namespace SdPipeline.Models.Shared;
 /// A general float32 GEMM on <see cref="Brgemm"/>'s micro-kernel, for libtorch's own GEMM calls on AMD's CPUs
 /// (<see cref="LibtorchGemm"/>): C (+)= A·B for row-major matrices, either operand stored transposed. Each thread takes a
 /// share of C's columns (or, for narrow products, of its rows), copies its share of B into the layout the micro-kernel
-/// reads, a block of depth at a time, and multiplies every block of rows by it.
+/// reads, a block of depth at a time, and multiplies every block of rows by it; in the last block of depth a thread that
+/// has finished its own rows takes another's that are left.
 /// </summary>
 /// <remarks>
 /// Each output is the same sum of products as MKL's in another order of additions (blocks of at most
@@ -69,14 +70,19 @@ internal static unsafe class GemmKernel
         long depthBlocks = (k + DepthBlock - 1) / DepthBlock, depth = (k + depthBlocks - 1) / depthBlocks;
         long width = byColumns ? ((n + 15) / 16 + parts - 1) / parts * 16 : RoundUp(n);
         var buffers = stackalloc float*[2 * parts];
+        var claimed = stackalloc long[parts];
+        var ready = stackalloc int[parts];
         try
         {
             for (int part = 0; part < parts; part++)
             {
                 buffers[2 * part] = Allocate(depth * width);
                 buffers[2 * part + 1] = aTransposed ? Allocate(RowBlock * depth) : null;
+                claimed[part] = 0;
+                ready[part] = 0;
             }
-            var work = new Blocks(a, lda, aTransposed, b, ldb, bTransposed, c, ldc, accumulate, m, n, k, depth, byColumns, buffers, parts);
+            var work = new Blocks(a, lda, aTransposed, b, ldb, bTransposed, c, ldc, accumulate, m, n, k, depth, byColumns, buffers,
+                claimed, ready, parts);
             KernelThreads.Run(parts, ref work);
         }
         finally
@@ -93,13 +99,72 @@ internal static unsafe class GemmKernel
 
     private static float* Allocate(long floats) => KernelTensors.AllocateFloats(floats, "GEMM scratch buffer");
 
+    /// <summary>How many blocks of rows one thread has multiplied for another in this process (<see cref="Blocks"/>).</summary>
+    internal static long RowBlocksTaken => Interlocked.Read(ref s_rowBlocksTaken);
+
+    private static long s_rowBlocksTaken;
+
+    /// <summary>For tests: this part waits 20 ms after reaching the last block of depth, before multiplying its rows there.</summary>
+    internal static int StalledPartForTests { get; set; } = -1;
+
+    // One part's share of C: its rows and columns, and the panel its columns of B are copied into.
+    private readonly record struct Share(long FirstRow, long Rows, long FirstColumn, long Columns, bool CopyB, long PanelStride, long PanelWidth)
+    {
+        public long RowBlocks => (Rows + RowBlock - 1) / RowBlock;
+    }
+
     // One part's share of C (columns in groups of 16, or rows), depth block by depth block: its columns of B are copied
     // into a contiguous panel (transposed if B is stored so; read in place if B is not and one block of rows reads it),
     // then every block of rows (transposed first if A is stored so) is multiplied by the panel, 192 columns per call.
+    // In the last block of depth a part claims its blocks of rows one at a time, and when it has none left it takes the
+    // unclaimed ones of a part that has reached that block too, with that part's panel. Why: in the SD 1.5 training step
+    // on an AMD EPYC Zen 4 the worker thread started its share ~40 µs after the calling thread (median) and ran ~4% slower
+    // over the step, and the calling thread spent 0.1–0.25 s a step waiting for it; taking its last rows made the step
+    // 2.5–4% faster (docs/performance.md, nineteenth session). A block is computed by the same calls whoever computes it,
+    // so the result does not depend on which thread did.
     private readonly struct Blocks(float* a, long lda, bool aTransposed, float* b, long ldb, bool bTransposed, float* c, long ldc,
-        bool accumulate, long m, long n, long k, long depth, bool byColumns, float** buffers, int parts) : IPartitionedWork
+        bool accumulate, long m, long n, long k, long depth, bool byColumns, float** buffers, long* claimed, int* ready, int parts)
+        : IPartitionedWork
     {
         public void Run(int part)
+        {
+            var own = ShareOf(part);
+            if (own.Rows <= 0 || own.Columns <= 0) return;
+            float* rowBlock = buffers[2 * part + 1];
+            for (long p = 0; p < k; p += depth)
+            {
+                long terms = Math.Min(depth, k - p);
+                bool add = accumulate || p > 0;
+                float* panel = Panel(own, part, p);
+                if (bTransposed)
+                    Transposes.Transpose(b + own.FirstColumn * ldb + p, ldb, terms, own.Columns, panel, own.PanelStride);
+                else if (own.CopyB)
+                    for (long t = 0; t < terms; t++)
+                        new ReadOnlySpan<float>(b + (p + t) * ldb + own.FirstColumn, (int)own.Columns).CopyTo(new Span<float>(panel + t * own.PanelStride, (int)own.Columns));
+                if (p + depth < k)
+                {
+                    for (long block = 0; block < own.RowBlocks; block++) MultiplyRows(own, panel, block, p, terms, add, rowBlock);
+                    continue;
+                }
+                Volatile.Write(ref ready[part], 1);
+                if (part == StalledPartForTests) Thread.Sleep(20);
+                for (int i = 0; i < parts; i++)
+                {
+                    int owner = (part + i) % parts;
+                    if (i > 0 && Volatile.Read(ref ready[owner]) == 0) continue;
+                    var share = i == 0 ? own : ShareOf(owner);
+                    float* ownerPanel = i == 0 ? panel : Panel(share, owner, p);
+                    long block;
+                    while ((block = Interlocked.Increment(ref claimed[owner]) - 1) < share.RowBlocks)
+                    {
+                        MultiplyRows(share, ownerPanel, block, p, terms, add, rowBlock);
+                        if (i > 0) Interlocked.Increment(ref s_rowBlocksTaken);
+                    }
+                }
+            }
+        }
+
+        private Share ShareOf(int part)
         {
             long firstRow = 0, rows = m, firstColumn = 0, columns = n;
             if (byColumns)
@@ -112,44 +177,35 @@ internal static unsafe class GemmKernel
             {
                 (firstRow, rows) = KernelTensors.Share(m, parts, part);
             }
-            if (rows <= 0 || columns <= 0) return;
-            float* rowBlock = buffers[2 * part + 1];
             // A plain B is copied only when several blocks of rows read it: one block reads it once either way, and the
             // copy would cost as much again (a weight gradient's 1280 × 11520 at 8×8 is 59 MB).
             bool copyB = bTransposed || rows > RowBlock;
-            long ldp = copyB ? RoundUp(columns) : ldb;
-            long panels = (columns + ColumnBlock - 1) / ColumnBlock, panelWidth = RoundUp((columns + panels - 1) / panels);
-            for (long p = 0; p < k; p += depth)
+            long panels = Math.Max(1, (columns + ColumnBlock - 1) / ColumnBlock);
+            return new Share(firstRow, rows, firstColumn, columns, copyB, copyB ? RoundUp(columns) : ldb, RoundUp((columns + panels - 1) / panels));
+        }
+
+        private float* Panel(Share share, int part, long p) => share.CopyB ? buffers[2 * part] : b + p * ldb + share.FirstColumn;
+
+        // One block of rows of a share times its panel, 192 columns a call; A's block is transposed into `rowBlock` first if A is stored so.
+        private void MultiplyRows(Share share, float* panel, long block, long p, long terms, bool add, float* rowBlock)
+        {
+            long row = share.FirstRow + block * RowBlock, height = Math.Min(RowBlock, share.FirstRow + share.Rows - row);
+            float* aBlock;
+            long aStride;
+            if (aTransposed)
             {
-                long terms = Math.Min(depth, k - p);
-                bool add = accumulate || p > 0;
-                float* panel = copyB ? buffers[2 * part] : b + p * ldb + firstColumn;
-                if (bTransposed)
-                    Transposes.Transpose(b + firstColumn * ldb + p, ldb, terms, columns, panel, ldp);
-                else if (copyB)
-                    for (long t = 0; t < terms; t++)
-                        new ReadOnlySpan<float>(b + (p + t) * ldb + firstColumn, (int)columns).CopyTo(new Span<float>(panel + t * ldp, (int)columns));
-                for (long row = firstRow; row < firstRow + rows; row += RowBlock)
-                {
-                    long height = Math.Min(RowBlock, firstRow + rows - row);
-                    float* aBlock;
-                    long aStride;
-                    if (aTransposed)
-                    {
-                        Transposes.Transpose(a + p * lda + row, lda, height, terms, rowBlock, terms);
-                        aBlock = rowBlock;
-                        aStride = terms;
-                    }
-                    else
-                    {
-                        aBlock = a + row * lda + p;
-                        aStride = lda;
-                    }
-                    for (long column = 0; column < columns; column += panelWidth)
-                        Brgemm.Multiply(height, Math.Min(panelWidth, columns - column), terms, aStride, ldp, ldc, add,
-                            aBlock, panel + column, c + row * ldc + firstColumn + column);
-                }
+                Transposes.Transpose(a + p * lda + row, lda, height, terms, rowBlock, terms);
+                aBlock = rowBlock;
+                aStride = terms;
             }
+            else
+            {
+                aBlock = a + row * lda + p;
+                aStride = lda;
+            }
+            for (long column = 0; column < share.Columns; column += share.PanelWidth)
+                Brgemm.Multiply(height, Math.Min(share.PanelWidth, share.Columns - column), terms, aStride, share.PanelStride, ldc, add,
+                    aBlock, panel + column, c + row * ldc + share.FirstColumn + column);
         }
     }
 

@@ -64,6 +64,56 @@ public sealed unsafe class GemmKernelTests
         Assert.That(c.narrow(1, n, Pad).eq(padding).all().item<bool>(), Is.True, $"{name}: the padding past each row of C is left alone");
     }
 
+    [Test]
+    public void Multiply_Should_GiveTheSameBits_When_OneThreadTakesAnothersLastRows()
+    {
+        Assume.That(get_num_threads(), Is.GreaterThanOrEqualTo(2), "one thread has no other to take rows from");
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(11);
+        // Two depth blocks (k = 700), A transposed: a taken block must be transposed and added to the first block's sums as
+        // its owner would.
+        const int M = 1000, N = 256, K = 700;
+        var aStored = torch.randn(K, M);
+        var b = torch.randn(K, N);
+        var alone = torch.empty(M, N);
+        var taken = torch.empty(M, N);
+        float* a = KernelTensors.Address(aStored), bp = KernelTensors.Address(b);
+
+        Assert.That(OneDnn.TryEnterEnabled(), Is.True);
+        long before = GemmKernel.RowBlocksTaken;
+        try
+        {
+            // Inside a part of another call the two parts run one after the other on this thread: neither takes the other's rows.
+            var serial = new SerialProduct(a, bp, KernelTensors.Address(alone), M, N, K);
+            KernelThreads.Run(2, ref serial);
+            Assert.That(GemmKernel.RowBlocksTaken, Is.EqualTo(before), "no rows are taken when the parts run one after the other");
+            GemmKernel.StalledPartForTests = 1;
+            for (int attempt = 0; attempt < 5 && GemmKernel.RowBlocksTaken == before; attempt++)
+                GemmKernel.Multiply(M, N, K, a, M, true, bp, N, false, KernelTensors.Address(taken), N, false, threads: 2);
+        }
+        finally
+        {
+            GemmKernel.StalledPartForTests = -1;
+            OneDnn.ExitEnabled();
+        }
+
+        var expected = aStored.t().to(ScalarType.Float64).matmul(b.to(ScalarType.Float64));
+        Assert.Multiple(() =>
+        {
+            Assert.That(GemmKernel.RowBlocksTaken, Is.GreaterThan(before), "the first thread takes the stalled one's rows");
+            Assert.That(taken.eq(alone).all().item<bool>(), Is.True, "the same bits whichever thread multiplied a block");
+            Assert.That((taken.to(ScalarType.Float64) - expected).abs().max().item<double>(), Is.LessThan(1e-3));
+        });
+    }
+
+    private readonly struct SerialProduct(float* a, float* b, float* c, int m, int n, int k) : IPartitionedWork
+    {
+        public void Run(int part)
+        {
+            if (part == 0) GemmKernel.Multiply(m, n, k, a, m, true, b, n, false, c, n, false, threads: 2);
+        }
+    }
+
     // The same product by libtorch with runtime.kernels off, which leaves it to MKL.
     private static double MklError(Tensor a, Tensor b, Tensor? c, Tensor expected)
     {
