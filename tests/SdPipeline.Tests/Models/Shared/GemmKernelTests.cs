@@ -217,13 +217,9 @@ public sealed unsafe class GemmKernelTests
     {
         RequireRoute();
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(11);
-        // 1024 tokens, 2 heads 40 wide: flash attention's blocks of 256 queries by 512 keys, each product made on the thread
-        // of libtorch's parallel loop that owns the block (SD 1.5's widest attention at 512 px is 4096 tokens of this width).
-        var q = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var k = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var v = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var upstream = torch.randn(1, 2, 1024, 40);
+        // Each product made on the thread of libtorch's parallel loop that owns the block (SD 1.5's widest attention at
+        // 512 px is 4096 tokens of this width).
+        var (q, k, v, upstream) = AttentionInputs(seed: 11);
 
         long before = LibtorchGemm.Routed;
         var output = nn.functional.scaled_dot_product_attention(q, k, v);
@@ -253,14 +249,10 @@ public sealed unsafe class GemmKernelTests
     {
         RequireRoute();
         using var scope = torch.NewDisposeScope();
-        torch.manual_seed(12);
         // Flash attention's blocks here are made by both of libtorch's threads at once, each taking oneDNN's switch for its
         // product; a thread that gave up on the switch would hand its product to MKL, and the same inputs would round
         // differently from run to run.
-        var q = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var k = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var v = torch.randn(1, 2, 1024, 40, requires_grad: true);
-        var upstream = torch.randn(1, 2, 1024, 40);
+        var (q, k, v, upstream) = AttentionInputs(seed: 12);
         Tensor[]? first = null;
         long? firstRouted = null;
         for (int run = 0; run < 12; run++)
@@ -283,6 +275,17 @@ public sealed unsafe class GemmKernelTests
             for (int i = 0; i < results.Length; i++)
                 Assert.That(results[i].eq(first[i]).all().item<bool>(), Is.True, $"result {i} of run {run} bit for bit");
         }
+    }
+
+    // Queries, keys and values of 1024 tokens in 2 heads 40 wide, with grad, and an output gradient: flash attention's
+    // blocks of 256 queries by 512 keys.
+    private static (Tensor Q, Tensor K, Tensor V, Tensor Upstream) AttentionInputs(int seed)
+    {
+        torch.manual_seed(seed);
+        var q = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        var k = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        var v = torch.randn(1, 2, 1024, 40, requires_grad: true);
+        return (q, k, v, torch.randn(1, 2, 1024, 40));
     }
 
     private static void RequireRoute()
