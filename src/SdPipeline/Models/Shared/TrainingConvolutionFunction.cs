@@ -4,16 +4,18 @@ using static TorchSharp.torch;
 namespace SdPipeline.Models.Shared;
 
 /// <summary>
-/// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs. From 32×32 positions the
-/// forward and the input's gradient are by <see cref="WinogradConvolution"/> (the input's gradient is the convolution of
-/// the output's gradient by the weight flipped and transposed), below that by libtorch's own convolution and transposed
-/// convolution; the weight's gradient by Winograd too from 64×64 positions over the batch
-/// (<see cref="WinogradConvolution.WeightGradient"/>), below that by im2col and one GEMM an image written straight into
-/// the gradient; the bias's as a sum. Arguments of <c>apply</c>: the input [B, C_in, H, W], the weight
-/// [C_out, C_in, 3, 3] and the bias [C_out] or null.
+/// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs. From 16×16 positions, where the
+/// batch's transformed tiles fit one chunk, the forward and both gradients are by Winograd's F(2×2, 3×3) with their
+/// products on the micro-kernel (<see cref="WinogradConvolution.ConvolveForTraining"/>; the input's gradient is the
+/// convolution of the output's gradient by the weight flipped and transposed). Larger inputs: from 32×32 positions the
+/// forward and the input's gradient by <see cref="WinogradConvolution.ConvolvePlain(Tensor, Tensor, Tensor?, long, long)"/>, the weight's gradient by
+/// Winograd too from 64×64 positions over the batch (<see cref="WinogradConvolution.WeightGradient"/>). Below 16×16 the
+/// forward and the input's gradient are libtorch's own convolution and transposed convolution, the weight's gradient
+/// im2col and one GEMM an image written straight into the gradient. The bias's gradient is a sum. Arguments of
+/// <c>apply</c>: the input [B, C_in, H, W], the weight [C_out, C_in, 3, 3] and the bias [C_out] or null.
 /// </summary>
 /// <remarks>
-/// Below 32×32 the arithmetic is libtorch's, with one step fewer: libtorch's own backward zeroes the weight's gradient
+/// Below 16×16 the arithmetic is libtorch's, with one step fewer: libtorch's own backward zeroes the weight's gradient
 /// and then adds the GEMM's product into it, a pass over the weight and another read of it, which at the UNet's 4×4 and
 /// 8×8 levels (1280 and 2560 channels, 16 and 64 positions) costs as much as the product. The gradients are libtorch's
 /// (bit for bit on an AMD EPYC Zen 4). A parameter's gradient is stored in its <c>.grad</c> here rather than returned through libtorch, whose
@@ -46,7 +48,8 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
     /// oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's own convolution
     /// (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six or seven interleaved
     /// (docs/performance.md): 0.56–0.60× its time at 64×64 for 320–960 → 320 channels, 0.73× for 640 → 640; 0.76–0.91×
-    /// at 32×32; 0.96–0.97× at 16×16 and 8×8 and 0.87–0.89× at 4×4 for 1280 → 1280 and 2560 → 1280.
+    /// at 32×32 (and the tiled path ~0.7× of that); 0.96–0.97× at 16×16 (the tiled path 0.67–0.90× of that) and 8×8, and
+    /// 0.87–0.89× at 4×4 for 1280 → 1280 and 2560 → 1280.
     /// </summary>
     public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
     {
@@ -65,6 +68,7 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
         var bias = vars[2] as Tensor;
         ctx.save_for_backward([input, weight]);
         ctx.save_data(HasBiasKey, bias is { requires_grad: true });
+        if (ByTiles(input, weight)) return WinogradConvolution.ConvolveForTraining(input, weight, bias);
         if (ByWinograd(input)) return WinogradConvolution.ConvolvePlain(input, weight, bias);
         using var noGrad = torch.no_grad();
         return nn.functional.conv2d(input, weight, bias, padding: [1, 1]);
@@ -83,7 +87,8 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
             var upstream = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
             if (input.requires_grad)
             {
-                if (ByWinograd(input))
+                if (ByTiles(input, weight)) gradInput = WinogradConvolution.InputGradientForTraining(upstream, weight);
+                else if (ByWinograd(input))
                 {
                     using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
                     gradInput = WinogradConvolution.ConvolvePlain(upstream, flipped, null);
@@ -97,7 +102,8 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
             }
             if (weight.requires_grad)
             {
-                gradWeight = input.shape[0] * input.shape[2] * input.shape[3] >= WinogradWeightGradientPositions
+                gradWeight = ByTiles(input, weight) ? WinogradConvolution.WeightGradientForTraining(input, upstream)
+                    : input.shape[0] * input.shape[2] * input.shape[3] >= WinogradWeightGradientPositions
                     ? WinogradConvolution.WeightGradient(input, upstream)
                     : Im2colWeightGradient(input, upstream, weight.shape);
                 gradWeight.DetachFromDisposeScope();
@@ -112,6 +118,19 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
     }
 
     private static bool ByWinograd(Tensor input) => input.shape[2] * input.shape[3] >= WinogradPositions;
+
+    // All three products by Winograd with the batch's tiles in one chunk (WinogradConvolution.ConvolveForTraining and the
+    // two gradients) where the tiles fit; the paths above are for larger inputs (512 px's 64×64 level beyond 320 channels).
+    private static bool ByTiles(Tensor input, Tensor weight) =>
+        TilesEnabled && input.shape[2] * input.shape[3] >= TilesPositions && WinogradConvolution.TrainingFits(input, weight.shape[0]);
+
+    // From this many positions: forward and backward of a layer at batch 1, AMD EPYC Zen 4, against the paths above
+    // (docs/performance.md, twentieth session): 0.67–0.90× at 16×16, 0.68–0.74× at 32×32, 0.89× for 320 → 320 at 64×64;
+    // at 8×8 1.7× (64 tiles a product are too few for the weight's transform, made twice a step).
+    private const long TilesPositions = 16 * 16;
+
+    /// <summary>Whether <see cref="ByTiles"/> may choose the tiled path: the tests turn it off to reach the other paths.</summary>
+    internal static bool TilesEnabled { get; set; } = true;
 
     // Σ over the batch of gradOutput[b] [C_out, H·W] · im2col(input[b])ᵀ [H·W, C_in·9], a block of input channels at a time;
     // the first image's product is written into the gradient (β = 0), not added to zeros.

@@ -15,7 +15,7 @@ namespace SdPipeline.Models.Shared;
 /// </summary>
 // The kernels' stack buffers are written before they are read; zeroing them took most of the weight transform's time.
 [SkipLocalsInit]
-internal static unsafe class WinogradConvolution
+internal static unsafe partial class WinogradConvolution
 {
     private const int Lanes = 16;
     private const int TileElements = 16;

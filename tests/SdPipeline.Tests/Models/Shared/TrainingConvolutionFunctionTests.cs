@@ -14,6 +14,7 @@ namespace SdPipeline.Tests.Models.Shared;
 /// below 32×32, with the weight's gradient written by the first image's product and added to by the next — and when a
 /// training layer takes it.
 /// </summary>
+[NonParallelizable] // switches the tiled path for the whole process
 public sealed class TrainingConvolutionFunctionTests
 {
     [SetUp]
@@ -24,12 +25,22 @@ public sealed class TrainingConvolutionFunctionTests
     // model 17), over the cases below: 1.1e-7–7.2e-7.
     private const double Tolerance = 1e-5;
 
-    [TestCase(2, 32, 48, 17, 19, true, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized")]
-    [TestCase(1, 480, 16, 32, 32, false, TestName = "Gradients_Should_MatchFloat64_When_TheIm2colWeightGradientTakesSeveralChannelBlocks")]
-    [TestCase(1, 32, 16, 64, 64, true, TestName = "Gradients_Should_MatchFloat64_When_TheWeightGradientIsByWinograd")]
-    [TestCase(2, 32, 48, 7, 9, true, TestName = "Gradients_Should_MatchFloat64_When_BelowWinogradsResolutionWithTwoImages")]
-    [TestCase(1, 64, 32, 4, 4, false, TestName = "Gradients_Should_MatchFloat64_When_AtTheUnetsLowestLevel")]
-    public void Gradients_Should_MatchFloat64Convolution(int batch, int cin, int cout, int height, int width, bool withBias)
+    [TestCase(2, 32, 48, 17, 19, true, true, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized")]
+    [TestCase(2, 48, 32, 16, 16, true, true, TestName = "Gradients_Should_MatchFloat64_When_EveryProductIsByTiles_AtSixteenBySixteen")]
+    [TestCase(2, 32, 48, 17, 19, true, false, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized_AndTheTilesDoNotFit")]
+    [TestCase(1, 480, 16, 32, 32, false, false, TestName = "Gradients_Should_MatchFloat64_When_TheIm2colWeightGradientTakesSeveralChannelBlocks")]
+    [TestCase(1, 32, 16, 64, 64, true, false, TestName = "Gradients_Should_MatchFloat64_When_TheWeightGradientIsByWinogradInChunks")]
+    [TestCase(2, 32, 48, 7, 9, true, true, TestName = "Gradients_Should_MatchFloat64_When_BelowWinogradsResolutionWithTwoImages")]
+    [TestCase(1, 64, 32, 4, 4, false, true, TestName = "Gradients_Should_MatchFloat64_When_AtTheUnetsLowestLevel")]
+    public void Gradients_Should_MatchFloat64Convolution(int batch, int cin, int cout, int height, int width, bool withBias, bool tiles)
+    {
+        // Without the tiled path the layer takes the one for inputs whose tiles do not fit (larger than these).
+        TrainingConvolutionFunction.TilesEnabled = tiles;
+        try { Gradients(batch, cin, cout, height, width, withBias); }
+        finally { TrainingConvolutionFunction.TilesEnabled = true; }
+    }
+
+    private static void Gradients(int batch, int cin, int cout, int height, int width, bool withBias)
     {
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(31);
@@ -71,6 +82,37 @@ public sealed class TrainingConvolutionFunctionTests
         double error = RelativeError(actual, weight64.grad!);
         TestContext.Out.WriteLine($"weight: {error:E2} of the largest magnitude");
         Assert.That(error, Is.LessThan(Tolerance));
+    }
+
+    // U and the weight gradient's sums 32 KiB a block: three blocks of 16 output channels at 32 → 48.
+    [TestCase(1, 32, 48, 16, 16, TestName = "TrainingProducts_Should_MatchFloat64_When_TheWeightTakesSeveralBlocks")]
+    [TestCase(2, 48, 32, 17, 19, TestName = "TrainingProducts_Should_MatchFloat64_When_TheImagesAreOddSized")]
+    public void TrainingProducts_Should_MatchFloat64(int batch, int cin, int cout, int height, int width)
+    {
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(35);
+        var input = torch.randn(batch, cin, height, width);
+        var weight = torch.randn(cout, cin, 3, 3) * (1.0 / Math.Sqrt(9 * cin));
+        var bias = torch.randn(cout);
+        var upstream = torch.randn(batch, cout, height, width);
+        var (input64, weight64, bias64) = (Float64Leaf(input), Float64Leaf(weight), Float64Leaf(bias));
+        var expected = nn.functional.conv2d(input64, weight64, bias64, padding: [1, 1]);
+        expected.backward([upstream.to(ScalarType.Float64)]);
+        const long weightBytes = 32L << 10;
+
+        var checks = new (string, Tensor, Tensor)[]
+        {
+            ("output", WinogradConvolution.ConvolveForTraining(input, weight, bias, weightBytes), expected.detach()),
+            ("input", WinogradConvolution.InputGradientForTraining(upstream, weight, weightBytes), input64.grad!),
+            ("weight", WinogradConvolution.WeightGradientForTraining(input, upstream, weightBytes), weight64.grad!),
+        };
+        foreach (var (name, ours, reference) in checks)
+        {
+            Assert.That(ours.shape, Is.EqualTo(reference.shape), name);
+            double error = RelativeError(ours, reference);
+            TestContext.Out.WriteLine($"{name}: {error:E2} of the largest magnitude");
+            Assert.That(error, Is.LessThan(Tolerance), name);
+        }
     }
 
     [Test]
