@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using static TorchSharp.torch;
 
@@ -12,8 +13,9 @@ internal static unsafe partial class WinogradConvolution
     // holds V and M whole (SD 1.5 at 256 px batch 1: 10.5 MB at 32×32 with 640 channels).
     private const long TrainingTileBytes = 24L << 20;
 
-    // U, and the weight gradient's 16 sums, at most this large a block of output channels (a 1280 → 1280 layer's U is 105 MB).
-    private const long TrainingWeightBytes = 32L << 20;
+    // Channels of the weight a thread transforms and multiplies at a time (see Products): a block of U is 16 × 64 × C floats,
+    // 7.9 MB at SD 1.5's widest 16×16 input (1920 channels).
+    private const long ChannelBlock = 64;
 
     // G·flip(g) is G·g with its first and last rows swapped, so the flipped weight's transform is U with those rows and
     // columns swapped: element (r, c) of the transformed kernel comes from (π r, π c), π = [3, 1, 2, 0].
@@ -30,37 +32,22 @@ internal static unsafe partial class WinogradConvolution
         return TileElements * tiles * Math.Max(input.shape[1], outputs) * sizeof(float) <= TrainingTileBytes && GemmKernel.IsSupported;
     }
 
-    /// <summary>The convolution of a plain-layout <paramref name="input"/> by <paramref name="weight"/> [C_out, C_in, 3, 3], plus <paramref name="bias"/>.</summary>
-    internal static Tensor ConvolveForTraining(Tensor input, Tensor weight, Tensor? bias, long weightBytes = TrainingWeightBytes)
+    /// <summary>The convolution of a plain-layout <paramref name="input"/> by <paramref name="weight"/> [C_out, C_in, 3, 3] (contiguous), plus <paramref name="bias"/>.</summary>
+    internal static Tensor ConvolveForTraining(Tensor input, Tensor weight, Tensor? bias, long channelBlock = ChannelBlock)
     {
         long cin = input.shape[1], cout = weight.shape[0];
         var shape = TrainingShape(input, cin, cout);
         long tiles = input.shape[0] * shape.TilesH * shape.TilesW;
         using var x = input.permute(0, 2, 3, 1).contiguous();
         using var v = Tiles(x, shape);
+        using var m = empty([TileElements, tiles, cout], ScalarType.Float32);
         using var y = empty([input.shape[0], shape.Height, shape.Width, cout], ScalarType.Float32);
-        float* vp = KernelTensors.Address(v), yp = KernelTensors.Address(y), b = bias is null ? null : KernelTensors.Address(bias);
-        long block = OutputBlock(cin, cout, weightBytes);
-        using var m = empty([TileElements, tiles, block], ScalarType.Float32);
         float* mp = KernelTensors.Address(m);
-        for (long first = 0; first < cout; first += block)
-        {
-            long outputs = Math.Min(block, cout - first);
-            using var weights = weight.narrow(0, first, outputs);
-            using var u = TransformWeight(weights);
-            float* up = KernelTensors.Address(u);
-            // M[k] = V[k]·U[k]ᵀ: tiles × outputs.
-            bool entered = OneDnn.TryEnterEnabled();
-            try
-            {
-                var products = new TileProducts(new(tiles, outputs, cin, vp, tiles * cin, cin, false), new(0, 0, 0, up, outputs * cin, cin, true), false,
-                    mp, tiles * outputs, outputs, false, Threads);
-                KernelThreads.Run(Threads, ref products);
-            }
-            finally { ExitMicroKernel(entered); }
-            var transform = new OutputTransform(mp, yp, b, shape, first, outputs, 0, tiles, Threads);
-            KernelThreads.Run(Threads, ref transform);
-        }
+        // M[k] = V[k]·U[k]ᵀ: tiles × C_out.
+        var products = new Products(Pass.Forward, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, cin, cout, channelBlock, Threads);
+        products.RunOnMicroKernel();
+        var transform = new OutputTransform(mp, KernelTensors.Address(y), bias is null ? null : KernelTensors.Address(bias), shape, 0, cout, 0, tiles, Threads);
+        KernelThreads.Run(Threads, ref transform);
         return y.permute(0, 3, 1, 2).contiguous();
     }
 
@@ -69,7 +56,7 @@ internal static unsafe partial class WinogradConvolution
     /// the gradient of its output <paramref name="gradOutput"/> [B, C_out, H, W]: the convolution of the output's gradient
     /// by the weight flipped and transposed, whose transform is the weight's with elements exchanged (no copy of the weight).
     /// </summary>
-    internal static Tensor InputGradientForTraining(Tensor gradOutput, Tensor weight, long weightBytes = TrainingWeightBytes)
+    internal static Tensor InputGradientForTraining(Tensor gradOutput, Tensor weight, long channelBlock = ChannelBlock)
     {
         long cout = weight.shape[0], cin = weight.shape[1];
         var shape = TrainingShape(gradOutput, cout, cin);
@@ -78,25 +65,10 @@ internal static unsafe partial class WinogradConvolution
         using var v = Tiles(dy, shape);
         using var m = empty([TileElements, tiles, cin], ScalarType.Float32);
         using var dx = empty([gradOutput.shape[0], shape.Height, shape.Width, cin], ScalarType.Float32);
-        float* vp = KernelTensors.Address(v), mp = KernelTensors.Address(m);
-        long block = OutputBlock(cin, cout, weightBytes);
-        for (long first = 0; first < cout; first += block)
-        {
-            long outputs = Math.Min(block, cout - first);
-            using var weights = weight.narrow(0, first, outputs);
-            using var u = TransformWeight(weights);
-            float* up = KernelTensors.Address(u);
-            bool accumulate = first > 0;
-            // M[k] (+)= V[k]·U[π k] over this block's channels of the output's gradient: tiles × C_in.
-            bool entered = OneDnn.TryEnterEnabled();
-            try
-            {
-                var products = new TileProducts(new(tiles, cin, outputs, vp + first, tiles * cout, cout, false), new(0, 0, 0, up, outputs * cin, cin, false), true,
-                    mp, tiles * cin, cin, accumulate, Threads);
-                KernelThreads.Run(Threads, ref products);
-            }
-            finally { ExitMicroKernel(entered); }
-        }
+        float* mp = KernelTensors.Address(m);
+        // M[k] = V[k]·U[π k]: tiles × C_in, V the output's gradient's tiles.
+        var products = new Products(Pass.InputGradient, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, cin, cout, channelBlock, Threads);
+        products.RunOnMicroKernel();
         var transform = new OutputTransform(mp, KernelTensors.Address(dx), null, shape, 0, cin, 0, tiles, Threads);
         KernelThreads.Run(Threads, ref transform);
         return dx.permute(0, 3, 1, 2).contiguous();
@@ -106,7 +78,7 @@ internal static unsafe partial class WinogradConvolution
     /// The gradient [C_out, C_in, 3, 3] of the weight from the convolution's <paramref name="input"/> and the gradient of its
     /// output, as <see cref="WeightGradient"/> makes it (F(3×3, 2×2)), with the sums' transform back to 3×3 in registers.
     /// </summary>
-    internal static Tensor WeightGradientForTraining(Tensor input, Tensor gradOutput, long weightBytes = TrainingWeightBytes)
+    internal static Tensor WeightGradientForTraining(Tensor input, Tensor gradOutput, long channelBlock = ChannelBlock)
     {
         long cin = input.shape[1], cout = gradOutput.shape[1];
         var shape = TrainingShape(input, cin, cout);
@@ -119,25 +91,10 @@ internal static unsafe partial class WinogradConvolution
         var gradients = new OutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(zeroRow), KernelTensors.Address(yHat), shape, 0, tiles, tiles, Threads);
         KernelThreads.Run(Threads, ref gradients);
         var gradWeight = empty([cout, cin, 3, 3], ScalarType.Float32);
-        float* vp = KernelTensors.Address(v), yp = KernelTensors.Address(yHat), gp = KernelTensors.Address(gradWeight);
-        long block = OutputBlock(cin, cout, weightBytes);
-        using var sums = empty([TileElements, block, cin], ScalarType.Float32);
-        float* sp = KernelTensors.Address(sums);
-        for (long first = 0; first < cout; first += block)
-        {
-            long outputs = Math.Min(block, cout - first);
-            // S[k] = Ŷ[k]ᵀ·V[k] for this block's output channels: outputs × C_in, a sum over every tile.
-            bool entered = OneDnn.TryEnterEnabled();
-            try
-            {
-                var products = new TileProducts(new(outputs, cin, tiles, yp + first, tiles * cout, cout, true), new(0, 0, 0, vp, tiles * cin, cin, false), false,
-                    sp, outputs * cin, cin, false, Threads);
-                KernelThreads.Run(Threads, ref products);
-            }
-            finally { ExitMicroKernel(entered); }
-            var back = new SumsTransform(sp, gp + first * cin * 9, outputs, cin, Threads);
-            KernelThreads.Run(Threads, ref back);
-        }
+        // S[k] = Ŷ[k]ᵀ·V[k]: C_out × C_in, a sum over every tile, then Gᵀ·S·G into the gradient.
+        var products = new Products(Pass.WeightGradient, KernelTensors.Address(gradWeight), KernelTensors.Address(v), KernelTensors.Address(yHat), null,
+            tiles, cin, cout, channelBlock, Threads);
+        products.RunOnMicroKernel();
         return gradWeight;
     }
 
@@ -157,52 +114,81 @@ internal static unsafe partial class WinogradConvolution
         return v;
     }
 
-    // The micro-kernel runs as libtorch's brgemm only while oneDNN's switch is on (training turns it off on AMD's CPUs for
-    // the convolutions' sake), so the products hold it on (OneDnn.TryEnterEnabled); while a OneDnn.Without call holds the
-    // switch off they are MKL's, the same to float32 rounding.
-    private static void ExitMicroKernel(bool entered)
-    {
-        if (entered) OneDnn.ExitEnabled();
-    }
+    private enum Pass { Forward, InputGradient, WeightGradient }
 
-    // One operand of the 16 products: element k's matrix at `first + k·step`, rows `stride` apart, stored transposed or not.
-    // The left operand also carries the product's shape (rows × columns, depth terms).
-    private readonly struct Operand(long rows, long columns, long depth, float* first, long step, long stride, bool transposed)
+    // A pass's 16 products, each thread taking a share of the weight's channels — output channels, or input channels for
+    // the input's gradient, whose products sum over the output channels — and going through them a block at a time: it
+    // transforms the block's weight into U (or, for the weight's gradient, takes the block's sums S back to 3×3) just
+    // before or after the block's products, so that U and S stay in the last-level cache instead of making three passes
+    // over memory each (U of a 1280 → 1280 layer is 105 MB). Each product runs on one thread's micro-kernel.
+    private readonly struct Products(Pass pass, float* weight, float* v, float* yHat, float* m, long tiles, long cin, long cout, long block, int parts)
+        : IPartitionedWork
     {
-        public readonly long Rows = rows, Columns = columns, Depth = depth, Step = step, Stride = stride;
-        public readonly float* First = first;
-        public readonly bool Transposed = transposed;
-    }
-
-    // C[k] (+)= A[k]·B[k] (B[π k] for the flipped weight) for the 16 tile elements, each product on one thread's micro-kernel
-    // and the parts taking eight each: one wake-up of the threads for the 16, and each operand copied once.
-    private readonly struct TileProducts(Operand a, Operand b, bool flipped, float* c, long cStep, long ldc, bool accumulate, int parts) : IPartitionedWork
-    {
-        public void Run(int part)
+        // The micro-kernel runs as libtorch's brgemm only while oneDNN's switch is on (training turns it off on AMD's CPUs
+        // for the convolutions' sake); while a OneDnn.Without call holds the switch off the products are MKL's, the same to
+        // float32 rounding.
+        public void RunOnMicroKernel()
         {
-            var (first, count) = KernelTensors.Share(TileElements, parts, part);
-            for (long k = first; k < first + count; k++)
-            {
-                long element = flipped ? FlippedElement[(int)k] : k;
-                GemmKernel.Multiply(a.Rows, a.Columns, a.Depth, a.First + k * a.Step, a.Stride, a.Transposed, b.First + element * b.Step, b.Stride,
-                    b.Transposed, c + k * cStep, ldc, accumulate, threads: 1);
-            }
+            bool entered = OneDnn.TryEnterEnabled();
+            try { KernelThreads.Run(parts, ref Unsafe.AsRef(in this)); }
+            finally { if (entered) OneDnn.ExitEnabled(); }
         }
-    }
 
-    // The weight's gradient rows [C_in, 3, 3] of each output channel of a block from its 16 sums S [16, outputs, C_in]:
-    // Gᵀ·S·G per channel pair, sixteen input channels along the lanes, shared among the parts by output channel.
-    private readonly struct SumsTransform(float* sums, float* gradWeight, long outputs, long cin, int parts) : IPartitionedWork
-    {
         public void Run(int part)
         {
-            var (first, count) = KernelTensors.Share(outputs, parts, part);
+            long channels = pass == Pass.InputGradient ? cin : cout;
+            var (firstGroup, groups) = KernelTensors.Share(channels / Lanes, parts, part);
+            long first = firstGroup * Lanes, end = first + groups * Lanes;
+            long blockFloats = TileElements * block * (pass == Pass.InputGradient ? cout : cin);
+            float* scratch = KernelTensors.AllocateFloats(blockFloats, "Winograd weight block");
             float* taps = stackalloc float[9 * Lanes];
-            for (long o = first; o < first + count; o++)
+            try
+            {
+                for (long c0 = first; c0 < end; c0 += block)
+                {
+                    long n = Math.Min(block, end - c0);
+                    switch (pass)
+                    {
+                        case Pass.Forward: Forward(c0, n, scratch); break;
+                        case Pass.InputGradient: InputGradient(c0, n, scratch); break;
+                        default: WeightGradient(c0, n, scratch, taps); break;
+                    }
+                }
+            }
+            finally { NativeMemory.AlignedFree(scratch); }
+        }
+
+        // Output channels [o0, o0 + n): U [16, n, C_in], then M[k][:, o0…] = V[k]·U[k]ᵀ.
+        private void Forward(long o0, long n, float* u)
+        {
+            for (long o = 0; o < n; o++)
+                for (long i = 0; i < cin; i += Lanes)
+                    TransformKernels(weight + ((o0 + o) * cin + i) * 9, 9, 3, 1, u + o * cin + i, n * cin);
+            for (int k = 0; k < TileElements; k++)
+                GemmKernel.Multiply(tiles, n, cin, v + k * tiles * cin, cin, false, u + k * n * cin, cin, true, m + k * tiles * cout + o0, cout, false, threads: 1);
+        }
+
+        // Input channels [i0, i0 + n): U [16, C_out, n], then M[k][:, i0…] = V[k]·U[π k], V the output gradient's tiles.
+        private void InputGradient(long i0, long n, float* u)
+        {
+            for (long o = 0; o < cout; o++)
+                for (long i = 0; i < n; i += Lanes)
+                    TransformKernels(weight + (o * cin + i0 + i) * 9, 9, 3, 1, u + o * n + i, cout * n);
+            for (int k = 0; k < TileElements; k++)
+                GemmKernel.Multiply(tiles, n, cout, v + k * tiles * cout, cout, false, u + FlippedElement[k] * cout * n, n, false,
+                    m + k * tiles * cin + i0, cin, false, threads: 1);
+        }
+
+        // Output channels [o0, o0 + n): S[k] = Ŷ[k][:, o0…]ᵀ·V[k] [n, C_in], then the gradient's rows Gᵀ·S·G.
+        private void WeightGradient(long o0, long n, float* sums, float* taps)
+        {
+            for (int k = 0; k < TileElements; k++)
+                GemmKernel.Multiply(n, cin, tiles, yHat + k * tiles * cout + o0, cout, true, v + k * tiles * cin, cin, false, sums + k * n * cin, cin, false, threads: 1);
+            for (long o = 0; o < n; o++)
                 for (long i = 0; i < cin; i += Lanes)
                 {
-                    TransformSums(sums + o * cin + i, outputs * cin, taps);
-                    Transposes.Transpose(taps, Lanes, Lanes, 9, gradWeight + (o * cin + i) * 9, 9);
+                    TransformSums(sums + o * cin + i, n * cin, taps);
+                    Transposes.Transpose(taps, Lanes, Lanes, 9, weight + ((o0 + o) * cin + i) * 9, 9);
                 }
         }
     }
