@@ -33,45 +33,34 @@ internal static unsafe partial class WinogradConvolution
     }
 
     /// <summary>The convolution of a plain-layout <paramref name="input"/> by <paramref name="weight"/> [C_out, C_in, 3, 3] (contiguous), plus <paramref name="bias"/>.</summary>
-    internal static Tensor ConvolveForTraining(Tensor input, Tensor weight, Tensor? bias, long channelBlock = ChannelBlock)
-    {
-        long cin = input.shape[1], cout = weight.shape[0];
-        var shape = TrainingShape(input, cin, cout);
-        long tiles = input.shape[0] * shape.TilesH * shape.TilesW;
-        using var x = input.permute(0, 2, 3, 1).contiguous();
-        using var v = Tiles(x, shape);
-        using var m = empty([TileElements, tiles, cout], ScalarType.Float32);
-        using var y = empty([input.shape[0], shape.Height, shape.Width, cout], ScalarType.Float32);
-        float* mp = KernelTensors.Address(m);
-        // M[k] = V[k]·U[k]ᵀ: tiles × C_out.
-        var products = new Products(Pass.Forward, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, cin, cout, channelBlock, Threads);
-        products.RunOnMicroKernel();
-        var transform = new OutputTransform(mp, KernelTensors.Address(y), bias is null ? null : KernelTensors.Address(bias), shape, 0, cout, 0, tiles, Threads);
-        KernelThreads.Run(Threads, ref transform);
-        return y.permute(0, 3, 1, 2).contiguous();
-    }
+    internal static Tensor ConvolveForTraining(Tensor input, Tensor weight, Tensor? bias, long channelBlock = ChannelBlock) =>
+        ByTiles(input, weight, bias, Pass.Forward, weight.shape[0], channelBlock);
 
     /// <summary>
     /// The gradient [B, C_in, H, W] of the input of the convolution by <paramref name="weight"/> [C_out, C_in, 3, 3], from
     /// the gradient of its output <paramref name="gradOutput"/> [B, C_out, H, W]: the convolution of the output's gradient
     /// by the weight flipped and transposed, whose transform is the weight's with elements exchanged (no copy of the weight).
     /// </summary>
-    internal static Tensor InputGradientForTraining(Tensor gradOutput, Tensor weight, long channelBlock = ChannelBlock)
+    internal static Tensor InputGradientForTraining(Tensor gradOutput, Tensor weight, long channelBlock = ChannelBlock) =>
+        ByTiles(gradOutput, weight, null, Pass.InputGradient, weight.shape[1], channelBlock);
+
+    // `source` [B, C, H, W] (the input, or the output's gradient) through its tiles V, the pass's products M and the output
+    // transform, to [B, outputs, H, W].
+    private static Tensor ByTiles(Tensor source, Tensor weight, Tensor? bias, Pass pass, long outputs, long channelBlock)
     {
-        long cout = weight.shape[0], cin = weight.shape[1];
-        var shape = TrainingShape(gradOutput, cout, cin);
-        long tiles = gradOutput.shape[0] * shape.TilesH * shape.TilesW;
-        using var dy = gradOutput.permute(0, 2, 3, 1).contiguous();
-        using var v = Tiles(dy, shape);
-        using var m = empty([TileElements, tiles, cin], ScalarType.Float32);
-        using var dx = empty([gradOutput.shape[0], shape.Height, shape.Width, cin], ScalarType.Float32);
+        var shape = TrainingShape(source, source.shape[1], outputs);
+        long tiles = source.shape[0] * shape.TilesH * shape.TilesW;
+        using var nhwc = source.permute(0, 2, 3, 1).contiguous();
+        using var v = Tiles(nhwc, shape);
+        using var m = empty([TileElements, tiles, outputs], ScalarType.Float32);
+        using var result = empty([source.shape[0], shape.Height, shape.Width, outputs], ScalarType.Float32);
         float* mp = KernelTensors.Address(m);
-        // M[k] = V[k]·U[π k]: tiles × C_in, V the output's gradient's tiles.
-        var products = new Products(Pass.InputGradient, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, cin, cout, channelBlock, Threads);
+        var products = new Products(pass, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, weight.shape[1], weight.shape[0],
+            channelBlock, Threads);
         products.RunOnMicroKernel();
-        var transform = new OutputTransform(mp, KernelTensors.Address(dx), null, shape, 0, cin, 0, tiles, Threads);
+        var transform = new OutputTransform(mp, KernelTensors.Address(result), bias is null ? null : KernelTensors.Address(bias), shape, 0, outputs, 0, tiles, Threads);
         KernelThreads.Run(Threads, ref transform);
-        return dx.permute(0, 3, 1, 2).contiguous();
+        return result.permute(0, 3, 1, 2).contiguous();
     }
 
     /// <summary>
