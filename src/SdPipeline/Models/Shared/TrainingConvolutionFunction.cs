@@ -48,7 +48,7 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
     /// oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's own convolution
     /// (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six or seven interleaved
     /// (docs/performance.md): 0.56–0.60× its time at 64×64 for 320–960 → 320 channels, 0.73× for 640 → 640; 0.76–0.91×
-    /// at 32×32 (and the tiled path ~0.7× of that); 0.96–0.97× at 16×16 (the tiled path 0.67–0.90× of that) and 8×8, and
+    /// at 32×32 (the tiled path 0.66–0.71× of that); 0.96–0.97× at 16×16 (the tiled path 0.61–0.78× of that) and 8×8, and
     /// 0.87–0.89× at 4×4 for 1280 → 1280 and 2560 → 1280.
     /// </summary>
     public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
@@ -125,8 +125,8 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
         TilesEnabled && input.shape[2] * input.shape[3] >= TilesPositions && WinogradConvolution.TrainingFits(input, weight.shape[0]);
 
     // From this many positions: forward and backward of a layer at batch 1, AMD EPYC Zen 4, against the paths above
-    // (docs/performance.md, twentieth session): 0.67–0.90× at 16×16, 0.68–0.74× at 32×32, 0.89× for 320 → 320 at 64×64;
-    // at 8×8 1.7× (64 tiles a product are too few for the weight's transform, made twice a step).
+    // (docs/performance.md, twentieth session): 0.61–0.78× at 16×16, 0.66–0.71× at 32×32, 0.95× for 320 → 320 at 64×64;
+    // at 8×8 1.4–1.9× (16 tiles an image are too few for the weight's transform, made twice a step).
     private const long TilesPositions = 16 * 16;
 
     /// <summary>Whether <see cref="ByTiles"/> may choose the tiled path: the tests turn it off to reach the other paths.</summary>
