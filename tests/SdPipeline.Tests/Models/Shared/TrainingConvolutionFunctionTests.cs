@@ -8,11 +8,12 @@ namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
 /// The training convolution (<see cref="TrainingConvolutionFunction"/>): its output and the gradients of the input,
-/// weight and bias against float64 convolution through libtorch's autograd — by Winograd's F(2×2, 3×3) with odd sizes (a
-/// last row and column of tiles half outside the image), several images, the weight's gradient by im2col in several
-/// blocks of input channels and by Winograd's F(3×3, 2×2) in one chunk of tiles or several; by libtorch's convolution
-/// below 32×32, with the weight's gradient written by the first image's product and added to by the next — and when a
-/// training layer takes it.
+/// weight and bias against float64 convolution through libtorch's autograd — by the tiled path (all three passes by
+/// Winograd, the weight in several blocks of channels) and, with it off, by the path for inputs whose tiles do not fit:
+/// Winograd's F(2×2, 3×3) with odd sizes (a last row and column of tiles half outside the image), several images, the
+/// weight's gradient by im2col in several blocks of input channels and by Winograd's F(3×3, 2×2) in one chunk of tiles or
+/// several; by libtorch's convolution below 16×16, with the weight's gradient written by the first image's product and
+/// added to by the next — and when a training layer takes it.
 /// </summary>
 [NonParallelizable] // switches the tiled path for the whole process
 public sealed class TrainingConvolutionFunctionTests
