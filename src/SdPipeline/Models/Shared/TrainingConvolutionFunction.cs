@@ -85,9 +85,10 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
             var saved = ctx.get_saved_variables();
             Tensor input = saved[0], weight = saved[1];
             var upstream = gradOutput.is_contiguous() ? gradOutput : gradOutput.contiguous();
+            bool byTiles = ByTiles(input, weight);
             if (input.requires_grad)
             {
-                if (ByTiles(input, weight)) gradInput = WinogradConvolution.InputGradientForTraining(upstream, weight);
+                if (byTiles) gradInput = WinogradConvolution.InputGradientForTraining(upstream, weight);
                 else if (ByWinograd(input))
                 {
                     using var flipped = weight.flip(2, 3).transpose(0, 1).contiguous();
@@ -102,7 +103,7 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
             }
             if (weight.requires_grad)
             {
-                gradWeight = ByTiles(input, weight) ? WinogradConvolution.WeightGradientForTraining(input, upstream)
+                gradWeight = byTiles ? WinogradConvolution.WeightGradientForTraining(input, upstream)
                     : input.shape[0] * input.shape[2] * input.shape[3] >= WinogradWeightGradientPositions
                     ? WinogradConvolution.WeightGradient(input, upstream)
                     : Im2colWeightGradient(input, upstream, weight.shape);

@@ -50,8 +50,7 @@ internal static unsafe partial class WinogradConvolution
     {
         var shape = TrainingShape(source, source.shape[1], outputs);
         long tiles = source.shape[0] * shape.TilesH * shape.TilesW;
-        using var nhwc = source.permute(0, 2, 3, 1).contiguous();
-        using var v = Tiles(nhwc, shape);
+        using var v = Tiles(source, shape);
         using var m = empty([TileElements, tiles, outputs], ScalarType.Float32);
         using var result = empty([source.shape[0], shape.Height, shape.Width, outputs], ScalarType.Float32);
         float* mp = KernelTensors.Address(m);
@@ -72,8 +71,7 @@ internal static unsafe partial class WinogradConvolution
         long cin = input.shape[1], cout = gradOutput.shape[1];
         var shape = TrainingShape(input, cin, cout);
         long tiles = input.shape[0] * shape.TilesH * shape.TilesW;
-        using var x = input.permute(0, 2, 3, 1).contiguous();
-        using var v = Tiles(x, shape);
+        using var v = Tiles(input, shape);
         using var dy = gradOutput.permute(0, 2, 3, 1).contiguous();
         using var yHat = empty([TileElements, tiles, cout], ScalarType.Float32);
         using var zeroRow = zeros(cout, ScalarType.Float32);
@@ -92,9 +90,10 @@ internal static unsafe partial class WinogradConvolution
     private static Shape TrainingShape(Tensor input, long cin, long cout) =>
         new(input.shape[2], input.shape[3], (input.shape[2] + 1) / 2, (input.shape[3] + 1) / 2, cin, cout);
 
-    // V [16, tiles, C_in] of a channels-last input, every tile of the batch.
-    private static Tensor Tiles(Tensor nhwc, Shape shape)
+    // V [16, tiles, C_in] of a plain-layout input (copied channels-last for the transform), every tile of the batch.
+    private static Tensor Tiles(Tensor source, Shape shape)
     {
+        using var nhwc = source.permute(0, 2, 3, 1).contiguous();
         long tiles = nhwc.shape[0] * shape.TilesH * shape.TilesW;
         var v = empty([TileElements, tiles, shape.Cin], ScalarType.Float32);
         using var zeroRow = zeros(shape.Cin, ScalarType.Float32);
@@ -109,8 +108,9 @@ internal static unsafe partial class WinogradConvolution
     // the input's gradient, whose products sum over the output channels — and going through them a block at a time: it
     // transforms the block's weight into U (or, for the weight's gradient, takes the block's sums S back to 3×3) just
     // before or after the block's products, so that U and S stay in the last-level cache instead of making three passes
-    // over memory each (U of a 1280 → 1280 layer is 105 MB). Each product runs on one thread's micro-kernel.
-    private readonly struct Products(Pass pass, float* weight, float* v, float* yHat, float* m, long tiles, long cin, long cout, long block, int parts)
+    // over memory each (U of a 1280 → 1280 layer is 105 MB). Each product runs on one thread's micro-kernel. `kernels` is
+    // the weight [C_out, C_in, 3, 3] the forward and the input's gradient read, or the weight's gradient that pass writes.
+    private readonly struct Products(Pass pass, float* kernels, float* v, float* yHat, float* m, long tiles, long cin, long cout, long block, int parts)
         : IPartitionedWork
     {
         // The micro-kernel runs as libtorch's brgemm only while oneDNN's switch is on (training turns it off on AMD's CPUs
@@ -152,7 +152,7 @@ internal static unsafe partial class WinogradConvolution
         {
             for (long o = 0; o < n; o++)
                 for (long i = 0; i < cin; i += Lanes)
-                    TransformKernels(weight + ((o0 + o) * cin + i) * 9, 9, 3, 1, u + o * cin + i, n * cin);
+                    TransformKernels(kernels + ((o0 + o) * cin + i) * 9, 9, 3, 1, u + o * cin + i, n * cin);
             for (int k = 0; k < TileElements; k++)
                 GemmKernel.Multiply(tiles, n, cin, v + k * tiles * cin, cin, false, u + k * n * cin, cin, true, m + k * tiles * cout + o0, cout, false, threads: 1);
         }
@@ -162,7 +162,7 @@ internal static unsafe partial class WinogradConvolution
         {
             for (long o = 0; o < cout; o++)
                 for (long i = 0; i < n; i += Lanes)
-                    TransformKernels(weight + (o * cin + i0 + i) * 9, 9, 3, 1, u + o * n + i, cout * n);
+                    TransformKernels(kernels + (o * cin + i0 + i) * 9, 9, 3, 1, u + o * n + i, cout * n);
             for (int k = 0; k < TileElements; k++)
                 GemmKernel.Multiply(tiles, n, cout, v + k * tiles * cout, cout, false, u + FlippedElement[k] * cout * n, n, false,
                     m + k * tiles * cin + i0, cin, false, threads: 1);
@@ -177,7 +177,7 @@ internal static unsafe partial class WinogradConvolution
                 for (long i = 0; i < cin; i += Lanes)
                 {
                     TransformSums(sums + o * cin + i, n * cin, taps);
-                    Transposes.Transpose(taps, Lanes, Lanes, 9, weight + ((o0 + o) * cin + i) * 9, 9);
+                    Transposes.Transpose(taps, Lanes, Lanes, 9, kernels + ((o0 + o) * cin + i) * 9, 9);
                 }
         }
     }
