@@ -106,8 +106,8 @@ internal static unsafe partial class WinogradConvolution
     // one lane a kernel. The taps come out of a 16 × 16 transpose whose rows start 9 floats apart, so the last row reads 7
     // floats beyond the kernels: for the weight's `last` sixteen it is read from 7 floats earlier and shifted back in the
     // register. In float32, unlike inference's TransformKernels (float64, rounded once, its taps permuted out of the nine
-    // loads): 1.7–2.6× faster, out of the cache and in it (twenty-first session, AMD EPYC Zen 4), and the error against float64 stays
-    // that of the tests' cases (TrainingConvolutionFunctionTests).
+    // loads): 1.7–2.6× faster, out of the cache and in it (twenty-first session, AMD EPYC Zen 4), and the error against
+    // float64 stays that of the tests' cases (TrainingConvolutionFunctionTests).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformPlainKernels(float* g, bool last, float* rows, float* u, long kStride)
     {
