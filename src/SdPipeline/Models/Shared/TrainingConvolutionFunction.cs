@@ -126,8 +126,9 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
         TilesEnabled && input.shape[2] * input.shape[3] >= TilesPositions && WinogradConvolution.TrainingFits(input, weight.shape[0]);
 
     // From this many positions: forward and backward of a layer at batch 1, AMD EPYC Zen 4, against the paths above
-    // (docs/performance.md, twentieth session): 0.61–0.78× at 16×16, 0.66–0.71× at 32×32, 0.95× for 320 → 320 at 64×64;
-    // at 8×8 1.4–1.9× (16 tiles an image are too few for the weight's transform, made twice a step).
+    // (docs/performance.md, twentieth session): 0.61–0.78× at 16×16, 0.66–0.71× at 32×32, 0.95× for 320 → 320 at 64×64.
+    // At 8×8 (16 tiles an image) 0.64–1.1× per layer with the twenty-first session's faster weight transform, but 1.02× of
+    // the whole step, alone or for the backward only: the forward reads each weight from memory for few products.
     private const long TilesPositions = 16 * 16;
 
     /// <summary>Whether <see cref="ByTiles"/> may choose the tiled path: the tests turn it off to reach the other paths.</summary>

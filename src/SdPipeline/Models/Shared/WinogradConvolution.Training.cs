@@ -103,15 +103,15 @@ internal static unsafe partial class WinogradConvolution
     }
 
     // G·g·Gᵀ of sixteen consecutive kernels of a plain weight (144 floats at `g`, 9 a kernel) into U[k] = u + k·`kStride`,
-    // one lane a kernel. The taps come out of a 16 × 16 transpose whose rows start 9 floats apart, so the last row reads 7
-    // floats beyond the kernels: for the weight's `last` sixteen it is read from 7 floats earlier and shifted back in the
-    // register. In float32, unlike inference's TransformKernels (float64, rounded once, its taps permuted out of the nine
+    // one lane a kernel. The taps come out of a 16 × 16 transpose (through `rows`) whose rows start 9 floats apart; its last
+    // row is read from 7 floats early and shifted back, so nothing past the sixteenth kernel is read, even at the end of the
+    // weight. In float32, unlike inference's TransformKernels (float64, rounded once, its taps permuted out of the nine
     // loads): 1.7–2.6× faster, out of the cache and in it (twenty-first session, AMD EPYC Zen 4), and the error against
     // float64 stays that of the tests' cases (TrainingConvolutionFunctionTests).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformPlainKernels(float* g, bool last, float* rows, float* u, long kStride)
+    private static void TransformPlainKernels(float* g, float* rows, float* u, long kStride)
     {
-        Transposes.Transpose16(g, 9, rows, Lanes, last);
+        Transposes.Transpose16(g, 9, rows, Lanes, lastRowEarly: true);
         var half = Vector512.Create(0.5f);
         Vector512<float> g00 = Vector512.Load(rows), g01 = Vector512.Load(rows + Lanes), g02 = Vector512.Load(rows + 2 * Lanes);
         Vector512<float> g10 = Vector512.Load(rows + 3 * Lanes), g11 = Vector512.Load(rows + 4 * Lanes), g12 = Vector512.Load(rows + 5 * Lanes);
@@ -162,9 +162,9 @@ internal static unsafe partial class WinogradConvolution
             long first = firstGroup * Lanes, end = first + groups * Lanes;
             long blockFloats = TileElements * block * (pass == Pass.InputGradient ? cout : cin);
             float* scratch = KernelTensors.AllocateFloats(blockFloats, "Winograd weight block");
-            // The weight's gradient: 9 rows of taps padded to 16 (the padding's transposes are not stored), and the 16 kernels
-            // they transpose to.
-            float* taps = stackalloc float[2 * Lanes * Lanes];
+            // Sixteen kernels' taps on their way through a 16 × 16 transpose: the weight's (in its first half) for U, or the
+            // gradient's 9 rows padded to 16 (the padding's transposes are not stored) and the 16 kernels they become.
+            float* staging = stackalloc float[2 * Lanes * Lanes];
             try
             {
                 for (long c0 = first; c0 < end; c0 += block)
@@ -172,9 +172,9 @@ internal static unsafe partial class WinogradConvolution
                     long n = Math.Min(block, end - c0);
                     switch (pass)
                     {
-                        case Pass.Forward: Forward(c0, n, scratch); break;
-                        case Pass.InputGradient: InputGradient(c0, n, scratch); break;
-                        default: WeightGradient(c0, n, scratch, taps); break;
+                        case Pass.Forward: Forward(c0, n, scratch, staging); break;
+                        case Pass.InputGradient: InputGradient(c0, n, scratch, staging); break;
+                        default: WeightGradient(c0, n, scratch, staging); break;
                     }
                 }
             }
@@ -182,23 +182,21 @@ internal static unsafe partial class WinogradConvolution
         }
 
         // Output channels [o0, o0 + n): U [16, n, C_in], then M[k][:, o0…] = V[k]·U[k]ᵀ.
-        private void Forward(long o0, long n, float* u)
+        private void Forward(long o0, long n, float* u, float* rows)
         {
-            float* rows = stackalloc float[Lanes * Lanes];
             for (long o = 0; o < n; o++)
                 for (long i = 0; i < cin; i += Lanes)
-                    TransformPlainKernels(kernels + ((o0 + o) * cin + i) * 9, o0 + o == cout - 1 && i == cin - Lanes, rows, u + o * cin + i, n * cin);
+                    TransformPlainKernels(kernels + ((o0 + o) * cin + i) * 9, rows, u + o * cin + i, n * cin);
             for (int k = 0; k < TileElements; k++)
                 GemmKernel.Multiply(tiles, n, cin, v + k * tiles * cin, cin, false, u + k * n * cin, cin, true, m + k * tiles * cout + o0, cout, false, threads: 1);
         }
 
         // Input channels [i0, i0 + n): U [16, C_out, n], then M[k][:, i0…] = V[k]·U[π k], V the output gradient's tiles.
-        private void InputGradient(long i0, long n, float* u)
+        private void InputGradient(long i0, long n, float* u, float* rows)
         {
-            float* rows = stackalloc float[Lanes * Lanes];
             for (long o = 0; o < cout; o++)
                 for (long i = 0; i < n; i += Lanes)
-                    TransformPlainKernels(kernels + (o * cin + i0 + i) * 9, o == cout - 1 && i0 + i == cin - Lanes, rows, u + o * n + i, cout * n);
+                    TransformPlainKernels(kernels + (o * cin + i0 + i) * 9, rows, u + o * n + i, cout * n);
             for (int k = 0; k < TileElements; k++)
                 GemmKernel.Multiply(tiles, n, cout, v + k * tiles * cout, cout, false, u + FlippedElement[k] * cout * n, n, false,
                     m + k * tiles * cin + i0, cin, false, threads: 1);
