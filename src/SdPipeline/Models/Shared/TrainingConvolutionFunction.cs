@@ -5,7 +5,8 @@ namespace SdPipeline.Models.Shared;
 
 /// <summary>
 /// A 3×3, stride-1, zero-padded convolution with a gradient, for training on AMD's CPUs. From 16×16 positions, where the
-/// batch's transformed tiles fit one chunk, the forward and both gradients are by Winograd's F(2×2, 3×3) with their
+/// batch's transformed tiles fit one chunk, the forward and both gradients are by Winograd's F(2×2, 3×3) — from 32×32, with
+/// both sides multiples of 4, F(4×4, 3×3) (<see cref="WinogradConvolution.TileSide"/>) — with their
 /// products on the micro-kernel (<see cref="WinogradConvolution.ConvolveForTraining"/>; the input's gradient is the
 /// convolution of the output's gradient by the weight flipped and transposed). Larger inputs: from 32×32 positions the
 /// forward and the input's gradient by <see cref="WinogradConvolution.ConvolvePlain(Tensor, Tensor, Tensor?, long, long)"/>, the weight's gradient by
@@ -121,7 +122,7 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
     private static bool ByWinograd(Tensor input) => input.shape[2] * input.shape[3] >= WinogradPositions;
 
     // All three products by Winograd with the batch's tiles in one chunk (WinogradConvolution.ConvolveForTraining and the
-    // two gradients) where the tiles fit; the paths above are for larger inputs (512 px's 64×64 level beyond 320 channels).
+    // two gradients) where the tiles fit; the paths above are for larger inputs (512 px's 64×64 level beyond 640 channels).
     private static bool ByTiles(Tensor input, Tensor weight) =>
         TilesEnabled && input.shape[2] * input.shape[3] >= TilesPositions && WinogradConvolution.TrainingFits(input, weight.shape[0]);
 

@@ -5,12 +5,14 @@ using static TorchSharp.torch;
 
 namespace SdPipeline.Models.Shared;
 
-// Training's three products by F(2×2, 3×3) with every tile of the batch in one chunk and the 16 products of each on
-// GemmKernel (oneDNN's brgemm micro-kernel) rather than libtorch's bmm, which gives them to MKL's AMD code path.
+// Training's three products by F(2×2, 3×3), or F(4×4, 3×3) from 32×32 (WinogradConvolution.Training4.cs), with every tile
+// of the batch in one chunk and the 16 or 36 products of each on GemmKernel (oneDNN's brgemm micro-kernel) rather than
+// libtorch's bmm, which gives them to MKL's AMD code path.
 internal static unsafe partial class WinogradConvolution
 {
-    // The transformed tiles of the largest operand, 16 × tiles × channels, at most this large for TrainingFits: each pass
-    // holds V and M whole (SD 1.5 at 256 px batch 1: 10.5 MB at 32×32 with 640 channels).
+    // The transformed tiles of the largest operand, 16 or 36 × tiles × channels, at most this large for TrainingFits: each
+    // pass holds V and M whole (SD 1.5 at 256 px batch 1: 5.9 MB at 32×32 with 640 channels, F(4×4, 3×3)'s 9/16 of
+    // F(2×2, 3×3)'s; at 512 px the 64×64 level's layers up to 640 channels).
     private const long TrainingTileBytes = 24L << 20;
 
     // Channels of the weight a thread transforms and multiplies at a time (see Products): a block of U is 16 × 64 × C floats,
@@ -28,8 +30,9 @@ internal static unsafe partial class WinogradConvolution
     /// </summary>
     internal static bool TrainingFits(Tensor input, long outputs)
     {
-        long tiles = input.shape[0] * ((input.shape[2] + 1) / 2) * ((input.shape[3] + 1) / 2);
-        return TileElements * tiles * Math.Max(input.shape[1], outputs) * sizeof(float) <= TrainingTileBytes && GemmKernel.IsSupported;
+        int side = TileSide(input);
+        long tiles = input.shape[0] * ((input.shape[2] + side - 1) / side) * ((input.shape[3] + side - 1) / side);
+        return Elements(side) * tiles * Math.Max(input.shape[1], outputs) * sizeof(float) <= TrainingTileBytes && GemmKernel.IsSupported;
     }
 
     /// <summary>The convolution of a plain-layout <paramref name="input"/> by <paramref name="weight"/> [C_out, C_in, 3, 3] (contiguous), plus <paramref name="bias"/>.</summary>
@@ -48,17 +51,26 @@ internal static unsafe partial class WinogradConvolution
     // transform, to [B, outputs, H, W].
     private static Tensor ByTiles(Tensor source, Tensor weight, Tensor? bias, Pass pass, long outputs, long channelBlock)
     {
-        var shape = TrainingShape(source, source.shape[1], outputs);
+        int side = TileSide(source);
+        var shape = TrainingShape(source, side, source.shape[1], outputs);
         long tiles = source.shape[0] * shape.TilesH * shape.TilesW;
-        using var v = Tiles(source, shape);
-        using var m = empty([TileElements, tiles, outputs], ScalarType.Float32);
+        using var v = Tiles(source, shape, side);
+        using var m = empty([Elements(side), tiles, outputs], ScalarType.Float32);
         using var result = empty([source.shape[0], shape.Height, shape.Width, outputs], ScalarType.Float32);
-        float* mp = KernelTensors.Address(m);
-        var products = new Products(pass, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, weight.shape[1], weight.shape[0],
+        float* mp = KernelTensors.Address(m), y = KernelTensors.Address(result), b = bias is null ? null : KernelTensors.Address(bias);
+        var products = new Products(pass, side, KernelTensors.Address(weight), KernelTensors.Address(v), null, mp, tiles, weight.shape[1], weight.shape[0],
             channelBlock, Threads);
         products.RunOnMicroKernel();
-        var transform = new OutputTransform(mp, KernelTensors.Address(result), bias is null ? null : KernelTensors.Address(bias), shape, 0, outputs, 0, tiles, Threads);
-        KernelThreads.Run(Threads, ref transform);
+        if (side == 4)
+        {
+            var transform = new LargeOutputTransform(mp, y, b, shape, 0, tiles, Threads);
+            KernelThreads.Run(Threads, ref transform);
+        }
+        else
+        {
+            var transform = new OutputTransform(mp, y, b, shape, 0, outputs, 0, tiles, Threads);
+            KernelThreads.Run(Threads, ref transform);
+        }
         return result.permute(0, 3, 1, 2).contiguous();
     }
 
@@ -69,17 +81,26 @@ internal static unsafe partial class WinogradConvolution
     internal static Tensor WeightGradientForTraining(Tensor input, Tensor gradOutput, long channelBlock = ChannelBlock)
     {
         long cin = input.shape[1], cout = gradOutput.shape[1];
-        var shape = TrainingShape(input, cin, cout);
+        int side = TileSide(input);
+        var shape = TrainingShape(input, side, cin, cout);
         long tiles = input.shape[0] * shape.TilesH * shape.TilesW;
-        using var v = Tiles(input, shape);
+        using var v = Tiles(input, shape, side);
         using var dy = gradOutput.permute(0, 2, 3, 1).contiguous();
-        using var yHat = empty([TileElements, tiles, cout], ScalarType.Float32);
-        using var zeroRow = zeros(cout, ScalarType.Float32);
-        var gradients = new OutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(zeroRow), KernelTensors.Address(yHat), shape, 0, tiles, tiles, Threads);
-        KernelThreads.Run(Threads, ref gradients);
+        using var yHat = empty([Elements(side), tiles, cout], ScalarType.Float32);
+        if (side == 4)
+        {
+            var gradients = new LargeOutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(yHat), shape, 0, tiles, tiles, Threads);
+            KernelThreads.Run(Threads, ref gradients);
+        }
+        else
+        {
+            using var zeroRow = zeros(cout, ScalarType.Float32);
+            var gradients = new OutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(zeroRow), KernelTensors.Address(yHat), shape, 0, tiles, tiles, Threads);
+            KernelThreads.Run(Threads, ref gradients);
+        }
         var gradWeight = empty([cout, cin, 3, 3], ScalarType.Float32);
         // S[k] = Ŷ[k]ᵀ·V[k]: C_out × C_in, a sum over every tile, then Gᵀ·S·G into the gradient.
-        var products = new Products(Pass.WeightGradient, KernelTensors.Address(gradWeight), KernelTensors.Address(v), KernelTensors.Address(yHat), null,
+        var products = new Products(Pass.WeightGradient, side, KernelTensors.Address(gradWeight), KernelTensors.Address(v), KernelTensors.Address(yHat), null,
             tiles, cin, cout, channelBlock, Threads);
         products.RunOnMicroKernel();
         return gradWeight;
@@ -87,18 +108,42 @@ internal static unsafe partial class WinogradConvolution
 
     private static int Threads => Math.Max(1, get_num_threads());
 
-    private static Shape TrainingShape(Tensor input, long cin, long cout) =>
-        new(input.shape[2], input.shape[3], (input.shape[2] + 1) / 2, (input.shape[3] + 1) / 2, cin, cout);
+    /// <summary>
+    /// Outputs a tile side in the tiled passes on an input [B, C, H, W]: 4, F(4×4, 3×3), where both sides are multiples of 4
+    /// and the image has at least <see cref="LargeTilePositions"/> positions; otherwise 2, F(2×2, 3×3).
+    /// </summary>
+    internal static int TileSide(Tensor input) =>
+        input.shape[2] % 4 == 0 && input.shape[3] % 4 == 0 && input.shape[2] * input.shape[3] >= LargeTilePositions ? 4 : 2;
 
-    // V [16, tiles, C_in] of a plain-layout input (copied channels-last for the transform), every tile of the batch.
-    private static Tensor Tiles(Tensor source, Shape shape)
+    // From 32×32, where an image has 64 tiles of 4×4, each of the 36 products as many rows: forward and backward of a layer
+    // at batch 1 took 0.69–0.78× F(2×2, 3×3)'s time at 32×32 and 64×64, 0.88–1.09× at 16×16, where the 16 rows a product
+    // leave the weight's transform (36 elements a kernel) as large as the products saved (AMD EPYC Zen 4,
+    // docs/performance.md, twenty-second session).
+    private const long LargeTilePositions = 32 * 32;
+
+    private static int Elements(int side) => side == 4 ? LargeTileElements : TileElements;
+
+    private static Shape TrainingShape(Tensor input, int side, long cin, long cout) =>
+        new(input.shape[2], input.shape[3], (input.shape[2] + side - 1) / side, (input.shape[3] + side - 1) / side, cin, cout);
+
+    // V [16 or 36, tiles, C_in] of a plain-layout input (copied channels-last for the transform), every tile of the batch.
+    private static Tensor Tiles(Tensor source, Shape shape, int side)
     {
         using var nhwc = source.permute(0, 2, 3, 1).contiguous();
         long tiles = nhwc.shape[0] * shape.TilesH * shape.TilesW;
-        var v = empty([TileElements, tiles, shape.Cin], ScalarType.Float32);
+        var v = empty([Elements(side), tiles, shape.Cin], ScalarType.Float32);
         using var zeroRow = zeros(shape.Cin, ScalarType.Float32);
-        var inputs = new InputTransform(KernelTensors.Address(nhwc), KernelTensors.Address(zeroRow), KernelTensors.Address(v), shape, 0, tiles, tiles, Threads);
-        KernelThreads.Run(Threads, ref inputs);
+        float* x = KernelTensors.Address(nhwc), z = KernelTensors.Address(zeroRow), vp = KernelTensors.Address(v);
+        if (side == 4)
+        {
+            var inputs = new LargeInputTransform(x, z, vp, shape, 0, tiles, tiles, Threads);
+            KernelThreads.Run(Threads, ref inputs);
+        }
+        else
+        {
+            var inputs = new InputTransform(x, z, vp, shape, 0, tiles, tiles, Threads);
+            KernelThreads.Run(Threads, ref inputs);
+        }
         return v;
     }
 
@@ -142,9 +187,11 @@ internal static unsafe partial class WinogradConvolution
     // before or after the block's products, so that U and S stay in the last-level cache instead of making three passes
     // over memory each (U of a 1280 → 1280 layer is 105 MB). Each product runs on one thread's micro-kernel. `kernels` is
     // the weight [C_out, C_in, 3, 3] the forward and the input's gradient read, or the weight's gradient that pass writes.
-    private readonly struct Products(Pass pass, float* kernels, float* v, float* yHat, float* m, long tiles, long cin, long cout, long block, int parts)
-        : IPartitionedWork
+    private readonly struct Products(Pass pass, int side, float* kernels, float* v, float* yHat, float* m, long tiles, long cin, long cout, long block,
+        int parts) : IPartitionedWork
     {
+        private readonly int _elements = Elements(side);
+
         // The micro-kernel runs as libtorch's brgemm only while oneDNN's switch is on (training turns it off on AMD's CPUs
         // for the convolutions' sake); while a OneDnn.Without call holds the switch off the products are MKL's, the same to
         // float32 rounding.
@@ -160,7 +207,7 @@ internal static unsafe partial class WinogradConvolution
             long channels = pass == Pass.InputGradient ? cin : cout;
             var (firstGroup, groups) = KernelTensors.Share(channels / Lanes, parts, part);
             long first = firstGroup * Lanes, end = first + groups * Lanes;
-            long blockFloats = TileElements * block * (pass == Pass.InputGradient ? cout : cin);
+            long blockFloats = _elements * block * (pass == Pass.InputGradient ? cout : cin);
             float* scratch = KernelTensors.AllocateFloats(blockFloats, "Winograd weight block");
             // Sixteen kernels' taps on their way through a 16 × 16 transpose: the weight's (in its first half) for U, or the
             // gradient's 9 rows padded to 16 (the padding's transposes are not stored) and the 16 kernels they become.
@@ -181,37 +228,48 @@ internal static unsafe partial class WinogradConvolution
             finally { NativeMemory.AlignedFree(scratch); }
         }
 
-        // Output channels [o0, o0 + n): U [16, n, C_in], then M[k][:, o0…] = V[k]·U[k]ᵀ.
+        // Output channels [o0, o0 + n): U [16 or 36, n, C_in], then M[k][:, o0…] = V[k]·U[k]ᵀ.
         private void Forward(long o0, long n, float* u, float* rows)
         {
             for (long o = 0; o < n; o++)
                 for (long i = 0; i < cin; i += Lanes)
-                    TransformPlainKernels(kernels + ((o0 + o) * cin + i) * 9, rows, u + o * cin + i, n * cin);
-            for (int k = 0; k < TileElements; k++)
+                {
+                    float* g = kernels + ((o0 + o) * cin + i) * 9;
+                    if (side == 4) TransformPlainKernelsLarge(g, rows, u + o * cin + i, n * cin, flipped: false);
+                    else TransformPlainKernels(g, rows, u + o * cin + i, n * cin);
+                }
+            for (int k = 0; k < _elements; k++)
                 GemmKernel.Multiply(tiles, n, cin, v + k * tiles * cin, cin, false, u + k * n * cin, cin, true, m + k * tiles * cout + o0, cout, false, threads: 1);
         }
 
-        // Input channels [i0, i0 + n): U [16, C_out, n], then M[k][:, i0…] = V[k]·U[π k], V the output gradient's tiles.
+        // Input channels [i0, i0 + n): U [16 or 36, C_out, n] of the weight turned by 180°, then M[k][:, i0…] = V[k]·U[k], V
+        // the output gradient's tiles. F(2×2, 3×3) takes the turned weight's U as the weight's with elements exchanged (U[π k]);
+        // F(4×4, 3×3)'s points are not symmetric that way, so it transforms the turned kernels.
         private void InputGradient(long i0, long n, float* u, float* rows)
         {
             for (long o = 0; o < cout; o++)
                 for (long i = 0; i < n; i += Lanes)
-                    TransformPlainKernels(kernels + (o * cin + i0 + i) * 9, rows, u + o * n + i, cout * n);
-            for (int k = 0; k < TileElements; k++)
-                GemmKernel.Multiply(tiles, n, cout, v + k * tiles * cout, cout, false, u + FlippedElement[k] * cout * n, n, false,
+                {
+                    float* g = kernels + (o * cin + i0 + i) * 9;
+                    if (side == 4) TransformPlainKernelsLarge(g, rows, u + o * n + i, cout * n, flipped: true);
+                    else TransformPlainKernels(g, rows, u + o * n + i, cout * n);
+                }
+            for (int k = 0; k < _elements; k++)
+                GemmKernel.Multiply(tiles, n, cout, v + k * tiles * cout, cout, false, u + (side == 4 ? k : FlippedElement[k]) * cout * n, n, false,
                     m + k * tiles * cin + i0, cin, false, threads: 1);
         }
 
         // Output channels [o0, o0 + n): S[k] = Ŷ[k][:, o0…]ᵀ·V[k] [n, C_in], then the gradient's rows Gᵀ·S·G.
         private void WeightGradient(long o0, long n, float* sums, float* taps)
         {
-            for (int k = 0; k < TileElements; k++)
+            for (int k = 0; k < _elements; k++)
                 GemmKernel.Multiply(n, cin, tiles, yHat + k * tiles * cout + o0, cout, true, v + k * tiles * cin, cin, false, sums + k * n * cin, cin, false, threads: 1);
             float* kernelRows = taps + Lanes * Lanes;
             for (long o = 0; o < n; o++)
                 for (long i = 0; i < cin; i += Lanes)
                 {
-                    TransformSums(sums + o * cin + i, n * cin, taps);
+                    if (side == 4) TransformLargeSums(sums + o * cin + i, n * cin, taps);
+                    else TransformSums(sums + o * cin + i, n * cin, taps);
                     StoreKernels(taps, kernelRows, kernels + ((o0 + o) * cin + i) * 9);
                 }
         }

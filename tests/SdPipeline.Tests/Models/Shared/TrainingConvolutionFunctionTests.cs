@@ -28,6 +28,8 @@ public sealed class TrainingConvolutionFunctionTests
 
     [TestCase(2, 32, 48, 17, 19, true, true, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized")]
     [TestCase(2, 48, 32, 16, 16, true, true, TestName = "Gradients_Should_MatchFloat64_When_EveryProductIsByTiles_AtSixteenBySixteen")]
+    [TestCase(2, 32, 48, 32, 32, true, true, TestName = "Gradients_Should_MatchFloat64_When_EveryProductIsByFourByFourTiles_AtThirtyTwoByThirtyTwo")]
+    [TestCase(1, 32, 16, 34, 33, true, true, TestName = "Gradients_Should_MatchFloat64_When_TheSidesAreNotMultiplesOfFour_AtThirtyTwoByThirtyTwo")]
     [TestCase(2, 32, 48, 17, 19, true, false, TestName = "Gradients_Should_MatchFloat64_When_TheImageIsOddSized_AndTheTilesDoNotFit")]
     [TestCase(1, 480, 16, 32, 32, false, false, TestName = "Gradients_Should_MatchFloat64_When_TheIm2colWeightGradientTakesSeveralChannelBlocks")]
     [TestCase(1, 32, 16, 64, 64, true, false, TestName = "Gradients_Should_MatchFloat64_When_TheWeightGradientIsByWinogradInChunks")]
@@ -88,6 +90,9 @@ public sealed class TrainingConvolutionFunctionTests
     // Blocks of 16 channels: each thread takes one or two of its share in turn.
     [TestCase(1, 32, 48, 16, 16, TestName = "TrainingProducts_Should_MatchFloat64_When_TheWeightTakesSeveralBlocks")]
     [TestCase(2, 48, 32, 17, 19, TestName = "TrainingProducts_Should_MatchFloat64_When_TheImagesAreOddSized")]
+    [TestCase(1, 32, 48, 32, 32, TestName = "TrainingProducts_Should_MatchFloat64_When_TheTilesAreFourByFour")]
+    [TestCase(2, 48, 32, 36, 44, TestName = "TrainingProducts_Should_MatchFloat64_When_TheTilesAreFourByFour_InTwoImages")]
+    [TestCase(1, 320, 320, 32, 32, TestName = "TrainingProducts_Should_MatchFloat64_When_FourByFour_AtTheUnetsWidth")]
     public void TrainingProducts_Should_MatchFloat64(int batch, int cin, int cout, int height, int width)
     {
         using var scope = torch.NewDisposeScope();
@@ -114,6 +119,18 @@ public sealed class TrainingConvolutionFunctionTests
             TestContext.Out.WriteLine($"{name}: {error:E2} of the largest magnitude");
             Assert.That(error, Is.LessThan(Tolerance), name);
         }
+    }
+
+    // F(4×4, 3×3) where both sides are multiples of 4 from 32×32 on; F(2×2, 3×3) elsewhere.
+    [TestCase(32, 32, 4)]
+    [TestCase(64, 36, 4)]
+    [TestCase(16, 16, 2)]
+    [TestCase(34, 33, 2)]
+    [TestCase(36, 20, 2)]
+    public void TileSide_Should_BeFour_FromThirtyTwoByThirtyTwo_When_BothSidesAreMultiplesOfFour(int height, int width, int expected)
+    {
+        using var input = torch.empty(1, 16, height, width);
+        Assert.That(WinogradConvolution.TileSide(input), Is.EqualTo(expected));
     }
 
     [Test]
