@@ -57,16 +57,7 @@ internal static unsafe partial class WinogradConvolution
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformLargeInputTile(float* x, float* zeros, float* v, Shape s, long tile, long slot, long chunk, float** d, float* columns)
     {
-        long perImage = s.TilesH * s.TilesW;
-        long image = tile / perImage, inImage = tile % perImage;
-        long row0 = inImage / s.TilesW * 4 - 1, col0 = inImage % s.TilesW * 4 - 1;
-        float* imageBase = x + image * s.Height * s.Width * s.Cin;
-        for (int i = 0; i < 6; i++)
-            for (int j = 0; j < 6; j++)
-            {
-                long r = row0 + i, c = col0 + j;
-                d[i * 6 + j] = r >= 0 && r < s.Height && c >= 0 && c < s.Width ? imageBase + (r * s.Width + c) * s.Cin : zeros;
-            }
+        InputTilePositions(x, zeros, s, tile, 4, d);
         long k = chunk * s.Cin;
         float* target = v + slot * s.Cin;
         for (long c = 0; c < s.Cin; c += Lanes)

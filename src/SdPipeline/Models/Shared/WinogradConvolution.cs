@@ -443,17 +443,8 @@ internal static unsafe partial class WinogradConvolution
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformInputTile(float* x, float* zeros, float* v, Shape s, long tile, long slot, long chunk)
     {
-        long perImage = s.TilesH * s.TilesW;
-        long image = tile / perImage, inImage = tile % perImage;
-        long row0 = inImage / s.TilesW * 2 - 1, col0 = inImage % s.TilesW * 2 - 1;
-        float* imageBase = x + image * s.Height * s.Width * s.Cin;
         float** d = stackalloc float*[16];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++)
-            {
-                long r = row0 + i, c = col0 + j;
-                d[i * 4 + j] = r >= 0 && r < s.Height && c >= 0 && c < s.Width ? imageBase + (r * s.Width + c) * s.Cin : zeros;
-            }
+        InputTilePositions(x, zeros, s, tile, 2, d);
         long k = chunk * s.Cin;
         float* target = v + slot * s.Cin;
         for (long c = 0; c < s.Cin; c += Lanes)
@@ -485,6 +476,24 @@ internal static unsafe partial class WinogradConvolution
             o += 4 * k;
             (t30 - t32).Store(o); (t31 + t32).Store(o + k); (t32 - t31).Store(o + 2 * k); (t31 - t33).Store(o + 3 * k);
         }
+    }
+
+    // The (side + 2)² positions of a tile's input, rows side·ty − 1… and columns side·tx − 1…, into `d` row by row (each
+    // C_in channels-last floats; positions outside the image point at `zeros`, C_in zeros).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InputTilePositions(float* x, float* zeros, Shape s, long tile, int side, float** d)
+    {
+        long perImage = s.TilesH * s.TilesW;
+        long image = tile / perImage, inImage = tile % perImage;
+        long row0 = inImage / s.TilesW * side - 1, col0 = inImage % s.TilesW * side - 1;
+        float* imageBase = x + image * s.Height * s.Width * s.Cin;
+        int n = side + 2;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                long r = row0 + i, c = col0 + j;
+                d[i * n + j] = r >= 0 && r < s.Height && c >= 0 && c < s.Width ? imageBase + (r * s.Width + c) * s.Cin : zeros;
+            }
     }
 
     // The 2×2 outputs Aᵀ M A (+ bias) of the tile whose products are M[k, slot, :], `outputs` channels from `y` on (a
