@@ -215,7 +215,7 @@ internal static unsafe partial class WinogradConvolution
 
     private enum Pass { Forward, InputGradient, WeightGradient }
 
-    // A pass's 16 products, each thread taking a share of the weight's channels — output channels, or input channels for
+    // A pass's 16 or 36 products, each thread taking a share of the weight's channels — output channels, or input channels for
     // the input's gradient, whose products sum over the output channels — and going through them a block at a time: it
     // transforms the block's weight into U (or, for the weight's gradient, takes the block's sums S back to 3×3) just
     // before or after the block's products, so that U and S stay in the last-level cache instead of making three passes
