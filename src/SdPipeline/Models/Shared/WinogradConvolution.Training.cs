@@ -63,7 +63,7 @@ internal static unsafe partial class WinogradConvolution
         products.RunOnMicroKernel();
         if (side == 4)
         {
-            var transform = new LargeOutputTransform(mp, y, b, shape, 0, tiles, Threads);
+            var transform = new LargeOutputTransform(mp, y, b, shape, tiles, Threads);
             KernelThreads.Run(Threads, ref transform);
         }
         else
@@ -89,7 +89,7 @@ internal static unsafe partial class WinogradConvolution
         using var yHat = empty([Elements(side), tiles, cout], ScalarType.Float32);
         if (side == 4)
         {
-            var gradients = new LargeOutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(yHat), shape, 0, tiles, tiles, Threads);
+            var gradients = new LargeOutputGradientTransform(KernelTensors.Address(dy), KernelTensors.Address(yHat), shape, tiles, Threads);
             KernelThreads.Run(Threads, ref gradients);
         }
         else
@@ -136,7 +136,7 @@ internal static unsafe partial class WinogradConvolution
         float* x = KernelTensors.Address(nhwc), z = KernelTensors.Address(zeroRow), vp = KernelTensors.Address(v);
         if (side == 4)
         {
-            var inputs = new LargeInputTransform(x, z, vp, shape, 0, tiles, tiles, Threads);
+            var inputs = new LargeInputTransform(x, z, vp, shape, tiles, Threads);
             KernelThreads.Run(Threads, ref inputs);
         }
         else

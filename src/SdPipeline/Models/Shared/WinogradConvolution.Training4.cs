@@ -16,50 +16,50 @@ internal static unsafe partial class WinogradConvolution
     private static readonly Vector512<float> Third = Vector512.Create(1f / 3);
     private static readonly Vector512<float> Fifteenth = Vector512.Create(1f / 15);
 
-    // Tiles [first, first + count) of an input whose sides are multiples of 4 into V's slots 0…count−1 (36 elements).
-    private readonly struct LargeInputTransform(float* x, float* zeros, float* v, Shape shape, long first, long count, long chunk, int parts)
+    // Every tile of an input whose sides are multiples of 4 into V [36, tiles, C_in] (the tiled passes hold them all at once).
+    private readonly struct LargeInputTransform(float* x, float* zeros, float* v, Shape shape, long tiles, int parts)
         : IPartitionedWork
     {
         public void Run(int part)
         {
-            var (from, share) = KernelTensors.Share(count, parts, part);
+            var (from, share) = KernelTensors.Share(tiles, parts, part);
             float** d = stackalloc float*[LargeTileElements];
             float* columns = stackalloc float[LargeTileElements * Lanes];
-            for (long t = from; t < from + share; t++) TransformLargeInputTile(x, zeros, v, shape, first + t, t, chunk, d, columns);
+            for (long t = from; t < from + share; t++) TransformLargeInputTile(x, zeros, v, shape, t, tiles, d, columns);
         }
     }
 
-    // The 4×4 outputs of tiles [first, first + count) from their products M [36, count, C_out].
-    private readonly struct LargeOutputTransform(float* m, float* y, float* bias, Shape shape, long first, long count, int parts) : IPartitionedWork
+    // The 4×4 outputs of every tile from their products M [36, tiles, C_out].
+    private readonly struct LargeOutputTransform(float* m, float* y, float* bias, Shape shape, long tiles, int parts) : IPartitionedWork
     {
         public void Run(int part)
         {
-            var (from, share) = KernelTensors.Share(count, parts, part);
+            var (from, share) = KernelTensors.Share(tiles, parts, part);
             float* columns = stackalloc float[4 * 6 * Lanes];
-            for (long t = from; t < from + share; t++) TransformLargeOutputTile(m, y, bias, shape, first + t, t, count, columns);
+            for (long t = from; t < from + share; t++) TransformLargeOutputTile(m, y, bias, shape, t, tiles, columns);
         }
     }
 
-    // Tiles [first, first + count) of the output's gradient into Ŷ's slots 0…count−1 (36 elements).
-    private readonly struct LargeOutputGradientTransform(float* dy, float* yHat, Shape shape, long first, long count, long chunk, int parts)
+    // Every tile of the output's gradient into Ŷ [36, tiles, C_out].
+    private readonly struct LargeOutputGradientTransform(float* dy, float* yHat, Shape shape, long tiles, int parts)
         : IPartitionedWork
     {
         public void Run(int part)
         {
-            var (from, share) = KernelTensors.Share(count, parts, part);
+            var (from, share) = KernelTensors.Share(tiles, parts, part);
             float* columns = stackalloc float[6 * 4 * Lanes];
-            for (long t = from; t < from + share; t++) TransformLargeOutputGradientTile(dy, yHat, shape, first + t, t, chunk, columns);
+            for (long t = from; t < from + share; t++) TransformLargeOutputGradientTile(dy, yHat, shape, t, tiles, columns);
         }
     }
 
-    // V[k, slot, c] = (Bᵀ·d·B)[k] for the 6×6 input tile at rows 4ty−1…4ty+4, columns 4tx−1…4tx+4 (zero outside: those
+    // V[k, tile, c] = (Bᵀ·d·B)[k] for the 6×6 input tile at rows 4ty−1…4ty+4, columns 4tx−1…4tx+4 (zero outside: those
     // positions read `zeros`). `d` holds the tile's 36 row pointers, `columns` Bᵀ·d for 16 channels.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformLargeInputTile(float* x, float* zeros, float* v, Shape s, long tile, long slot, long chunk, float** d, float* columns)
+    private static void TransformLargeInputTile(float* x, float* zeros, float* v, Shape s, long tile, long tiles, float** d, float* columns)
     {
         InputTilePositions(x, zeros, s, tile, 4, d);
-        long k = chunk * s.Cin;
-        float* target = v + slot * s.Cin;
+        long k = tiles * s.Cin;
+        float* target = v + tile * s.Cin;
         for (long c = 0; c < s.Cin; c += Lanes)
         {
             // Bᵀ·d, column by column: element (i, j) to columns[6i + j].
@@ -91,15 +91,15 @@ internal static unsafe partial class WinogradConvolution
         (d1 + d5 - d3 * 2f + (d2 - d4) * 1.5f).Store(o + 5 * stride);
     }
 
-    // The 4×4 outputs Aᵀ·M·A (+ bias) of the tile whose products are M[k, slot, :]; `columns` holds Aᵀ·M for 16 channels.
+    // The 4×4 outputs Aᵀ·M·A (+ bias) of the tile whose products are M[k, tile, :]; `columns` holds Aᵀ·M for 16 channels.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformLargeOutputTile(float* m, float* y, float* bias, Shape s, long tile, long slot, long count, float* columns)
+    private static void TransformLargeOutputTile(float* m, float* y, float* bias, Shape s, long tile, long tiles, float* columns)
     {
         long perImage = s.TilesH * s.TilesW;
         long image = tile / perImage, inImage = tile % perImage;
         long row0 = inImage / s.TilesW * 4, col0 = inImage % s.TilesW * 4;
-        long k = count * s.Cout;
-        float* source = m + slot * s.Cout;
+        long k = tiles * s.Cout;
+        float* source = m + tile * s.Cout;
         float* corner = y + ((image * s.Height + row0) * s.Width + col0) * s.Cout;
         for (long c = 0; c < s.Cout; c += Lanes)
         {
@@ -140,17 +140,17 @@ internal static unsafe partial class WinogradConvolution
         return (m0 + sum + m3 + m4, difference + m3 * 2f - m4 * 0.5f, sum + m3 * 4f + m4 * 0.25f, difference + m3 * 8f - m4 * 0.125f + m5);
     }
 
-    // Ŷ[k, slot, c] = (A·dY·Aᵀ)[k] for the 4×4 tile of the output's gradient at rows 4ty…4ty+3, columns 4tx…4tx+3;
+    // Ŷ[k, tile, c] = (A·dY·Aᵀ)[k] for the 4×4 tile of the output's gradient at rows 4ty…4ty+3, columns 4tx…4tx+3;
     // `columns` holds A·dY for 16 channels.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformLargeOutputGradientTile(float* dy, float* yHat, Shape s, long tile, long slot, long chunk, float* columns)
+    private static void TransformLargeOutputGradientTile(float* dy, float* yHat, Shape s, long tile, long tiles, float* columns)
     {
         long perImage = s.TilesH * s.TilesW;
         long image = tile / perImage, inImage = tile % perImage;
         long row0 = inImage / s.TilesW * 4, col0 = inImage % s.TilesW * 4;
         float* corner = dy + ((image * s.Height + row0) * s.Width + col0) * s.Cout;
-        long rowStride = s.Width * s.Cout, k = chunk * s.Cout;
-        float* target = yHat + slot * s.Cout;
+        long rowStride = s.Width * s.Cout, k = tiles * s.Cout;
+        float* target = yHat + tile * s.Cout;
         for (long c = 0; c < s.Cout; c += Lanes)
         {
             // A·dY, column by column: element (i, j) to columns[4i + j].
