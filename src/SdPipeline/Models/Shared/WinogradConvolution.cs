@@ -108,8 +108,8 @@ internal static unsafe partial class WinogradConvolution
         long batch = input.shape[0], cin = input.shape[1], height = input.shape[2], width = input.shape[3], cout = gradOutput.shape[1];
         long tilesH = (height + 1) / 2, tilesW = (width + 1) / 2, tiles = batch * tilesH * tilesW;
         long chunk = Math.Min(tiles, TilesPerChunk(chunkBytes, cin, cout));
-        using var x = input.permute(0, 2, 3, 1).contiguous();
-        using var dy = gradOutput.permute(0, 2, 3, 1).contiguous();
+        using var x = ChannelsLast(input);
+        using var dy = ChannelsLast(gradOutput);
         using var v = empty([TileElements, chunk, cin], ScalarType.Float32);
         using var yHat = empty([TileElements, chunk, cout], ScalarType.Float32);
         using var zeroRow = zeros(Math.Max(cin, cout), ScalarType.Float32);
