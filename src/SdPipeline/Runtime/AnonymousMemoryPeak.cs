@@ -26,6 +26,9 @@ namespace SdPipeline.Runtime;
 public sealed class AnonymousMemoryPeak : IDisposable
 {
     private const string Status = "/proc/self/status";
+
+    /// <summary>The sampler thread's name (Linux keeps its first 15 characters as the task's <c>comm</c>).</summary>
+    internal const string ThreadName = "anonymous memory peak";
     private readonly SafeFileHandle _status;
     private readonly byte[] _buffer;
     private readonly Thread _thread;
@@ -37,7 +40,7 @@ public sealed class AnonymousMemoryPeak : IDisposable
         _status = status;
         _buffer = buffer;
         _peak = first;
-        _thread = new Thread(Run) { IsBackground = true, Name = "anonymous memory peak" };
+        _thread = new Thread(Run) { IsBackground = true, Name = ThreadName };
         _thread.Start();
     }
 
@@ -82,7 +85,7 @@ public sealed class AnonymousMemoryPeak : IDisposable
     private const int SchedIdle = 5;
 
     // The struct sched_param argument is one int, which SCHED_IDLE requires to be 0.
-    [DllImport("libc", SetLastError = true)]
+    [DllImport("libc")]
     private static extern int sched_setscheduler(int pid, int policy, ref int priority);
 
     private long Sample() => Read(_status, _buffer) ?? 0;

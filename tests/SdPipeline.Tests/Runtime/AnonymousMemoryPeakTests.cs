@@ -82,7 +82,7 @@ public sealed class AnonymousMemoryPeakTests
     {
         foreach (string task in Directory.GetDirectories("/proc/self/task"))
         {
-            if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != "anonymous memor") continue;
+            if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != AnonymousMemoryPeak.ThreadName[..15]) continue;
             string stat = File.ReadAllText(Path.Combine(task, "stat"));
             return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[38], System.Globalization.CultureInfo.InvariantCulture);
         }
