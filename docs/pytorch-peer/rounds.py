@@ -61,6 +61,8 @@ def main():
     p.add_argument("--cases", default="unet,vae,train-step", help="comma-separated: " + ", ".join(CASES))
     p.add_argument("--anonymous-peak", action="store_true",
                    help="the peer also samples its anonymous peak (~3%% of one core, so its times carry that)")
+    p.add_argument("--kernels", default="auto",
+                   help="our side's runtime.kernels: auto, or amd / intel to time that vendor's kernel rules on this CPU")
     p.add_argument("--out", help="also write every pair as JSON to this file")
     a = p.parse_args()
     cases = [c.strip() for c in a.cases.split(",") if c.strip()]
@@ -72,6 +74,7 @@ def main():
     for round_ in range(1, a.rounds + 1):
         for case in cases:
             bench_args, row, peer_args = CASES[case]
+            bench_args = bench_args + ["--kernels", a.kernels]
             if a.anonymous_peak:
                 peer_args = peer_args + ["--anonymous-peak"]
             matmul = peer(a.peer, ["matmul"])["median_s"]

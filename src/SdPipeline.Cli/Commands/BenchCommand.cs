@@ -29,7 +29,7 @@ internal static class BenchCommand
     };
     private static readonly Option<string> KernelsOption = new("--kernels")
     {
-        Description = "The project's own kernels, as runtime.kernels: auto (where their rules choose them; on AMD CPUs also training's attention over long sequences and 3x3 convolutions, and libtorch's float32 GEMM calls, training included, by oneDNN's brgemm), off (every layer and product as libtorch runs it).",
+        Description = "The project's own kernels, as runtime.kernels: auto (where this CPU vendor's rules choose them; on AMD CPUs also training's attention over long sequences and 3x3 convolutions, and libtorch's float32 GEMM calls, training included, by oneDNN's brgemm), amd or intel (that vendor's rules on any CPU, to time both on yours), off (every layer and product as libtorch runs it).",
         DefaultValueFactory = _ => "auto",
     };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random weights and inputs.", DefaultValueFactory = _ => 0 };
@@ -139,6 +139,7 @@ internal static class BenchCommand
             // As sampling runs: the self-check decides oneDNN under auto.
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line));
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
+            Console.Error.WriteLine($"kernels: {InferenceKernels.Describe()}");
             Console.Error.WriteLine($"GEMM: {LibtorchGemm.Describe()}");
             return RunAndReport(() => KernelBenchmark.Run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
                 report => report.Write(output), report => report.Format(),
@@ -201,6 +202,7 @@ internal static class BenchCommand
             }
             NumericsGuard.Ensure(Sd15Probes(), device, [ScalarType.Float32], result.GetValue(OneDnnOption)!, line => Console.Error.WriteLine(line), offUnderAuto);
             Console.Error.WriteLine($"oneDNN: {(OneDnn.Enabled ? "on" : "off")}");
+            Console.Error.WriteLine($"kernels: {InferenceKernels.Describe()}");
             Console.Error.WriteLine($"GEMM: {LibtorchGemm.Describe()}");
             return RunAndReport(() => run(options, device, line => Console.Error.WriteLine(line), cancellation), output, cancellation,
                 report => report.Write(output), BenchmarkTable.Format, _ => ExitCodes.Success);

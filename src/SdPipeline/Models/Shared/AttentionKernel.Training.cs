@@ -18,7 +18,7 @@ internal static unsafe partial class AttentionKernel
 {
     /// <summary>
     /// Whether <see cref="AttentionFunction"/> serves these projections in training: float32 CPU tensors in the layout
-    /// <see cref="Applies"/> asks for (gradients allowed), on AMD's CPUs, the only ones it was measured on. Forward and
+    /// <see cref="Applies"/> asks for (gradients allowed), under AMD's rules (<see cref="InferenceKernels.AmdRules"/>): AMD's CPUs, the only ones it was measured on. Forward and
     /// backward against <c>scaled_dot_product_attention</c> with its products on brgemm (<see cref="LibtorchGemm"/>), AMD
     /// EPYC Zen 4, batch 1, one process, medians of six interleaved (docs/performance.md): heads 40 wide (SD 1.5's
     /// widest level) 0.79× libtorch's time at 512 tokens, 0.62–0.67× at 1024, 0.66× at 2048, 0.68× at 4096; heads 64 wide
@@ -27,7 +27,7 @@ internal static unsafe partial class AttentionKernel
     /// </summary>
     public static bool AppliesToTraining(Tensor query, Tensor key, Tensor value, long heads)
     {
-        if (!Convolutions.OnAmd || !Shaped(query, key, value, heads)) return false;
+        if (!InferenceKernels.AmdRules || !Shaped(query, key, value, heads)) return false;
         long headDim = query.shape[2] / heads, keys = key.shape[1];
         bool wins = (headDim <= 40 && keys >= 512) || (headDim <= MaxHeadDim && keys >= 4096);
         return wins && Dense(query) && Dense(key) && Dense(value);

@@ -20,8 +20,8 @@ internal static unsafe class BatchedProduct
     private const long ColumnBlock = 192;   // columns of B per micro-kernel call: a 512 × 192 block of B is 384 KiB
     private const long DepthBlock = 512;    // terms per micro-kernel call
 
-    /// <summary>Whether the plain-layout Winograd kernel's products run here rather than by <c>bmm</c>: on AMD's CPUs, where libtorch exports the micro-kernel.</summary>
-    public static bool Preferred { get; } = Convolutions.OnAmd && Brgemm.IsAvailable;
+    /// <summary>Whether the plain-layout Winograd kernel's products run here rather than by <c>bmm</c>: under AMD's rules, where libtorch exports the micro-kernel.</summary>
+    public static bool Preferred => InferenceKernels.AmdRules && Brgemm.IsAvailable;
 
     /// <summary>A[t]·B[t] for every t: [T, M, N], for contiguous float32 CPU tensors <paramref name="a"/> [T, M, K] and <paramref name="b"/> [T, K, N].</summary>
     public static Tensor Multiply(Tensor a, Tensor b)

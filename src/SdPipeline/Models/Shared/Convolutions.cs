@@ -82,7 +82,7 @@ public static class Convolutions
         conv.weight is { } weight && weight.dim() == 4 && weight.shape[0] >= WideChannels && weight.shape[2] == 3 && weight.shape[3] == 3
         && conv.stride is [1, 1] && conv.groups == 1 && !conv.transposed
         && input.dim() == 4 && input.device_type == DeviceType.CPU && input.dtype == ScalarType.Float32 && input.is_contiguous()
-        && input.shape[2] * input.shape[3] <= LowResolution && OneDnn.Enabled;
+        && input.shape[2] * input.shape[3] <= LowResolutionLimit(InferenceKernels.AmdRules) && OneDnn.Enabled;
 
     /// <summary>
     /// Whether <paramref name="conv"/> on the plain-layout <paramref name="input"/> runs as
@@ -104,7 +104,7 @@ public static class Convolutions
     internal static bool PrefersChannelsLastWinograd(Tensor input, Conv2d conv)
     {
         if (input.dim() != 4) return false;
-        var (least, most) = ChannelsLastWinogradPositions(OnAmd);
+        var (least, most) = ChannelsLastWinogradPositions(InferenceKernels.AmdRules);
         long positions = input.shape[2] * input.shape[3];
         return positions >= least && positions <= most && WinogradConvolution.AppliesToPlain(input, conv);
     }
@@ -128,11 +128,8 @@ public static class Convolutions
     private const long WinogradPositions = 32 * 32;
     private const long WideChannels = 1280;
 
-    /// <summary>Whether this CPU is AMD's: CPUID's vendor string is <c>AuthenticAMD</c>.</summary>
-    // Declared before LowResolution: static initialisers run in the order written, and LowResolution reads it.
+    /// <summary>Whether this CPU is AMD's: CPUID's vendor string is <c>AuthenticAMD</c> (the rules follow <see cref="InferenceKernels.AmdRules"/>).</summary>
     internal static bool OnAmd { get; } = X86Base.IsSupported && Vendor() == "AuthenticAMD";
-
-    private static readonly long LowResolution = LowResolutionLimit(OnAmd);
 
     /// <summary>
     /// The most positions an image at which <see cref="PrefersLibtorchsOwn"/> gives a wide convolution to libtorch's own

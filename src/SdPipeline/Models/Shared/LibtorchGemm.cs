@@ -37,8 +37,8 @@ public static unsafe class LibtorchGemm
     private static long s_routed;
     [ThreadStatic] private static bool t_inside;
 
-    /// <summary>Whether libtorch's GEMM is routed here on this CPU: AMD's, with AVX-512 and the micro-kernel exported.</summary>
-    public static bool Preferred { get; } = Convolutions.OnAmd && GemmKernel.IsSupported;
+    /// <summary>Whether libtorch's GEMM is routed here: under AMD's rules, with AVX-512 and the micro-kernel exported.</summary>
+    public static bool Preferred => InferenceKernels.AmdRules && GemmKernel.IsSupported;
 
     /// <summary>Whether the route is in place in this process.</summary>
     public static bool Installed { get; private set; }
@@ -51,7 +51,7 @@ public static unsafe class LibtorchGemm
 
     /// <summary>What computes libtorch's float32 GEMM calls in this process, for <c>sdpipe doctor</c> and <c>sdpipe bench</c>.</summary>
     public static string Describe() =>
-        Installed && InferenceKernels.Enabled ? "oneDNN's brgemm kernel, routed from libtorch's MKL calls (AMD CPU; runtime.kernels=off leaves them to MKL)"
+        Installed && InferenceKernels.Enabled && InferenceKernels.AmdRules ? "oneDNN's brgemm kernel, routed from libtorch's MKL calls (AMD's rules; runtime.kernels=off leaves them to MKL)"
         : Preferred && Failure is { } failure ? $"MKL (routing to oneDNN's brgemm kernel failed: {failure})"
         : "MKL";
 
@@ -117,7 +117,7 @@ public static unsafe class LibtorchGemm
     private static void Sgemm(byte* transa, byte* transb, int* m, int* n, int* k, float* alpha, float* a, int* lda, float* b, int* ldb,
         float* beta, float* c, int* ldc)
     {
-        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
+        if (t_inside || KernelThreads.InsidePart || !InferenceKernels.Enabled || !InferenceKernels.AmdRules || !Routes(*transa, *transb, *m, *n, *k, *alpha, *beta)
             || !OneDnn.TryEnterEnabled())
         {
             s_mkl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

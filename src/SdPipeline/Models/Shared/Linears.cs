@@ -35,10 +35,10 @@ public static class Linears
 
     /// <summary>
     /// Whether <see cref="LinearKernel"/> computes <paramref name="linear"/> on <paramref name="input"/>: where it applies,
-    /// on AMD's CPUs (this CPU's vendor unless <paramref name="amd"/> says), from <see cref="KernelRows"/> rows.
+    /// under AMD's rules (<see cref="InferenceKernels.AmdRules"/> unless <paramref name="amd"/> says), from <see cref="KernelRows"/> rows.
     /// </summary>
     internal static bool PrefersKernel(Tensor input, Linear linear, bool? amd = null) =>
-        LinearKernel.Applies(input, linear) && input.numel() / input.shape[^1] >= KernelRows(amd ?? Convolutions.OnAmd);
+        LinearKernel.Applies(input, linear) && input.numel() / input.shape[^1] >= KernelRows(amd ?? InferenceKernels.AmdRules);
 
     /// <summary>The fewest rows (tokens) at which <see cref="PrefersKernel"/> holds on AMD's CPUs (<paramref name="amd"/>); none elsewhere.</summary>
     /// <remarks>

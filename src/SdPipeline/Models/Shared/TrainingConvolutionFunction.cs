@@ -45,8 +45,8 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
 
     /// <summary>
     /// Whether a training convolution should run here: float32 CPU tensors, a contiguous input, a [C_out, C_in, 3, 3]
-    /// contiguous weight with both channel counts multiples of 16, stride 1 and padding 1, on an AMD CPU with AVX-512 and
-    /// oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's own convolution
+    /// contiguous weight with both channel counts multiples of 16, stride 1 and padding 1, under AMD's rules
+    /// (<see cref="InferenceKernels.AmdRules"/>) with AVX-512 and oneDNN off, as training runs SD 1.5 there. Forward and backward at batch 1 against libtorch's own convolution
     /// (oneDNN off, its GEMMs on brgemm), AMD EPYC Zen 4, one process, medians of six or seven interleaved
     /// (docs/performance.md): 0.56–0.60× its time at 64×64 for 320–960 → 320 channels, 0.73× for 640 → 640; 0.76–0.91×
     /// at 32×32 (the tiled path 0.66–0.71× of that); 0.96–0.97× at 16×16 (the tiled path 0.61–0.78× of that) and 8×8, and
@@ -54,7 +54,7 @@ internal sealed class TrainingConvolutionFunction : autograd.SingleTensorFunctio
     /// </summary>
     public static bool AppliesToTraining(Tensor input, Tensor weight, Tensor? bias, IReadOnlyList<long> stride, IReadOnlyList<long> padding)
     {
-        if (!Convolutions.OnAmd || OneDnn.Enabled || stride is not [1, 1] || padding is not [1, 1]) return false;
+        if (!InferenceKernels.AmdRules || OneDnn.Enabled || stride is not [1, 1] || padding is not [1, 1]) return false;
         return WinogradConvolution.FitsTensors(input, weight, bias) && input.is_contiguous() && weight.is_contiguous();
     }
 

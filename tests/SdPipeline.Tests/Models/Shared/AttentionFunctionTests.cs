@@ -9,13 +9,17 @@ namespace SdPipeline.Tests.Models.Shared;
 /// The training attention kernel (<see cref="AttentionFunction"/>): its output and the gradients of the query, key and
 /// value against float64 attention through libtorch's autograd, over every tail of its blocks (queries past a block of
 /// 32, keys past a tile of 12 and a chunk of 288, head widths padded to whole vectors and cut into groups of 8 and 1),
-/// and when the Attention layer takes it.
+/// and when the Attention layer takes it (under AMD's rules, on any CPU with AVX-512), and when it does not (Intel's).
 /// </summary>
+[NonParallelizable] // switches runtime.kernels for the whole process
 public sealed class AttentionFunctionTests
 {
     [SetUp]
     public void RequireAvx512() =>
         Assume.That(AttentionKernel.IsSupported, "the kernel needs AVX-512; libtorch's kernel runs everywhere else");
+
+    [TearDown]
+    public void Restore() => InferenceKernels.Use("auto");
 
     // Largest error relative to the largest magnitude of each reference tensor. Measured on an AMD EPYC Zen 4 (family 25,
     // model 17), over the three cases below: the kernel's 5.3e-7–1.6e-6, libtorch's float32 flash kernel's 5.8e-7–1.8e-6.
@@ -72,10 +76,11 @@ public sealed class AttentionFunctionTests
     }
 
     [Test]
-    public void AttentionLayer_Should_TrainThroughTheKernel_OnAmd()
+    public void AttentionLayer_Should_TrainThroughTheKernel_UnderAmdsRules()
     {
-        Assume.That(AttentionKernel.AppliesToTraining(torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), 2),
-            "the training kernel is chosen on AMD's CPUs only");
+        InferenceKernels.Use("amd");
+        Assert.That(AttentionKernel.AppliesToTraining(torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), 2), Is.True,
+            "AMD's rules give 32-wide heads over 2048 keys to the kernel");
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(22);
         var layer = new Attention(queryDim: 64, crossAttentionDim: null, heads: 2, dimHead: 32, bias: false, upcast: false);
@@ -102,6 +107,14 @@ public sealed class AttentionFunctionTests
         Assert.That(output.allclose(reference, rtol: 0, atol: 1e-5), Is.True);
         Assert.That(RelativeError(kernelGrad, input.grad!.to(ScalarType.Float64)), Is.LessThan(Tolerance));
         Assert.That(RelativeError(weightGrad, QueryWeight(layer).grad!.to(ScalarType.Float64)), Is.LessThan(Tolerance));
+    }
+
+    [Test]
+    public void AttentionLayer_Should_TrainThroughLibtorch_UnderIntelsRules()
+    {
+        InferenceKernels.Use("intel");
+        Assert.That(AttentionKernel.AppliesToTraining(torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), torch.zeros(1, 2048, 64), 2), Is.False,
+            "runtime.kernels=intel: the Xeon's rules, where training's attention is libtorch's");
     }
 
     private static Tensor QueryWeight(Attention layer) => layer.named_parameters().Single(p => p.name == "to_q.weight").parameter;

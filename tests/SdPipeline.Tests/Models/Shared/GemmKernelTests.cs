@@ -7,13 +7,18 @@ namespace SdPipeline.Tests.Models.Shared;
 
 /// <summary>
 /// The general GEMM on oneDNN's micro-kernel against float64: either operand transposed, overwriting or accumulating,
-/// shapes with tails in every dimension, padded rows; and libtorch's own GEMM calls routed to it on AMD's CPUs.
+/// shapes with tails in every dimension, padded rows; and libtorch's own GEMM calls routed to it under AMD's rules (on
+/// AMD's CPUs, and on any CPU with <c>runtime.kernels=amd</c>, so an Intel CPU checks the route too).
 /// </summary>
+[NonParallelizable] // the route follows the process-wide runtime.kernels
 public sealed unsafe class GemmKernelTests
 {
     [SetUp]
     public void RequireKernel() =>
         Assume.That(GemmKernel.IsSupported, "the kernel needs AVX-512 and libtorch's brgemm export; MKL computes libtorch's GEMMs everywhere else");
+
+    [TearDown]
+    public void Restore() => InferenceKernels.Use("auto");
 
     [TestCase(300, 200, 520, TestName = "Multiply_Should_MatchFloat64_When_EveryDimensionHasATail")]
     [TestCase(64, 10240, 256, TestName = "Multiply_Should_MatchFloat64_When_AWideOperandIsTransposed (a weight gradient at 8x8)")]
@@ -88,7 +93,9 @@ public sealed unsafe class GemmKernelTests
             KernelThreads.Run(2, ref serial);
             Assert.That(GemmKernel.RowBlocksTaken, Is.EqualTo(before), "no rows are taken when the parts run one after the other");
             GemmKernel.StalledPartForTests = 1;
-            for (int attempt = 0; attempt < 5 && GemmKernel.RowBlocksTaken == before; attempt++)
+            // The first thread takes rows only if the worker reached its last block first; a worker woken late (another
+            // runtime's threads still spinning on the second core, as MKL's do for a few ms after a call) misses an attempt.
+            for (int attempt = 0; attempt < 50 && GemmKernel.RowBlocksTaken == before; attempt++)
                 GemmKernel.Multiply(M, N, K, a, M, true, bp, N, false, KernelTensors.Address(taken), N, false, threads: 2);
         }
         finally
@@ -174,7 +181,7 @@ public sealed unsafe class GemmKernelTests
     }
 
     [Test]
-    public void Install_Should_RouteLibtorchsMatmulsAndLinearGradients_OnAmd()
+    public void Install_Should_RouteLibtorchsMatmulsAndLinearGradients_UnderAmdsRules()
     {
         RequireRoute();
         using var scope = torch.NewDisposeScope();
@@ -288,11 +295,38 @@ public sealed unsafe class GemmKernelTests
         return (q, k, v, torch.randn(1, 2, 1024, 40));
     }
 
+    // AMD's rules route libtorch's GEMMs (auto does so on AMD's CPUs only: MKL runs its own AVX-512 path on Intel's).
     private static void RequireRoute()
     {
-        Assume.That(LibtorchGemm.Preferred, "the route is AMD's: MKL runs its own AVX-512 path on Intel's CPUs");
-        InferenceKernels.Use("auto");
+        InferenceKernels.Use("amd");
         Assert.That(LibtorchGemm.Installed, Is.True, LibtorchGemm.Failure);
+    }
+
+    [Test]
+    public void IntelsRules_Should_LeaveEveryProductToMkl_When_TheRouteIsInPlace()
+    {
+        // Given the route in place (AMD's rules)
+        RequireRoute();
+        using var scope = torch.NewDisposeScope();
+        torch.manual_seed(6);
+        var x = torch.randn(96, 384);
+        var w = torch.randn(640, 384);
+        long before = LibtorchGemm.Routed;
+        var routedProduct = x.matmul(w.t());
+        Assert.That(LibtorchGemm.Routed, Is.EqualTo(before + 1));
+
+        // When Intel's rules choose
+        InferenceKernels.Use("intel");
+        before = LibtorchGemm.Routed;
+        var mklProduct = x.matmul(w.t());
+
+        // Then MKL computes the product, to the route's result within float32 rounding
+        Assert.Multiple(() =>
+        {
+            Assert.That(LibtorchGemm.Routed, Is.EqualTo(before), "runtime.kernels=intel leaves every product to MKL");
+            Assert.That(LibtorchGemm.Describe(), Is.EqualTo("MKL"));
+            Assert.That((routedProduct - mklProduct).abs().max().item<float>(), Is.LessThan(1e-4));
+        });
     }
 
     [Test]

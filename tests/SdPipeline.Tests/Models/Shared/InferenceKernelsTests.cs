@@ -74,11 +74,63 @@ public sealed class InferenceKernelsTests
         Assert.That(calls.OfType<ConvolutionCall>().Select(c => c.ChannelsLast), Is.Not.Empty.And.All.False);
     }
 
+    [TestCase("amd", true, "AMD's rules")]
+    [TestCase("intel", false, "Intel's rules")]
+    public void VendorSetting_Should_ApplyThatVendorsRules_OnAnyCpu(string setting, bool amd, string described)
+    {
+        // When one vendor's rules are asked for
+        InferenceKernels.Use(setting);
+
+        // Then they choose, whatever this CPU is, and bench's header says whose they are and whether they are this CPU's
+        Assert.Multiple(() =>
+        {
+            Assert.That(InferenceKernels.Enabled, Is.True);
+            Assert.That(InferenceKernels.AmdRules, Is.EqualTo(amd));
+            Assert.That(InferenceKernels.Describe(), Does.StartWith(described));
+            Assert.That(InferenceKernels.Describe(), amd == Convolutions.OnAmd ? Does.EndWith("this CPU's") : Does.Not.EndWith("this CPU's"));
+        });
+
+        // and auto returns to this CPU's vendor's
+        InferenceKernels.Use("auto");
+        Assert.That(InferenceKernels.AmdRules, Is.EqualTo(Convolutions.OnAmd));
+    }
+
+    [Test]
+    public void VendorSettings_Should_ChooseTheirOwnPaths_ForTheUnet_WithTheSameOutputToRounding()
+    {
+        Assume.That(WinogradConvolution.IsSupported, "without AVX-512 neither vendor's rules take a Winograd kernel");
+        // Given the tiny UNet in eval mode at 32×32 latents (its second level at 16×16)
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        using var unet = UNet2DConditionModel.FromFolder(TinySd);
+        unet.eval();
+        var (sample, timestep, text) = KernelChoicesTests.UnetInputs(unet, 32, seed: 12);
+
+        // When it runs under AMD's rules and under Intel's
+        var (amd, amdCalls) = Forward("amd");
+        var (intel, intelCalls) = Forward("intel");
+
+        // Then AMD's take the channels-last Winograd kernel at 16×16 and Intel's never do, and both give the same output
+        // to float32 rounding
+        Assert.That(amdCalls.Select(c => c.Path), Has.Some.EqualTo(ConvolutionPath.ChannelsLastWinograd));
+        Assert.That(intelCalls.Select(c => c.Path), Has.None.EqualTo(ConvolutionPath.ChannelsLastWinograd).And.Some.EqualTo(ConvolutionPath.PlainWinograd));
+        Assert.That((amd - intel).abs().max().item<float>(), Is.LessThan(1e-4 * intel.abs().max().item<float>()));
+
+        (Tensor Output, List<ConvolutionCall> Calls) Forward(string setting)
+        {
+            InferenceKernels.Use(setting);
+            var calls = new List<KernelCall>();
+            Tensor output;
+            using (KernelChoices.Watch(calls.Add)) output = unet.call(sample, timestep, text);
+            return (output, calls.OfType<ConvolutionCall>().ToList());
+        }
+    }
+
     [Test]
     public void Use_Should_RefuseAnUnknownSetting_ByName()
     {
         var error = Assert.Throws<ArgumentException>(() => InferenceKernels.Use("fast"));
-        Assert.That(error!.Message, Does.Contain("runtime.kernels 'fast'").And.Contain("auto, off"));
+        Assert.That(error!.Message, Does.Contain("runtime.kernels 'fast'").And.Contain("auto, off, amd, intel"));
         Assert.That(InferenceKernels.Enabled, Is.True, "the switch is unchanged");
     }
 }

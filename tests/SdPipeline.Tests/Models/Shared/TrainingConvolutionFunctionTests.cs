@@ -134,16 +134,33 @@ public sealed class TrainingConvolutionFunctionTests
     }
 
     [Test]
-    public void TrainingLayer_Should_ConvolveByWinograd_OnAmdWithOneDnnOff()
+    public void TrainingLayer_Should_ConvolveByWinograd_UnderAmdsRulesWithOneDnnOff()
         => WithOneDnnOff(TrainingLayer);
 
-    // A training layer on AMD's CPU with oneDNN off, as the numerics self-check leaves it there for SD 1.5.
+    [Test]
+    public void TrainingLayer_Should_LeaveConvolutionsToLibtorch_UnderIntelsRules() => WithOneDnnOff(() =>
+    {
+        using var scope = torch.NewDisposeScope();
+        var (layer, input) = LayerTakingTheFunction(35, 32);
+        using var _ = layer;
+        InferenceKernels.Use("intel");
+        Assert.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding), Is.False,
+            "runtime.kernels=intel: the Xeon's rules, which leave training's convolutions to libtorch");
+    });
+
+    // A training layer under AMD's rules (on any CPU with AVX-512) with oneDNN off, as the numerics self-check leaves it
+    // on AMD's CPUs for SD 1.5.
     private static void WithOneDnnOff(Action test)
     {
         bool oneDnn = OneDnn.Enabled;
         Assume.That(OneDnn.TrySetEnabled(false), "oneDNN's switch is not reachable in this libtorch");
+        InferenceKernels.Use("amd");
         try { test(); }
-        finally { OneDnn.TrySetEnabled(oneDnn); }
+        finally
+        {
+            InferenceKernels.Use("auto");
+            OneDnn.TrySetEnabled(oneDnn);
+        }
     }
 
     private static (AutocastConv2d Layer, Tensor Input) LayerTakingTheFunction(int seed, int size)
@@ -152,7 +169,7 @@ public sealed class TrainingConvolutionFunctionTests
         var layer = new AutocastConv2d(nn.Conv2d(32, 32, 3, padding: 1));
         var input = torch.randn(1, 32, size, size).requires_grad_();
         Assume.That(TrainingConvolutionFunction.AppliesToTraining(input, layer.weight, layer.bias, layer.Stride, layer.Padding),
-            "the training kernel is chosen on AMD's CPUs only");
+            "under AMD's rules the training kernel takes a 32-channel layer wherever it runs");
         return (layer, input);
     }
 
@@ -175,7 +192,7 @@ public sealed class TrainingConvolutionFunctionTests
             reference = layer.call(input);
             reference.square().sum().backward();
         }
-        finally { InferenceKernels.Use("auto"); }
+        finally { InferenceKernels.Use("amd"); }
 
         Assert.That(output.eq(reference).all().item<bool>(), Is.False, "the two paths differ in rounding, so the kernel did run");
         Assert.That(RelativeError(output, reference.to(ScalarType.Float64)), Is.LessThan(Tolerance));
