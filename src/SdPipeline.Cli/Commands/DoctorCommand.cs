@@ -31,6 +31,7 @@ internal static class DoctorCommand
             Console.WriteLine($"allocator:       {NativeAllocator.Describe()}");
             Console.WriteLine($"libtorch log:    warnings shown here (elsewhere only with {LibTorchLog.ShowVariable}=1); any appear on standard error");
             Console.WriteLine($"oneDNN:          {(OneDnn.Available ? OneDnn.Enabled ? "on" : "off" : "no switch in this libtorch")}");
+            Console.WriteLine($"kernels:         {InferenceKernels.Describe()}");
             Console.WriteLine($"GEMM:            {LibtorchGemm.Describe()}");
             Console.WriteLine($"matmul 512³:     {facts.MatmulGflops:0.0} GFLOP/s, result {(facts.CheckPassed ? "correct" : "WRONG")}");
             bool numericsRight = SelfCheck(device, config.Onednn);

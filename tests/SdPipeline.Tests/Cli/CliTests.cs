@@ -134,6 +134,19 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Doctor_Should_SayWhoseKernelRulesRun_AsRuntimeKernelsAsks()
+    {
+        var auto = Sdpipe("doctor");
+        var intel = Sdpipe("doctor", "--set", "runtime.kernels=intel");
+
+        Assert.That(auto.ExitCode, Is.EqualTo(0), auto.All);
+        Assert.That(intel.ExitCode, Is.EqualTo(0), intel.All);
+        Assert.That(auto.Output, Does.Match(@"kernels: +(AMD's|Intel's) rules, this CPU's"));
+        Assert.That(intel.Output, Does.Match(@"kernels: +Intel's rules").And.Contain("GEMM:            MKL\n"),
+            "Intel's rules leave libtorch's GEMM calls to MKL on any CPU");
+    }
+
+    [Test]
     public void Sdpipe_Should_RunUnderTcmalloc_When_ItIsInstalled_And_OnGlibcWhenAskedTo()
     {
         // tcmalloc is one of the tests' prerequisites (.ci/test-prerequisites.sh installs libtcmalloc-minimal4)
