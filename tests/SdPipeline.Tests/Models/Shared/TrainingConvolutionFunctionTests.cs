@@ -135,10 +135,10 @@ public sealed class TrainingConvolutionFunctionTests
 
     [Test]
     public void TrainingLayer_Should_ConvolveByWinograd_UnderAmdsRulesWithOneDnnOff()
-        => WithOneDnnOff(TrainingLayer);
+        => UnderAmdsRulesWithOneDnnOff(TrainingLayer);
 
     [Test]
-    public void TrainingLayer_Should_LeaveConvolutionsToLibtorch_UnderIntelsRules() => WithOneDnnOff(() =>
+    public void TrainingLayer_Should_LeaveConvolutionsToLibtorch_UnderIntelsRules() => UnderAmdsRulesWithOneDnnOff(() =>
     {
         using var scope = torch.NewDisposeScope();
         var (layer, input) = LayerTakingTheFunction(35, 32);
@@ -150,7 +150,7 @@ public sealed class TrainingConvolutionFunctionTests
 
     // A training layer under AMD's rules (on any CPU with AVX-512) with oneDNN off, as the numerics self-check leaves it
     // on AMD's CPUs for SD 1.5.
-    private static void WithOneDnnOff(Action test)
+    private static void UnderAmdsRulesWithOneDnnOff(Action test)
     {
         bool oneDnn = OneDnn.Enabled;
         Assume.That(OneDnn.TrySetEnabled(false), "oneDNN's switch is not reachable in this libtorch");
@@ -201,7 +201,7 @@ public sealed class TrainingConvolutionFunctionTests
     }
 
     [Test]
-    public void TrainingLayer_Should_TakeTheFunction_BelowWinogradsResolution() => WithOneDnnOff(() =>
+    public void TrainingLayer_Should_TakeTheFunction_BelowWinogradsResolution() => UnderAmdsRulesWithOneDnnOff(() =>
     {
         using var scope = torch.NewDisposeScope();
         var (layer, input) = LayerTakingTheFunction(34, 8);
