@@ -67,7 +67,8 @@ internal static unsafe partial class WinogradConvolution
     /// <paramref name="conv"/> applied to <paramref name="input"/> (check <see cref="Applies"/> first); the result is
     /// stored channels-last, as oneDNN's would be.
     /// </summary>
-    public static Tensor Convolve(Tensor input, Conv2d conv) => Convolve(input, conv.weight!, conv.bias, ChunkBytes, WeightBytes, inScratch: true);
+    public static Tensor Convolve(Tensor input, Conv2d conv) =>
+        Convolve(input, conv.weight!, conv.bias, ChunkBytes, WeightBytes, inScratch: true, productsByKernel: BatchedProduct.Preferred);
 
     /// <summary>
     /// <paramref name="conv"/> applied to a plain-layout <paramref name="input"/> (<see cref="AppliesToPlain"/> first): the input
@@ -91,7 +92,7 @@ internal static unsafe partial class WinogradConvolution
     {
         using var nhwc = input.permute(0, 2, 3, 1).contiguous();
         using var channelsLast = nhwc.permute(0, 3, 1, 2);
-        using var output = Convolve(channelsLast, weight, bias, chunkBytes, weightBytes, inScratch: false);
+        using var output = Convolve(channelsLast, weight, bias, chunkBytes, weightBytes, inScratch: false, productsByKernel: false);
         return output.contiguous();
     }
 
@@ -244,6 +245,40 @@ internal static unsafe partial class WinogradConvolution
         return transformed;
     }
 
+    /// <summary>
+    /// <see cref="TransformWeight"/>'s matrices transposed, as [16, C_in, C_out]: element (r, c) of the transformed kernel
+    /// of input channel i and output channel o at [4r + c, i, o], the layout <see cref="BatchedProduct"/> reads as the
+    /// right-hand operand of V·Uᵀ. The same values to the bit; C_out must be a multiple of 16.
+    /// </summary>
+    public static Tensor TransformWeightTransposed(Tensor weight)
+    {
+        long cout = weight.shape[0], cin = weight.shape[1];
+        long[] stride = weight.stride();
+        var transformed = empty([TileElements, cin, cout], ScalarType.Float32);
+        using var dense = weight.as_strided([weight.numel()], [1], weight.storage_offset());
+        float* g = KernelTensors.Address(dense), u = KernelTensors.Address(transformed);
+        var work = new TransposedWeightTransform(g, u, cout, cin, stride, Math.Max(1, get_num_threads()));
+        KernelThreads.Run(work.Parts, ref work);
+        return transformed;
+    }
+
+    // Sixteen output channels' kernels at once for one input channel: the lanes gathered a weight row apart, and stored
+    // side by side, as the transposed layout holds them. A part takes groups of sixteen output channels and walks their
+    // rows along the input channels, sixteen streams through the weight.
+    private readonly struct TransposedWeightTransform(float* g, float* u, long cout, long cin, long[] stride, int parts) : IPartitionedWork
+    {
+        private readonly long _s0 = stride[0], _s1 = stride[1], _s2 = stride[2], _s3 = stride[3];
+        public int Parts => parts;
+
+        public void Run(int part)
+        {
+            var (first, count) = KernelTensors.Share(cout / Lanes, parts, part);
+            for (long o = first * Lanes; o < (first + count) * Lanes; o += Lanes)
+                for (long i = 0; i < cin; i++)
+                    TransformKernels(g + o * _s0 + i * _s1, _s0, _s2, _s3, u + i * cout + o, cin * cout);
+        }
+    }
+
     private readonly struct WeightTransform(float* g, float* u, long cout, long cin, long[] stride, int parts) : IPartitionedWork
     {
         private readonly long _s0 = stride[0], _s1 = stride[1], _s2 = stride[2], _s3 = stride[3];
@@ -364,7 +399,7 @@ internal static unsafe partial class WinogradConvolution
     // The convolution of a channels-last input [B, C_in, H, W] by `weight`, plus bias; the result [B, C_out, H, W] stored
     // channels-last. V is made a chunk of tiles at a time (at most `chunkBytes`, in this thread's scratch block when
     // `inScratch`), U a block of output channels at a time; when one chunk holds every tile, V is made once for all blocks.
-    private static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias, long chunkBytes, long weightBytes, bool inScratch)
+    private static Tensor Convolve(Tensor input, Tensor weight, Tensor? bias, long chunkBytes, long weightBytes, bool inScratch, bool productsByKernel)
     {
         long batch = input.shape[0], cin = input.shape[1], height = input.shape[2], width = input.shape[3];
         long cout = weight.shape[0];
@@ -382,12 +417,16 @@ internal static unsafe partial class WinogradConvolution
         float* b = bias is null ? null : KernelTensors.Address(bias);
         int threads = Math.Max(1, get_num_threads());
         var shape = new Shape(height, width, tilesH, tilesW, cin, cout);
+        // libtorch's bmm gives these products to MKL's cblas_sgemm_batch, which runs its AMD code path there. On the
+        // micro-kernel (BatchedProduct, under AMD's rules) the SD 1.5 VAE's encode and decode at 256 px took ~0.92x the
+        // time on an AMD EPYC Zen 4, faster in 11 of 12 pairs of processes; the plain-layout entry (the UNet's 16x16
+        // level, training's larger maps) keeps bmm, where the UNet forward was not faster (docs/performance.md,
+        // twenty-sixth session).
         for (long firstOut = 0; firstOut < cout; firstOut += block)
         {
             long outputs = Math.Min(block, cout - firstOut);
             using var weights = weight.narrow(0, firstOut, outputs);
-            using var transformed = TransformWeight(weights);
-            using var uT = transformed.transpose(1, 2);
+            using var uT = TransposedU(weights, productsByKernel);
             for (long first = 0; first < tiles; first += chunk)
             {
                 long count = Math.Min(chunk, tiles - first);
@@ -399,12 +438,20 @@ internal static unsafe partial class WinogradConvolution
                 // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
                 // called one by one, each split over the threads, took the VAE encode from 1.1 to 1.45 s in one run).
                 using var vChunk = v.narrow(1, 0, count);
-                using var m = bmm(vChunk, uT);
+                using var m = productsByKernel ? BatchedProduct.Multiply(vChunk, uT) : bmm(vChunk, uT);
                 var outputTransform = new OutputTransform(KernelTensors.Address(m), y, b, shape, firstOut, outputs, first, count, threads);
                 KernelThreads.Run(threads, ref outputTransform);
             }
         }
         return output.permute(0, 3, 1, 2);
+    }
+
+    // U as the products read it, [16, C_in, outputs]: made in that layout for the micro-kernel, a transposed view for bmm.
+    private static Tensor TransposedU(Tensor weights, bool forKernel)
+    {
+        if (forKernel) return TransformWeightTransposed(weights);
+        using var transformed = TransformWeight(weights);
+        return transformed.transpose(1, 2);
     }
 
     // Each thread keeps one block of ChunkBytes for V. Allocated per call, V and M between the activations raised the

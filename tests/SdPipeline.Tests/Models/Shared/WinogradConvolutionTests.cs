@@ -82,6 +82,55 @@ public sealed class WinogradConvolutionTests
         AssertPlainAndNearFloat64(y, x, conv, Tolerance);
     }
 
+    [TestCase("amd", TestName = "Convolve_Should_MatchFloat64AndBmm_UnderAmdsRules_When_TheLastChunkIsPartial (products on the micro-kernel)")]
+    [TestCase("intel", TestName = "Convolve_Should_MatchFloat64AndBmm_UnderIntelsRules_When_TheLastChunkIsPartial (products by bmm)")]
+    public void Convolve_Should_MatchFloat64AndBmm_UnderEachVendorsRules(string vendor)
+    {
+        // Given a VAE-width channels-last input of 25 × 23 = 575 tiles (a chunk of 512 and one of 63, a narrower view of
+        // V), its output by bmm's products, and one vendor's rules on this CPU
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(12);
+        var conv = Convolution(128, 128);
+        conv.weight!.copy_(randn(128, 128, 3, 3) / Math.Sqrt(9 * 128));
+        var x = ChannelsLast(randn(1, 128, 50, 46));
+        Tensor byBmm, y;
+        try
+        {
+            InferenceKernels.Use("intel");
+            Assert.That(BatchedProduct.Preferred, Is.False, "Intel's rules leave the products to bmm");
+            byBmm = WinogradConvolution.Convolve(x, conv);
+            InferenceKernels.Use(vendor);
+            if (vendor == "amd") Assume.That(BatchedProduct.Preferred, "libtorch exports no brgemm here");
+
+            // When the convolution runs
+            y = WinogradConvolution.Convolve(x, conv);
+        }
+        finally { InferenceKernels.Use("auto"); }
+
+        // Then it is within float32 rounding of float64, and of the output by bmm's products
+        double error = Error(y, Float64(x, conv));
+        double fromBmm = (y.to(ScalarType.Float64) - byBmm.to(ScalarType.Float64)).abs().max().item<double>();
+        TestContext.Out.WriteLine($"largest error against float64: {error:E2}; largest difference from bmm's products: {fromBmm:E2}");
+        Assert.That(error, Is.LessThan(Tolerance));
+        Assert.That(fromBmm, Is.LessThan(Tolerance));
+    }
+
+    [Test]
+    public void TransformWeightTransposed_Should_BeTransformWeightTransposed_ToTheBit()
+    {
+        // Given plain and channels-last weights, and a block of a weight's output channels (a view that starts inside it)
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        manual_seed(13);
+        var weight = randn(64, 48, 3, 3);
+        var block = weight.narrow(0, 16, 32);
+
+        // Then the transposed transform is the transform, transposed, to the bit
+        foreach (var (name, w) in new[] { ("plain", weight), ("channels-last", ChannelsLast(weight)), ("a block", block) })
+            Assert.That(Same(WinogradConvolution.TransformWeightTransposed(w), WinogradConvolution.TransformWeight(w).transpose(1, 2)), Is.True, name);
+    }
+
     [Test]
     public void ConvolvePlain_Should_MatchTheChannelsLastKernel_When_TheBudgetsAreTheDefaults()
     {
