@@ -67,7 +67,7 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Time model forward/backward passes and training steps against the machine's fp32 matmul ceiling and, where measured, PyTorch's figure on the same CPU model (random weights; JSON report).");
         command.Subcommands.Add(Model("unet", "SD 1.5 UNet: forward (no_grad, in eval mode as sampling runs it: on AVX-512 its 3x3 convolutions at 32x32 and above by Winograd's F(2x2,3x3) (on AMD CPUs from 16x16, at 16x16 through a channels-last copy), its 1280-channel ones at 16x16 and below (4x4 on AMD CPUs) with oneDNN off, on libtorch's own path; on AMD CPUs its linear layers and its plain-layout Winograd products by oneDNN's brgemm kernel) and forward+backward, per latent size.", UnetBenchmark.Run, Sizes, cancellation));
-        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad, in eval mode as the latents stage and sampling run it: on AVX-512 its 3x3 convolutions by Winograd's F(2x2,3x3)), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes, cancellation));
+        command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad, in eval mode as the latents stage and sampling run it: on AVX-512 its 3x3 convolutions by Winograd's F(2x2,3x3), on AMD CPUs with their products by oneDNN's brgemm kernel), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes, cancellation));
         command.Subcommands.Add(Model("train-step",
             "SD 1.5 UNet training step (forward, MSE, backward, AdamW over every parameter), each phase timed, batch 1 at 32x32 latents by default.",
             TrainStepBenchmark.Run, StepSizes, cancellation, MixedPrecision, GradientCheckpointing, FusedBackwardPass));
