@@ -9,8 +9,10 @@ namespace SdPipeline.Models.Shared;
 /// AMD EPYC Zen 4 the 512 px batch-2 UNet forward took 0.961× the time with it (seven interleaved rounds, six faster).
 /// </summary>
 /// <remarks>
-/// The channels-last kernel's products (V·Uᵀ, with U made in the transposed layout) run here too: that UNet forward's
-/// time was unchanged by them (1.001×, seven rounds), the SD 1.5 VAE's encode and decode took ~0.87× (twenty-sixth session).
+/// The channels-last kernel's products (V·Uᵀ, with U made in the transposed layout) run here too, for the VAE: its encode
+/// and decode took 0.82× and 0.80× the time (twenty-sixth session); the UNet's 16×16 level, which reaches that kernel
+/// through <c>WinogradConvolution.ConvolvePlain</c>, keeps <c>bmm</c>, since its forward was not faster (1.001×, seven
+/// rounds, sixteenth session; not faster in two pairs, twenty-sixth).
 /// Each output is the same sum of products as <c>bmm</c>'s in another order of additions (blocks of
 /// <see cref="DepthBlock"/> terms), so results agree to float32 rounding, not bit for bit.
 /// </remarks>

@@ -418,10 +418,10 @@ internal static unsafe partial class WinogradConvolution
         int threads = Math.Max(1, get_num_threads());
         var shape = new Shape(height, width, tilesH, tilesW, cin, cout);
         // libtorch's bmm gives these products to MKL's cblas_sgemm_batch, which runs its AMD code path there. On the
-        // micro-kernel (BatchedProduct, under AMD's rules) the SD 1.5 VAE's encode and decode at 256 px took ~0.92x the
-        // time on an AMD EPYC Zen 4, faster in 11 of 12 pairs of processes; the plain-layout entry (the UNet's 16x16
-        // level, training's larger maps) keeps bmm, where the UNet forward was not faster (docs/performance.md,
-        // twenty-sixth session).
+        // micro-kernel (BatchedProduct, under AMD's rules) the SD 1.5 VAE's encode at 256 px took 0.86 against 1.05 s and
+        // its decode 1.83 against 2.29 s on an AMD EPYC Zen 4 (medians of four alternating processes each, every pair
+        // faster); the plain-layout entry (the UNet's 16x16 level, training's larger maps) keeps bmm, where the UNet
+        // forward was not faster (docs/performance.md, twenty-sixth session).
         for (long firstOut = 0; firstOut < cout; firstOut += block)
         {
             long outputs = Math.Min(block, cout - firstOut);
