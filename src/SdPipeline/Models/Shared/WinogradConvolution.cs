@@ -232,60 +232,45 @@ internal static unsafe partial class WinogradConvolution
     /// (r, c) of the 4×4 transformed kernel of output channel o and input channel i at [4r + c, o, i]. Formed in
     /// float64 and rounded once. C_in must be a multiple of 16, and the weight dense (plain or channels-last).
     /// </summary>
-    public static Tensor TransformWeight(Tensor weight)
-    {
-        long cout = weight.shape[0], cin = weight.shape[1];
-        long[] stride = weight.stride();
-        var transformed = empty([TileElements, cout, cin], ScalarType.Float32);
-        // The weight is addressed through a dense view of its storage: as stored, whatever the order of its strides.
-        using var dense = weight.as_strided([weight.numel()], [1], weight.storage_offset());
-        float* g = KernelTensors.Address(dense), u = KernelTensors.Address(transformed);
-        var work = new WeightTransform(g, u, cout, cin, stride, Math.Max(1, get_num_threads()));
-        KernelThreads.Run(work.Parts, ref work);
-        return transformed;
-    }
+    public static Tensor TransformWeight(Tensor weight) => Transform(weight, transposed: false);
 
     /// <summary>
     /// <see cref="TransformWeight"/>'s matrices transposed, as [16, C_in, C_out]: element (r, c) of the transformed kernel
     /// of input channel i and output channel o at [4r + c, i, o], the layout <see cref="BatchedProduct"/> reads as the
     /// right-hand operand of V·Uᵀ. The same values to the bit; C_out must be a multiple of 16.
     /// </summary>
-    public static Tensor TransformWeightTransposed(Tensor weight)
+    public static Tensor TransformWeightTransposed(Tensor weight) => Transform(weight, transposed: true);
+
+    private static Tensor Transform(Tensor weight, bool transposed)
     {
         long cout = weight.shape[0], cin = weight.shape[1];
-        long[] stride = weight.stride();
-        var transformed = empty([TileElements, cin, cout], ScalarType.Float32);
+        var transformed = transposed ? empty([TileElements, cin, cout], ScalarType.Float32) : empty([TileElements, cout, cin], ScalarType.Float32);
+        // The weight is addressed through a dense view of its storage: as stored, whatever the order of its strides.
         using var dense = weight.as_strided([weight.numel()], [1], weight.storage_offset());
         float* g = KernelTensors.Address(dense), u = KernelTensors.Address(transformed);
-        var work = new TransposedWeightTransform(g, u, cout, cin, stride, Math.Max(1, get_num_threads()));
+        var work = new WeightTransform(g, u, cout, cin, weight.stride(), transposed, Math.Max(1, get_num_threads()));
         KernelThreads.Run(work.Parts, ref work);
         return transformed;
     }
 
-    // Sixteen output channels' kernels at once for one input channel: the lanes gathered a weight row apart, and stored
-    // side by side, as the transposed layout holds them. A part takes groups of sixteen output channels and walks their
-    // rows along the input channels, sixteen streams through the weight.
-    private readonly struct TransposedWeightTransform(float* g, float* u, long cout, long cin, long[] stride, int parts) : IPartitionedWork
+    // Plain: sixteen input channels' kernels of one output channel a call, stored side by side. Transposed: sixteen output
+    // channels' kernels of one input channel, the lanes gathered a weight row apart and stored side by side; a part takes
+    // groups of sixteen output channels and walks their rows along the input channels, sixteen streams through the weight.
+    private readonly struct WeightTransform(float* g, float* u, long cout, long cin, long[] stride, bool transposed, int parts) : IPartitionedWork
     {
         private readonly long _s0 = stride[0], _s1 = stride[1], _s2 = stride[2], _s3 = stride[3];
         public int Parts => parts;
 
         public void Run(int part)
         {
-            var (first, count) = KernelTensors.Share(cout / Lanes, parts, part);
-            for (long o = first * Lanes; o < (first + count) * Lanes; o += Lanes)
-                for (long i = 0; i < cin; i++)
-                    TransformKernels(g + o * _s0 + i * _s1, _s0, _s2, _s3, u + i * cout + o, cin * cout);
-        }
-    }
-
-    private readonly struct WeightTransform(float* g, float* u, long cout, long cin, long[] stride, int parts) : IPartitionedWork
-    {
-        private readonly long _s0 = stride[0], _s1 = stride[1], _s2 = stride[2], _s3 = stride[3];
-        public int Parts => parts;
-
-        public void Run(int part)
-        {
+            if (transposed)
+            {
+                var (firstGroup, groups) = KernelTensors.Share(cout / Lanes, parts, part);
+                for (long o = firstGroup * Lanes; o < (firstGroup + groups) * Lanes; o += Lanes)
+                    for (long i = 0; i < cin; i++)
+                        TransformKernels(g + o * _s0 + i * _s1, _s0, _s2, _s3, u + i * cout + o, cin * cout);
+                return;
+            }
             var (first, count) = KernelTensors.Share(cout, parts, part);
             for (long o = first; o < first + count; o++)
                 for (long i = 0; i < cin; i += Lanes)

@@ -26,6 +26,15 @@ public sealed class WinogradConvolutionTests
 
     private static Tensor ChannelsLast(Tensor x) => x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
 
+    // A 128 → 128 convolution (the VAE's first level) with weights of unit-variance outputs, and a channels-last input.
+    private static (Conv2d Conv, Tensor X) VaeWidthCase(int seed, int height, int width)
+    {
+        manual_seed(seed);
+        var conv = Convolution(128, 128);
+        conv.weight!.copy_(randn(128, 128, 3, 3) / Math.Sqrt(9 * 128));
+        return (conv, ChannelsLast(randn(1, 128, height, width)));
+    }
+
     [TestCase(1, 16, 32, 8, 8, true, false, TestName = "Convolve_Should_MatchFloat64_When_WholeTiles")]
     [TestCase(2, 32, 16, 7, 9, true, false, TestName = "Convolve_Should_MatchFloat64_When_SizesAreOdd (partial tiles, two samples)")]
     [TestCase(1, 48, 64, 5, 3, false, false, TestName = "Convolve_Should_MatchFloat64_When_NoBias")]
@@ -90,10 +99,7 @@ public sealed class WinogradConvolutionTests
         // V), its output by bmm's products, and one vendor's rules on this CPU
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        manual_seed(12);
-        var conv = Convolution(128, 128);
-        conv.weight!.copy_(randn(128, 128, 3, 3) / Math.Sqrt(9 * 128));
-        var x = ChannelsLast(randn(1, 128, 50, 46));
+        var (conv, x) = VaeWidthCase(seed: 12, height: 50, width: 46);
         Tensor byBmm, y;
         try
         {
@@ -114,21 +120,6 @@ public sealed class WinogradConvolutionTests
         TestContext.Out.WriteLine($"largest error against float64: {error:E2}; largest difference from bmm's products: {fromBmm:E2}");
         Assert.That(error, Is.LessThan(Tolerance));
         Assert.That(fromBmm, Is.LessThan(Tolerance));
-    }
-
-    [Test]
-    public void TransformWeightTransposed_Should_BeTransformWeightTransposed_ToTheBit()
-    {
-        // Given plain and channels-last weights, and a block of a weight's output channels (a view that starts inside it)
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        manual_seed(13);
-        var weight = randn(64, 48, 3, 3);
-        var block = weight.narrow(0, 16, 32);
-
-        // Then the transposed transform is the transform, transposed, to the bit
-        foreach (var (name, w) in new[] { ("plain", weight), ("channels-last", ChannelsLast(weight)), ("a block", block) })
-            Assert.That(Same(WinogradConvolution.TransformWeightTransposed(w), WinogradConvolution.TransformWeight(w).transpose(1, 2)), Is.True, name);
     }
 
     [Test]
@@ -175,7 +166,7 @@ public sealed class WinogradConvolutionTests
     }
 
     [Test]
-    public void TransformWeight_Should_BeGgGtRoundedOnce_When_TheWeightIsPlainOrChannelsLast()
+    public void TransformWeight_Should_BeGgGtRoundedOnce_InEitherLayout_When_TheWeightIsPlainOrChannelsLast()
     {
         // Given a weight (48 input channels: three blocks of sixteen lanes), and G g Gᵀ formed by libtorch in float64,
         // where the sums of float32 products by ½ are exact, so any order of them rounds to the same float32
@@ -190,6 +181,13 @@ public sealed class WinogradConvolutionTests
         // Then the kernel's transform is that, to the bit, from the plain layout and from channels-last
         Assert.That(Same(WinogradConvolution.TransformWeight(weight), expected), Is.True, "plain");
         Assert.That(Same(WinogradConvolution.TransformWeight(ChannelsLast(weight)), expected), Is.True, "channels-last");
+
+        // And the transposed layout [16, C_in, C_out] holds the same values, also for a block of output channels (a view
+        // that starts inside the weight)
+        Assert.That(Same(WinogradConvolution.TransformWeightTransposed(weight), expected.transpose(1, 2)), Is.True, "transposed, plain");
+        Assert.That(Same(WinogradConvolution.TransformWeightTransposed(ChannelsLast(weight)), expected.transpose(1, 2)), Is.True, "transposed, channels-last");
+        Assert.That(Same(WinogradConvolution.TransformWeightTransposed(weight.narrow(0, 16, 16)), expected.narrow(1, 16, 16).transpose(1, 2)), Is.True,
+            "transposed, a block");
     }
 
     [Test]
@@ -198,10 +196,7 @@ public sealed class WinogradConvolutionTests
         // Given a 128-channel VAE-sized convolution of a channels-last input, in float32 and float64
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        manual_seed(6);
-        var conv = Convolution(128, 128);
-        conv.weight!.copy_(randn(128, 128, 3, 3) / Math.Sqrt(9 * 128));
-        var x = ChannelsLast(randn(1, 128, 32, 32));
+        var (conv, x) = VaeWidthCase(seed: 6, height: 32, width: 32);
         var expected = Float64(x, conv);
 
         // When both the Winograd path and libtorch's convolution run
