@@ -36,11 +36,9 @@ internal static unsafe class BatchedProduct
         if (!b.is_contiguous() || a.stride(2) != 1 || (rows > 1 && a.stride(1) != depth))
             throw new ArgumentException($"BatchedProduct needs B contiguous and A's matrices dense and row-major; got A strides [{string.Join(", ", a.stride())}], B contiguous: {b.is_contiguous()}");
         var c = empty([batch, rows, columns], ScalarType.Float32);
-        // A addressed through a dense view from its first element: TorchSharp spans only contiguous tensors.
-        using var aFirst = a.as_strided([a.numel()], [1], a.storage_offset());
         long rowBlocks = (rows + RowBlock - 1) / RowBlock, columnBlocks = (columns + ColumnBlock - 1) / ColumnBlock;
         int parts = (int)Math.Min(Math.Max(1, get_num_threads()), batch * rowBlocks * columnBlocks);
-        var work = new Blocks(KernelTensors.Address(aFirst), a.stride(0), KernelTensors.Address(b), KernelTensors.Address(c), rows, depth, columns,
+        var work = new Blocks(KernelTensors.FirstElement(a), a.stride(0), KernelTensors.Address(b), KernelTensors.Address(c), rows, depth, columns,
             rowBlocks, columnBlocks, batch * rowBlocks * columnBlocks, parts);
         KernelThreads.Run(parts, ref work);
         return c;

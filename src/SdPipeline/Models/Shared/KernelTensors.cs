@@ -19,6 +19,17 @@ internal static unsafe class KernelTensors
     public static float* Address(Tensor tensor) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 
     /// <summary>
+    /// The first element of a non-empty addressable tensor of any strides (a weight stored channels-last, a chunk of a
+    /// larger buffer), through a dense view of its storage from there; the caller addresses the rest by the strides.
+    /// </summary>
+    public static float* FirstElement(Tensor tensor)
+    {
+        // The view only names the storage the tensor holds, so the address outlives it.
+        using var dense = tensor.as_strided([tensor.numel()], [1], tensor.storage_offset());
+        return Address(dense);
+    }
+
+    /// <summary>
     /// Whether <paramref name="input"/> [B, C, …] has its channels adjacent at every position (and is otherwise dense):
     /// the layout oneDNN's channels-last convolutions read and write.
     /// </summary>

@@ -245,9 +245,8 @@ internal static unsafe partial class WinogradConvolution
     {
         long cout = weight.shape[0], cin = weight.shape[1];
         var transformed = transposed ? empty([TileElements, cin, cout], ScalarType.Float32) : empty([TileElements, cout, cin], ScalarType.Float32);
-        // The weight is addressed through a dense view of its storage: as stored, whatever the order of its strides.
-        using var dense = weight.as_strided([weight.numel()], [1], weight.storage_offset());
-        float* g = KernelTensors.Address(dense), u = KernelTensors.Address(transformed);
+        // The weight is addressed as stored, whatever the order of its strides.
+        float* g = KernelTensors.FirstElement(weight), u = KernelTensors.Address(transformed);
         var work = new WeightTransform(g, u, cout, cin, weight.stride(), transposed, Math.Max(1, get_num_threads()));
         KernelThreads.Run(work.Parts, ref work);
         return transformed;
