@@ -22,6 +22,10 @@ CASES = {
             ["vae", "--size", "32", "--whole-vae", "--repeats", "5"]),
     "train-step": (["train-step"], ("train_step", "step"),
                    ["train-step", "--mkldnn", "off"]),
+    # The step as the trainer runs it with diffusers' clipping and an EMA (train.max_grad_norm=1, train.use_ema=true);
+    # PyTorch's fastest EMA update is torch.optim.swa_utils' _foreach_lerp_, faster than diffusers' foreach EMAModel.
+    "train-step-clip-ema": (["train-step", "--max-grad-norm", "1", "--ema"], ("train_step", "step"),
+                            ["train-step", "--mkldnn", "off", "--max-grad-norm", "1", "--ema", "lerp"]),
 }
 GIB = float(1 << 30)
 

@@ -266,6 +266,12 @@ def main():
     p.add_argument("--optimizer-in-backward", action="store_true",
                    help="train-step: one fused AdamW per parameter, stepped from its post-accumulate-grad hook and the "
                         "gradient freed there (PyTorch's 'optimizer step in backward' recipe; no global gradient clipping)")
+    p.add_argument("--max-grad-norm", type=float, default=0,
+                   help="train-step: clip_grad_norm_(foreach=True) to this before AdamW, as diffusers' script with accelerate")
+    p.add_argument("--ema", nargs="?", const="foreach", choices=["foreach", "lerp"],
+                   help="train-step: after AdamW, an EMA of the weights at diffusers' decay: foreach (the default) is "
+                        "EMAModel.step's foreach path (train_text_to_image.py --foreach_ema), lerp torch.optim.swa_utils' "
+                        "update (_foreach_lerp_: one pass, no temporaries, other rounding)")
     p.add_argument("--autocast", choices=["no", "bf16"], default="no",
                    help="train-step: forward and loss under torch.autocast('cpu', bfloat16), as train.mixed_precision=bf16")
     p.add_argument("--channels-last", action="store_true",
@@ -312,6 +318,22 @@ def main():
         out["fused"] = a.fused
         out["optimizer_in_backward"] = a.optimizer_in_backward
         out["autocast"] = a.autocast
+        out["max_grad_norm"] = a.max_grad_norm
+        out["ema"] = a.ema
+        trained = [q for q in unet.parameters() if q.requires_grad]
+        shadow = [q.detach().clone() for q in trained] if a.ema else None
+        ema_steps = [0]
+
+        def ema_step():
+            # diffusers' EMAModel.get_decay (no warm-up, update_after_step 0) and its foreach update.
+            ema_steps[0] += 1
+            step = max(0, ema_steps[0] - 1)
+            decay = 0.0 if step <= 0 else min((1 + step) / (10 + step), 0.9999)
+            with torch.no_grad():
+                if a.ema == "lerp":
+                    torch._foreach_lerp_(shadow, trained, 1 - decay)
+                else:
+                    torch._foreach_sub_(shadow, torch._foreach_sub(shadow, trained), alpha=1 - decay)
         x = torch.randn(a.batch, 4, a.size, a.size).to(memory_format=layout); ctx = torch.randn(a.batch, 77, 768)
         t = torch.full((a.batch,), 500); target = torch.randn_like(x)
         phases = []
@@ -322,12 +344,19 @@ def main():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
                 prediction = forward(x, t, ctx)
             loss = F.mse_loss(prediction.float(), target)
-            t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter(); opt.step(); t3 = time.perf_counter()
-            phases.append((t1 - t0, t2 - t1, t3 - t2))
+            t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter()
+            if a.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trained, a.max_grad_norm, foreach=True)
+            tc = time.perf_counter(); opt.step(); t3 = time.perf_counter()
+            if shadow is not None:
+                ema_step()
+            t4 = time.perf_counter()
+            phases.append((t1 - t0, t2 - t1, tc - t2, t3 - tc, t4 - t3))
         t0 = time.perf_counter(); step(); out["warmup_step_s"] = time.perf_counter() - t0
         ts = timed(step, a.warmups - 1, a.repeats)
-        fwd, bwd, adam = zip(*phases[-a.repeats:])
-        out.update(forward_s=statistics.median(fwd), backward_s=statistics.median(bwd), adamw_s=statistics.median(adam))
+        fwd, bwd, clip, adam, ema = zip(*phases[-a.repeats:])
+        out.update(forward_s=statistics.median(fwd), backward_s=statistics.median(bwd), clip_s=statistics.median(clip),
+                   adamw_s=statistics.median(adam), ema_s=statistics.median(ema))
     elif a.case == "unet":
         unet = UNet().eval().to(memory_format=layout)
         unet = torch.compile(unet) if a.compile else unet

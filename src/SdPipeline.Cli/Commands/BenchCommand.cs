@@ -62,6 +62,17 @@ internal static class BenchCommand
         Description = "Step AdamW per parameter inside backward, as train.fused_backward_pass (no gradients held; AdamW's phase is then the rest of the step).",
     };
 
+    private static readonly Option<double> MaxGradNorm = new("--max-grad-norm")
+    {
+        Description = "Clip the global gradient norm to this before AdamW, as train.max_grad_norm (training's default: 1); the clipping is timed as its own phase. 0 times the step PyTorch was measured on, without it.",
+        DefaultValueFactory = _ => 0,
+    };
+
+    private static readonly Option<bool> Ema = new("--ema")
+    {
+        Description = "Update an exponential moving average of the weights after AdamW, as train.use_ema (its own phase; the average's copy of the weights counts in the peak).",
+    };
+
     /// <param name="cancellation">Ctrl+C and SIGTERM: the benchmark stops after the run under way, without a report.</param>
     public static Command Create(CancellationToken cancellation)
     {
@@ -70,7 +81,7 @@ internal static class BenchCommand
         command.Subcommands.Add(Model("vae", "SD 1.5 VAE: encode and decode (no_grad, in eval mode as the latents stage and sampling run it: on AVX-512 its 3x3 convolutions by Winograd's F(2x2,3x3), on AMD CPUs with their products by oneDNN's brgemm kernel), per latent size, and encode+decode images/s.", VaeBenchmark.Run, Sizes, cancellation));
         command.Subcommands.Add(Model("train-step",
             "SD 1.5 UNet training step (forward, MSE, backward, AdamW over every parameter), each phase timed, batch 1 at 32x32 latents by default.",
-            TrainStepBenchmark.Run, StepSizes, cancellation, MixedPrecision, GradientCheckpointing, FusedBackwardPass));
+            TrainStepBenchmark.Run, StepSizes, cancellation, MixedPrecision, GradientCheckpointing, FusedBackwardPass, MaxGradNorm, Ema));
         command.Subcommands.Add(Model("latents",
             "The latent cache's per-image work: preprocessing (decode, Lanczos resize, crop) and SD 1.5 VAE encode, images/s at 256 and 512 px.",
             LatentsBenchmark.Run, Sizes, cancellation));
@@ -149,12 +160,15 @@ internal static class BenchCommand
     }
 
     private static Command Model(string name, string description, Func<BenchmarkOptions, Device, Action<string>?, CancellationToken, BenchmarkReport> run,
-        Option<string> sizes, CancellationToken cancellation, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null)
+        Option<string> sizes, CancellationToken cancellation, Option<string>? mixedPrecision = null, Option<bool>? checkpointing = null, Option<bool>? fusedBackwardPass = null,
+        Option<double>? maxGradNorm = null, Option<bool>? ema = null)
     {
         var command = new Command(name, description) { sizes, Batch, Repeats, Warmup, Threads, OneDnnOption, KernelsOption, Seed, MatmulSize, Output, ConfigFile };
         if (mixedPrecision is not null) command.Options.Add(mixedPrecision);
         if (checkpointing is not null) command.Options.Add(checkpointing);
         if (fusedBackwardPass is not null) command.Options.Add(fusedBackwardPass);
+        if (maxGradNorm is not null) command.Options.Add(maxGradNorm);
+        if (ema is not null) command.Options.Add(ema);
         command.SetAction(result =>
         {
             BenchmarkOptions options;
@@ -172,6 +186,8 @@ internal static class BenchCommand
                     MixedPrecision = mixedPrecision is null ? "no" : result.GetValue(mixedPrecision)!,
                     GradientCheckpointing = checkpointing is not null && result.GetValue(checkpointing),
                     FusedBackwardPass = fusedBackwardPass is not null && result.GetValue(fusedBackwardPass),
+                    MaxGradNorm = maxGradNorm is null ? 0 : result.GetValue(maxGradNorm),
+                    Ema = ema is not null && result.GetValue(ema),
                 };
                 options.Validate();
                 CheckRuntimeOptions(result);

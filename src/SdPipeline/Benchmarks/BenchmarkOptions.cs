@@ -38,6 +38,15 @@ public sealed record BenchmarkOptions
     /// <summary>Training step only: AdamW stepped per parameter inside backward (as <c>train.fused_backward_pass</c>).</summary>
     public bool FusedBackwardPass { get; init; }
 
+    /// <summary>
+    /// Training step only: the global gradient norm is clipped to this before AdamW (as <c>train.max_grad_norm</c>); 0 leaves
+    /// the step unclipped, as PyTorch's figures were measured.
+    /// </summary>
+    public double MaxGradNorm { get; init; }
+
+    /// <summary>Training step only: an exponential moving average of the weights updated after AdamW (as <c>train.use_ema</c>).</summary>
+    public bool Ema { get; init; }
+
     /// <summary>Checks the values, naming the first bad one.</summary>
     /// <exception cref="ArgumentException">A value out of range.</exception>
     public void Validate()
@@ -49,6 +58,9 @@ public sealed record BenchmarkOptions
         if (Warmup < 0) throw new ArgumentException($"warm-up {Warmup} cannot be negative");
         if (Repeats < 1) throw new ArgumentException($"repeats {Repeats} must be at least 1");
         if (MatmulSize < 1) throw new ArgumentException($"matmul size {MatmulSize} must be positive");
+        if (!(MaxGradNorm >= 0) || double.IsInfinity(MaxGradNorm)) throw new ArgumentException($"--max-grad-norm {MaxGradNorm} must be a finite number ≥ 0 (0: no clipping)");
+        if (MaxGradNorm > 0 && FusedBackwardPass)
+            throw new ArgumentException("--max-grad-norm needs every gradient before AdamW, which --fused-backward-pass never holds: leave one of them out (training refuses the pair too)");
         if (MixedPrecision is not ("no" or "bf16" or "fp16")) throw new ArgumentException($"mixed precision '{MixedPrecision}' must be no, bf16 or fp16");
     }
 }

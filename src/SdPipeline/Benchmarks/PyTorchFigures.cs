@@ -40,12 +40,14 @@ public static class PyTorchFigures
 
     /// <summary>
     /// The suffix of the table's <c>work</c> for a run with <paramref name="options"/>: the mixed precision and the
-    /// fused backward pass, which PyTorch runs its own way (autocast, post-accumulate-grad hooks).
+    /// fused backward pass, which PyTorch runs its own way (autocast, post-accumulate-grad hooks), the gradient clipping
+    /// (<c>clip_grad_norm_</c>) before AdamW and the EMA after it.
     /// </summary>
     public static string VariantOf(BenchmarkOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return (options.MixedPrecision == "no" ? "" : $" {options.MixedPrecision}") + (options.FusedBackwardPass ? " fused backward pass" : "");
+        return (options.MixedPrecision == "no" ? "" : $" {options.MixedPrecision}") + (options.FusedBackwardPass ? " fused backward pass" : "")
+            + (options.MaxGradNorm > 0 ? string.Create(CultureInfo.InvariantCulture, $" max_grad_norm {options.MaxGradNorm}") : "") + (options.Ema ? " ema" : "");
     }
 
     /// <summary>PyTorch's figure for <paramref name="row"/> (run as <paramref name="variant"/>) on <paramref name="cpu"/>'s class, or null when none was measured.</summary>

@@ -12,7 +12,8 @@ namespace SdPipeline.Benchmarks;
 
 /// <summary>
 /// <c>sdpipe bench train-step</c>: one training step of a UNet with random weights — forward, MSE against a fixed
-/// target, backward, <see cref="AdamW"/> over every parameter — with each phase timed on its own and the whole step
+/// target, backward, optionally the trainer's gradient clipping, <see cref="AdamW"/> over every parameter, optionally the
+/// EMA — with each phase timed on its own and the whole step
 /// timed together, against the fp32 matmul ceiling measured in the same run. The comparison PyTorch was measured on
 /// (docs/performance.md): SD 1.5, batch 1, 32×32 latents, fp32, 2 threads.
 /// </summary>
@@ -67,6 +68,7 @@ public static class TrainStepBenchmark
         if (options.GradientCheckpointing) GradientCheckpointing.Apply(unet);
         using var optimizer = new AdamW(parameters);
         using var fused = options.FusedBackwardPass ? FusedBackwardPass.Attach(optimizer, unet) : null;
+        using var ema = options.Ema ? new EmaModel(parameters, new EmaSettings(), device) : null;
 
         var measured = new List<(int Size, FlopCount Flops, Phases Phases)>();
         var probes = new List<double>();
@@ -91,7 +93,7 @@ public static class TrainStepBenchmark
                 optimizer.ZeroGrad();
                 var kernelBefore = KernelProcessorTime();
                 long? faultsBefore = ProcessMemory.PageFaults();
-                var (forward, backward, adamw, step) = Step(unet, optimizer, fused, precision, sample, timestep, text, target, device);
+                var (forward, backward, clip, adamw, averaging, step) = Step(unet, optimizer, fused, options.MaxGradNorm, ema, precision, sample, timestep, text, target, device);
                 // Where a slow step's time went when it is not arithmetic: first touches of memory (the warm-up's gradients and
                 // AdamW's state), each a page fault and, on a VM backing memory lazily, seconds in the kernel (docs/performance.md).
                 string faults = ProcessMemory.PageFaults() - faultsBefore is long count
@@ -105,11 +107,11 @@ public static class TrainStepBenchmark
                 double matmul = timed ? ProbeMatmul(options.MatmulSize, device) : double.NaN;
                 if (timed)
                 {
-                    phases.Add(forward, backward, adamw, step);
+                    phases.Add(forward, backward, clip, adamw, averaging, step);
                     probes.Add(matmul);
                 }
                 log?.Invoke($"train step {size}x{size} {(timed ? $"run {i - options.Warmup + 1}/{options.Repeats}" : $"warm-up {i + 1}/{options.Warmup}")}: " +
-                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}, AdamW {adamw:0.000}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB{faults}" +
+                    $"{step:0.000} s (forward {forward:0.000}, backward {backward:0.000}{(options.MaxGradNorm > 0 ? $", clipping {clip:0.000}" : "")}, AdamW {adamw:0.000}{(ema is null ? "" : $", EMA {averaging:0.000}")}); peak RSS {ProcessMemory.PeakResidentBytes() / (double)(1L << 30):0.00} GiB{faults}" +
                     (timed ? $"; matmul after it {matmul:0.000} s, step/matmul {step / matmul:0.0}" : ""));
             }
             optimizer.ZeroGrad();
@@ -133,11 +135,13 @@ public static class TrainStepBenchmark
             rows.Add(Row("forward", phases.Forward, FlopPart.Forward));
             rows.Add(Row("backward", phases.Backward, FlopPart.Backward));
             rows.Add(Row("forward_backward", phases.Forward.Zip(phases.Backward, (f, b) => f + b).ToList(), FlopPart.ForwardBackward));
+            if (options.MaxGradNorm > 0) rows.Add(Row("clip_grad_norm", phases.Clip, FlopPart.None));
             rows.Add(Row("adamw", phases.AdamW, FlopPart.None));
+            if (options.Ema) rows.Add(Row("ema", phases.Ema, FlopPart.None));
             rows.Add(Row("step", phases.Step, FlopPart.ForwardBackward));
         }
         // The headline figures are those of the first size (32×32 by default: the PyTorch comparison).
-        var first = rows.Take(5).ToList();
+        var first = rows.Take(rows.Count / measured.Count).ToList();
         var report = BenchmarkReport.Of("train_step", options, machine, parameterCount, before, after, rows);
         var summary = new Dictionary<string, double>
         {
@@ -145,20 +149,22 @@ public static class TrainStepBenchmark
             [ForwardBackwardOfMatmul] = Math.Round(first.Single(r => r.Case == "forward_backward").RatioToMatmul, 3),
             [PeakRssGib] = Math.Round(peak / (double)(1L << 30), 2),
             [PreflightEstimateGib] = MemoryEstimate.Gib(MemoryEstimate.For(config, parameterCount, textEncoderParameters: 0, trainTextEncoder: false,
-                options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: false, emaOnCpu: false,
+                options.Batch, options.Sizes[0], options.Sizes[0], precision.Name, options.GradientCheckpointing, ema: options.Ema, emaOnCpu: false,
                 onGpu: device.type == DeviceType.CUDA, fusedBackwardPass: options.FusedBackwardPass).Total),
         };
         if (peakAnonymous is long bytes) summary[PeakAnonymousGib] = Math.Round(bytes / (double)(1L << 30), 2);
         return report with
         {
-            ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : "") + (options.FusedBackwardPass ? ", fused backward pass" : ""),
+            ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : "") + (options.FusedBackwardPass ? ", fused backward pass" : "")
+                + (options.MaxGradNorm > 0 ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", gradients clipped to norm {options.MaxGradNorm}") : "")
+                + (options.Ema ? ", EMA" : ""),
             Summary = summary,
         };
     }
 
     // One step, each phase timed: the tensors it makes are disposed when it returns, the gradients stay for AdamW.
-    private static (double Forward, double Backward, double AdamW, double Step) Step(UNet2DConditionModel unet, AdamW optimizer, FusedBackwardPass? fused,
-        MixedPrecision precision, Tensor sample, Tensor timestep, Tensor text, Tensor target, Device device)
+    private static (double Forward, double Backward, double Clip, double AdamW, double Ema, double Step) Step(UNet2DConditionModel unet, AdamW optimizer, FusedBackwardPass? fused,
+        double maxGradNorm, EmaModel? ema, MixedPrecision precision, Tensor sample, Tensor timestep, Tensor text, Tensor target, Device device)
     {
         using var scope = torch.NewDisposeScope();
         var clock = Stopwatch.StartNew();
@@ -174,12 +180,19 @@ public static class TrainStepBenchmark
         loss.backward();
         Synchronize(device);
         double backward = clock.Elapsed.TotalSeconds - forward;
+        // As the trainer clips: the norm over every gradient, its factor applied by AdamW.
+        var clip = maxGradNorm > 0 ? GradientNorm.Measure(optimizer.Parameters.Select(p => p.Parameter), maxGradNorm) : GradientClip.None;
+        Synchronize(device);
+        double clipped = clock.Elapsed.TotalSeconds;
         // Fused: the parameters were updated inside backward; what is left is the parameters outside the training layers.
         if (fused is not null) fused.Finish();
-        else optimizer.Step(LearningRate);
+        else optimizer.Step(LearningRate, clip.Coefficient);
+        Synchronize(device);
+        double stepped = clock.Elapsed.TotalSeconds;
+        ema?.Step(optimizer.Parameters);
         Synchronize(device);
         double total = clock.Elapsed.TotalSeconds;
-        return (forward, backward, total - forward - backward, total);
+        return (forward, backward, clipped - forward - backward, stepped - clipped, total - stepped, total);
     }
 
     private static TimeSpan KernelProcessorTime()
@@ -210,14 +223,18 @@ public static class TrainStepBenchmark
     {
         public List<double> Forward { get; } = [];
         public List<double> Backward { get; } = [];
+        public List<double> Clip { get; } = [];
         public List<double> AdamW { get; } = [];
+        public List<double> Ema { get; } = [];
         public List<double> Step { get; } = [];
 
-        public void Add(double forward, double backward, double adamw, double step)
+        public void Add(double forward, double backward, double clip, double adamw, double ema, double step)
         {
             Forward.Add(forward);
             Backward.Add(backward);
+            Clip.Add(clip);
             AdamW.Add(adamw);
+            Ema.Add(ema);
             Step.Add(step);
         }
     }

@@ -52,21 +52,29 @@ public sealed class EmaModel : IDisposable
         return Math.Max(Math.Min(decay, _settings.Decay), _settings.MinDecay);
     }
 
-    /// <summary>Moves the average toward <paramref name="parameters"/> after an optimizer step.</summary>
+    /// <summary>
+    /// Moves the average toward <paramref name="parameters"/> after an optimizer step: <c>s −= (1 − decay)·(s − p)</c>,
+    /// as diffusers' <c>EMAModel.step</c> (a frozen parameter is copied). Float32 CPU averages of parameters on the CPU
+    /// take one pass over memory (<see cref="EmaKernel"/>), the same three float32 operations per element.
+    /// </summary>
     public void Step(IEnumerable<(string Name, Parameter Parameter)> parameters)
     {
         OptimizationStep++;
         CurrentDecay = DecayAt(OptimizationStep);
         double oneMinusDecay = 1 - CurrentDecay;
         using var noGrad = torch.no_grad();
+        var fused = new List<EmaKernel.Buffers>();
         foreach (var (name, parameter) in parameters)
         {
             using var scope = torch.NewDisposeScope();
             var shadow = _shadow[name];
+            // A CPU parameter is its own .to(CPU): its memory outlives this scope, so the kernel may read it after the loop.
             var current = parameter.to(shadow.device);
-            if (parameter.requires_grad) shadow.sub_((shadow - current) * oneMinusDecay);
-            else shadow.copy_(current);
+            if (!parameter.requires_grad) shadow.copy_(current);
+            else if (parameter.device_type == DeviceType.CPU && EmaKernel.Supports(shadow, current)) fused.Add(EmaKernel.Of(shadow, current));
+            else shadow.sub_((shadow - current) * oneMinusDecay);
         }
+        if (fused.Count > 0) EmaKernel.Step(fused, (float)oneMinusDecay, torch.get_num_threads());
     }
 
     /// <summary>Copies the averaged weights named <c>PREFIX + key</c> into <paramref name="module"/>'s parameter <c>key</c>.</summary>

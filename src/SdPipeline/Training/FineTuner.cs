@@ -141,12 +141,14 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         // (the scale halves), as GradScaler does. Elsewhere a non-finite gradient stops the run.
         var scaler = run.Scaler;
         // A fused step's parameters have moved already; Finish steps the rest and measures the norm.
-        double gradNorm = run.FusedBackward is { } fused ? fused.Finish()
-            : scaler.UnscaleGradients() ? GradientNorm.ClipAndMeasure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : double.NaN;
+        // Clipping's coefficient is applied by AdamW as it reads each gradient.
+        var clip = run.FusedBackward is { } fused ? new GradientClip(fused.Finish(), 1f)
+            : scaler.UnscaleGradients() ? GradientNorm.Measure(run.Parameters.Select(p => p.Parameter), settings.MaxGradNorm) : GradientClip.None;
+        double gradNorm = clip.Norm;
         if (!double.IsFinite(gradNorm) && !scaler.Enabled)
             throw new StageFailedException($"train: the gradient norm became {gradNorm} at step {run.Step + 1}; lower train.learning_rate (now {settings.LearningRate}) or keep train.max_grad_norm above 0");
         double scaleUsed = scaler.Scale;
-        bool stepped = run.FusedBackward is not null || scaler.Step(() => run.Optimizer.Step(lr));
+        bool stepped = run.FusedBackward is not null || scaler.Step(() => run.Optimizer.Step(lr, clip.Coefficient));
         run.Optimizer.ZeroGrad();
         if (stepped) run.Ema?.Step(run.EmaParameters);
         else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)

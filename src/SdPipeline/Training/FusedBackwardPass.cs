@@ -109,7 +109,7 @@ public sealed class FusedBackwardPass : IDisposable
         _optimizer.StepParameter(target.Name, target.Parameter, laidOut, step);
     }
 
-    // As GradientNorm measures each gradient: its float32 2-norm.
+    // Each gradient's float32 2-norm by libtorch (GradientNorm sums float32 CPU gradients in float64: the two agree to float32 rounding).
     private static Tensor Norm(Tensor grad) => grad.to(ScalarType.Float32).norm();
 
     /// <summary>What a node steps: the pass, and the parameter with its optimizer name.</summary>

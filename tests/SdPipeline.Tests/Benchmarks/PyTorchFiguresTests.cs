@@ -93,6 +93,28 @@ public sealed class PyTorchFiguresTests
     }
 
     [Test]
+    public void For_Should_CompareAClippedStepWithAnEmaOnlyWithPyTorchsStepRunTheSameWay()
+    {
+        var step = Row("train_step", "step", 32, 1, 3.4);
+        var trainerLike = new BenchmarkOptions { MaxGradNorm = 1, Ema = true };
+
+        Assert.That(PyTorchFigures.VariantOf(trainerLike), Is.EqualTo(" max_grad_norm 1 ema"));
+        // The compiled-in table: on the Zen 4 PyTorch was measured clipping and keeping an EMA too; clipping alone was not
+        Assert.That(PyTorchFigures.For(Zen4, step, variant: PyTorchFigures.VariantOf(trainerLike))!.Seconds, Is.EqualTo(4.36));
+        Assert.That(PyTorchFigures.For(Zen4, step, variant: PyTorchFigures.VariantOf(new BenchmarkOptions { MaxGradNorm = 1 })), Is.Null);
+    }
+
+    [Test]
+    public void Validate_Should_RefuseClippingWithTheFusedBackwardPass_NamingBothOptions()
+    {
+        var options = new BenchmarkOptions { MaxGradNorm = 1, FusedBackwardPass = true };
+
+        var error = Assert.Throws<ArgumentException>(options.Validate)!;
+        Assert.That(error.Message, Does.Contain("--max-grad-norm").And.Contain("--fused-backward-pass"));
+        Assert.Throws<ArgumentException>(new BenchmarkOptions { MaxGradNorm = -1 }.Validate);
+    }
+
+    [Test]
     public void Parse_Should_ReadBothPeaks_And_TheComparison_Should_CarryThem()
     {
         string markdown = $"{PyTorchFigures.Heading}\n\n| CPU | work | PyTorch s | peak GiB | anonymous peak GiB | setting |\n| --- | --- | --- | --- | --- | --- |\n" +

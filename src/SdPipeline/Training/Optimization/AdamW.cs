@@ -50,8 +50,12 @@ public sealed class AdamW : IDisposable
     /// </summary>
     internal bool Fused { get; init; } = true;
 
-    /// <summary>One update with learning rate <paramref name="lr"/>; parameters without a gradient are left alone.</summary>
-    public void Step(double lr) => StepRemaining(BeginStep(lr));
+    /// <summary>
+    /// One update with learning rate <paramref name="lr"/>, each gradient multiplied by <paramref name="gradientScale"/>
+    /// first (a clipping coefficient, <see cref="GradientClip.Coefficient"/>): the same float32 products as scaling the
+    /// gradients in place beforehand. Parameters without a gradient are left alone.
+    /// </summary>
+    public void Step(double lr, float gradientScale = 1f) => StepRemaining(BeginStep(lr), gradientScale);
 
     /// <summary>
     /// Counts a new step and returns its coefficients, for a step taken one parameter at a time as the gradients
@@ -66,8 +70,11 @@ public sealed class AdamW : IDisposable
         return new StepCoefficients(lr, lr / biasCorrection1, Math.Sqrt(biasCorrection2));
     }
 
-    /// <summary>Updates every parameter that holds a gradient in <c>.grad</c> with <paramref name="step"/>'s coefficients.</summary>
-    internal void StepRemaining(StepCoefficients step)
+    /// <summary>
+    /// Updates every parameter that holds a gradient in <c>.grad</c> with <paramref name="step"/>'s coefficients, the
+    /// gradient multiplied by <paramref name="gradientScale"/>.
+    /// </summary>
+    internal void StepRemaining(StepCoefficients step, float gradientScale = 1f)
     {
         using var noGrad = torch.no_grad();
         var fused = new List<AdamWKernel.Buffers>(_parameters.Count);
@@ -83,9 +90,12 @@ public sealed class AdamW : IDisposable
                 if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
                     fused.Add(AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq));
                 else
+                {
+                    if (gradientScale != 1f) grad.mul_(gradientScale);
                     StepOpByOp(parameter, grad, moments, step);
+                }
             }
-            if (fused.Count > 0) AdamWKernel.Step(fused, KernelScalars(step), torch.get_num_threads());
+            if (fused.Count > 0) AdamWKernel.Step(fused, KernelScalars(step, gradientScale), torch.get_num_threads());
         }
         finally
         {
@@ -100,7 +110,7 @@ public sealed class AdamW : IDisposable
         using var noGrad = torch.no_grad();
         var moments = Moments(name, parameter);
         if (Fused && AdamWKernel.Supports(parameter, grad, moments.ExpAvg, moments.ExpAvgSq))
-            AdamWKernel.Step([AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq)], KernelScalars(step), torch.get_num_threads());
+            AdamWKernel.Step([AdamWKernel.Of(parameter, grad, moments.ExpAvg, moments.ExpAvgSq)], KernelScalars(step, 1f), torch.get_num_threads());
         else
             StepOpByOp(parameter, grad, moments, step);
     }
@@ -125,8 +135,8 @@ public sealed class AdamW : IDisposable
         parameter.addcdiv_(moments.ExpAvg, denominator, -step.StepSize);
     }
 
-    private AdamWKernel.Scalars KernelScalars(StepCoefficients step) =>
-        new((float)(1 - step.Lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
+    private AdamWKernel.Scalars KernelScalars(StepCoefficients step, float gradientScale) =>
+        new(gradientScale, (float)(1 - step.Lr * WeightDecay), (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2),
             (float)step.BiasCorrection2Sqrt, (float)Epsilon, (float)-step.StepSize);
 
     /// <summary>Clears every gradient (sets them to none, as PyTorch's default <c>zero_grad(set_to_none=True)</c>).</summary>

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
@@ -15,7 +14,8 @@ namespace SdPipeline.Training.Optimization;
 /// traffic, so that is most of its cost. All parameters are cut into chunks spread over the threads.
 /// </summary>
 /// <remarks>
-/// Each element follows PyTorch's <c>_single_tensor_adamw</c> operation by operation, in float32 with the scalars
+/// The gradient is first multiplied by the step's scale (a clipping coefficient, 1 otherwise: <c>clip_grad_norm_</c>'s
+/// in-place multiply, done as the gradient is read). Each element then follows PyTorch's <c>_single_tensor_adamw</c> operation by operation, in float32 with the scalars
 /// rounded to float32 as ATen's CPU kernels round them: <c>p·(1−lr·wd)</c>; <c>m + (1−β1)·(g−m)</c> (lerp, a fused
 /// multiply-add as ATen's vectorised lerp); <c>v·β2 + ((1−β2)·g)·g</c>; <c>√v / √(1−β2ᵗ) + ε</c>;
 /// <c>p + ((−lr/(1−β1ᵗ))·m) / denominator</c>. Results agree with the op-by-op form to float32 rounding (ATen's own
@@ -23,36 +23,30 @@ namespace SdPipeline.Training.Optimization;
 /// </remarks>
 internal static unsafe class AdamWKernel
 {
-    // Elements per work item: large enough to amortise scheduling, small enough to balance two to a few dozen threads.
-    private const int ChunkElements = 1 << 16;
-
     /// <summary>One parameter's buffers (float32, contiguous, on the CPU).</summary>
     public readonly record struct Buffers(nint Parameter, nint Gradient, nint ExpAvg, nint ExpAvgSq, long Length);
 
-    /// <summary>The scalars of one step.</summary>
-    public readonly record struct Scalars(float Decay, float Beta1Weight, float Beta2, float OneMinusBeta2, float BiasCorrection2Sqrt, float Epsilon, float NegativeStepSize);
+    /// <summary>The scalars of one step, each rounded to float32: the gradient's scale first (a clipping coefficient; 1 leaves the gradient as it is), then AdamW's.</summary>
+    public readonly record struct Scalars(float GradientScale, float Decay, float Beta1Weight, float Beta2, float OneMinusBeta2, float BiasCorrection2Sqrt, float Epsilon, float NegativeStepSize);
 
     /// <summary>Whether the fused update can run on these tensors.</summary>
     public static bool Supports(Tensor parameter, Tensor gradient, Tensor expAvg, Tensor expAvgSq) =>
-        Plain(parameter) && Plain(gradient) && Plain(expAvg) && Plain(expAvgSq)
+        ElementChunks.Supports(parameter) && ElementChunks.Supports(gradient) && ElementChunks.Supports(expAvg) && ElementChunks.Supports(expAvgSq)
         && gradient.NumberOfElements == parameter.NumberOfElements
         && expAvg.NumberOfElements == parameter.NumberOfElements
         && expAvgSq.NumberOfElements == parameter.NumberOfElements;
 
     /// <summary>The buffers of tensors for which <see cref="Supports"/> holds.</summary>
     public static Buffers Of(Tensor parameter, Tensor gradient, Tensor expAvg, Tensor expAvgSq) =>
-        new(Address(parameter), Address(gradient), Address(expAvg), Address(expAvgSq), parameter.NumberOfElements);
+        new(ElementChunks.Address(parameter), ElementChunks.Address(gradient), ElementChunks.Address(expAvg), ElementChunks.Address(expAvgSq),
+            parameter.NumberOfElements);
 
     /// <summary>Updates every parameter in <paramref name="buffers"/>, in parallel over <paramref name="threads"/> threads.</summary>
     public static void Step(IReadOnlyList<Buffers> buffers, Scalars scalars, int threads)
     {
-        var chunks = new List<(int Buffer, long Start, int Length)>();
-        for (int i = 0; i < buffers.Count; i++)
-            for (long start = 0; start < buffers[i].Length; start += ChunkElements)
-                chunks.Add((i, start, (int)Math.Min(ChunkElements, buffers[i].Length - start)));
-        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, c =>
+        ElementChunks.Run(ElementChunks.Of(buffers.Select(b => b.Length)), threads, (chunk, _) =>
         {
-            var (index, start, length) = chunks[c];
+            var (index, start, length) = chunk;
             var b = buffers[index];
             Update((float*)b.Parameter + start, (float*)b.Gradient + start, (float*)b.ExpAvg + start, (float*)b.ExpAvgSq + start, length, scalars);
         });
@@ -63,6 +57,7 @@ internal static unsafe class AdamWKernel
         int i = 0;
         if (Vector256.IsHardwareAccelerated)
         {
+            var gradientScale = Vector256.Create(s.GradientScale);
             var decay = Vector256.Create(s.Decay);
             var weight = Vector256.Create(s.Beta1Weight);
             var beta2 = Vector256.Create(s.Beta2);
@@ -72,7 +67,7 @@ internal static unsafe class AdamWKernel
             var step = Vector256.Create(s.NegativeStepSize);
             for (; i <= length - Vector256<float>.Count; i += Vector256<float>.Count)
             {
-                var grad = Vector256.Load(g + i);
+                var grad = Vector256.Load(g + i) * gradientScale;
                 var param = Vector256.Load(p + i) * decay;
                 var expAvg = Vector256.Load(m + i);
                 expAvg = MultiplyAdd(weight, grad - expAvg, expAvg);
@@ -86,9 +81,10 @@ internal static unsafe class AdamWKernel
         }
         for (; i < length; i++)
         {
+            float grad = g[i] * s.GradientScale;
             float param = p[i] * s.Decay;
-            float expAvg = MathF.FusedMultiplyAdd(s.Beta1Weight, g[i] - m[i], m[i]);
-            float expAvgSq = v[i] * s.Beta2 + s.OneMinusBeta2 * g[i] * g[i];
+            float expAvg = MathF.FusedMultiplyAdd(s.Beta1Weight, grad - m[i], m[i]);
+            float expAvgSq = v[i] * s.Beta2 + s.OneMinusBeta2 * grad * grad;
             float denominator = MathF.Sqrt(expAvgSq) / s.BiasCorrection2Sqrt + s.Epsilon;
             p[i] = param + s.NegativeStepSize * expAvg / denominator;
             m[i] = expAvg;
@@ -100,12 +96,4 @@ internal static unsafe class AdamWKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : Vector256.FusedMultiplyAdd(a, b, c);
-
-    // TorchSharp hands out a CPU tensor's storage as a Span<byte> over it (no copy), whose length is an int: a tensor
-    // of 2 GiB or more cannot be addressed that way and takes the op-by-op form.
-    private static bool Plain(Tensor tensor) =>
-        tensor.device_type == DeviceType.CPU && tensor.dtype == ScalarType.Float32 && tensor.is_contiguous()
-        && tensor.NumberOfElements <= int.MaxValue / sizeof(float);
-
-    private static nint Address(Tensor tensor) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(tensor.bytes));
 }

@@ -52,6 +52,42 @@ public sealed class AdamWTests
         Assert.That(fused.StepCount, Is.EqualTo(5));
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void Step_Should_GiveTheBitsOfGradientsScaledInPlace_When_AGradientScaleIsGiven(bool fusedKernel)
+    {
+        // Given two identical parameter sets and gradients, one set's gradients clipped in place first (clip_grad_norm_'s way)
+        var scaledParameters = Parameters(3);
+        var inPlaceParameters = Parameters(3);
+        using var scaled = new AdamW(scaledParameters) { Fused = fusedKernel };
+        using var inPlace = new AdamW(inPlaceParameters) { Fused = fusedKernel };
+        const float coefficient = 0.3712f;
+        for (int step = 0; step < 3; step++)
+        {
+            torch.manual_seed(200 + step);
+            foreach (var ((_, a), (_, b)) in scaledParameters.Zip(inPlaceParameters))
+            {
+                var grad = torch.randn(a.shape);
+                a.grad = grad.clone();
+                b.grad = grad.clone();
+                b.grad.mul_(coefficient);
+            }
+
+            // When one optimizer is given the coefficient and the other the scaled gradients
+            scaled.Step(1e-3, coefficient);
+            inPlace.Step(1e-3);
+            scaled.ZeroGrad();
+            inPlace.ZeroGrad();
+        }
+
+        // Then parameters and moments are the same bits
+        foreach (var ((name, a), (_, b)) in scaledParameters.Zip(inPlaceParameters))
+            Assert.That(torch.equal(a, b).all().item<bool>(), Is.True, name);
+        var scaledState = scaled.StateTensors();
+        foreach (var (key, expected) in inPlace.StateTensors())
+            Assert.That(torch.equal(scaledState[key], expected).all().item<bool>(), Is.True, key);
+    }
+
     [Test]
     public void FusedStep_Should_LeaveParametersWithoutGradientsAlone()
     {
