@@ -141,7 +141,7 @@ internal static unsafe partial class WinogradConvolution
         }
         else
         {
-            var inputs = new InputTransform(x, z, vp, shape, 0, tiles, tiles, Threads);
+            var inputs = new InputTransform(x, z, vp, shape, 0, tiles, tiles * shape.Cin, Threads);
             KernelThreads.Run(Threads, ref inputs);
         }
         return v;

@@ -122,7 +122,7 @@ internal static unsafe partial class WinogradConvolution
         for (long first = 0; first < tiles; first += chunk)
         {
             long count = Math.Min(chunk, tiles - first);
-            var inputs = new InputTransform(xp, z, vp, shape, first, count, chunk, threads);
+            var inputs = new InputTransform(xp, z, vp, shape, first, count, chunk * cin, threads);
             KernelThreads.Run(threads, ref inputs);
             var gradients = new OutputGradientTransform(dyp, z, yp, shape, first, count, chunk, threads);
             KernelThreads.Run(threads, ref gradients);
@@ -393,11 +393,12 @@ internal static unsafe partial class WinogradConvolution
         long chunk = Math.Min(tiles, TilesPerChunk(chunkBytes, cin, block));
         using var nhwc = input.permute(0, 2, 3, 1);
         using var output = empty([batch, height, width, cout], ScalarType.Float32);
-        using var scratch = inScratch ? Scratch().narrow(0, 0, TileElements * chunk * cin) : empty(TileElements * chunk * cin, ScalarType.Float32);
-        using var v = scratch.view(TileElements, chunk, cin);
+        long matrix = chunk * cin + MatrixPadding;
+        using var scratch = inScratch ? Scratch().narrow(0, 0, TileElements * matrix) : empty(TileElements * matrix, ScalarType.Float32);
+        using var v = scratch.as_strided([TileElements, chunk, cin], [matrix, cin, 1]);
         using var zeroRow = zeros(cin, ScalarType.Float32);
         float* x = KernelTensors.Address(nhwc), y = KernelTensors.Address(output);
-        float* vp = KernelTensors.Address(v), z = KernelTensors.Address(zeroRow);
+        float* vp = KernelTensors.Address(scratch), z = KernelTensors.Address(zeroRow);
         float* b = bias is null ? null : KernelTensors.Address(bias);
         int threads = Math.Max(1, get_num_threads());
         var shape = new Shape(height, width, tilesH, tilesW, cin, cout);
@@ -416,7 +417,7 @@ internal static unsafe partial class WinogradConvolution
                 long count = Math.Min(chunk, tiles - first);
                 if (firstOut == 0 || chunk < tiles)
                 {
-                    var inputs = new InputTransform(x, z, vp, shape, first, count, chunk, threads);
+                    var inputs = new InputTransform(x, z, vp, shape, first, count, matrix, threads);
                     KernelThreads.Run(threads, ref inputs);
                 }
                 // M[k] = V[k]·U[k]ᵀ as one batched GEMM: libtorch runs the 16 products side by side, one a thread (16 GEMMs
@@ -442,17 +443,24 @@ internal static unsafe partial class WinogradConvolution
     // VAE's peaks (encode 0.74–0.77 GiB against 0.73, decode 0.89 against 0.80–0.86, measured) through the allocator's fragmentation.
     [ThreadStatic] private static Tensor? t_scratch;
 
-    private static Tensor Scratch() => t_scratch ??= empty(ChunkBytes / sizeof(float), ScalarType.Float32).DetachFromDisposeScope();
+    private static Tensor Scratch() => t_scratch ??= empty(ChunkBytes / sizeof(float) + TileElements * MatrixPadding, ScalarType.Float32).DetachFromDisposeScope();
+
+    // Floats between V's sixteen matrices beyond their size. A chunk's matrices were a power of two apart (512 tiles of
+    // 128 channels: 256 KiB), so a tile's sixteen stores fell in one set of the L1 cache and, as the process's physical
+    // pages happened to land, of the L2: the VAE encode's input transforms took 106 ms in such a process against 25–30 ms
+    // (one process in four to eight). 64 floats put matrix k at k·256 bytes within a page: 21.7–24.2 ms in ten processes
+    // of ten (AMD EPYC Zen 4, docs/performance.md, twenty-seventh session).
+    private const long MatrixPadding = 64;
 
     private readonly record struct Shape(long Height, long Width, long TilesH, long TilesW, long Cin, long Cout);
 
-    // Tiles [first, first + count) of the chunk into V's slots 0…count−1, shared among the parts.
-    private readonly struct InputTransform(float* x, float* zeros, float* v, Shape shape, long first, long count, long chunk, int parts) : IPartitionedWork
+    // Tiles [first, first + count) of the chunk into V's slots 0…count−1 (its matrices `matrix` floats apart), shared among the parts.
+    private readonly struct InputTransform(float* x, float* zeros, float* v, Shape shape, long first, long count, long matrix, int parts) : IPartitionedWork
     {
         public void Run(int part)
         {
             var (from, share) = KernelTensors.Share(count, parts, part);
-            for (long t = from; t < from + share; t++) TransformInputTile(x, zeros, v, shape, first + t, t, chunk);
+            for (long t = from; t < from + share; t++) TransformInputTile(x, zeros, v, shape, first + t, t, matrix);
         }
     }
 
@@ -472,11 +480,11 @@ internal static unsafe partial class WinogradConvolution
     // V[k, slot, c] = (Bᵀ d B)[k] for the 4×4 input tile d at rows 2ty−1…2ty+2, columns 2tx−1…2tx+2 (zero outside:
     // those positions read `zeros`, C_in zeros).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformInputTile(float* x, float* zeros, float* v, Shape s, long tile, long slot, long chunk)
+    private static void TransformInputTile(float* x, float* zeros, float* v, Shape s, long tile, long slot, long matrix)
     {
         float** d = stackalloc float*[16];
         InputTilePositions(x, zeros, s, tile, 2, d);
-        long k = chunk * s.Cin;
+        long k = matrix;
         float* target = v + slot * s.Cin;
         for (long c = 0; c < s.Cin; c += Lanes)
         {
