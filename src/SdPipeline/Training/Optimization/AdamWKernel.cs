@@ -15,8 +15,8 @@ namespace SdPipeline.Training.Optimization;
 /// </summary>
 /// <remarks>
 /// The gradient is first multiplied by the step's scale (a clipping coefficient, 1 otherwise: <c>clip_grad_norm_</c>'s
-/// in-place multiply, done as the gradient is read). Each element then follows PyTorch's <c>_single_tensor_adamw</c> operation by operation, in float32 with the scalars
-/// rounded to float32 as ATen's CPU kernels round them: <c>p·(1−lr·wd)</c>; <c>m + (1−β1)·(g−m)</c> (lerp, a fused
+/// in-place multiply, done as the gradient is read). Each element then follows PyTorch's <c>_single_tensor_adamw</c>
+/// operation by operation, in float32 with the scalars rounded to float32 as ATen's CPU kernels round them: <c>p·(1−lr·wd)</c>; <c>m + (1−β1)·(g−m)</c> (lerp, a fused
 /// multiply-add as ATen's vectorised lerp); <c>v·β2 + ((1−β2)·g)·g</c>; <c>√v / √(1−β2ᵗ) + ε</c>;
 /// <c>p + ((−lr/(1−β1ᵗ))·m) / denominator</c>. Results agree with the op-by-op form to float32 rounding (ATen's own
 /// kernels may contract other products into FMAs, so bit equality with them is not promised).
@@ -26,8 +26,12 @@ internal static unsafe class AdamWKernel
     /// <summary>One parameter's buffers (float32, contiguous, on the CPU).</summary>
     public readonly record struct Buffers(nint Parameter, nint Gradient, nint ExpAvg, nint ExpAvgSq, long Length);
 
-    /// <summary>The scalars of one step, each rounded to float32: the gradient's scale first (a clipping coefficient; 1 leaves the gradient as it is), then AdamW's.</summary>
-    public readonly record struct Scalars(float GradientScale, float Decay, float Beta1Weight, float Beta2, float OneMinusBeta2, float BiasCorrection2Sqrt, float Epsilon, float NegativeStepSize);
+    /// <summary>
+    /// The scalars of one step, each rounded to float32: the gradient's scale first (a clipping coefficient; 1 leaves the
+    /// gradient as it is), then AdamW's.
+    /// </summary>
+    public readonly record struct Scalars(float GradientScale, float Decay, float Beta1Weight, float Beta2, float OneMinusBeta2, float BiasCorrection2Sqrt,
+        float Epsilon, float NegativeStepSize);
 
     /// <summary>Whether the fused update can run on these tensors.</summary>
     public static bool Supports(Tensor parameter, Tensor gradient, Tensor expAvg, Tensor expAvgSq) =>
