@@ -4,7 +4,8 @@ goal: the UNet forward at 512 px batch 2 (one sampling step), the VAE encode at 
 One process at a time; within a round each case runs PyTorch's side and ours back to back, the order swapped every
 round so that a drifting load does not favour one side. Before each pair PyTorch's 4096^3 fp32 matmul is timed: on a
 shared machine it says whether the pair ran quiet. Ratios are ours / PyTorch's per pair, so compare them only within a
-pair, and read the median over rounds.
+pair, and read the median over rounds. The training cases also print each side's first (warm-up) step and its ratio to
+that side's median step, the goal's warm-up figure; train-step-512 is the goal's 512 px memory and warm-up.
 
     python3 docs/pytorch-peer/rounds.py --sdpipe src/SdPipeline.Cli/bin/Release/net10.0/sdpipe \
         --peer "python3 docs/pytorch-peer/sd15_peer.py" --rounds 3 --out rounds.json
@@ -22,6 +23,9 @@ CASES = {
             ["vae", "--size", "32", "--whole-vae", "--repeats", "5"]),
     "train-step": (["train-step"], ("train_step", "step"),
                    ["train-step", "--mkldnn", "off"]),
+    # The goal's memory and warm-up at 512 px (its time goal is the 256 px step's).
+    "train-step-512": (["train-step", "--sizes", "64"], ("train_step", "step"),
+                       ["train-step", "--mkldnn", "off", "--size", "64"]),
     # The step as the trainer runs it with diffusers' clipping and an EMA (train.max_grad_norm=1, train.use_ema=true);
     # PyTorch's fastest EMA update is torch.optim.swa_utils' _foreach_lerp_, faster than diffusers' foreach EMAModel.
     "train-step-clip-ema": (["train-step", "--max-grad-norm", "1", "--ema"], ("train_step", "step"),
@@ -47,14 +51,27 @@ def ours(sdpipe, args, row):
         if run.returncode != 0:
             sys.exit(f"sdpipe bench {' '.join(args)} failed (exit {run.returncode}): {(run.stderr or run.stdout).strip()[-600:]}")
         with open(report) as f:
-            rows = json.load(f)["rows"]
+            report = json.load(f)
+        rows, summary = report["rows"], report.get("summary") or {}
     found = [r for r in rows if (r["model"], r["case"]) == row]
     if not found:
         sys.exit(f"sdpipe bench {' '.join(args)} wrote no {row[0]} {row[1]} row")
     r = found[0]
     anonymous = r.get("peak_anonymous_bytes")
     return dict(seconds=r["median_seconds"], peak_rss_gib=r["peak_rss_bytes"] / GIB,
-                peak_anonymous_gib=None if anonymous is None else anonymous / GIB)
+                peak_anonymous_gib=None if anonymous is None else anonymous / GIB,
+                warmup_s=summary.get("warmup_step_seconds"),
+                # Our own matmul probes (after the model cases; for train-step also one after each timed step): whether
+                # our side ran on a slower host than the matmul timed before the pair.
+                matmul_s=statistics.median(report["matmul_after"]["seconds"]))
+
+
+def warmups(sides):
+    """The training cases' first steps, each beside its own side's median step (the goal: at most 2x)."""
+    if any(sides[side].get("warmup_s") is None for side in sides):
+        return ""
+    return "  warm-up " + "  ".join(f"{name} {sides[side]['warmup_s']:.1f} s ({sides[side]['warmup_s'] / sides[side]['seconds']:.1f}x)"
+                                    for side, name in (("ours", "ours"), ("pytorch", "PyTorch")))
 
 
 def main():
@@ -89,13 +106,15 @@ def main():
                 else:
                     figure = peer(a.peer, peer_args)
                     sides["pytorch"] = dict(seconds=figure["median_s"], peak_rss_gib=figure["peak_rss_gib"],
-                                            peak_anonymous_gib=figure.get("peak_anonymous_gib"))
+                                            peak_anonymous_gib=figure.get("peak_anonymous_gib"),
+                                            warmup_s=figure.get("warmup_step_s"))
             pair = dict(round=round_, case=case, pytorch_matmul_s=matmul, time=time.strftime("%H:%M:%S"), **sides,
                         ratio=sides["ours"]["seconds"] / sides["pytorch"]["seconds"])
             pairs.append(pair)
             print(f"round {round_} {case:10}  matmul {matmul:.3f} s  ours {sides['ours']['seconds']:.3f} s "
+                  f"(its matmul {sides['ours']['matmul_s']:.3f} s) "
                   f"{sides['ours']['peak_rss_gib']:.2f} GiB  PyTorch {sides['pytorch']['seconds']:.3f} s "
-                  f"{sides['pytorch']['peak_rss_gib']:.2f} GiB  ratio {pair['ratio']:.2f}", flush=True)
+                  f"{sides['pytorch']['peak_rss_gib']:.2f} GiB  ratio {pair['ratio']:.2f}{warmups(sides)}", flush=True)
             if a.out:
                 with open(a.out + ".tmp", "w") as f:
                     json.dump(pairs, f, indent=1)

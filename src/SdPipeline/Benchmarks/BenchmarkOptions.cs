@@ -9,8 +9,8 @@ public sealed record BenchmarkOptions
     /// <summary>Samples per run.</summary>
     public int Batch { get; init; } = 1;
 
-    /// <summary>Untimed runs before the timed ones, per case.</summary>
-    public int Warmup { get; init; } = 1;
+    /// <summary>Untimed runs before the timed ones, per case (two, as PyTorch's figures were timed).</summary>
+    public int Warmup { get; init; } = 2;
 
     /// <summary>Timed runs per case; the median is reported.</summary>
     public int Repeats { get; init; } = 3;

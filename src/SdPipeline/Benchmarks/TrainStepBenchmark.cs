@@ -40,6 +40,16 @@ public static class TrainStepBenchmark
     /// </summary>
     public const string PreflightEstimateGib = "preflight_estimate_gib";
 
+    /// <summary>
+    /// Summary key: the first warm-up step's seconds at the first size, where there is a warm-up. It allocates the
+    /// gradients and AdamW's moments (twice the weights), so on a machine that backs memory lazily it is mostly first
+    /// touches of memory (docs/performance.md).
+    /// </summary>
+    public const string WarmupStepSeconds = "warmup_step_seconds";
+
+    /// <summary>Summary key: <see cref="WarmupStepSeconds"/> over the median timed step (the performance goal in docs/performance.md: at most 2).</summary>
+    public const string WarmupOverStep = "warmup_over_step";
+
     /// <summary>Runs the benchmark; one set of rows per latent size in <paramref name="options"/>.</summary>
     /// <param name="options">Sizes, batch, repeats, seed, config, precision, checkpointing.</param>
     /// <param name="device">Where to run (after the threads have been set).</param>
@@ -70,7 +80,7 @@ public static class TrainStepBenchmark
         using var fused = options.FusedBackwardPass ? FusedBackwardPass.Attach(optimizer, unet) : null;
         using var ema = options.Ema ? new EmaModel(parameters, new EmaSettings(), device) : null;
 
-        var measured = new List<(int Size, FlopCount Flops, Phases Phases)>();
+        var measured = new List<(int Size, FlopCount Flops, Phases Phases, double? Warmup)>();
         var probes = new List<double>();
         foreach (int size in options.Sizes)
         {
@@ -87,6 +97,7 @@ public static class TrainStepBenchmark
             log?.Invoke($"train step {size}x{size}: {flops.ForwardBackward / 1e9:0.0} GFLOP forward+backward");
 
             var phases = new Phases();
+            double? warmup = null;
             for (int i = 0; i < options.Warmup + options.Repeats; i++)
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -105,6 +116,7 @@ public static class TrainStepBenchmark
                 // A matmul after each timed step: on a shared machine the load drifts within a run, and the ceiling
                 // pooled from these probes is the one the steps actually ran under.
                 double matmul = timed ? ProbeMatmul(options.MatmulSize, device) : double.NaN;
+                if (i == 0 && !timed) warmup = step;
                 if (timed)
                 {
                     phases.Add(forward, backward, clip, adamw, averaging, step);
@@ -115,7 +127,7 @@ public static class TrainStepBenchmark
                     (timed ? $"; matmul after it {matmul:0.000} s, step/matmul {step / matmul:0.0}" : ""));
             }
             optimizer.ZeroGrad();
-            measured.Add((size, flops, phases));
+            measured.Add((size, flops, phases, warmup));
         }
 
         var after = MatmulCeiling.Measure(device, options.MatmulSize);
@@ -128,7 +140,7 @@ public static class TrainStepBenchmark
         long? peakAnonymous = anonymous?.PeakBytes;
 
         var rows = new List<BenchmarkRow>();
-        foreach (var (size, flops, phases) in measured)
+        foreach (var (size, flops, phases, _) in measured)
         {
             BenchmarkRow Row(string @case, IReadOnlyList<double> seconds, FlopPart part) =>
                 BenchmarkRow.Phase("train_step", @case, size, size * 8, options.Batch, options.Warmup, new Timing(seconds, peak, false, peakAnonymous), flops, part, ceiling);
@@ -153,6 +165,11 @@ public static class TrainStepBenchmark
                 onGpu: device.type == DeviceType.CUDA, fusedBackwardPass: options.FusedBackwardPass).Total),
         };
         if (peakAnonymous is long bytes) summary[PeakAnonymousGib] = Math.Round(bytes / (double)(1L << 30), 2);
+        if (measured[0].Warmup is double warmupSeconds)
+        {
+            summary[WarmupStepSeconds] = warmupSeconds;
+            summary[WarmupOverStep] = Math.Round(warmupSeconds / first.Single(r => r.Case == "step").MedianSeconds, 2);
+        }
         return report with
         {
             ModelConfig = report.ModelConfig + (precision.AutocastDtype is null ? "" : $", {precision.Name}") + (options.GradientCheckpointing ? ", gradient checkpointing" : "") + (options.FusedBackwardPass ? ", fused backward pass" : "")

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Tests.Support;
 
@@ -57,9 +59,9 @@ public sealed class BenchCommandTests
     [Test]
     public void BenchTrainStep_Should_WriteEveryPhase_ProbeTheMatmulAfterEachTimedStep_And_SetTheEstimateBesideThePeak()
     {
-        // When a training step of the tiny UNet is benchmarked at 8×8, two timed steps after one warm-up
+        // When a training step of the tiny UNet is benchmarked at 8×8, two timed steps after the default warm-ups
         string output = _temp.File("train.json");
-        var result = Sdpipe("bench", "train-step", "--sizes", "8", "--repeats", "2", "--warmup", "1", "--threads", "1",
+        var result = Sdpipe("bench", "train-step", "--sizes", "8", "--repeats", "2", "--threads", "1",
             "--matmul-size", "128", "--config-file", TinyConfig("unet"), "--output", output);
 
         // Then each phase has a row of two runs, the matmul after the model holds one probe per timed step besides its
@@ -77,6 +79,14 @@ public sealed class BenchCommandTests
             Assert.That(summary.Value<double>("peak_anonymous_gib"), Is.InRange(0.01, summary.Value<double>("peak_rss_gib")));
         // weights, gradients and AdamW's moments of 1.4 M parameters are ~0.02 GiB: the estimate is mostly the runtime allowance
         Assert.That(summary.Value<double>("preflight_estimate_gib"), Is.InRange(0.5, 1.0));
+        // two warm-ups, as PyTorch's figures were timed; the first (the log's "warm-up 1/2: X s") and its ratio to the
+        // median timed step in the summary
+        Assert.That(result.All, Does.Contain("warm-up 2/2: "));
+        var warmup = Regex.Match(result.All, @"warm-up 1/2: (\d+\.\d{3}) s");
+        Assert.That(warmup.Success, result.All);
+        Assert.That(summary.Value<double>("warmup_step_seconds"), Is.EqualTo(double.Parse(warmup.Groups[1].Value, CultureInfo.InvariantCulture)).Within(0.0006));
+        double medianStep = json["rows"]!.Single(r => r.Value<string>("case") == "step").Value<double>("median_seconds");
+        Assert.That(summary.Value<double>("warmup_over_step"), Is.EqualTo(summary.Value<double>("warmup_step_seconds") / medianStep).Within(0.006));
         Assert.That(result.All, Does.Contain("step/matmul"));
     }
 
