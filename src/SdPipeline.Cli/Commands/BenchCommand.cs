@@ -21,8 +21,9 @@ internal static class BenchCommand
     private static readonly Option<int> Batch = new("--batch") { Description = "Samples per run.", DefaultValueFactory = _ => 1 };
     private static readonly Option<int> Repeats = new("--repeats") { Description = "Timed runs per case (the median is reported).", DefaultValueFactory = _ => 3 };
     // Two, as PyTorch's figures beside these were timed (ENVIRONMENT.md, docs/pytorch-peer/sd15_peer.py): a training
-    // step's second run still faults in ~0.14 GiB (activations laid out anew around AdamW's moments, which the first
-    // allocated) and was the slowest timed step in five of seven processes with one warm-up (AMD EPYC Zen 4).
+    // step's second run still faults in ~0.14 GiB (most likely its activations laid out anew around AdamW's moments,
+    // which the first step allocated) and was the slowest timed step in five of seven processes with one warm-up
+    // (AMD EPYC Zen 4, docs/performance.md).
     private static readonly Option<int> Warmup = new("--warmup") { Description = "Untimed runs before the timed ones, per case (2, as PyTorch's figures were timed).", DefaultValueFactory = _ => 2 };
     private static readonly Option<int> KernelWarmup = new("--warmup") { Description = "Untimed rounds before the timed ones.", DefaultValueFactory = _ => 1 };
     private static readonly Option<int> Threads = new("--threads") { Description = "CPU threads for libtorch; 0 uses every core.", DefaultValueFactory = _ => 0 };
