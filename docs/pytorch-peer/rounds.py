@@ -44,13 +44,13 @@ def peer(command, args):
 
 
 def ours(sdpipe, args, row):
-    """Median seconds and peaks of one row of `sdpipe bench`'s JSON report."""
+    """Median seconds and peaks of one row of `sdpipe bench`'s JSON report, the warm-up step and our matmul probes."""
     with tempfile.TemporaryDirectory() as folder:
-        report = os.path.join(folder, "bench.json")
-        run = subprocess.run([sdpipe, "bench"] + args + ["--output", report], capture_output=True, text=True)
+        path = os.path.join(folder, "bench.json")
+        run = subprocess.run([sdpipe, "bench"] + args + ["--output", path], capture_output=True, text=True)
         if run.returncode != 0:
             sys.exit(f"sdpipe bench {' '.join(args)} failed (exit {run.returncode}): {(run.stderr or run.stdout).strip()[-600:]}")
-        with open(report) as f:
+        with open(path) as f:
             report = json.load(f)
         rows, summary = report["rows"], report.get("summary") or {}
     found = [r for r in rows if (r["model"], r["case"]) == row]
