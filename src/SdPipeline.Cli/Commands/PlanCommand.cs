@@ -10,7 +10,7 @@ namespace SdPipeline.Cli.Commands;
 internal static class PlanCommand
 {
     private static readonly Option<bool> Json = new("--json") { Description = "Print the plan as JSON." };
-    private static readonly Option<bool> Verify = new("--verify") { Description = "Rehash every artifact file instead of checking sizes." };
+    private static readonly Option<bool> Verify = new("--verify") { Description = "Rehash every artifact file instead of checking sizes, and every input file (a dataset folder, a local model) instead of trusting its size and modification time." };
     private static readonly Option<string?> GithubOutput = new("--github-output")
     {
         Description = "Append STAGE_fingerprint, STAGE_status and STAGE_path lines to this file (default: $GITHUB_OUTPUT) for actions/cache keys.",

@@ -10,9 +10,21 @@ public sealed record EffectiveConfig(RunConfig Typed, JObject Json, string? Sour
 {
     /// <summary>
     /// The values of <paramref name="keys"/> as one object (<c>{"download.count": 64, …}</c>). A key may name
-    /// a whole section (<c>"train"</c>) to read every key in it.
+    /// a whole section (<c>"train"</c>) to read every key in it. Keys in <paramref name="atDefault"/> are given their
+    /// default value instead of their own (what a stage fingerprints for a key this config leaves unused).
     /// </summary>
-    public JObject Slice(IEnumerable<string> keys)
+    public JObject Slice(IEnumerable<string> keys, IEnumerable<string>? atDefault = null)
+    {
+        var slice = Values(keys);
+        foreach (string key in atDefault ?? [])
+        {
+            if (!slice.ContainsKey(key)) continue;
+            slice[key] = (ConfigSchema.Find(key) ?? throw new InvalidOperationException($"unknown config key '{key}'")).Default.DeepClone();
+        }
+        return slice;
+    }
+
+    private JObject Values(IEnumerable<string> keys)
     {
         var slice = new JObject();
         foreach (string key in keys)

@@ -165,10 +165,10 @@ public sealed class TrainSection
     [ConfigKey("Optimizer steps of linear warm-up (ignored by constant).", Min = 0)]
     public int LrWarmupSteps { get; init; } = 500;
 
-    [ConfigKey("cosine: half-waves over the run (0.5 = one decay to zero); cosine_with_restarts: number of restarts.", Min = 0)]
+    [ConfigKey("cosine_with_restarts: the number of hard restarts (diffusers' --lr_num_cycles; cosine is always one decay to zero, as diffusers' get_scheduler makes it).", Min = 0)]
     public double LrNumCycles { get; init; } = 1;
 
-    [ConfigKey("polynomial: decay power.", Min = 0)]
+    [ConfigKey("polynomial: decay power (the rate ends at 1e-7, diffusers' lr_end).", Min = 0)]
     public double LrPower { get; init; } = 1.0;
 
     [ConfigKey("AdamW β1.", Min = 0, Max = 1, MaxExclusive = true)]
@@ -316,7 +316,7 @@ public sealed class SampleSection
     [ConfigKey("Seeds: each prompt is sampled once per seed, from the same noise for the base and the fine-tuned model.", Min = 0)]
     public long[] Seeds { get; init; } = [0, 1, 2, 3];
 
-    [ConfigKey("Images generated per batch (memory, not results).", Min = 1)]
+    [ConfigKey("Images generated per batch (memory; batched matmuls may round a pixel one step differently, so it is part of the samples' fingerprint).", Min = 1)]
     public int BatchSize { get; init; } = 4;
 
     [ConfigKey("A LoRA file (safetensors, diffusers/PEFT or kohya layout) to sample as base + LoRA instead of the train stage's result; empty samples what train made.")]

@@ -44,9 +44,10 @@ public static class ArchiveExtractor
             else
                 ExtractTar(archive, destination, budget);
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            throw new StageFailedException($"{archive}: not a readable archive: {e.Message}", e);
+            // A truncated gzip ends early; a zip holding a file and a folder of the same name cannot be laid out.
+            throw new StageFailedException($"{archive}: not a readable archive: {e.Message} (a truncated download or a damaged archive: fetch or pack it again)", e);
         }
     }
 
@@ -57,6 +58,9 @@ public static class ArchiveExtractor
         {
             budget.CountEntry();
             string target = SafeTarget(archive, destination, entry.FullName);
+            // A Unix symbolic link stored by zip -y: its mode's file type sits in the high half of the external attributes.
+            if (((entry.ExternalAttributes >> 16) & 0xF000) == 0xA000)
+                throw new StageFailedException($"{archive}: entry '{entry.FullName}' is a link; links in dataset archives are refused");
             if (entry.FullName.EndsWith('/'))
             {
                 Directory.CreateDirectory(target);

@@ -1,4 +1,5 @@
 using System.Text;
+using CsvHelper;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Data;
@@ -30,22 +31,48 @@ public sealed class CaptionFiles
         foreach (string csv in Directory.EnumerateFiles(root, CsvFile, SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
             string folder = Path.GetDirectoryName(csv)!;
-            var rows = CsvRows(File.ReadAllText(csv, Encoding.UTF8), csv).ToList();
-            if (rows.Count == 0) continue;
-            int file = rows[0].IndexOf("file_name"), caption = rows[0].IndexOf(captionColumn);
-            if (file < 0 || caption < 0)
-                throw new StageFailedException($"{csv}: the header needs the columns file_name and {captionColumn} (found: {string.Join(", ", rows[0])})");
-            for (int i = 1; i < rows.Count; i++)
+            foreach (var (file, caption) in Rows(csv, captionColumn))
             {
-                var row = rows[i];
-                if (row.Count == 1 && row[0].Length == 0) continue; // blank line
-                if (row.Count <= Math.Max(file, caption))
-                    throw new StageFailedException($"{csv}: row {i + 1} has {row.Count} fields; the header has {rows[0].Count}");
-                string path = Path.GetFullPath(Path.Combine(folder, row[file]));
-                if (ImageFolderSource.IsInside(root, path)) captions._csv.TryAdd(path, row[caption]);
+                string path = Path.GetFullPath(Path.Combine(folder, file));
+                if (ImageFolderSource.IsInside(root, path)) captions._csv.TryAdd(path, caption);
             }
         }
         return captions;
+    }
+
+    /// <summary>
+    /// The file name and caption of each row of an RFC 4180 file (commas; quoted fields may hold commas, doubled quotes and
+    /// line breaks; blank lines skipped). Quoting that breaks the rules, or a row whose field count is not the header's (a
+    /// caption with an unquoted comma), is an error that names the line (the reader's message does), not a guess that would shift or merge captions.
+    /// </summary>
+    private static List<(string File, string Caption)> Rows(string csv, string captionColumn)
+    {
+        var options = new CsvReaderOptions
+        {
+            Separator = ',',
+            HasHeader = true,
+            MalformedData = CsvMalformedDataHandling.Throw,
+            FieldCountMismatch = CsvFieldCountHandling.Throw,
+            TrackLineNumbers = true,
+            DetectSeparatorHint = false,
+        };
+        var rows = new List<(string, string)>();
+        try
+        {
+            using var reader = CsvReader.FromFile(csv, options);
+            var header = reader.Headers.ToList();
+            if (header.Count == 0) return rows;
+            int file = header.IndexOf("file_name"), caption = header.IndexOf(captionColumn);
+            if (file < 0 || caption < 0)
+                throw new StageFailedException($"{csv}: the header needs the columns file_name and {captionColumn} (found: {string.Join(", ", header)})");
+            while (reader.Read()) rows.Add((reader.GetString(file), reader.GetString(caption)));
+        }
+        catch (CsvFormatException e)
+        {
+            throw new StageFailedException($"{csv}: {e.Message} Quote a caption that holds commas, quotes or line breaks, " +
+                "and double the quotes inside it (\"a cat, on a \"\"red\"\" sofa\")", e);
+        }
+        return rows;
     }
 
     /// <summary>The caption of <paramref name="image"/> from a csv or a sidecar, and where it came from; null when none has one.</summary>
@@ -59,45 +86,5 @@ public sealed class CaptionFiles
             if (File.Exists(sidecar)) return (File.ReadAllText(sidecar, Encoding.UTF8).Trim(), Path.GetFileName(sidecar));
         }
         return null;
-    }
-
-    /// <summary>RFC 4180 rows: fields separated by commas, quoted fields may hold commas, doubled quotes and line breaks.</summary>
-    public static IEnumerable<List<string>> CsvRows(string text, string source)
-    {
-        var row = new List<string>();
-        var field = new StringBuilder();
-        bool quoted = false, any = false;
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            any = true;
-            if (quoted)
-            {
-                if (c == '"' && i + 1 < text.Length && text[i + 1] == '"') { field.Append('"'); i++; }
-                else if (c == '"') quoted = false;
-                else field.Append(c);
-                continue;
-            }
-            switch (c)
-            {
-                case '"' when field.Length == 0: quoted = true; break;
-                case ',': row.Add(field.ToString()); field.Clear(); break;
-                case '\r': break;
-                case '\n':
-                    row.Add(field.ToString());
-                    field.Clear();
-                    yield return row;
-                    row = [];
-                    any = false;
-                    break;
-                default: field.Append(c); break;
-            }
-        }
-        if (quoted) throw new StageFailedException($"{source}: a quoted field is not closed before the end of the file");
-        if (any)
-        {
-            row.Add(field.ToString());
-            yield return row;
-        }
     }
 }

@@ -22,6 +22,8 @@ public sealed class DownloadStage : IStageRunner
     {
         ExternalInputs = ExternalInputs,
         CreateRunner = _ => new DownloadStage(),
+        // download.source names the dataset itself; its identity is then the source's (ExternalInputs).
+        UnusedKeys = config => config.Typed.Download.Source.Length > 0 ? ["download.dataset"] : [],
     };
 
     /// <summary>The dataset's identity for the fingerprint: its registry entry, and the content of local sources.</summary>
@@ -104,12 +106,18 @@ public sealed class DownloadStage : IStageRunner
         ShapesOptions options;
         try
         {
-            options = entry.Options.ToObject<ShapesOptions>(ConfigSchema.Serializer) ?? new ShapesOptions();
+            // An option left out keeps its documented default (the deserializer alone would make it 0).
+            var merged = JObject.FromObject(new ShapesOptions(), ConfigSchema.Serializer);
+            merged.Merge(entry.Options);
+            options = merged.ToObject<ShapesOptions>(ConfigSchema.Serializer)!;
         }
-        catch (Newtonsoft.Json.JsonException e)
+        catch (Exception e) when (e is Newtonsoft.Json.JsonException or OverflowException or ArgumentException)
         {
             throw new StageInputException($"dataset '{entry.Name}': options: {e.Message} (valid: seed, count, heldout_count, image_size)");
         }
+        if (options.Count < 1 || options.HeldoutCount < 0 || options.ImageSize is < 16 or > 2048)
+            throw new StageInputException($"dataset '{entry.Name}': options count {options.Count}, heldout_count {options.HeldoutCount}, image_size {options.ImageSize}: " +
+                "count must be at least 1, heldout_count at least 0 and image_size between 16 and 2048 pixels");
         return ShapesGenerator.Generate(options, count);
     }
 
@@ -120,6 +128,10 @@ public sealed class DownloadStage : IStageRunner
         if (kind == Kind.Local)
         {
             string path = LocalPath(registry, entry);
+            // An image folder is read from its root, so one file of it would bring in its siblings, which its fingerprint does not cover.
+            if (File.Exists(path) && !ArchiveExtractor.IsArchive(path) && !path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
+                throw new StageInputException($"dataset '{entry.Name}': local source '{path}' is a file, and neither an archive (.zip, .tar, .tar.gz, .tgz) " +
+                    "nor a .parquet; point it at the folder that holds the images and their captions");
             return (Directory.Exists(path)
                 ? Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
                     .Select(f => (f, Path.GetRelativePath(path, f).Replace('\\', '/'))).ToList()
@@ -211,7 +223,8 @@ public sealed class DownloadStage : IStageRunner
         string source = entry.Source.StartsWith("local:", StringComparison.Ordinal) ? entry.Source["local:".Length..] : entry.Source;
         string path = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(registry.Path))!, source));
         if (!Directory.Exists(path) && !File.Exists(path))
-            throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to {registry.Path})");
+            throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to " +
+                (entry.Name == DatasetSelection.SourceEntryName ? "the working directory)" : $"the registry's folder, {Path.GetDirectoryName(Path.GetFullPath(registry.Path))})"));
         return path;
     }
 

@@ -48,7 +48,20 @@ public sealed class LatentsStage : IStageRunner
         ExternalInputs = ExternalInputs,
         UpstreamByContent = new HashSet<string> { "model" },
         CreateRunner = _ => new LatentsStage(),
+        UnusedKeys = UnusedKeys,
     };
+
+    /// <summary>
+    /// The latents keys <paramref name="config"/> leaves unused: a centre crop has no random box to vary (one variant, two with
+    /// flips, whatever <c>latents.variants</c> and <c>latents.seed</c> say; see <see cref="LatentPlan"/>), and bucket sides
+    /// matter only with bucketing.
+    /// </summary>
+    public static IEnumerable<string> UnusedKeys(EffectiveConfig config)
+    {
+        var latents = config.Typed.Latents;
+        if (latents.CenterCrop) return latents.Bucketing ? ["latents.variants", "latents.seed"] : ["latents.variants", "latents.seed", "latents.bucket_min_side", "latents.bucket_max_side"];
+        return latents.Bucketing ? [] : ["latents.bucket_min_side", "latents.bucket_max_side"];
+    }
 
     /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
     public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) =>

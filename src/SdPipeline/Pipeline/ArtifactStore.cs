@@ -102,6 +102,10 @@ public sealed class ArtifactStore(string root)
         bool resuming = Directory.Exists(partial)
             && Directory.EnumerateFileSystemEntries(partial).Any(e => Path.GetFileName(e) != StoreMarkers.PartialFileName);
         Directory.CreateDirectory(partial);
+        // A write the interrupted build never finished is no part of the artifact (at SD 1.5's size, a 3.4 GB half UNet).
+        if (resuming)
+            foreach (string leftover in Directory.EnumerateFiles(partial, "*", OwnFiles).Where(AtomicFile.IsTemporary).ToList())
+                File.Delete(leftover);
         StoreMarkers.MarkPartial(partial, inputs, fingerprint);
 
         var started = DateTime.UtcNow;
@@ -138,6 +142,9 @@ public sealed class ArtifactStore(string root)
         Durability.FlushDirectoryEntry(stageDir);
         return new BuildOutcome(final, manifest, CacheHit: false);
     }
+
+    // Not through links: a train artifact's pipeline/ links the base model's folders.
+    private static readonly EnumerationOptions OwnFiles = new() { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint };
 
     private static List<ManifestFile> ListFiles(string folder) =>
         Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)

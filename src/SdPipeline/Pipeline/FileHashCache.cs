@@ -45,6 +45,19 @@ public sealed class FileHashCache
         return hash;
     }
 
+    /// <summary>
+    /// Forgets every remembered hash, so each file is hashed again: a file edited in place and given back its size and
+    /// modification time (<c>touch -r</c>, <c>cp -p</c> of another version) is then seen as changed.
+    /// </summary>
+    public void Forget()
+    {
+        lock (_entries)
+        {
+            _dirty |= _entries.Count > 0;
+            _entries.Clear();
+        }
+    }
+
     /// <summary>Writes the remembered hashes back (atomically), if any were added.</summary>
     public void Save()
     {

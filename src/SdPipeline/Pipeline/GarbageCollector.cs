@@ -123,10 +123,17 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
                 kept.Add($"{plan.Stage.Name}: its fingerprint cannot be resolved ({string.Join("; ", plan.Reasons)}), so its artifacts are kept");
                 continue;
             }
+            // A stale stage that continues an earlier artifact (a raised train.max_train_steps) builds from it: it stays too.
+            string? continued = plan.Continuation is { } continuation ? Path.GetFileName(store.ArtifactDirectory(plan.Stage.Name, continuation.Fingerprint)) : null;
             foreach (string folder in Directory.EnumerateDirectories(stageDir).Order(StringComparer.Ordinal))
             {
                 string name = Path.GetFileName(folder);
                 if (name == keep || name == $".{keep}.partial") continue;
+                if (name == continued)
+                {
+                    kept.Add($"{Relative(folder)} is what {plan.Stage.Name} continues from ({plan.Continuation!.From})");
+                    continue;
+                }
                 var kind = Recognise(plan.Stage.Name, folder, name);
                 if (kind is null)
                 {

@@ -10,6 +10,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
     public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false, CancellationToken cancellation = default)
     {
         var plans = new Dictionary<string, StagePlan>();
+        if (verify) hashes.Forget(); // inputs are rehashed too, not only the artifacts' files
         var context = new StageInputContext(config, hashes, store, cancellation);
         foreach (var stage in graph.Stages)
             plans[stage.Name] = PlanStage(stage, context, plans, verify);
@@ -19,7 +20,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
 
     /// <summary>The fingerprint inputs of one stage, given its upstream plans.</summary>
     public static FingerprintInputs Inputs(StageDefinition stage, StageInputContext context, IReadOnlyDictionary<string, string> upstream) =>
-        new(stage.Name, stage.SchemaVersion, context.Config.Slice(stage.ConfigKeys), upstream,
+        new(stage.Name, stage.SchemaVersion, context.Config.Slice(stage.ConfigKeys, stage.UnusedKeys?.Invoke(context.Config)), upstream,
             stage.ExternalInputs?.Invoke(context) ?? new Dictionary<string, string>());
 
     private StagePlan PlanStage(StageDefinition stage, StageInputContext context, Dictionary<string, StagePlan> plans, bool verify)
@@ -47,7 +48,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
 
         var reasons = status.Exists
             ? [status.Problem!]
-            : ExplainChange(inputs, store.Manifests(stage.Name).FirstOrDefault(), plans);
+            : ExplainNearest(inputs, store.Manifests(stage.Name), plans);
         var (continuation, startOver) = FindContinuation(stage, context.Config, inputs);
         if (continuation is not null) reasons = [.. reasons, continuation.Describe()];
         else if (startOver is not null) reasons = [.. reasons, $"starts over: {startOver}"];
@@ -81,7 +82,15 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
     private static bool SameEntries(IReadOnlyDictionary<string, string> a, IReadOnlyDictionary<string, string> b) =>
         a.Count == b.Count && a.All(e => b.TryGetValue(e.Key, out var value) && value == e.Value);
 
-    /// <summary>Why <paramref name="current"/> differs from the inputs of the stage's most recent artifact.</summary>
+    /// <summary>
+    /// Why <paramref name="current"/> differs from the earlier artifact nearest to it (the fewest differences; the newest of
+    /// equals): after trying a setting and going back, the newest artifact is the experiment, not what the change replaces.
+    /// </summary>
+    public static IReadOnlyList<string> ExplainNearest(FingerprintInputs current, IReadOnlyList<Manifest> newestFirst, IReadOnlyDictionary<string, StagePlan> plans) =>
+        newestFirst.Count == 0 ? ExplainChange(current, null, plans)
+            : newestFirst.Select(m => ExplainChange(current, m, plans)).MinBy(reasons => reasons.Count)!;
+
+    /// <summary>Why <paramref name="current"/> differs from the inputs of <paramref name="latest"/>, an earlier artifact of the stage.</summary>
     public static IReadOnlyList<string> ExplainChange(FingerprintInputs current, Manifest? latest, IReadOnlyDictionary<string, StagePlan> plans)
     {
         if (latest is null) return ["never built"];

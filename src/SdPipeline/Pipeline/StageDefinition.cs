@@ -25,6 +25,13 @@ public sealed record StageDefinition(
     public Func<StageInputContext, IReadOnlyDictionary<string, string>>? ExternalInputs { get; init; }
 
     /// <summary>
+    /// Keys among <see cref="ConfigKeys"/> that a config leaves unused (a warm-up under a constant schedule, the LoRA settings
+    /// of a full fine-tune): they are fingerprinted at their defaults, so changing one leaves the stage cached, and an artifact
+    /// built before a key became unused keeps its fingerprint when the key is at its default. Null when every key counts.
+    /// </summary>
+    public Func<Config.EffectiveConfig, IEnumerable<string>>? UnusedKeys { get; init; }
+
+    /// <summary>
     /// Upstream stages this stage needs built but whose fingerprint it does not inherit, because its
     /// <see cref="ExternalInputs"/> already name the part of their output it reads (the latent cache reads the
     /// VAE and text encoder of the model, not its UNet, so a new UNet does not re-encode the dataset).

@@ -29,8 +29,11 @@ public abstract class DiffusionPipeline : ITextToImagePipeline
     /// <summary>The autoencoder.</summary>
     public AutoencoderKL Vae { get; }
 
-    /// <summary>The folder's <c>scheduler_config.json</c>; every sampler is built from it.</summary>
-    public SchedulerConfig SchedulerConfig { get; }
+    /// <summary>
+    /// The folder's <c>scheduler_config.json</c>; every sampler is built from it. Set for adapters trained to another
+    /// prediction type than the base's (a LoRA file records none).
+    /// </summary>
+    public SchedulerConfig SchedulerConfig { get; set; }
 
     /// <summary>Where the models run.</summary>
     public Device Device { get; }

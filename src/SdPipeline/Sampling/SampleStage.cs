@@ -40,6 +40,8 @@ public sealed class SampleStage : IStageRunner
     {
         ExternalInputs = ExternalInputs,
         CreateRunner = _ => new SampleStage(),
+        // No LoRA is applied without sample.lora or a LoRA run to take one from.
+        UnusedKeys = config => config.Typed.Sample.Lora.Length == 0 && config.Typed.Train.Method != TrainingMethods.Lora ? ["sample.lora_scale"] : [],
         CheckConfig = CheckConfig,
     };
 
@@ -181,6 +183,11 @@ public sealed class SampleStage : IStageRunner
         })
         {
             using var pipeline = Open(folder, variant == "fine_tuned" ? lora : null, settings.LoraScale, device, cleaning);
+            // A LoRA run's adapters predict what train.prediction_type trained them to, over the base's scheduler config
+            // (a full fine-tune's pipeline/ records it in its own).
+            if (variant == "fine_tuned" && lora is not null && settings.Lora.Length == 0 && workspace.Config.Typed.Train.PredictionType is { Length: > 0 } trained
+                && pipeline is DiffusionPipeline diffusion)
+                diffusion.SchedulerConfig = diffusion.SchedulerConfig with { PredictionType = trained };
             var encoded = new List<byte[]>();
             foreach (var chunk in jobs.Chunk(Math.Max(1, settings.BatchSize)))
             {

@@ -122,7 +122,8 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
     private StepResult OptimizerStep(FineTuningRun run, IEnumerator<LatentBatch> reader, int batchesInEpoch)
     {
         // The schedule advances with the optimizer steps actually taken (accelerate skips it with the step).
-        double lr = run.BaseLr * LrSchedules.Multiplier(settings.LrScheduler, run.Optimizer.StepCount, settings.LrWarmupSteps, run.TotalSteps, settings.LrNumCycles, settings.LrPower);
+        double lr = run.BaseLr * LrSchedules.Multiplier(settings.LrScheduler, run.Optimizer.StepCount, settings.LrWarmupSteps, run.TotalSteps,
+            settings.LrNumCycles, settings.LrPower, LrSchedules.PolynomialEndRatio(run.BaseLr));
         // train.fused_backward_pass: the parameters move inside backward (one micro-batch, no clipping, no loss scale).
         run.FusedBackward?.Begin(lr);
         double lossSum = 0;
@@ -150,8 +151,10 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
         double scaleUsed = scaler.Scale;
         bool stepped = run.FusedBackward is not null || scaler.Step(() => run.Optimizer.Step(lr, clip.Coefficient));
         run.Optimizer.ZeroGrad();
-        if (stepped) run.Ema?.Step(run.EmaParameters);
-        else if (scaler.SkippedSteps > 50 && scaler.Scale < 1)
+        // As diffusers' script: the EMA steps on every synced step, one whose fp16 update was skipped too (its decay
+        // counts the steps the optimizer was given).
+        run.Ema?.Step(run.EmaParameters);
+        if (!stepped && scaler.SkippedSteps > 50 && scaler.Scale < 1)
             throw new StageFailedException($"train: {scaler.SkippedSteps} fp16 steps were skipped for overflowing gradients and the loss scale fell to {scaler.Scale}; " +
                 "use train.mixed_precision=bf16 or no, or lower train.learning_rate");
         run.Step++;

@@ -26,7 +26,7 @@ internal sealed class FineTuningRun : IDisposable
     {
         TotalSteps = totalSteps;
         Accumulation = Math.Max(1, settings.GradientAccumulationSteps);
-        BaseLr = settings.ScaleLr ? settings.LearningRate * Accumulation * settings.TrainBatchSize : settings.LearningRate;
+        BaseLr = BaseRate(settings);
         Objective = new TrainingObjective(schedule, predictionType, settings.NoiseOffset, settings.InputPerturbation, settings.SnrGamma);
         ScalingFactor = dataset.Index.ScalingFactor;
 
@@ -64,6 +64,13 @@ internal sealed class FineTuningRun : IDisposable
                 ResumedFrom = position.Step;
             }
             Metrics = new MetricsWriter(Path.Combine(folder, FineTuner.MetricsFile), ResumedFrom is null ? 0 : position.MetricsLines);
+            // A run resumed at its last step takes no step: its final loss and held-out loss are the ones it recorded.
+            foreach (var record in Metrics.Kept)
+            {
+                if (record.Value<string>("kind") == "train" && record["loss"]?.Type is JTokenType.Float or JTokenType.Integer) LastLoss = record.Value<double>("loss");
+                else if (record.Value<string>("kind") == "eval" && record["heldout_loss"]?.Type is JTokenType.Float or JTokenType.Integer)
+                    LastHeldout = new HeldoutResult(record.Value<double>("heldout_loss"), record.Value<double>("heldout_loss_shuffled"));
+            }
             (Step, Epoch, BatchInEpoch) = (position.Step, position.Epoch, position.BatchInEpoch);
         }
         catch
@@ -78,6 +85,10 @@ internal sealed class FineTuningRun : IDisposable
     public int Accumulation { get; }
     /// <summary>The learning rate before the schedule's multiplier (scaled by batch and accumulation with <c>train.scale_lr</c>).</summary>
     public double BaseLr { get; }
+
+    /// <summary>The learning rate the schedule multiplies: <c>train.learning_rate</c>, scaled as diffusers' <c>--scale_lr</c> when asked.</summary>
+    public static double BaseRate(TrainSection settings) =>
+        settings.ScaleLr ? settings.LearningRate * Math.Max(1, settings.GradientAccumulationSteps) * settings.TrainBatchSize : settings.LearningRate;
     public TrainingObjective Objective { get; }
     public double ScalingFactor { get; }
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters { get; }

@@ -21,12 +21,16 @@ public sealed class MetricsWriter : IDisposable
         var kept = File.Exists(path) ? File.ReadLines(path).Take(keepLines).ToList() : [];
         File.WriteAllLines(path, kept);
         Lines = kept.Count;
+        Kept = kept.Select(JObject.Parse).ToList();
         _writer = new StreamWriter(path, append: true, new UTF8Encoding(false)) { NewLine = "\n", AutoFlush = true };
         _tensorBoard = new TensorBoardLog(Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
     /// <summary>The TensorBoard event log the records are mirrored into (the validation images are written there too).</summary>
     public TensorBoardLog TensorBoard => _tensorBoard;
+
+    /// <summary>The records kept from an earlier process (a resumed or continued run), oldest first.</summary>
+    public IReadOnlyList<JObject> Kept { get; }
 
     /// <summary>Lines in the file.</summary>
     public int Lines { get; private set; }

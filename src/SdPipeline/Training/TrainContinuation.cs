@@ -47,10 +47,11 @@ public static class TrainContinuation
             $"the earlier run [{ArtifactStore.Short(candidate.Earlier.Fingerprint)}] counted train.max_train_steps and this one counts epochs; set train.max_train_steps to continue it");
         if (total <= earlierSteps) return null;
 
+        double endRatio = LrSchedules.PolynomialEndRatio(FineTuningRun.BaseRate(settings));
         for (long step = 0; step < earlierSteps; step++)
         {
-            double before = LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, earlierSteps, settings.LrNumCycles, settings.LrPower);
-            double now = LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, total, settings.LrNumCycles, settings.LrPower);
+            double before = LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, earlierSteps, settings.LrNumCycles, settings.LrPower, endRatio);
+            double now = LrSchedules.Multiplier(settings.LrScheduler, step, settings.LrWarmupSteps, total, settings.LrNumCycles, settings.LrPower, endRatio);
             if (before != now)
                 return ContinuationVerdict.StartOver(
                     $"train.lr_scheduler={settings.LrScheduler} sets each step's learning rate from the total step count, so step {step + 1} of a {total}-step run " +

@@ -39,14 +39,48 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
     public static IReadOnlyList<string> ConfigKeys { get; } =
         [.. ConfigSchema.Keys.Where(k => k.Section == "train" && k.Name is not ("checkpointing_steps" or "checkpoints_total_limit" or "fused_backward_pass")).Select(k => k.Path), "model.clip_skip"];
 
+    /// <summary>
+    /// The version of the result's meaning. 2: <c>cosine</c> is one half-wave and <c>polynomial</c> ends at 1e-7, as diffusers'
+    /// <c>get_scheduler</c> makes them; the EMA also steps when an fp16 step is skipped; <c>pipeline/</c> loads with a plain <c>from_pretrained</c> (components the folder does
+    /// not hold are null in its <c>model_index.json</c>, a variant's weights are linked under the plain names).
+    /// </summary>
+    public const int SchemaVersion = 2;
+
     /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
-    public static StageDefinition Definition { get; } = new StageDefinition("train", "Train", 1, ConfigKeys, ["model", "latents"],
+    public static StageDefinition Definition { get; } = new StageDefinition("train", "Train", SchemaVersion, ConfigKeys, ["model", "latents"],
         "Fine-tune the UNet on the latent cache")
     {
         CreateRunner = _ => new TrainStage(),
+        UnusedKeys = UnusedKeys,
         CheckConfig = CheckConfig,
         Continuation = TrainContinuation.Judge,
     };
+
+    /// <summary>The train keys <paramref name="config"/> leaves unused, which <see cref="StageDefinition.UnusedKeys"/> fingerprints at their defaults.</summary>
+    public static IEnumerable<string> UnusedKeys(EffectiveConfig config)
+    {
+        var train = config.Typed.Train;
+        if (train.MaxTrainSteps > 0) yield return "train.num_train_epochs";
+        if (train.LrScheduler == "constant") yield return "train.lr_warmup_steps";
+        if (train.LrScheduler != "cosine_with_restarts") yield return "train.lr_num_cycles";
+        if (train.LrScheduler != "polynomial") yield return "train.lr_power";
+        if (!train.ShuffleTags) yield return "train.keep_tags";
+        if (train.ValidationPrompts.Length == 0)
+        {
+            yield return "train.validation_inference_steps";
+            yield return "train.validation_guidance_scale";
+        }
+        if (train.Method != TrainingMethods.Lora)
+            foreach (string key in new[] { "train.lora_rank", "train.lora_alpha", "train.lora_dropout", "train.lora_targets" }) yield return key;
+        if (!train.UseEma)
+            foreach (string key in new[] { "train.ema_decay", "train.ema_min_decay", "train.ema_update_after_step", "train.ema_use_warmup", "train.ema_inv_gamma", "train.ema_power", "train.ema_on_cpu" })
+                yield return key;
+        else if (!train.EmaUseWarmup)
+        {
+            yield return "train.ema_inv_gamma";
+            yield return "train.ema_power";
+        }
+    }
 
     /// <summary>What the train stage would refuse in <paramref name="config"/>, before anything runs.</summary>
     public static IReadOnlyList<string> CheckConfig(EffectiveConfig config)
@@ -55,6 +89,8 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var problems = new List<string>();
         if (train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0)
             problems.Add("neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
+        if (train.LrScheduler == "polynomial" && FineTuningRun.BaseRate(train) <= LrSchedules.PolynomialLrEnd)
+            problems.Add($"train.lr_scheduler=polynomial decays to {LrSchedules.PolynomialLrEnd} (diffusers' lr_end), so the learning rate must be above it (now {FineTuningRun.BaseRate(train)}): raise train.learning_rate or pick another schedule");
         if (train.FusedBackwardPass)
         {
             // Each needs every gradient of the step before the first parameter moves, which a fused step cannot wait for.
@@ -81,7 +117,8 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var runtime = workspace.Config.Typed.Runtime;
         var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
-        var modelFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
+        var resolvedModel = ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition));
+        var modelFolder = DiffusersFolder.Open(resolvedModel.Folder);
         bool sdxl = SdxlStageSupport.IsSdxlFolder(modelFolder);
         if (sdxl && SdxlConditioning.Unsupported(settings) is { Count: > 0 } unsupported)
             throw new ConfigException($"train: {modelFolder.Root} is a Stable Diffusion XL model: {string.Join("; ", unsupported)}");
@@ -146,7 +183,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl) : null;
             if (network is null)
             {
-                Export(workspace.Directory, modelFolder, models, predictionType);
+                Export(workspace.Directory, modelFolder, resolvedModel.Variant, models, predictionType);
                 SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
             }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
@@ -270,7 +307,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         return ((int)shape[3], (int)shape[2]);
     }
 
-    private static void Export(string folder, DiffusersFolder baseModel, TrainedModels models, string predictionType)
+    private static void Export(string folder, DiffusersFolder baseModel, string? variant, TrainedModels models, string predictionType)
     {
         models.Unet.Save(Path.Combine(folder, "unet"));
         if (models.TrainsTextEncoder)
@@ -281,15 +318,17 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         string pipeline = Path.Combine(folder, PipelineFolder);
         if (Directory.Exists(pipeline)) Directory.Delete(pipeline, recursive: true);
         Directory.CreateDirectory(pipeline);
-        File.Copy(Path.Combine(baseModel.Root, "model_index.json"), Path.Combine(pipeline, "model_index.json"));
         string[] components = SdxlStageSupport.IsSdxlFolder(baseModel)
             ? ["unet", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"]
             : ["unet", "vae", "text_encoder", "tokenizer"];
+        var index = PipelineFolderExport.ModelIndex(baseModel.ModelIndex(), [.. components, "scheduler"]);
+        AtomicFile.WriteAllText(Path.Combine(pipeline, "model_index.json"), index.ToString(Formatting.Indented) + "\n");
         foreach (string component in components)
         {
-            string trained = Path.Combine(folder, component);
-            string target = Directory.Exists(trained) ? Path.Combine("..", component) : Path.GetFullPath(baseModel.Component(component));
-            Directory.CreateSymbolicLink(Path.Combine(pipeline, component), target);
+            if (Directory.Exists(Path.Combine(folder, component)))
+                Directory.CreateSymbolicLink(Path.Combine(pipeline, component), Path.Combine("..", component));
+            else
+                PipelineFolderExport.LinkComponent(baseModel.Component(component), Path.Combine(pipeline, component), variant);
         }
         // The scheduler config records what the UNet now predicts. (diffusers' script keeps the base's config even
         // after --prediction_type changed the training target, and the saved pipeline then samples wrongly.)

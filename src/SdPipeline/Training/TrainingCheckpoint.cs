@@ -90,7 +90,22 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>Restores weights, optimizer, EMA and generator from <paramref name="folder"/>; returns the position.</summary>
+    /// <exception cref="StageFailedException">A file of the checkpoint cannot be read; the message says which folder to delete.</exception>
     public static TrainingProgress Load(string folder, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator)
+    {
+        try
+        {
+            return LoadFiles(folder, models, optimizer, ema, generator);
+        }
+        catch (Exception e) when (e is WeightsException or InvalidDataException or JsonException or IOException or KeyNotFoundException or FormatException)
+        {
+            // Checkpoints are renamed into place whole, so this is damage after the fact (a disk, a hand); the one before may be whole.
+            throw new StageFailedException($"train: the checkpoint {folder} cannot be read: {e.Message}. Delete that folder to resume from the " +
+                "checkpoint before it (or the run's .partial folder to start over)", e);
+        }
+    }
+
+    private static TrainingProgress LoadFiles(string folder, TrainedModels models, AdamW optimizer, EmaModel? ema, Generator generator)
     {
         var progress = JsonConvert.DeserializeObject<TrainingProgress>(File.ReadAllText(Path.Combine(folder, StateJson)))
             ?? throw new InvalidDataException($"{folder}: empty training state");

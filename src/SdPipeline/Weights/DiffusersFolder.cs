@@ -22,7 +22,7 @@ public sealed class DiffusersFolder
     {
         if (File.Exists(path))
         {
-            if (Path.GetExtension(path) is ".ckpt" or ".bin" or ".pt" or ".pth")
+            if (PickleRefusal.IsPickle(path))
                 throw new WeightsException(PickleRefusal.Message(path));
             throw new WeightsException($"{path}: not a diffusers folder; model.base reads single-file checkpoints only as .safetensors (original SD 1.x/2.x layout), " +
                 "and diffusers folders (model_index.json, unet/, vae/, …) otherwise.");
@@ -68,7 +68,7 @@ public sealed class DiffusersFolder
                     return ShardFiles(index, folder);
             }
         }
-        var pickles = Directory.EnumerateFiles(folder).Where(f => Path.GetExtension(f) is ".bin" or ".ckpt" or ".pt" or ".pth").ToList();
+        var pickles = Directory.EnumerateFiles(folder).Where(PickleRefusal.IsPickle).ToList();
         if (pickles.Count > 0) throw new WeightsException(PickleRefusal.Message(pickles[0]));
         throw new WeightsException($"{folder}: no safetensors weights (expected diffusion_pytorch_model.safetensors or model.safetensors{(variant is null ? "" : $", or the {variant} variant")})");
     }

@@ -61,7 +61,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     /// <exception cref="WeightsException">Missing, truncated or malformed file.</exception>
     public static SafeTensorsFile Open(string path)
     {
-        if (System.IO.Path.GetExtension(path) is ".ckpt" or ".bin" or ".pt" or ".pth" or ".pkl")
+        if (PickleRefusal.IsPickle(path))
             throw new WeightsException(PickleRefusal.Message(path));
         return new SafeTensorsFile(path);
     }

@@ -31,9 +31,13 @@ public static class StateDictLoader
         var wrongShape = new List<string>();
         foreach (var (key, source) in sources)
         {
-            long[] expected = state[key].shape, found = source.File.Entry(source.Key).Shape;
+            var entry = source.File.Entry(source.Key);
+            long[] expected = state[key].shape, found = entry.Shape;
             if (!expected.SequenceEqual(found))
                 wrongShape.Add($"{source.Key}: file [{string.Join(", ", found)}], model [{string.Join(", ", expected)}]");
+            // Float widths convert exactly enough (F64, F16, BF16 into float32); integers into a float parameter are another tensor's bytes.
+            else if (torch.is_floating_point(state[key]) && !IsFloating(entry.DType))
+                wrongShape.Add($"{source.Key}: file {entry.DType}, model {state[key].dtype} (an integer or boolean tensor where weights belong: the file is not this model's)");
         }
         if (missing.Count + unexpected.Count + wrongShape.Count > 0)
             throw new WeightsException(Describe(files, missing, unexpected, wrongShape));
@@ -58,10 +62,13 @@ public static class StateDictLoader
         }
     }
 
+    private static bool IsFloating(ScalarType type) =>
+        type is ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64;
+
     private static string Describe(IReadOnlyList<SafeTensorsFile> files, List<string> missing, List<string> unexpected, List<string> wrongShape)
     {
         const int shown = 20;
-        var message = new StringBuilder($"{string.Join(", ", files.Select(f => f.Path))}: the weights do not match the model ({missing.Count} missing, {unexpected.Count} unexpected, {wrongShape.Count} wrongly shaped)");
+        var message = new StringBuilder($"{string.Join(", ", files.Select(f => f.Path))}: the weights do not match the model ({missing.Count} missing, {unexpected.Count} unexpected, {wrongShape.Count} wrongly shaped or typed)");
         void List(string title, List<string> keys)
         {
             if (keys.Count == 0) return;
@@ -69,7 +76,7 @@ public static class StateDictLoader
         }
         List("missing keys", missing);
         List("unexpected keys", unexpected);
-        List("wrong shapes", wrongShape);
+        List("wrong shapes or types", wrongShape);
         message.Append("\n  Is the config.json beside the weights the one they were trained with?");
         return message.ToString();
     }

@@ -124,6 +124,31 @@ public sealed class DownloadSourceTests
     }
 
     [Test]
+    public void SingleImageSource_Should_BeRefused_RatherThanReadItsWholeFolder()
+    {
+        // One image of a folder: reading it as an image folder would bring in its siblings, which the fingerprint does not cover
+        string image = Path.Combine(Folder(), "a.png");
+
+        var error = Assert.Throws<StageInputException>(() => Run($"download.source={image}"))!;
+
+        Assert.That(error.Message, Does.Contain(image).And.Contain("neither an archive").And.Contain("point it at the folder"));
+    }
+
+    [Test]
+    public void BrokenArchive_Should_FailNamingIt_WithoutAStackTrace()
+    {
+        string tgz = _temp.File("set.tar.gz");
+        using (var file = File.Create(tgz))
+        using (var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionLevel.Fastest))
+            gzip.Write(Enumerable.Range(0, 200_000).Select(i => (byte)(i * 7)).ToArray());
+        File.WriteAllBytes(tgz, File.ReadAllBytes(tgz)[..2000]); // a download cut short
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={tgz}"))!;
+
+        Assert.That(error.Message, Does.Contain(tgz).And.Contain("not a readable archive").And.Contain("fetch or pack it again"));
+    }
+
+    [Test]
     public void FolderSource_Should_BeStale_When_ASidecarCaptionChanges()
     {
         string root = Folder();
@@ -132,6 +157,23 @@ public sealed class DownloadSourceTests
         string before = planner.Plan(config).Single(p => p.Stage.Name == "download").Fingerprint!;
         File.WriteAllText(Path.Combine(root, "a.txt"), "a blue thing");
         Assert.That(planner.Plan(config).Single(p => p.Stage.Name == "download").Fingerprint, Is.Not.EqualTo(before));
+    }
+
+    [Test]
+    public void VerifiedPlan_Should_SeeACaptionEditedInPlace_When_SizeAndTimeWereKept()
+    {
+        // Given a planned folder source, whose caption is then rewritten at the same length and given back its time (touch -r)
+        string root = Folder();
+        var config = ConfigLoader.Load(null, [$"download.source={root}"]);
+        var planner = new Planner(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(_temp.File("hashes.json")));
+        string before = planner.Plan(config).Single(p => p.Stage.Name == "download").Fingerprint!;
+        string caption = Path.Combine(root, "a.txt");
+        var written = File.GetLastWriteTimeUtc(caption);
+        File.WriteAllText(caption, "  a RED thing \n");
+        File.SetLastWriteTimeUtc(caption, written);
+
+        // Then plan --verify rehashes the inputs and finds the change
+        Assert.That(planner.Plan(config, verify: true).Single(p => p.Stage.Name == "download").Fingerprint, Is.Not.EqualTo(before));
     }
 
     [Test]

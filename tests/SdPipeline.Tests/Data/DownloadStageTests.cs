@@ -285,6 +285,20 @@ public sealed class DownloadStageTests
     }
 
     [Test]
+    public void ShapesOptionsLeftOut_Should_KeepTheirDefaults_And_OutOfRangeOnesBeNamed()
+    {
+        // Given an entry that sets only the count: the held-out split and the image size keep their documented defaults (64 each)
+        var outcome = Run(Config(new JObject { ["source"] = "synthetic:shapes", ["options"] = new JObject { ["count"] = 4 } }));
+        var items = Items(outcome);
+        Assert.That(items.Count(i => i.Split == DatasetItem.HeldoutSplit), Is.EqualTo(64));
+        Assert.That(items.Select(i => (i.Width, i.Height)).Distinct(), Is.EqualTo(new[] { (64, 64) }));
+
+        // and a size no image can have is refused naming the option
+        var error = Assert.Throws<StageInputException>(() => Run(Config(new JObject { ["source"] = "synthetic:shapes", ["options"] = new JObject { ["count"] = 4, ["image_size"] = 0 } }, "download.count=2")))!;
+        Assert.That(error.Message, Does.Contain("'test'").And.Contain("image_size 0"));
+    }
+
+    [Test]
     public void UnknownDataset_Should_NameTheClosest()
     {
         var config = Config(new JObject { ["source"] = "synthetic:shapes" }, "download.dataset=tset");

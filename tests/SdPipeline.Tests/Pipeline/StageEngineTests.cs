@@ -186,6 +186,27 @@ public sealed class StageEngineTests
     }
 
     [Test]
+    public void ResumedBuild_Should_DropTheHalfWrittenFilesOfTheKilledOne()
+    {
+        // Given a build killed in the middle of an atomic write (its temporary sibling left behind, in a subfolder)
+        using var harness = new Harness();
+        var config = ConfigLoader.Load(null);
+        Assert.Throws<StageFailedException>(() =>
+            new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new FailingRunner()).Run("a", config, false, _ => { }, NullProgress.Instance, CancellationToken.None));
+        string partial = Directory.GetDirectories(harness.Store.StageDirectory("a"), ".*.partial").Single();
+        Directory.CreateDirectory(Path.Combine(partial, "unet"));
+        string leftover = Path.Combine(partial, "unet", $"diffusion_pytorch_model.safetensors.tmp-4242-{Guid.NewGuid():N}");
+        File.WriteAllText(leftover, "half a file");
+
+        // When the next run resumes it
+        var outcome = new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new RecordingRunner([])).Run("a", config, false, _ => { }, NullProgress.Instance, CancellationToken.None);
+
+        // Then the artifact holds what the builds wrote, and not the half file
+        Assert.That(outcome.Manifest.Files.Select(f => f.Path), Is.EqualTo(new[] { "half.txt" }));
+        Assert.That(Directory.EnumerateFiles(outcome.Directory, "*.tmp-*", SearchOption.AllDirectories), Is.Empty);
+    }
+
+    [Test]
     public void Run_Should_RefuseToStart_When_UpstreamIsNotBuilt()
     {
         using var harness = new Harness();

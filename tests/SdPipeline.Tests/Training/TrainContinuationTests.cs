@@ -45,6 +45,10 @@ public sealed class TrainContinuationTests
         // When the steps are raised to 9, the plan says it continues, and the run trains steps 6-9 only
         var plan = harness.Plan("train", [.. Small, "train.max_train_steps=9"]);
         Assert.That(plan.Reasons, Has.Some.EqualTo($"continues from step 5 of [{ArtifactStore.Short(shorter.Manifest.Fingerprint)}]"));
+        // and gc for that config (the Clean target before a build) keeps what it continues from
+        var plans = new Planner(ProjectStages.Graph, harness.Store, new FileHashCache(null)).Plan(PipelineHarness.Config([.. Small, "train.max_train_steps=9"]));
+        Assert.That(new GarbageCollector(harness.Store).Collect(plans, dryRun: true).Select(r => r.Path), Has.None.Contains(ArtifactStore.Short(shorter.Manifest.Fingerprint)));
+        Assert.That(Directory.Exists(shorter.Directory));
         var progress = new StepRecorder();
         var continued = Train(harness, [.. Small, "train.max_train_steps=9"], progress);
         Assert.That(progress.Values, Is.EqualTo(new double[] { 5, 6, 7, 8, 9 }), "the bar starts at the finished run's step and advances once per new step");
@@ -127,7 +131,7 @@ public sealed class TrainContinuationTests
     }
 
     private static FingerprintInputs Inputs(string[] sets) =>
-        new("train", 1, PipelineHarness.Config(sets).Slice(TrainStage.ConfigKeys), new Dictionary<string, string>(), new Dictionary<string, string>());
+        new("train", TrainStage.SchemaVersion, PipelineHarness.Config(sets).Slice(TrainStage.ConfigKeys), new Dictionary<string, string>(), new Dictionary<string, string>());
 
     /// <summary>Records every value the train bar is set to.</summary>
     private sealed class StepRecorder : IProgressSink

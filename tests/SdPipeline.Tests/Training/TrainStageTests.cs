@@ -61,6 +61,33 @@ public sealed class TrainStageTests
         Assert.That(Losses(resumed.Directory), Is.EqualTo(Losses(reference.Directory)));
     }
 
+    [Test, Category("Slow")]
+    public void RunStoppedAtItsLastStep_Should_StillSummariseItsLosses_When_Resumed()
+    {
+        // Given a run stopped right after its last step's checkpoint (before the export), then run again: no step is left
+        using var harness = new PipelineHarness();
+        using var stop = new CancellationTokenSource();
+        Assert.Throws<OperationCanceledException>(() => Train(harness, Small, stop.Token, new StopAt(6, stop)));
+
+        // (and a checkpoint damaged after the fact is named, with what to delete, rather than failing on a bare file error)
+        string state = Directory.GetFiles(harness.Store.StageDirectory("train"), "training_state.safetensors", SearchOption.AllDirectories)
+            .Single(f => f.Contains("checkpoint-000006", StringComparison.Ordinal));
+        byte[] whole = File.ReadAllBytes(state);
+        File.WriteAllBytes(state, whole[..(whole.Length / 2)]);
+        var damaged = Assert.Throws<StageFailedException>(() => Train(harness, Small))!;
+        Assert.That(damaged.Message, Does.Contain("checkpoint-000006").And.Contain("Delete that folder"));
+        File.WriteAllBytes(state, whole);
+
+        var resumed = Train(harness, Small);
+
+        // Then its summary carries the losses the run recorded at that step, not NaN and none
+        var records = File.ReadLines(Path.Combine(resumed.Directory, FineTuner.MetricsFile)).Select(JObject.Parse).ToList();
+        var summary = resumed.Manifest.SummaryAs<TrainSummary>();
+        Assert.That(summary.Steps, Is.EqualTo(6));
+        Assert.That(summary.FinalLoss, Is.EqualTo(records.Last(r => r.Value<string>("kind") == "train").Value<double>("loss")));
+        Assert.That(summary.HeldoutLoss, Is.EqualTo(records.Last(r => r.Value<string>("kind") == "eval").Value<double>("heldout_loss")));
+    }
+
     [Test]
     public void FusedBackwardPass_Should_TrainToTheSameWeightsBitForBit_HoldingNoGradients()
     {

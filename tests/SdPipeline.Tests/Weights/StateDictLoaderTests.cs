@@ -60,6 +60,25 @@ public sealed class StateDictLoaderTests
     }
 
     [Test]
+    public void Load_Should_RefuseAnIntegerTensor_ForAFloatParameter_And_ConvertOtherFloatWidths()
+    {
+        // Given one file whose norm.bias holds int32 values, and one whose weights are float64
+        using var temp = new TempFolder();
+        var state = StateOf(new Tiny());
+        state["norm.bias"] = torch.ones(3, ScalarType.Int32);
+        SafeTensorsWriter.Write(temp.File("int.safetensors"), state);
+        var wide = StateOf(new Tiny()).ToDictionary(p => p.Key, p => p.Value.to(ScalarType.Float64));
+        SafeTensorsWriter.Write(temp.File("f64.safetensors"), wide);
+
+        // Then the integer one is refused, naming the key and both types, and the float64 one loads
+        var error = Assert.Throws<WeightsException>(() => StateDictLoader.Load(new Tiny(), [temp.File("int.safetensors")]))!;
+        Assert.That(error.Message, Does.Contain("norm.bias: file Int32, model Float32"));
+        var target = new Tiny();
+        StateDictLoader.Load(target, [temp.File("f64.safetensors")]);
+        Assert.That(target.state_dict()["proj_in.weight"].allclose(wide["proj_in.weight"].to(ScalarType.Float32)), Is.True);
+    }
+
+    [Test]
     public void Load_Should_AcceptLegacyNames_When_CompatibilityListsThem()
     {
         using var temp = new TempFolder();

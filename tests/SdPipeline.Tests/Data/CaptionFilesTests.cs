@@ -1,0 +1,39 @@
+using SdPipeline.Data;
+using SdPipeline.Pipeline;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Data;
+
+/// <summary><c>metadata.csv</c> captions: RFC 4180 as the Hugging Face imagefolder reads it, and a broken row named, not guessed at.</summary>
+public sealed class CaptionFilesTests
+{
+    private static CaptionFiles Read(TempFolder temp, string csv)
+    {
+        File.WriteAllText(temp.File("metadata.csv"), csv);
+        return CaptionFiles.Read(temp.Path, "text");
+    }
+
+    [Test]
+    public void Read_Should_TakeQuotedCommasQuotesAndLineBreaks_AndSkipBlankLines()
+    {
+        using var temp = new TempFolder();
+        var captions = Read(temp, "file_name,text\r\na.png,plain\n\nb.png,\"a cat, on a sofa\"\nc.png,\"say \"\"hi\"\"\nthen go\"\n");
+
+        Assert.That(captions.Find(temp.File("a.png"))?.Caption, Is.EqualTo("plain"));
+        Assert.That(captions.Find(temp.File("b.png"))?.Caption, Is.EqualTo("a cat, on a sofa"));
+        Assert.That(captions.Find(temp.File("c.png"))?.Caption, Is.EqualTo("say \"hi\"\nthen go"));
+    }
+
+    [TestCase("file_name,text\na.png,a cat, on a sofa\n", "(line 2) has 3 fields but 2 were expected")]
+    [TestCase("file_name,text\na.png,ok\nb.png,bad \"inner\" quotes\n", "line 3")]
+    [TestCase("file_name,text\na.png,\"unclosed\nb.png,next\nc.png,\"last\"\n", "line 2")]
+    [TestCase("file_name,text\na.png,ok\nb.png,\"never closed\n", "line 3")]
+    public void Read_Should_NameTheRow_When_QuotingIsBroken(string csv, string expected)
+    {
+        using var temp = new TempFolder();
+
+        var error = Assert.Throws<StageFailedException>(() => Read(temp, csv))!;
+
+        Assert.That(error.Message, Does.Contain("metadata.csv").And.Contain(expected).And.Contain("Quote a caption that holds commas"));
+    }
+}
