@@ -54,6 +54,8 @@ public sealed class SampleStage : IStageRunner
             problems.Add("no prompts; set sample.prompts (a JSON list) or sample.heldout_prompts");
         if (sample.Seeds.Length == 0)
             problems.Add("sample.seeds is empty, so no image would be made");
+        if (sample.Lora.Length > 0 && PickleRefusal.IsPickle(sample.Lora))
+            problems.Add($"sample.lora: {PickleRefusal.Message(sample.Lora)}");
         return problems;
     }
 

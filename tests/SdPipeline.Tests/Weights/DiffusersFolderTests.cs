@@ -55,4 +55,24 @@ public sealed class DiffusersFolderTests
 
         Assert.That(error.Message, Does.Contain("v1-5.ckpt").And.Contain("from_single_file"));
     }
+
+    [TestCase("MODEL.CKPT")]
+    [TestCase("lora.Bin")]
+    public void Open_Should_RefuseAPickle_WhateverTheCaseOfItsExtension(string name)
+    {
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File(name), "");
+
+        var error = Assert.Throws<WeightsException>(() => DiffusersFolder.Open(temp.File(name)))!;
+
+        Assert.That(error.Message, Does.Contain("Python pickles").And.Contain("safetensors"));
+    }
+
+    [Test]
+    public void SampleLora_Should_BeRefusedBeforeAnythingRuns_When_ItIsAPickle()
+    {
+        var config = SdPipeline.Config.ConfigLoader.Load(null, [$"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", "sample.lora=/models/style.pt", "sample.prompts=[\"a cat\"]"]);
+
+        Assert.That(SdPipeline.Sampling.SampleStage.CheckConfig(config), Has.One.Contains("sample.lora").And.One.Contains("lora.safetensors"));
+    }
 }
