@@ -1,6 +1,7 @@
 using Newtonsoft.Json;
 using SdPipeline.Config;
 using SdPipeline.Files;
+using SdPipeline.Weights;
 
 namespace SdPipeline.BaseModel;
 
@@ -48,4 +49,7 @@ public sealed record ResolvedModel
             ?? throw new InvalidDataException($"{path}: empty");
         return model with { Folder = Path.GetFullPath(model.Folder, artifactFolder) };
     }
+
+    /// <summary>The model folder, its weights read in the resolved precision variant (what the model stage fetched and fingerprinted).</summary>
+    public DiffusersFolder Open() => DiffusersFolder.Open(Folder, Variant);
 }

@@ -44,9 +44,9 @@ public static class ArchiveExtractor
             else
                 ExtractTar(archive, destination, budget);
         }
-        catch (Exception e) when (e is InvalidDataException or IOException)
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
         {
-            // A truncated gzip ends early; a zip holding a file and a folder of the same name cannot be laid out.
+            // A truncated gzip or tar ends early. (Errors writing the destination, a full disk, pass as they are.)
             throw new StageFailedException($"{archive}: not a readable archive: {e.Message} (a truncated download or a damaged archive: fetch or pack it again)", e);
         }
     }
@@ -63,10 +63,10 @@ public static class ArchiveExtractor
                 throw new StageFailedException($"{archive}: entry '{entry.FullName}' is a link; links in dataset archives are refused");
             if (entry.FullName.EndsWith('/'))
             {
-                Directory.CreateDirectory(target);
+                CreateFolder(archive, target, entry.FullName);
                 continue;
             }
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            CreateFolder(archive, Path.GetDirectoryName(target)!, entry.FullName, target);
             using var source = entry.Open();
             budget.Copy(source, target, entry.FullName);
         }
@@ -84,10 +84,10 @@ public static class ArchiveExtractor
             switch (entry.EntryType)
             {
                 case TarEntryType.Directory:
-                    Directory.CreateDirectory(target);
+                    CreateFolder(archive, target, entry.Name);
                     break;
                 case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
-                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                    CreateFolder(archive, Path.GetDirectoryName(target)!, entry.Name, target);
                     if (entry.DataStream is null) File.WriteAllBytes(target, []);
                     else budget.Copy(entry.DataStream, target, entry.Name);
                     break;
@@ -97,6 +97,31 @@ public static class ArchiveExtractor
                     break; // metadata entries (PAX headers, global extended attributes) carry no file
             }
         }
+    }
+
+    /// <summary>
+    /// The folder an entry is or goes into, and, for a file entry, that no folder has its name: an archive holding a file
+    /// and a folder of one name cannot be laid out.
+    /// </summary>
+    private static void CreateFolder(string archive, string folder, string entryName, string? file = null)
+    {
+        if (file is not null && Directory.Exists(file))
+            throw new StageFailedException($"{archive}: entry '{entryName}' is a file where the archive has a folder; repack it");
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (IOException) when (FileAbove(folder) is { } blocking)
+        {
+            throw new StageFailedException($"{archive}: entry '{entryName}' needs a folder where the archive has a file ('{Path.GetFileName(blocking)}'); repack it");
+        }
+    }
+
+    private static string? FileAbove(string folder)
+    {
+        for (string? path = folder; !string.IsNullOrEmpty(path); path = Path.GetDirectoryName(path))
+            if (File.Exists(path)) return path;
+        return null;
     }
 
     /// <summary>

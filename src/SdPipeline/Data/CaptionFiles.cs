@@ -42,8 +42,10 @@ public sealed class CaptionFiles
 
     /// <summary>
     /// The file name and caption of each row of an RFC 4180 file (commas; quoted fields may hold commas, doubled quotes and
-    /// line breaks; blank lines skipped). Quoting that breaks the rules, or a row whose field count is not the header's (a
-    /// caption with an unquoted comma), is an error that names the line (the reader's message does), not a guess that would shift or merge captions.
+    /// line breaks; blank lines skipped). A quote inside an unquoted caption (<c>a 12" record</c>) is text, as pandas, which
+    /// Hugging Face's imagefolder reads it with, takes it. A quoted field that never closes or runs into text, or a row whose
+    /// field count is not the header's (a caption with an unquoted comma), is an error naming the line: there pandas would
+    /// shift captions to other columns or merge rows into one caption.
     /// </summary>
     private static List<(string File, string Caption)> Rows(string csv, string captionColumn)
     {
@@ -51,7 +53,12 @@ public sealed class CaptionFiles
         {
             Separator = ',',
             HasHeader = true,
-            MalformedData = CsvMalformedDataHandling.Throw,
+            MalformedData = CsvMalformedDataHandling.Recover,
+            OnMalformedRecord = record =>
+            {
+                if (record.Reason != CsvMalformedReason.StrayQuote)
+                    throw new CsvFormatException($"Malformed CSV at line {record.LineNumber}: {Describe(record.Reason)}.", record.RecordNumber, record.ByteOffset);
+            },
             FieldCountMismatch = CsvFieldCountHandling.Throw,
             TrackLineNumbers = true,
             DetectSeparatorHint = false,
@@ -74,6 +81,13 @@ public sealed class CaptionFiles
         }
         return rows;
     }
+
+    private static string Describe(CsvMalformedReason reason) => reason switch
+    {
+        CsvMalformedReason.TextAfterClosingQuote => "text after the closing quote of a quoted field (a quote left open earlier?)",
+        CsvMalformedReason.UnterminatedQuote => "a quoted field that is never closed",
+        _ => reason.ToString(),
+    };
 
     /// <summary>The caption of <paramref name="image"/> from a csv or a sidecar, and where it came from; null when none has one.</summary>
     public (string Caption, string From)? Find(string image)

@@ -38,6 +38,9 @@ public sealed class DownloadStage : IStageRunner
             string path = LocalPath(registry, entry);
             inputs[$"local:{entry.Source}"] = LocalContentHash(path, context.Hashes);
         }
+        // An option the entry leaves out takes its default, which the entry's hash does not show (and which once read as 0).
+        if (SourceKind(entry) == Kind.Synthetic && entry.Source == "synthetic:shapes" && ShapeOptionNames.Any(o => entry.Options[o] is null))
+            inputs["options"] = ShapesOptionsOf(entry).ToString();
         return inputs;
     }
 
@@ -103,22 +106,29 @@ public sealed class DownloadStage : IStageRunner
     {
         if (entry.Source != "synthetic:shapes")
             throw new StageInputException($"dataset '{entry.Name}': unknown generator '{entry.Source}' (known: synthetic:shapes)");
+        return ShapesGenerator.Generate(ShapesOptionsOf(entry), count);
+    }
+
+    private static readonly string[] ShapeOptionNames = ["seed", "count", "heldout_count", "image_size"];
+
+    /// <summary>The entry's <c>synthetic:shapes</c> options, an option left out at its documented default (the deserializer alone would make it 0).</summary>
+    private static ShapesOptions ShapesOptionsOf(DatasetEntry entry)
+    {
         ShapesOptions options;
         try
         {
-            // An option left out keeps its documented default (the deserializer alone would make it 0).
             var merged = JObject.FromObject(new ShapesOptions(), ConfigSchema.Serializer);
             merged.Merge(entry.Options);
             options = merged.ToObject<ShapesOptions>(ConfigSchema.Serializer)!;
         }
         catch (Exception e) when (e is Newtonsoft.Json.JsonException or OverflowException or ArgumentException)
         {
-            throw new StageInputException($"dataset '{entry.Name}': options: {e.Message} (valid: seed, count, heldout_count, image_size)");
+            throw new StageInputException($"dataset '{entry.Name}': options: {e.Message} (valid: {string.Join(", ", ShapeOptionNames)})");
         }
         if (options.Count < 1 || options.HeldoutCount < 0 || options.ImageSize is < 16 or > 2048)
             throw new StageInputException($"dataset '{entry.Name}': options count {options.Count}, heldout_count {options.HeldoutCount}, image_size {options.ImageSize}: " +
                 "count must be at least 1, heldout_count at least 0 and image_size between 16 and 2048 pixels");
-        return ShapesGenerator.Generate(options, count);
+        return options;
     }
 
     private static (IReadOnlyList<(string Path, string Name)> Files, long Bytes) Fetch(DatasetEntry entry, DatasetRegistry registry, StageWorkspace workspace, Action<string> resolvedRevision)
@@ -128,10 +138,6 @@ public sealed class DownloadStage : IStageRunner
         if (kind == Kind.Local)
         {
             string path = LocalPath(registry, entry);
-            // An image folder is read from its root, so one file of it would bring in its siblings, which its fingerprint does not cover.
-            if (File.Exists(path) && !ArchiveExtractor.IsArchive(path) && !path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
-                throw new StageInputException($"dataset '{entry.Name}': local source '{path}' is a file, and neither an archive (.zip, .tar, .tar.gz, .tgz) " +
-                    "nor a .parquet; point it at the folder that holds the images and their captions");
             return (Directory.Exists(path)
                 ? Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
                     .Select(f => (f, Path.GetRelativePath(path, f).Replace('\\', '/'))).ToList()
@@ -225,6 +231,10 @@ public sealed class DownloadStage : IStageRunner
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to " +
                 (entry.Name == DatasetSelection.SourceEntryName ? "the working directory)" : $"the registry's folder, {Path.GetDirectoryName(Path.GetFullPath(registry.Path))})"));
+        // An image folder is read from its root, so one file of it would bring in its siblings, which its fingerprint does not cover.
+        if (File.Exists(path) && !ArchiveExtractor.IsArchive(path) && !path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
+            throw new StageInputException($"dataset '{entry.Name}': local source '{path}' is a file, and neither an archive (.zip, .tar, .tar.gz, .tgz) " +
+                "nor a .parquet; point it at the folder that holds the images and their captions");
         return path;
     }
 

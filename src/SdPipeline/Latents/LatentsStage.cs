@@ -82,7 +82,7 @@ public sealed class LatentsStage : IStageRunner
         int clipSkip = workspace.Config.Typed.Model.ClipSkip;
         string datasetFolder = workspace.FolderOf(DownloadStage.Definition);
         var items = DatasetReader.Items(datasetFolder);
-        var model = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
+        var model = ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Open();
         bool sdxl = SdxlStageSupport.IsSdxlFolder(model);
         var shards = LatentPlan.Make(items, settings, flipBeforeCrop: sdxl);
         int totalRows = shards.Sum(s => s.Rows.Count);

@@ -15,6 +15,8 @@ public sealed class FileHashCache
     private readonly string? _storePath;
     private readonly Dictionary<string, Entry> _entries;
     private bool _dirty;
+    private bool _rehash;
+    private readonly HashSet<string> _rehashed = new(StringComparer.Ordinal);
 
     /// <summary>Opens the cache kept in <paramref name="storePath"/> (null: in memory only).</summary>
     public FileHashCache(string? storePath)
@@ -33,7 +35,8 @@ public sealed class FileHashCache
         string key = info.FullName;
         lock (_entries)
         {
-            if (_entries.TryGetValue(key, out var known) && known.Size == info.Length && known.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
+            bool trusted = !_rehash || !_rehashed.Add(key);
+            if (trusted && _entries.TryGetValue(key, out var known) && known.Size == info.Length && known.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
                 return known.Sha256;
         }
         string hash = HashFile(path);
@@ -46,16 +49,13 @@ public sealed class FileHashCache
     }
 
     /// <summary>
-    /// Forgets every remembered hash, so each file is hashed again: a file edited in place and given back its size and
-    /// modification time (<c>touch -r</c>, <c>cp -p</c> of another version) is then seen as changed.
+    /// From now on hashes each file again the first time it is asked for, instead of trusting its size and modification
+    /// time: a file edited in place and given back both (<c>touch -r</c>, <c>cp -p</c> of another version) is then seen as
+    /// changed. The other files' remembered hashes stay.
     /// </summary>
-    public void Forget()
+    public void RehashOnce()
     {
-        lock (_entries)
-        {
-            _dirty |= _entries.Count > 0;
-            _entries.Clear();
-        }
+        lock (_entries) _rehash = true;
     }
 
     /// <summary>Writes the remembered hashes back (atomically), if any were added.</summary>

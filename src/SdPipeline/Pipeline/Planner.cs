@@ -10,7 +10,7 @@ public sealed class Planner(StageGraph graph, ArtifactStore store, FileHashCache
     public IReadOnlyList<StagePlan> Plan(EffectiveConfig config, bool verify = false, CancellationToken cancellation = default)
     {
         var plans = new Dictionary<string, StagePlan>();
-        if (verify) hashes.Forget(); // inputs are rehashed too, not only the artifacts' files
+        if (verify) hashes.RehashOnce(); // inputs are rehashed too, not only the artifacts' files
         var context = new StageInputContext(config, hashes, store, cancellation);
         foreach (var stage in graph.Stages)
             plans[stage.Name] = PlanStage(stage, context, plans, verify);

@@ -163,7 +163,7 @@ public sealed class SampleStage : IStageRunner
         var device = TorchRuntime.Initialise(runtime.Device, runtime.Threads);
         InferenceKernels.Use(runtime.Kernels);
         var cleaning = ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning);
-        var baseFolder = DiffusersFolder.Open(ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Folder);
+        var baseFolder = ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition)).Open();
         string? lora = LoraPath(settings, workspace.FolderOf(TrainStage.Definition));
         var tunedFolder = lora is null ? DiffusersFolder.Open(Path.Combine(workspace.FolderOf(TrainStage.Definition), TrainStage.PipelineFolder)) : baseFolder;
         string sampler = settings.Sampler.Length > 0 ? settings.Sampler

@@ -30,7 +30,7 @@ public sealed class ValidationSampler : IValidationSampler
     private ValidationSampler(ValidationRequest request)
     {
         _request = request;
-        var folder = DiffusersFolder.Open(request.ModelFolder);
+        var folder = request.ModelFolder;
         var shipped = SchedulerConfig.Load(Path.Combine(folder.Component("scheduler"), "scheduler_config.json"));
         _scheduler = shipped with { PredictionType = request.PredictionType };
         _sampler = SchedulerFactory.ShippedName(shipped);

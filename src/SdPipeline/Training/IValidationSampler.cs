@@ -1,3 +1,4 @@
+using SdPipeline.Weights;
 namespace SdPipeline.Training;
 
 /// <summary>
@@ -29,4 +30,4 @@ public interface IValidationSampler : IDisposable
 /// <param name="PredictionType">What the trained UNet predicts (it may differ from the base scheduler config's).</param>
 /// <param name="Device">Where the models run.</param>
 public sealed record ValidationRequest(IReadOnlyList<string> Prompts, long Seed, int Steps, double GuidanceScale, int Width, int Height,
-    int ClipSkip, string ModelFolder, string PredictionType, TorchSharp.torch.Device Device);
+    int ClipSkip, DiffusersFolder ModelFolder, string PredictionType, TorchSharp.torch.Device Device);

@@ -118,7 +118,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var lora = settings.Method == TrainingMethods.Lora ? LoraSettings.From(settings) : null;
 
         var resolvedModel = ResolvedModel.Read(workspace.FolderOf(ModelStage.Definition));
-        var modelFolder = DiffusersFolder.Open(resolvedModel.Folder);
+        var modelFolder = resolvedModel.Open();
         bool sdxl = SdxlStageSupport.IsSdxlFolder(modelFolder);
         if (sdxl && SdxlConditioning.Unsupported(settings) is { Count: > 0 } unsupported)
             throw new ConfigException($"train: {modelFolder.Root} is a Stable Diffusion XL model: {string.Join("; ", unsupported)}");
@@ -183,7 +183,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl) : null;
             if (network is null)
             {
-                Export(workspace.Directory, modelFolder, resolvedModel.Variant, models, predictionType);
+                Export(workspace.Directory, modelFolder, models, predictionType);
                 SingleFileDeliverable.Write(workspace.Directory, modelFolder, predictionType, settings.ExportDtype);
             }
             workspace.Log($"train: {outcome.Steps} steps, final loss {outcome.FinalLoss:0.0000}" +
@@ -230,7 +230,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             throw new InvalidOperationException("train.validation_prompts is set but this train stage was made without a validation sampler (ProjectStages gives it one)");
         int size = workspace.Config.Typed.Latents.Resolution;
         return validationSamplers(new ValidationRequest(settings.ValidationPrompts, settings.Seed, settings.ValidationInferenceSteps, settings.ValidationGuidanceScale,
-            size, size, workspace.Config.Typed.Model.ClipSkip, modelFolder.Root, predictionType, device));
+            size, size, workspace.Config.Typed.Model.ClipSkip, modelFolder, predictionType, device));
     }
 
     /// <summary>
@@ -307,7 +307,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         return ((int)shape[3], (int)shape[2]);
     }
 
-    private static void Export(string folder, DiffusersFolder baseModel, string? variant, TrainedModels models, string predictionType)
+    private static void Export(string folder, DiffusersFolder baseModel, TrainedModels models, string predictionType)
     {
         models.Unet.Save(Path.Combine(folder, "unet"));
         if (models.TrainsTextEncoder)
@@ -328,7 +328,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             if (Directory.Exists(Path.Combine(folder, component)))
                 Directory.CreateSymbolicLink(Path.Combine(pipeline, component), Path.Combine("..", component));
             else
-                PipelineFolderExport.LinkComponent(baseModel.Component(component), Path.Combine(pipeline, component), variant);
+                PipelineFolderExport.LinkComponent(baseModel.Component(component), Path.Combine(pipeline, component), baseModel.Variant);
         }
         // The scheduler config records what the UNet now predicts. (diffusers' script keeps the base's config even
         // after --prediction_type changed the training target, and the saved pipeline then samples wrongly.)

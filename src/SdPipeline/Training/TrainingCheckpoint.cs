@@ -97,11 +97,12 @@ public static class TrainingCheckpoint
         {
             return LoadFiles(folder, models, optimizer, ema, generator);
         }
-        catch (Exception e) when (e is WeightsException or InvalidDataException or JsonException or IOException or KeyNotFoundException or FormatException)
+        catch (Exception e) when (e is WeightsException or InvalidDataException or JsonException or KeyNotFoundException or FormatException)
         {
-            // Checkpoints are renamed into place whole, so this is damage after the fact (a disk, a hand); the one before may be whole.
-            throw new StageFailedException($"train: the checkpoint {folder} cannot be read: {e.Message}. Delete that folder to resume from the " +
-                "checkpoint before it (or the run's .partial folder to start over)", e);
+            // Checkpoints are renamed into place whole, so this is damage after the fact (a disk, a hand): the one before may be
+            // whole. (Other I/O errors, such as too many open files, say nothing about the checkpoint and pass unchanged.)
+            throw new StageFailedException($"train: the checkpoint {folder} cannot be read: {e.Message}. Delete that checkpoint folder: " +
+                "a run resumes from the checkpoint before it, and one continuing a finished run then starts over", e);
         }
     }
 

@@ -14,11 +14,19 @@ public sealed class DiffusersFolder
     /// <summary>The folder.</summary>
     public string Root { get; }
 
-    private DiffusersFolder(string root) => Root = root;
+    /// <summary>The precision variant its weights are read in (<c>model.variant</c>, such as <c>fp16</c>), or null for the plain files.</summary>
+    public string? Variant { get; }
+
+    private DiffusersFolder(string root, string? variant) => (Root, Variant) = (root, variant);
 
     /// <summary>Opens a diffusers folder, refusing pickle checkpoints with a conversion hint.</summary>
+    /// <param name="path">The folder.</param>
+    /// <param name="variant">
+    /// The precision variant every component's weights are read in, where the folder has it (a Hub download of a variant
+    /// has only those files); null for the plain files.
+    /// </param>
     /// <exception cref="WeightsException">Not a folder, no model_index.json, or a single-file pickle checkpoint.</exception>
-    public static DiffusersFolder Open(string path)
+    public static DiffusersFolder Open(string path, string? variant = null)
     {
         if (File.Exists(path))
         {
@@ -30,7 +38,7 @@ public sealed class DiffusersFolder
         if (!Directory.Exists(path)) throw new WeightsException($"{path}: model folder not found");
         if (!File.Exists(Path.Combine(path, "model_index.json")))
             throw new WeightsException($"{path}: no model_index.json; expected a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
-        return new DiffusersFolder(path);
+        return new DiffusersFolder(path, variant);
     }
 
     /// <summary><c>model_index.json</c> as JSON.</summary>
@@ -51,9 +59,10 @@ public sealed class DiffusersFolder
     /// its <c>.index.json</c> lists. With a variant, falls back to the plain file when the variant is absent.
     /// </summary>
     /// <param name="component">Component folder name.</param>
-    /// <param name="variant">Precision variant such as <c>fp16</c>, or null.</param>
+    /// <param name="variant">Precision variant such as <c>fp16</c>; null for the folder's own (<see cref="Variant"/>).</param>
     public IReadOnlyList<string> WeightFiles(string component, string? variant = null)
     {
+        variant ??= Variant;
         string folder = Component(component);
         string[] bases = ["diffusion_pytorch_model", "model"];
         foreach (string? v in variant is null ? [null] : new[] { variant, null })

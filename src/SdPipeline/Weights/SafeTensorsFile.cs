@@ -30,6 +30,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         Path = path;
         var info = new FileInfo(path);
         if (!info.Exists) throw new WeightsException($"{path}: file not found");
+        // A link's own length is its target's name: the Hub cache's snapshots (ours and huggingface_hub's) link every
+        // file into blobs/, and a pipeline folder links a variant's weights under the plain names.
+        if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info;
         if (info.Length < 8) throw new WeightsException($"{path}: {info.Length} bytes is too short for a safetensors file (truncated?)");
 
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);

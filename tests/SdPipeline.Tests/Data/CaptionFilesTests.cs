@@ -4,7 +4,7 @@ using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Data;
 
-/// <summary><c>metadata.csv</c> captions: RFC 4180 as the Hugging Face imagefolder reads it, and a broken row named, not guessed at.</summary>
+/// <summary><c>metadata.csv</c> captions: RFC 4180 as the Hugging Face imagefolder reads it, and a row that would shift or merge captions named, not guessed at.</summary>
 public sealed class CaptionFilesTests
 {
     private static CaptionFiles Read(TempFolder temp, string csv)
@@ -17,17 +17,17 @@ public sealed class CaptionFilesTests
     public void Read_Should_TakeQuotedCommasQuotesAndLineBreaks_AndSkipBlankLines()
     {
         using var temp = new TempFolder();
-        var captions = Read(temp, "file_name,text\r\na.png,plain\n\nb.png,\"a cat, on a sofa\"\nc.png,\"say \"\"hi\"\"\nthen go\"\n");
+        var captions = Read(temp, "file_name,text\r\na.png,plain\n\nb.png,\"a cat, on a sofa\"\nc.png,\"say \"\"hi\"\"\nthen go\"\nd.png,a 12\" record\n");
 
         Assert.That(captions.Find(temp.File("a.png"))?.Caption, Is.EqualTo("plain"));
+        Assert.That(captions.Find(temp.File("d.png"))?.Caption, Is.EqualTo("a 12\" record"), "a quote inside an unquoted caption is text, as pandas reads it");
         Assert.That(captions.Find(temp.File("b.png"))?.Caption, Is.EqualTo("a cat, on a sofa"));
         Assert.That(captions.Find(temp.File("c.png"))?.Caption, Is.EqualTo("say \"hi\"\nthen go"));
     }
 
     [TestCase("file_name,text\na.png,a cat, on a sofa\n", "(line 2) has 3 fields but 2 were expected")]
-    [TestCase("file_name,text\na.png,ok\nb.png,bad \"inner\" quotes\n", "line 3")]
-    [TestCase("file_name,text\na.png,\"unclosed\nb.png,next\nc.png,\"last\"\n", "line 2")]
-    [TestCase("file_name,text\na.png,ok\nb.png,\"never closed\n", "line 3")]
+    [TestCase("file_name,text\na.png,\"unclosed\nb.png,next\nc.png,\"last\"\n", "line 2: text after the closing quote")]
+    [TestCase("file_name,text\na.png,ok\nb.png,\"never closed\n", "line 3: a quoted field that is never closed")]
     public void Read_Should_NameTheRow_When_QuotingIsBroken(string csv, string expected)
     {
         using var temp = new TempFolder();

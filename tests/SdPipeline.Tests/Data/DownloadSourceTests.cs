@@ -149,6 +149,21 @@ public sealed class DownloadSourceTests
     }
 
     [Test]
+    public void ZipWithAFileAndAFolderOfOneName_Should_FailNamingTheEntry()
+    {
+        string zip = _temp.File("clash.zip");
+        using (var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Create))
+        {
+            using (var writer = new StreamWriter(archive.CreateEntry("ds").Open())) writer.Write("a file");
+            using (var stream = archive.CreateEntry("ds/x.png").Open()) stream.Write(DatasetFiles.Png(64, 64, 30));
+        }
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={zip}"))!;
+
+        Assert.That(error.Message, Does.Contain(zip).And.Contain("'ds/x.png' needs a folder where the archive has a file ('ds')"));
+    }
+
+    [Test]
     public void FolderSource_Should_BeStale_When_ASidecarCaptionChanges()
     {
         string root = Folder();

@@ -75,7 +75,7 @@ public sealed class TrainStageTests
         byte[] whole = File.ReadAllBytes(state);
         File.WriteAllBytes(state, whole[..(whole.Length / 2)]);
         var damaged = Assert.Throws<StageFailedException>(() => Train(harness, Small))!;
-        Assert.That(damaged.Message, Does.Contain("checkpoint-000006").And.Contain("Delete that folder"));
+        Assert.That(damaged.Message, Does.Contain("checkpoint-000006").And.Contain("Delete that checkpoint folder"));
         File.WriteAllBytes(state, whole);
 
         var resumed = Train(harness, Small);
@@ -119,6 +119,31 @@ public sealed class TrainStageTests
 
         // And since the result is the same, switching it on does not make the plain run's artifact stale
         Assert.That(plainHarness.Plan("train", [.. sets, "train.fused_backward_pass=true"]).Status, Is.EqualTo(StageStatus.Cached));
+    }
+
+    [Test]
+    public void VariantOnlyModel_Should_Train_AndItsPipelineLoadWithoutTheVariant()
+    {
+        // Given a model whose VAE, text encoder and UNet weights exist only as the fp16 variant's files (as a Hub download
+        // of model.variant=fp16 has them), and model.variant=fp16
+        using var harness = new PipelineHarness();
+        string model = Path.Combine(harness.Root, "variant-model");
+        foreach (string file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), file).Replace(".safetensors", ".fp16.safetensors", StringComparison.Ordinal);
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(model, relative))!);
+            File.Copy(file, Path.Combine(model, relative));
+        }
+
+        // When it is trained (the latents read its VAE and text encoder, training its UNet)
+        var outcome = Train(harness, [.. Small, $"model.base={model}", "model.variant=fp16", "train.max_train_steps=1", "train.validation_steps=0"]);
+
+        // Then the pipeline folder holds the variant's weights under the plain names, which a loader without the variant reads
+        string pipeline = Path.Combine(outcome.Directory, TrainStage.PipelineFolder);
+        Assert.That(File.ReadAllBytes(Path.Combine(pipeline, "vae", "diffusion_pytorch_model.safetensors")),
+            Is.EqualTo(File.ReadAllBytes(Path.Combine(model, "vae", "diffusion_pytorch_model.fp16.safetensors"))));
+        using var loaded = StableDiffusionPipeline.FromFolder(DiffusersFolder.Open(pipeline), torch.CPU);
+        Assert.That(loaded.Vae, Is.Not.Null);
     }
 
     [Test]

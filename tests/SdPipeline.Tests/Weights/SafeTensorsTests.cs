@@ -49,6 +49,27 @@ public sealed class SafeTensorsTests
     }
 
     [Test]
+    public void Open_Should_ReadThroughSymlinks_AsTheHubCacheLaysFilesOut()
+    {
+        // Given a file in blobs/ and a snapshot linking to it relatively (huggingface_hub's layout), and an absolute link
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.File("blobs"));
+        Directory.CreateDirectory(temp.File(Path.Combine("snapshots", "abc", "unet")));
+        SafeTensorsWriter.Write(temp.File(Path.Combine("blobs", "f00d")), new Dictionary<string, Tensor> { ["w"] = torch.arange(6, dtype: ScalarType.Float32) });
+        string relative = temp.File(Path.Combine("snapshots", "abc", "unet", "diffusion_pytorch_model.safetensors"));
+        File.CreateSymbolicLink(relative, Path.Combine("..", "..", "..", "blobs", "f00d"));
+        string absolute = temp.File("absolute.safetensors");
+        File.CreateSymbolicLink(absolute, temp.File(Path.Combine("blobs", "f00d")));
+
+        // Then either opens as the file itself (a link's own length is that of its target's name)
+        foreach (string link in new[] { relative, absolute })
+        {
+            using var file = SafeTensorsFile.Open(link);
+            Assert.That(file.ReadAll()["w"].data<float>().ToArray(), Is.EqualTo(new float[] { 0, 1, 2, 3, 4, 5 }), link);
+        }
+    }
+
+    [Test]
     public void Open_Should_NameTheFile_When_ItIsTruncated()
     {
         using var temp = new TempFolder();
