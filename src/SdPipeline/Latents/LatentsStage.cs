@@ -64,8 +64,9 @@ public sealed class LatentsStage : IStageRunner
     }
 
     /// <summary>The model files the cache depends on: the VAE, text encoder and tokenizer, not the UNet.</summary>
-    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context) =>
-        ModelStage.ExternalInputs(context)
+    public static IReadOnlyDictionary<string, string> ExternalInputs(StageInputContext context)
+    {
+        var inputs = ModelStage.ExternalInputs(context)
             .Where(p => !p.Key.StartsWith("file:", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:vae/", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:text_encoder/", StringComparison.Ordinal)
@@ -73,6 +74,11 @@ public sealed class LatentsStage : IStageRunner
                 || p.Key.StartsWith("file:text_encoder_2/", StringComparison.Ordinal)
                 || p.Key.StartsWith("file:tokenizer_2/", StringComparison.Ordinal))
             .ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        // The variant's files were fingerprinted before the encoders read them (a folder holding both was encoded from
+        // the plain ones): a variant's cache is keyed by the variant too, which leaves every other cache's key as it was.
+        if (context.Config.Typed.Model.Variant is { Length: > 0 } variant) inputs["model.variant"] = variant;
+        return inputs;
+    }
 
     /// <inheritdoc />
     public JObject Run(StageWorkspace workspace)
