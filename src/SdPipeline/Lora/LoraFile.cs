@@ -91,6 +91,8 @@ public static class LoraFile
                 ["ss_network_dim"] = modules.Count > 0 ? modules[0].Rank.ToString(CultureInfo.InvariantCulture) : "0",
                 ["ss_network_alpha"] = modules.Count > 0 ? modules[0].Alpha.ToString("R", CultureInfo.InvariantCulture) : "0",
             };
+            // AUTOMATIC1111's Lora tab hides a LoRA whose metadata does not say SDXL while an SDXL checkpoint is loaded.
+            if (sdxl || modules.Any(x => x.Component == LoraNetwork.TextEncoder2)) metadata["ss_base_model_version"] = "sdxl_base_v1-0";
         }
         SafeTensorsWriter.Write(path, tensors, metadata);
     }
@@ -193,6 +195,12 @@ public static class LoraFile
     private static List<LoraModuleWeights> ReadDiffusers(SafeTensorsFile file)
     {
         JObject? config = file.Metadata.TryGetValue(AdapterMetadataKey, out string? json) ? JObject.Parse(json) : null;
+        // What PEFT applies beyond B·A·alpha/r would be dropped without a word and give other images: refused, as in kohya files.
+        var other = file.Entries.Select(e => e.Name).Where(n => n.Contains("lora_magnitude_vector", StringComparison.Ordinal) || n.EndsWith(".lora_B.bias", StringComparison.Ordinal)).ToList();
+        if (other.Count > 0)
+            throw new WeightsException($"{file.Path}: keys of a kind this LoRA loader does not apply (DoRA magnitudes, LoRA biases): {string.Join(", ", other.Take(5))}");
+        if (config?.Properties().FirstOrDefault(p => p.Name.EndsWith(".use_rslora", StringComparison.Ordinal) && p.Value.Type == JTokenType.Boolean && p.Value.Value<bool>()) is { } rslora)
+            throw new WeightsException($"{file.Path}: {rslora.Name} is true (scaling by alpha/√r), which this LoRA loader does not apply");
         var modules = new List<LoraModuleWeights>();
         foreach (var entry in file.Entries)
         {
@@ -233,10 +241,10 @@ public static class LoraFile
             metadata[$"{c}.lora_dropout"] = 0.0;
             // PEFT matches target_modules as suffixes of module names: the layer names (to_q, to_out.0, conv1, q_proj, …).
             metadata[$"{c}.target_modules"] = new JArray(group.Select(m => TargetName(m.Path)).Distinct().Order(StringComparer.Ordinal));
-            if (group.Any(m => m.Rank != first.Rank))
-                metadata[$"{c}.rank_pattern"] = new JObject(group.Select(m => new JProperty(m.Path, m.Rank)));
-            if (group.Any(m => m.Alpha != first.Alpha))
-                metadata[$"{c}.alpha_pattern"] = new JObject(group.Select(m => new JProperty(m.Path, m.Alpha)));
+            // Always present, empty when uniform, as PEFT's LoraConfig.to_dict() writes them: diffusers ≥ 0.34 reads
+            // config["rank_pattern"] from the header before anything else (_maybe_raise_error_for_ambiguous_keys).
+            metadata[$"{c}.rank_pattern"] = group.Any(m => m.Rank != first.Rank) ? new JObject(group.Select(m => new JProperty(m.Path, m.Rank))) : new JObject();
+            metadata[$"{c}.alpha_pattern"] = group.Any(m => m.Alpha != first.Alpha) ? new JObject(group.Select(m => new JProperty(m.Path, m.Alpha))) : new JObject();
         }
         // Sorted keys, as diffusers' json.dumps(..., sort_keys=True): the same adapters give the same header.
         return new JObject(metadata.Properties().OrderBy(p => p.Name, StringComparer.Ordinal));

@@ -18,7 +18,8 @@ namespace SdPipeline.SingleFileCheckpoints;
 /// CLIP ViT-L under <c>conditioner.embedders.0.transformer.</c>, OpenCLIP ViT-bigG under <c>conditioner.embedders.1.model.</c>
 /// with fused q/k/v and <c>text_projection</c> as OpenCLIP's [hidden, projection] matrix (the script leaves diffusers'
 /// <c>text_projection.weight</c> as it is, which SGM's code does not read). A v-prediction model also gets the empty
-/// <c>v_pred</c> tensor ComfyUI reads as the marker (AUTOMATIC1111 needs a <c>.yaml</c> beside the file instead).
+/// <c>v_pred</c> tensor, the marker ComfyUI reads for SDXL (and the importer here for every family; AUTOMATIC1111 needs a
+/// <c>.yaml</c> beside the file instead).
 /// </summary>
 public static class SingleFileExporter
 {
@@ -57,7 +58,9 @@ public static class SingleFileExporter
         try
         {
             Add(components.UnetFiles, key => SingleFileNames.Unet(key, components.Unet), tensors, fused, dtype, reshapeVae: null);
-            Add(components.VaeFiles, key => SingleFileNames.Vae(key, components.Vae.BlockOutChannels.Count), tensors, fused, dtype, reshapeVae: true);
+            // A VAE file from old diffusers (SD 2.1-base's) names the mid-block attention query/key/value/proj_attn, as the loader accepts.
+            Add(components.VaeFiles, key => SingleFileNames.Vae(key, components.Vae.BlockOutChannels.Count), tensors, fused, dtype, reshapeVae: true,
+                aliases: AutoencoderKL.LegacyKeys.Aliases);
             Add(components.TextEncoderFiles, key => SingleFileNames.TextEncoder(key, family), tensors, fused, dtype, reshapeVae: null,
                 skip: key => key.EndsWith("position_ids", StringComparison.Ordinal));
             if (components.TextEncoder2Files is { } second)
@@ -82,7 +85,7 @@ public static class SingleFileExporter
     }
 
     private static void Add(IReadOnlyList<string> files, Func<string, SingleFileSlot> slotOf, Dictionary<string, Tensor> tensors,
-        Dictionary<string, Tensor?[]> fused, ScalarType dtype, bool? reshapeVae, Func<string, bool>? skip = null)
+        Dictionary<string, Tensor?[]> fused, ScalarType dtype, bool? reshapeVae, Func<string, bool>? skip = null, IReadOnlyDictionary<string, string>? aliases = null)
     {
         foreach (string path in files)
         {
@@ -90,7 +93,8 @@ public static class SingleFileExporter
             foreach (var entry in file.Entries)
             {
                 if (skip?.Invoke(entry.Name) == true) continue;
-                var slot = slotOf(entry.Name);
+                string key = aliases?.GetValueOrDefault(entry.Name) ?? entry.Name;
+                var slot = slotOf(key);
                 var tensor = file.Read(entry.Name);
                 if (tensor.is_floating_point() && tensor.dtype != dtype)
                 {
@@ -98,7 +102,7 @@ public static class SingleFileExporter
                     tensor.Dispose();
                     tensor = cast;
                 }
-                if (reshapeVae == true && LdmNames.IsVaeAttentionProjection(entry.Name) && tensor.dim() == 2)
+                if (reshapeVae == true && LdmNames.IsVaeAttentionProjection(key) && tensor.dim() == 2)
                 {
                     var conv = tensor.reshape(tensor.shape[0], tensor.shape[1], 1, 1);
                     tensor.Dispose();

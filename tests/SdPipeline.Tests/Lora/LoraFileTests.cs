@@ -81,6 +81,10 @@ public sealed class LoraFileTests
         Assert.That(metadata["unet.lora_alpha"]!.Value<double>(), Is.EqualTo(2.0));
         Assert.That(metadata["text_encoder.lora_alpha"]!.Value<double>(), Is.EqualTo(2.0));
         Assert.That(metadata["unet.target_modules"]!.Values<string>(), Is.EquivalentTo(new[] { "conv1", "conv2", "conv_shortcut", "to_k", "to_out.0", "to_q", "to_v" }));
+        // diffusers ≥ 0.34 builds the LoraConfig from these and reads rank_pattern first: present (empty) for each component
+        foreach (string component in new[] { "unet", "text_encoder" })
+            foreach (string pattern in new[] { "rank_pattern", "alpha_pattern" })
+                Assert.That(metadata[$"{component}.{pattern}"], Is.TypeOf<JObject>().And.Empty, $"{component}.{pattern}");
         Assert.That(file.Entry("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight").Shape[0], Is.EqualTo(4), "lora_A is [r, in]");
     }
 
@@ -115,6 +119,29 @@ public sealed class LoraFileTests
             string kohya = LoraFile.KohyaName(module.Component, module.Path) + ".lora_down.weight";
             Assert.That(DiffusersUnetKey(kohya), Is.EqualTo($"{module.Path}.lora_A.weight"), kohya);
         }
+    }
+
+    [Test]
+    public void DiffusersLayout_Should_RefuseDoraMagnitudes_RatherThanDropThem()
+    {
+        // Given a PEFT file from diffusers' --use_dora training: lora_A/lora_B plus a magnitude vector per layer
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
+        string path = temp.File("dora.safetensors");
+        using (var down = torch.zeros(4, 64))
+        using (var up = torch.zeros(64, 4))
+        using (var magnitude = torch.ones(64))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
+            {
+                [$"{layer}.lora_A.weight"] = down,
+                [$"{layer}.lora_B.weight"] = up,
+                [$"{layer}.lora_magnitude_vector"] = magnitude,
+            });
+
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+
+        Assert.That(error!.Message, Does.Contain("dora.safetensors").And.Contain("lora_magnitude_vector").And.Contain("does not apply"));
     }
 
     [Test]

@@ -111,6 +111,8 @@ public sealed class SdxlTrainingTests
         Assert.That(Names(kohyaFile).Where(n => n.StartsWith("lora_unet_", StringComparison.Ordinal) && !n.StartsWith("lora_unet_input_blocks_", StringComparison.Ordinal)
             && !n.StartsWith("lora_unet_middle_block_", StringComparison.Ordinal) && !n.StartsWith("lora_unet_output_blocks_", StringComparison.Ordinal)), Is.Empty,
             "the UNet's adapters are named in the original block numbering, as kohya's SDXL trainer writes them (tiny-sdxl's second down level's attention is input_blocks.3.1)");
+        using (var kohya = SdPipeline.Weights.SafeTensorsFile.Open(kohyaFile))
+            Assert.That(kohya.Metadata["ss_base_model_version"], Is.EqualTo("sdxl_base_v1-0"), "what AUTOMATIC1111's Lora tab needs to list it beside an SDXL checkpoint");
 
         // And both files read back, against the SDXL model's layers, as the same adapters with the same values
         using var unet = UNet2DConditionModel.FromFolder(TinySdxl.Open());

@@ -52,6 +52,34 @@ public sealed class SingleFileDeliverableTests
     }
 
     [Test]
+    public void Export_Should_TakeAVaeWithOldDiffusersAttentionNames()
+    {
+        // Given tiny-sd's VAE written with the mid-block attention names of old diffusers (query/key/value/proj_attn, as
+        // SD 2.1-base's VAE file has them), which the loader accepts
+        using var temp = new TempFolder();
+        string vae = Path.Combine(TinySd, "vae", "diffusion_pytorch_model.safetensors");
+        using (var file = SafeTensorsFile.Open(vae))
+        {
+            var renamed = SdPipeline.Models.Vae.AutoencoderKL.LegacyKeys.Aliases.ToDictionary(p => p.Value, p => p.Key);
+            var tensors = file.ReadAll().ToDictionary(p => renamed.GetValueOrDefault(p.Key, p.Key), p => p.Value);
+            Assert.That(tensors.Keys, Has.Some.EqualTo("encoder.mid_block.attentions.0.query.weight"));
+            SafeTensorsWriter.Write(temp.File("legacy-vae.safetensors"), tensors);
+        }
+
+        // When the single file is exported from it and from the current names
+        SingleFileExporter.Components Components(string vaeFile) => new(
+            [Path.Combine(TinySd, "unet", "diffusion_pytorch_model.safetensors")], SdPipeline.Models.Unet.UNet2DConditionConfig.Load(Path.Combine(TinySd, "unet", "config.json")),
+            [vaeFile], SdPipeline.Models.Vae.AutoencoderKLConfig.Load(Path.Combine(TinySd, "vae", "config.json")),
+            [Path.Combine(TinySd, "text_encoder", "model.safetensors")], SdPipeline.Models.Clip.ClipTextConfig.Load(Path.Combine(TinySd, "text_encoder", "config.json")),
+            "epsilon");
+        SingleFileExporter.Write(Components(temp.File("legacy-vae.safetensors")), temp.File("legacy.safetensors"), ScalarType.Float32);
+        SingleFileExporter.Write(Components(vae), temp.File("current.safetensors"), ScalarType.Float32);
+
+        // Then both files are the same
+        AssertSame(temp.File("legacy.safetensors"), temp.File("current.safetensors"));
+    }
+
+    [Test]
     public void SingleFileBase_Should_KeepItsFingerprint_When_TheFileMoves_AndChangeIt_When_TheContentChanges()
     {
         using var harness = new PipelineHarness();
