@@ -92,7 +92,7 @@ public sealed class ModelStage : IStageRunner
     {
         var folder = Open(local.Folder);
         var hashes = ModelFiles.Select(folder, variant).ToDictionary(f => f, f => FileHashCache.HashFile(Path.Combine(folder.Root, f)), StringComparer.Ordinal);
-        return new ResolvedModel { Kind = "local", Source = source, Folder = folder.Root, Variant = variant, ContentHashes = hashes };
+        return new ResolvedModel { Kind = "local", Source = source, Folder = folder.Root, Variant = UsedVariant(hashes.Keys, variant), ContentHashes = hashes };
     }
 
     private static ResolvedModel Download(HubModelRef model, string? variant, string source, StageWorkspace workspace)
@@ -104,8 +104,15 @@ public sealed class ModelStage : IStageRunner
         var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = waits, Log = workspace.Log };
         var snapshot = new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, workspace.Log)
             .DownloadAsync(model, variant, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
-        return new ResolvedModel { Kind = "hub", Source = source, Folder = snapshot.Folder, Commit = snapshot.Commit, Variant = variant, ContentHashes = snapshot.ContentHashes };
+        return new ResolvedModel { Kind = "hub", Source = source, Folder = snapshot.Folder, Commit = snapshot.Commit, Variant = UsedVariant(snapshot.ContentHashes.Keys, variant), ContentHashes = snapshot.ContentHashes };
     }
+
+    /// <summary>
+    /// The variant the loaders are to read: <paramref name="variant"/> when a selected weight file is the variant's, else none
+    /// (a folder without it is fingerprinted by its plain files, and another config may reuse that artifact).
+    /// </summary>
+    private static string? UsedVariant(IEnumerable<string> selected, string? variant) =>
+        variant is not null && selected.Any(f => Path.GetFileName(f).Contains($".{variant}.", StringComparison.Ordinal)) ? variant : null;
 
     /// <summary>
     /// The Hub's hashes of the files the model stage would fetch. Planning asks the Hub only for this listing, within

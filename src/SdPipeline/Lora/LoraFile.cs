@@ -56,8 +56,9 @@ public static class LoraFile
     /// kohya's layout only: each UNet layer path's module path in the original block numbering (<see cref="OriginalUnetNumbering.Of"/>),
     /// as kohya's SDXL trainer names its adapters; null keeps diffusers' numbering (what kohya's SD 1.x/2.x trainer writes).
     /// </param>
+    /// <param name="sd2">An SD 2.x model's adapters (kohya layout: <c>ss_v2</c> in the metadata).</param>
     public static void Write(string path, IReadOnlyList<LoraModuleWeights> modules, LoraLayout layout, bool sdxl = false,
-        IReadOnlyDictionary<string, string>? originalUnetNames = null)
+        IReadOnlyDictionary<string, string>? originalUnetNames = null, bool sd2 = false)
     {
         ArgumentNullException.ThrowIfNull(modules);
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -91,8 +92,10 @@ public static class LoraFile
                 ["ss_network_dim"] = modules.Count > 0 ? modules[0].Rank.ToString(CultureInfo.InvariantCulture) : "0",
                 ["ss_network_alpha"] = modules.Count > 0 ? modules[0].Alpha.ToString("R", CultureInfo.InvariantCulture) : "0",
             };
-            // AUTOMATIC1111's Lora tab hides a LoRA whose metadata does not say SDXL while an SDXL checkpoint is loaded.
+            // AUTOMATIC1111's Lora tab hides a LoRA whose metadata names another family than the checkpoint loaded (SD 1 when it
+            // says nothing of SDXL or SD 2), as sd-scripts writes them.
             if (sdxl || modules.Any(x => x.Component == LoraNetwork.TextEncoder2)) metadata["ss_base_model_version"] = "sdxl_base_v1-0";
+            else if (sd2) metadata["ss_v2"] = "True";
         }
         SafeTensorsWriter.Write(path, tensors, metadata);
     }

@@ -94,6 +94,7 @@ public static class SingleFileExporter
             {
                 if (skip?.Invoke(entry.Name) == true) continue;
                 string key = aliases?.GetValueOrDefault(entry.Name) ?? entry.Name;
+                if (key != entry.Name && file.Contains(key)) continue; // both spellings: the current one counts, as in the loader
                 var slot = slotOf(key);
                 var tensor = file.Read(entry.Name);
                 if (tensor.is_floating_point() && tensor.dtype != dtype)

@@ -180,7 +180,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
-            var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl) : null;
+            var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl, sd2: !sdxl && textEncoder.Config.HiddenAct == "gelu") : null;
             if (network is null)
             {
                 Export(workspace.Directory, modelFolder, models, predictionType);
@@ -251,14 +251,14 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
 
     /// <summary>Writes the adapters in both layouts into <c>lora/</c>; returns file name → size in bytes.</summary>
     /// <remarks>The kohya file names an SDXL UNet's layers in the original block numbering, as kohya's SDXL trainer does.</remarks>
-    private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network, UNet2DConditionModel unet, bool sdxl)
+    private static Dictionary<string, long> ExportLora(string folder, LoraNetwork network, UNet2DConditionModel unet, bool sdxl, bool sd2)
     {
         string target = Path.Combine(folder, LoraFolder);
         Directory.CreateDirectory(target);
         var weights = network.ToWeights();
         LoraFile.Write(Path.Combine(target, LoraFile.DiffusersFileName), weights, LoraLayout.Diffusers, sdxl);
         var originalUnetNames = sdxl ? OriginalUnetNumbering.Of(LoraNetwork.UnetLayerPaths(unet)) : null;
-        LoraFile.Write(Path.Combine(target, LoraFile.KohyaFileName), weights, LoraLayout.Kohya, sdxl, originalUnetNames);
+        LoraFile.Write(Path.Combine(target, LoraFile.KohyaFileName), weights, LoraLayout.Kohya, sdxl, originalUnetNames, sd2);
         return new[] { LoraFile.DiffusersFileName, LoraFile.KohyaFileName }.ToDictionary(name => name, name => new FileInfo(Path.Combine(target, name)).Length);
     }
 

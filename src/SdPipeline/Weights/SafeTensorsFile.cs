@@ -28,14 +28,37 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     private SafeTensorsFile(string path)
     {
         Path = path;
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new WeightsException($"{path}: file not found");
-        // A link's own length is its target's name: the Hub cache's snapshots (ours and huggingface_hub's) link every
-        // file into blobs/, and a pipeline folder links a variant's weights under the plain names.
-        if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? info;
-        if (info.Length < 8) throw new WeightsException($"{path}: {info.Length} bytes is too short for a safetensors file (truncated?)");
+        // The length is the open file's: the OS follows links (the Hub cache's snapshots link every file into blobs/, relatively,
+        // and a pipeline folder links whole component folders), where FileInfo.Length would be a link's own.
+        FileStream stream;
+        try
+        {
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new WeightsException($"{path}: file not found{(new FileInfo(path).LinkTarget is { } target ? $" (a link to '{target}', which does not exist)" : "")}");
+        }
+        catch (IOException e)
+        {
+            throw new WeightsException($"{path}: cannot be opened: {e.Message}");
+        }
+        long length = stream.Length;
+        if (length < 8)
+        {
+            stream.Dispose();
+            throw new WeightsException($"{path}: {length} bytes is too short for a safetensors file (truncated?)");
+        }
 
-        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        try
+        {
+            _map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         byte* pointer = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
@@ -46,8 +69,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         try
         {
             long headerLength = *(long*)_base;
-            SafeTensorsHeader.CheckLength(headerLength, info.Length, path);
-            (entries, metadata) = SafeTensorsHeader.Parse(new ReadOnlySpan<byte>(_base + 8, (int)headerLength), info.Length, path);
+            SafeTensorsHeader.CheckLength(headerLength, length, path);
+            (entries, metadata) = SafeTensorsHeader.Parse(new ReadOnlySpan<byte>(_base + 8, (int)headerLength), length, path);
         }
         catch
         {

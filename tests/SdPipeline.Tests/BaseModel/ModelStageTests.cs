@@ -81,6 +81,27 @@ public sealed class ModelStageTests
     }
 
     [Test]
+    public void Variant_Should_BeRecordedForTheLoaders_OnlyWhenTheFolderHasItsFiles()
+    {
+        // Given a folder with the plain weights only: the variant's artifact is the plain files' (the same fingerprint), so
+        // the loaders are told no variant, and a later fp16 file beside them is not read under that fingerprint
+        string plain = CopyOfTinySd("plain");
+        var withoutFiles = new StageExecutor(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null))
+            .Run("model", ConfigLoader.Load(null, [$"model.base={plain}", "model.variant=fp16"]), false, _ => { }, NullProgress.Instance, CancellationToken.None);
+        Assert.That(SdPipeline.BaseModel.ResolvedModel.Read(withoutFiles.Directory).Variant, Is.Null);
+        Assert.That(withoutFiles.Manifest.Fingerprint, Is.EqualTo(PlanModel(plain).Fingerprint));
+
+        // And a folder holding the variant's VAE records it, with that file among its inputs
+        string both = CopyOfTinySd("both");
+        File.Copy(Path.Combine(both, "vae", "diffusion_pytorch_model.safetensors"), Path.Combine(both, "vae", "diffusion_pytorch_model.fp16.safetensors"));
+        var withFiles = new StageExecutor(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts2")), new FileHashCache(null))
+            .Run("model", ConfigLoader.Load(null, [$"model.base={both}", "model.variant=fp16"]), false, _ => { }, NullProgress.Instance, CancellationToken.None);
+        var resolved = SdPipeline.BaseModel.ResolvedModel.Read(withFiles.Directory);
+        Assert.That(resolved.Variant, Is.EqualTo("fp16"));
+        Assert.That(resolved.ContentHashes.Keys, Does.Contain("vae/diffusion_pytorch_model.fp16.safetensors").And.Contain("unet/diffusion_pytorch_model.safetensors"));
+    }
+
+    [Test]
     public void MissingFolder_Should_BeAConfigurationError_NamingIt()
     {
         var plan = PlanModel("/no/such/model");

@@ -80,6 +80,20 @@ public sealed class HubSnapshotDownloaderTests
     }
 
     [Test]
+    public void Cache_Should_NotAnswerForAVariant_When_ItHoldsOnlyThePlainDownload()
+    {
+        // Given the plain files of the commit in the cache: a plan for fp16 must ask the Hub (which has the variant), or it
+        // would fingerprint the plain files and the run then fetch and record the variant under that fingerprint
+        Download();
+        var cache = new HubCache(_temp.File("hub"));
+
+        Assert.That(HubSnapshotDownloader.FromCache(cache, new HubModelRef("org/sd", "main"), "fp16"), Is.Null);
+        Assert.That(HubSnapshotDownloader.FromCache(cache, new HubModelRef("org/sd", "main"), null), Is.Not.Null);
+        Download("fp16");
+        Assert.That(HubSnapshotDownloader.FromCache(cache, new HubModelRef("org/sd", "main"), "fp16")!.ContentHashes.Keys, Does.Contain("unet/diffusion_pytorch_model.fp16.safetensors"));
+    }
+
+    [Test]
     public void Offline_Should_AnswerFromTheCache_And_FailClearly_When_NotCached()
     {
         var error = Assert.Throws<StageFailedException>(() => Download(offline: true))!;

@@ -106,6 +106,11 @@ public sealed class LoraFileTests
             .And.Contain("lora_unet_down_blocks_0_resnets_0_conv1.alpha")
             .And.Contain("lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"));
         Assert.That(keys.All(k => Regex.IsMatch(k, @"^lora_(unet|te)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")), Is.True);
+        Assert.That(file.Metadata.Keys, Has.None.EqualTo("ss_v2").And.None.EqualTo("ss_base_model_version"), "SD 1.x: what AUTOMATIC1111 assumes of kohya metadata without them");
+        string sd2 = temp.File("sd2.safetensors");
+        LoraFile.Write(sd2, network.ToWeights(), LoraLayout.Kohya, sd2: true);
+        using (var sd2File = SafeTensorsFile.Open(sd2))
+            Assert.That(sd2File.Metadata["ss_v2"], Is.EqualTo("True"), "AUTOMATIC1111's Lora tab lists it beside an SD 2.x checkpoint");
         using (var alpha = file.Read("lora_unet_down_blocks_0_resnets_0_conv1.alpha"))
         {
             Assert.That(alpha.shape, Is.Empty, "alpha is a scalar tensor, as sd-scripts' register_buffer(\"alpha\", torch.tensor(alpha))");

@@ -60,13 +60,23 @@ public sealed class SafeTensorsTests
         File.CreateSymbolicLink(relative, Path.Combine("..", "..", "..", "blobs", "f00d"));
         string absolute = temp.File("absolute.safetensors");
         File.CreateSymbolicLink(absolute, temp.File(Path.Combine("blobs", "f00d")));
+        // and a folder linking the snapshot's component folder, as a train artifact's pipeline/ does: the relative link's
+        // ../ then climbs from the snapshot, not from the linking folder
+        Directory.CreateDirectory(temp.File(Path.Combine("artifact", "pipeline")));
+        Directory.CreateSymbolicLink(temp.File(Path.Combine("artifact", "pipeline", "unet")), temp.File(Path.Combine("snapshots", "abc", "unet")));
+        string throughFolder = temp.File(Path.Combine("artifact", "pipeline", "unet", "diffusion_pytorch_model.safetensors"));
 
-        // Then either opens as the file itself (a link's own length is that of its target's name)
-        foreach (string link in new[] { relative, absolute })
+        // Then each opens as the file itself (a link's own length is that of its target's name)
+        foreach (string link in new[] { relative, absolute, throughFolder })
         {
             using var file = SafeTensorsFile.Open(link);
             Assert.That(file.ReadAll()["w"].data<float>().ToArray(), Is.EqualTo(new float[] { 0, 1, 2, 3, 4, 5 }), link);
         }
+
+        // And a link whose target is gone names both
+        File.CreateSymbolicLink(temp.File("dangling.safetensors"), temp.File("gone.safetensors"));
+        var error = Assert.Throws<WeightsException>(() => SafeTensorsFile.Open(temp.File("dangling.safetensors")))!;
+        Assert.That(error.Message, Does.Contain("dangling.safetensors: file not found").And.Contain("gone.safetensors"));
     }
 
     [Test]
