@@ -36,7 +36,10 @@ public static class ArchiveExtractor
     public static void Extract(string archive, string destination, long? maxBytes = null, int maxEntries = MaxEntries)
     {
         Directory.CreateDirectory(destination);
-        var budget = new Budget(archive, maxBytes ?? BaseUnpackedBytes + MaxExpansion * new FileInfo(archive).Length, maxEntries);
+        // The archive's own length, through a link (FileInfo.Length would be the link's).
+        long archiveBytes;
+        using (var handle = File.OpenHandle(archive)) archiveBytes = RandomAccess.GetLength(handle);
+        var budget = new Budget(archive, maxBytes ?? BaseUnpackedBytes + MaxExpansion * archiveBytes, maxEntries);
         try
         {
             if (archive.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))

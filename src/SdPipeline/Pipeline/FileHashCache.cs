@@ -33,16 +33,24 @@ public sealed class FileHashCache
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"file '{path}' not found", path);
         string key = info.FullName;
+        // The file's own size and time, through any link (FileInfo gives a link's own: a linked weight file rewritten in
+        // place would keep its remembered hash).
+        long size, ticks;
+        using (var handle = File.OpenHandle(path))
+        {
+            size = RandomAccess.GetLength(handle);
+            ticks = File.GetLastWriteTimeUtc(handle).Ticks;
+        }
         lock (_entries)
         {
             bool trusted = !_rehash || !_rehashed.Add(key);
-            if (trusted && _entries.TryGetValue(key, out var known) && known.Size == info.Length && known.ModifiedTicks == info.LastWriteTimeUtc.Ticks)
+            if (trusted && _entries.TryGetValue(key, out var known) && known.Size == size && known.ModifiedTicks == ticks)
                 return known.Sha256;
         }
         string hash = HashFile(path);
         lock (_entries)
         {
-            _entries[key] = new Entry(info.Length, info.LastWriteTimeUtc.Ticks, hash);
+            _entries[key] = new Entry(size, ticks, hash);
             _dirty = true;
         }
         return hash;

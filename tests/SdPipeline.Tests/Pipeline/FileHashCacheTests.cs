@@ -35,4 +35,24 @@ public sealed class FileHashCacheTests
         Assert.That(third.Hash(edited), Is.EqualTo(after));
         Assert.That(File.ReadAllText(temp.File("hashes.json")), Does.Contain("b.txt"), "plan --verify of one config keeps the others' hashes");
     }
+
+    [Test]
+    public void Hash_Should_SeeALinkedFileRewritten_WhileTheLinkStaysAsItWas()
+    {
+        // Given a weight file reached through a link (a user's model folder linking shared weights), hashed and remembered
+        using var temp = new TempFolder();
+        string target = temp.File("weights.bin"), link = temp.File("linked.bin");
+        File.WriteAllText(target, "red");
+        File.CreateSymbolicLink(link, target);
+        var cache = new FileHashCache(temp.File("hashes.json"));
+        string before = cache.Hash(link);
+        cache.Save();
+
+        // When the file behind the link is rewritten at the same size (the link itself untouched)
+        File.WriteAllText(target, "RED");
+        File.SetLastWriteTimeUtc(target, File.GetLastWriteTimeUtc(target).AddSeconds(5));
+
+        // Then the remembered hash is not trusted: it is the file's size and time that are compared, not the link's
+        Assert.That(new FileHashCache(temp.File("hashes.json")).Hash(link), Is.Not.EqualTo(before).And.EqualTo(FileHashCache.HashFile(target)));
+    }
 }
