@@ -112,7 +112,7 @@ public sealed class ModelStage : IStageRunner
     /// (a folder without it is fingerprinted by its plain files, and another config may reuse that artifact).
     /// </summary>
     private static string? UsedVariant(IEnumerable<string> selected, string? variant) =>
-        variant is not null && selected.Any(f => Path.GetFileName(f).Contains($".{variant}.", StringComparison.Ordinal)) ? variant : null;
+        variant is not null && selected.Any(f => DiffusersFolder.IsVariantFile(f, variant)) ? variant : null;
 
     /// <summary>
     /// The Hub's hashes of the files the model stage would fetch. Planning asks the Hub only for this listing, within

@@ -55,7 +55,7 @@ public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, Http
             .Select(f => new HubFile(f.relative, new FileInfo(f.path).Length, f.blob.Length == 64 ? f.blob : null, f.blob))
             .ToList();
         // A variant asked for and none of its files here: this cache holds another download, and the Hub says whether it has one.
-        if (variant is not null && !present.Any(f => Path.GetFileName(f.Path).Contains($".{variant}.", StringComparison.Ordinal))) return null;
+        if (variant is not null && !present.Any(f => Weights.DiffusersFolder.IsVariantFile(f.Path, variant))) return null;
         IReadOnlyList<HubFile> needed;
         try
         {

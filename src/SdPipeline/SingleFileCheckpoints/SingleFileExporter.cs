@@ -60,7 +60,7 @@ public static class SingleFileExporter
             Add(components.UnetFiles, key => SingleFileNames.Unet(key, components.Unet), tensors, fused, dtype, reshapeVae: null);
             // A VAE file from old diffusers (SD 2.1-base's) names the mid-block attention query/key/value/proj_attn, as the loader accepts.
             Add(components.VaeFiles, key => SingleFileNames.Vae(key, components.Vae.BlockOutChannels.Count), tensors, fused, dtype, reshapeVae: true,
-                aliases: AutoencoderKL.LegacyKeys.Aliases);
+                compatibility: AutoencoderKL.LegacyKeys);
             Add(components.TextEncoderFiles, key => SingleFileNames.TextEncoder(key, family), tensors, fused, dtype, reshapeVae: null,
                 skip: key => key.EndsWith("position_ids", StringComparison.Ordinal));
             if (components.TextEncoder2Files is { } second)
@@ -85,7 +85,7 @@ public static class SingleFileExporter
     }
 
     private static void Add(IReadOnlyList<string> files, Func<string, SingleFileSlot> slotOf, Dictionary<string, Tensor> tensors,
-        Dictionary<string, Tensor?[]> fused, ScalarType dtype, bool? reshapeVae, Func<string, bool>? skip = null, IReadOnlyDictionary<string, string>? aliases = null)
+        Dictionary<string, Tensor?[]> fused, ScalarType dtype, bool? reshapeVae, Func<string, bool>? skip = null, KeyCompatibility? compatibility = null)
     {
         foreach (string path in files)
         {
@@ -93,8 +93,7 @@ public static class SingleFileExporter
             foreach (var entry in file.Entries)
             {
                 if (skip?.Invoke(entry.Name) == true) continue;
-                string key = aliases?.GetValueOrDefault(entry.Name) ?? entry.Name;
-                if (key != entry.Name && file.Contains(key)) continue; // both spellings: the current one counts, as in the loader
+                if ((compatibility ?? KeyCompatibility.Strict).KeyOf(entry.Name, file) is not { } key) continue; // as the loader reads it
                 var slot = slotOf(key);
                 var tensor = file.Read(entry.Name);
                 if (tensor.is_floating_point() && tensor.dtype != dtype)

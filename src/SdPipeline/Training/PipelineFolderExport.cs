@@ -1,4 +1,5 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Weights;
 
 namespace SdPipeline.Training;
 
@@ -48,20 +49,14 @@ public static class PipelineFolderExport
             return;
         }
         Directory.CreateDirectory(destination);
-        string marker = $".{variant}.";
-        var files = Directory.EnumerateFiles(target).Select(Path.GetFileName).OfType<string>().ToList();
-        var variantNames = files.Where(f => f.Contains(marker, StringComparison.Ordinal)).ToDictionary(PlainName(marker), f => f);
-        foreach (string file in files)
+        // Link name → file: a variant's file under its plain name, in the place of a plain file of that name.
+        var links = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string file in Directory.EnumerateFiles(target).Select(Path.GetFileName).OfType<string>())
         {
-            string name = file.Contains(marker, StringComparison.Ordinal) ? PlainName(marker)(file) : file;
-            if (!file.Contains(marker, StringComparison.Ordinal) && variantNames.ContainsKey(file)) continue; // the variant stands in its place
-            File.CreateSymbolicLink(Path.Combine(destination, name), Path.Combine(target, file));
+            if (DiffusersFolder.IsVariantFile(file, variant)) links[DiffusersFolder.PlainName(file, variant)] = file;
+            else links.TryAdd(file, file);
         }
+        foreach (var (name, file) in links)
+            File.CreateSymbolicLink(Path.Combine(destination, name), Path.Combine(target, file));
     }
-
-    private static Func<string, string> PlainName(string marker) => file =>
-    {
-        int at = file.IndexOf(marker, StringComparison.Ordinal);
-        return string.Concat(file.AsSpan(0, at), ".", file.AsSpan(at + marker.Length));
-    };
 }

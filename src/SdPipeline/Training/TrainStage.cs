@@ -89,8 +89,8 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         var problems = new List<string>();
         if (train.MaxTrainSteps <= 0 && train.NumTrainEpochs <= 0)
             problems.Add("neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
-        if (train.LrScheduler == "polynomial" && FineTuningRun.BaseRate(train) <= LrSchedules.PolynomialLrEnd)
-            problems.Add($"train.lr_scheduler=polynomial decays to {LrSchedules.PolynomialLrEnd} (diffusers' lr_end), so the learning rate must be above it (now {FineTuningRun.BaseRate(train)}): raise train.learning_rate or pick another schedule");
+        if (train.LrScheduler == "polynomial" && FineTuningRun.BaseRate(train) is var rate && rate <= LrSchedules.PolynomialLrEnd)
+            problems.Add($"train.lr_scheduler=polynomial decays to {LrSchedules.PolynomialLrEnd} (diffusers' lr_end), so the learning rate must be above it (now {rate}): raise train.learning_rate or pick another schedule");
         if (train.FusedBackwardPass)
         {
             // Each needs every gradient of the step before the first parameter moves, which a fused step cannot wait for.

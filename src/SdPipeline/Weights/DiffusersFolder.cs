@@ -41,6 +41,21 @@ public sealed class DiffusersFolder
         return new DiffusersFolder(path, variant);
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> names a file of precision variant <paramref name="variant"/>: diffusers puts the variant
+    /// before the last extension (<c>diffusion_pytorch_model.fp16.safetensors</c>, <c>model.safetensors.index.fp16.json</c>).
+    /// </summary>
+    public static bool IsVariantFile(string path, string variant) =>
+        Path.GetFileName(path).Contains($".{variant}.", StringComparison.Ordinal);
+
+    /// <summary>The plain name of a <paramref name="variant"/> file (<c>diffusion_pytorch_model.fp16.safetensors</c> → <c>diffusion_pytorch_model.safetensors</c>).</summary>
+    public static string PlainName(string fileName, string variant)
+    {
+        string marker = $".{variant}.";
+        int at = fileName.IndexOf(marker, StringComparison.Ordinal);
+        return at < 0 ? fileName : string.Concat(fileName.AsSpan(0, at), ".", fileName.AsSpan(at + marker.Length));
+    }
+
     /// <summary><c>model_index.json</c> as JSON.</summary>
     public JObject ModelIndex() => ReadJson(Path.Combine(Root, "model_index.json"));
 

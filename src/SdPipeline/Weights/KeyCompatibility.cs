@@ -7,4 +7,15 @@ public sealed record KeyCompatibility(IReadOnlySet<string> IgnoredKeys, IReadOnl
 {
     /// <summary>No differences allowed.</summary>
     public static KeyCompatibility Strict { get; } = new(new HashSet<string>(), new Dictionary<string, string>());
+
+    /// <summary>
+    /// The module key <paramref name="name"/> stands for in <paramref name="file"/>, or null when the file holds that key
+    /// under its current name too: of both spellings the current one counts, whatever the header's order.
+    /// </summary>
+    public string? KeyOf(string name, SafeTensorsFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (!Aliases.TryGetValue(name, out string? renamed)) return name;
+        return file.Contains(renamed) ? null : renamed;
+    }
 }

@@ -22,9 +22,7 @@ public static class StateDictLoader
         foreach (var file in files)
             foreach (var entry in file.Entries)
             {
-                string key = compatibility.Aliases.TryGetValue(entry.Name, out var renamed) ? renamed : entry.Name;
-                // A file holding both spellings of a tensor: the current name counts, whatever the header's order.
-                if (key != entry.Name && file.Contains(key)) continue;
+                if (compatibility.KeyOf(entry.Name, file) is not { } key) continue;
                 if (state.ContainsKey(key)) sources[key] = (file, entry.Name);
                 else if (!compatibility.IgnoredKeys.Contains(entry.Name)) unexpected.Add(entry.Name);
             }
