@@ -105,8 +105,9 @@ public sealed class StableDiffusionXLPipeline : DiffusionPipeline
     }
 
     /// <summary>
-    /// Generates one image per prompt and seed. The request's negative prompt null means none (zero embeddings when
-    /// the model forces them); <c>""</c> is encoded.
+    /// Generates one image per prompt and seed. The request's negative prompt null (and no <c>NegativePrompts</c> list)
+    /// means none (zero embeddings when the model forces them); <c>""</c> is encoded, and so is every entry of a
+    /// <c>NegativePrompts</c> list.
     /// </summary>
     /// <param name="request">What to generate; <c>ClipSkip</c> must be 0 (SDXL always reads the penultimate layers).</param>
     /// <param name="initialLatents">Starting latents [B, C, h, w] instead of seeded noise (parity tests); multiplied by the sampler's initial sigma.</param>
@@ -115,11 +116,15 @@ public sealed class StableDiffusionXLPipeline : DiffusionPipeline
     {
         if (request.ClipSkip != 0)
             throw new ArgumentException("clip skip is not used with SDXL, which conditions on both encoders' penultimate layers; set it to 0", nameof(request));
+        if (request.NegativePrompts is { } negatives && negatives.Count != request.Prompts.Count)
+            throw new ArgumentException($"{request.Prompts.Count} prompts but {negatives.Count} negative prompts: give one per prompt", nameof(request));
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var cond = EncodePrompts(request.Prompts);
+        // A list of negative prompts is given, so each is encoded ("" included), as diffusers does with a list negative_prompt.
         SdxlPromptEmbeddings? uncond = request.GuidanceScale > 1.0
-            ? EncodeNegativePrompts(request.NegativePrompt is null ? null : Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList(), cond)
+            ? EncodeNegativePrompts(request.NegativePrompts
+                ?? (request.NegativePrompt is null ? null : Enumerable.Repeat(request.NegativePrompt, request.Prompts.Count).ToList()), cond)
             : null;
         var result = GenerateFromEmbeddings(request, cond, uncond, initialLatents, onStep);
         return result with { Latents = result.Latents.MoveToOuterDisposeScope(), Decoded = result.Decoded.MoveToOuterDisposeScope() };

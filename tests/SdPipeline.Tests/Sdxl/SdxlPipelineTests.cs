@@ -59,6 +59,28 @@ public sealed class SdxlPipelineTests
     }
 
     [Test]
+    public void Generate_Should_EncodeEachNegativePrompt_When_APerPromptListIsGiven()
+    {
+        // Given two prompts with one negative prompt each, and the same negatives given one request at a time
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(TinySdxl.Open(), torch.CPU);
+        var both = new TextToImageRequest(["a red circle", "a blue square"], [7, 8], NegativePrompt: null, GuidanceScale: 5, Steps: 2, Sampler: "euler",
+            Width: 16, Height: 16) { NegativePrompts = ["blurry", ""] };
+        var first = new TextToImageRequest(["a red circle"], [7], NegativePrompt: "blurry", GuidanceScale: 5, Steps: 2, Sampler: "euler", Width: 16, Height: 16);
+        var second = new TextToImageRequest(["a blue square"], [8], NegativePrompt: "", GuidanceScale: 5, Steps: 2, Sampler: "euler", Width: 16, Height: 16);
+
+        // When all three run
+        var listed = pipeline.Generate(both);
+        var one = pipeline.Generate(first);
+        var two = pipeline.Generate(second);
+
+        // Then each image of the list is the one its own negative prompt gives (not the zero embeddings of no negative prompt)
+        Assert.That((listed.Latents[0] - one.Latents[0]).abs().max().item<float>(), Is.LessThan(1e-4f));
+        Assert.That((listed.Latents[1] - two.Latents[0]).abs().max().item<float>(), Is.LessThan(1e-4f));
+        Assert.That(() => pipeline.Generate(both with { NegativePrompts = ["blurry"] }), Throws.ArgumentException);
+    }
+
+    [Test]
     public void RandomWeightsFolder_Should_MakeAnSdxlFolderThePipelineLoads_When_TheConfigsAreSdxl()
     {
         // Given tiny-sdxl's configs (only its configs and tokenizer settings are read)
