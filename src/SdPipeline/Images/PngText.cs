@@ -4,14 +4,16 @@ using System.Text;
 namespace SdPipeline.Images;
 
 /// <summary>
-/// PNG <c>tEXt</c> chunks: where samples carry their generation parameters (prompt, seed, sampler…), as
-/// AUTOMATIC1111 and ComfyUI do, so any PNG viewer or <c>PIL.Image.open(f).text</c> shows them.
+/// PNG text chunks: where samples carry their generation parameters (prompt, seed, sampler…), as
+/// AUTOMATIC1111 and ComfyUI do, so any PNG viewer or <c>PIL.Image.open(f).text</c> shows them. A text that Latin-1
+/// can hold goes in a <c>tEXt</c> chunk, any other in an uncompressed UTF-8 <c>iTXt</c> chunk, as Pillow's
+/// <c>PngInfo.add_text</c> chooses.
 /// </summary>
 public static class PngText
 {
     private static readonly byte[] Signature = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
 
-    /// <summary>Returns <paramref name="png"/> with one <c>tEXt</c> chunk per entry inserted after IHDR.</summary>
+    /// <summary>Returns <paramref name="png"/> with one text chunk per entry inserted after IHDR.</summary>
     public static byte[] Insert(byte[] png, IReadOnlyDictionary<string, string> text)
     {
         CheckSignature(png);
@@ -22,14 +24,17 @@ public static class PngText
         {
             if (keyword.Length is 0 or > 79 || keyword.Any(c => c < 32 || c > 126))
                 throw new ArgumentException($"PNG text keyword '{keyword}' must be 1-79 printable Latin-1 characters", nameof(text));
-            byte[] data = [.. Encoding.Latin1.GetBytes(keyword), 0, .. Encoding.Latin1.GetBytes(value)];
-            WriteChunk(output, "tEXt", data);
+            byte[] name = Encoding.Latin1.GetBytes(keyword);
+            if (value.All(c => c <= 0xFF))
+                WriteChunk(output, "tEXt", [.. name, 0, .. Encoding.Latin1.GetBytes(value)]);
+            else // keyword, 0, not compressed, method 0, no language tag, no translated keyword, the text
+                WriteChunk(output, "iTXt", [.. name, 0, 0, 0, 0, 0, .. Encoding.UTF8.GetBytes(value)]);
         }
         output.Write(png, afterHeader, png.Length - afterHeader);
         return output.ToArray();
     }
 
-    /// <summary>Every <c>tEXt</c> chunk of <paramref name="png"/>, keyword → text.</summary>
+    /// <summary>Every <c>tEXt</c> and <c>iTXt</c> chunk of <paramref name="png"/>, keyword → text.</summary>
     public static Dictionary<string, string> Read(byte[] png)
     {
         CheckSignature(png);
@@ -44,10 +49,27 @@ public static class PngText
                 int zero = data.IndexOf((byte)0);
                 result[Encoding.Latin1.GetString(data[..zero])] = Encoding.Latin1.GetString(data[(zero + 1)..]);
             }
+            else if (type == "iTXt")
+            {
+                var data = png.AsSpan(offset + 8, length);
+                int zero = data.IndexOf((byte)0);
+                var rest = data[(zero + 3)..]; // after the compression flag and method
+                int languageEnd = rest.IndexOf((byte)0);
+                int translatedEnd = languageEnd + 1 + rest[(languageEnd + 1)..].IndexOf((byte)0);
+                var text = rest[(translatedEnd + 1)..];
+                result[Encoding.Latin1.GetString(data[..zero])] = data[zero + 1] == 0 ? Encoding.UTF8.GetString(text) : Inflate(text);
+            }
             if (type == "IEND") break;
             offset += 12 + length;
         }
         return result;
+    }
+
+    private static string Inflate(ReadOnlySpan<byte> compressed)
+    {
+        using var input = new System.IO.Compression.ZLibStream(new MemoryStream(compressed.ToArray()), System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(input, Encoding.UTF8);
+        return reader.ReadToEnd();
     }
 
     private static void WriteChunk(Stream output, string type, byte[] data)

@@ -55,6 +55,12 @@ public sealed class CaptionEncoder : IDisposable
         return new CaptionEncoder(tokenizer, ClipTokenizer.FromFolder(model.Component("tokenizer_2"), cleaning), textEncoder, textEncoder2, clipSkip, device);
     }
 
+    /// <summary>Tokens of <paramref name="caption"/> past what the text encoders read (both tokenizers cut at the same length).</summary>
+    public int TokensCut(string caption) => _tokenizer.TokensCut(caption);
+
+    /// <summary>The caption tokens the text encoders read, between the start and end tokens.</summary>
+    public int CaptionTokens => _tokenizer.ModelMaxLength - 2;
+
     /// <summary>
     /// The cache's text tensors of <paramref name="captions"/> as CPU tensors in the caller's dispose scope, by
     /// <see cref="LatentTensorNames"/>: ids as int64, embeddings in <paramref name="embeddingDtype"/>.

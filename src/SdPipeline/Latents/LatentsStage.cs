@@ -80,6 +80,16 @@ public sealed class LatentsStage : IStageRunner
         return inputs;
     }
 
+    // diffusers' tokenize_captions cuts a long caption without a word (kohya too, unless --max_token_length); say so
+    // here once, since a tagger's captions often run past 75 tokens and whatever follows is never trained.
+    private static void WarnOfLongCaptions(StageWorkspace workspace, IReadOnlyList<DatasetItem> items, CaptionEncoder captionEncoder)
+    {
+        var cut = items.Select(item => (item.Source, Tokens: captionEncoder.TokensCut(item.Caption))).Where(c => c.Tokens > 0).ToList();
+        if (cut.Count > 0)
+            workspace.Log($"latents: warning: {cut.Count} of {items.Count} captions are longer than the text encoder reads ({captionEncoder.CaptionTokens} tokens) and are cut there, " +
+                $"as diffusers cuts them; what follows is never trained (first: the caption of {cut[0].Source}, {cut[0].Tokens} tokens past)");
+    }
+
     /// <inheritdoc />
     public JObject Run(StageWorkspace workspace)
     {
@@ -98,6 +108,7 @@ public sealed class LatentsStage : IStageRunner
         using var captionEncoder = CaptionEncoder.Open(model, ClipTextCleanings.Parse(workspace.Config.Typed.Model.TokenizerCleaning), clipSkip, device);
         using var vae = AutoencoderKL.FromFolder(model);
         vae.to(device).eval();
+        WarnOfLongCaptions(workspace, items, captionEncoder);
 
         var rows = new List<LatentRow>();
         var skipped = new List<SkippedItem>();

@@ -175,6 +175,11 @@ public sealed class SampleStage : IStageRunner
         // SD encodes "". A negative prompt that is set is encoded by both.
         string? negativePrompt = sdxl && settings.NegativePrompt.Length == 0 ? null : settings.NegativePrompt;
 
+        var tokenizer = ClipTokenizer.FromFolder(baseFolder.Component("tokenizer"), cleaning);
+        foreach (string prompt in prompts.Select(p => p.Prompt).Append(settings.NegativePrompt).Distinct())
+            if (tokenizer.TokensCut(prompt) is > 0 and int cut)
+                workspace.Log($"sample: warning: the text encoder reads {tokenizer.ModelMaxLength - 2} tokens; {cut} at the end of \"{prompt}\" are cut (diffusers cuts them too)");
+
         var jobs = prompts.SelectMany(p => settings.Seeds.Select(seed => (p.Prompt, p.Heldout, Seed: seed))).ToList();
         var images = new Dictionary<string, List<byte[]>>();
         using var bar = workspace.Progress.Start("sample images", jobs.Count * 2);
@@ -199,10 +204,10 @@ public sealed class SampleStage : IStageRunner
                 var result = pipeline.Generate(request);
                 for (int i = 0; i < chunk.Length; i++)
                 {
-                    var parameters = Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint);
+                    var parameters = Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint, workspace.Config.Typed.Model.ClipSkip);
                     if (variant == "fine_tuned" && lora is not null)
                     {
-                        parameters["lora"] = Latin1(Path.GetFileName(lora));
+                        parameters["lora"] = Path.GetFileName(lora);
                         parameters["lora_scale"] = settings.LoraScale.ToString("R", CultureInfo.InvariantCulture);
                     }
                     encoded.Add(ImageCodec.EncodePng(result.Images[i], parameters));
@@ -260,10 +265,10 @@ public sealed class SampleStage : IStageRunner
         return prompts;
     }
 
-    private static Dictionary<string, string> Parameters(string prompt, long seed, SampleSection settings, string sampler, int width, int height, string model, string fingerprint) => new()
+    private static Dictionary<string, string> Parameters(string prompt, long seed, SampleSection settings, string sampler, int width, int height, string model, string fingerprint, int clipSkip) => new()
     {
-        ["prompt"] = Latin1(prompt),
-        ["negative_prompt"] = Latin1(settings.NegativePrompt),
+        [Infotext.Keyword] = Infotext.Format(prompt, settings.NegativePrompt, settings.Steps, sampler, settings.GuidanceScale, seed, width, height, clipSkip),
+        ["negative_prompt"] = settings.NegativePrompt,
         ["sampler"] = sampler,
         ["steps"] = settings.Steps.ToString(CultureInfo.InvariantCulture),
         ["guidance_scale"] = settings.GuidanceScale.ToString("R", CultureInfo.InvariantCulture),
@@ -273,7 +278,4 @@ public sealed class SampleStage : IStageRunner
         ["model_fingerprint"] = fingerprint,
         ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
     };
-
-    // tEXt chunks are Latin-1; other characters become '?', the prompt's full text stays in samples.json.
-    private static string Latin1(string text) => new(text.Select(c => c <= 0xFF ? c : '?').ToArray());
 }

@@ -84,7 +84,7 @@ public sealed class ValidationSampler : IValidationSampler
 
     private Dictionary<string, string> Parameters(string prompt, int index) => new()
     {
-        ["prompt"] = new string(prompt.Select(c => c <= 0xFF ? c : '?').ToArray()), // tEXt is Latin-1; prompts.json keeps the text
+        [Infotext.Keyword] = Infotext.Format(prompt, null, _request.Steps, _sampler, _request.GuidanceScale, _request.Seed, _request.Width, _request.Height, _request.ClipSkip),
         ["prompt_index"] = index.ToString(CultureInfo.InvariantCulture),
         ["sampler"] = _sampler,
         ["steps"] = _request.Steps.ToString(CultureInfo.InvariantCulture),

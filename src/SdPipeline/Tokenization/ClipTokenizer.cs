@@ -141,6 +141,12 @@ public sealed class ClipTokenizer
     }
 
     /// <summary>
+    /// How many BPE tokens of <paramref name="prompt"/> fall past the <see cref="ModelMaxLength"/> − 2 the text encoder
+    /// reads (0 when it fits): <see cref="Encode"/> cuts them, as CLIP does, and diffusers warns of them.
+    /// </summary>
+    public int TokensCut(string prompt) => Math.Max(0, EncodeToBpeIds(prompt).Count - (ModelMaxLength - 2));
+
+    /// <summary>
     /// The <see cref="ModelMaxLength"/> ids the text encoder takes for <paramref name="prompt"/>: start token, BPE
     /// tokens, end token, padding. A prompt too long is cut, and the last id kept is the end token, as in CLIP.
     /// </summary>

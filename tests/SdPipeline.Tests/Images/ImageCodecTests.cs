@@ -19,6 +19,17 @@ public sealed class ImageCodecTests
     }
 
     [Test]
+    public void PngText_Should_KeepTextLatin1CannotHold_InAnInternationalChunk()
+    {
+        var text = new Dictionary<string, string> { ["parameters"] = "富士山の夕焼け, Ölgemälde\nSteps: 20", ["seed"] = "7" };
+
+        byte[] png = ImageCodec.EncodePng(new RgbImage(2, 2), text);
+
+        Assert.That(PngText.Read(png), Is.EqualTo(text), "not folded to '?' as a tEXt chunk would have to");
+        Assert.That(System.Text.Encoding.ASCII.GetString(png), Does.Contain("iTXtparameters").And.Contain("tEXtseed"), "iTXt only where Latin-1 cannot hold the text, as Pillow writes");
+    }
+
+    [Test]
     public void DecodeRgb_Should_Throw_When_DataIsTruncated()
     {
         var image = new RgbImage(64, 64);

@@ -56,6 +56,22 @@ public sealed class LatentsStageTests
     }
 
     [Test]
+    public void LatentsStage_Should_SayWhichCaptionsTheTextEncoderCuts_When_TheyRunPast75Tokens()
+    {
+        // Given a caption of 80 one-token words beside two short ones
+        using var harness = new PipelineHarness();
+        var images = Images();
+        images[1] = ("b.png", images[1].Item2, string.Join(" ", Enumerable.Repeat("cat", 80)));
+        string[] sets = [.. harness.ImageFolder(images), $"model.base={Path.Combine(RepoPaths.Fixtures, "tiny-sd")}", "latents.resolution=64", "download.heldout_fraction=0"];
+
+        // When the latents are made
+        harness.RunChain(Chain, sets);
+
+        // Then the log names it and how much of it is never trained, as diffusers would not
+        Assert.That(harness.Log, Has.One.Contains("latents: warning: 1 of 3 captions are longer than the text encoder reads (75 tokens)").And.Contains("the caption of b.png, 5 tokens past"));
+    }
+
+    [Test]
     public void LatentsStage_Should_RunWithoutTheProjectsKernels_When_RuntimeKernelsIsOff_And_KeepItsCacheWhenTheSettingChanges()
     {
         try

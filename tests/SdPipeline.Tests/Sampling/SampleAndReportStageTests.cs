@@ -33,7 +33,8 @@ public sealed class SampleAndReportStageTests
         var records = JsonConvert.DeserializeObject<List<SampleRecord>>(File.ReadAllText(Path.Combine(sample.ArtifactDirectory!, SampleStage.SamplesFile)))!;
         Assert.That(records, Has.Count.EqualTo(3 * 2), "three prompts (one configured, two held out) at two seeds");
         var text = PngText.Read(File.ReadAllBytes(Path.Combine(sample.ArtifactDirectory!, records[0].FineTuned)));
-        Assert.That(text["prompt"], Is.EqualTo("a red circle on a blue background"));
+        Assert.That(text[Infotext.Keyword], Does.StartWith("a red circle on a blue background\nSteps: 3, Sampler: DDIM, CFG scale: "), "AUTOMATIC1111's PNG Info");
+        Assert.That(text, Does.Not.ContainKey("prompt").And.Not.ContainKey("workflow"), "ComfyUI parses these two as its JSON graph and fails on a drop of the image");
         Assert.That(text["seed"], Is.EqualTo("5"));
         Assert.That(text["sampler"], Is.EqualTo("ddim"));
         Assert.That(text["steps"], Is.EqualTo("3"));

@@ -86,6 +86,16 @@ public sealed class ClipTokenizerTests
         Assert.That(failures, Is.Empty, string.Join("\n", failures));
     }
 
+    [TestCase(75, 0)]
+    [TestCase(80, 5)]
+    public void TokensCut_Should_CountWhatEncodeLeavesOut(int words, int cut)
+    {
+        string prompt = string.Join(" ", Enumerable.Repeat("cat", words));
+
+        Assert.That(SdTokenizer.TokensCut(prompt), Is.EqualTo(cut));
+        Assert.That(SdTokenizer.Encode(prompt), Is.EqualTo(SdTokenizer.Encode(string.Join(" ", Enumerable.Repeat("cat", 75)))), "what is cut is what the encoder never sees");
+    }
+
     [Test]
     public void FromFolder_Should_ReadLengthAndPadding_When_GivenSdModelFolder()
     {
