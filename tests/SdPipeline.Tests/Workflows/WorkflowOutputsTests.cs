@@ -225,4 +225,45 @@ public sealed class WorkflowOutputsTests
         string markdown = File.ReadAllText(Path.Combine(reportDir, "report.md"));
         Assert.That(File.ReadAllText(summary).TrimEnd(), Is.EqualTo(markdown.TrimEnd()));
     }
+
+    [Test, Category("Slow")]
+    public void DeliverablesStep_Should_NameOnlyLinksThatExist_AndUploadTheLoraFiles_When_TheRunIsLora()
+    {
+        // Given a tiny LoRA chain run by Cake as on GitHub Actions (deliverables/ then links lora/, not model/)
+        using var temp = new TempFolder();
+        string output = temp.File("github_output");
+        File.WriteAllText(output, "");
+        var environment = new Dictionary<string, string> { ["GITHUB_ACTIONS"] = "true", ["GITHUB_OUTPUT"] = output, ["GITHUB_STEP_SUMMARY"] = temp.File("summary") };
+        string[] arguments =
+        [
+            "--target=Report", $"--artifacts={temp.File("artifacts")}", "--set=train.method=lora",
+            "--set=model.builtin_autoencoder_steps=0", "--set=download.count=8", "--set=train.max_train_steps=2",
+            "--set=train.train_batch_size=4", "--set=train.validation_steps=0", "--set=train.heldout_max_items=2",
+            "--set=sample.heldout_prompts=1", "--set=sample.seeds=0", "--set=sample.steps=2",
+        ];
+        var result = CliRunner.Run(Path.Combine(RepoPaths.Root, "build.sh"), arguments, RepoPaths.Root, environment, TimeSpan.FromMinutes(10));
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        string reportDir = File.ReadAllLines(output).Single(l => l.StartsWith("report_dir="))["report_dir=".Length..];
+        Assert.That(Directory.Exists(Path.Combine(reportDir, "lora")), Is.True, "a LoRA run's deliverables link its lora/ folder");
+
+        // When the train job's step that locates the deliverables runs on that folder
+        var train = WorkflowFile.Load("train.yml").Jobs.Single(j => j.Id == "train");
+        string located = temp.File("located");
+        File.WriteAllText(located, "");
+        var locate = CliRunner.Run("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", train.Steps.Single(s => s.Id == "deliverables").Run!],
+            temp.Path, new Dictionary<string, string> { ["REPORT_DIR"] = reportDir, ["GITHUB_OUTPUT"] = located }, TimeSpan.FromMinutes(1));
+        Assert.That(locate.ExitCode, Is.EqualTo(0), locate.All);
+
+        // Then every folder it names exists (an upload of a missing path fails the job: if-no-files-found: error),
+        var outputs = File.ReadAllLines(located).Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+        foreach (var (name, path) in outputs) Assert.That(Directory.Exists(path), Is.True, $"deliverables output {name}={path}");
+        Assert.That(outputs.Keys, Does.Contain("samples").And.Contain("lora").And.Not.Contain("model"));
+
+        // and the LoRA files are uploaded as the run's weights are
+        var uploads = train.Steps.Where(s => s.Uses?.StartsWith("actions/upload-artifact@") == true).ToList();
+        var lora = uploads.SingleOrDefault(s => s.With("path") == "${{ steps.deliverables.outputs.lora }}");
+        Assert.That(lora, Is.Not.Null, "an upload step for the LoRA files");
+        Assert.That(lora!.If, Does.Contain("steps.deliverables.outputs.lora != ''"));
+        Assert.That(lora.With("if-no-files-found"), Is.EqualTo("error"));
+    }
 }
