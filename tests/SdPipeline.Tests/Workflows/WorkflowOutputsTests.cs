@@ -266,4 +266,47 @@ public sealed class WorkflowOutputsTests
         Assert.That(lora!.If, Does.Contain("steps.deliverables.outputs.lora != ''"));
         Assert.That(lora.With("if-no-files-found"), Is.EqualTo("error"));
     }
+
+    [Test, Category("Slow")]
+    public void BenchmarkCellJob_Should_PackAndUploadAFailedCellsResult_So_TheMergedTableShowsIt()
+    {
+        // Given a cell whose run failed the pre-flight (recorded as oom, cached like a measurement, exit 1)
+        using var temp = new TempFolder();
+        Directory.CreateDirectory(temp.File("configs"));
+        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
+        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        string[] args = ["--config=configs/tiny.json", "--device=cpu", "--set=runtime.memory_limit_gb=0.001", "--set=model.builtin_autoencoder_steps=0", "--set=download.count=8"];
+        var cell = CliRunner.Sdpipe(temp.Path, null, ["benchmark", .. args, "--cell", "no-off-full"]);
+        Assert.That(cell.ExitCode, Is.EqualTo(1), cell.All);
+        Assert.That(cell.Output, Does.Contain("oom"));
+
+        // Then the cell job packs and uploads it even though the step that ran it failed,
+        var job = WorkflowFile.Load("benchmark.yml").Jobs.Single(j => j.Id == "cell");
+        int run = job.Steps.Single(s => s.Run?.Contains("--cell \"$CELL\"") == true && !s.Run.Contains("--print-path")).Index;
+        var pack = job.Steps.Single(s => s.Id == "pack");
+        var upload = job.Steps.Single(s => s.Uses?.StartsWith("actions/upload-artifact@") == true);
+        Assert.That(pack.Index, Is.GreaterThan(run));
+        Assert.That(pack.If, Does.StartWith("always()"), "pack runs after a failed cell");
+        Assert.That(upload.If, Does.StartWith("always()").And.Contain("steps.pack.outputs.archive != ''"), "upload runs after a failed cell, when pack wrote an archive");
+
+        // and packing writes the archive of the failed cell, and none (without failing) for a cell that left no result
+        File.WriteAllLines(temp.File("sdpipe.args"), args);
+        ProcessResult Pack(string id, string output) => CliRunner.Run("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", pack.Run!], temp.Path,
+            new Dictionary<string, string>
+            {
+                ["SDPIPE"] = RepoPaths.CliDll, ["SDPIPE_ARGS"] = temp.File("sdpipe.args"), ["CELL"] = id,
+                ["RUNNER_TEMP"] = temp.Path, ["GITHUB_OUTPUT"] = output,
+            }, TimeSpan.FromMinutes(2));
+        File.WriteAllText(temp.File("out-oom"), "");
+        var packed = Pack("no-off-full", temp.File("out-oom"));
+        Assert.That(packed.ExitCode, Is.EqualTo(0), packed.All);
+        string archive = File.ReadAllLines(temp.File("out-oom")).Single(l => l.StartsWith("archive="))["archive=".Length..];
+        var listing = CliRunner.Run("tar", ["-tf", archive], temp.Path, null, TimeSpan.FromMinutes(1));
+        Assert.That(listing.Output, Does.Contain("cell.json"));
+
+        File.WriteAllText(temp.File("out-none"), "");
+        var none = Pack("no-on-half", temp.File("out-none"));
+        Assert.That(none.ExitCode, Is.EqualTo(0), none.All);
+        Assert.That(File.ReadAllText(temp.File("out-none")), Is.Empty);
+    }
 }
