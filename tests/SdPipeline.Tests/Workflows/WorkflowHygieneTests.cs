@@ -138,4 +138,24 @@ public sealed class WorkflowHygieneTests
         Assert.That(WorkflowFile.Scalar(concurrency, "group"), Does.Contain("inputs.config"));
         Assert.That(WorkflowFile.Scalar(concurrency, "cancel-in-progress"), Is.EqualTo("false"));
     }
+
+    [Test]
+    public void CiJob_Should_RunOnDebian12_WithTheSdkOfGlobalJson()
+    {
+        // Microsoft ships no Debian image of the .NET 10 SDK (mcr.microsoft.com/dotnet/sdk:10.0-bookworm-slim does not
+        // exist: 10.0 images are Ubuntu, Alpine and Azure Linux), so a job in one never starts. The SDK comes from
+        // setup-dotnet, as on the GPU runners, into Debian 12 itself, whose chromium the browser test needs.
+        var job = WorkflowFile.Load("ci.yml").Jobs.Single(j => j.Id == "test");
+        string? container = WorkflowFile.Scalar(job.Node, "container");
+
+        Assert.That(container, Does.Not.StartWith("mcr.microsoft.com/dotnet/"), "no Debian image of the .NET 10 SDK exists");
+        Assert.That(container, Is.EqualTo("debian:bookworm"));
+        var setup = job.Steps.SingleOrDefault(s => s.Uses?.StartsWith("actions/setup-dotnet@") == true);
+        Assert.That(setup, Is.Not.Null, "the SDK comes from actions/setup-dotnet");
+        Assert.That(setup!.With("global-json-file"), Is.EqualTo("main/global.json"));
+        int checkout = job.Steps.First(s => s.Uses?.StartsWith("actions/checkout@") == true).Index;
+        var tools = job.Steps.Where(s => s.Index < checkout && s.Run?.Contains("apt-get install") == true).ToList();
+        Assert.That(tools, Has.Count.EqualTo(1), "git (else checkout downloads a tarball without .git), ca-certificates and curl (setup-dotnet) before checkout");
+        Assert.That(tools[0].Run, Does.Contain(" git ").And.Contain(" ca-certificates ").And.Contain(" curl ").And.Contain(" libicu72"));
+    }
 }
