@@ -15,8 +15,11 @@ namespace SdPipeline.Data;
 /// </summary>
 public sealed class DownloadStage : IStageRunner
 {
-    /// <summary>The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.</summary>
-    public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 1,
+    /// <summary>
+    /// The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.
+    /// Version 2: an item's width and height are as displayed, after the EXIF orientation (version 1 recorded them as stored).
+    /// </summary>
+    public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 2,
         ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
         "Fetch, verify and normalise the dataset named in datasets.json")
     {

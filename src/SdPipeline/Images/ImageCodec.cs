@@ -14,17 +14,24 @@ namespace SdPipeline.Images;
 /// </summary>
 public static class ImageCodec
 {
-    /// <summary>Reads the header only: size and format. Throws <see cref="InvalidDataException"/> when it is not an image.</summary>
+    /// <summary>
+    /// Reads the header only: format and size as displayed, that is after the EXIF orientation (a phone's portrait photo,
+    /// stored landscape with Orientation 6, is reported portrait). Throws <see cref="InvalidDataException"/> when it is not an image.
+    /// </summary>
     public static ImageInfo Identify(byte[] encoded)
     {
         using var data = SKData.CreateCopy(encoded);
         using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
-        return new ImageInfo(codec.Info.Width, codec.Info.Height, Extension(codec.EncodedFormat));
+        return SwapsAxes(codec.EncodedOrigin)
+            ? new ImageInfo(codec.Info.Height, codec.Info.Width, Extension(codec.EncodedFormat))
+            : new ImageInfo(codec.Info.Width, codec.Info.Height, Extension(codec.EncodedFormat));
     }
 
     /// <summary>
     /// Decodes to 8-bit RGB as PIL's <c>convert("RGB")</c> does: alpha dropped without compositing
-    /// (colour values unpremultiplied), grey repeated. No EXIF rotation, as in diffusers' training script.
+    /// (colour values unpremultiplied), grey repeated; then turned upright by the EXIF orientation (JPEG and WebP), as
+    /// Hugging Face <c>datasets</c>' <c>Image.decode_example</c> does (<c>PIL.ImageOps.exif_transpose</c>, since
+    /// datasets 2.19) for the images diffusers' training scripts read.
     /// Throws <see cref="InvalidDataException"/> on corrupt or truncated data.
     /// </summary>
     public static RgbImage DecodeRgb(byte[] encoded)
@@ -55,7 +62,44 @@ public static class ImageCodec
             rgb[j + 1] = rgba[i + 1];
             rgb[j + 2] = rgba[i + 2];
         }
-        return new RgbImage(info.Width, info.Height, rgb);
+        return Orient(new RgbImage(info.Width, info.Height, rgb), codec.EncodedOrigin);
+    }
+
+    /// <summary>Whether an orientation stores the image with its rows and columns swapped (EXIF 5 to 8).</summary>
+    private static bool SwapsAxes(SKEncodedOrigin origin) =>
+        origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+
+    /// <summary>The stored image turned upright, as PIL's <c>exif_transpose</c> (EXIF orientation 2 to 8).</summary>
+    private static RgbImage Orient(RgbImage stored, SKEncodedOrigin origin)
+    {
+        if (origin == SKEncodedOrigin.TopLeft) return stored;
+        int w = stored.Width, h = stored.Height;
+        bool swap = SwapsAxes(origin);
+        int outWidth = swap ? h : w, outHeight = swap ? w : h;
+        var result = new byte[stored.Pixels.Length];
+        for (int y = 0; y < outHeight; y++)
+        {
+            for (int x = 0; x < outWidth; x++)
+            {
+                // The stored pixel shown at (x, y).
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (w - 1 - x, y),           // 2: mirrored left-right
+                    SKEncodedOrigin.BottomRight => (w - 1 - x, h - 1 - y), // 3: rotated 180°
+                    SKEncodedOrigin.BottomLeft => (x, h - 1 - y),         // 4: mirrored top-bottom
+                    SKEncodedOrigin.LeftTop => (y, x),                    // 5: transposed
+                    SKEncodedOrigin.RightTop => (y, h - 1 - x),           // 6: shown rotated 90° clockwise
+                    SKEncodedOrigin.RightBottom => (w - 1 - y, h - 1 - x), // 7: transversed
+                    SKEncodedOrigin.LeftBottom => (w - 1 - y, x),         // 8: shown rotated 90° counter-clockwise
+                    _ => (x, y),
+                };
+                int s = (sy * w + sx) * 3, d = (y * outWidth + x) * 3;
+                result[d] = stored.Pixels[s];
+                result[d + 1] = stored.Pixels[s + 1];
+                result[d + 2] = stored.Pixels[s + 2];
+            }
+        }
+        return new RgbImage(outWidth, outHeight, result);
     }
 
     /// <summary>Encodes an opaque PNG, with optional <c>tEXt</c> chunks (keyword → Latin-1 text) before the image data.</summary>
