@@ -9,7 +9,8 @@ namespace SdPipeline.Data;
 /// <c>metadata.jsonl</c> line describes: a <c>metadata.csv</c> (Hugging Face imagefolder: a header with
 /// <c>file_name</c> and the caption column, paths relative to the csv's folder), then kohya-style sidecar files
 /// beside the image (<c>photo.txt</c>, then <c>photo.caption</c> for <c>photo.png</c>). Subfolders are read
-/// recursively into the one dataset. Sidecars are read as UTF-8, trimmed; an empty sidecar is an empty caption.
+/// recursively into the one dataset. A sidecar's caption is its first line, trimmed, as kohya's sd-scripts read it
+/// (<c>read_caption</c>: <c>lines[0].strip()</c>); a byte-order mark is dropped; an empty sidecar is an empty caption.
 /// </summary>
 public sealed class CaptionFiles
 {
@@ -97,8 +98,11 @@ public sealed class CaptionFiles
         foreach (string extension in SidecarExtensions)
         {
             string sidecar = Path.ChangeExtension(full, extension);
-            if (File.Exists(sidecar)) return (File.ReadAllText(sidecar, Encoding.UTF8).Trim(), Path.GetFileName(sidecar));
+            if (File.Exists(sidecar)) return (FirstLine(File.ReadAllText(sidecar, Encoding.UTF8)), Path.GetFileName(sidecar));
         }
         return null;
     }
+
+    /// <summary>The caption of a sidecar's text: its first line (ended by \n, \r or \r\n), trimmed.</summary>
+    private static string FirstLine(string text) => (new StringReader(text).ReadLine() ?? "").Trim();
 }

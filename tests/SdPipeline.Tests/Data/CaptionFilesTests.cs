@@ -36,4 +36,23 @@ public sealed class CaptionFilesTests
 
         Assert.That(error.Message, Does.Contain("metadata.csv").And.Contain(expected).And.Contain("Quote a caption that holds commas"));
     }
+
+    [TestCase("a red thing\n", "a red thing")]
+    [TestCase("\uFEFF  a red thing  \r\n", "a red thing")]
+    [TestCase("1girl, red dress\r\na girl in a red dress, standing\r\n", "1girl, red dress")]
+    [TestCase("first\rsecond", "first")]
+    [TestCase("", "")]
+    public void Find_Should_TakeASidecarsFirstLine_Trimmed_AsKohya(string text, string expected)
+    {
+        // Given a kohya-style sidecar (tags on the first line, and more lines sd-scripts does not read without --enable_wildcard)
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("a.txt"), text, new System.Text.UTF8Encoding(false));
+
+        // When its image's caption is looked up
+        var found = CaptionFiles.Read(temp.Path, "text").Find(temp.File("a.png"));
+
+        // Then it is the first line, as sd-scripts' read_caption takes it
+        Assert.That(found?.Caption, Is.EqualTo(expected));
+        Assert.That(found?.From, Is.EqualTo("a.txt"));
+    }
 }
