@@ -18,7 +18,7 @@ public static class CaptionedFolderSource
         var candidates = jsonl
             ? ImageFolderSource.Read(root, captionColumn)
             : Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(ImageFolderSource.IsImageFile).Order(StringComparer.Ordinal)
-                .Select(image => new CandidateItem(Path.GetRelativePath(root, image).Replace('\\', '/'), null, () => File.ReadAllBytes(image)));
+                .Select(image => new CandidateItem(Path.GetRelativePath(root, image).Replace('\\', '/'), null, () => ImageFolderSource.ReadImageFile(image)));
         foreach (var candidate in candidates)
         {
             if (candidate.Caption is null && candidate.ReadImage is not null && captions.Find(Path.Combine(root, candidate.Source)) is { } found)

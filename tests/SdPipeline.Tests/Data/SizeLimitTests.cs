@@ -74,6 +74,23 @@ public sealed class SizeLimitTests
     }
 
     [Test]
+    public void CaptionedFolder_Should_RefuseAnImageFileTooLargeToRead_When_CaptionsAreSidecars()
+    {
+        // Given a folder without metadata.jsonl (kohya-style sidecars) holding a 300 MiB (sparse) big.png
+        string folder = _temp.File("sidecars");
+        Directory.CreateDirectory(folder);
+        using (var big = File.Create(Path.Combine(folder, "big.png"))) big.SetLength(300L << 20);
+        File.WriteAllText(Path.Combine(folder, "big.txt"), "huge");
+
+        // When its candidate's image is read
+        var candidate = CaptionedFolderSource.Read(folder, "text").Single();
+
+        // Then it is refused before 300 MiB are read into memory, as with metadata.jsonl
+        var error = Assert.Throws<IOException>(() => candidate.ReadImage!())!;
+        Assert.That(error.Message, Does.Contain("over the 256 MiB"));
+    }
+
+    [Test]
     public void RunDownload_Should_SkipAnImageFileTooLargeToRead_And_Exit0()
     {
         // Given an image folder with one good image and a 300 MiB (sparse) file called big.png
