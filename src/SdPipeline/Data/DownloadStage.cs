@@ -17,10 +17,10 @@ public sealed class DownloadStage : IStageRunner
 {
     /// <summary>
     /// The stage as the graph declares it: name, Cake task, schema version, config keys, upstream stages, runner.
-    /// Version 2: an item's width and height are as displayed, after the EXIF orientation (version 1 recorded them as stored).
-    /// Version 3: a sidecar's caption is its first line, as kohya's (version 2 took the whole file).
+    /// Version 2: an item's width and height are as displayed, after the EXIF orientation, and a sidecar's caption is its
+    /// first line, as kohya's (version 1 recorded sizes as stored and took the whole file).
     /// </summary>
-    public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 3,
+    public static StageDefinition Definition { get; } = new StageDefinition("download", "Download", 2,
         ["download.dataset", "download.count", "download.min_side", "download.max_pixels", "download.heldout_fraction", "download.missing_caption"], [],
         "Fetch, verify and normalise the dataset named in datasets.json")
     {

@@ -21,7 +21,7 @@ public static class ImageCodec
     public static ImageInfo Identify(byte[] encoded)
     {
         using var data = SKData.CreateCopy(encoded);
-        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
+        using var codec = SKCodec.Create(data) ?? throw Undecodable(encoded);
         return SwapsAxes(codec.EncodedOrigin)
             ? new ImageInfo(codec.Info.Height, codec.Info.Width, Extension(codec.EncodedFormat))
             : new ImageInfo(codec.Info.Width, codec.Info.Height, Extension(codec.EncodedFormat));
@@ -37,7 +37,7 @@ public static class ImageCodec
     public static RgbImage DecodeRgb(byte[] encoded)
     {
         using var data = SKData.CreateCopy(encoded);
-        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException("not a decodable image (unknown format or corrupt header)");
+        using var codec = SKCodec.Create(data) ?? throw Undecodable(encoded);
         // SKImageInfo.BytesSize is an int: past 2^29 pixels it wraps, and the decoder would write past the buffer.
         long rgbaBytes = 4L * codec.Info.Width * codec.Info.Height;
         if (codec.Info.Width <= 0 || codec.Info.Height <= 0 || rgbaBytes > Array.MaxLength)
@@ -64,6 +64,12 @@ public static class ImageCodec
         }
         return Orient(new RgbImage(info.Width, info.Height, rgb), codec.EncodedOrigin);
     }
+
+    // Skia has no TIFF decoder: say so, and how to convert, rather than call a valid TIFF corrupt.
+    private static InvalidDataException Undecodable(byte[] encoded) =>
+        encoded.AsSpan().StartsWith("II*\0"u8) || encoded.AsSpan().StartsWith("MM\0*"u8)
+            ? new InvalidDataException("a TIFF image, which this tool cannot decode; convert it to PNG (for example `mogrify -format png *.tif`, ImageMagick)")
+            : new InvalidDataException("not a decodable image (unknown format or corrupt header)");
 
     /// <summary>Whether an orientation stores the image with its rows and columns swapped (EXIF 5 to 8).</summary>
     private static bool SwapsAxes(SKEncodedOrigin origin) =>

@@ -30,6 +30,16 @@ public sealed class ImageCodecTests
         Assert.That(System.Text.Encoding.ASCII.GetString(png), Does.Contain("iTXtparameters").And.Contain("tEXtseed"), "iTXt only where Latin-1 cannot hold the text, as Pillow writes");
     }
 
+    [TestCase(new byte[] { 0x49, 0x49, 0x2A, 0x00, 8, 0, 0, 0 })]
+    [TestCase(new byte[] { 0x4D, 0x4D, 0x00, 0x2A, 0, 0, 0, 8 })]
+    public void Identify_Should_SayATiffCannotBeDecoded_AndHowToConvertIt(byte[] header)
+    {
+        var error = Assert.Throws<InvalidDataException>(() => ImageCodec.Identify([.. header, .. new byte[64]]))!;
+
+        Assert.That(error.Message, Does.Contain("a TIFF image").And.Contain("convert it to PNG"));
+        Assert.That(Assert.Throws<InvalidDataException>(() => ImageCodec.DecodeRgb([.. header, .. new byte[64]]))!.Message, Does.Contain("a TIFF image"));
+    }
+
     [Test]
     public void DecodeRgb_Should_Throw_When_DataIsTruncated()
     {
