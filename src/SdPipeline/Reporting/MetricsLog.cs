@@ -99,7 +99,10 @@ public sealed record MetricsLog(IReadOnlyList<TrainMetric> Train, IReadOnlyList<
             }
         }
 
-        /// <summary>A number; a JSON null (or NaN/Infinity) is kept as such because an overflowed fp16 step logs one.</summary>
+        /// <summary>
+        /// A number; a JSON null (or NaN/Infinity) is kept as such because an overflowed fp16 step logs one. The trainer's
+        /// writer (Newtonsoft's default) writes a non-finite double as the string <c>"NaN"</c>, <c>"Infinity"</c> or <c>"-Infinity"</c>.
+        /// </summary>
         public double? Double(string field, bool required = false)
         {
             var token = line[field];
@@ -109,6 +112,9 @@ public sealed record MetricsLog(IReadOnlyList<TrainMetric> Train, IReadOnlyList<
             {
                 JTokenType.Null => null,
                 JTokenType.Integer or JTokenType.Float => token.Value<double>(),
+                JTokenType.String when (string?)token is "NaN" => double.NaN,
+                JTokenType.String when (string?)token is "Infinity" => double.PositiveInfinity,
+                JTokenType.String when (string?)token is "-Infinity" => double.NegativeInfinity,
                 _ => throw Bad($"field \"{field}\" is {token.ToString(Formatting.None)}, not a number"),
             };
         }

@@ -38,6 +38,29 @@ public sealed class MetricsLogTests
     }
 
     [Test]
+    public void Read_Should_ReadAnFp16SkippedStep_AsTheTrainerWritesIt()
+    {
+        // Given a step the fp16 loss scaler skipped, written as the trainer writes it: no gradient norm was measured
+        // (GradientClip.None's NaN), the loss of its forward finite
+        using var temp = new TempFolder();
+        string path = temp.File(SdPipeline.Training.FineTuner.MetricsFile);
+        using (var metrics = new SdPipeline.Training.MetricsWriter(path, 0))
+            metrics.Write(new Newtonsoft.Json.Linq.JObject
+            {
+                ["kind"] = "train", ["step"] = 1, ["loss"] = 0.5, ["lr"] = 1e-4, ["grad_norm"] = double.NaN,
+                ["loss_scale"] = 65536.0, ["skipped"] = true, ["step_time_s"] = 0.2, ["images_per_s"] = 20.0,
+            });
+
+        // When
+        var log = MetricsLog.Read(path);
+
+        // Then the step is read, its norm not a number
+        Assert.That(log.Train, Has.Count.EqualTo(1));
+        Assert.That(log.Train[0].Skipped, Is.True);
+        Assert.That(log.Train[0].GradNorm, Is.NaN);
+    }
+
+    [Test]
     public void Read_Should_NameFileAndLine_When_ALineIsNotJson()
     {
         // Given a log whose third line was cut off mid-write
