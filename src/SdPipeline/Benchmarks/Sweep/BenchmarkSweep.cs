@@ -34,9 +34,17 @@ public static class BenchmarkSweep
     // The stages a cell needs: planning them alone keeps the report stage (which reads the merged result) out of it.
     private static readonly StageGraph Upstream = new([ModelStage.Definition, DownloadStage.Definition, LatentsStage.Definition]);
 
-    /// <summary>Keys of the cell's config in its fingerprint: what changes the training run or the measurement.</summary>
+    // The runtime settings that choose how a step is computed, and so what it costs (declared before ConfigKeys, which reads it).
+    private static readonly string[] MeasurementRuntimeKeys = ["runtime.onednn", "runtime.kernels"];
+
+    /// <summary>
+    /// Keys of the cell's config in its fingerprint: what changes the training run or the measurement. The train stage
+    /// leaves out <c>train.fused_backward_pass</c> (the same weights either way), the runtime's kernel choices are in no
+    /// stage's: here each changes the step's time or memory.
+    /// </summary>
     public static IReadOnlyList<string> ConfigKeys { get; } =
-        [.. TrainStage.ConfigKeys, "latents.resolution", "runtime.device", "runtime.threads", "benchmark.warmup_steps", "benchmark.timed_steps"];
+        [.. TrainStage.ConfigKeys, "train.fused_backward_pass", "latents.resolution", "runtime.device", "runtime.threads", .. MeasurementRuntimeKeys,
+            "benchmark.warmup_steps", "benchmark.timed_steps"];
 
     /// <summary>The cells of <paramref name="config"/>'s benchmark section: every combination, precision outermost, method innermost.</summary>
     /// <exception cref="ConfigException">A list of the section is empty.</exception>
@@ -119,7 +127,7 @@ public static class BenchmarkSweep
     /// </summary>
     public static string ConfigHash(EffectiveConfig config)
     {
-        var slice = config.Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads"]);
+        var slice = config.Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads", .. MeasurementRuntimeKeys]);
         // Every cell sets the swept keys itself: the same sweep serves a config that differs only in them (the
         // report of a LoRA run shows the sweep made with method=full, and the other way round).
         foreach (string swept in SweptKeys) slice.Remove(swept);

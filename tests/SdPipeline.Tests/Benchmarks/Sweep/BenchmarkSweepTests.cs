@@ -103,6 +103,24 @@ public sealed class BenchmarkSweepTests
         Assert.That(Fingerprint("no-off-full", "train.checkpointing_steps=7"), Is.EqualTo(baseline));
     }
 
+    [TestCase("train.fused_backward_pass=true")]
+    [TestCase("runtime.kernels=off")]
+    [TestCase("runtime.onednn=off")]
+    public void Fingerprint_And_ConfigHash_Should_Change_When_ASettingChangesWhatACellMeasures(string set)
+    {
+        // Given a store and the baseline's fingerprint and the sweep's hash under the default settings
+        using var temp = new TempFolder();
+        var store = new ArtifactStore(temp.File("artifacts"));
+        string Fingerprint(params string[] sets) =>
+            BenchmarkSweep.Plan(Config(sets), BenchmarkCell.Baseline, store, new FileHashCache(null)).Fingerprint!;
+
+        // Then a setting that changes the step's time or memory (the fused backward pass frees each gradient in
+        // backward; the kernels and oneDNN choose the convolutions) is a new measurement, and a sweep made without it
+        // is not the current config's in the report
+        Assert.That(Fingerprint(set), Is.Not.EqualTo(Fingerprint()));
+        Assert.That(BenchmarkSweep.ConfigHash(Config(set)), Is.Not.EqualTo(BenchmarkSweep.ConfigHash(Config())));
+    }
+
     [Test]
     public void Plan_Should_NameTheLatentCacheOfTheCellsResolution_When_ItIsNotBuilt()
     {
