@@ -127,10 +127,15 @@ public static class BenchmarkSweep
     /// </summary>
     public static string ConfigHash(EffectiveConfig config)
     {
-        var slice = config.Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads", .. MeasurementRuntimeKeys]);
+        // As a cell sees the config: the keys every cell sets itself (the step count, no evaluations or checkpoints, the
+        // benchmark's batch size) do not tell two sweeps apart, so a run that trains longer keeps its sweep.
+        var slice = CellConfig(config, BenchmarkCell.Baseline)
+            .Slice(["benchmark", "model", "download", "latents", "train", "runtime.device", "runtime.threads", .. MeasurementRuntimeKeys]);
         // Every cell sets the swept keys itself: the same sweep serves a config that differs only in them (the
         // report of a LoRA run shows the sweep made with method=full, and the other way round).
         foreach (string swept in SweptKeys) slice.Remove(swept);
+        // How long a cell may run changes no measurement (a timed-out cell is a row either way).
+        slice.Remove("benchmark.cell_timeout_seconds");
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(CanonicalJson.Serialize(slice))));
     }
 

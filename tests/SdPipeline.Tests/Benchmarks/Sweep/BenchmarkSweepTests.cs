@@ -103,6 +103,26 @@ public sealed class BenchmarkSweepTests
         Assert.That(Fingerprint("no-off-full", "train.checkpointing_steps=7"), Is.EqualTo(baseline));
     }
 
+    [TestCase("train.max_train_steps=5000")]
+    [TestCase("train.validation_steps=7")]
+    [TestCase("train.heldout_max_items=3")]
+    [TestCase("train.checkpointing_steps=9")]
+    [TestCase("benchmark.cell_timeout_seconds=5")]
+    public void ConfigHash_Should_NotChange_When_TheSettingIsOneNoCellReads(string set)
+    {
+        // Every cell sets its own step count and turns evaluations and checkpoints off, and the timeout changes no
+        // measurement: a sweep made before the run trained longer (or with a longer timeout) is still this config's
+        Assert.That(BenchmarkSweep.ConfigHash(Config(set)), Is.EqualTo(BenchmarkSweep.ConfigHash(Config())));
+    }
+
+    [Test]
+    public void ConfigHash_Should_FollowTheTrainBatchSize_Only_When_TheBenchmarkHasNoBatchSizeOfItsOwn()
+    {
+        Assert.That(BenchmarkSweep.ConfigHash(Config("train.train_batch_size=3")), Is.Not.EqualTo(BenchmarkSweep.ConfigHash(Config())));
+        Assert.That(BenchmarkSweep.ConfigHash(Config("benchmark.batch_size=4", "train.train_batch_size=3")),
+            Is.EqualTo(BenchmarkSweep.ConfigHash(Config("benchmark.batch_size=4"))));
+    }
+
     [TestCase("train.fused_backward_pass=true")]
     [TestCase("runtime.kernels=off")]
     [TestCase("runtime.onednn=off")]
