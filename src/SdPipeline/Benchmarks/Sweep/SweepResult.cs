@@ -152,9 +152,13 @@ public sealed record SweepResult
         foreach (var effect in Effects)
             notes.Add($"{effect.Setting} alone ({effect.Cell}): time {Percent(effect.TimeChange)}, peak memory {Percent(effect.MemoryChange)}" +
                 (effect.Study.Length > 0 ? $" — the study on a T4 GPU: {effect.Study}." : "."));
-        notes.Add($"Each cell is a short run of the real training loop in its own process: {WarmupSteps} warm-up step(s) excluded, " +
-            $"the median of {TimedSteps} timed step(s). Peak memory is the process's peak resident set on the CPU (sampled device memory on CUDA); " +
-            "the estimate is the train stage's pre-flight estimate for the same run.");
+        // The step time and images/s are for the benchmark's batch, which need not be the trained run's.
+        var batches = Cells.Select(r => r.BatchSize).OfType<int>().Distinct().Order().ToList();
+        string batch = batches.Count == 0 ? "" : $" at batch {string.Join(", ", batches)}";
+        notes.Add($"Each cell is a short run of the real training loop in its own process{batch}: {WarmupSteps} warm-up step(s) excluded, " +
+            $"the median of {TimedSteps} timed step(s). Peak memory is the whole process's peak resident set on the CPU (runtime and model loading included); " +
+            "on CUDA the largest use nvidia-smi reported for the process, sampled once per step (the CUDA context and the allocator's cached blocks " +
+            "included, so above torch.cuda.max_memory_allocated); the estimate is the train stage's pre-flight estimate for the same run.");
         if (Machines.Count > 0 || Devices.Count > 0)
             notes.Add($"Measured on {string.Join("; ", Machines)} (device {string.Join(", ", Devices)}).");
         foreach (var row in Cells.Where(r => r.Status is not (CellResult.Ok or SweepRow.NotRun)))

@@ -133,6 +133,18 @@ public sealed class SweepResultTests
     }
 
     [Test]
+    public void ToTable_Should_SayTheBatch_And_WhatPeakMemoryIsOnEachDevice()
+    {
+        // Given cells measured at batch 16 (the run the report is about may train at another batch)
+        var table = Merge(Result("no-off-full", seconds: 2.0, peak: 1000), Result("no-off-half", seconds: 1.0, peak: 900)).ToTable();
+
+        // Then the notes say the batch the step times and images/s are for, and what the memory column measured
+        var note = table.Notes.Single(n => n.StartsWith("Each cell is a short run", StringComparison.Ordinal));
+        Assert.That(note, Does.Contain("at batch 16"));
+        Assert.That(note, Does.Contain("peak resident set").And.Contain("nvidia-smi"));
+    }
+
+    [Test]
     public void Json_Should_RoundTrip_And_NotDependOnWhenItWasMerged()
     {
         var first = Merge(Result("no-off-full", seconds: 2.0, peak: 1000));
