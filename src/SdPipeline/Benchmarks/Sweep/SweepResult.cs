@@ -64,7 +64,8 @@ public sealed record SweepResult
                     Resolution = cell.Resolution, Method = cell.Method, Status = SweepRow.NotRun,
                 };
             var result = found.Result;
-            bool ok = result.Status == CellResult.Ok;
+            // A change against a baseline measured on another machine (a CI matrix spreads the cells) would compare hardware, not settings.
+            bool ok = result.Status == CellResult.Ok && (baseline is null || SameMachine(result, baseline));
             return new SweepRow
             {
                 Id = cell.Id,
@@ -83,6 +84,7 @@ public sealed record SweepResult
                 TimeChange = ok ? Change(result.MedianStepSeconds, baseline?.MedianStepSeconds) : null,
                 MemoryChange = ok ? Change(result.PeakMemoryBytes, baseline?.PeakMemoryBytes) : null,
                 BatchSize = result.BatchSize,
+                Machine = result.CpuModel is null ? null : $"{result.CpuModel} ({result.Device})",
                 Fingerprint = ArtifactStore.Short(found.Fingerprint),
             };
         }).ToList();
@@ -105,6 +107,8 @@ public sealed record SweepResult
             Effects = effects,
         };
     }
+
+    private static bool SameMachine(CellResult a, CellResult b) => a.CpuModel == b.CpuModel && a.Device == b.Device;
 
     /// <summary>What the study measured for <paramref name="setting"/> on a T4 (the figures this sweep regenerates).</summary>
     public static string Study(string setting) => setting.Split('=')[0] switch
@@ -161,6 +165,9 @@ public sealed record SweepResult
             "included, so above torch.cuda.max_memory_allocated); the estimate is the train stage's pre-flight estimate for the same run.");
         if (Machines.Count > 0 || Devices.Count > 0)
             notes.Add($"Measured on {string.Join("; ", Machines)} (device {string.Join(", ", Devices)}).");
+        if (Machines.Count > 1 || Devices.Count > 1)
+            foreach (var row in Cells.Where(r => r.Status == CellResult.Ok && r.TimeChange is null && r.Id != Baseline && r.Machine is not null))
+                notes.Add($"{row.Id} ran on {row.Machine}: not the baseline's machine, so it has no Δ.");
         foreach (var row in Cells.Where(r => r.Status is not (CellResult.Ok or SweepRow.NotRun)))
             notes.Add($"{row.Id}: {row.Status}{(row.Error is { Length: > 0 } e ? $" — {FirstLine(e)}" : "")}");
         int notRun = Cells.Count(r => r.Status == SweepRow.NotRun);

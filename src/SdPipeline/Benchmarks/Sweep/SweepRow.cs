@@ -56,6 +56,9 @@ public sealed record SweepRow
     /// <summary>Images per micro-batch.</summary>
     public int? BatchSize { get; init; }
 
+    /// <summary>The CPU and device the cell ran on, as <c>CPU (device)</c>, when it ran.</summary>
+    public string? Machine { get; init; }
+
     /// <summary>The cell artifact's fingerprint (first 16 hex digits), when it exists.</summary>
     public string? Fingerprint { get; init; }
 }

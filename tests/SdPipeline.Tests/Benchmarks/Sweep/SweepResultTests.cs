@@ -92,6 +92,22 @@ public sealed class SweepResultTests
     }
 
     [Test]
+    public void From_Should_GiveNoChange_When_ACellRanOnAnotherMachineThanTheBaseline()
+    {
+        // Given a CI matrix that ran the baseline on one CPU and a cell on another
+        var result = Merge(
+            Result("no-off-full", seconds: 2.0, peak: 1000),
+            Result("no-off-half", seconds: 1.0, peak: 900) with { CpuModel = "Other CPU" },
+            Result("no-on-full", seconds: 2.5, peak: 600));
+
+        // Then only the cell measured on the baseline's machine is compared with it
+        var rows = result.Cells.ToDictionary(r => r.Id);
+        Assert.That((rows["no-off-half"].TimeChange, rows["no-off-half"].MemoryChange), Is.EqualTo(((double?)null, (double?)null)));
+        Assert.That(rows["no-on-full"].TimeChange, Is.EqualTo(0.25).Within(1e-12));
+        Assert.That(result.ToTable().Notes, Has.Some.Contains("no-off-half ran on Other CPU (cpu)"));
+    }
+
+    [Test]
     public void Effects_Should_BeTheCellsOneSettingFromTheBaseline_WithTheStudysFigures()
     {
         var result = Merge(
