@@ -43,7 +43,7 @@ public sealed class ModelSection
     [ConfigKey("Steps training builtin:tiny's autoencoder on generated shapes (batches of 16); 0 leaves it random.", Min = 0)]
     public int BuiltinAutoencoderSteps { get; init; } = 400;
 
-    [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike.", Min = 0)]
+    [ConfigKey("Text-encoder layers to skip at the end (diffusers' clip_skip: 1 uses the penultimate layer); used for cached embeddings, training and sampling alike, the negative prompt's included (as AUTOMATIC1111 and kohya use it, and as caption dropout trains the empty prompt; diffusers' pipelines encode the negative prompt from the last layer).", Min = 0)]
     public int ClipSkip { get; init; }
 
     [ConfigKey("Text clean-up of the CLIP tokenizer for captions and prompts: transformers (the CLIPTokenizer diffusers uses, as a plain install runs it: no ftfy, HTML entities kept, control characters dropped, CJK ideographs split) or openai (OpenAI CLIP's simple_tokenizer without ftfy: HTML entities unescaped).", AllowedValues = ["transformers", "openai"])]
