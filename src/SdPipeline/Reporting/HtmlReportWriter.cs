@@ -199,7 +199,7 @@ public static class HtmlReportWriter
             Row(html, "caption-shuffle gap (larger: the model uses the text)", ReportFormat.Number(eval.CaptionShuffleGap));
         }
         Row(html, "steps skipped by the fp16 scaler", facts.SkippedSteps.ToString());
-        Row(html, "peak memory", ReportFormat.Bytes(facts.PeakMemoryBytes));
+        Row(html, facts.PeakMemoryLabel, ReportFormat.Bytes(facts.PeakMemoryBytes));
         html.AppendLine("</tbody></table>");
 
         var plots = ReportPlots.Render(facts.Input.Metrics);

@@ -78,7 +78,7 @@ public static class MarkdownReportWriter
                 rows.Add(["caption-shuffle gap (larger: the model uses the text)", ReportFormat.Number(eval.CaptionShuffleGap)]);
             }
             rows.Add(["steps skipped by the fp16 scaler", facts.SkippedSteps.ToString()]);
-            rows.Add(["peak memory", ReportFormat.Bytes(facts.PeakMemoryBytes)]);
+            rows.Add([facts.PeakMemoryLabel, ReportFormat.Bytes(facts.PeakMemoryBytes)]);
             Table(md, ["figure", "value"], rows, rightAligned: [1]);
 
             if (facts.StepTimes.Count > 0)
@@ -142,7 +142,8 @@ public static class MarkdownReportWriter
         {
             md.AppendLine("## Benchmark");
             md.AppendLine();
-            Table(md, benchmark.Columns.Select(Text).ToList(), benchmark.Rows.Select(r => (IReadOnlyList<string>)r.Select(Text).ToList()));
+            Table(md, benchmark.Columns.Select(Text).ToList(), benchmark.Rows.Select(r => (IReadOnlyList<string>)r.Select(Text).ToList()),
+                rightAligned: Enumerable.Range(0, benchmark.Columns.Count).Where(c => benchmark.Rows.Count > 0 && benchmark.Rows.All(r => IsFigure(r[c]))).ToList());
             foreach (string note in benchmark.Notes)
                 Line(md, Text(note));
         }
@@ -169,6 +170,10 @@ public static class MarkdownReportWriter
         label, rates.Images.ToString(), ReportFormat.Rate(rates.ColorMatches, rates.Images),
         ReportFormat.Rate(rates.BackgroundMatches, rates.Images), ReportFormat.Rate(rates.BothMatch, rates.Images),
     ];
+
+    // A figure, signed change or percentage, or the dash of one not measured: the columns to right-align.
+    private static bool IsFigure(string cell) =>
+        cell is "—" or "–" || System.Text.RegularExpressions.Regex.IsMatch(cell, @"^[+−-]?\d[\d.,]*%?$");
 
     private static void Table(StringBuilder md, IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows, IReadOnlyCollection<int>? rightAligned = null)
     {

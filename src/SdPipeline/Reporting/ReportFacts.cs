@@ -68,6 +68,11 @@ public sealed class ReportFacts
         return new ReportFacts(input);
     }
 
+    /// <summary>What the peak memory figure is on the run's device: the two are not comparable with each other.</summary>
+    public string PeakMemoryLabel => Input.Overview.Device.StartsWith("cuda", StringComparison.Ordinal)
+        ? "peak GPU memory (nvidia-smi's figure for the process, sampled each step)"
+        : "peak memory (the process's resident set, loading included)";
+
     /// <summary>The label the report uses for a model variant: "base" or "fine-tuned".</summary>
     public static string Label(ModelVariant model) => model == ModelVariant.Base ? "base" : "fine-tuned";
 
@@ -76,12 +81,12 @@ public sealed class ReportFacts
 
     private static IReadOnlyList<StepTimeRow> StepTimeRows(IReadOnlyList<TrainMetric> train)
     {
-        // The first step pays for allocation and kernel selection; it would skew every mean.
+        // The first step pays for allocation and kernel selection; it would skew every mean. Peak memory is a running
+        // maximum, whose median says nothing: it is the headline figure and the plot, not a row here.
         var steps = train.Count > 1 ? train.Skip(1).ToList() : train.ToList();
         var rows = new List<StepTimeRow>();
         Add(rows, "step time (s)", steps.Select(m => m.StepTimeSeconds));
         Add(rows, "throughput (images/s)", steps.Select(m => m.ImagesPerSecond));
-        Add(rows, "peak memory (MiB)", steps.Select(m => m.PeakMemoryBytes / (1024.0 * 1024.0)));
         return rows;
     }
 

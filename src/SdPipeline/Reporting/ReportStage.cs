@@ -83,7 +83,8 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             GitCommit(),
             DateTimeOffset.UtcNow)
         {
-            Numerics = trainSummary?.Numerics?["line"]?.Value<string>(),
+            // The log line without its "numerics: " prefix: the report labels it already.
+            Numerics = trainSummary?.Numerics?["line"]?.Value<string>()?.Split("numerics: ", 2)[^1],
         })
         {
             Stages = Stages(workspace),

@@ -40,10 +40,12 @@ public sealed class ReportWriterTests
             Assert.That(md, Does.Contain("| `train.learning_rate` | `0.0001` | `5e-05` |"));
             Assert.That(md, Does.Contain("| figure | median | mean | min | max | steps |"));
             Assert.That(md, Does.Contain("| step time (s) | 0.51 |"));
+            Assert.That(md, Does.Contain("| peak memory (the process's resident set, loading included) | 640.0 MiB |"), "what the figure is on the CPU");
+            Assert.That(md, Does.Not.Contain("| peak memory (MiB) |"), "no median of a running maximum");
             Assert.That(md, Does.Contain("| caption-shuffle gap (larger: the model uses the text) | 0.05 |"));
             Assert.That(md, Does.Contain("| base | 6 | 0% (0/6) |"));
             Assert.That(md, Does.Contain("| fine-tuned | 6 | 83.3% (5/6) |"));
-            Assert.That(md, Does.Contain("| precision | checkpointing | step time (s) | peak memory (GiB) |"));
+            Assert.That(md, Does.Contain("| precision | checkpointing | step time (s) | peak memory (GiB) |\n| --- | --- | ---: | ---: |"), "figures right-aligned");
             Assert.That(md, Does.Contain("| fp32 | on | 14.2 | 13.8 |"));
             Assert.That(md, Does.Contain("## Warnings (3)"));
             Assert.That(md, Does.Contain("download: 3 items skipped"));
