@@ -249,10 +249,35 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
     private static Exception Failure(DownloadRequest request, HttpResponseMessage response) => (int)response.StatusCode switch
     {
         404 => new StageFailedException($"{request.Label}: {request.Url} returned 404 Not Found; check the URL in datasets.json"),
-        401 or 403 => new StageFailedException($"{request.Label}: access to {request.Url} was refused ({(int)response.StatusCode}); for Hub files set HF_TOKEN to a token with access"),
+        401 or 403 => new StageFailedException(AccessRefused(request, response)),
         >= 500 or 429 or 408 => new RetryLaterException(response.StatusCode, RetryAfter(response)),
         _ => new StageFailedException($"{request.Label}: {request.Url} returned {(int)response.StatusCode} {response.StatusCode}"),
     };
+
+    /// <summary>
+    /// What a 401 or 403 means and what to do. From the Hub (a <c>/resolve/</c> URL refused by the Hub's own host) it is a
+    /// private or gated repository, or a missing one (the Hub answers 401 for all three to a request without a token): the
+    /// message names the model page, where a gated model's conditions are accepted, and says whether a token was sent.
+    /// The Hub's own explanation (<c>X-Error-Message</c>, which huggingface_hub shows too) is quoted.
+    /// </summary>
+    private static string AccessRefused(DownloadRequest request, HttpResponseMessage response)
+    {
+        int status = (int)response.StatusCode;
+        string said = response.Headers.TryGetValues("X-Error-Message", out var values) && string.Join(" ", values).Trim() is { Length: > 0 } text
+            ? $": \"{(text.Length <= 300 ? text : text[..300] + "…")}\"" : "";
+        string url = request.Url.AbsoluteUri;
+        int resolve = url.IndexOf("/resolve/", StringComparison.Ordinal);
+        var refusedBy = response.RequestMessage?.RequestUri ?? request.Url;
+        if (resolve < 0 || refusedBy.Authority != request.Url.Authority)
+            return $"{request.Label}: access to {request.Url} was refused ({status}{(refusedBy.Authority != request.Url.Authority ? $" by {refusedBy.Authority}" : "")}){said}";
+        string page = url[..resolve];
+        bool sentToken = response.RequestMessage?.Headers.Authorization is not null;
+        return $"{request.Label}: the Hub refused {request.Url} ({status}){said}. " + (sentToken
+            ? $"The token sent (HF_TOKEN, else the token file of `hf auth login`) has no access: for a gated repository, accept its conditions at {page} " +
+              "while logged in as the token's owner (a fine-grained token also needs read access to public gated repositories); for a private one, use a token of an account that can read it"
+            : $"No token was sent: the repository is private or gated (or does not exist). Set HF_TOKEN (or log in with `hf auth login`) to a read token of an account " +
+              $"with access; for a gated repository, first accept its conditions at {page}");
+    }
 
     /// <summary>The wait a Retry-After header asks for (seconds, or a date), or null.</summary>
     private static TimeSpan? RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch

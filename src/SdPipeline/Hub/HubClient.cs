@@ -21,7 +21,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     /// <summary>The commit a branch, tag or commit id resolves to.</summary>
     public async Task<string> ResolveRevisionAsync(HubRepoKind kind, string repo, string revision, CancellationToken cancellation)
     {
-        var json = await GetJsonAsync(Api(kind, repo, $"revision/{Uri.EscapeDataString(revision)}"), $"{Describe(kind, repo)}@{revision}", cancellation);
+        var json = await GetJsonAsync(Api(kind, repo, $"revision/{Uri.EscapeDataString(revision)}"), $"{Describe(kind, repo)}@{revision}", Page(kind, repo), cancellation);
         string? sha = json["sha"]?.Type == JTokenType.String ? json.Value<string>("sha") : null;
         if (sha is null) throw new StageFailedException($"{Describe(kind, repo)}@{revision}: the Hub's answer has no commit sha");
         // The sha names a folder of the cache: anything but a commit id could point outside it.
@@ -37,7 +37,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
         Uri? next = Api(kind, repo, $"tree/{Uri.EscapeDataString(commit)}?recursive=true&expand=false");
         while (next is not null)
         {
-            using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", cancellation);
+            using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", Page(kind, repo), cancellation);
             var entries = JArray.Parse(await ReadAsync(response, next, $"{Describe(kind, repo)}@{commit}", cancellation));
             foreach (var entry in entries.OfType<JObject>().Where(e => e.Value<string>("type") == "file"))
                 files.Add(ReadFile(entry, $"{Describe(kind, repo)}@{commit}"));
@@ -93,11 +93,14 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     private Uri Api(HubRepoKind kind, string repo, string rest) =>
         new(settings.Endpoint, $"api/{(kind == HubRepoKind.Dataset ? "datasets" : "models")}/{repo}/{rest}");
 
+    /// <summary>The repository's page on the Hub, where a gated repository's conditions are accepted.</summary>
+    private Uri Page(HubRepoKind kind, string repo) => new(settings.Endpoint, $"{(kind == HubRepoKind.Dataset ? "datasets/" : "")}{repo}");
+
     private static string Describe(HubRepoKind kind, string repo) => kind == HubRepoKind.Dataset ? $"dataset {repo}" : $"model {repo}";
 
-    private async Task<JObject> GetJsonAsync(Uri url, string what, CancellationToken cancellation)
+    private async Task<JObject> GetJsonAsync(Uri url, string what, Uri page, CancellationToken cancellation)
     {
-        using var response = await SendAsync(url, what, cancellation);
+        using var response = await SendAsync(url, what, page, cancellation);
         return JObject.Parse(await ReadAsync(response, url, what, cancellation));
     }
 
@@ -116,7 +119,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     private StageFailedException Unreachable(string what, Exception e) =>
         new($"{what}: cannot reach the Hub at {settings.Endpoint} ({e.Message}); set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 to use the cache", e);
 
-    private async Task<HttpResponseMessage> SendAsync(Uri url, string what, CancellationToken cancellation)
+    private async Task<HttpResponseMessage> SendAsync(Uri url, string what, Uri page, CancellationToken cancellation)
     {
         if (settings.Offline)
             throw new StageFailedException($"{what}: HF_HUB_OFFLINE is set, and this needs the Hub ({url})");
@@ -133,11 +136,19 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
         }
         if (response.IsSuccessStatusCode) return response;
         var status = response.StatusCode;
+        // The Hub's own explanation, as huggingface_hub's hf_raise_for_status quotes it.
+        string said = response.Headers.TryGetValues("X-Error-Message", out var values) && string.Join(" ", values).Trim() is { Length: > 0 } text
+            ? $": \"{(text.Length <= 300 ? text : text[..300] + "…")}\"" : "";
         response.Dispose();
         throw new StageFailedException(status switch
         {
+            // Without a token the Hub answers 401 for a missing repository as for a private or gated one (huggingface_hub reports it as RepositoryNotFound).
+            HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden when settings.Token is null =>
+                $"{what}: the Hub refused access ({(int)status}) to {url}{said}. No token was sent: check the name ({page}); for a private or gated repository set HF_TOKEN " +
+                $"(or log in with `hf auth login`) to a read token of an account with access, and for a gated one first accept its conditions at {page}",
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden =>
-                $"{what}: the Hub refused access ({(int)status}) to {url}; {(settings.Token is null ? "set HF_TOKEN to a token with read access" : "the token in HF_TOKEN has no access to it (gated repo? accept its licence on the Hub)")}",
+                $"{what}: the Hub refused access ({(int)status}) to {url}{said}. The token sent (HF_TOKEN, else the token file of `hf auth login`) has no access: " +
+                $"check that it is valid and can read the repository; for a gated one, accept its conditions at {page} while logged in as the token's owner",
             HttpStatusCode.NotFound => $"{what}: not found on the Hub ({url} returned 404); check the repository name and revision",
             _ => $"{what}: the Hub answered {(int)status} {status} for {url}",
         });
