@@ -123,16 +123,33 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     {
         if (settings.Offline)
             throw new StageFailedException($"{what}: HF_HUB_OFFLINE is set, and this needs the Hub ({url})");
-        using var request = new HttpRequestMessage(HttpMethod.Get, url);
-        Authorize(request);
         HttpResponseMessage response;
-        try
+        var delay = _waits.FirstRetryDelay;
+        for (int attempt = 1; ; attempt++)
         {
-            response = await HttpWaits.SendAsync(http, request, _waits, cancellation);
-        }
-        catch (Exception e) when (e is HttpRequestException or TimeoutException)
-        {
-            throw Unreachable(what, e);
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            Authorize(request);
+            try
+            {
+                response = await HttpWaits.SendAsync(http, request, _waits, cancellation);
+            }
+            catch (Exception e) when (e is HttpRequestException or TimeoutException)
+            {
+                throw Unreachable(what, e);
+            }
+            // Rate limited (429) or briefly unavailable: wait as the Hub asks (Retry-After, at most download.max_retry_wait_seconds)
+            // or back off, as file downloads do; huggingface_hub's _request_wrapper retries 429 too.
+            if ((int)response.StatusCode is not (429 or 500 or 502 or 503 or 504) || attempt >= _waits.Attempts) break;
+            var asked = response.Headers.RetryAfter switch
+            {
+                { Delta: { } d } => d,
+                { Date: { } date } => date - DateTimeOffset.UtcNow,
+                _ => (TimeSpan?)null,
+            };
+            var wait = asked is { } a ? TimeSpan.FromTicks(Math.Clamp(a.Ticks, 0, _waits.MaxRetryWait.Ticks)) : delay;
+            response.Dispose();
+            await Task.Delay(wait, cancellation);
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
         }
         if (response.IsSuccessStatusCode) return response;
         var status = response.StatusCode;
@@ -150,7 +167,9 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
                 $"{what}: the Hub refused access ({(int)status}) to {url}{said}. The token sent (HF_TOKEN, else the token file of `hf auth login`) has no access: " +
                 $"check that it is valid and can read the repository; for a gated one, accept its conditions at {page} while logged in as the token's owner",
             HttpStatusCode.NotFound => $"{what}: not found on the Hub ({url} returned 404); check the repository name and revision",
-            _ => $"{what}: the Hub answered {(int)status} {status} for {url}",
+            _ when (int)status is 429 or 500 or 502 or 503 or 504 =>
+                $"{what}: the Hub answered {(int)status} {status} for {url}{said}, {_waits.Attempts} times ({DownloadSettings.AttemptsKey}){((int)status == 429 ? "; a token (HF_TOKEN) raises the Hub's rate limits" : "")}",
+            _ => $"{what}: the Hub answered {(int)status} {status} for {url}{said}",
         });
     }
 

@@ -1,0 +1,81 @@
+using System.Text;
+using SdPipeline.Downloads;
+using SdPipeline.Hub;
+using SdPipeline.Pipeline;
+using SdPipeline.Progress;
+using SdPipeline.Tests.Support;
+
+namespace SdPipeline.Tests.Hub;
+
+/// <summary>The Hub's API rate-limits (429) and has brief outages (503): its calls wait and retry as file downloads do.</summary>
+public sealed class HubRateLimitTests
+{
+    private TempFolder _temp = null!;
+    private TestHttpServer _server = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _temp = new TempFolder();
+        _server = new TestHttpServer();
+        new FakeHub(_server, "org/sd");
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _server.Dispose();
+        _temp.Dispose();
+    }
+
+    private HubSnapshot Download(int attempts = 5)
+    {
+        var settings = new HubSettings(_server.BaseUri, null, false, _temp.File("hub"));
+        var waits = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5), Attempts = attempts };
+        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
+        var client = new HubClient(http, settings, waits);
+        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = waits };
+        return new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
+            .DownloadAsync(new HubModelRef("org/sd", "main"), null, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
+    private void Limit(string path, string json, int times, int status, string? retryAfter = null) =>
+        _server.Serve(path, new TestHttpServer.Route
+        {
+            Body = Encoding.UTF8.GetBytes(json), ContentType = "application/json", FailFirst = times, FailStatus = status,
+            Headers = retryAfter is null ? [] : new() { ["Retry-After"] = retryAfter },
+        });
+
+    private const string Revision = $$"""{"sha": "{{FakeHub.Commit}}"}""";
+
+    [Test]
+    public void ApiCalls_Should_WaitAndRetry_When_RateLimited()
+    {
+        // Given a Hub that answers the revision call with 429 twice, asking to retry at once
+        Limit("/api/models/org/sd/revision/main", Revision, 2, 429, "0");
+
+        var snapshot = Download();
+
+        Assert.That(snapshot.Commit, Is.EqualTo(FakeHub.Commit));
+        Assert.That(_server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
+    }
+
+    [Test]
+    public void ApiCalls_Should_BackOffAndRetry_When_TheHubIsBrieflyUnavailable()
+    {
+        Limit("/api/models/org/sd/revision/main", Revision, 1, 503);
+
+        Assert.That(Download().Commit, Is.EqualTo(FakeHub.Commit));
+    }
+
+    [Test]
+    public void ApiCalls_Should_FailNamingTheLimit_When_EveryAttemptIsRateLimited()
+    {
+        Limit("/api/models/org/sd/revision/main", Revision, 10, 429, "0");
+
+        var error = Assert.Throws<StageFailedException>(() => Download(attempts: 3))!;
+
+        Assert.That(_server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
+        Assert.That(error.Message, Does.Contain("429").And.Contain(DownloadSettings.AttemptsKey).And.Contain("HF_TOKEN"));
+    }
+}
