@@ -1,5 +1,6 @@
 using SdPipeline.Lora;
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Unet;
 using SdPipeline.Tests.Support;
 using SdPipeline.Tests.Training;
 using SdPipeline.Weights;
@@ -51,6 +52,39 @@ public sealed class LoraNetworkTests
         Assert.That((merged - withAdapters).abs().max().item<float>(), Is.LessThan(1e-4f));
         Assert.That((encodedMerged - encodedWithAdapters).abs().max().item<float>(), Is.LessThan(1e-4f));
         Assert.That((withAdapters - baseOnly).abs().max().item<float>(), Is.GreaterThan(1e-2f), "the test's adapters must matter");
+    }
+
+    [Test]
+    public void Apply_Should_ChangeTheSampler_When_AKohyaLoraAdaptsProjInAndProjOut()
+    {
+        // Given the sampler's UNet (plain layers, eval, no autograd: the inference paths) and a LoRA on the transformers'
+        // 1×1 proj_in/proj_out convolutions, which sd-scripts' default network adapts in SD 1.x (Transformer2DModel's
+        // Linear and 1×1 Conv2d children; lora_down [r, in, 1, 1], lora_up [out, r, 1, 1])
+        using var step = TinyUnetStep.Load();
+        using var unet = UNet2DConditionModel.FromFolder(DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd")));
+        unet.eval();
+        using var noGrad = torch.no_grad();
+        using var generator = new Generator(7);
+        var layers = LoraNetwork.Layers(unet, null);
+        var weights = layers.Keys.Where(k => k.Path.EndsWith(".proj_in", StringComparison.Ordinal) || k.Path.EndsWith(".proj_out", StringComparison.Ordinal))
+            .Select(k =>
+            {
+                var shape = ((TorchSharp.Modules.Conv2d)layers[k]).weight!.shape;
+                return new LoraModuleWeights(k.Component, k.Path, torch.randn([4, shape[1], 1, 1], generator: generator) * 0.25,
+                    torch.randn([shape[0], 4, 1, 1], generator: generator) * 0.25, Alpha: 2);
+            }).ToList();
+        Assert.That(weights, Has.Count.EqualTo(12), "proj_in and proj_out of the tiny UNet's six transformers");
+        using var baseOnly = unet.call(step.NoisyLatents, step.Timesteps, step.EncoderHiddenStates);
+
+        // When the LoRA is attached as sample.lora attaches it, and when it is merged instead
+        var network = LoraNetwork.Apply(weights, unet, null, strength: 1.0);
+        using var attached = unet.call(step.NoisyLatents, step.Timesteps, step.EncoderHiddenStates);
+        network.Merge();
+        using var merged = unet.call(step.NoisyLatents, step.Timesteps, step.EncoderHiddenStates);
+
+        // Then the attached adapters change the prediction exactly as the merged weights do (kohya's and diffusers' B·A·alpha/r)
+        Assert.That((merged - baseOnly).abs().max().item<float>(), Is.GreaterThan(1e-2f), "the test's adapters must matter");
+        Assert.That((attached - merged).abs().max().item<float>(), Is.LessThan(1e-4f));
     }
 
     [Test]

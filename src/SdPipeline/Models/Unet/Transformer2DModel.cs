@@ -53,12 +53,15 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
 
     // In inference on the CPU in float32, the 1×1 convolutions proj_in and proj_out run as batched GEMMs that read and
     // write the token layout directly: the permute copies around them go, and MKL's GEMM beats oneDNN's 1×1
-    // convolution here (10–15%, docs/performance.md). Training keeps diffusers' convolutions and their gradients.
+    // convolution here (10–15%, docs/performance.md). Training keeps diffusers' convolutions and their gradients. A layer
+    // a hook watches (a LoRA adapter: kohya's SD 1.x networks adapt proj_in and proj_out) is called as it is, or the hook
+    // would never run.
     private bool UsesTokenGemms(Tensor hiddenStates) =>
         this.InInference()
         && hiddenStates.device_type == DeviceType.CPU && hiddenStates.dtype == ScalarType.Float32
         && proj_in is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 }
-        && proj_out is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 };
+        && proj_out is Conv2d { bias: not null, weight.dtype: ScalarType.Float32 }
+        && !Convolutions.HasHooks(proj_in) && !Convolutions.HasHooks(proj_out);
 
     /// <summary>Transforms a feature map [B, C, H, W] conditioned on <paramref name="encoderHiddenStates"/> [B, M, D].</summary>
     public override Tensor forward(Tensor hiddenStates, Tensor? encoderHiddenStates)
