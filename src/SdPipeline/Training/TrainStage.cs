@@ -91,6 +91,10 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             problems.Add("neither train.max_train_steps nor train.num_train_epochs is positive, so there is nothing to train");
         if (train.LrScheduler == "polynomial" && FineTuningRun.BaseRate(train) is var rate && rate <= LrSchedules.PolynomialLrEnd)
             problems.Add($"train.lr_scheduler=polynomial decays to {LrSchedules.PolynomialLrEnd} (diffusers' lr_end), so the learning rate must be above it (now {rate}): raise train.learning_rate or pick another schedule");
+        // Checkpointing recomputes each block in backward and does not restore the RNG state, as torch.utils.checkpoint does:
+        // the adapters would draw other dropout masks there, and the gradients would be those of another forward than the loss's.
+        if (train.Method == TrainingMethods.Lora && train.LoraDropout > 0 && train.GradientCheckpointing)
+            problems.Add($"train.gradient_checkpointing recomputes each block in backward with new dropout masks, so train.lora_dropout={train.LoraDropout} would give the gradients of another forward than the loss's: set train.lora_dropout=0 or train.gradient_checkpointing=false");
         if (train.FusedBackwardPass)
         {
             // Each needs every gradient of the step before the first parameter moves, which a fused step cannot wait for.

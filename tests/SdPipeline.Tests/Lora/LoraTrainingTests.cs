@@ -113,6 +113,20 @@ public sealed class LoraTrainingTests
         Assert.That(error!.Message, Does.Contain(key));
     }
 
+    [Test]
+    public void TrainStage_Should_RefuseLoraDropout_WithGradientCheckpointing()
+    {
+        // A checkpointed block is recomputed in backward, where the adapters would draw new dropout masks (PyTorch's
+        // checkpoint restores the RNG state; ours does not): the gradients would belong to another forward than the loss.
+        static IReadOnlyList<string> Problems(params string[] sets) =>
+            TrainStage.CheckConfig(ConfigLoader.Load(null, [$"download.registry={Path.Combine(RepoPaths.Root, "datasets.json")}", "train.method=lora", .. sets]));
+
+        Assert.That(Problems("train.lora_dropout=0.1"), Is.Empty);
+        Assert.That(Problems("train.gradient_checkpointing=true"), Is.Empty);
+        Assert.That(Problems("train.lora_dropout=0.1", "train.gradient_checkpointing=true"),
+            Has.One.Contains("train.lora_dropout=0").And.One.Contains("train.gradient_checkpointing=false"));
+    }
+
     [TestCase("train.method=qlora", "train.method")]
     [TestCase("train.lora_targets=attention,mlp", "train.lora_targets")]
     [TestCase("benchmark.method=full,dora", "benchmark.method")]
