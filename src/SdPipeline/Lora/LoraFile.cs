@@ -216,9 +216,28 @@ public static class LoraFile
             string component = stem[..dot], layerPath = stem[(dot + 1)..].Replace(".processor.", ".", StringComparison.Ordinal);
             var down = file.Read(entry.Name);
             var up = file.Read(upName);
-            modules.Add(new LoraModuleWeights(component, layerPath, down, up, DiffusersAlpha(file, config, component, layerPath, stem, down.shape[0])));
+            long rank = down.shape[0];
+            if (HeaderRank(config, component, layerPath) is long headerRank && headerRank != rank)
+            {
+                down.Dispose();
+                up.Dispose();
+                // diffusers builds the adapter from the header and PEFT refuses the tensors' shapes; alpha / r would be another scale.
+                throw new WeightsException($"{file.Path}: {stem} has rank {rank} but the header's {component}.r / rank_pattern says {headerRank}; " +
+                    "the file is inconsistent (diffusers' load_lora_weights refuses it too)");
+            }
+            modules.Add(new LoraModuleWeights(component, layerPath, down, up, DiffusersAlpha(file, config, component, layerPath, stem, rank)));
         }
         return modules;
+    }
+
+    // The rank the header's LoraConfig gives a module: its rank_pattern entry, else r; null without a header, or when
+    // rank_pattern holds only patterns PEFT matches as regular expressions (not judged here).
+    private static long? HeaderRank(JObject? config, string component, string path)
+    {
+        if (config?[$"{component}.r"] is not { Type: JTokenType.Integer or JTokenType.Float } r) return null;
+        if (config[$"{component}.rank_pattern"] is JObject { Count: > 0 } pattern)
+            return pattern[path] is { Type: JTokenType.Integer or JTokenType.Float } specific ? specific.Value<long>() : null;
+        return r.Value<long>();
     }
 
     // diffusers: the LoraConfig from the header (alpha_pattern by module, else lora_alpha), else a network_alphas-style

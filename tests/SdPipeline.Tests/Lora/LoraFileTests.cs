@@ -150,6 +150,40 @@ public sealed class LoraFileTests
     }
 
     [Test]
+    public void DiffusersLayout_Should_RefuseARankTheHeaderContradicts()
+    {
+        // Given rank-4 tensors under a header whose LoraConfig says r = 8: diffusers builds the adapters from the header
+        // (_create_lora_config: LoraConfig(**metadata)) and PEFT's load_state_dict then fails on the shapes
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
+        string path = temp.File("rank.safetensors");
+        var config = new JObject { ["unet.r"] = 8, ["unet.lora_alpha"] = 8, ["unet.rank_pattern"] = new JObject(), ["unet.alpha_pattern"] = new JObject() };
+        using (var down = torch.zeros(4, 64))
+        using (var up = torch.zeros(64, 4))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+                new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config.ToString() });
+
+        // Then it is refused, rather than applied at alpha / 4 = 2 where the header says alpha / r = 1
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+        Assert.That(error!.Message, Does.Contain("rank.safetensors").And.Contain("unet.r").And.Contain(layer));
+
+        // And a header that agrees (or a rank_pattern entry for the layer) is read
+        config["unet.rank_pattern"] = new JObject { [layer["unet.".Length..]] = 4 };
+        using (var down = torch.zeros(4, 64))
+        using (var up = torch.zeros(64, 4))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+                new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config.ToString() });
+        var (_, modules) = LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys);
+        Assert.That(modules.Single().Rank, Is.EqualTo(4));
+        foreach (var module in modules)
+        {
+            module.Down.Dispose();
+            module.Up.Dispose();
+        }
+    }
+
+    [Test]
     public void Read_Should_NameTheModulesThatFitNoLayer()
     {
         using var temp = new TempFolder();
