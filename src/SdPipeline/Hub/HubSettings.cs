@@ -14,15 +14,27 @@ public sealed record HubSettings(Uri Endpoint, string? Token, bool Offline, stri
     /// <summary>Reads the settings from the environment.</summary>
     public static HubSettings FromEnvironment()
     {
-        string endpoint = Environment.GetEnvironmentVariable("HF_ENDPOINT") is { Length: > 0 } e ? e : "https://huggingface.co";
-        bool offline = Environment.GetEnvironmentVariable("HF_HUB_OFFLINE") is "1" or "true" or "TRUE" or "yes";
-        string home = Environment.GetEnvironmentVariable("HF_HOME") is { Length: > 0 } h ? h
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "huggingface");
+        // As huggingface_hub's constants.py reads them, so both tools share one cache and one login.
+        string endpoint = Variable("HF_ENDPOINT") ?? "https://huggingface.co";
+        bool offline = (Variable("HF_HUB_OFFLINE") ?? Variable("TRANSFORMERS_OFFLINE"))?.ToUpperInvariant() is "1" or "ON" or "YES" or "TRUE";
+        string home = Expand(Variable("HF_HOME")
+            ?? Path.Combine(Variable("XDG_CACHE_HOME") ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "huggingface"));
         // huggingface_hub's order (utils/_auth.py get_token): the environment, then the file `hf auth login` wrote.
-        string? token = Clean(Environment.GetEnvironmentVariable("HF_TOKEN") is { Length: > 0 } t ? t : Environment.GetEnvironmentVariable("HUGGING_FACE_HUB_TOKEN"))
-            ?? Clean(ReadTokenFile(Environment.GetEnvironmentVariable("HF_TOKEN_PATH") is { Length: > 0 } p ? p : Path.Combine(home, "token")));
-        string cache = Environment.GetEnvironmentVariable("HF_HUB_CACHE") is { Length: > 0 } c ? c : Path.Combine(home, "hub");
+        string? token = Clean(Variable("HF_TOKEN") ?? Variable("HUGGING_FACE_HUB_TOKEN"))
+            ?? Clean(ReadTokenFile(Expand(Variable("HF_TOKEN_PATH") ?? Path.Combine(home, "token"))));
+        string cache = Expand(Variable("HF_HUB_CACHE") ?? Variable("HUGGINGFACE_HUB_CACHE") ?? Path.Combine(home, "hub"));
         return new HubSettings(new Uri(endpoint.TrimEnd('/') + "/"), token, offline, cache);
+    }
+
+    private static string? Variable(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+
+    /// <summary>Python's <c>os.path.expandvars(os.path.expanduser(path))</c>: a leading <c>~</c>, then <c>$NAME</c> and <c>${NAME}</c> (unknown names stay).</summary>
+    private static string Expand(string path)
+    {
+        if (path == "~" || path.StartsWith("~/", StringComparison.Ordinal))
+            path = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) + path[1..];
+        return System.Text.RegularExpressions.Regex.Replace(path, @"\$(\w+|\{[^}]*\})",
+            m => Environment.GetEnvironmentVariable(m.Value.Trim('$', '{', '}')) ?? m.Value);
     }
 
     /// <summary>

@@ -18,7 +18,10 @@ public sealed class HubSnapshotDownloader(HubClient client, HubCache cache, Http
             return FromCache(cache, model, variant)
                 ?? throw new StageFailedException($"{model}: HF_HUB_OFFLINE is set and the model is not in the Hub cache at {cache.Root}; download it once with network access");
 
-        string commit = await client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, cancellation);
+        // A branch whose snapshot the cache holds whole is the commit its refs/ names: the plan fingerprinted that one
+        // (FromCache), and the artifact must hold what its fingerprint says, not the branch's head of today.
+        string commit = FromCache(cache, model, variant)?.Commit
+            ?? await client.ResolveRevisionAsync(HubRepoKind.Model, model.Repo, model.Revision, cancellation);
         var files = PipelineFiles.Select(await client.ListFilesAsync(HubRepoKind.Model, model.Repo, commit, cancellation), variant);
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var file in files)

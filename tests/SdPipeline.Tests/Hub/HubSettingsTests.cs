@@ -7,7 +7,8 @@ namespace SdPipeline.Tests.Hub;
 [NonParallelizable] // sets HF_* environment variables
 public sealed class HubSettingsTests
 {
-    private static readonly string[] Variables = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT"];
+    private static readonly string[] Variables = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT",
+        "XDG_CACHE_HOME", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "SDPIPE_TEST_ROOT"];
     private TempFolder _temp = null!;
     private Dictionary<string, string?> _saved = null!;
 
@@ -25,6 +26,37 @@ public sealed class HubSettingsTests
     {
         foreach (var (name, value) in _saved) Environment.SetEnvironmentVariable(name, value);
         _temp.Dispose();
+    }
+
+    [Test]
+    public void Cache_Should_BeWhereHuggingfaceHubPutsIt_ForEachWayOfNamingIt()
+    {
+        // constants.py: HF_HOME defaults to $XDG_CACHE_HOME/huggingface; HF_HUB_CACHE, then the legacy HUGGINGFACE_HUB_CACHE;
+        // each path through expanduser and expandvars
+        Environment.SetEnvironmentVariable("HF_HOME", null);
+        Environment.SetEnvironmentVariable("XDG_CACHE_HOME", _temp.File("xdg"));
+        Assert.That(HubSettings.FromEnvironment().HubCache, Is.EqualTo(Path.Combine(_temp.File("xdg"), "huggingface", "hub")));
+
+        Environment.SetEnvironmentVariable("HUGGINGFACE_HUB_CACHE", _temp.File("legacy"));
+        Assert.That(HubSettings.FromEnvironment().HubCache, Is.EqualTo(_temp.File("legacy")));
+
+        Environment.SetEnvironmentVariable("SDPIPE_TEST_ROOT", _temp.File("root"));
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", "${SDPIPE_TEST_ROOT}/hub");
+        Assert.That(HubSettings.FromEnvironment().HubCache, Is.EqualTo(_temp.File("root") + "/hub"));
+
+        Environment.SetEnvironmentVariable("HF_HUB_CACHE", "~/hf-hub");
+        Assert.That(HubSettings.FromEnvironment().HubCache, Is.EqualTo(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) + "/hf-hub"));
+    }
+
+    [TestCase("HF_HUB_OFFLINE", "On", true)]
+    [TestCase("HF_HUB_OFFLINE", "True", true)]
+    [TestCase("HF_HUB_OFFLINE", "0", false)]
+    [TestCase("TRANSFORMERS_OFFLINE", "1", true)]
+    public void Offline_Should_ReadTheValues_huggingface_hub_Reads(string name, string value, bool offline)
+    {
+        Environment.SetEnvironmentVariable(name, value);
+
+        Assert.That(HubSettings.FromEnvironment().Offline, Is.EqualTo(offline));
     }
 
     [Test]

@@ -94,6 +94,24 @@ public sealed class HubSnapshotDownloaderTests
     }
 
     [Test]
+    public void Download_Should_FetchTheCommitTheCachesRefNames_When_ItsSnapshotIsComplete_AsThePlanFingerprintedIt()
+    {
+        // Given main downloaded at one commit, and the branch moved on the Hub since
+        const string moved = "fedcba0987654321fedcba0987654321fedcba09";
+        var first = Download();
+        _ = new FakeHub(_server, "org/sd", _files.ToDictionary(f => f.Key, f => f.Key == "unet/diffusion_pytorch_model.safetensors" ? [.. f.Value, 1] : f.Value), moved);
+        var planned = HubSnapshotDownloader.FromCache(new HubCache(_temp.File("hub")), new HubModelRef("org/sd", "main"), null)!;
+
+        // When the model stage downloads it again, online
+        var again = Download();
+
+        // Then it holds the commit the plan fingerprinted from refs/main, not the branch's new head under that fingerprint
+        Assert.That((planned.Commit, again.Commit), Is.EqualTo((first.Commit, first.Commit)));
+        Assert.That(again.ContentHashes, Is.EqualTo(planned.ContentHashes));
+        Assert.That(_server.Requests, Has.None.Contains(moved));
+    }
+
+    [Test]
     public void Offline_Should_AnswerFromTheCache_And_FailClearly_When_NotCached()
     {
         var error = Assert.Throws<StageFailedException>(() => Download(offline: true))!;

@@ -22,16 +22,16 @@ public sealed class FakeHub
         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json", "README.md",
     ];
 
-    public FakeHub(TestHttpServer server, string repo, IReadOnlyDictionary<string, byte[]>? files = null)
+    public FakeHub(TestHttpServer server, string repo, IReadOnlyDictionary<string, byte[]>? files = null, string commit = Commit)
     {
         Files = files?.ToDictionary(p => p.Key, p => p.Value)
             ?? LfsFiles.Concat(SmallFiles).ToDictionary(p => p, p => Encoding.UTF8.GetBytes($"content of {p} " + new string('x', p.Length * 37)));
-        server.ServeJson($"/api/models/{repo}/revision/main", $$"""{"sha": "{{Commit}}"}""");
+        server.ServeJson($"/api/models/{repo}/revision/main", $$"""{"sha": "{{commit}}"}""");
         var tree = new JArray(Files.Select(f => IsLfs(f.Key)
             ? new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = "00", ["lfs"] = new JObject { ["oid"] = Sha256(f.Value), ["size"] = f.Value.Length } }
             : new JObject { ["type"] = "file", ["path"] = f.Key, ["size"] = f.Value.Length, ["oid"] = GitOid(f.Value) }));
-        server.ServeJson($"/api/models/{repo}/tree/{Commit}", tree.ToString());
-        foreach (var (path, bytes) in Files) server.Serve($"/{repo}/resolve/{Commit}/{path}", bytes);
+        server.ServeJson($"/api/models/{repo}/tree/{commit}", tree.ToString());
+        foreach (var (path, bytes) in Files) server.Serve($"/{repo}/resolve/{commit}/{path}", bytes);
     }
 
     public Dictionary<string, byte[]> Files { get; }
