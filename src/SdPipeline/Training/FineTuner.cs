@@ -129,6 +129,9 @@ public sealed class FineTuner(TrainSection settings, TrainedModels models, Laten
             settings.LrNumCycles, settings.LrPower, LrSchedules.PolynomialEndRatio(run.BaseLr));
         // train.fused_backward_pass: the parameters move inside backward (one micro-batch, no clipping, no loss scale).
         run.FusedBackward?.Begin(lr);
+        // LoRA dropout draws from libtorch's global generator, which nothing else in a step reads: seeded by train.seed and
+        // the step, its masks follow the seed and a resumed run draws the ones the uninterrupted run drew.
+        if (settings.LoraDropout > 0) torch.random.manual_seed(unchecked(settings.Seed * 1_000_003L + run.Step));
         double lossSum = 0;
         int images = 0, micro = 0;
         for (; micro < run.Accumulation && run.BatchInEpoch < batchesInEpoch; micro++, run.BatchInEpoch++)

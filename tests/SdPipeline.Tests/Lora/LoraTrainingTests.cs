@@ -63,11 +63,12 @@ public sealed class LoraTrainingTests
             Is.EquivalentTo(diffusers.Keys.Select(k => "exp_avg." + k)), "AdamW holds state for the adapters only");
     }
 
-    [Test, Category("Slow")]
-    public void InterruptedLoraRun_Should_ResumeToTheSameAdapters_BitForBit()
+    [TestCase(0.0, Category = "Slow")]
+    [TestCase(0.25, Category = "Slow")] // the dropout masks too: drawn from train.seed and the step, not from whatever the process drew before
+    public void InterruptedLoraRun_Should_ResumeToTheSameAdapters_BitForBit(double dropout)
     {
         // Given an uninterrupted LoRA run with EMA
-        string[] sets = [.. Small, "train.use_ema=true"];
+        string[] sets = [.. Small, "train.use_ema=true", $"train.lora_dropout={dropout.ToString(System.Globalization.CultureInfo.InvariantCulture)}"];
         using var straight = new PipelineHarness();
         var reference = Train(straight, sets);
 
