@@ -56,7 +56,7 @@ public sealed class ModelStage : IStageRunner
             case BaseModelSource.Builtin builtin:
                 return new Dictionary<string, string> { [$"builtin:{builtin.Name}"] = BuiltinModels.Identity(builtin.Name, settings.BuiltinSeed, settings.BuiltinAutoencoderSteps) };
             case BaseModelSource.Local local:
-                var folder = Open(local.Folder);
+                var folder = Open(local.Folder, settings.Base);
                 return Prefixed(ModelFiles.Select(folder, variant).ToDictionary(f => f, f => context.Hashes.Hash(Path.Combine(folder.Root, f))));
             case BaseModelSource.SingleFile single:
                 return SingleFileModel.Identity(single.File, settings.SingleFileConfig, context.Hashes);
@@ -90,7 +90,7 @@ public sealed class ModelStage : IStageRunner
 
     private static ResolvedModel ResolveLocal(BaseModelSource.Local local, string? variant, string source)
     {
-        var folder = Open(local.Folder);
+        var folder = Open(local.Folder, source);
         var hashes = ModelFiles.Select(folder, variant).ToDictionary(f => f, f => FileHashCache.HashFile(Path.Combine(folder.Root, f)), StringComparer.Ordinal);
         return new ResolvedModel { Kind = "local", Source = source, Folder = folder.Root, Variant = UsedVariant(hashes.Keys, variant), ContentHashes = hashes };
     }
@@ -139,7 +139,7 @@ public sealed class ModelStage : IStageRunner
         }
     }
 
-    private static DiffusersFolder Open(string folder)
+    private static DiffusersFolder Open(string folder, string written)
     {
         try
         {
@@ -147,9 +147,23 @@ public sealed class ModelStage : IStageRunner
         }
         catch (WeightsException e)
         {
-            throw new StageInputException($"model.base: {e.Message}");
+            throw new StageInputException($"model.base: {e.Message}" + (Directory.Exists(folder) || File.Exists(folder) ? "" : NotFoundHint(written)));
         }
     }
+
+    /// <summary>
+    /// What to add when <c>model.base</c> names nothing on disk: where a relative path was looked for, and for
+    /// <c>org/name</c> (diffusers' <c>--pretrained_model_name_or_path</c> takes a Hub id bare) the <c>hf:</c> form.
+    /// </summary>
+    internal static string NotFoundHint(string written)
+    {
+        string hint = Path.IsPathRooted(written) ? "" : $" (a relative path is read from the working directory, {Directory.GetCurrentDirectory()})";
+        return LooksLikeHubId(written) ? $"{hint}; for the Hugging Face Hub repository write model.base=hf:{written}" : hint;
+    }
+
+    /// <summary>Whether <paramref name="text"/> has the shape of a Hub repository id (<c>org/name</c>, <c>org/name@revision</c>).</summary>
+    internal static bool LooksLikeHubId(string text) =>
+        System.Text.RegularExpressions.Regex.IsMatch(text, @"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?$") && !text.Contains("..");
 
     private static Dictionary<string, string> Prefixed(IReadOnlyDictionary<string, string> hashes) =>
         hashes.ToDictionary(p => $"file:{p.Key}", p => p.Value, StringComparer.Ordinal);

@@ -111,6 +111,18 @@ public sealed class ModelStageTests
     }
 
     [Test]
+    public void MissingFolder_Should_SuggestTheHfForm_When_ItIsWrittenAsAHubId()
+    {
+        // diffusers' --pretrained_model_name_or_path takes a Hub id bare; here that is a relative path, which does not exist
+        var plan = PlanModel("stable-diffusion-v1-5/stable-diffusion-v1-5");
+
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Error));
+        Assert.That(plan.Reasons.Single(), Does.Contain("model.base=hf:stable-diffusion-v1-5/stable-diffusion-v1-5")
+            .And.Contain(Directory.GetCurrentDirectory()));
+        Assert.That(PlanModel("/no/such/model").Reasons.Single(), Does.Not.Contain("hf:"));
+    }
+
+    [Test]
     public void HubModel_Should_HaveTheSameFingerprintBeforeAndAfterDownload_And_LandInTheHubCache()
     {
         // Given a fake Hub and an empty Hub cache

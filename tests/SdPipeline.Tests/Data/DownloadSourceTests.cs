@@ -135,6 +135,16 @@ public sealed class DownloadSourceTests
     }
 
     [Test]
+    public void MissingSource_Should_NameTheWorkingDirectory_And_TheHfForm_When_ItIsWrittenAsAHubId()
+    {
+        // diffusers' --dataset_name takes a Hub id bare; here that is a relative path, which does not exist
+        var error = Assert.Throws<StageInputException>(() => Run("download.source=lambdalabs/naruto-blip-captions"))!;
+
+        Assert.That(error.Message, Does.Contain(Directory.GetCurrentDirectory())
+            .And.Contain("download.source=hf:lambdalabs/naruto-blip-captions"));
+    }
+
+    [Test]
     public void BrokenArchive_Should_FailNamingIt_WithoutAStackTrace()
     {
         string tgz = _temp.File("set.tar.gz");
