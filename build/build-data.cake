@@ -10,8 +10,19 @@ public sealed record BuildData(
     ProcessArgumentBuilder PassThrough,
     DotNetMSBuildSettings MSBuild)
 {
+    /// <summary>The arguments this script reads; Cake's own options (--exclusive, --verbosity, ...) never reach it.</summary>
+    public static readonly string[] KnownArguments = ["target", "configuration", "torch-backend", "config", "set", "artifacts", "device", "force", "filter"];
+
     public static BuildData From(ICakeContext context)
     {
+        // A misspelt argument (--confg=configs/sd15.json, --devices=cuda) would otherwise be ignored, and the run would
+        // go ahead on the default profile or the CPU. Cake's configuration overrides (--settings_x, --paths_x) have an underscore.
+        foreach (string name in context.Arguments.GetArguments().Keys)
+        {
+            if (name.Contains('_') || KnownArguments.Contains(name, StringComparer.OrdinalIgnoreCase)) continue;
+            throw new CakeException($"unknown argument --{name}; this script takes --{string.Join(", --", KnownArguments)} " +
+                "(and Cake's own options such as --exclusive and --verbosity); see the README's Targets section");
+        }
         string configuration = context.Argument("configuration", "Release");
         // --torch-backend=cuda builds against TorchSharp-cuda-linux (Directory.Build.props); absent, MSBuild's own
         // default applies (cpu, or the TorchBackend environment variable).

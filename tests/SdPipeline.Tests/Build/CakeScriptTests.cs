@@ -28,6 +28,17 @@ public sealed class CakeScriptTests
         }
     }
 
+    [Test]
+    public void BuildScript_Should_Refuse_When_AnArgumentIsMisspelt()
+    {
+        // --confg would otherwise be ignored, and the run go ahead on the default profile.
+        var result = CliRunner.Run(Path.Combine(RepoPaths.Root, "build.sh"), ["--target=Plan", "--exclusive", "--confg=configs/sd15.json"],
+            RepoPaths.Root, null, TimeSpan.FromMinutes(5));
+
+        Assert.That(result.ExitCode, Is.Not.EqualTo(0), result.All);
+        Assert.That(result.All, Does.Contain("unknown argument --confg").And.Contain("--config"));
+    }
+
     [Test, Category("Slow")]
     public void DownloadTarget_Should_DoNoWork_When_RunASecondTime()
     {
