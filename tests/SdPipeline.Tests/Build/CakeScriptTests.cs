@@ -39,6 +39,22 @@ public sealed class CakeScriptTests
         Assert.That(result.All, Does.Contain("unknown argument --confg").And.Contain("--config"));
     }
 
+    [Test]
+    public void BuildPs1_Should_PassACommaListAsOneArgument_And_LeaveTheCallersLocation()
+    {
+        using var temp = new TempFolder();
+        // PowerShell reads --set=...=full,half as an array; build.ps1 must hand it to Cake as the one argument it was typed as.
+        string command = $"Set-Location '{temp.Path}'; & '{Path.Combine(RepoPaths.Root, "build.ps1")}' --target=Plan --exclusive --verbosity=diagnostic " +
+            $"--artifacts='{temp.File("artifacts")}' --set=benchmark.resolution=full,half; 'exit=' + $LASTEXITCODE; 'location=' + (Get-Location).Path";
+        var result = CliRunner.Run("dotnet", ["pwsh", "-NoProfile", "-Command", command], RepoPaths.Root, new Dictionary<string, string> { ["NO_COLOR"] = "1" },
+            TimeSpan.FromMinutes(5));
+        string output = Regex.Replace(result.All, @"\x1b\[[0-9;]*m", "");
+
+        Assert.That(output, Does.Contain("--set \"benchmark.resolution=full,half\"").And.Not.Contain("Unknown command"), output);
+        Assert.That(output, Does.Contain("exit=0"), output);
+        Assert.That(output, Does.Contain($"location={temp.Path}"), output);
+    }
+
     [Test, Category("Slow")]
     public void DownloadTarget_Should_DoNoWork_When_RunASecondTime()
     {
