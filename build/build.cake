@@ -58,10 +58,21 @@ void EnsureTestPrerequisites()
     if (exit != 0) throw new CakeException(exit, "the tests' prerequisites are missing: run the command printed above, then the tests again");
 }
 
+// The reference fixtures the tests read (tests/SdPipeline.Tests/Support/RepoPaths.cs): without them most tests fail, each
+// saying so, after the whole build and run; say it once, first.
+void EnsureFixtures()
+{
+    var fixtures = Context.Environment.WorkingDirectory.Combine("../shared/fixtures").Collapse();
+    if (!DirectoryExists(fixtures))
+        throw new CakeException($"the tests read the reference fixtures from {fixtures}, which is missing: clone the fixtures repository " +
+            "(sdpipeline-shared, as .github/workflows/ci.yml checks it out) into ../shared beside this repository, then run the tests again");
+}
+
 Task("Test")
     .Description("Run the tests (NUnit), after installing the tools they need (.ci/test-prerequisites.sh); results in TestResults/tests.trx.")
     .Does<BuildData>(data =>
     {
+        EnsureFixtures();
         EnsureTestPrerequisites();
         DotNetTest(data.Solution.FullPath, new DotNetTestSettings
         {

@@ -55,6 +55,25 @@ public sealed class CakeScriptTests
         Assert.That(output, Does.Contain($"location={temp.Path}"), output);
     }
 
+    [Test]
+    public void TestTarget_Should_StopAtOnce_When_TheFixturesAreMissing()
+    {
+        // A checkout with the build scripts and no ../shared beside it, as a fresh clone of this repository alone
+        using var temp = new TempFolder();
+        string repo = Directory.CreateDirectory(temp.File("repo")).FullName;
+        foreach (string file in new[] { "build.sh", "build/build.cake", "build/build-data.cake", ".config/dotnet-tools.json" })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(repo, file))!);
+            File.Copy(Path.Combine(RepoPaths.Root, file), Path.Combine(repo, file));
+        }
+
+        var result = CliRunner.Run("bash", [Path.Combine(repo, "build.sh"), "--target=Test"], repo, null, TimeSpan.FromMinutes(5));
+
+        Assert.That(result.ExitCode, Is.Not.EqualTo(0), result.All);
+        Assert.That(result.All, Does.Contain(Path.Combine(temp.Path, "shared", "fixtures")).And.Contain("sdpipeline-shared"));
+        Assert.That(result.All, Does.Not.Contain("test-prerequisites"), "it stops before installing anything");
+    }
+
     [Test, Category("Slow")]
     public void DownloadTarget_Should_DoNoWork_When_RunASecondTime()
     {
