@@ -8,7 +8,9 @@ public sealed record BuildData(
     string TestFilter,
     string ArtifactsDirectory,
     ProcessArgumentBuilder PassThrough,
-    DotNetMSBuildSettings MSBuild)
+    DotNetMSBuildSettings MSBuild,
+    string Device,
+    string TorchBackend)
 {
     /// <summary>The arguments this script reads; Cake's own options (--exclusive, --verbosity, ...) never reach it.</summary>
     public static readonly string[] KnownArguments = ["target", "configuration", "torch-backend", "config", "set", "artifacts", "device", "force", "filter"];
@@ -48,6 +50,9 @@ public sealed record BuildData(
             context.Argument("filter", ""),
             context.Argument("artifacts", "artifacts"),
             passThrough,
-            msbuild);
+            msbuild,
+            context.Argument("device", ""),
+            // The backend the builds get: the argument, else MSBuild's default (the TorchBackend environment variable, else cpu).
+            torchBackend.Length > 0 ? torchBackend : context.Environment.GetEnvironmentVariable("TorchBackend") is { Length: > 0 } fromEnvironment ? fromEnvironment : "cpu");
     }
 }

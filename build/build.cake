@@ -47,6 +47,14 @@ Task("Build")
 
 Task("BuildCli")
     .Description("Build the sdpipe command the stage tasks run.")
+    // The CPU build stops only at the first stage that uses the device, after the model and dataset downloads (SD 1.5's
+    // 4 GB) or the builtin model's training: say it before anything runs.
+    .Does<BuildData>(data =>
+    {
+        if (data.Device == "cuda" && data.TorchBackend != "cuda")
+            throw new CakeException($"--device=cuda needs the CUDA build of sdpipe, and this run builds the {data.TorchBackend} one: " +
+                "add --torch-backend=cuda (or --device=cpu to run on the CPU)");
+    })
     .Does<BuildData>(data => DotNetBuild(data.CliProject.FullPath, new DotNetBuildSettings { Configuration = data.Configuration, MSBuildSettings = data.MSBuild }));
 
 // The tools some tests drive (Chromium, shellcheck, node/npm): installed when that needs no prompt, else the build

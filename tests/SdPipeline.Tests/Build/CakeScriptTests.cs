@@ -56,6 +56,20 @@ public sealed class CakeScriptTests
     }
 
     [Test]
+    public void StageTargets_Should_StopBeforeAnyStage_When_DeviceIsCudaOnTheCpuBuild()
+    {
+        // Without --torch-backend=cuda BuildCli builds the CPU libtorch, which would refuse cuda only at the latents stage,
+        // after the downloads and the model stage had run.
+        using var temp = new TempFolder();
+        var result = CliRunner.Run(Path.Combine(RepoPaths.Root, "build.sh"), ["--target=Model", "--device=cuda", $"--artifacts={temp.File("artifacts")}"],
+            RepoPaths.Root, new Dictionary<string, string> { ["TorchBackend"] = "" }, TimeSpan.FromMinutes(5));
+
+        Assert.That(result.ExitCode, Is.Not.EqualTo(0), result.All);
+        Assert.That(result.All, Does.Contain("--torch-backend=cuda").And.Not.Contain("model: building"));
+        Assert.That(Directory.Exists(temp.File("artifacts")), Is.False, "no stage ran");
+    }
+
+    [Test]
     public void TestTarget_Should_StopAtOnce_When_TheFixturesAreMissing()
     {
         // A checkout with the build scripts and no ../shared beside it, as a fresh clone of this repository alone
