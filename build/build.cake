@@ -166,12 +166,12 @@ Task("Benchmark")
             GitHubActions.Commands.SetStepSummary(System.IO.File.ReadAllText(table));
     });
 
+// Build outputs only: `sdpipe gc` keeps just what the config it is given references, so a Clean run without the
+// profile of an earlier expensive run (an SD 1.5 fine-tune, its resumable checkpoints) would have deleted it.
 Task("Clean")
-    .Description("Remove build outputs and the artifacts the current config does not reference (sdpipe gc).")
-    .IsDependentOn("BuildCli")
+    .Description("Remove build outputs (bin/, TestResults/); the artifact store is pruned by `sdpipe gc` with the configs to keep.")
     .Does<BuildData>(data =>
     {
-        Sdpipe(data, "gc");
         CleanDirectories("./src/**/bin/" + data.Configuration);
         CleanDirectories("./tests/**/bin/" + data.Configuration);
         CleanDirectories("./TestResults");
