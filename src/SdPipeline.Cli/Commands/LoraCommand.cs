@@ -1,4 +1,5 @@
 using System.CommandLine;
+using SdPipeline.Config;
 using SdPipeline.Lora;
 using SdPipeline.Weights;
 
@@ -29,6 +30,11 @@ internal static class LoraCommand
         convert.SetAction(result =>
         {
             var layout = result.GetValue(To) == "kohya" ? LoraLayout.Kohya : LoraLayout.Diffusers;
+            // A path that names nothing is a mistake in the command (exit 2), not a bad file (exit 1).
+            string input = result.GetValue(Input)!;
+            if (!File.Exists(input)) throw new ConfigException($"lora convert: input '{input}' not found (read from {Environment.CurrentDirectory})");
+            if (result.GetValue(Model) is { } modelFolder && !Directory.Exists(modelFolder))
+                throw new ConfigException($"--model: folder '{modelFolder}' not found (read from {Environment.CurrentDirectory})");
             var model = result.GetValue(Model) is { } folder ? DiffusersFolder.Open(folder) : null;
             var (from, modules) = LoraConverter.Convert(result.GetValue(Input)!, result.GetValue(Output)!, layout, model);
             Console.WriteLine($"{modules} adapted layers: {from} → {layout} ({result.GetValue(Output)})");

@@ -147,6 +147,15 @@ public sealed class HostileSafeTensorsTests
     }
 
     [Test]
+    public void LoraConvert_Should_Exit2NamingThePath_When_TheInputDoesNotExist()
+    {
+        var result = CliRunner.Sdpipe(_temp.Path, null, "lora", "convert", "missing.safetensors", _temp.File("out.safetensors"), "--to", "diffusers");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("'missing.safetensors' not found"));
+    }
+
+    [Test]
     public void LoraConvert_Should_Exit1NamingTheFile_When_TheLoraIsHostile()
     {
         string path = Write("""{"lora_unet_x.lora_down.weight":{"dtype":"F32","shape":[4],"data_offsets":[-4096,-4080]}}""", 16, "stranger.safetensors");
