@@ -39,7 +39,7 @@ internal static class BenchCommand
     };
     private static readonly Option<int> Seed = new("--seed") { Description = "Seed of the random weights and inputs.", DefaultValueFactory = _ => 0 };
     private static readonly Option<int> MatmulSize = new("--matmul-size") { Description = "n of the n³ fp32 matmul that measures the ceiling.", DefaultValueFactory = _ => 4096 };
-    private static readonly Option<string?> Output = new("--output") { Description = "JSON file to write (default: ARTIFACTS/bench/MODEL.json)." };
+    private static readonly Option<string?> Output = new("--output") { Description = "JSON file to write (default: ARTIFACTS/bench/ and the command's name: unet.json, vae.json, train_step.json, kernels.json...)." };
     private static readonly Option<string?> ConfigFile = new("--config-file")
     {
         Description = "A diffusers config.json to benchmark instead of the built-in Stable Diffusion 1.5 architecture.",

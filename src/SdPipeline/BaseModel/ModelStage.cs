@@ -158,12 +158,8 @@ public sealed class ModelStage : IStageRunner
     internal static string NotFoundHint(string written)
     {
         string hint = Path.IsPathRooted(written) ? "" : $" (a relative path is read from the working directory, {Directory.GetCurrentDirectory()})";
-        return LooksLikeHubId(written) ? $"{hint}; for the Hugging Face Hub repository write model.base=hf:{written}" : hint;
+        return HubPaths.LooksLikeRepoId(written) ? $"{hint}; for the Hugging Face Hub repository write model.base=hf:{written}" : hint;
     }
-
-    /// <summary>Whether <paramref name="text"/> has the shape of a Hub repository id (<c>org/name</c>, <c>org/name@revision</c>).</summary>
-    internal static bool LooksLikeHubId(string text) =>
-        System.Text.RegularExpressions.Regex.IsMatch(text, @"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?$") && !text.Contains("..");
 
     private static Dictionary<string, string> Prefixed(IReadOnlyDictionary<string, string> hashes) =>
         hashes.ToDictionary(p => $"file:{p.Key}", p => p.Value, StringComparer.Ordinal);

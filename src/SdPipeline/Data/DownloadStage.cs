@@ -235,7 +235,7 @@ public sealed class DownloadStage : IStageRunner
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to " +
                 (entry.Name == DatasetSelection.SourceEntryName
-                    ? $"the working directory, {Directory.GetCurrentDirectory()})" + (BaseModel.ModelStage.LooksLikeHubId(source) ? $"; for the Hugging Face Hub dataset write download.source=hf:{source}" : "")
+                    ? $"the working directory, {Directory.GetCurrentDirectory()})" + (HubPaths.LooksLikeRepoId(source) ? $"; for the Hugging Face Hub dataset write download.source=hf:{source}" : "")
                     : $"the registry's folder, {Path.GetDirectoryName(Path.GetFullPath(registry.Path))})"));
         // An image folder is read from its root, so one file of it would bring in its siblings, which its fingerprint does not cover.
         if (File.Exists(path) && !ArchiveExtractor.IsArchive(path) && !path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))

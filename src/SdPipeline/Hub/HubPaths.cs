@@ -11,6 +11,13 @@ public static class HubPaths
     /// <summary>Whether <paramref name="text"/> is a full commit id: 40 lowercase hex digits.</summary>
     public static bool IsCommit(string? text) => IsHex(text, 40);
 
+    /// <summary>
+    /// Whether <paramref name="text"/> has the shape of a Hub repository id (<c>org/name</c>, <c>org/name@revision</c>), as
+    /// diffusers' scripts take it bare: an error about a missing local path can then suggest the <c>hf:</c> form.
+    /// </summary>
+    public static bool LooksLikeRepoId(string text) =>
+        System.Text.RegularExpressions.Regex.IsMatch(text, @"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?$") && !text.Contains("..", StringComparison.Ordinal);
+
     /// <summary>Whether <paramref name="text"/> is a SHA-256 (LFS oid): 64 lowercase hex digits.</summary>
     public static bool IsSha256(string? text) => IsHex(text, 64);
 
