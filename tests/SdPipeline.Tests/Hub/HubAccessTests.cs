@@ -1,7 +1,5 @@
-using SdPipeline.Downloads;
 using SdPipeline.Hub;
 using SdPipeline.Pipeline;
-using SdPipeline.Progress;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Hub;
@@ -31,15 +29,8 @@ public sealed class HubAccessTests
 
     private string Page => new Uri(_server.BaseUri, "org/sd").ToString();
 
-    private StageFailedException DownloadFails(string? token, string repo = "org/sd")
-    {
-        var settings = new HubSettings(_server.BaseUri, token, false, _temp.File("hub"));
-        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
-        var client = new HubClient(http, settings);
-        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5) } };
-        return Assert.Throws<StageFailedException>(() => new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
-            .DownloadAsync(new HubModelRef(repo, "main"), null, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult())!;
-    }
+    private StageFailedException DownloadFails(string? token, string repo = "org/sd") =>
+        Assert.Throws<StageFailedException>(() => HubDownloads.Model(_server, _temp.File("hub"), token: token, repo: repo))!;
 
     private void RefuseUnet(int status, string message) =>
         _server.Serve($"/org/sd/resolve/{FakeHub.Commit}/{Unet}", new TestHttpServer.Route

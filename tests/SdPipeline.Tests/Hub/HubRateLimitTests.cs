@@ -2,7 +2,6 @@ using System.Text;
 using SdPipeline.Downloads;
 using SdPipeline.Hub;
 using SdPipeline.Pipeline;
-using SdPipeline.Progress;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Hub;
@@ -28,16 +27,7 @@ public sealed class HubRateLimitTests
         _temp.Dispose();
     }
 
-    private HubSnapshot Download(int attempts = 5)
-    {
-        var settings = new HubSettings(_server.BaseUri, null, false, _temp.File("hub"));
-        var waits = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5), Attempts = attempts };
-        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
-        var client = new HubClient(http, settings, waits);
-        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = waits };
-        return new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
-            .DownloadAsync(new HubModelRef("org/sd", "main"), null, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult();
-    }
+    private HubSnapshot Download(int attempts = 5) => HubDownloads.Model(_server, _temp.File("hub"), token: null, attempts: attempts);
 
     private void Limit(string path, string json, int times, int status, string? retryAfter = null) =>
         _server.Serve(path, new TestHttpServer.Route

@@ -1,8 +1,6 @@
 using System.Text;
-using SdPipeline.Downloads;
 using SdPipeline.Hub;
 using SdPipeline.Pipeline;
-using SdPipeline.Progress;
 using SdPipeline.Tests.Support;
 
 namespace SdPipeline.Tests.Hub;
@@ -32,15 +30,8 @@ public sealed class HubSnapshotDownloaderTests
 
     private static string Sha256(byte[] bytes) => FakeHub.Sha256(bytes);
 
-    private HubSnapshot Download(string? variant = null, bool offline = false)
-    {
-        var settings = new HubSettings(_server.BaseUri, "hf_token", offline, _temp.File("hub"));
-        using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
-        var client = new HubClient(http, settings);
-        var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5) } };
-        return new HubSnapshotDownloader(client, new HubCache(settings.HubCache), downloader, _ => { })
-            .DownloadAsync(new HubModelRef("org/sd", "main"), variant, NullProgress.Instance, CancellationToken.None).GetAwaiter().GetResult();
-    }
+    private HubSnapshot Download(string? variant = null, bool offline = false) =>
+        HubDownloads.Model(_server, _temp.File("hub"), offline: offline, variant: variant);
 
     [Test]
     public void Download_Should_FillTheHubCacheLayout_WithOnlyThePipelineFiles()
