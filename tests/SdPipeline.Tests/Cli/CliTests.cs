@@ -13,9 +13,7 @@ public sealed class CliTests
     {
         _temp = new TempFolder();
         // A working directory laid out like the repository: configs/tiny.json and datasets.json.
-        Directory.CreateDirectory(_temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), _temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), _temp.File("datasets.json"));
+        _temp.CopyTinyProfile();
     }
 
     [TearDown]

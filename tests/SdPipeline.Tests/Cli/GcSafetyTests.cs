@@ -16,9 +16,7 @@ public sealed class GcSafetyTests
     public void SetUp()
     {
         _temp = new TempFolder();
-        Directory.CreateDirectory(_temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), _temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), _temp.File("datasets.json"));
+        _temp.CopyTinyProfile();
     }
 
     [TearDown]

@@ -15,9 +15,7 @@ public sealed class GcTests
     public void SetUp()
     {
         _temp = new TempFolder();
-        Directory.CreateDirectory(_temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), _temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), _temp.File("datasets.json"));
+        _temp.CopyTinyProfile();
     }
 
     [TearDown]

@@ -123,9 +123,7 @@ public sealed class LatentsStageTests
     {
         // Given the CLI encoding the shapes dataset in many small shards, killed once the first shard exists
         using var temp = new TempFolder();
-        Directory.CreateDirectory(temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        temp.CopyTinyProfile();
         string[] sets = ["--set", "download.count=64", "--set", "model.builtin_autoencoder_steps=0", "--set", "latents.shard_size=8", "--set", "latents.batch_size=8"];
         Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", "model", .. sets]).ExitCode, Is.EqualTo(0));
         Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", "download", .. sets]).ExitCode, Is.EqualTo(0));

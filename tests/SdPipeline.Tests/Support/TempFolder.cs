@@ -20,4 +20,12 @@ public sealed class TempFolder : IDisposable
         try { Directory.Delete(Path, recursive: true); }
         catch (IOException) { }
     }
+
+    /// <summary>Makes this folder a working directory the CLI runs the default profile in: configs/tiny.json and datasets.json.</summary>
+    public void CopyTinyProfile()
+    {
+        Directory.CreateDirectory(File("configs"));
+        System.IO.File.Copy(System.IO.Path.Combine(RepoPaths.Root, "configs", "tiny.json"), File("configs/tiny.json"));
+        System.IO.File.Copy(System.IO.Path.Combine(RepoPaths.Root, "datasets.json"), File("datasets.json"));
+    }
 }

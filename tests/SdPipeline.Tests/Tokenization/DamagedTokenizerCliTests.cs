@@ -10,9 +10,7 @@ public sealed class DamagedTokenizerCliTests
     {
         // Given a diffusers model folder whose tokenizer/vocab.json was cut short (an interrupted copy), and the stages before latents built
         using var temp = new TempFolder();
-        Directory.CreateDirectory(temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        temp.CopyTinyProfile();
         string model = temp.File("model");
         foreach (string file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Fixtures, "tiny-sd"), "*", SearchOption.AllDirectories))
         {

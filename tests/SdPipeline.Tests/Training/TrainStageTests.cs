@@ -202,9 +202,7 @@ public sealed class TrainStageTests
     public void Preflight_Should_RefuseARunThatCannotFit_WithExitCode2()
     {
         using var temp = new TempFolder();
-        Directory.CreateDirectory(temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        temp.CopyTinyProfile();
         string[] sets = ["--set", "download.count=8", "--set", "model.builtin_autoencoder_steps=0", "--set", "runtime.memory_limit_gb=0.05", "--set", "train.train_batch_size=64"];
         foreach (string stage in new[] { "model", "download", "latents" })
             Assert.That(CliRunner.Sdpipe(temp.Path, null, ["run", stage, .. sets]).ExitCode, Is.EqualTo(0), stage);

@@ -35,9 +35,7 @@ public sealed class WorkflowOutputsTests
     {
         if (_planOutputLines is not null) return _planOutputLines;
         using var temp = new TempFolder();
-        Directory.CreateDirectory(temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        temp.CopyTinyProfile();
         string output = temp.File("github_output");
         File.WriteAllText(output, "earlier=line\n"); // GitHub's file may already hold other steps' lines: append, never truncate
         var result = CliRunner.Sdpipe(temp.Path, null, "plan", "--github-output", output);
@@ -272,9 +270,7 @@ public sealed class WorkflowOutputsTests
     {
         // Given a cell whose run failed the pre-flight (recorded as oom, cached like a measurement, exit 1)
         using var temp = new TempFolder();
-        Directory.CreateDirectory(temp.File("configs"));
-        File.Copy(Path.Combine(RepoPaths.Root, "configs", "tiny.json"), temp.File("configs/tiny.json"));
-        File.Copy(Path.Combine(RepoPaths.Root, "datasets.json"), temp.File("datasets.json"));
+        temp.CopyTinyProfile();
         string[] args = ["--config=configs/tiny.json", "--device=cpu", "--set=runtime.memory_limit_gb=0.001", "--set=model.builtin_autoencoder_steps=0", "--set=download.count=8"];
         var cell = CliRunner.Sdpipe(temp.Path, null, ["benchmark", .. args, "--cell", "no-off-full"]);
         Assert.That(cell.ExitCode, Is.EqualTo(1), cell.All);
