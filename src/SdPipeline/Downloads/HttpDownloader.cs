@@ -250,7 +250,7 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
     {
         404 => new StageFailedException($"{request.Label}: {request.Url} returned 404 Not Found; check the URL in datasets.json"),
         401 or 403 => new StageFailedException(AccessRefused(request, response)),
-        >= 500 or 429 or 408 => new RetryLaterException(response.StatusCode, RetryAfter(response)),
+        >= 500 or 429 or 408 => new RetryLaterException(response.StatusCode, HttpWaits.RetryAfter(response)),
         _ => new StageFailedException($"{request.Label}: {request.Url} returned {(int)response.StatusCode} {response.StatusCode}"),
     };
 
@@ -263,8 +263,7 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
     private static string AccessRefused(DownloadRequest request, HttpResponseMessage response)
     {
         int status = (int)response.StatusCode;
-        string said = response.Headers.TryGetValues("X-Error-Message", out var values) && string.Join(" ", values).Trim() is { Length: > 0 } text
-            ? $": \"{(text.Length <= 300 ? text : text[..300] + "…")}\"" : "";
+        string said = HttpWaits.ServerSays(response);
         string url = request.Url.AbsoluteUri;
         int resolve = url.IndexOf("/resolve/", StringComparison.Ordinal);
         var refusedBy = response.RequestMessage?.RequestUri ?? request.Url;
@@ -279,13 +278,6 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
               $"with access; for a gated repository, first accept its conditions at {page}");
     }
 
-    /// <summary>The wait a Retry-After header asks for (seconds, or a date), or null.</summary>
-    private static TimeSpan? RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch
-    {
-        { Delta: { } delta } => delta < TimeSpan.Zero ? TimeSpan.Zero : delta,
-        { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
-        _ => null,
-    };
 
     /// <summary>A status that says "try again" (429, 408, 5xx), with the wait the server asked for.</summary>
     private sealed class RetryLaterException(HttpStatusCode status, TimeSpan? retryAfter)

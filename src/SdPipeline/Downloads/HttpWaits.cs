@@ -66,4 +66,20 @@ public static class HttpWaits
         new($"{url} {what} within {DownloadSettings.StallTimeoutKey} = {Seconds(settings.StallTimeout)} s");
 
     private static string Seconds(TimeSpan span) => span.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
+
+    /// <summary>The wait a Retry-After header asks for (seconds, or a date; never negative), or null.</summary>
+    public static TimeSpan? RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => delta < TimeSpan.Zero ? TimeSpan.Zero : delta,
+        { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+        _ => null,
+    };
+
+    /// <summary>
+    /// The server's own explanation of a refusal (the Hub's <c>X-Error-Message</c>, which huggingface_hub's
+    /// <c>hf_raise_for_status</c> quotes too) as <c>: "…"</c> to append to a message, cut at 300 characters; "" when it gave none.
+    /// </summary>
+    public static string ServerSays(HttpResponseMessage response) =>
+        response.Headers.TryGetValues("X-Error-Message", out var values) && string.Join(" ", values).Trim() is { Length: > 0 } text
+            ? $": \"{(text.Length <= 300 ? text : text[..300] + "…")}\"" : "";
 }

@@ -140,13 +140,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
             // Rate limited (429) or briefly unavailable: wait as the Hub asks (Retry-After, at most download.max_retry_wait_seconds)
             // or back off, as file downloads do; huggingface_hub's _request_wrapper retries 429 too.
             if ((int)response.StatusCode is not (429 or 500 or 502 or 503 or 504) || attempt >= _waits.Attempts) break;
-            var asked = response.Headers.RetryAfter switch
-            {
-                { Delta: { } d } => d,
-                { Date: { } date } => date - DateTimeOffset.UtcNow,
-                _ => (TimeSpan?)null,
-            };
-            var wait = asked is { } a ? TimeSpan.FromTicks(Math.Clamp(a.Ticks, 0, _waits.MaxRetryWait.Ticks)) : delay;
+            var wait = HttpWaits.RetryAfter(response) is { } asked ? TimeSpan.FromTicks(Math.Min(asked.Ticks, _waits.MaxRetryWait.Ticks)) : delay;
             response.Dispose();
             await Task.Delay(wait, cancellation);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
@@ -154,8 +148,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
         if (response.IsSuccessStatusCode) return response;
         var status = response.StatusCode;
         // The Hub's own explanation, as huggingface_hub's hf_raise_for_status quotes it.
-        string said = response.Headers.TryGetValues("X-Error-Message", out var values) && string.Join(" ", values).Trim() is { Length: > 0 } text
-            ? $": \"{(text.Length <= 300 ? text : text[..300] + "…")}\"" : "";
+        string said = HttpWaits.ServerSays(response);
         response.Dispose();
         throw new StageFailedException(status switch
         {
