@@ -65,7 +65,7 @@ public sealed class LatentsSection
     [ConfigKey("Flip images left-right at random (diffusers' --random_flip); cached as separate variants.")]
     public bool RandomFlip { get; init; }
 
-    [ConfigKey("Augmented variants cached per image (random crops and flips); training draws one per epoch. At least 2 when random_flip is on, where every second variant is flipped (an even count flips half, as diffusers flips with p = 0.5; an odd count one fewer); 1 when neither random crops nor flips apply.", Min = 1)]
+    [ConfigKey("Augmented variants cached per image (random crops and flips); training draws one per epoch. At least 2 when random_flip is on, where every second variant is flipped (an even count flips half, as diffusers flips with p = 0.5; an odd count n flips (n − 1) / 2); 1 when neither random crops nor flips apply.", Min = 1)]
     public int Variants { get; init; } = 1;
 
     [ConfigKey("Seed of the random crops and flips.", Min = 0)]
