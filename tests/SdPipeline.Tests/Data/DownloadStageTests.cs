@@ -11,17 +11,13 @@ namespace SdPipeline.Tests.Data;
 
 /// <summary>The download stage against an HTTP server on 127.0.0.1 (no network in CI).</summary>
 [NonParallelizable] // sets HF_* environment variables
-public sealed class DownloadStageTests
+public sealed class DownloadStageTests : ServerTest
 {
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
     private List<string> _log = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
         _log = [];
         Environment.SetEnvironmentVariable("SDPIPE_RETRY_DELAY_MS", "10");
     }
@@ -29,8 +25,6 @@ public sealed class DownloadStageTests
     [TearDown]
     public void TearDown()
     {
-        _server.Dispose();
-        _temp.Dispose();
         foreach (string name in new[] { "HF_ENDPOINT", "HF_TOKEN", "SDPIPE_RETRY_DELAY_MS" })
             Environment.SetEnvironmentVariable(name, null);
     }
@@ -44,14 +38,14 @@ public sealed class DownloadStageTests
 
     private EffectiveConfig Config(JObject entry, params string[] sets)
     {
-        string registry = _temp.File("datasets.json");
+        string registry = Temp.File("datasets.json");
         File.WriteAllText(registry, new JObject { ["datasets"] = new JObject { ["test"] = entry } }.ToString());
         return ConfigLoader.Load(null, ["download.dataset=test", $"download.registry={registry}", .. sets]);
     }
 
     private BuildOutcome Run(EffectiveConfig config)
     {
-        var store = new ArtifactStore(_temp.File("artifacts"));
+        var store = new ArtifactStore(Temp.File("artifacts"));
         var executor = new StageExecutor(ProjectStages.Graph, store, new FileHashCache(null));
         return executor.Run("download", config, false, line => _log.Add(line), NullProgress.Instance, CancellationToken.None);
     }
@@ -64,14 +58,14 @@ public sealed class DownloadStageTests
     {
         // Given a zip that the server cuts off after a third of its bytes, once
         byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages);
-        _server.Serve("/data.zip", zip).DropAfterBytes = zip.Length / 3;
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString(), ["sha256"] = DatasetFiles.Sha256(zip) });
+        Server.Serve("/data.zip", zip).DropAfterBytes = zip.Length / 3;
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "data.zip").ToString(), ["sha256"] = DatasetFiles.Sha256(zip) });
 
         // When the stage runs
         var outcome = Run(config);
 
         // Then the second request resumed from where the first stopped, and every item arrived intact
-        Assert.That(_server.Requests, Has.Some.Contains($"Range=bytes={zip.Length / 3}-"));
+        Assert.That(Server.Requests, Has.Some.Contains($"Range=bytes={zip.Length / 3}-"));
         Assert.That(_log, Has.Some.Contains("attempt 1 failed"));
         var items = Items(outcome);
         Assert.That(items.Select(i => i.Caption), Is.EquivalentTo(new[] { "a red thing", "a green thing", "" }));
@@ -82,14 +76,14 @@ public sealed class DownloadStageTests
     public void ChecksumMismatch_Should_FailClearly_And_LeaveNoArtifactMarkedDone()
     {
         byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages);
-        _server.Serve("/data.zip", zip);
+        Server.Serve("/data.zip", zip);
         string wrong = new('0', 64);
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString(), ["sha256"] = wrong });
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "data.zip").ToString(), ["sha256"] = wrong });
 
         var error = Assert.Throws<StageFailedException>(() => Run(config))!;
 
         Assert.That(error.Message, Does.Contain("checksum mismatch").And.Contain(wrong).And.Contain(DatasetFiles.Sha256(zip)).And.Contain("data.zip"));
-        var store = new ArtifactStore(_temp.File("artifacts"));
+        var store = new ArtifactStore(Temp.File("artifacts"));
         var plan = new Planner(ProjectStages.Graph, store, new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(Directory.Exists(plan.ArtifactDirectory), Is.False);
@@ -101,7 +95,7 @@ public sealed class DownloadStageTests
     [Test]
     public void NotFound_Should_NameTheDatasetAndTheUrl()
     {
-        var url = new Uri(_server.BaseUri, "missing.zip").ToString();
+        var url = new Uri(Server.BaseUri, "missing.zip").ToString();
         var config = Config(new JObject { ["source"] = url });
 
         var error = Assert.Throws<StageFailedException>(() => Run(config))!;
@@ -113,8 +107,8 @@ public sealed class DownloadStageTests
     public void CorruptImage_Should_BeSkippedAndListed_When_OthersAreFine()
     {
         byte[] zip = DatasetFiles.ImageFolderZip([.. ThreeImages, ("broken.png", [0x89, 0x50, 0x4E, 0x47, 1, 2, 3, 4, 5], "broken")]);
-        _server.Serve("/data.zip", zip);
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString() });
+        Server.Serve("/data.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "data.zip").ToString() });
 
         var outcome = Run(config);
 
@@ -130,8 +124,8 @@ public sealed class DownloadStageTests
     {
         byte[] zip = DatasetFiles.ImageFolderZip([.. ThreeImages, ("tiny.png", DatasetFiles.Png(8, 8, 3), "tiny")],
             extra: [("nocaption.png", DatasetFiles.Png(64, 64, 4))]);
-        _server.Serve("/data.zip", zip);
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.zip").ToString() });
+        Server.Serve("/data.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "data.zip").ToString() });
 
         var outcome = Run(config);
 
@@ -144,21 +138,21 @@ public sealed class DownloadStageTests
     public void ZipEntryEscapingTheFolder_Should_BeRejected()
     {
         byte[] zip = DatasetFiles.ImageFolderZip(ThreeImages, extra: [("../x", [1, 2, 3])]);
-        _server.Serve("/evil.zip", zip);
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "evil.zip").ToString() });
+        Server.Serve("/evil.zip", zip);
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "evil.zip").ToString() });
 
         var error = Assert.Throws<StageFailedException>(() => Run(config))!;
 
         Assert.That(error.Message, Does.Contain("'../x'").And.Contain("outside"));
-        Assert.That(File.Exists(Path.Combine(_temp.Path, "artifacts", "download", "x")), Is.False);
+        Assert.That(File.Exists(Path.Combine(Temp.Path, "artifacts", "download", "x")), Is.False);
     }
 
     [Test]
     public void TarGzImageFolder_Should_Load()
     {
         byte[] tar = DatasetFiles.ImageFolderTarGz([("one.png", DatasetFiles.Png(64, 64, 1), "one"), ("two.png", DatasetFiles.Png(64, 64, 2), "two")]);
-        _server.Serve("/data.tar.gz", tar);
-        var config = Config(new JObject { ["source"] = new Uri(_server.BaseUri, "data.tar.gz").ToString() });
+        Server.Serve("/data.tar.gz", tar);
+        var config = Config(new JObject { ["source"] = new Uri(Server.BaseUri, "data.tar.gz").ToString() });
 
         var outcome = Run(config);
 
@@ -171,11 +165,11 @@ public sealed class DownloadStageTests
         // Given a fake Hub (HF_ENDPOINT) serving a parquet file whose captions are in "caption_custom"
         byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first"), (DatasetFiles.Png(64, 64, 60), "second")], "caption_custom");
         const string commit = "0123456789abcdef0123456789abcdef01234567";
-        _server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
-        _server.ServeJson($"/api/datasets/org/pics/tree/{commit}",
+        Server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
+        Server.ServeJson($"/api/datasets/org/pics/tree/{commit}",
             $$$"""[{"type":"file","path":"README.md","size":5,"oid":"aa"},{"type":"file","path":"data/train-0.parquet","size":{{{parquet.Length}}},"oid":"bb","lfs":{"oid":"{{{DatasetFiles.Sha256(parquet)}}}","size":{{{parquet.Length}}}}}]""");
-        _server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
-        Environment.SetEnvironmentVariable("HF_ENDPOINT", _server.BaseUri.ToString().TrimEnd('/'));
+        Server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", Server.BaseUri.ToString().TrimEnd('/'));
         Environment.SetEnvironmentVariable("HF_TOKEN", "hf_secret_token_value");
         var config = Config(new JObject
         {
@@ -188,7 +182,7 @@ public sealed class DownloadStageTests
         // Then the captions come from the custom column, the commit is recorded, and the token went to the Hub only
         Assert.That(Items(outcome).Select(i => i.Caption), Is.EqualTo(new[] { "first", "second" }));
         Assert.That(outcome.Manifest.Summary["revision"]!.ToString(), Is.EqualTo(commit));
-        Assert.That(_server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_secret_token_value"));
+        Assert.That(Server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_secret_token_value"));
         Assert.That(_log, Has.None.Contains("hf_secret_token_value"));
         Assert.That(File.ReadAllText(Path.Combine(outcome.Directory, Manifest.FileName)), Does.Not.Contain("hf_secret_token_value"));
     }
@@ -197,10 +191,10 @@ public sealed class DownloadStageTests
     private EffectiveConfig HubDatasetOutsideLfs(byte[] parquet, string oid)
     {
         const string commit = "0123456789abcdef0123456789abcdef01234567";
-        _server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
-        _server.ServeJson($"/api/datasets/org/pics/tree/{commit}", $$"""[{"type":"file","path":"data/train-0.parquet","size":{{parquet.Length}},"oid":"{{oid}}"}]""");
-        _server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
-        Environment.SetEnvironmentVariable("HF_ENDPOINT", _server.BaseUri.ToString().TrimEnd('/'));
+        Server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
+        Server.ServeJson($"/api/datasets/org/pics/tree/{commit}", $$"""[{"type":"file","path":"data/train-0.parquet","size":{{parquet.Length}},"oid":"{{oid}}"}]""");
+        Server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
+        Environment.SetEnvironmentVariable("HF_ENDPOINT", Server.BaseUri.ToString().TrimEnd('/'));
         return Config(new JObject { ["source"] = "hf:org/pics", ["revision"] = "main", ["caption_column"] = "text" });
     }
 
@@ -225,7 +219,7 @@ public sealed class DownloadStageTests
 
         // Then it fails naming the file and both blob ids, and keeps nothing of it
         Assert.That(error.Message, Does.Contain("data/train-0.parquet").And.Contain($"expected git blob id {FakeHub.GitOid(listed)}, got {FakeHub.GitOid(parquet)}"));
-        var downloads = new ArtifactStore(_temp.File("artifacts")).SharedDirectory("downloads");
+        var downloads = new ArtifactStore(Temp.File("artifacts")).SharedDirectory("downloads");
         Assert.That(Directory.EnumerateFiles(downloads, "*", SearchOption.AllDirectories).Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)), Is.Empty);
     }
 
@@ -235,19 +229,19 @@ public sealed class DownloadStageTests
         byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first")], "text");
         var error = Assert.Throws<StageFailedException>(() => Run(HubDatasetOutsideLfs(parquet, "bb")))!;
         Assert.That(error.Message, Does.Contain("data/train-0.parquet").And.Contain("'bb', which is not a 40-hex-digit blob id"));
-        Assert.That(_server.Requests, Has.None.Contains("/resolve/"));
+        Assert.That(Server.Requests, Has.None.Contains("/resolve/"));
     }
 
     [Test]
     public void RunDownload_Should_Exit1NamingTheUrlAndTheSetting_When_TheServerNeverAnswers()
     {
         // Given a dataset URL on a server that accepts connections and never answers
-        _server.Serve("/data.zip", new TestHttpServer.Route { Body = [], NeverAnswer = true });
-        string url = new Uri(_server.BaseUri, "data.zip").ToString();
+        Server.Serve("/data.zip", new TestHttpServer.Route { Body = [], NeverAnswer = true });
+        string url = new Uri(Server.BaseUri, "data.zip").ToString();
 
         // When `sdpipe run download` fetches it with a 1-second stall timeout and 2 attempts
         var result = CliRunner.Sdpipe(RepoPaths.Root, null, "run", "download", "--set", $"download.source={url}",
-            "--set", "download.timeout_seconds=1", "--set", "download.retries=2", "--artifacts", _temp.File("artifacts"));
+            "--set", "download.timeout_seconds=1", "--set", "download.retries=2", "--artifacts", Temp.File("artifacts"));
 
         // Then it ends with exit 1 and one line naming the URL and the setting, not a hang or a stack trace
         Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
@@ -258,7 +252,7 @@ public sealed class DownloadStageTests
     [Test]
     public void LocalFolder_Should_BeStale_When_AnImageChanges()
     {
-        string folder = Path.Combine(_temp.Path, "local");
+        string folder = Path.Combine(Temp.Path, "local");
         Directory.CreateDirectory(folder);
         File.WriteAllBytes(Path.Combine(folder, "a.png"), DatasetFiles.Png(64, 64, 1));
         File.WriteAllText(Path.Combine(folder, "metadata.jsonl"), "{\"file_name\": \"a.png\", \"text\": \"a\"}\n");
@@ -266,7 +260,7 @@ public sealed class DownloadStageTests
         Run(config);
 
         File.WriteAllBytes(Path.Combine(folder, "a.png"), DatasetFiles.Png(64, 64, 2));
-        var plan = new Planner(ProjectStages.Graph, new ArtifactStore(_temp.File("artifacts")), new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
+        var plan = new Planner(ProjectStages.Graph, new ArtifactStore(Temp.File("artifacts")), new FileHashCache(null)).Plan(config).Single(p => p.Stage.Name == "download");
 
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
         Assert.That(plan.Reasons, Has.Some.Contains("changed content"));

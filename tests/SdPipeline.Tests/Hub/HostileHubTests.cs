@@ -13,30 +13,19 @@ namespace SdPipeline.Tests.Hub;
 /// A Hub (or a mirror behind HF_ENDPOINT, or a cache another tool wrote) that answers with names meant to
 /// escape the cache: every one is refused by name, and nothing is written outside the cache.
 /// </summary>
-public sealed class HostileHubTests
+public sealed class HostileHubTests : ServerTest
 {
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
     private FakeHub _hub = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
-        _hub = new FakeHub(_server, "org/sd");
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        _temp.Dispose();
+        _hub = new FakeHub(Server, "org/sd");
     }
 
     private HubSnapshot Download(bool offline = false, string revision = "main")
     {
-        var settings = new HubSettings(_server.BaseUri, null, offline, _temp.File("cache/hub"));
+        var settings = new HubSettings(Server.BaseUri, null, offline, Temp.File("cache/hub"));
         using var http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false });
         var client = new HubClient(http, settings);
         var downloader = new HttpDownloader(http, client.Authorize) { PartSuffix = ".incomplete", Settings = new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5) } };
@@ -57,13 +46,13 @@ public sealed class HostileHubTests
             if (entry["lfs"]!.Type == JTokenType.Null) entry.Remove("lfs");
             if (entry.Value<string>("path") == path) edit(entry);
         }
-        _server.ServeJson($"/api/models/org/sd/tree/{FakeHub.Commit}", tree.ToString());
+        Server.ServeJson($"/api/models/org/sd/tree/{FakeHub.Commit}", tree.ToString());
     }
 
     private void AssertNothingEscaped()
     {
-        var outside = Directory.EnumerateFileSystemEntries(_temp.Path, "*", SearchOption.AllDirectories)
-            .Where(p => !p.StartsWith(_temp.File("cache/hub"), StringComparison.Ordinal) && p != _temp.File("cache"));
+        var outside = Directory.EnumerateFileSystemEntries(Temp.Path, "*", SearchOption.AllDirectories)
+            .Where(p => !p.StartsWith(Temp.File("cache/hub"), StringComparison.Ordinal) && p != Temp.File("cache"));
         Assert.That(outside, Is.Empty, "written outside the Hub cache");
     }
 
@@ -72,7 +61,7 @@ public sealed class HostileHubTests
     [TestCase("/tmp/escape")]
     public void Download_Should_Refuse_When_TheCommitIsNotACommitId(string sha)
     {
-        _server.ServeJson("/api/models/org/sd/revision/main", new JObject { ["sha"] = sha }.ToString());
+        Server.ServeJson("/api/models/org/sd/revision/main", new JObject { ["sha"] = sha }.ToString());
 
         var error = Assert.Throws<StageFailedException>(() => Download())!;
 
@@ -120,7 +109,7 @@ public sealed class HostileHubTests
     public void Offline_Should_IgnoreARefThatIsNotACommit()
     {
         // Given a cache whose refs/main another tool filled with a path
-        string refs = _temp.File("cache/hub/models--org--sd/refs");
+        string refs = Temp.File("cache/hub/models--org--sd/refs");
         Directory.CreateDirectory(refs);
         File.WriteAllText(Path.Combine(refs, "main"), "../../../../elsewhere");
 
@@ -161,9 +150,9 @@ public sealed class HostileHubTests
     public void RunModel_Should_Exit1NamingTheEntry_When_TheHubListsAPathOutsideTheRepository()
     {
         ServeTree("unet/config.json", entry => entry["path"] = "../../../../../../escape.json");
-        var environment = new Dictionary<string, string> { ["HF_ENDPOINT"] = _server.BaseUri.ToString(), ["HF_HUB_CACHE"] = _temp.File("cache/hub") };
+        var environment = new Dictionary<string, string> { ["HF_ENDPOINT"] = Server.BaseUri.ToString(), ["HF_HUB_CACHE"] = Temp.File("cache/hub") };
 
-        var result = CliRunner.Sdpipe(RepoPaths.Root, environment, "run", "model", "--set", "model.base=hf:org/sd", "--artifacts", _temp.File("cache/artifacts"));
+        var result = CliRunner.Sdpipe(RepoPaths.Root, environment, "run", "model", "--set", "model.base=hf:org/sd", "--artifacts", Temp.File("cache/artifacts"));
 
         Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
         Assert.That(result.Error, Does.Contain("../../../../../../escape.json").And.Contain("not a path inside the repository"));

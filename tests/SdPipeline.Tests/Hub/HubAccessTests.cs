@@ -5,35 +5,24 @@ using SdPipeline.Tests.Support;
 namespace SdPipeline.Tests.Hub;
 
 /// <summary>A gated, private or missing repository: the error says what to do (accept the conditions on the model page, set a token).</summary>
-public sealed class HubAccessTests
+public sealed class HubAccessTests : ServerTest
 {
     private const string Unet = "unet/diffusion_pytorch_model.safetensors";
     private const string Gated = "Access to model org/sd is restricted and you are not in the authorized list. Visit https://huggingface.co/org/sd to ask for access.";
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
-        new FakeHub(_server, "org/sd");
+        new FakeHub(Server, "org/sd");
     }
 
-    [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        _temp.Dispose();
-    }
-
-    private string Page => new Uri(_server.BaseUri, "org/sd").ToString();
+    private string Page => new Uri(Server.BaseUri, "org/sd").ToString();
 
     private StageFailedException DownloadFails(string? token, string repo = "org/sd") =>
-        Assert.Throws<StageFailedException>(() => HubDownloads.Model(_server, _temp.File("hub"), token: token, repo: repo))!;
+        Assert.Throws<StageFailedException>(() => HubDownloads.Model(Server, Temp.File("hub"), token: token, repo: repo))!;
 
     private void RefuseUnet(int status, string message) =>
-        _server.Serve($"/org/sd/resolve/{FakeHub.Commit}/{Unet}", new TestHttpServer.Route
+        Server.Serve($"/org/sd/resolve/{FakeHub.Commit}/{Unet}", new TestHttpServer.Route
         {
             Body = [], Status = status, Headers = new() { ["X-Error-Code"] = "GatedRepo", ["X-Error-Message"] = message },
         });
@@ -64,11 +53,11 @@ public sealed class HubAccessTests
     public void MissingRepository_Should_SayToCheckTheName_When_TheHubAnswers401WithoutAToken()
     {
         // The Hub answers 401, not 404, to a request without a token for a repository that does not exist (a typo)
-        _server.Serve("/api/models/org/sdd/revision/main", new TestHttpServer.Route { Body = [], Status = 401, Headers = new() { ["X-Error-Code"] = "RepoNotFound" } });
+        Server.Serve("/api/models/org/sdd/revision/main", new TestHttpServer.Route { Body = [], Status = 401, Headers = new() { ["X-Error-Code"] = "RepoNotFound" } });
 
         var error = DownloadFails(null, "org/sdd");
 
-        Assert.That(error.Message, Does.Contain($"check the name ({new Uri(_server.BaseUri, "org/sdd")})").And.Contain("HF_TOKEN"));
+        Assert.That(error.Message, Does.Contain($"check the name ({new Uri(Server.BaseUri, "org/sdd")})").And.Contain("HF_TOKEN"));
     }
 
     [Test]
@@ -76,7 +65,7 @@ public sealed class HubAccessTests
     {
         // Given the Hub redirects the file to another host (its CDN), which refuses the signed link
         using var cdn = new TestHttpServer();
-        _server.Serve($"/org/sd/resolve/{FakeHub.Commit}/{Unet}", new TestHttpServer.Route { Body = [], Status = 302, Headers = new() { ["Location"] = new Uri(cdn.BaseUri, "blob").ToString() } });
+        Server.Serve($"/org/sd/resolve/{FakeHub.Commit}/{Unet}", new TestHttpServer.Route { Body = [], Status = 302, Headers = new() { ["Location"] = new Uri(cdn.BaseUri, "blob").ToString() } });
         cdn.Serve("/blob", new TestHttpServer.Route { Body = [], Status = 403 });
 
         var error = DownloadFails("hf_token");

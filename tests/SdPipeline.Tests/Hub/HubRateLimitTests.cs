@@ -7,30 +7,18 @@ using SdPipeline.Tests.Support;
 namespace SdPipeline.Tests.Hub;
 
 /// <summary>The Hub's API rate-limits (429) and has brief outages (503): its calls wait and retry as file downloads do.</summary>
-public sealed class HubRateLimitTests
+public sealed class HubRateLimitTests : ServerTest
 {
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
-
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
-        new FakeHub(_server, "org/sd");
+        new FakeHub(Server, "org/sd");
     }
 
-    [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        _temp.Dispose();
-    }
-
-    private HubSnapshot Download(int attempts = 5) => HubDownloads.Model(_server, _temp.File("hub"), token: null, attempts: attempts);
+    private HubSnapshot Download(int attempts = 5) => HubDownloads.Model(Server, Temp.File("hub"), token: null, attempts: attempts);
 
     private void Limit(string path, string json, int times, int status, string? retryAfter = null) =>
-        _server.Serve(path, new TestHttpServer.Route
+        Server.Serve(path, new TestHttpServer.Route
         {
             Body = Encoding.UTF8.GetBytes(json), ContentType = "application/json", FailFirst = times, FailStatus = status,
             Headers = retryAfter is null ? [] : new() { ["Retry-After"] = retryAfter },
@@ -47,7 +35,7 @@ public sealed class HubRateLimitTests
         var snapshot = Download();
 
         Assert.That(snapshot.Commit, Is.EqualTo(FakeHub.Commit));
-        Assert.That(_server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
+        Assert.That(Server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
     }
 
     [Test]
@@ -65,7 +53,7 @@ public sealed class HubRateLimitTests
 
         var error = Assert.Throws<StageFailedException>(() => Download(attempts: 3))!;
 
-        Assert.That(_server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
+        Assert.That(Server.Requests.Count(r => r.Contains("/revision/main")), Is.EqualTo(3));
         Assert.That(error.Message, Does.Contain("429").And.Contain(DownloadSettings.AttemptsKey).And.Contain("HF_TOKEN"));
     }
 }

@@ -6,39 +6,28 @@ using SdPipeline.Tests.Support;
 namespace SdPipeline.Tests.Hub;
 
 /// <summary>Model downloads into the Hugging Face cache layout, against a fake Hub on 127.0.0.1.</summary>
-public sealed class HubSnapshotDownloaderTests
+public sealed class HubSnapshotDownloaderTests : ServerTest
 {
     private const string Commit = FakeHub.Commit;
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
     private Dictionary<string, byte[]> _files = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
-        _files = new FakeHub(_server, "org/sd").Files;
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        _server.Dispose();
-        _temp.Dispose();
+        _files = new FakeHub(Server, "org/sd").Files;
     }
 
     private static string Sha256(byte[] bytes) => FakeHub.Sha256(bytes);
 
     private HubSnapshot Download(string? variant = null, bool offline = false) =>
-        HubDownloads.Model(_server, _temp.File("hub"), offline: offline, variant: variant);
+        HubDownloads.Model(Server, Temp.File("hub"), offline: offline, variant: variant);
 
     [Test]
     public void Download_Should_FillTheHubCacheLayout_WithOnlyThePipelineFiles()
     {
         var snapshot = Download();
 
-        string repo = _temp.File("hub/models--org--sd");
+        string repo = Temp.File("hub/models--org--sd");
         Assert.That(File.ReadAllText(Path.Combine(repo, "refs", "main")), Is.EqualTo(Commit));
         Assert.That(snapshot.Folder, Is.EqualTo(Path.Combine(repo, "snapshots", Commit)));
         string unet = Path.Combine(snapshot.Folder, "unet", "diffusion_pytorch_model.safetensors");
@@ -47,18 +36,18 @@ public sealed class HubSnapshotDownloaderTests
         Assert.That(snapshot.ContentHashes.Keys, Does.Not.Contain("safety_checker/model.safetensors").And.Not.Contain("v1-5-pruned-emaonly.ckpt")
             .And.Not.Contain("unet/diffusion_pytorch_model.fp16.safetensors").And.Not.Contain("README.md"));
         Assert.That(snapshot.ContentHashes, Has.Count.EqualTo(12));
-        Assert.That(_server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_token"));
+        Assert.That(Server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_token"));
     }
 
     [Test]
     public void Download_Should_ReuseCachedBlobs_When_RunAgain()
     {
         Download();
-        int before = _server.Requests.Count(r => r.Contains("/resolve/"));
+        int before = Server.Requests.Count(r => r.Contains("/resolve/"));
 
         Download();
 
-        Assert.That(_server.Requests.Count(r => r.Contains("/resolve/")), Is.EqualTo(before), "no file is fetched twice");
+        Assert.That(Server.Requests.Count(r => r.Contains("/resolve/")), Is.EqualTo(before), "no file is fetched twice");
     }
 
     [Test]
@@ -76,7 +65,7 @@ public sealed class HubSnapshotDownloaderTests
         // Given the plain files of the commit in the cache: a plan for fp16 must ask the Hub (which has the variant), or it
         // would fingerprint the plain files and the run then fetch and record the variant under that fingerprint
         Download();
-        var cache = new HubCache(_temp.File("hub"));
+        var cache = new HubCache(Temp.File("hub"));
 
         Assert.That(HubSnapshotDownloader.FromCache(cache, new HubModelRef("org/sd", "main"), "fp16"), Is.Null);
         Assert.That(HubSnapshotDownloader.FromCache(cache, new HubModelRef("org/sd", "main"), null), Is.Not.Null);
@@ -90,8 +79,8 @@ public sealed class HubSnapshotDownloaderTests
         // Given main downloaded at one commit, and the branch moved on the Hub since
         const string moved = "fedcba0987654321fedcba0987654321fedcba09";
         var first = Download();
-        _ = new FakeHub(_server, "org/sd", _files.ToDictionary(f => f.Key, f => f.Key == "unet/diffusion_pytorch_model.safetensors" ? [.. f.Value, 1] : f.Value), moved);
-        var planned = HubSnapshotDownloader.FromCache(new HubCache(_temp.File("hub")), new HubModelRef("org/sd", "main"), null)!;
+        _ = new FakeHub(Server, "org/sd", _files.ToDictionary(f => f.Key, f => f.Key == "unet/diffusion_pytorch_model.safetensors" ? [.. f.Value, 1] : f.Value), moved);
+        var planned = HubSnapshotDownloader.FromCache(new HubCache(Temp.File("hub")), new HubModelRef("org/sd", "main"), null)!;
 
         // When the model stage downloads it again, online
         var again = Download();
@@ -99,7 +88,7 @@ public sealed class HubSnapshotDownloaderTests
         // Then it holds the commit the plan fingerprinted from refs/main, not the branch's new head under that fingerprint
         Assert.That((planned.Commit, again.Commit), Is.EqualTo((first.Commit, first.Commit)));
         Assert.That(again.ContentHashes, Is.EqualTo(planned.ContentHashes));
-        Assert.That(_server.Requests, Has.None.Contains(moved));
+        Assert.That(Server.Requests, Has.None.Contains(moved));
     }
 
     [Test]
@@ -119,20 +108,20 @@ public sealed class HubSnapshotDownloaderTests
     public void Download_Should_ResumeAnIncompleteBlob()
     {
         byte[] unet = _files["unet/diffusion_pytorch_model.safetensors"];
-        string blob = _temp.File($"hub/models--org--sd/blobs/{Sha256(unet)}");
+        string blob = Temp.File($"hub/models--org--sd/blobs/{Sha256(unet)}");
         Directory.CreateDirectory(Path.GetDirectoryName(blob)!);
         File.WriteAllBytes(blob + ".incomplete", unet[..40]);
 
         Download();
 
-        Assert.That(_server.Requests, Has.Some.Contains("unet/diffusion_pytorch_model.safetensors Range=bytes=40-"));
+        Assert.That(Server.Requests, Has.Some.Contains("unet/diffusion_pytorch_model.safetensors Range=bytes=40-"));
         Assert.That(File.ReadAllBytes(blob), Is.EqualTo(unet));
     }
 
     [Test]
     public void Download_Should_Fail_When_ALfsFileDoesNotMatchItsHash()
     {
-        _server.Serve($"/org/sd/resolve/{Commit}/vae/diffusion_pytorch_model.safetensors", Encoding.UTF8.GetBytes(new string('y', _files["vae/diffusion_pytorch_model.safetensors"].Length)));
+        Server.Serve($"/org/sd/resolve/{Commit}/vae/diffusion_pytorch_model.safetensors", Encoding.UTF8.GetBytes(new string('y', _files["vae/diffusion_pytorch_model.safetensors"].Length)));
 
         var error = Assert.Throws<StageFailedException>(() => Download())!;
 

@@ -11,30 +11,23 @@ namespace SdPipeline.Tests.Hub;
 /// connection and never answers must neither hang the plan nor escape Ctrl+C: the plan says it could not check.
 /// </summary>
 [NonParallelizable] // sets HF_* environment variables
-public sealed class UnansweringHubTests
+public sealed class UnansweringHubTests : ServerTest
 {
-    private TempFolder _temp = null!;
-    private TestHttpServer _server = null!;
-
     [SetUp]
     public void SetUp()
     {
-        _temp = new TempFolder();
-        _server = new TestHttpServer();
-        _server.Serve("/api/models/org/sd/revision/main", new TestHttpServer.Route { Body = [], NeverAnswer = true });
+        Server.Serve("/api/models/org/sd/revision/main", new TestHttpServer.Route { Body = [], NeverAnswer = true });
     }
 
     [TearDown]
     public void TearDown()
     {
-        _server.Dispose();
-        _temp.Dispose();
         foreach (string name in new[] { "HF_ENDPOINT", "HF_HUB_CACHE" })
             Environment.SetEnvironmentVariable(name, null);
     }
 
     private Dictionary<string, string> Environment_() =>
-        new() { ["HF_ENDPOINT"] = _server.BaseUri.ToString(), ["HF_HUB_CACHE"] = _temp.File("hub") };
+        new() { ["HF_ENDPOINT"] = Server.BaseUri.ToString(), ["HF_HUB_CACHE"] = Temp.File("hub") };
 
     [Test]
     public void Plan_Should_SayItCouldNotCheck_When_TheHubNeverAnswers()
@@ -44,14 +37,14 @@ public sealed class UnansweringHubTests
         var config = ConfigLoader.Load(null, ["model.base=hf:org/sd", "download.timeout_seconds=1"]);
 
         // When every stage is planned
-        var store = new ArtifactStore(_temp.File("artifacts"));
+        var store = new ArtifactStore(Temp.File("artifacts"));
         var plans = new Planner(ProjectStages.Graph, store, new FileHashCache(null)).Plan(config);
 
         // Then the model stage is an error that says the files could not be checked, naming the URL and the setting
         var model = plans.Single(p => p.Stage.Name == "model");
         Assert.That(model.Status, Is.EqualTo(StageStatus.Error));
         Assert.That(model.Reasons.Single(), Does.Contain("could not check its files on the Hub")
-            .And.Contain(new Uri(_server.BaseUri, "api/models/org/sd/revision/main").ToString())
+            .And.Contain(new Uri(Server.BaseUri, "api/models/org/sd/revision/main").ToString())
             .And.Contain("download.timeout_seconds = 1 s"));
     }
 
@@ -59,7 +52,7 @@ public sealed class UnansweringHubTests
     public void PlanCommand_Should_Exit2SayingItCouldNotCheck_When_TheHubNeverAnswers()
     {
         var result = CliRunner.Sdpipe(RepoPaths.Root, Environment_(), "plan", "--set", "model.base=hf:org/sd", "--set", "download.timeout_seconds=1",
-            "--artifacts", _temp.File("artifacts"));
+            "--artifacts", Temp.File("artifacts"));
 
         Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
         Assert.That(result.Output, Does.Contain("model: error").And.Contain("could not check its files on the Hub").And.Contain("download.timeout_seconds = 1 s"));
@@ -78,7 +71,7 @@ public sealed class UnansweringHubTests
         {
             WorkingDirectory = RepoPaths.Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
-        foreach (string argument in new[] { "--default-signal=INT", "dotnet", RepoPaths.CliDll, "plan", "--set", "model.base=hf:org/sd", "--set", "download.timeout_seconds=3600", "--artifacts", _temp.File("artifacts") })
+        foreach (string argument in new[] { "--default-signal=INT", "dotnet", RepoPaths.CliDll, "plan", "--set", "model.base=hf:org/sd", "--set", "download.timeout_seconds=3600", "--artifacts", Temp.File("artifacts") })
             start.ArgumentList.Add(argument);
         foreach (var (name, value) in Environment_()) start.Environment[name] = value;
         using var process = Process.Start(start)!;
@@ -87,11 +80,11 @@ public sealed class UnansweringHubTests
         try
         {
             var waited = Stopwatch.StartNew();
-            while (!_server.Requests.Any(r => r.Contains("/revision/main")) && waited.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(50);
-            Assert.That(_server.Requests, Has.Some.Contains("/revision/main"), "plan never asked the Hub");
+            while (!Server.Requests.Any(r => r.Contains("/revision/main")) && waited.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(50);
+            Assert.That(Server.Requests, Has.Some.Contains("/revision/main"), "plan never asked the Hub");
 
             // When Ctrl+C arrives
-            CliRunner.Run("kill", ["-s", "INT", process.Id.ToString()], _temp.Path, null, TimeSpan.FromSeconds(30));
+            CliRunner.Run("kill", ["-s", "INT", process.Id.ToString()], Temp.Path, null, TimeSpan.FromSeconds(30));
 
             // Then plan stops (a guard against the hang, not a measurement), exit 1, saying it was interrupted
             Assert.That(process.WaitForExit(TimeSpan.FromMinutes(2)), Is.True, "plan ignored Ctrl+C");
