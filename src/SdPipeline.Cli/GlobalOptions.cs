@@ -33,6 +33,9 @@ internal static class GlobalOptions
         Recursive = true,
     };
 
+    // Refused as the option it was typed as (the --set it stands for would name --set).
+    static GlobalOptions() => Device.AcceptOnlyFromAmong("cpu", "cuda", "auto");
+
     public static void AddTo(RootCommand root)
     {
         root.Options.Add(Config);

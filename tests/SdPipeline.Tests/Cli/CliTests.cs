@@ -40,6 +40,15 @@ public sealed class CliTests
     }
 
     [Test]
+    public void UnknownDevice_Should_ExitWith2_NamingTheOptionAsTyped()
+    {
+        var result = Sdpipe("plan", "--device", "gpu");
+
+        Assert.That(result.ExitCode, Is.EqualTo(2), result.All);
+        Assert.That(result.Error, Does.Contain("'gpu'").And.Contain("cuda").And.Not.Contain("--set"));
+    }
+
+    [Test]
     public void UnknownOption_Should_ExitWith2()
     {
         var result = Sdpipe("plan", "--no-such-option");
