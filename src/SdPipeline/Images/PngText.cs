@@ -34,7 +34,7 @@ public static class PngText
         return output.ToArray();
     }
 
-    /// <summary>Every <c>tEXt</c> and <c>iTXt</c> chunk of <paramref name="png"/>, keyword → text.</summary>
+    /// <summary>Every <c>tEXt</c> and uncompressed <c>iTXt</c> chunk of <paramref name="png"/>, keyword → text.</summary>
     public static Dictionary<string, string> Read(byte[] png)
     {
         CheckSignature(png);
@@ -57,19 +57,13 @@ public static class PngText
                 int languageEnd = rest.IndexOf((byte)0);
                 int translatedEnd = languageEnd + 1 + rest[(languageEnd + 1)..].IndexOf((byte)0);
                 var text = rest[(translatedEnd + 1)..];
-                result[Encoding.Latin1.GetString(data[..zero])] = data[zero + 1] == 0 ? Encoding.UTF8.GetString(text) : Inflate(text);
+                if (data[zero + 1] == 0) // uncompressed, as Insert writes them
+                    result[Encoding.Latin1.GetString(data[..zero])] = Encoding.UTF8.GetString(text);
             }
             if (type == "IEND") break;
             offset += 12 + length;
         }
         return result;
-    }
-
-    private static string Inflate(ReadOnlySpan<byte> compressed)
-    {
-        using var input = new System.IO.Compression.ZLibStream(new MemoryStream(compressed.ToArray()), System.IO.Compression.CompressionMode.Decompress);
-        using var reader = new StreamReader(input, Encoding.UTF8);
-        return reader.ReadToEnd();
     }
 
     private static void WriteChunk(Stream output, string type, byte[] data)

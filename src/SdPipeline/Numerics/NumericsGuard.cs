@@ -15,12 +15,15 @@ public sealed class NumericsException(string message) : Errors.ActionableExcepti
 /// <param name="Seconds">Time the check took, re-check included.</param>
 public sealed record NumericsVerdict(int Probes, IReadOnlyList<string> Failures, string? Workaround, double Seconds)
 {
-    /// <summary>The one line the log, the manifest and the report carry.</summary>
-    public string Line => Workaround is null
-        ? $"numerics: {Probes} operation configurations right against float64 ({Seconds:0.00} s)"
+    /// <summary>The one line the log and the manifest carry: <see cref="Finding"/>, labelled.</summary>
+    public string Line => $"numerics: {Finding}";
+
+    /// <summary>What was found, without the log's label (the report shows it under its own).</summary>
+    public string Finding => Workaround is null
+        ? $"{Probes} operation configurations right against float64 ({Seconds:0.00} s)"
         : Failures.Count == 0
-        ? $"numerics: {Probes} operation configurations right against float64 with {Workaround} ({Seconds:0.00} s)"
-        : $"numerics: {Workaround} — {Failures.Count} operation configuration(s) were wrong with it on this CPU " +
+        ? $"{Probes} operation configurations right against float64 with {Workaround} ({Seconds:0.00} s)"
+        : $"{Workaround} — {Failures.Count} operation configuration(s) were wrong with it on this CPU " +
           $"({string.Join("; ", Failures.Take(3))}{(Failures.Count > 3 ? "; …" : "")}), all {Probes} right without it ({Seconds:0.00} s)";
 
     /// <summary>The verdict as the train stage's summary records it.</summary>

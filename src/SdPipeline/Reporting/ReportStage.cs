@@ -83,8 +83,7 @@ public sealed class ReportStage(StageGraph graph) : IStageRunner
             GitCommit(),
             DateTimeOffset.UtcNow)
         {
-            // The log line without its "numerics: " prefix: the report labels it already.
-            Numerics = trainSummary?.Numerics?["line"]?.Value<string>()?.Split("numerics: ", 2)[^1],
+            Numerics = trainSummary?.NumericsFinding,
         })
         {
             Stages = Stages(workspace),

@@ -1,4 +1,5 @@
 using System.Globalization;
+using SdPipeline.Pipeline;
 using SdPipeline.Schedulers;
 
 namespace SdPipeline.Sampling;
@@ -33,6 +34,27 @@ public static class Infotext
             pairs.Add($"Clip skip: {(clipSkip + 1).ToString(CultureInfo.InvariantCulture)}");
         string negative = string.IsNullOrEmpty(negativePrompt) ? "" : $"\nNegative prompt: {negativePrompt}";
         return $"{prompt}{negative}\n{string.Join(", ", pairs)}";
+    }
+
+    /// <summary>
+    /// The PNG text of image <paramref name="image"/> of <paramref name="request"/>: the <see cref="Keyword"/> text, and
+    /// each setting under its own key for scripts. Callers add what the request does not hold (the model, say).
+    /// </summary>
+    public static Dictionary<string, string> TextChunks(TextToImageRequest request, int image)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var c = CultureInfo.InvariantCulture;
+        return new Dictionary<string, string>
+        {
+            [Keyword] = Format(request.Prompts[image], request.NegativePrompts?[image] ?? request.NegativePrompt, request.Steps, request.Sampler,
+                request.GuidanceScale, request.Seeds[image], request.Width, request.Height, request.ClipSkip),
+            ["sampler"] = request.Sampler,
+            ["steps"] = request.Steps.ToString(c),
+            ["guidance_scale"] = request.GuidanceScale.ToString("R", c),
+            ["seed"] = request.Seeds[image].ToString(c),
+            ["size"] = $"{request.Width.ToString(c)}x{request.Height.ToString(c)}",
+            ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
+        };
     }
 
     /// <summary>AUTOMATIC1111's name of the same sampler, so "Send to txt2img" selects it; DDPM, which it lacks, keeps its name.</summary>

@@ -204,7 +204,10 @@ public sealed class SampleStage : IStageRunner
                 var result = pipeline.Generate(request);
                 for (int i = 0; i < chunk.Length; i++)
                 {
-                    var parameters = Parameters(chunk[i].Prompt, chunk[i].Seed, settings, sampler, width, height, variant, fingerprint, workspace.Config.Typed.Model.ClipSkip);
+                    var parameters = Infotext.TextChunks(request, i);
+                    parameters["negative_prompt"] = settings.NegativePrompt;
+                    parameters["model"] = variant;
+                    parameters["model_fingerprint"] = fingerprint;
                     if (variant == "fine_tuned" && lora is not null)
                     {
                         parameters["lora"] = Path.GetFileName(lora);
@@ -264,18 +267,4 @@ public sealed class SampleStage : IStageRunner
                 .Select(caption => (caption, true)));
         return prompts;
     }
-
-    private static Dictionary<string, string> Parameters(string prompt, long seed, SampleSection settings, string sampler, int width, int height, string model, string fingerprint, int clipSkip) => new()
-    {
-        [Infotext.Keyword] = Infotext.Format(prompt, settings.NegativePrompt, settings.Steps, sampler, settings.GuidanceScale, seed, width, height, clipSkip),
-        ["negative_prompt"] = settings.NegativePrompt,
-        ["sampler"] = sampler,
-        ["steps"] = settings.Steps.ToString(CultureInfo.InvariantCulture),
-        ["guidance_scale"] = settings.GuidanceScale.ToString("R", CultureInfo.InvariantCulture),
-        ["seed"] = seed.ToString(CultureInfo.InvariantCulture),
-        ["size"] = $"{width}x{height}",
-        ["model"] = model,
-        ["model_fingerprint"] = fingerprint,
-        ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
-    };
 }

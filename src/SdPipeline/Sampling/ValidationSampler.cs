@@ -63,7 +63,9 @@ public sealed class ValidationSampler : IValidationSampler
             var result = pipeline.Generate(request);
             try
             {
-                images.Add(ImageCodec.EncodePng(result.Images[0], Parameters(prompt, index)));
+                var text = Infotext.TextChunks(request, 0);
+                text["prompt_index"] = index.ToString(CultureInfo.InvariantCulture);
+                images.Add(ImageCodec.EncodePng(result.Images[0], text));
             }
             finally
             {
@@ -81,18 +83,6 @@ public sealed class ValidationSampler : IValidationSampler
         return new StableDiffusionXLPipeline(new SdxlPromptEncoder(models.Tokenizer, models.Tokenizer2, models.TextEncoder, models.TextEncoder2),
             models.Unet, _vae, _scheduler, _forceZerosForEmptyPrompt, _request.Device);
     }
-
-    private Dictionary<string, string> Parameters(string prompt, int index) => new()
-    {
-        [Infotext.Keyword] = Infotext.Format(prompt, null, _request.Steps, _sampler, _request.GuidanceScale, _request.Seed, _request.Width, _request.Height, _request.ClipSkip),
-        ["prompt_index"] = index.ToString(CultureInfo.InvariantCulture),
-        ["sampler"] = _sampler,
-        ["steps"] = _request.Steps.ToString(CultureInfo.InvariantCulture),
-        ["guidance_scale"] = _request.GuidanceScale.ToString("R", CultureInfo.InvariantCulture),
-        ["seed"] = _request.Seed.ToString(CultureInfo.InvariantCulture),
-        ["size"] = $"{_request.Width}x{_request.Height}",
-        ["software"] = $"sdpipe {ArtifactStore.ToolVersion.Split('+')[0]}",
-    };
 
     /// <inheritdoc />
     public void Dispose() => _vae.Dispose();

@@ -50,6 +50,10 @@ public sealed record TrainSummary
     /// <summary>The numerics self-check's verdict (<see cref="Numerics.NumericsVerdict.ToJson"/>); null in a summary written before the check existed.</summary>
     public JObject? Numerics { get; init; }
 
+    /// <summary>What the self-check found, without the log's "numerics: " label (the report shows it under its own); null without a verdict.</summary>
+    [Newtonsoft.Json.JsonIgnore]
+    public string? NumericsFinding => SdPipeline.Numerics.NumericsVerdict.FromJson(Numerics)?.Finding;
+
     /// <summary><c>train.method</c>.</summary>
     public string Method { get; init; } = "";
 
