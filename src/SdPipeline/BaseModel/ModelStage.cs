@@ -158,7 +158,7 @@ public sealed class ModelStage : IStageRunner
     internal static string NotFoundHint(string written)
     {
         string hint = Path.IsPathRooted(written) ? "" : $" (a relative path is read from the working directory, {Directory.GetCurrentDirectory()})";
-        return HubPaths.LooksLikeRepoId(written) ? $"{hint}; for the Hugging Face Hub repository write model.base=hf:{written}" : hint;
+        return hint + HubPaths.HubFormHint(written, "model.base", "repository");
     }
 
     private static Dictionary<string, string> Prefixed(IReadOnlyDictionary<string, string> hashes) =>

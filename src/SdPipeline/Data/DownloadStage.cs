@@ -231,12 +231,13 @@ public sealed class DownloadStage : IStageRunner
     private static string LocalPath(DatasetRegistry registry, DatasetEntry entry)
     {
         string source = entry.Source.StartsWith("local:", StringComparison.Ordinal) ? entry.Source["local:".Length..] : entry.Source;
-        string path = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(registry.Path))!, source));
+        string registryFolder = Path.GetDirectoryName(Path.GetFullPath(registry.Path))!;
+        string path = Path.GetFullPath(Path.Combine(registryFolder, source));
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new StageInputException($"dataset '{entry.Name}': local source '{path}' not found (paths are relative to " +
                 (entry.Name == DatasetSelection.SourceEntryName
-                    ? $"the working directory, {Directory.GetCurrentDirectory()})" + (HubPaths.LooksLikeRepoId(source) ? $"; for the Hugging Face Hub dataset write download.source=hf:{source}" : "")
-                    : $"the registry's folder, {Path.GetDirectoryName(Path.GetFullPath(registry.Path))})"));
+                    ? $"the working directory, {Directory.GetCurrentDirectory()})" + HubPaths.HubFormHint(source, "download.source", "dataset")
+                    : $"the registry's folder, {registryFolder})"));
         // An image folder is read from its root, so one file of it would bring in its siblings, which its fingerprint does not cover.
         if (File.Exists(path) && !ArchiveExtractor.IsArchive(path) && !path.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
             throw new StageInputException($"dataset '{entry.Name}': local source '{path}' is a file, and neither an archive (.zip, .tar, .tar.gz, .tgz) " +

@@ -36,6 +36,9 @@ public sealed record DownloadSettings
     /// <summary>Delay before the second attempt; doubles after each failure without progress, up to 30 s.</summary>
     public TimeSpan FirstRetryDelay { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The backoff after a failed attempt that waited <paramref name="delay"/>: doubled, at most 30 s.</summary>
+    public static TimeSpan NextDelay(TimeSpan delay) => TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+
     /// <summary>The settings of the <c>download.*</c> keys; SDPIPE_RETRY_DELAY_MS sets the first retry delay (tests use a few ms).</summary>
     public static DownloadSettings From(DownloadSection section) => new()
     {

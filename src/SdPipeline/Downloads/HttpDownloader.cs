@@ -72,7 +72,7 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
                 var (wait, why) = RetryWait(e, delay);
                 Log($"{request.Label}: attempt {attempt} failed ({Describe(e)}){why}; resuming from byte {Length(part)} in {Seconds(wait)} s");
                 await Task.Delay(wait, cancellation);
-                if (!progressed) delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+                if (!progressed) delay = DownloadSettings.NextDelay(delay);
             }
         }
 

@@ -143,7 +143,7 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
             var wait = HttpWaits.RetryAfter(response) is { } asked ? TimeSpan.FromTicks(Math.Min(asked.Ticks, _waits.MaxRetryWait.Ticks)) : delay;
             response.Dispose();
             await Task.Delay(wait, cancellation);
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+            delay = DownloadSettings.NextDelay(delay);
         }
         if (response.IsSuccessStatusCode) return response;
         var status = response.StatusCode;

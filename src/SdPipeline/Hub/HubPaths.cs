@@ -12,11 +12,14 @@ public static class HubPaths
     public static bool IsCommit(string? text) => IsHex(text, 40);
 
     /// <summary>
-    /// Whether <paramref name="text"/> has the shape of a Hub repository id (<c>org/name</c>, <c>org/name@revision</c>), as
-    /// diffusers' scripts take it bare: an error about a missing local path can then suggest the <c>hf:</c> form.
+    /// What to add to the error for a local path <paramref name="written"/> that names nothing, when it has the shape of a
+    /// Hub repository id (<c>org/name</c>, <c>org/name@revision</c>), as diffusers' scripts take one bare: the <c>hf:</c>
+    /// form of <paramref name="key"/> to write instead; "" otherwise.
     /// </summary>
-    public static bool LooksLikeRepoId(string text) =>
-        System.Text.RegularExpressions.Regex.IsMatch(text, @"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?$") && !text.Contains("..", StringComparison.Ordinal);
+    public static string HubFormHint(string written, string key, string what) =>
+        System.Text.RegularExpressions.Regex.IsMatch(written, @"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9](@[\w./-]+)?$") && !written.Contains("..", StringComparison.Ordinal)
+            ? $"; for the Hugging Face Hub {what} write {key}=hf:{written}"
+            : "";
 
     /// <summary>Whether <paramref name="text"/> is a SHA-256 (LFS oid): 64 lowercase hex digits.</summary>
     public static bool IsSha256(string? text) => IsHex(text, 64);

@@ -12,6 +12,7 @@ using SdPipeline.Numerics;
 using SdPipeline.Pipeline;
 using SdPipeline.Runtime;
 using SdPipeline.Schedulers;
+using SdPipeline.SingleFileCheckpoints;
 using SdPipeline.Tokenization;
 using SdPipeline.Training.Optimization;
 using SdPipeline.Training.Precision;
@@ -184,7 +185,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
             };
             var outcome = tuner.Run(resume: workspace.Resuming);
 
-            var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl, sd2: !sdxl && textEncoder.Config.HiddenAct == "gelu") : null;
+            var files = network is not null ? ExportLora(workspace.Directory, network, models.Unet, sdxl, sd2: !sdxl && SingleFileExporter.FamilyOf(textEncoder.Config) == SingleFileFamily.StableDiffusion2) : null;
             if (network is null)
             {
                 Export(workspace.Directory, modelFolder, models, predictionType);
