@@ -7,7 +7,8 @@ namespace SdPipeline.Pipeline;
 public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHashCache hashes, Func<StageDefinition, IStageRunner>? runners = null)
 {
     /// <summary>Runs <paramref name="stageName"/> for <paramref name="config"/>.</summary>
-    /// <exception cref="StageFailedException">An upstream stage is not built, or the stage failed.</exception>
+    /// <exception cref="StageInputException">An upstream stage is not built (usage: run the chain).</exception>
+    /// <exception cref="StageFailedException">The stage failed.</exception>
     /// <exception cref="StageInputException">The stage's inputs cannot be resolved.</exception>
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
@@ -30,8 +31,9 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
         foreach (string name in stage.Upstream)
         {
             var upstreamPlan = plans.Single(p => p.Stage.Name == name);
+            // Usage, not a failure: nothing ran, and the fix is to run the chain (exit code 2, as README's table says).
             if (upstreamPlan.Status != StageStatus.Cached)
-                throw new StageFailedException(
+                throw new StageInputException(
                     $"{stageName} needs stage '{name}', which is not built for this config ({string.Join("; ", upstreamPlan.Reasons)}); " +
                     $"run `sdpipe run {name}` first, or `./build.sh --target={stage.CakeTask}` to run the chain");
             upstream[name] = upstreamPlan.ArtifactDirectory!;

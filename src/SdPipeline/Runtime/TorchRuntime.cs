@@ -32,7 +32,9 @@ public static class TorchRuntime
             "auto" => torch.cuda.is_available() ? torch.CUDA : torch.CPU,
             "cuda" => torch.cuda.is_available()
                 ? torch.CUDA
-                : throw new Pipeline.StageFailedException(
+                // The config asks for a device this machine lacks, and the fix is a setting: exit code 2, like a run
+                // the memory pre-flight refuses.
+                : throw new Config.ConfigException(
                     "runtime.device is cuda, but CUDA is not available: " + ExplainCuda(DiagnoseCuda()) +
                     " Use --set runtime.device=cpu to run on the CPU."),
             _ => throw new Config.ConfigException($"runtime.device '{device}' is not one of cpu, cuda, auto"),

@@ -212,10 +212,11 @@ public sealed class StageEngineTests
         using var harness = new Harness();
         var executor = new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new WriteConfigRunner(harness.Built));
 
-        var error = Assert.Throws<StageFailedException>(() =>
+        var error = Assert.Throws<StageInputException>(() =>
             executor.Run("b", ConfigLoader.Load(null), false, _ => { }, NullProgress.Instance, CancellationToken.None))!;
 
         Assert.That(error.Message, Does.Contain("needs stage 'a'"));
+        Assert.That(error.ExitCode, Is.EqualTo(2), "a usage error: README's exit codes");
         Assert.That(harness.Built, Is.Empty);
     }
 

@@ -64,7 +64,7 @@ public sealed class CudaDiagnosisTests
     {
         if (TorchSharp.torch.cuda.is_available()) Assert.Ignore("this machine has CUDA");
 
-        var error = Assert.Throws<SdPipeline.Pipeline.StageFailedException>(() => TorchRuntime.Initialise("cuda", 0))!;
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => TorchRuntime.Initialise("cuda", 0))!;
 
         Assert.That(error.Message, Does.Contain("Looked for: libtorch_cuda.so in ").And.Contain("NVIDIA driver").And.Contain("device cuda:0 ("));
     }

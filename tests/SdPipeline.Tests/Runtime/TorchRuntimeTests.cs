@@ -27,7 +27,8 @@ public sealed class TorchRuntimeTests
     public void Cuda_Should_FailWithAClearMessage_When_Unavailable()
     {
         if (torch.cuda.is_available()) Assert.Ignore("this machine has CUDA");
-        var error = Assert.Throws<SdPipeline.Pipeline.StageFailedException>(() => TorchRuntime.Initialise("cuda", 0))!;
+        var error = Assert.Throws<SdPipeline.Config.ConfigException>(() => TorchRuntime.Initialise("cuda", 0))!;
         Assert.That(error.Message, Does.Contain("CUDA is not available").And.Contain("runtime.device=cpu"));
+        Assert.That(error.ExitCode, Is.EqualTo(2), "a configuration error: README's exit codes");
     }
 }
