@@ -155,25 +155,39 @@ public sealed class DownloadStage : IStageRunner
         var downloader = new HttpDownloader(http, client.Authorize) { Settings = waits, Log = workspace.Log };
         string cache = workspace.Store.SharedDirectory("downloads");
         var requests = new List<DownloadRequest>();
+        Action? afterDownloads = null;
         if (kind == Kind.Hub)
         {
             string repo = entry.Source["hf:".Length..];
             string revision = entry.Revision ?? "main";
-            string commit = client.ResolveRevisionAsync(HubRepoKind.Dataset, repo, revision, workspace.Cancellation).GetAwaiter().GetResult();
+            // The repository's folder of the download cache: its commits' files, and refs/ and listings/ for offline runs.
+            var repoCache = new HubCache(Path.Combine(cache, "hf"));
+            string repoFolder = repoCache.RepoFolder(HubRepoKind.Dataset, repo);
+            var (commit, listed) = hub.Offline
+                ? OfflineListing(entry, repo, revision, repoCache, repoFolder)
+                : OnlineListing(client, repo, revision, workspace.Cancellation);
             resolvedRevision(commit);
             if (revision != commit)
                 workspace.Log($"download: {entry.Name}: revision '{revision}' resolved to {commit}; pin it in datasets.json for reproducible runs");
-            var files = client.ListFilesAsync(HubRepoKind.Dataset, repo, commit, workspace.Cancellation).GetAwaiter().GetResult()
+            var files = listed
                 .Where(f => entry.Include.Count == 0 || entry.Include.Any(p => GlobPattern.IsMatch(p, f.Path)))
                 .OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
             if (files.Count == 0)
                 throw new StageFailedException($"dataset '{entry.Name}': no file of {repo}@{commit} matches include [{string.Join(", ", entry.Include)}]");
-            string folder = Path.Combine(cache, "hf", "datasets--" + repo.Replace("/", "--"), commit);
+            string folder = Path.Combine(repoFolder, commit);
             // A file kept in git rather than LFS has no SHA-256 on the Hub, only its git blob id: it is checked against that.
             foreach (var file in files.Where(f => f.Sha256 is null && !HubPaths.IsCommit(f.GitOid)))
                 throw HubClient.Refused($"dataset '{entry.Name}': the Hub gives {file.Path} the git oid '{file.GitOid}', which is not a 40-hex-digit blob id");
             requests.AddRange(files.Select(f => new DownloadRequest(client.FileUrl(HubRepoKind.Dataset, repo, commit, f.Path),
                 Path.Combine(folder, f.Path), f.Sha256, f.Size, $"{entry.Name}: {f.Path}", GitBlobId: f.Sha256 is null ? f.GitOid : null)));
+            if (hub.Offline && requests.FirstOrDefault(r => !File.Exists(r.Destination)) is { } missing)
+                throw new StageFailedException($"dataset '{entry.Name}': HF_HUB_OFFLINE is set and {missing.Label[(entry.Name.Length + 2)..]} of {repo}@{commit} " +
+                    $"is not in the download cache ({folder}); download it once with network access");
+            afterDownloads = () =>
+            {
+                HubDatasetListing.Write(repoFolder, commit, listed);
+                if (HubPaths.IsSafeRevision(revision)) repoCache.WriteRef(HubRepoKind.Dataset, repo, revision, commit);
+            };
         }
         else
         {
@@ -191,7 +205,25 @@ public sealed class DownloadStage : IStageRunner
         long bytes = 0;
         foreach (var request in requests)
             bytes += downloader.DownloadAsync(request, workspace.Progress, workspace.Cancellation).GetAwaiter().GetResult();
+        afterDownloads?.Invoke();
         return (requests.Select(r => (r.Destination, r.Label[(entry.Name.Length + 2)..])).ToList(), bytes);
+    }
+
+    private static (string Commit, IReadOnlyList<HubFile> Files) OnlineListing(HubClient client, string repo, string revision, CancellationToken cancellation)
+    {
+        string commit = client.ResolveRevisionAsync(HubRepoKind.Dataset, repo, revision, cancellation).GetAwaiter().GetResult();
+        return (commit, client.ListFilesAsync(HubRepoKind.Dataset, repo, commit, cancellation).GetAwaiter().GetResult());
+    }
+
+    /// <summary>
+    /// With HF_HUB_OFFLINE, the commit and files a run with the network recorded (huggingface_hub answers offline from
+    /// its cache the same way), so a changed download setting or a new stage version re-normalises a Hub dataset offline.
+    /// </summary>
+    private static (string Commit, IReadOnlyList<HubFile> Files) OfflineListing(DatasetEntry entry, string repo, string revision, HubCache repoCache, string repoFolder)
+    {
+        string never = $"dataset '{entry.Name}': HF_HUB_OFFLINE is set and {repo}@{revision} was never downloaded into {repoFolder}; download it once with network access";
+        string commit = repoCache.ResolveRef(HubRepoKind.Dataset, repo, revision) ?? throw new StageFailedException(never);
+        return (commit, HubDatasetListing.Read(repoFolder, commit) ?? throw new StageFailedException(never));
     }
 
     private static IEnumerable<CandidateItem> ReadFormat(DatasetEntry entry, IReadOnlyList<(string Path, string Name)> files, string extractRoot)

@@ -25,7 +25,7 @@ public sealed class DownloadStageTests : ServerTest
     [TearDown]
     public void TearDown()
     {
-        foreach (string name in new[] { "HF_ENDPOINT", "HF_TOKEN", "SDPIPE_RETRY_DELAY_MS" })
+        foreach (string name in new[] { "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "SDPIPE_RETRY_DELAY_MS" })
             Environment.SetEnvironmentVariable(name, null);
     }
 
@@ -159,17 +159,24 @@ public sealed class DownloadStageTests : ServerTest
         Assert.That(Items(outcome).Select(i => i.Caption), Is.EquivalentTo(new[] { "one", "two" }));
     }
 
-    [Test]
-    public void HubParquetDataset_Should_LoadWithCustomCaptionColumn_And_SendTheTokenOnlyToTheHub()
+    /// <summary>A fake Hub (HF_ENDPOINT) whose dataset org/pics, on branch main, holds a README and <paramref name="parquet"/> in LFS; returns main's commit.</summary>
+    private string ServeHubParquetDataset(byte[] parquet)
     {
-        // Given a fake Hub (HF_ENDPOINT) serving a parquet file whose captions are in "caption_custom"
-        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first"), (DatasetFiles.Png(64, 64, 60), "second")], "caption_custom");
         const string commit = "0123456789abcdef0123456789abcdef01234567";
         Server.ServeJson("/api/datasets/org/pics/revision/main", $$"""{"sha": "{{commit}}"}""");
         Server.ServeJson($"/api/datasets/org/pics/tree/{commit}",
             $$$"""[{"type":"file","path":"README.md","size":5,"oid":"aa"},{"type":"file","path":"data/train-0.parquet","size":{{{parquet.Length}}},"oid":"bb","lfs":{"oid":"{{{DatasetFiles.Sha256(parquet)}}}","size":{{{parquet.Length}}}}}]""");
         Server.Serve($"/datasets/org/pics/resolve/{commit}/data/train-0.parquet", parquet);
         Environment.SetEnvironmentVariable("HF_ENDPOINT", Server.BaseUri.ToString().TrimEnd('/'));
+        return commit;
+    }
+
+    [Test]
+    public void HubParquetDataset_Should_LoadWithCustomCaptionColumn_And_SendTheTokenOnlyToTheHub()
+    {
+        // Given a fake Hub (HF_ENDPOINT) serving a parquet file whose captions are in "caption_custom"
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first"), (DatasetFiles.Png(64, 64, 60), "second")], "caption_custom");
+        string commit = ServeHubParquetDataset(parquet);
         Environment.SetEnvironmentVariable("HF_TOKEN", "hf_secret_token_value");
         var config = Config(new JObject
         {
@@ -185,6 +192,39 @@ public sealed class DownloadStageTests : ServerTest
         Assert.That(Server.Requests.Where(r => r.Contains("/resolve/")), Has.All.Contains("Authorization=Bearer hf_secret_token_value"));
         Assert.That(_log, Has.None.Contains("hf_secret_token_value"));
         Assert.That(File.ReadAllText(Path.Combine(outcome.Directory, Manifest.FileName)), Does.Not.Contain("hf_secret_token_value"));
+    }
+
+    [Test]
+    public void HubDataset_Should_NormaliseAgainOffline_When_ASettingChangesAfterAnOnlineRun()
+    {
+        // Given a Hub dataset on branch main, downloaded once with the network
+        byte[] parquet = DatasetFiles.Parquet([(DatasetFiles.Png(64, 64, 30), "first"), (DatasetFiles.Png(64, 64, 60), "second")], "text");
+        string commit = ServeHubParquetDataset(parquet);
+        var entry = new JObject { ["source"] = "hf:org/pics", ["revision"] = "main", ["include"] = new JArray("data/*.parquet") };
+        var first = Run(Config(entry));
+        int requests = Server.Requests.Count;
+
+        // When a download setting changes and the stage runs again with HF_HUB_OFFLINE (an air-gapped runner)
+        Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+        var second = Run(Config(entry, "download.min_side=48"));
+
+        // Then it rebuilds from the cached files, at the commit main resolved to, without asking the Hub
+        Assert.That(second.Directory, Is.Not.EqualTo(first.Directory));
+        Assert.That(Items(second).Select(i => i.Caption), Is.EquivalentTo(new[] { "first", "second" }));
+        Assert.That(second.Manifest.Summary["revision"]!.ToString(), Is.EqualTo(commit));
+        Assert.That(Server.Requests, Has.Count.EqualTo(requests));
+    }
+
+    [Test]
+    public void HubDataset_Should_FailSayingToDownloadOnce_When_OfflineAndNeverDownloaded()
+    {
+        Environment.SetEnvironmentVariable("HF_HUB_OFFLINE", "1");
+        var config = Config(new JObject { ["source"] = "hf:org/pics", ["revision"] = "main" });
+
+        var error = Assert.Throws<StageFailedException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain("HF_HUB_OFFLINE").And.Contain("org/pics@main").And.Contain("download it once with network access"));
+        Assert.That(Server.Requests, Is.Empty);
     }
 
     /// <summary>A fake Hub dataset whose parquet file is kept in git, not LFS: the listing gives only its git blob id, <paramref name="oid"/>.</summary>
