@@ -18,6 +18,8 @@ public static class PipelineFiles
         "unet/config.json", "vae/config.json", "text_encoder/config.json",
         "scheduler/scheduler_config.json",
         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json",
+        // A textual-inversion placeholder saved with the tokenizer: its ids come from here.
+        "tokenizer/added_tokens.json",
     };
 
     // SDXL's second text encoder and tokenizer (tokenizer_2 pads with "!").
@@ -25,6 +27,7 @@ public static class PipelineFiles
     {
         "text_encoder_2/config.json",
         "tokenizer_2/vocab.json", "tokenizer_2/merges.txt", "tokenizer_2/tokenizer_config.json", "tokenizer_2/special_tokens_map.json",
+        "tokenizer_2/added_tokens.json",
     };
 
     /// <summary>The subset of <paramref name="files"/> to download.</summary>

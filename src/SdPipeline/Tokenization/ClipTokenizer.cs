@@ -34,10 +34,12 @@ public sealed class ClipTokenizer
     public const int DefaultModelMaxLength = 77;
 
     private readonly BpeTokenizer _bpe;
+    private readonly AddedTokens _added;
 
-    private ClipTokenizer(BpeTokenizer bpe, ClipTextCleaning cleaning, int vocabularySize, int startOfTextId, int endOfTextId, int padId, int modelMaxLength)
+    private ClipTokenizer(BpeTokenizer bpe, AddedTokens added, ClipTextCleaning cleaning, int vocabularySize, int startOfTextId, int endOfTextId, int padId, int modelMaxLength)
     {
         _bpe = bpe;
+        _added = added;
         Cleaning = cleaning;
         VocabularySize = vocabularySize;
         StartOfTextId = startOfTextId;
@@ -52,7 +54,10 @@ public sealed class ClipTokenizer
     /// <summary>The length of every encoded sequence (<c>model_max_length</c>, 77 for CLIP).</summary>
     public int ModelMaxLength { get; }
 
-    /// <summary>The number of entries in <c>vocab.json</c>; every id is below it.</summary>
+    /// <summary>
+    /// The number of ids: the entries of <c>vocab.json</c>, or one past the highest added token (<see cref="AddedTokens"/>)
+    /// when the folder adds some; every id is below it.
+    /// </summary>
     public int VocabularySize { get; }
 
     /// <summary>The id of <see cref="StartOfTextToken"/>.</summary>
@@ -65,9 +70,10 @@ public sealed class ClipTokenizer
     public int PadId { get; }
 
     /// <summary>
-    /// Loads <c>vocab.json</c>, <c>merges.txt</c> and, when present, <c>tokenizer_config.json</c> and
-    /// <c>special_tokens_map.json</c> from <paramref name="folder"/>: either a tokenizer folder, or a model folder in
-    /// diffusers layout whose <c>tokenizer/</c> holds them.
+    /// Loads <c>vocab.json</c>, <c>merges.txt</c> and, when present, <c>tokenizer_config.json</c>,
+    /// <c>special_tokens_map.json</c> and <c>added_tokens.json</c> from <paramref name="folder"/>: either a tokenizer
+    /// folder, or a model folder in diffusers layout whose <c>tokenizer/</c> holds them. Tokens added beyond the
+    /// vocabulary (a textual-inversion placeholder) get their own ids, as in transformers.
     /// </summary>
     /// <param name="folder">A tokenizer folder or a diffusers model folder.</param>
     /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
@@ -82,7 +88,7 @@ public sealed class ClipTokenizer
                 $"no CLIP tokenizer in {folder}: expected vocab.json and merges.txt there or in {Path.Combine(folder, "tokenizer")}", vocabPath);
 
         var special = SpecialTokenSettings.Read(tokenizerFolder);
-        return FromFiles(vocabPath, Path.Combine(tokenizerFolder, "merges.txt"), special.ModelMaxLength, special.PadToken, cleaning);
+        return FromFiles(vocabPath, Path.Combine(tokenizerFolder, "merges.txt"), special.ModelMaxLength, special.PadToken, cleaning, special.Added);
     }
 
     /// <summary>Loads a tokenizer from a CLIP <c>vocab.json</c> and <c>merges.txt</c>.</summary>
@@ -92,7 +98,10 @@ public sealed class ClipTokenizer
     /// <param name="padToken">The token that fills a sequence after its end.</param>
     /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
     public static ClipTokenizer FromFiles(string vocabPath, string mergesPath, int modelMaxLength = DefaultModelMaxLength, string padToken = EndOfTextToken,
-        ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
+        ClipTextCleaning cleaning = ClipTextCleaning.Transformers) => FromFiles(vocabPath, mergesPath, modelMaxLength, padToken, cleaning, []);
+
+    private static ClipTokenizer FromFiles(string vocabPath, string mergesPath, int modelMaxLength, string padToken, ClipTextCleaning cleaning,
+        IReadOnlyList<AddedTokens.Declared> declaredAdded)
     {
         if (modelMaxLength < 2)
             throw new ArgumentOutOfRangeException(nameof(modelMaxLength), modelMaxLength, "a sequence needs room for its start and end tokens");
@@ -104,7 +113,8 @@ public sealed class ClipTokenizer
             : throw new TokenizerFileException($"{vocabPath}: the {role} token '{token}' is not in the vocabulary; {TokenizerFileException.Fix}");
         int startOfText = IdOf(StartOfTextToken, "start");
         int endOfText = IdOf(EndOfTextToken, "end");
-        int pad = IdOf(padToken, "pad");
+        AddedTokens added = AddedTokens.Resolve(declaredAdded, vocabulary, vocabPath);
+        int pad = added.IdOf(padToken) ?? IdOf(padToken, "pad");
 
         BpeTokenizer bpe;
         try
@@ -130,14 +140,23 @@ public sealed class ClipTokenizer
         {
             throw new TokenizerFileException($"{mergesPath} does not fit {vocabPath}: {e.Message}; {TokenizerFileException.Fix}", e);
         }
-        return new ClipTokenizer(bpe, cleaning, vocabulary.Count, startOfText, endOfText, pad, modelMaxLength);
+        return new ClipTokenizer(bpe, added, cleaning, Math.Max(vocabulary.Count, added.MaxId + 1), startOfText, endOfText, pad, modelMaxLength);
     }
 
     /// <summary>The BPE token ids of <paramref name="prompt"/> alone: no start/end token, no truncation, no padding.</summary>
     public IReadOnlyList<int> EncodeToBpeIds(string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        return _bpe.EncodeToIds(prompt);
+        if (_added.Count == 0)
+            return _bpe.EncodeToIds(prompt);
+        // transformers cuts the added tokens out first and cleans and encodes each piece between them on its own.
+        var ids = new List<int>();
+        foreach (var (text, id) in _added.Split(prompt))
+        {
+            if (id is int added) ids.Add(added);
+            else if (text.Length > 0) ids.AddRange(_bpe.EncodeToIds(text));
+        }
+        return ids;
     }
 
     /// <summary>
@@ -210,8 +229,11 @@ public sealed class ClipTokenizer
         return merges;
     }
 
-    /// <summary>What <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c> say about length and padding.</summary>
-    private sealed record SpecialTokenSettings(int ModelMaxLength, string PadToken)
+    /// <summary>
+    /// What <c>tokenizer_config.json</c>, <c>special_tokens_map.json</c> and <c>added_tokens.json</c> say about length,
+    /// padding and tokens added beyond the vocabulary.
+    /// </summary>
+    private sealed record SpecialTokenSettings(int ModelMaxLength, string PadToken, IReadOnlyList<AddedTokens.Declared> Added)
     {
         public static SpecialTokenSettings Read(string folder)
         {
@@ -233,7 +255,7 @@ public sealed class ClipTokenizer
             if (config?["added_tokens_decoder"] is null && ReadObject(mapPath) is JObject map)
                 padToken = TokenContent(map["pad_token"], mapPath) ?? padToken;
 
-            return new SpecialTokenSettings(modelMaxLength, padToken);
+            return new SpecialTokenSettings(modelMaxLength, padToken, AddedTokens.Read(folder, config, configPath));
         }
 
         private static JObject? ReadObject(string path)

@@ -69,6 +69,22 @@ public sealed class ModelStageTests
     }
 
     [Test]
+    public void LocalFolder_Should_BeStale_When_ATokenIsAddedToTheTokenizer()
+    {
+        // Given a built model stage, then a textual-inversion token saved into its tokenizer (its prompts' ids change)
+        string folder = CopyOfTinySd("a");
+        RunModel(folder);
+        File.WriteAllText(Path.Combine(folder, "tokenizer", "added_tokens.json"), """{ "<cat-toy>": 49408 }""");
+
+        // When it is planned again
+        var plan = PlanModel(folder);
+
+        // Then the file is part of the fingerprint, as it is of a Hub download's files
+        Assert.That(plan.Status, Is.EqualTo(StageStatus.Stale));
+        Assert.That(plan.Reasons, Has.Some.Contains("file:tokenizer/added_tokens.json"));
+    }
+
+    [Test]
     public void LocalFolder_Should_RecordTheFolderForDownstreamStages()
     {
         string folder = CopyOfTinySd("a");

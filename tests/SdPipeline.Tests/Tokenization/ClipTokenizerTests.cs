@@ -202,4 +202,85 @@ public sealed class ClipTokenizerTests
 
         Assert.That(error.Message, Does.Contain("tokenizer_config.json").And.Contain("model_max_length").And.Contain("77"));
     }
+
+    // A tokenizer folder as diffusers' textual_inversion.py saves it (--save_as_full_pipeline): SD's files plus one token
+    // added beyond the 49408 of vocab.json.
+    private static string TextualInversionTokenizer(TempFolder temp)
+    {
+        foreach (string file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Fixtures, "tiny-sd", "tokenizer")))
+            File.Copy(file, temp.File(Path.GetFileName(file)));
+        File.WriteAllText(temp.File("added_tokens.json"), """{ "<cat-toy>": 49408 }""");
+        return temp.Path;
+    }
+
+    [TestCase("a <cat-toy> on a mat", "a", "on a mat")]
+    [TestCase("A<cat-toy>s", "A", "s")]
+    public void Encode_Should_GiveTheAddedTokenItsId_When_TheFolderAddsATextualInversionToken(string prompt, string before, string after)
+    {
+        // Given a tokenizer folder whose added_tokens.json adds <cat-toy> = 49408
+        using var temp = new TempFolder();
+        var tokenizer = ClipTokenizer.FromFolder(TextualInversionTokenizer(temp));
+
+        // When a prompt naming it is encoded
+        long[] ids = tokenizer.Encode(prompt);
+
+        // Then, as transformers' tokenize() does, the literal is cut out before any clean-up and becomes 49408, and the
+        // text on each side is cleaned and encoded on its own: [start] + before + [49408] + after + [end], padded
+        long[] expected = [StartOfText, .. SdTokenizer.EncodeToBpeIds(before).Select(i => (long)i), 49408,
+            .. SdTokenizer.EncodeToBpeIds(after).Select(i => (long)i), EndOfText];
+        Assert.That(ids[..expected.Length], Is.EqualTo(expected));
+        Assert.That(ids[expected.Length..], Is.All.EqualTo(EndOfText));
+        Assert.That(tokenizer.VocabularySize, Is.EqualTo(49409));
+    }
+
+    [Test]
+    public void Encode_Should_MatchTheAddedTokenCaseSensitively()
+    {
+        using var temp = new TempFolder();
+        var tokenizer = ClipTokenizer.FromFolder(TextualInversionTokenizer(temp));
+
+        // transformers' trie matches the literal as written; another spelling is ordinary text
+        Assert.That(tokenizer.Encode("a <CAT-TOY>"), Is.EqualTo(SdTokenizer.Encode("a <CAT-TOY>")));
+        Assert.That(tokenizer.Encode("a <CAT-TOY>"), Does.Not.Contain(49408L));
+    }
+
+    [Test]
+    public void FromFolder_Should_ReadAddedTokensDecoder_InsteadOfAddedTokensJson_When_TheConfigHasIt()
+    {
+        // Given the newer format: tokenizer_config.json lists the added tokens (here with the start and end tokens, as
+        // transformers writes them), and a stale added_tokens.json that from_pretrained then never reads
+        using var temp = new TempFolder();
+        TextualInversionTokenizer(temp);
+        File.WriteAllText(temp.File("added_tokens.json"), """{ "<dog>": 49408 }""");
+        File.WriteAllText(temp.File("tokenizer_config.json"), """
+            {
+              "added_tokens_decoder": {
+                "49406": { "content": "<|startoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": true },
+                "49407": { "content": "<|endoftext|>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": true },
+                "49408": { "content": "<cat-toy>", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": false }
+              },
+              "model_max_length": 77,
+              "pad_token": "<|endoftext|>",
+              "tokenizer_class": "CLIPTokenizer"
+            }
+            """);
+
+        var tokenizer = ClipTokenizer.FromFolder(temp.Path);
+
+        Assert.That(tokenizer.Encode("<cat-toy>")[..3], Is.EqualTo(new long[] { StartOfText, 49408, EndOfText }));
+        Assert.That(tokenizer.Encode("<dog>"), Is.EqualTo(SdTokenizer.Encode("<dog>")));
+    }
+
+    [TestCase("""{ "<cat-toy>": 320 }""", "320")] // an id vocab.json gives "a</w>"
+    [TestCase("""{ "a</w>": 49408 }""", "49408")] // a vocabulary token moved to another id
+    public void FromFolder_Should_NameTheFile_When_AnAddedTokenContradictsTheVocabulary(string addedTokens, string id)
+    {
+        using var temp = new TempFolder();
+        TextualInversionTokenizer(temp);
+        File.WriteAllText(temp.File("added_tokens.json"), addedTokens);
+
+        var error = Assert.Throws<TokenizerFileException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+
+        Assert.That(error.Message, Does.Contain("added_tokens.json").And.Contain(id).And.Contain("vocab.json"));
+    }
 }
