@@ -1,4 +1,3 @@
-using System.Text;
 using CsvHelper;
 using SdPipeline.Pipeline;
 
@@ -10,7 +9,8 @@ namespace SdPipeline.Data;
 /// <c>file_name</c> and the caption column, paths relative to the csv's folder), then kohya-style sidecar files
 /// beside the image (<c>photo.txt</c>, then <c>photo.caption</c> for <c>photo.png</c>). Subfolders are read
 /// recursively into the one dataset. A sidecar's caption is its first line, trimmed, as kohya's sd-scripts read it
-/// (<c>read_caption</c>: <c>lines[0].strip()</c>); a byte-order mark is dropped; an empty sidecar is an empty caption.
+/// (<c>read_caption</c>: <c>lines[0].strip()</c>); a byte-order mark is dropped; an empty sidecar is an empty caption. Every
+/// file is read as UTF-8 text (<see cref="CaptionText"/>).
 /// </summary>
 public sealed class CaptionFiles
 {
@@ -67,7 +67,7 @@ public sealed class CaptionFiles
         var rows = new List<(string, string)>();
         try
         {
-            using var reader = CsvReader.FromFile(csv, options);
+            using var reader = CsvReader.FromText(CaptionText.ReadAll(csv), options);
             var header = reader.Headers.ToList();
             if (header.Count == 0) return rows;
             int file = header.IndexOf("file_name"), caption = header.IndexOf(captionColumn);
@@ -98,7 +98,7 @@ public sealed class CaptionFiles
         foreach (string extension in SidecarExtensions)
         {
             string sidecar = Path.ChangeExtension(full, extension);
-            if (File.Exists(sidecar)) return (FirstLine(File.ReadAllText(sidecar, Encoding.UTF8)), Path.GetFileName(sidecar));
+            if (File.Exists(sidecar)) return (FirstLine(CaptionText.ReadAll(sidecar)), Path.GetFileName(sidecar));
         }
         return null;
     }

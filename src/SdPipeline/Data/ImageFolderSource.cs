@@ -27,7 +27,7 @@ public static class ImageFolderSource
         {
             string folder = Path.GetDirectoryName(metadata)!;
             int lineNumber = 0;
-            foreach (string line in File.ReadLines(metadata))
+            foreach (string line in CaptionText.ReadLines(metadata))
             {
                 lineNumber++;
                 if (string.IsNullOrWhiteSpace(line)) continue;

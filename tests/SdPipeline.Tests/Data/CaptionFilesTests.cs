@@ -55,4 +55,49 @@ public sealed class CaptionFilesTests
         Assert.That(found?.Caption, Is.EqualTo(expected));
         Assert.That(found?.From, Is.EqualTo("a.txt"));
     }
+
+    [Test]
+    public void Find_Should_ReadAUtf16Sidecar_When_ItHasAByteOrderMark()
+    {
+        // Given a sidecar Windows Notepad saved as "Unicode" (UTF-16 LE with its mark)
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("a.txt"), "une tasse de café\r\n", new System.Text.UnicodeEncoding(bigEndian: false, byteOrderMark: true));
+
+        Assert.That(CaptionFiles.Read(temp.Path, "text").Find(temp.File("a.png"))?.Caption, Is.EqualTo("une tasse de café"));
+    }
+
+    [Test]
+    public void Find_Should_NameTheSidecar_When_ItIsNotUtf8()
+    {
+        // Given a sidecar saved in Windows-1252: "café" ends in the lone byte 0xE9
+        using var temp = new TempFolder();
+        File.WriteAllBytes(temp.File("a.txt"), [.. "a caf"u8, 0xE9]);
+
+        // When its caption is looked up
+        var error = Assert.Throws<StageFailedException>(() => CaptionFiles.Read(temp.Path, "text").Find(temp.File("a.png")))!;
+
+        // Then it stops naming the file and the fix, as kohya's read_caption does, instead of training "a caf"
+        Assert.That(error.Message, Does.Contain("a.txt").And.Contain("not UTF-8").And.Contain("save the file as UTF-8"));
+    }
+
+    [Test]
+    public void Read_Should_NameTheCsv_When_ItIsNotUtf8()
+    {
+        using var temp = new TempFolder();
+        File.WriteAllBytes(temp.File("metadata.csv"), [.. "file_name,text\na.png,a caf"u8, 0xE9, (byte)'\n']);
+
+        var error = Assert.Throws<StageFailedException>(() => CaptionFiles.Read(temp.Path, "text"))!;
+
+        Assert.That(error.Message, Does.Contain("metadata.csv").And.Contain("not UTF-8"));
+    }
+
+    [Test]
+    public void Read_Should_FindTheFileNameColumn_When_TheCsvStartsWithAByteOrderMark()
+    {
+        // Excel's "CSV UTF-8" starts the file with a mark; the header is still file_name,text
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("metadata.csv"), "file_name,text\r\na.png,un café\r\n", new System.Text.UTF8Encoding(true));
+
+        Assert.That(CaptionFiles.Read(temp.Path, "text").Find(temp.File("a.png"))?.Caption, Is.EqualTo("un café"));
+    }
 }

@@ -65,6 +65,27 @@ public sealed class HostileMetadataTests
     }
 
     [Test]
+    public void Read_Should_FailNamingTheLine_When_ACaptionIsNotUtf8()
+    {
+        // Given a metadata.jsonl whose second caption was saved in Windows-1252 ("café" with é as the one byte 0xE9)
+        string folder = Folder("data", """{"file_name": "a.png", "text": "one"}""");
+        using (var file = File.OpenWrite(Path.Combine(folder, ImageFolderSource.MetadataFile)))
+        {
+            file.Seek(0, SeekOrigin.End);
+            file.Write("{\"file_name\": \"b.png\", \"text\": \"a caf"u8);
+            file.WriteByte(0xE9);
+            file.Write("\"}\n"u8);
+        }
+
+        // When the folder is read
+        var error = Assert.Throws<StageFailedException>(() => ImageFolderSource.Read(folder, "text").ToList())!;
+
+        // Then it stops naming the line and the fix, as Hugging Face datasets would, instead of captioning b.png "a caf\uFFFD"
+        // (a caption transformers' CLIP tokenizer reads as "a caf")
+        Assert.That(error.Message, Does.Contain("metadata.jsonl:2").And.Contain("not UTF-8").And.Contain("save the file as UTF-8"));
+    }
+
+    [Test]
     public void Read_Should_FailNamingTheLine_When_AKeyIsGivenTwice()
     {
         string folder = Folder("data", """{"file_name": "a.png", "text": "one"}""", """{"file_name": "b.png", "text": "two", "text": "three"}""");
