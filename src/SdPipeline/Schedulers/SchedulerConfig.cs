@@ -32,6 +32,9 @@ public sealed record SchedulerConfig
         FloatParseHandling = FloatParseHandling.Double,
     });
 
+    /// <summary>The key listing the keys diffusers reads as absent (see <see cref="Parse"/>).</summary>
+    private const string UseDefaultValuesKey = "_use_default_values";
+
     /// <summary>The diffusers class the folder ships (<c>_class_name</c>, e.g. <c>PNDMScheduler</c> for SD 1.5).</summary>
     [JsonProperty("_class_name")]
     public string? ClassName { get; init; }
@@ -153,7 +156,10 @@ public sealed record SchedulerConfig
         return Parse(File.ReadAllText(path), path);
     }
 
-    /// <summary>Parses and validates the JSON text of a <c>scheduler_config.json</c>.</summary>
+    /// <summary>
+    /// Parses and validates the JSON text of a <c>scheduler_config.json</c>. Keys listed under <c>_use_default_values</c>
+    /// read as absent, as diffusers reads them, so each scheduler applies its own class default to them.
+    /// </summary>
     /// <param name="json">The file's text.</param>
     /// <param name="source">Named in error messages (usually the path).</param>
     /// <exception cref="SchedulerConfigException">Not a JSON object, a wrongly typed value or an invalid one.</exception>
@@ -170,6 +176,7 @@ public sealed record SchedulerConfig
             throw new SchedulerConfigException($"{source}: invalid JSON at line {e.LineNumber}, position {e.LinePosition}: {e.Message}");
         }
 
+        obj = WithoutDefaultedKeys(obj, source);
         SchedulerConfig config;
         try
         {
@@ -221,6 +228,23 @@ public sealed record SchedulerConfig
             _ => value.ToString() ?? "",
         };
         throw new SchedulerConfigException($"{Source}: {key} = {shown} is not supported by SdPipeline's {scheduler} scheduler (supported: {allowed}); change it or pick another scheduler");
+    }
+
+    // diffusers' extract_init_dict drops every key a file lists under _use_default_values (the keys the saving class
+    // filled with its own defaults; diffusers 0.18 wrote the list), so the loading class applies its defaults instead:
+    // a DDIM config's "timestep_spacing": "leading" listed there is "linspace" for Euler, its "set_alpha_to_one": true is
+    // false for PNDM.
+    private static JObject WithoutDefaultedKeys(JObject obj, string source)
+    {
+        if (!obj.TryGetValue(UseDefaultValuesKey, out var listed))
+            return obj;
+        if (listed is not JArray keys || keys.Any(k => k.Type != JTokenType.String))
+            throw new SchedulerConfigException($"{source}: {UseDefaultValuesKey} must be a list of key names (diffusers writes the keys the saving class defaulted); found {listed.ToString(Formatting.None)}");
+        var kept = (JObject)obj.DeepClone();
+        foreach (var key in keys)
+            kept.Remove(key.Value<string>()!);
+        kept.Remove(UseDefaultValuesKey);
+        return kept;
     }
 
     private void RequireOneOf(string key, string value, IReadOnlyList<string> valid)

@@ -1,5 +1,7 @@
 using SdPipeline.Schedulers;
 using SdPipeline.Tests.Support;
+using static SdPipeline.Tests.Schedulers.SchedulerFixtures;
+using static TorchSharp.torch;
 
 namespace SdPipeline.Tests.Schedulers;
 
@@ -46,7 +48,49 @@ public sealed class SchedulerConfigTests
     {
         var config = SchedulerConfig.Parse("""{ "beta_schedule": "linear", "some_future_option": 3, "_use_default_values": ["x"] }""");
 
-        Assert.That(config.UnrecognisedKeys, Is.EquivalentTo(new[] { "some_future_option", "_use_default_values" }));
+        Assert.That(config.UnrecognisedKeys, Is.EquivalentTo(new[] { "some_future_option" }));
+    }
+
+    // SD 1.5's scheduler loaded as DDIM and saved by diffusers 0.18, which listed the keys DDIM filled with its own defaults.
+    private const string DdimSavedByDiffusers018 = """
+        {
+          "_class_name": "DDIMScheduler",
+          "_diffusers_version": "0.18.2",
+          "_use_default_values": ["timestep_spacing", "thresholding", "dynamic_thresholding_ratio", "clip_sample_range", "sample_max_value", "rescale_betas_zero_snr"],
+          "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "clip_sample_range": 1.0,
+          "dynamic_thresholding_ratio": 0.995, "num_train_timesteps": 1000, "prediction_type": "epsilon", "rescale_betas_zero_snr": false,
+          "sample_max_value": 1.0, "set_alpha_to_one": false, "steps_offset": 1, "thresholding": false, "timestep_spacing": "leading",
+          "trained_betas": null
+        }
+        """;
+
+    [Test]
+    public void Parse_Should_LeaveTheKeysOfUseDefaultValuesToTheClassDefault_As_DiffusersFromConfigDoes()
+    {
+        // Given a DDIM config whose "timestep_spacing": "leading" is listed as DDIM's own default
+        var config = SchedulerConfig.Parse(DdimSavedByDiffusers018, "m/scheduler/scheduler_config.json");
+
+        // When Euler samples with it (diffusers: EulerDiscreteScheduler.from_config drops the listed keys)
+        using var scope = NewDisposeScope();
+        using var euler = new EulerDiscreteScheduler(config);
+        euler.SetTimesteps(50);
+
+        // Then Euler uses its own default, linspace: 999.0 … 0.0 from σ_max (not leading's 981 … 1 from √(σ_max² + 1))
+        Assert.That(config.TimestepSpacing, Is.Null);
+        Assert.That(MaxAbsDiff(euler.Timesteps, Tensors.Get("euler_epsilon_50.timesteps")), Is.LessThanOrEqualTo(FloatTimestepAtol));
+        Assert.That(euler.InitNoiseSigma, Is.EqualTo(14.6146).Within(1e-4));
+        // and a key the file did not list keeps its written value
+        Assert.That(config.SetAlphaToOne, Is.False);
+        Assert.That(config.StepsOffset, Is.EqualTo(1));
+        Assert.That(config.UnrecognisedKeys, Is.Empty);
+    }
+
+    [Test]
+    public void Parse_Should_NameTheKey_When_UseDefaultValuesIsNotAListOfNames()
+    {
+        var error = Assert.Throws<SchedulerConfigException>(() => SchedulerConfig.Parse("""{ "_use_default_values": "timestep_spacing" }""", "m/scheduler_config.json"))!;
+
+        Assert.That(error.Message, Does.StartWith("m/scheduler_config.json").And.Contain("_use_default_values must be a list"));
     }
 
     [Test]
