@@ -1,6 +1,7 @@
 using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Models.Clip;
+using SdPipeline.Models.Shared;
 using SdPipeline.Models.Unet;
 using SdPipeline.Models.Vae;
 using SdPipeline.Files;
@@ -113,7 +114,7 @@ public static class SingleFileImporter
         var scheduler = Given("scheduler", "scheduler_config.json");
         var (prediction, why) = SingleFileArchitecture.PredictionType(file, yaml, scheduler?.Value<string>("prediction_type"));
         scheduler ??= sdxl ? DefaultSdxlScheduler() : DefaultScheduler();
-        scheduler["prediction_type"] = prediction;
+        DiffusersConfigWriter.Set(scheduler, "prediction_type", prediction);
         Directory.CreateDirectory(Path.Combine(output, "scheduler"));
         AtomicFile.WriteAllText(Path.Combine(output, "scheduler", "scheduler_config.json"), scheduler.ToString(Formatting.Indented) + "\n");
         sources["prediction_type"] = $"{prediction}: {why}";

@@ -1,4 +1,5 @@
 using Newtonsoft.Json.Linq;
+using SdPipeline.Models.Shared;
 using SdPipeline.Weights;
 
 namespace SdPipeline.Training;
@@ -29,6 +30,20 @@ public static class PipelineFolderExport
             if (property.Name == "safety_checker") index["requires_safety_checker"] = false;
         }
         return index;
+    }
+
+    /// <summary>
+    /// The base's <c>scheduler_config.json</c> recording what the trained UNet predicts, in a form diffusers reads as
+    /// written (a key listed under <c>_use_default_values</c> would be replaced by the scheduler class's default).
+    /// </summary>
+    /// <param name="baseScheduler">The base model's scheduler config; left as it was.</param>
+    /// <param name="predictionType">What the trained UNet predicts.</param>
+    public static JObject SchedulerConfig(JObject baseScheduler, string predictionType)
+    {
+        ArgumentNullException.ThrowIfNull(baseScheduler);
+        var scheduler = (JObject)baseScheduler.DeepClone();
+        DiffusersConfigWriter.Set(scheduler, "prediction_type", predictionType);
+        return scheduler;
     }
 
     /// <summary>

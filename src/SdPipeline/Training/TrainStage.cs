@@ -337,8 +337,7 @@ public sealed class TrainStage(Func<ValidationRequest, IValidationSampler>? vali
         }
         // The scheduler config records what the UNet now predicts. (diffusers' script keeps the base's config even
         // after --prediction_type changed the training target, and the saved pipeline then samples wrongly.)
-        var scheduler = baseModel.ComponentJson("scheduler", "scheduler_config.json");
-        scheduler["prediction_type"] = predictionType;
+        var scheduler = PipelineFolderExport.SchedulerConfig(baseModel.ComponentJson("scheduler", "scheduler_config.json"), predictionType);
         Directory.CreateDirectory(Path.Combine(pipeline, "scheduler"));
         AtomicFile.WriteAllText(Path.Combine(pipeline, "scheduler", "scheduler_config.json"), scheduler.ToString(Formatting.Indented) + "\n");
     }

@@ -40,6 +40,26 @@ public sealed class PipelineFolderExportTests
     }
 
     [Test]
+    public void SchedulerConfig_Should_BeReadWithTheTrainedPredictionType_When_TheBaseListedItAsADefault()
+    {
+        // Given a base scheduler config written by diffusers 0.18, whose prediction_type was the class default
+        var baseScheduler = JObject.Parse("""
+            { "_class_name": "DDIMScheduler", "_use_default_values": ["prediction_type", "timestep_spacing"],
+              "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "timestep_spacing": "leading" }
+            """);
+
+        // When the pipeline folder's config is made for a UNet trained to predict v
+        var scheduler = PipelineFolderExport.SchedulerConfig(baseScheduler, "v_prediction");
+
+        // Then a loader that drops the listed keys, as diffusers' from_config does, reads v_prediction
+        var read = SdPipeline.Schedulers.SchedulerConfig.Parse(scheduler.ToString(), "pipeline/scheduler/scheduler_config.json");
+        Assert.That(read.PredictionType, Is.EqualTo("v_prediction"));
+        // while the other listed key still falls to the loading class's default, as it did for the base
+        Assert.That(read.TimestepSpacing, Is.Null);
+        Assert.That(baseScheduler.Value<string>("prediction_type"), Is.EqualTo("epsilon"), "the base's config is left as it was");
+    }
+
+    [Test]
     public void LinkComponent_Should_LinkTheVariantsWeightsUnderThePlainNames()
     {
         // Given a base VAE fetched as the fp16 variant (config.json and the fp16 weights), with a full-precision file beside it too

@@ -36,6 +36,18 @@ internal static class DiffusersConfigWriter
         return new JObject(all.Properties().OrderBy(p => p.Name, StringComparer.Ordinal));
     }
 
+    /// <summary>
+    /// Sets <paramref name="key"/> of a config another tool wrote, so that diffusers reads the value: a key the file lists
+    /// under <c>_use_default_values</c> is dropped at load (the loading class's default wins), so it leaves that list.
+    /// </summary>
+    public static void Set(JObject config, string key, JToken value)
+    {
+        config[key] = value;
+        if (config["_use_default_values"] is JArray defaulted)
+            foreach (var listed in defaulted.Where(k => k.Type == JTokenType.String && k.Value<string>() == key).ToList())
+                listed.Remove();
+    }
+
     public static void Write(string path, JObject config) =>
         AtomicFile.WriteAllText(path, config.ToString(Formatting.Indented) + "\n");
 
