@@ -72,10 +72,13 @@ public abstract class DiffusionPipeline : ITextToImagePipeline
         var latents = DenoisingLoop.Run(request, SchedulerConfig, [Unet.Config.InChannels, request.Height / VaeScaleFactor, request.Width / VaeScaleFactor],
             Device, guided, predict, initialLatents, onStep);
         // A half-precision VAE overflows (SDXL's force_upcast): decode in float32 whatever the other components run in.
-        var decoded = Vae.Decode((latents / Vae.Config.ScalingFactor).to(ScalarType.Float32));
+        var decoded = Vae.Decode(Unscale(latents).to(ScalarType.Float32));
         var images = ImagePostprocessor.ToImages(decoded);
         return new TextToImageResult(images, latents.cpu().MoveToOuterDisposeScope(), decoded.cpu().MoveToOuterDisposeScope());
     }
+
+    /// <summary>The denoised latents as the VAE decodes them: diffusers' Stable Diffusion pipeline divides by the scaling factor.</summary>
+    protected virtual Tensor Unscale(Tensor latents) => latents / Vae.Config.ScalingFactor;
 
     /// <inheritdoc />
     public void Dispose()

@@ -151,6 +151,23 @@ public sealed class StableDiffusionXLPipeline : DiffusionPipeline
         return DenoiseAndDecode(request, guided, (input, t) => Unet.forward(input, t, both.PromptEmbeds, added), initialLatents, onStep);
     }
 
+    /// <summary>
+    /// diffusers' SDXL pipeline (unlike SD's) undoes a per-channel normalisation when the VAE config publishes both
+    /// <c>latents_mean</c> and <c>latents_std</c>: latents · std / scaling_factor + mean.
+    /// </summary>
+    protected override Tensor Unscale(Tensor latents)
+    {
+        var config = Vae.Config;
+        if (config.LatentsMean is not { } mean || config.LatentsStd is not { } std)
+            return base.Unscale(latents);
+        long channels = latents.shape[1];
+        if (mean.Count != channels || std.Count != channels)
+            throw new ArgumentException($"the VAE config's latents_mean ({mean.Count} values) and latents_std ({std.Count} values) must have one value per latent channel ({channels})");
+        using var scope = NewDisposeScope();
+        Tensor PerChannel(IReadOnlyList<double> values) => tensor(values.Select(v => (float)v).ToArray(), [1, channels, 1, 1]).to(latents.dtype).to(latents.device);
+        return (latents * PerChannel(std) / config.ScalingFactor + PerChannel(mean)).MoveToOuterDisposeScope();
+    }
+
     /// <inheritdoc />
     protected override void DisposeTextEncoders()
     {

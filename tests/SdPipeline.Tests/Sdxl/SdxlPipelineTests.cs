@@ -103,4 +103,35 @@ public sealed class SdxlPipelineTests
         var result = pipeline.Generate(new TextToImageRequest(["x"], [1], null, 5, 2, "euler", 16, 16));
         Assert.That(result.Latents.isfinite().all().item<bool>(), Is.True);
     }
+
+    [Test]
+    public void Generate_Should_UndoTheVaesLatentNormalisation_When_TheVaeConfigPublishesMeanAndStd()
+    {
+        // Given tiny-sdxl with a VAE config that publishes per-channel latents_mean and latents_std (as Playground v2.5's does)
+        using var temp = new TempFolder();
+        string folder = temp.File("normalised-sdxl");
+        Directory.CreateDirectory(Path.Combine(folder, "vae"));
+        foreach (string entry in Directory.EnumerateFileSystemEntries(TinySdxl.Folder).Select(Path.GetFileName).OfType<string>())
+        {
+            if (entry == "vae") continue;
+            if (Directory.Exists(Path.Combine(TinySdxl.Folder, entry))) Directory.CreateSymbolicLink(Path.Combine(folder, entry), Path.Combine(TinySdxl.Folder, entry));
+            else File.CreateSymbolicLink(Path.Combine(folder, entry), Path.Combine(TinySdxl.Folder, entry));
+        }
+        File.CreateSymbolicLink(Path.Combine(folder, "vae", "diffusion_pytorch_model.safetensors"), Path.Combine(TinySdxl.Folder, "vae", "diffusion_pytorch_model.safetensors"));
+        var vaeConfig = Newtonsoft.Json.Linq.JObject.Parse(File.ReadAllText(Path.Combine(TinySdxl.Folder, "vae", "config.json")));
+        double[] mean = [-1.5, 1.75, -0.5, 2.5], std = [8.5, 6.0, 6.5, 5.25];
+        vaeConfig["latents_mean"] = new Newtonsoft.Json.Linq.JArray(mean);
+        vaeConfig["latents_std"] = new Newtonsoft.Json.Linq.JArray(std);
+        File.WriteAllText(Path.Combine(folder, "vae", "config.json"), vaeConfig.ToString());
+
+        // When it generates
+        using var scope = torch.NewDisposeScope();
+        using var pipeline = StableDiffusionXLPipeline.FromFolder(SdPipeline.Weights.DiffusersFolder.Open(folder), torch.CPU);
+        var result = pipeline.Generate(new TextToImageRequest(["a red circle"], [1], null, 5, 2, "euler", 16, 16));
+
+        // Then the VAE decoded latents · std / scaling_factor + mean, as diffusers' StableDiffusionXLPipeline decodes them
+        var unscaled = result.Latents * torch.tensor(std, [1, 4, 1, 1]).to(torch.float32) / 0.13025 + torch.tensor(mean, [1, 4, 1, 1]).to(torch.float32);
+        var expected = pipeline.Vae.Decode(unscaled);
+        Assert.That((result.Decoded - expected).abs().max().item<float>(), Is.LessThan(1e-5f));
+    }
 }

@@ -60,11 +60,11 @@ public sealed record AutoencoderKLConfig
     [DiffusersKey("shift_factor")]
     public double? ShiftFactor { get; init; }
 
-    /// <summary>Per-channel latent means some VAEs publish (informational).</summary>
+    /// <summary>Per-channel latent means some VAEs publish; with <see cref="LatentsStd"/>, diffusers' SDXL pipeline (not SD's) adds them back before decoding.</summary>
     [DiffusersKey("latents_mean")]
     public IReadOnlyList<double>? LatentsMean { get; init; }
 
-    /// <summary>Per-channel latent standard deviations some VAEs publish (informational).</summary>
+    /// <summary>Per-channel latent standard deviations some VAEs publish; see <see cref="LatentsMean"/>.</summary>
     [DiffusersKey("latents_std")]
     public IReadOnlyList<double>? LatentsStd { get; init; }
 
