@@ -20,7 +20,10 @@ public sealed class NoiseSchedule : IDisposable
     public NoiseSchedule(SchedulerConfig config)
     {
         config.Validate();
-        config.Refuse(!config.RescaleBetasZeroSnr, "any", "rescale_betas_zero_snr", config.RescaleBetasZeroSnr, "false");
+        // Every sampler and the training objective read these tables, so no other scheduler name is a way round it.
+        if (config.RescaleBetasZeroSnr)
+            throw new SchedulerConfigException($"{config.Source}: rescale_betas_zero_snr = true (zero terminal SNR, arXiv:2305.08891) is not supported: " +
+                "SdPipeline neither trains nor samples with rescaled betas, and a model trained with them gives wrong results without them; use a model whose schedule does not rescale");
         NumTrainTimesteps = config.NumTrainTimesteps;
 
         using var scope = NewDisposeScope();

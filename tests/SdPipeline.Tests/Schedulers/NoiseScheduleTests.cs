@@ -23,6 +23,26 @@ public sealed class NoiseScheduleTests
         Assert.That(alphasCumprod, Is.LessThanOrEqualTo(TableRtol));
     }
 
+    [TestCase("ddim")]
+    [TestCase("euler")]
+    [TestCase("")]
+    public void Constructor_Should_RefuseZeroTerminalSnr_WithoutSuggestingAnotherScheduler(string sampler)
+    {
+        // Given a zero-terminal-SNR model's scheduler config
+        var config = SchedulerConfig.Parse("""{ "beta_schedule": "scaled_linear", "rescale_betas_zero_snr": true }""", "m/scheduler/scheduler_config.json");
+
+        // When training ("") or a sampler builds its tables
+        var error = Assert.Throws<SchedulerConfigException>(() =>
+        {
+            if (sampler.Length == 0) new NoiseSchedule(config).Dispose();
+            else SchedulerFactory.Create(sampler, config).Dispose();
+        })!;
+
+        // Then the file and key are named, and no sampler is offered as a way round (every one reads the same betas)
+        Assert.That(error.Message, Does.StartWith("m/scheduler/scheduler_config.json").And.Contain("rescale_betas_zero_snr = true"));
+        Assert.That(error.Message, Does.Not.Contain("another scheduler").And.Not.Contain("any scheduler"));
+    }
+
     [Test]
     public void AddNoise_Should_MatchDiffusers_When_TimestepsSpanTheSchedule()
     {
