@@ -28,8 +28,12 @@ public sealed class SampleStage : IStageRunner
     /// <summary>The list of samples inside the artifact.</summary>
     public const string SamplesFile = "samples.json";
 
-    /// <summary>The version of the samples' meaning. 2: prompts are tokenized as transformers' CLIPTokenizer does by default.</summary>
-    public const int SchemaVersion = 2;
+    /// <summary>
+    /// The version of the samples' meaning. 2: prompts are tokenized as transformers' CLIPTokenizer does by default. 3: a
+    /// scheduler config's <c>_use_default_values</c> keys read as absent, an SDXL VAE's <c>latents_mean</c>/<c>latents_std</c>
+    /// applied, a tokenizer folder's added tokens honoured (each as diffusers does; images of such models change).
+    /// </summary>
+    public const int SchemaVersion = 3;
 
     /// <summary>Keys that change the samples.</summary>
     public static IReadOnlyList<string> ConfigKeys { get; } = ["sample", "model.clip_skip", "model.tokenizer_cleaning", "latents.resolution"];
