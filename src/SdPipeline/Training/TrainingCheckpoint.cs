@@ -46,7 +46,8 @@ public static class TrainingCheckpoint
             SaveFull(temp, models, ema);
 
         var tensors = optimizer.StateTensors();
-        tensors["generator_state"] = generator.get_state();
+        using var generatorState = generator.get_state();
+        tensors["generator_state"] = generatorState;
         SafeTensorsWriter.Write(Path.Combine(temp, StateTensors), tensors,
             new Dictionary<string, string> { ["optimizer_steps"] = optimizer.StepCount.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         AtomicFile.WriteAllText(Path.Combine(temp, StateJson), JsonConvert.SerializeObject(progress, Formatting.Indented));

@@ -151,14 +151,18 @@ public sealed class AdamW : IDisposable
         }
     }
 
-    /// <summary>The moments by name (<c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c>) for a checkpoint, on the CPU.</summary>
+    /// <summary>
+    /// The moments by name (<c>exp_avg.NAME</c>, <c>exp_avg_sq.NAME</c>) for a checkpoint: the optimizer's own tensors, on
+    /// its device, not copies (the caller must not dispose them). A checkpoint writer copies one at a time to the host; copying
+    /// them all first would hold twice the trained weights in host memory at every checkpoint of a CUDA run.
+    /// </summary>
     public Dictionary<string, Tensor> StateTensors()
     {
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, (expAvg, expAvgSq)) in _state)
         {
-            tensors[$"exp_avg.{name}"] = expAvg.cpu();
-            tensors[$"exp_avg_sq.{name}"] = expAvgSq.cpu();
+            tensors[$"exp_avg.{name}"] = expAvg;
+            tensors[$"exp_avg_sq.{name}"] = expAvgSq;
         }
         return tensors;
     }
