@@ -20,7 +20,7 @@ internal static class LoraCommand
 
     private static readonly Option<string?> Model = new("--model")
     {
-        Description = "The base model's diffusers folder; needed to read a kohya file (its names resolve against the model's layers).",
+        Description = "The base model's diffusers folder (its configs are enough); needed to read a kohya file (its names resolve against the model's layers) and to write one (its names and metadata depend on the model's family: SD 1.x, 2.x or SDXL).",
     };
 
     public static Command Create()

@@ -214,7 +214,7 @@ public sealed class LoraFileTests
         LoraFile.Write(diffusers, network.ToWeights(), LoraLayout.Diffusers);
         var model = DiffusersFolder.Open(Path.Combine(RepoPaths.Fixtures, "tiny-sd"));
 
-        var there = LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, model: null);
+        var there = LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, model);
         var error = Assert.Throws<WeightsException>(() => LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model: null));
         var again = LoraConverter.Convert(kohya, back, LoraLayout.Diffusers, model);
 
@@ -227,6 +227,36 @@ public sealed class LoraFileTests
         foreach (var entry in original.Entries)
             Assert.That(roundTripped.Bytes(roundTripped.Entry(entry.Name)).ToArray(), Is.EqualTo(original.Bytes(entry).ToArray()), entry.Name);
         Assert.That(roundTripped.Metadata[LoraFile.AdapterMetadataKey], Is.EqualTo(original.Metadata[LoraFile.AdapterMetadataKey]));
+    }
+
+    [Test]
+    public void ConvertToKohya_Should_MarkAnSd2Lora_AsTheTrainStageDoes()
+    {
+        // Given an SD 2.x model folder (tiny-sd's configs with OpenCLIP's exact GELU, how the exporter tells SD 2.x) and a
+        // diffusers-layout LoRA for it
+        using var temp = new TempFolder();
+        string model = temp.File("sd2");
+        foreach (string component in new[] { "unet", "text_encoder" })
+        {
+            Directory.CreateDirectory(Path.Combine(model, component));
+            File.Copy(Path.Combine(RepoPaths.Fixtures, "tiny-sd", component, "config.json"), Path.Combine(model, component, "config.json"));
+        }
+        File.Copy(Path.Combine(RepoPaths.Fixtures, "tiny-sd", "model_index.json"), Path.Combine(model, "model_index.json"));
+        string textConfig = Path.Combine(model, "text_encoder", "config.json");
+        var config = JObject.Parse(File.ReadAllText(textConfig));
+        config["hidden_act"] = "gelu";
+        File.WriteAllText(textConfig, config.ToString());
+        using var step = TinyUnetStep.Load();
+        using var network = LoraNetwork.Create(step.Unet, null, Settings with { TextEncoder = false }, seed: 0);
+        string diffusers = temp.File("a.safetensors"), kohya = temp.File("b.safetensors");
+        LoraFile.Write(diffusers, network.ToWeights(), LoraLayout.Diffusers);
+
+        // When it is converted to kohya's layout against that folder
+        LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, DiffusersFolder.Open(model));
+
+        // Then the file says SD 2.x (AUTOMATIC1111 lists a kohya LoRA without ss_v2 for SD 1.x only), as the train stage's does
+        using var file = SafeTensorsFile.Open(kohya);
+        Assert.That(file.Metadata.TryGetValue("ss_v2", out string? v2) ? v2 : null, Is.EqualTo("True"));
     }
 
     /// <summary>

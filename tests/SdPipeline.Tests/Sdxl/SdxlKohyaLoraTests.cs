@@ -182,6 +182,33 @@ public sealed class SdxlKohyaLoraTests
             .And.Contain("unet.down_blocks.1.attentions.0.proj_in"));
     }
 
+    [Test]
+    public void ConvertToKohya_Should_WriteTheModelsFamily_AndRefuseWithoutTheModel()
+    {
+        // Given an SDXL LoRA on the UNet's attention alone in diffusers' layout (what train_text_to_image_lora_sdxl.py and
+        // configs/sdxl.json make): nothing in it says SDXL, since the text encoders carry no adapters
+        using var temp = new TempFolder();
+        using var unet = UNet2DConditionModel.FromFolder(TinySdxl.Open());
+        using var network = LoraNetwork.Create(unet, null, new LoraSettings(4, 4, 0, Attention: true, Resnets: false, TextEncoder: false), seed: 1);
+        string diffusers = temp.File("pytorch_lora_weights.safetensors"), kohya = temp.File("kohya.safetensors");
+        LoraFile.Write(diffusers, network.ToWeights(), LoraLayout.Diffusers, sdxl: true);
+
+        // When it is converted to kohya's layout without the model, and with it
+        var refused = CliRunner.Sdpipe(temp.Path, null, "lora", "convert", diffusers, kohya, "--to", "kohya");
+        bool writtenWithoutModel = File.Exists(kohya);
+        LoraConverter.Convert(diffusers, kohya, LoraLayout.Kohya, TinySdxl.Open());
+
+        // Then without it the command exits 2 naming --model and writes nothing (it wrote an SD 1.x-labelled file in diffusers'
+        // numbering, which AUTOMATIC1111 hides beside an SDXL checkpoint); with it the file is kohya's SDXL one
+        Assert.That(refused.ExitCode, Is.EqualTo(2), refused.All);
+        Assert.That(refused.Error, Does.Contain("--model").And.Contain("SDXL"));
+        Assert.That(writtenWithoutModel, Is.False);
+        using var file = SafeTensorsFile.Open(kohya);
+        Assert.That(file.Metadata["ss_base_model_version"], Is.EqualTo("sdxl_base_v1-0"));
+        Assert.That(file.Entries.Select(e => e.Name), Has.Member("lora_unet_input_blocks_3_1_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+        Assert.That(file.Entries.Select(e => e.Name).Where(n => n.StartsWith("lora_unet_down_blocks_", StringComparison.Ordinal)), Is.Empty);
+    }
+
     private static List<string> SdxlBaseUnetPaths()
     {
         using var temp = new TempFolder();
