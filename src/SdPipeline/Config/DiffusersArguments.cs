@@ -1,12 +1,15 @@
 namespace SdPipeline.Config;
 
 /// <summary>
-/// The command-line names of diffusers' <c>train_text_to_image.py</c> / <c>train_text_to_image_lora.py</c>, which
-/// people arriving from those scripts type out of habit: each maps to the key that does the same here, or to why
+/// The command-line names of diffusers' <c>train_text_to_image.py</c> / <c>train_text_to_image_lora.py</c> and their SDXL
+/// versions (<c>train_text_to_image_sdxl.py</c> / <c>train_text_to_image_lora_sdxl.py</c>), which people arriving from those
+/// scripts type out of habit: each maps to the key that does the same here, or to why
 /// there is none. Consulted when a key is unknown, before the nearest-spelling guess.
 /// </summary>
 public static class DiffusersArguments
 {
+    private const string TimestepBias = "not supported: training timesteps are drawn uniformly, as with the SDXL script's default --timestep_bias_strategy none";
+
     /// <summary>argparse name → a config key (<c>section.key</c>) or, for no key, an explanation starting "not supported" / "not needed".</summary>
     public static IReadOnlyDictionary<string, string> Map { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
     {
@@ -49,6 +52,7 @@ public static class DiffusersArguments
         ["input_perturbation"] = "train.input_perturbation",
         ["seed"] = "train.seed",
         ["rank"] = "train.lora_rank",
+        ["train_text_encoder"] = "train.train_text_encoder",
         ["proportion_empty_prompts"] = "train.caption_dropout",
         ["shuffle_caption"] = "train.shuffle_tags",
         ["keep_tokens"] = "train.keep_tags",
@@ -71,6 +75,15 @@ public static class DiffusersArguments
         ["dataset_config_name"] = "not supported: give the repository (download.source=hf:org/name) and, in a registry entry, include patterns",
         ["tracker_project_name"] = "not supported: there is no experiment tracker",
         ["dream_training"] = "not supported: DREAM is not implemented",
+        // The SDXL scripts' own arguments. Their README's recipe swaps in madebyollin/sdxl-vae-fp16-fix because SDXL's VAE
+        // overflows in float16; here the VAE always runs in float32.
+        ["pretrained_vae_model_name_or_path"] = "not supported: the VAE is model.base's own vae/, and it encodes the latents and decodes samples in float32, " +
+            "so the float16 overflow the SDXL recipe's fp16-fix VAE avoids does not happen; for another VAE, point model.base at a copy of the model folder with that vae/",
+        ["timestep_bias_strategy"] = TimestepBias,
+        ["timestep_bias_multiplier"] = TimestepBias,
+        ["timestep_bias_begin"] = TimestepBias,
+        ["timestep_bias_end"] = TimestepBias,
+        ["timestep_bias_portion"] = TimestepBias,
     };
 
     /// <summary>What to tell someone who typed <paramref name="path"/> (with or without a section or leading dashes), or null when it is no diffusers argument.</summary>

@@ -19,6 +19,15 @@ public sealed class DiffusersArgumentsTests
         Assert.That(error!.Message, Does.Contain("not supported").And.Contain("train.method=lora"));
     }
 
+    [TestCase("pretrained_vae_model_name_or_path=madebyollin/sdxl-vae-fp16-fix", "float32")]
+    [TestCase("timestep_bias_strategy=later", "uniformly")]
+    public void SdxlScriptArgument_Should_SayWhyItIsNotSupported_InsteadOfGuessingAnUnrelatedKey(string setting, string reason)
+    {
+        // The argument of configs/sdxl.json's own recipe (diffusers' README_sdxl.md); it was answered "did you mean 'train.fused_backward_pass'?"
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.Load(null, [setting]));
+        Assert.That(error!.Message, Does.Contain("not supported").And.Contain(reason).And.Not.Contain("did you mean"));
+    }
+
     [Test]
     public void EveryMappedKey_Should_ExistInTheSchema()
     {
