@@ -46,6 +46,17 @@ public sealed class ShippedConfigsTests
     }
 
     [Test]
+    public void SdxlProfile_Should_PrepareImagesAsDiffusersSdxlScriptsDo()
+    {
+        // configs/sdxl.json follows train_text_to_image_lora_sdxl.py (README_sdxl.md: --resolution=1024 --random_flip, no
+        // --center_crop), whose transform is Resize(resolution, interpolation=BILINEAR) with no option to change it (as in
+        // train_text_to_image_sdxl.py), not train_text_to_image.py's default lanczos: other pixels, other latents
+        var latents = ConfigLoader.Load(Path.Combine(RepoPaths.Root, "configs", "sdxl.json"), []).Typed.Latents;
+
+        Assert.That((latents.Resolution, latents.Interpolation, latents.CenterCrop, latents.RandomFlip), Is.EqualTo((1024, "bilinear", false, true)));
+    }
+
+    [Test]
     public void ConfigWithoutPrompts_Should_BeWarnedAboutAtTheFirstStage_AndRefusedBySample()
     {
         using var harness = new PipelineHarness();
