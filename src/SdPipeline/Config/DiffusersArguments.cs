@@ -3,8 +3,9 @@ namespace SdPipeline.Config;
 /// <summary>
 /// The command-line names of diffusers' <c>train_text_to_image.py</c> / <c>train_text_to_image_lora.py</c> and their SDXL
 /// versions (<c>train_text_to_image_sdxl.py</c> / <c>train_text_to_image_lora_sdxl.py</c>), which people arriving from those
-/// scripts type out of habit: each maps to the key that does the same here, or to why
-/// there is none. Consulted when a key is unknown, before the nearest-spelling guess.
+/// scripts type out of habit, and those of kohya's sd-scripts (<c>train_network.py</c>, <c>sdxl_train_network.py</c>): each maps
+/// to the key that does the same here, or to why there is none. Consulted when a key is unknown, before the nearest-spelling
+/// guess.
 /// </summary>
 public static class DiffusersArguments
 {
@@ -54,8 +55,6 @@ public static class DiffusersArguments
         ["rank"] = "train.lora_rank",
         ["train_text_encoder"] = "train.train_text_encoder",
         ["proportion_empty_prompts"] = "train.caption_dropout",
-        ["shuffle_caption"] = "train.shuffle_tags",
-        ["keep_tokens"] = "train.keep_tags",
         ["image_column"] = "not supported as a key: set image_column in the dataset's datasets.json entry (parquet sources)",
         ["caption_column"] = "not supported as a key: set caption_column in the dataset's datasets.json entry",
         ["use_8bit_adam"] = "not supported: bitsandbytes' 8-bit AdamW is a CUDA kernel library for Python; to save memory use train.method=lora, train.mixed_precision=bf16 or train.ema_on_cpu=true (the pre-flight check says which helps)",
@@ -86,12 +85,32 @@ public static class DiffusersArguments
         ["timestep_bias_portion"] = TimestepBias,
     };
 
-    /// <summary>What to tell someone who typed <paramref name="path"/> (with or without a section or leading dashes), or null when it is no diffusers argument.</summary>
+    /// <summary>kohya's sd-scripts argument name → a config key or, for no key, an explanation (as in <see cref="Map"/>).</summary>
+    public static IReadOnlyDictionary<string, string> Kohya { get; } = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["network_dim"] = "train.lora_rank",
+        ["network_alpha"] = "train.lora_alpha",
+        ["caption_dropout_rate"] = "train.caption_dropout",
+        ["shuffle_caption"] = "train.shuffle_tags",
+        ["keep_tokens"] = "train.keep_tags",
+        ["enable_bucket"] = "latents.bucketing",
+        ["min_bucket_reso"] = "latents.bucket_min_side",
+        ["max_bucket_reso"] = "latents.bucket_max_side",
+        ["min_snr_gamma"] = "train.snr_gamma",
+        ["network_train_unet_only"] = "not needed: a LoRA run adapts the UNet alone unless train.train_text_encoder=true",
+        ["cache_latents"] = "not needed: the latents stage always caches the latents",
+        ["cache_text_encoder_outputs"] = "not needed: the latents stage caches the text encoders' outputs (both of SDXL's, and the pooled embedding)",
+    };
+
+    /// <summary>What to tell someone who typed <paramref name="path"/> (with or without a section or leading dashes), or null when it is no diffusers or kohya argument.</summary>
     public static string? Explain(string path)
     {
         string name = path.TrimStart('-');
         name = name[(name.LastIndexOf('.') + 1)..].Replace('-', '_');
-        if (!Map.TryGetValue(name, out var target)) return null;
-        return target.Contains(' ') ? $"diffusers' --{name} is {target}" : $"did you mean '{target}'? (diffusers' --{name})";
+        string whose;
+        if (Map.TryGetValue(name, out var target)) whose = "diffusers'";
+        else if (Kohya.TryGetValue(name, out target)) whose = "kohya's";
+        else return null;
+        return target.Contains(' ') ? $"{whose} --{name} is {target}" : $"did you mean '{target}'? ({whose} --{name})";
     }
 }

@@ -28,10 +28,21 @@ public sealed class DiffusersArgumentsTests
         Assert.That(error!.Message, Does.Contain("not supported").And.Contain(reason).And.Not.Contain("did you mean"));
     }
 
+    [TestCase("network_dim=16", "train.lora_rank")]
+    [TestCase("enable_bucket=true", "latents.bucketing")]
+    [TestCase("min_bucket_reso=256", "latents.bucket_min_side")]
+    [TestCase("caption_dropout_rate=0.1", "train.caption_dropout")]
+    public void KohyaArgument_Should_PointAtOurKey_NamingKohya(string setting, string key)
+    {
+        // sd-scripts' LoRA arguments (train_network.py, sdxl_train_network.py): network_dim was answered "did you mean 'latents.seed'?"
+        var error = Assert.Throws<ConfigException>(() => ConfigLoader.Load(null, [setting]));
+        Assert.That(error!.Message, Does.Contain($"did you mean '{key}'").And.Contain("kohya's --"));
+    }
+
     [Test]
     public void EveryMappedKey_Should_ExistInTheSchema()
     {
-        foreach (var (name, target) in DiffusersArguments.Map.Where(p => !p.Value.Contains(' ')))
+        foreach (var (name, target) in DiffusersArguments.Map.Concat(DiffusersArguments.Kohya).Where(p => !p.Value.Contains(' ')))
             Assert.That(ConfigSchema.Find(target), Is.Not.Null, $"--{name} → {target}");
     }
 
