@@ -31,7 +31,11 @@ public static class PipelineFiles
     };
 
     /// <summary>The subset of <paramref name="files"/> to download.</summary>
-    public static IReadOnlyList<HubFile> Select(IReadOnlyList<HubFile> files, string? variant)
+    /// <param name="files">The repository's (or a local folder's) files.</param>
+    /// <param name="variant">The precision variant to prefer, or null.</param>
+    /// <param name="location">Where the files are, for errors: "on the Hub", or "in" a local folder.</param>
+    /// <exception cref="SdPipeline.Weights.WeightsException">A component without safetensors weights.</exception>
+    public static IReadOnlyList<HubFile> Select(IReadOnlyList<HubFile> files, string? variant, string location = "on the Hub")
     {
         bool sdxl = files.Any(f => f.Path == "text_encoder_2/config.json");
         var chosen = files.Where(f => Always.Contains(f.Path) || (sdxl && SdxlAlways.Contains(f.Path))).ToList();
@@ -42,8 +46,12 @@ public static class PipelineFiles
             if (weights is null)
             {
                 if (candidates.Any(f => f.Path.EndsWith(".bin", StringComparison.Ordinal)))
-                    throw new SdPipeline.Weights.WeightsException($"{component}/ on the Hub has only pickle (.bin) weights; " + SdPipeline.Weights.PickleRefusal.Message(component + "/diffusion_pytorch_model.bin"));
-                throw new SdPipeline.Weights.WeightsException($"{component}/ on the Hub has no safetensors weights");
+                    throw new SdPipeline.Weights.WeightsException($"{component}/ {location} has only pickle (.bin) weights; " + SdPipeline.Weights.PickleRefusal.Message(component + "/diffusion_pytorch_model.bin"));
+                // SDXL's refiner has text_encoder_2/ alone: a text-to-image pipeline of the base's kind cannot be built from it.
+                if (candidates.Count == 0)
+                    throw new SdPipeline.Weights.WeightsException($"no {component}/ {location}, which a text-to-image pipeline needs (unet/, vae/, text_encoder/" +
+                        (sdxl ? ", and text_encoder_2/ for SDXL; an SDXL refiner, which has no text_encoder/, is not supported)" : ")"));
+                throw new SdPipeline.Weights.WeightsException($"{component}/ {location} has no safetensors weights");
             }
             chosen.AddRange(weights);
         }

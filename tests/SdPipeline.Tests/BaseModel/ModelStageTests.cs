@@ -3,6 +3,7 @@ using SdPipeline.Pipeline;
 using SdPipeline.Progress;
 using SdPipeline.Stages;
 using SdPipeline.Tests.Support;
+using SdPipeline.Weights;
 
 namespace SdPipeline.Tests.BaseModel;
 
@@ -124,6 +125,30 @@ public sealed class ModelStageTests
 
         Assert.That(plan.Status, Is.EqualTo(StageStatus.Error));
         Assert.That(plan.Reasons.Single(), Does.Contain("/no/such/model"));
+    }
+
+    [Test]
+    public void LocalFolderWithoutAComponentsWeights_Should_NameTheFolder_NotTheHub()
+    {
+        // Given a local folder whose UNet was saved as pickle (.bin), and an SDXL refiner's layout (text_encoder_2/ without text_encoder/)
+        string pickled = CopyOfTinySd("pickled");
+        File.Move(Path.Combine(pickled, "unet", "diffusion_pytorch_model.safetensors"), Path.Combine(pickled, "unet", "diffusion_pytorch_model.bin"));
+        string refiner = _temp.File("refiner");
+        foreach (string file in Directory.EnumerateFiles(Path.Combine(RepoPaths.Fixtures, "tiny-sdxl"), "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(Path.Combine(RepoPaths.Fixtures, "tiny-sdxl"), file);
+            if (relative.StartsWith("text_encoder" + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(refiner, relative))!);
+            File.Copy(file, Path.Combine(refiner, relative));
+        }
+
+        // When the model stage plans them
+        var pickledError = Assert.Throws<WeightsException>(() => PlanModel(pickled));
+        var refinerError = Assert.Throws<WeightsException>(() => PlanModel(refiner));
+
+        // Then each error says which folder lacks what (it said "on the Hub" of a local folder)
+        Assert.That(pickledError!.Message, Does.StartWith($"unet/ in {pickled} has only pickle (.bin) weights"));
+        Assert.That(refinerError!.Message, Does.StartWith($"no text_encoder/ in {refiner}").And.Contain("refiner").And.Not.Contain("Hub"));
     }
 
     [Test]
