@@ -42,12 +42,16 @@ public sealed class HubCache(string root)
         return HubPaths.IsCommit(commit) ? commit : null;
     }
 
-    /// <summary>Remembers that <paramref name="revision"/> resolved to <paramref name="commit"/>.</summary>
+    /// <summary>
+    /// Remembers that <paramref name="revision"/> resolved to <paramref name="commit"/>. A ref that already says so is
+    /// left as it is, as huggingface_hub leaves it: a runner's pre-filled cache mounted read-only is only read.
+    /// </summary>
     public void WriteRef(HubRepoKind kind, string repo, string revision, string commit)
     {
         if (IsCommit(revision)) return;
         if (!HubPaths.IsSafeRevision(revision) || !HubPaths.IsCommit(commit))
             throw new InvalidOperationException($"refusing to write ref '{revision}' → '{commit}' into the Hub cache: not a revision name and a commit id");
+        if (ResolveRef(kind, repo, revision) == commit) return;
         string path = Path.Combine(RepoFolder(kind, repo), "refs", revision);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         AtomicFile.WriteAllText(path, commit);

@@ -51,6 +51,29 @@ public sealed class HubSnapshotDownloaderTests : ServerTest
     }
 
     [Test]
+    public void Download_Should_WriteNothingToTheCache_When_ItHoldsTheSnapshot_AsARunnersReadOnlyCacheNeeds()
+    {
+        // Given a cache that holds the snapshot, every entry dated in the past (a runner's pre-filled cache, mounted
+        // read-only: as root a test cannot make a folder read-only, so what is written is seen by the dates and names)
+        Download();
+        string cache = Temp.File("hub");
+        var past = new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        foreach (string entry in Directory.EnumerateFileSystemEntries(cache, "*", SearchOption.AllDirectories).Where(e => new FileInfo(e).LinkTarget is null))
+            if (File.Exists(entry)) File.SetLastWriteTimeUtc(entry, past);
+            else Directory.SetLastWriteTimeUtc(entry, past);
+        Dictionary<string, DateTime> Entries() => Directory.EnumerateFileSystemEntries(cache, "*", SearchOption.AllDirectories)
+            .Where(e => new FileInfo(e).LinkTarget is null)
+            .ToDictionary(e => Path.GetRelativePath(cache, e), e => File.Exists(e) ? File.GetLastWriteTimeUtc(e) : Directory.GetLastWriteTimeUtc(e));
+        var before = Entries();
+
+        // When the model stage downloads it again, online
+        Download();
+
+        // Then no file or folder of the cache was written, replaced or added (refs/main included, as huggingface_hub leaves it)
+        Assert.That(Entries(), Is.EqualTo(before));
+    }
+
+    [Test]
     public void Download_Should_TakeTheVariant_When_TheRepoHasIt()
     {
         var snapshot = Download("fp16");
