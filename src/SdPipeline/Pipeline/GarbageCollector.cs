@@ -6,7 +6,8 @@ namespace SdPipeline.Pipeline;
 /// keeps the shared caches; bounded collection (<see cref="GcLimits"/>, for a store that persists on a
 /// self-hosted runner) removes only what is older than the age limit or, least recently used first, what
 /// it takes to fit the size limit, and counts dataset downloads (<c>_shared/downloads</c>) among the
-/// candidates. The current config's artifacts, and its interrupted build, are never removed.
+/// candidates. The current config's artifacts, and its interrupted build, are never removed; nor are those a running
+/// <c>sdpipe run</c> leases (<see cref="RunLease"/>) or a running build reads.
 /// </summary>
 public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = null)
 {
@@ -25,7 +26,7 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
     {
         RequireStore(plans, dryRun);
         var kept = new List<string>();
-        var candidates = StageCandidates(plans, bounded: !limits.IsEmpty, kept).ToList();
+        var candidates = StageCandidates(plans, dryRun, kept).ToList();
         if (!limits.IsEmpty) candidates.AddRange(DownloadCandidates(kept));
 
         long before = StoreSize(), after = before;
@@ -103,10 +104,11 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
     /// <summary>Size of every file in the store, links not followed (a report's deliverables link other artifacts).</summary>
     public long StoreSize() => Directory.Exists(store.Root) ? Size(store.Root) : 0;
 
-    private IEnumerable<Candidate> StageCandidates(IReadOnlyList<StagePlan> plans, bool bounded, List<string> kept)
+    private IEnumerable<Candidate> StageCandidates(IReadOnlyList<StagePlan> plans, bool dryRun, List<string> kept)
     {
         var runLog = new RunLog(store);
         var inUse = UpstreamOfRunningBuilds(plans);
+        var leased = RunLease.HeldFolders(store, dryRun);
         foreach (var plan in plans)
         {
             string stageDir = store.StageDirectory(plan.Stage.Name);
@@ -143,6 +145,11 @@ public sealed class GarbageCollector(ArtifactStore store, TimeProvider? time = n
                 if (inUse.Contains(folder))
                 {
                     kept.Add($"{Relative(folder)} is read by a running build");
+                    continue;
+                }
+                if (leased.TryGetValue(folder, out int pid))
+                {
+                    kept.Add($"{Relative(folder)} belongs to the config of a running sdpipe (process {pid})");
                     continue;
                 }
                 // Folders are FP, .FP.partial and .FP.trash-GUID; each is guarded by .FP.lock.

@@ -26,6 +26,8 @@ public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHas
         var plan = plans.Single(p => p.Stage.Name == stageName);
         if (plan.Status == StageStatus.Error)
             throw new StageInputException($"{stageName}: {string.Join("; ", plan.Reasons)}");
+        // The chain's other stages, built or still to build, are this config's too: gc with another config keeps them while it runs.
+        using var lease = RunLease.Take(store, plans);
 
         var upstream = new Dictionary<string, string>();
         foreach (string name in stage.Upstream)

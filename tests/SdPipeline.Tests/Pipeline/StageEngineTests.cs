@@ -220,6 +220,63 @@ public sealed class StageEngineTests
         Assert.That(harness.Built, Is.Empty);
     }
 
+    [Test]
+    public void Gc_Should_KeepEveryArtifactOfAChainInProgress_When_ItRunsWithAnotherConfig()
+    {
+        // Given one config built, and another config's chain under way: a built, b built, c building
+        using var harness = new Harness();
+        harness.RunAll();
+        var other = ConfigLoader.Load(null, ["download.count=5"]);
+        var executor = new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new WriteConfigRunner(harness.Built));
+        executor.Run("a", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
+        executor.Run("b", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
+        string otherA = harness.Plan("download.count=5").Single(p => p.Stage.Name == "a").ArtifactDirectory!;
+
+        // When gc runs with the first config while the other chain's stage c builds (a process of its own in a chain)
+        GcResult? during = null;
+        var collecting = new StageExecutor(Graph, harness.Store, harness.Hashes,
+            _ => new CallbackRunner(() => during = new GarbageCollector(harness.Store).Collect(harness.Plan(), new GcLimits(), dryRun: false)));
+        collecting.Run("c", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
+
+        // Then the running chain's a, which c does not read but the chain built, is kept and said why
+        Assert.That(Directory.Exists(otherA), Is.True, string.Join("\n", during!.Removed.Select(r => r.Path)));
+        Assert.That(during.Kept, Has.Some.Contains($"a/{Path.GetFileName(otherA)} belongs to the config of a running sdpipe (process {Environment.ProcessId})"));
+
+        // And once that run has ended, gc removes it (a lease ends with its process)
+        var after = new GarbageCollector(harness.Store).Collect(harness.Plan(), new GcLimits(), dryRun: false);
+        Assert.That(after.Removed.Select(r => r.Path), Does.Contain(otherA));
+        Assert.That(Directory.EnumerateFileSystemEntries(harness.Store.SharedDirectory("leases")), Is.Empty);
+    }
+
+    [Test]
+    public void Gc_Should_IgnoreTheLeaseOfAKilledRun()
+    {
+        // Given the lease of an sdpipe killed while it ran another config (its list left behind, its lock released by the OS)
+        using var harness = new Harness();
+        harness.RunAll("download.count=5");
+        harness.RunAll();
+        string otherA = harness.Plan("download.count=5").Single(p => p.Stage.Name == "a").ArtifactDirectory!;
+        string leases = harness.Store.SharedDirectory("leases");
+        Directory.CreateDirectory(leases);
+        File.WriteAllText(Path.Combine(leases, $"999999-{Guid.NewGuid():N}.json"), $$"""{"pid": 999999, "folders": ["a/{{Path.GetFileName(otherA)}}"]}""");
+
+        // When gc runs
+        var result = new GarbageCollector(harness.Store).Collect(harness.Plan(), new GcLimits(), dryRun: false);
+
+        // Then the dead run protects nothing, and its list is gone
+        Assert.That(result.Removed.Select(r => r.Path), Does.Contain(otherA));
+        Assert.That(Directory.EnumerateFileSystemEntries(leases), Is.Empty);
+    }
+
+    private sealed class CallbackRunner(Action during) : IStageRunner
+    {
+        public JObject Run(StageWorkspace workspace)
+        {
+            during();
+            return new JObject();
+        }
+    }
+
     private sealed class FailingRunner : IStageRunner
     {
         public JObject Run(StageWorkspace workspace)
