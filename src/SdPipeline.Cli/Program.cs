@@ -57,6 +57,12 @@ catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
     Console.Error.WriteLine("interrupted: partial work is kept and the next run resumes from it");
     return ExitCodes.StageFailure;
 }
+catch (IOException e) when (SdPipeline.Files.DiskFull.Is(e))
+{
+    // Not a bug to show a stack trace for: the message names the file, and what is half-written is no artifact.
+    Console.Error.WriteLine($"error: {e.Message}: {SdPipeline.Files.DiskFull.Advice}");
+    return ExitCodes.StageFailure;
+}
 catch (Exception e)
 {
     Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using SdPipeline.Files;
 using SdPipeline.Pipeline;
 using SdPipeline.Progress;
 
@@ -56,6 +57,11 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
             {
                 transferred += await AttemptAsync(request, part, bar, cancellation);
                 break;
+            }
+            catch (Exception e) when (DiskFull.Is(e))
+            {
+                // Another attempt would fail alike after its backoff, and "download failed" would blame the network.
+                throw new StageFailedException($"{request.Label}: cannot write {part} ({e.Message}): {DiskFull.Advice}", e);
             }
             catch (Exception e) when (IsTransient(e, cancellation))
             {

@@ -31,6 +31,25 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Run_Should_SayTheDiskIsFull_WithoutAStackTrace_And_KeepWhatItBuilt()
+    {
+        // Given a store whose run log cannot grow: a link to /dev/full, whose writes fail with ENOSPC as a full disk's do
+        Assume.That(OperatingSystem.IsLinux() && File.Exists("/dev/full"), "needs /dev/full");
+        string runLog = _temp.File("artifacts/_shared/runs/runs.jsonl");
+        Directory.CreateDirectory(Path.GetDirectoryName(runLog)!);
+        File.CreateSymbolicLink(runLog, "/dev/full");
+
+        var result = Sdpipe("run", "download", "--set", "download.count=8");
+
+        // Then it fails (1) naming the file and the full disk, as an error to act on rather than a crash
+        Assert.That(result.ExitCode, Is.EqualTo(1), result.All);
+        Assert.That(result.Error, Does.Contain(runLog).And.Contain("the disk is full"));
+        Assert.That(result.Error, Does.Not.Contain("   at "));
+        // And the artifact it had finished stays a cache hit
+        Assert.That(Sdpipe("path", "download", "items.jsonl", "--set", "download.count=8").ExitCode, Is.EqualTo(0));
+    }
+
+    [Test]
     public void WronglyTypedSet_Should_ExitWith2_And_NameTheKey()
     {
         var result = Sdpipe("run", "download", "--set", "download.min_side=big");

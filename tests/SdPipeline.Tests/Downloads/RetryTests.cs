@@ -83,4 +83,21 @@ public sealed class RetryTests : ServerTest
         Assert.That(Server.Requests, Has.Count.EqualTo(3));
         Assert.That(error.Message, Does.Contain("3 attempts, 3 without progress; download.retries = 3"));
     }
+
+    [Test]
+    public void Download_Should_StopAtOnce_NamingTheFullDisk_When_ThePartialFileCannotBeWritten()
+    {
+        // Given a partial file on a full disk (a link to /dev/full, whose writes fail with ENOSPC as a full disk's do)
+        Assume.That(OperatingSystem.IsLinux() && File.Exists("/dev/full"), "needs /dev/full");
+        Server.Serve("/data.bin", Body);
+        File.CreateSymbolicLink(Temp.File("data.bin.part"), "/dev/full");
+
+        // When the file is downloaded with 3 attempts
+        var error = Assert.Throws<StageFailedException>(() => Download(new DownloadSettings { FirstRetryDelay = TimeSpan.FromMilliseconds(5), Attempts = 3 }))!;
+
+        // Then it asked the server once, and says the disk is full, where, and that the run can go on once there is room
+        Assert.That(Server.Requests, Has.Count.EqualTo(1));
+        Assert.That(error.Message, Does.Contain(Temp.File("data.bin.part")).And.Contain("the disk is full").And.Contain("run again"));
+        Assert.That(File.Exists(Temp.File("data.bin")), Is.False);
+    }
 }
