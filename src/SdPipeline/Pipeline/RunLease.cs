@@ -55,7 +55,7 @@ public sealed class RunLease : IDisposable
     }
 
     /// <summary>
-    /// The artifact folders of every live run's lease, by full path, each with the process id that holds it. The lists
+    /// The artifact folders (and their interrupted builds) of every live run's lease, by full path, each with the process id that holds it. The lists
     /// of runs that are gone are deleted unless <paramref name="dryRun"/>.
     /// </summary>
     public static IReadOnlyDictionary<string, int> HeldFolders(ArtifactStore store, bool dryRun)
@@ -97,7 +97,11 @@ public sealed class RunLease : IDisposable
             int pid = lease.Value<int?>("pid") ?? 0;
             foreach (var folder in lease["folders"] as JArray ?? [])
                 if (folder.Type == JTokenType.String && folder.Value<string>()!.Split('/') is [var stage, var shortFp])
+                {
+                    // Its interrupted build too: the run resumes it when the chain gets there.
                     held.TryAdd(store.ArtifactDirectory(stage, shortFp), pid);
+                    held.TryAdd(Path.Combine(store.StageDirectory(stage), $".{shortFp}.partial"), pid);
+                }
         }
         return held;
     }

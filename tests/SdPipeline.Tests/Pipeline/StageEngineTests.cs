@@ -223,14 +223,21 @@ public sealed class StageEngineTests
     [Test]
     public void Gc_Should_KeepEveryArtifactOfAChainInProgress_When_ItRunsWithAnotherConfig()
     {
-        // Given one config built, and another config's chain under way: a built, b built, c building
+        // Given one config built, and another config's chain under way: a built, b built, c building, and its d
+        // interrupted in an earlier run (the chain resumes it after c)
         using var harness = new Harness();
         harness.RunAll();
-        var other = ConfigLoader.Load(null, ["download.count=5"]);
+        string[] sets = ["download.count=5", "model.base=hf:org/other"];
+        var other = ConfigLoader.Load(null, sets);
+        Assert.Throws<StageFailedException>(() => new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new FailingRunner())
+            .Run("d", other, false, _ => { }, NullProgress.Instance, CancellationToken.None));
         var executor = new StageExecutor(Graph, harness.Store, harness.Hashes, _ => new WriteConfigRunner(harness.Built));
         executor.Run("a", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
         executor.Run("b", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
-        string otherA = harness.Plan("download.count=5").Single(p => p.Stage.Name == "a").ArtifactDirectory!;
+        string otherA = harness.Plan(sets).Single(p => p.Stage.Name == "a").ArtifactDirectory!;
+        string otherD = harness.Plan(sets).Single(p => p.Stage.Name == "d").ArtifactDirectory!;
+        string interruptedD = Path.Combine(Path.GetDirectoryName(otherD)!, $".{Path.GetFileName(otherD)}.partial");
+        Assert.That(Directory.Exists(interruptedD), Is.True);
 
         // When gc runs with the first config while the other chain's stage c builds (a process of its own in a chain)
         GcResult? during = null;
@@ -238,13 +245,14 @@ public sealed class StageEngineTests
             _ => new CallbackRunner(() => during = new GarbageCollector(harness.Store).Collect(harness.Plan(), new GcLimits(), dryRun: false)));
         collecting.Run("c", other, false, _ => { }, NullProgress.Instance, CancellationToken.None);
 
-        // Then the running chain's a, which c does not read but the chain built, is kept and said why
+        // Then the running chain's a, which c does not read but the chain built, and its interrupted d are kept, and said why
         Assert.That(Directory.Exists(otherA), Is.True, string.Join("\n", during!.Removed.Select(r => r.Path)));
+        Assert.That(Directory.Exists(interruptedD), Is.True, string.Join("\n", during.Removed.Select(r => r.Path)));
         Assert.That(during.Kept, Has.Some.Contains($"a/{Path.GetFileName(otherA)} belongs to the config of a running sdpipe (process {Environment.ProcessId})"));
 
         // And once that run has ended, gc removes it (a lease ends with its process)
         var after = new GarbageCollector(harness.Store).Collect(harness.Plan(), new GcLimits(), dryRun: false);
-        Assert.That(after.Removed.Select(r => r.Path), Does.Contain(otherA));
+        Assert.That(after.Removed.Select(r => r.Path), Does.Contain(otherA).And.Contain(interruptedD));
         Assert.That(Directory.EnumerateFileSystemEntries(harness.Store.SharedDirectory("leases")), Is.Empty);
     }
 
