@@ -180,8 +180,7 @@ public static class LoraFile
             if (!named.TryAdd(layer, name))
                 throw new WeightsException($"{file.Path}: '{named[layer]}' and '{name}' adapt the same layer ({layer.Component}.{layer.Path}), once in diffusers' " +
                     "block numbering and once in the original one; keep one of them");
-            var down = file.Read(entry.Name);
-            var up = file.Read($"{name}.lora_up.weight");
+            var (down, up) = ReadPair(file, entry.Name, $"{name}.lora_up.weight");
             // kohya: "if alpha == 0 or None, alpha is rank (no scaling)".
             double alpha = file.Contains($"{name}.alpha") ? Scalar(file, $"{name}.alpha") : 0;
             modules.Add(new LoraModuleWeights(layer.Component, layer.Path, down, up, alpha > 0 ? alpha : down.shape[0]));
@@ -197,7 +196,7 @@ public static class LoraFile
 
     private static List<LoraModuleWeights> ReadDiffusers(SafeTensorsFile file)
     {
-        JObject? config = file.Metadata.TryGetValue(AdapterMetadataKey, out string? json) ? JObject.Parse(json) : null;
+        JObject? config = file.Metadata.TryGetValue(AdapterMetadataKey, out string? json) ? AdapterConfig(file.Path, json) : null;
         // What PEFT applies beyond B·A·alpha/r would be dropped without a word and give other images: refused, as in kohya files.
         var other = file.Entries.Select(e => e.Name).Where(n => n.Contains("lora_magnitude_vector", StringComparison.Ordinal) || n.EndsWith(".lora_B.bias", StringComparison.Ordinal)).ToList();
         if (other.Count > 0)
@@ -214,10 +213,9 @@ public static class LoraFile
             int dot = stem.IndexOf('.', StringComparison.Ordinal);
             if (dot < 0) throw new WeightsException($"{file.Path}: key '{entry.Name}' has no component prefix (unet. or text_encoder.)");
             string component = stem[..dot], layerPath = stem[(dot + 1)..].Replace(".processor.", ".", StringComparison.Ordinal);
-            var down = file.Read(entry.Name);
-            var up = file.Read(upName);
+            var (down, up) = ReadPair(file, entry.Name, upName);
             long rank = down.shape[0];
-            if (HeaderRank(config, component, layerPath) is long headerRank && headerRank != rank)
+            if (HeaderRank(file.Path, config, component, layerPath) is { } headerRank && headerRank != rank)
             {
                 down.Dispose();
                 up.Dispose();
@@ -232,20 +230,20 @@ public static class LoraFile
 
     // The rank the header's LoraConfig gives a module: its rank_pattern entry, else r; null without a header, or when
     // rank_pattern holds only patterns PEFT matches as regular expressions (not judged here).
-    private static long? HeaderRank(JObject? config, string component, string path)
+    private static double? HeaderRank(string file, JObject? config, string component, string path)
     {
-        if (config?[$"{component}.r"] is not { Type: JTokenType.Integer or JTokenType.Float } r) return null;
-        if (config[$"{component}.rank_pattern"] is JObject { Count: > 0 } pattern)
-            return pattern[path] is { Type: JTokenType.Integer or JTokenType.Float } specific ? specific.Value<long>() : null;
-        return r.Value<long>();
+        if (Number(file, config, $"{component}.r") is not { } r) return null;
+        if (config![$"{component}.rank_pattern"] is JObject { Count: > 0 } pattern)
+            return Number(file, pattern, path, $"{component}.rank_pattern");
+        return r;
     }
 
     // diffusers: the LoraConfig from the header (alpha_pattern by module, else lora_alpha), else a network_alphas-style
     // "PATH.alpha" tensor (older conversions), else alpha = r (load_lora_adapter's default).
     private static double DiffusersAlpha(SafeTensorsFile file, JObject? config, string component, string path, string stem, long rank)
     {
-        if (config?[$"{component}.alpha_pattern"] is JObject pattern && pattern[path] is { } specific) return specific.Value<double>();
-        if (config?[$"{component}.lora_alpha"] is { } alpha) return alpha.Value<double>();
+        if (config?[$"{component}.alpha_pattern"] is JObject pattern && Number(file.Path, pattern, path, $"{component}.alpha_pattern") is { } specific) return specific;
+        if (Number(file.Path, config, $"{component}.lora_alpha") is { } alpha) return alpha;
         if (file.Contains($"{stem}.alpha")) return Scalar(file, $"{stem}.alpha");
         return rank;
     }
@@ -278,10 +276,49 @@ public static class LoraFile
         return parts.Length >= 2 && int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out _) ? $"{parts[^2]}.{parts[^1]}" : parts[^1];
     }
 
+    /// <summary>
+    /// The down and up weights of one adapter, refused by key when their shapes are no adapter's: a stranger's file may hold
+    /// anything under these names, and a rank of 0 or a down and up of different ranks would otherwise end in an index
+    /// error, a division by zero, or a converted file no other tool loads.
+    /// </summary>
+    private static (Tensor Down, Tensor Up) ReadPair(SafeTensorsFile file, string downName, string upName)
+    {
+        long[] down = file.Entry(downName).Shape, up = file.Entry(upName).Shape;
+        bool linear = down.Length == 2 && up.Length == 2;
+        bool convolution = down.Length == 4 && up.Length == 4 && up[2] == 1 && up[3] == 1;
+        if (!(linear || convolution) || down[0] < 1 || up[1] != down[0])
+            throw new WeightsException($"{file.Path}: '{downName}' has shape [{string.Join(", ", down)}] and '{upName}' [{string.Join(", ", up)}], " +
+                "which are not a LoRA's (down [r, in] and up [out, r] for a linear layer, down [r, in, k, k] and up [out, r, 1, 1] for a convolution, r ≥ 1)");
+        return (file.Read(downName), file.Read(upName));
+    }
+
+    /// <summary>diffusers' LoraConfig from the header, refused by name when it is not a JSON object (json.loads fails in diffusers too).</summary>
+    private static JObject AdapterConfig(string file, string json)
+    {
+        try
+        {
+            return JObject.Parse(json);
+        }
+        catch (JsonReaderException e)
+        {
+            throw new WeightsException($"{file}: its metadata entry '{AdapterMetadataKey}' is not a JSON object: {e.Message}");
+        }
+    }
+
+    /// <summary>A number of the LoraConfig (r, lora_alpha, a pattern's entry), or null when absent; any other value is refused by name.</summary>
+    private static double? Number(string file, JObject? config, string key, string? within = null) => config?[key] switch
+    {
+        null or { Type: JTokenType.Null } => null,
+        { Type: JTokenType.Integer or JTokenType.Float } number => number.Value<double>(),
+        var other => throw new WeightsException($"{file}: '{AdapterMetadataKey}' gives {(within is null ? "" : within + " ")}'{key}' the value {other.ToString(Formatting.None)}, not a number"),
+    };
+
     private static string? Stem(string name, string suffix) => name.EndsWith(suffix, StringComparison.Ordinal) ? name[..^suffix.Length] : null;
 
     private static double Scalar(SafeTensorsFile file, string name)
     {
+        if (file.Entry(name).Shape.Aggregate(1L, (a, b) => a * b) != 1)
+            throw new WeightsException($"{file.Path}: '{name}' has shape [{string.Join(", ", file.Entry(name).Shape)}]; an alpha is one number");
         using var tensor = file.Read(name);
         return tensor.to(ScalarType.Float64).item<double>();
     }

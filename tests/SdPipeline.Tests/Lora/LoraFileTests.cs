@@ -202,6 +202,71 @@ public sealed class LoraFileTests
         Assert.That(error!.Message, Does.Contain("lora_unet_input_blocks_40_1_proj_in").And.Contain("another architecture"));
     }
 
+    // Files as a model site may serve them: each breaks what makes two tensors an adapter, and each ended in an index error,
+    // a division by zero (rank 0), or an ArgumentException when sampling attached it; `lora convert` wrote them out.
+    [TestCase(new long[] { 4, 64 }, new long[] { 64, 8 }, TestName = "Read_Should_RefuseByKey_When_DownAndUpHaveDifferentRanks")]
+    [TestCase(new long[] { 4 }, new long[] { 64, 4 }, TestName = "Read_Should_RefuseByKey_When_DownIsAVector")]
+    [TestCase(new long[] { 0, 64 }, new long[] { 64, 0 }, TestName = "Read_Should_RefuseByKey_When_TheRankIsZero")]
+    [TestCase(new long[] { 4, 64, 1, 1 }, new long[] { 64, 4, 3, 3 }, TestName = "Read_Should_RefuseByKey_When_AConvolutionUpIsNot1x1")]
+    public void Read_Should_RefuseByKey_When_TheShapesAreNoAdapters(long[] downShape, long[] upShape)
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
+        string path = temp.File("stranger.safetensors");
+        using (var down = torch.zeros(downShape))
+        using (var up = torch.zeros(upShape))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up });
+
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+
+        Assert.That(error!.Message, Does.Contain("stranger.safetensors").And.Contain($"'{layer}.lora_A.weight'").And.Contain("not a LoRA's"));
+    }
+
+    [TestCase("{\"unet.r\": 4,", "is not a JSON object")]
+    [TestCase("[4]", "is not a JSON object")]
+    [TestCase("{\"unet.lora_alpha\": \"eight\"}", "'unet.lora_alpha' the value \"eight\", not a number")]
+    [TestCase("{\"unet.r\": 4, \"unet.rank_pattern\": {\"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q\": [4]}}", "unet.rank_pattern")]
+    public void Read_Should_NameTheMetadataEntry_When_TheAdapterConfigIsNotJsonOfNumbers(string config, string expected)
+    {
+        // diffusers json.loads this entry and builds a LoraConfig from it; here a bad one was a JsonReaderException or
+        // FormatException with a stack trace
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
+        string path = temp.File("stranger.safetensors");
+        using (var down = torch.zeros(4, 64))
+        using (var up = torch.zeros(64, 4))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+                new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config });
+
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+
+        Assert.That(error!.Message, Does.Contain("stranger.safetensors").And.Contain(LoraFile.AdapterMetadataKey).And.Contain(expected));
+    }
+
+    [Test]
+    public void Read_Should_RefuseByKey_When_AKohyaAlphaIsNotOneNumber()
+    {
+        using var temp = new TempFolder();
+        using var step = TinyUnetStep.Load();
+        string name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q";
+        string path = temp.File("stranger.safetensors");
+        using (var down = torch.zeros(4, 64))
+        using (var up = torch.zeros(64, 4))
+        using (var alpha = torch.zeros(0))
+            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
+            {
+                [$"{name}.lora_down.weight"] = down,
+                [$"{name}.lora_up.weight"] = up,
+                [$"{name}.alpha"] = alpha,
+            });
+
+        var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
+
+        Assert.That(error!.Message, Does.Contain("stranger.safetensors").And.Contain($"'{name}.alpha' has shape [0]"));
+    }
+
     [Test]
     public void Convert_Should_GoToKohyaAndBack_ResolvingKohyaNamesAgainstTheModelFolder()
     {
