@@ -1,5 +1,6 @@
 using System.Formats.Tar;
 using System.IO.Compression;
+using System.Text;
 using SdPipeline.Pipeline;
 
 namespace SdPipeline.Data;
@@ -47,6 +48,11 @@ public static class ArchiveExtractor
             else
                 ExtractTar(archive, destination, budget);
         }
+        catch (PathTooLongException e)
+        {
+            // Each name is checked for length; this is the whole path, past the file system's limit.
+            throw new StageFailedException($"{archive}: an entry's path is too long for this file system: {e.Message} (repack it with shorter names)", e);
+        }
         catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
         {
             // A truncated gzip or tar ends early. (Errors writing the destination, a full disk, pass as they are.)
@@ -57,6 +63,7 @@ public static class ArchiveExtractor
     private static void ExtractZip(string archive, string destination, Budget budget)
     {
         using var zip = ZipFile.OpenRead(archive);
+        var written = new HashSet<string>(FileNames);
         foreach (var entry in zip.Entries)
         {
             budget.CountEntry();
@@ -70,6 +77,7 @@ public static class ArchiveExtractor
                 continue;
             }
             CreateFolder(archive, Path.GetDirectoryName(target)!, entry.FullName, target);
+            ClaimFile(archive, written, target, entry.FullName);
             using var source = entry.Open();
             budget.Copy(source, target, entry.FullName);
         }
@@ -80,6 +88,7 @@ public static class ArchiveExtractor
         using var file = File.OpenRead(archive);
         using Stream stream = archive.EndsWith(".tar", StringComparison.OrdinalIgnoreCase) ? file : new GZipStream(file, CompressionMode.Decompress);
         using var tar = new TarReader(stream);
+        var written = new HashSet<string>(FileNames);
         while (tar.GetNextEntry() is { } entry)
         {
             budget.CountEntry();
@@ -91,6 +100,7 @@ public static class ArchiveExtractor
                     break;
                 case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
                     CreateFolder(archive, Path.GetDirectoryName(target)!, entry.Name, target);
+                    ClaimFile(archive, written, target, entry.Name);
                     if (entry.DataStream is null) File.WriteAllBytes(target, []);
                     else budget.Copy(entry.DataStream, target, entry.Name);
                     break;
@@ -118,6 +128,19 @@ public static class ArchiveExtractor
         {
             throw new StageFailedException($"{archive}: entry '{entryName}' needs a folder where the archive has a file ('{Path.GetFileName(blocking)}'); repack it");
         }
+    }
+
+    /// <summary>
+    /// How this file system compares names: two entries that name one file (the same name twice, or on Windows and macOS
+    /// the same name in another case) would leave only the last one's bytes, under the first one's caption.
+    /// </summary>
+    private static StringComparer FileNames => OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+
+    private static void ClaimFile(string archive, HashSet<string> written, string target, string entryName)
+    {
+        if (!written.Add(target))
+            throw new StageFailedException($"{archive}: entry '{entryName}' names a file an earlier entry already wrote; which of the two is meant " +
+                "is not the tool's to guess (repack it with one entry per file)");
     }
 
     private static string? FileAbove(string folder)
@@ -157,6 +180,11 @@ public static class ArchiveExtractor
         }
     }
 
+    private static readonly char[] InvalidNameCharacters = Path.GetInvalidFileNameChars();
+
+    // NAME_MAX on Linux and macOS (Windows allows 255 UTF-16 units, which is at least as many).
+    private const int MaxNameBytes = 255;
+
     private static string SafeTarget(string archive, string destination, string entryName)
     {
         string target = Path.GetFullPath(Path.Combine(destination, entryName));
@@ -164,6 +192,14 @@ public static class ArchiveExtractor
             return target; // "./" names the folder itself
         if (Path.IsPathRooted(entryName) || !ImageFolderSource.IsInside(destination, target))
             throw new StageFailedException($"{archive}: entry '{entryName}' would be written outside the extraction folder; the archive is refused");
+        foreach (string name in entryName.Split(['/', Path.DirectorySeparatorChar], StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (name.IndexOfAny(InvalidNameCharacters) >= 0)
+                throw new StageFailedException($"{archive}: entry '{entryName}' has a character this file system does not allow in a name; repack it");
+            if (Encoding.UTF8.GetByteCount(name) > MaxNameBytes)
+                throw new StageFailedException($"{archive}: entry '{entryName}' has a name of {Encoding.UTF8.GetByteCount(name)} bytes, " +
+                    $"more than the {MaxNameBytes} file systems allow; repack it with shorter names");
+        }
         return target;
     }
 }

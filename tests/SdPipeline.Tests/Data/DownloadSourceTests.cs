@@ -174,6 +174,68 @@ public sealed class DownloadSourceTests
     }
 
     [Test]
+    public void ZipWithOneNameTwice_Should_FailNamingTheEntry_RatherThanKeepTheLastSilently()
+    {
+        // Two images under one name: the second replaced the first without a word, under whatever caption was read for it
+        string zip = _temp.File("twice.zip");
+        using (var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Create))
+        {
+            using (var stream = archive.CreateEntry("set/x.png").Open()) stream.Write(DatasetFiles.Png(64, 64, 30));
+            using (var stream = archive.CreateEntry("set/x.png").Open()) stream.Write(DatasetFiles.Png(64, 64, 200));
+        }
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={zip}"))!;
+
+        Assert.That(error.Message, Does.Contain(zip).And.Contain("'set/x.png' names a file an earlier entry already wrote"));
+    }
+
+    [Test]
+    public void TarWithOneNameTwice_Should_FailNamingTheEntry()
+    {
+        string tar = _temp.File("twice.tar");
+        using (var file = File.Create(tar))
+        using (var writer = new System.Formats.Tar.TarWriter(file))
+            foreach (byte shade in new byte[] { 30, 200 })
+                writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "set/x.png")
+                    { DataStream = new MemoryStream(DatasetFiles.Png(64, 64, shade)) });
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={tar}"))!;
+
+        Assert.That(error.Message, Does.Contain(tar).And.Contain("'set/x.png' names a file an earlier entry already wrote"));
+    }
+
+    [Test]
+    public void ArchiveWithANameTooLongForTheFileSystem_Should_FailNamingTheEntry_WithoutAStackTrace()
+    {
+        // A 300-byte name: the file system refuses it, which was a PathTooLongException with a stack trace
+        string name = "set/" + new string('n', 296) + ".png";
+        string zip = _temp.File("long.zip");
+        using (var archive = System.IO.Compression.ZipFile.Open(zip, System.IO.Compression.ZipArchiveMode.Create))
+        using (var stream = archive.CreateEntry(name).Open())
+            stream.Write(DatasetFiles.Png(64, 64, 30));
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={zip}"))!;
+
+        Assert.That(error.Message, Does.Contain(zip).And.Contain($"'{name}' has a name of 300 bytes").And.Contain("repack it"));
+    }
+
+    [Test]
+    public void TarWithAPathTooLongForTheFileSystem_Should_FailNamingTheArchive()
+    {
+        // Twenty 250-byte folders: each name fits, the whole path (over PATH_MAX) does not
+        string name = string.Join('/', Enumerable.Repeat(new string('d', 250), 20)) + "/x.png";
+        string tar = _temp.File("deep.tar");
+        using (var file = File.Create(tar))
+        using (var writer = new System.Formats.Tar.TarWriter(file))
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, name)
+                { DataStream = new MemoryStream(DatasetFiles.Png(64, 64, 30)) });
+
+        var error = Assert.Throws<StageFailedException>(() => Run($"download.source={tar}"))!;
+
+        Assert.That(error.Message, Does.Contain(tar).And.Contain("too long for this file system").And.Contain("repack it"));
+    }
+
+    [Test]
     public void FolderSource_Should_BeStale_When_ASidecarCaptionChanges()
     {
         string root = Folder();
