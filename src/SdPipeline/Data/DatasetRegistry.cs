@@ -58,12 +58,28 @@ public sealed class DatasetRegistry
         try
         {
             var entry = json.ToObject<DatasetEntry>(JsonSerializer.Create(new JsonSerializerSettings { MissingMemberHandling = MissingMemberHandling.Error }))!;
+            CheckUrls(entry, name);
             return entry with { Name = name };
         }
         catch (JsonException e)
         {
             throw new StageInputException($"{Path}: dataset '{name}': {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// Every address the entry fetches is an absolute http:// or https:// URL, checked when the entry is read (so
+    /// <c>sdpipe plan</c> names it too): a relative or <c>file:</c> one failed mid-download with a URI or scheme exception.
+    /// </summary>
+    private void CheckUrls(DatasetEntry entry, string name)
+    {
+        bool single = entry.Source.StartsWith("http://", StringComparison.Ordinal) || entry.Source.StartsWith("https://", StringComparison.Ordinal);
+        var urls = entry.Source == "http" ? entry.Urls.Select((f, i) => (Where: $"urls[{i}].url", Url: f?.Url))
+            : single ? [("source", (string?)entry.Source)] : [];
+        foreach (var (where, url) in urls)
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") || uri.Host.Length == 0)
+                throw new StageInputException($"{Path}: dataset '{name}': {where} '{url}' is not an http:// or https:// URL " +
+                    "(a local file or folder is given as the source itself, not as a URL)");
     }
 
     /// <summary>SHA-256 of an entry's canonical JSON: the dataset's identity in fingerprints.</summary>

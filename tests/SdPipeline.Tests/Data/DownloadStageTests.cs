@@ -134,6 +134,21 @@ public sealed class DownloadStageTests : ServerTest
         Assert.That(reasons, Has.Some.EqualTo("missing caption"));
     }
 
+    // Each failed mid-download with an exception and a stack trace: UriFormatException, NotSupportedException ('file' scheme), ArgumentNullException
+    [TestCase("data/x.zip")]
+    [TestCase("file:///etc/hostname")]
+    [TestCase("ftp://example.com/x.zip")]
+    [TestCase(null)]
+    public void HttpEntry_Should_NameTheRegistryAndTheUrl_When_AUrlIsNotHttp(string? url)
+    {
+        var config = Config(new JObject { ["source"] = "http", ["urls"] = new JArray(new JObject { ["url"] = url }) });
+
+        var error = Assert.Throws<StageInputException>(() => Run(config))!;
+
+        Assert.That(error.Message, Does.Contain(Temp.File("datasets.json")).And.Contain("dataset 'test': urls[0].url").And.Contain("is not an http:// or https:// URL"));
+        Assert.That(Server.Requests, Is.Empty);
+    }
+
     [Test]
     public void ZipEntryEscapingTheFolder_Should_BeRejected()
     {
