@@ -232,13 +232,30 @@ public sealed class HttpDownloader(HttpClient http, Action<HttpRequestMessage>? 
             var response = await HttpWaits.SendAsync(http, message, Settings, cancellation, request.Url);
             if ((int)response.StatusCode is >= 300 and < 400 && response.Headers.Location is { } location)
             {
-                url = location.IsAbsoluteUri ? location : new Uri(url, location);
+                var next = location.IsAbsoluteUri ? location : new Uri(url, location);
                 response.Dispose();
+                CheckRedirect(request, url, next);
+                url = next;
                 continue;
             }
             return response;
         }
         throw new StageFailedException($"{request.Label}: too many redirects from {request.Url}");
+    }
+
+    /// <summary>
+    /// A redirect is followed only to another http(s) URL, and from https only to https: a <c>file:</c> or <c>ftp:</c> target
+    /// ended in a NotSupportedException, and a step down to plain HTTP would let anyone on the way swap the file (curl
+    /// refuses redirects to <c>file:</c> too). The target is named without its query, which may carry a signature.
+    /// </summary>
+    private static void CheckRedirect(DownloadRequest request, Uri from, Uri to)
+    {
+        string target = to.Scheme is "http" or "https" ? to.GetLeftPart(UriPartial.Path) : to.Scheme + ":";
+        if (to.Scheme is not ("http" or "https"))
+            throw new StageFailedException($"{request.Label}: {request.Url} redirects to a {target} URL; only http(s) redirects are followed");
+        if (from.Scheme == "https" && to.Scheme == "http")
+            throw new StageFailedException($"{request.Label}: {request.Url} redirects from HTTPS to plain HTTP ({target}), where the file could be changed on " +
+                "the way; refused. If you trust that server, give its http:// URL yourself, with a sha256 to check the file");
     }
 
     /// <summary>
