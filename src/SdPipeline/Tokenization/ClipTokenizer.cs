@@ -77,15 +77,14 @@ public sealed class ClipTokenizer
     /// </summary>
     /// <param name="folder">A tokenizer folder or a diffusers model folder.</param>
     /// <param name="cleaning">Whose text clean-up to reproduce (default: transformers', as diffusers).</param>
-    /// <exception cref="FileNotFoundException">Neither the folder nor its <c>tokenizer/</c> holds <c>vocab.json</c>.</exception>
-    /// <exception cref="TokenizerFileException">A file is malformed; the message names it and the fix.</exception>
+    /// <exception cref="TokenizerFileException">Neither the folder nor its <c>tokenizer/</c> holds <c>vocab.json</c>, <c>merges.txt</c> is missing, or a file is malformed; the message names it and the fix.</exception>
     public static ClipTokenizer FromFolder(string folder, ClipTextCleaning cleaning = ClipTextCleaning.Transformers)
     {
         string tokenizerFolder = File.Exists(Path.Combine(folder, "vocab.json")) ? folder : Path.Combine(folder, "tokenizer");
         string vocabPath = Path.Combine(tokenizerFolder, "vocab.json");
         if (!File.Exists(vocabPath))
-            throw new FileNotFoundException(
-                $"no CLIP tokenizer in {folder}: expected vocab.json and merges.txt there or in {Path.Combine(folder, "tokenizer")}", vocabPath);
+            throw new TokenizerFileException(
+                $"no CLIP tokenizer in {folder}: expected vocab.json and merges.txt there or in {Path.Combine(folder, "tokenizer")}; {TokenizerFileException.Fix}");
 
         var special = SpecialTokenSettings.Read(tokenizerFolder);
         return FromFiles(vocabPath, Path.Combine(tokenizerFolder, "merges.txt"), special.ModelMaxLength, special.PadToken, cleaning, special.Added);
@@ -213,7 +212,7 @@ public sealed class ClipTokenizer
     private static List<string> ReadMerges(string path)
     {
         if (!File.Exists(path))
-            throw new FileNotFoundException($"{path} is missing: a CLIP tokenizer needs merges.txt beside vocab.json", path);
+            throw new TokenizerFileException($"{path} is missing: a CLIP tokenizer needs merges.txt beside vocab.json; {TokenizerFileException.Fix}");
         var merges = new List<string>();
         int lineNumber = 0;
         foreach (string line in File.ReadLines(path))

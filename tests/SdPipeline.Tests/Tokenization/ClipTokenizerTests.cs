@@ -174,9 +174,22 @@ public sealed class ClipTokenizerTests
     {
         using var temp = new TempFolder();
 
-        var error = Assert.Throws<FileNotFoundException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+        // An error the CLI prints as a message (exit 1), not a FileNotFoundException with a stack trace
+        var error = Assert.Throws<TokenizerFileException>(() => ClipTokenizer.FromFolder(temp.Path))!;
 
         Assert.That(error.Message, Does.Contain(temp.Path).And.Contain("vocab.json"));
+    }
+
+    [Test]
+    public void FromFolder_Should_NameTheFileAndTheFix_When_MergesAreMissing()
+    {
+        // A model folder copied or downloaded in part: its tokenizer has vocab.json but no merges.txt
+        using var temp = new TempFolder();
+        File.Copy(Path.Combine(RepoPaths.Fixtures, "clip-tokenizer", "vocab.json"), temp.File("vocab.json"));
+
+        var error = Assert.Throws<TokenizerFileException>(() => ClipTokenizer.FromFolder(temp.Path))!;
+
+        Assert.That(error.Message, Does.Contain(temp.File("merges.txt")).And.Contain("is missing").And.Contain("copy the model's tokenizer folder again"));
     }
 
     [Test]
