@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Models.Clip;
@@ -50,15 +51,15 @@ public static partial class SingleFileArchitecture
         for (int i = 0; i < levels; i++)
         {
             int first = stride * i + 1;
-            channels.Add((int)Shape(file, $"{LdmNames.UnetPrefix}input_blocks.{first}.0.out_layers.3.weight")[0]);
+            channels.Add((int)Shape(file, $"{LdmNames.UnetPrefix}input_blocks.{first}.0.out_layers.3.weight", 4)[0]);
             string attention = $"{LdmNames.UnetPrefix}input_blocks.{first}.1.";
             if (file.Contains(attention + "proj_in.weight"))
             {
                 down.Add("CrossAttnDownBlock2D");
-                linearProjection = Shape(file, attention + "proj_in.weight").Length == 2;
-                crossAttentionDim = (int)Shape(file, attention + "transformer_blocks.0.attn2.to_k.weight")[1];
+                linearProjection = file.Entry(attention + "proj_in.weight").Shape.Length == 2;
+                crossAttentionDim = (int)Shape(file, attention + "transformer_blocks.0.attn2.to_k.weight", 2)[1];
                 transformerLayers = 1 + file.Entries.Select(e => e.Name).Where(n => n.StartsWith(attention + "transformer_blocks.", StringComparison.Ordinal))
-                    .Select(n => int.Parse(n[(attention + "transformer_blocks.").Length..].Split('.')[0])).Max();
+                    .Select(n => Number(file, n, n[(attention + "transformer_blocks.").Length..].Split('.')[0])).Max();
             }
             else
             {
@@ -78,13 +79,13 @@ public static partial class SingleFileArchitecture
         }
         else heads = 8;
 
-        var conv = Shape(file, LdmNames.UnetPrefix + "input_blocks.0.0.weight");
+        var conv = Shape(file, LdmNames.UnetPrefix + "input_blocks.0.0.weight", 4);
         return new JObject
         {
             ["_class_name"] = "UNet2DConditionModel",
             ["sample_size"] = family == SingleFileFamily.StableDiffusion2 && yaml?.Parameterization == "v" ? 96 : 64,
             ["in_channels"] = (int)conv[1],
-            ["out_channels"] = (int)Shape(file, LdmNames.UnetPrefix + "out.2.weight")[0],
+            ["out_channels"] = (int)Shape(file, LdmNames.UnetPrefix + "out.2.weight", 4)[0],
             ["down_block_types"] = new JArray(down),
             ["up_block_types"] = new JArray(up),
             ["mid_block_type"] = "UNetMidBlock2DCrossAttn",
@@ -95,7 +96,7 @@ public static partial class SingleFileArchitecture
             ["use_linear_projection"] = linearProjection,
             ["transformer_layers_per_block"] = transformerLayers,
             ["conv_in_kernel"] = (int)conv[2],
-            ["conv_out_kernel"] = (int)Shape(file, LdmNames.UnetPrefix + "out.2.weight")[2],
+            ["conv_out_kernel"] = (int)Shape(file, LdmNames.UnetPrefix + "out.2.weight", 4)[2],
         };
     }
 
@@ -103,16 +104,18 @@ public static partial class SingleFileArchitecture
     public static JObject Vae(SafeTensorsFile file, LdmYaml? yaml)
     {
         string p = LdmNames.VaePrefix;
-        int levels = 1 + file.Entries.Select(e => EncoderLevel().Match(e.Name)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(-1).Max();
-        int layers = 1 + file.Entries.Select(e => EncoderBlock().Match(e.Name)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(-1).Max();
+        int levels = 1 + file.Entries.Select(e => (e.Name, Match: EncoderLevel().Match(e.Name))).Where(x => x.Match.Success)
+            .Select(x => Number(file, x.Name, x.Match.Groups[1].Value)).DefaultIfEmpty(-1).Max();
+        int layers = 1 + file.Entries.Select(e => (e.Name, Match: EncoderBlock().Match(e.Name))).Where(x => x.Match.Success)
+            .Select(x => Number(file, x.Name, x.Match.Groups[1].Value)).DefaultIfEmpty(-1).Max();
         if (levels < 1 || layers < 1) throw new WeightsException($"{file.Path}: no '{p}encoder.down.N.block.M' tensors; not an SD VAE");
-        var channels = Enumerable.Range(0, levels).Select(i => (int)Shape(file, $"{p}encoder.down.{i}.block.0.conv2.weight")[0]).ToList();
-        int latent = (int)Shape(file, p + "encoder.conv_out.weight")[0] / 2;
+        var channels = Enumerable.Range(0, levels).Select(i => (int)Shape(file, $"{p}encoder.down.{i}.block.0.conv2.weight", 4)[0]).ToList();
+        int latent = (int)Shape(file, p + "encoder.conv_out.weight", 4)[0] / 2;
         return new JObject
         {
             ["_class_name"] = "AutoencoderKL",
-            ["in_channels"] = (int)Shape(file, p + "encoder.conv_in.weight")[1],
-            ["out_channels"] = (int)Shape(file, p + "decoder.conv_out.weight")[0],
+            ["in_channels"] = (int)Shape(file, p + "encoder.conv_in.weight", 4)[1],
+            ["out_channels"] = (int)Shape(file, p + "decoder.conv_out.weight", 4)[0],
             ["down_block_types"] = new JArray(Enumerable.Repeat("DownEncoderBlock2D", levels)),
             ["up_block_types"] = new JArray(Enumerable.Repeat("UpDecoderBlock2D", levels)),
             ["block_out_channels"] = new JArray(channels),
@@ -136,16 +139,16 @@ public static partial class SingleFileArchitecture
     {
         bool v2 = family == SingleFileFamily.StableDiffusion2;
         string prefix = v2 ? LdmNames.OpenClipPrefix : TextPrefix(file);
-        var token = Shape(file, prefix + (v2 ? "token_embedding.weight" : "embeddings.token_embedding.weight"));
-        var positions = Shape(file, prefix + (v2 ? "positional_embedding" : "embeddings.position_embedding.weight"));
+        var token = Shape(file, prefix + (v2 ? "token_embedding.weight" : "embeddings.token_embedding.weight"), 2);
+        var positions = Shape(file, prefix + (v2 ? "positional_embedding" : "embeddings.position_embedding.weight"), 2);
         var layer = v2 ? ResBlock() : ClipLayer();
-        int layers = 1 + file.Entries.Select(e => e.Name.StartsWith(prefix, StringComparison.Ordinal) ? layer.Match(e.Name[prefix.Length..]) : Match.Empty)
-            .Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).DefaultIfEmpty(-1).Max();
+        int layers = 1 + file.Entries.Select(e => (e.Name, Match: e.Name.StartsWith(prefix, StringComparison.Ordinal) ? layer.Match(e.Name[prefix.Length..]) : Match.Empty))
+            .Where(x => x.Match.Success).Select(x => Number(file, x.Name, x.Match.Groups[1].Value)).DefaultIfEmpty(-1).Max();
         int hidden = (int)token[1];
         if (hidden % 64 != 0)
             throw new WeightsException($"{file.Path}: the text encoder is {hidden} wide, not a multiple of CLIP's 64-channel heads, so its head count cannot be read from the file; " +
                 "set model.single_file_config to a diffusers folder whose text_encoder/config.json describes it");
-        var fc1 = Shape(file, prefix + (v2 ? "transformer.resblocks.0.mlp.c_fc.weight" : "encoder.layers.0.mlp.fc1.weight"));
+        var fc1 = Shape(file, prefix + (v2 ? "transformer.resblocks.0.mlp.c_fc.weight" : "encoder.layers.0.mlp.fc1.weight"), 2);
         return new ClipTextConfig
         {
             VocabSize = (int)token[0],
@@ -176,14 +179,28 @@ public static partial class SingleFileArchitecture
     public static string TextPrefix(SafeTensorsFile file) =>
         file.Contains(LdmNames.ClipPrefix + "text_model.embeddings.token_embedding.weight") ? LdmNames.ClipPrefix + "text_model." : LdmNames.ClipPrefix;
 
-    private static long[] Shape(SafeTensorsFile file, string key) =>
-        file.Contains(key) ? file.Entry(key).Shape : throw new WeightsException($"{file.Path}: no tensor '{key}', which an SD 1.x/2.x checkpoint has");
+    // The configs are read from these shapes before the strict load compares any: a hostile or damaged file's shape of
+    // another rank, or with a size of 0 or past int, must stop here by name, not as an index error or a model of that size.
+    private static long[] Shape(SafeTensorsFile file, string key, int rank)
+    {
+        long[] shape = file.Contains(key) ? file.Entry(key).Shape : throw new WeightsException($"{file.Path}: no tensor '{key}', which an SD 1.x/2.x checkpoint has");
+        if (shape.Length != rank || shape.Any(d => d is < 1 or > int.MaxValue))
+            throw new WeightsException($"{file.Path}: tensor '{key}' has shape [{string.Join(", ", shape)}]; an SD 1.x/2.x checkpoint's has {rank} sizes of at least 1");
+        return shape;
+    }
+
+    // A block or layer number from a tensor's name. Every block has tensors, so a number past the file's tensor count
+    // numbers no block: refused rather than building a model of that many blocks (or failing to parse it past int).
+    private static int Number(SafeTensorsFile file, string key, string digits) =>
+        int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out int number) && number < file.Entries.Count
+            ? number
+            : throw new WeightsException($"{file.Path}: tensor '{key}' numbers its block '{digits}', which no block of a {file.Entries.Count}-tensor checkpoint has");
 
     private static List<int> BlockIndices(SafeTensorsFile file, string kind)
     {
         string prefix = LdmNames.UnetPrefix + kind + ".";
         return file.Entries.Where(e => e.Name.StartsWith(prefix, StringComparison.Ordinal))
-            .Select(e => int.Parse(e.Name[prefix.Length..].Split('.')[0])).Distinct().Order().ToList();
+            .Select(e => Number(file, e.Name, e.Name[prefix.Length..].Split('.')[0])).Distinct().Order().ToList();
     }
 
     [GeneratedRegex(@"^first_stage_model\.encoder\.down\.(\d+)\.")]

@@ -178,6 +178,60 @@ public sealed class SingleFileTests
         Assert.That(error!.Message, Does.Contain("model.diffusion_model.middle_block.1.proj_in.weight"));
     }
 
+    // A checkpoint from a model site whose architecture is read from its tensors (no config folder's unet/ or vae/): a shape
+    // of the wrong rank was an IndexOutOfRangeException, and a size of 0 (a tensor of no bytes) let 2^31 channels through as int.MinValue.
+    [TestCase("model.diffusion_model.input_blocks.0.0.weight", new long[] { 32 }, "has shape [32]")]
+    [TestCase("model.diffusion_model.input_blocks.1.0.out_layers.3.weight", new long[] { 2147483648, 0, 3, 3 }, "has shape [2147483648, 0, 3, 3]")]
+    [TestCase("first_stage_model.encoder.conv_out.weight", new long[] { 8, 64 }, "has shape [8, 64]")]
+    public void InferredArchitecture_Should_NameTheTensor_When_ItsShapeIsNoCheckpoints(string key, long[] shape, string expected)
+    {
+        using var temp = new TempFolder();
+        string hostile = Tampered(temp, tensors =>
+        {
+            tensors[key].Dispose();
+            tensors[key] = zeros(shape);
+        });
+
+        using var file = SafeTensorsFile.Open(hostile);
+        var error = Assert.Throws<WeightsException>(() =>
+        {
+            SingleFileArchitecture.Unet(file, SingleFileFamily.StableDiffusion1, yaml: null);
+            SingleFileArchitecture.Vae(file, yaml: null);
+        })!;
+
+        Assert.That(error.Message, Does.Contain("hostile.safetensors").And.Contain($"'{key}'").And.Contain(expected));
+    }
+
+    [TestCase("model.diffusion_model.input_blocks.4.1.transformer_blocks.2000000000.attn1.to_q.weight")]
+    [TestCase("model.diffusion_model.input_blocks.99999999999.0.weight")]
+    [TestCase("first_stage_model.encoder.down.0.block.4000000.norm1.weight")]
+    public void InferredArchitecture_Should_NameTheTensor_When_ItNumbersABlockTheFileCannotHold(string key)
+    {
+        // These were inferred as a UNet with two billion transformer blocks per attention, or an int.Parse overflow
+        using var temp = new TempFolder();
+        string hostile = Tampered(temp, tensors => tensors[key] = zeros(1));
+
+        using var file = SafeTensorsFile.Open(hostile);
+        var error = Assert.Throws<WeightsException>(() =>
+        {
+            SingleFileArchitecture.Unet(file, SingleFileFamily.StableDiffusion1, yaml: null);
+            SingleFileArchitecture.Vae(file, yaml: null);
+        })!;
+
+        Assert.That(error.Message, Does.Contain("hostile.safetensors").And.Contain($"'{key}'").And.Contain("no block"));
+    }
+
+    private static string Tampered(TempFolder temp, Action<Dictionary<string, Tensor>> change)
+    {
+        string path = temp.File("hostile.safetensors");
+        using var source = SafeTensorsFile.Open(TinyCheckpoint);
+        var tensors = source.ReadAll();
+        change(tensors);
+        SafeTensorsWriter.Write(path, tensors);
+        foreach (var t in tensors.Values) t.Dispose();
+        return path;
+    }
+
     [Test]
     public void SidecarYaml_Should_SetVPredictionAndHeads_When_BesideTheFile()
     {
