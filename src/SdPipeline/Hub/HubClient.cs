@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using Newtonsoft.Json;
 using Newtonsoft.Json.Linq;
 using SdPipeline.Downloads;
 using SdPipeline.Pipeline;
@@ -38,10 +39,10 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
         while (next is not null)
         {
             using var response = await SendAsync(next, $"{Describe(kind, repo)}@{commit}", Page(kind, repo), cancellation);
-            var entries = JArray.Parse(await ReadAsync(response, next, $"{Describe(kind, repo)}@{commit}", cancellation));
+            var entries = Parse<JArray>(await ReadAsync(response, next, $"{Describe(kind, repo)}@{commit}", cancellation), next, $"{Describe(kind, repo)}@{commit}");
             foreach (var entry in entries.OfType<JObject>().Where(e => e.Value<string>("type") == "file"))
                 files.Add(ReadFile(entry, $"{Describe(kind, repo)}@{commit}"));
-            next = NextPage(response);
+            next = NextPage(response, $"{Describe(kind, repo)}@{commit}");
         }
         return files;
     }
@@ -101,7 +102,24 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     private async Task<JObject> GetJsonAsync(Uri url, string what, Uri page, CancellationToken cancellation)
     {
         using var response = await SendAsync(url, what, page, cancellation);
-        return JObject.Parse(await ReadAsync(response, url, what, cancellation));
+        return Parse<JObject>(await ReadAsync(response, url, what, cancellation), url, what);
+    }
+
+    /// <summary>
+    /// An API answer as JSON of the expected form. Anything else is refused as bad data, naming the URL and HF_ENDPOINT: a
+    /// proxy's or a network login page's HTML answering for the Hub was a JsonReaderException with a stack trace.
+    /// </summary>
+    private T Parse<T>(string text, Uri url, string what) where T : JToken
+    {
+        try
+        {
+            return JToken.Parse(text) as T ?? throw new JsonReaderException($"expected a JSON {(typeof(T) == typeof(JArray) ? "array" : "object")}");
+        }
+        catch (JsonReaderException e)
+        {
+            throw Refused($"{what}: {url} did not answer with the Hub's JSON ({e.Message}); check HF_ENDPOINT ({settings.Endpoint}): " +
+                "a proxy or a network's login page may be answering in the Hub's place");
+        }
     }
 
     private async Task<string> ReadAsync(HttpResponseMessage response, Uri url, string what, CancellationToken cancellation)
@@ -166,14 +184,18 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
         });
     }
 
-    private static Uri? NextPage(HttpResponseMessage response)
+    private static Uri? NextPage(HttpResponseMessage response, string what)
     {
         if (!response.Headers.TryGetValues("Link", out var links)) return null;
         foreach (string link in links.SelectMany(l => l.Split(',')))
         {
             var parts = link.Split(';');
             if (parts.Length > 1 && parts[1].Contains("rel=\"next\"", StringComparison.Ordinal))
-                return new Uri(parts[0].Trim().Trim('<', '>'));
+            {
+                string target = parts[0].Trim().Trim('<', '>');
+                return Uri.TryCreate(target, UriKind.Absolute, out var page) && page.Scheme is "http" or "https" ? page
+                    : throw Refused($"{what}: the Hub's next page of the file list is '{Shorten(target)}', which is not an http(s) URL");
+            }
         }
         return null;
     }

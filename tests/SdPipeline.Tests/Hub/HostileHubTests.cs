@@ -56,6 +56,30 @@ public sealed class HostileHubTests : ServerTest
         Assert.That(outside, Is.Empty, "written outside the Hub cache");
     }
 
+    [Test]
+    public void Download_Should_RefuseNamingTheUrlAndHfEndpoint_When_TheAnswerIsNotJson()
+    {
+        // A proxy or a network's login page answering 200 with HTML in the Hub's place
+        Server.Serve("/api/models/org/sd/revision/main", "<html>Please log in</html>"u8.ToArray(), "text/html");
+
+        var error = Assert.Throws<StageFailedException>(() => Download())!;
+
+        Assert.That(error.Message, Does.Contain("model org/sd@main").And.Contain("/api/models/org/sd/revision/main").And.Contain("did not answer with the Hub's JSON")
+            .And.Contain("HF_ENDPOINT"));
+        Assert.That(HubClient.IsRefusedAnswer(error), "bad data from the server, exit 1");
+        AssertNothingEscaped();
+    }
+
+    [Test]
+    public void Download_Should_Refuse_When_TheTreeListingIsNotAJsonArray()
+    {
+        Server.ServeJson($"/api/models/org/sd/tree/{FakeHub.Commit}", new JObject { ["error"] = "maintenance" }.ToString());
+
+        var error = Assert.Throws<StageFailedException>(() => Download())!;
+
+        Assert.That(error.Message, Does.Contain($"model org/sd@{FakeHub.Commit}").And.Contain("expected a JSON array"));
+    }
+
     [TestCase("../../../../escape")]
     [TestCase("1234567890abcdef1234567890abcdef1234567")]
     [TestCase("/tmp/escape")]
