@@ -126,6 +126,20 @@ public sealed class LoraFileTests
         }
     }
 
+    /// <summary>Writes a safetensors file of zero tensors of the given shapes: a LoRA file as a model site may serve it.</summary>
+    private static void WriteZeros(string path, IReadOnlyDictionary<string, long[]> shapes, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var tensors = shapes.ToDictionary(s => s.Key, s => torch.zeros(s.Value));
+        try
+        {
+            SafeTensorsWriter.Write(path, tensors, metadata);
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+    }
+
     [Test]
     public void DiffusersLayout_Should_RefuseDoraMagnitudes_RatherThanDropThem()
     {
@@ -159,9 +173,7 @@ public sealed class LoraFileTests
         string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
         string path = temp.File("rank.safetensors");
         var config = new JObject { ["unet.r"] = 8, ["unet.lora_alpha"] = 8, ["unet.rank_pattern"] = new JObject(), ["unet.alpha_pattern"] = new JObject() };
-        using (var down = torch.zeros(4, 64))
-        using (var up = torch.zeros(64, 4))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+        WriteZeros(path, new Dictionary<string, long[]> { [$"{layer}.lora_A.weight"] = [4, 64], [$"{layer}.lora_B.weight"] = [64, 4] },
                 new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config.ToString() });
 
         // Then it is refused, rather than applied at alpha / 4 = 2 where the header says alpha / r = 1
@@ -170,9 +182,7 @@ public sealed class LoraFileTests
 
         // And a header that agrees (or a rank_pattern entry for the layer) is read
         config["unet.rank_pattern"] = new JObject { [layer["unet.".Length..]] = 4 };
-        using (var down = torch.zeros(4, 64))
-        using (var up = torch.zeros(64, 4))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+        WriteZeros(path, new Dictionary<string, long[]> { [$"{layer}.lora_A.weight"] = [4, 64], [$"{layer}.lora_B.weight"] = [64, 4] },
                 new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config.ToString() });
         var (_, modules) = LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys);
         Assert.That(modules.Single().Rank, Is.EqualTo(4));
@@ -189,12 +199,10 @@ public sealed class LoraFileTests
         using var temp = new TempFolder();
         using var step = TinyUnetStep.Load();
         string path = temp.File("sdxl.safetensors");
-        using (var down = torch.zeros(4, 8))
-        using (var up = torch.zeros(8, 4))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
+        WriteZeros(path, new Dictionary<string, long[]>
             {
-                ["lora_unet_input_blocks_40_1_proj_in.lora_down.weight"] = down,
-                ["lora_unet_input_blocks_40_1_proj_in.lora_up.weight"] = up,
+                ["lora_unet_input_blocks_40_1_proj_in.lora_down.weight"] = [4, 8],
+                ["lora_unet_input_blocks_40_1_proj_in.lora_up.weight"] = [8, 4],
             });
 
         var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
@@ -214,9 +222,7 @@ public sealed class LoraFileTests
         using var step = TinyUnetStep.Load();
         string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
         string path = temp.File("stranger.safetensors");
-        using (var down = torch.zeros(downShape))
-        using (var up = torch.zeros(upShape))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up });
+        WriteZeros(path, new Dictionary<string, long[]> { [$"{layer}.lora_A.weight"] = downShape, [$"{layer}.lora_B.weight"] = upShape });
 
         var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
 
@@ -235,9 +241,7 @@ public sealed class LoraFileTests
         using var step = TinyUnetStep.Load();
         string layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
         string path = temp.File("stranger.safetensors");
-        using (var down = torch.zeros(4, 64))
-        using (var up = torch.zeros(64, 4))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor> { [$"{layer}.lora_A.weight"] = down, [$"{layer}.lora_B.weight"] = up },
+        WriteZeros(path, new Dictionary<string, long[]> { [$"{layer}.lora_A.weight"] = [4, 64], [$"{layer}.lora_B.weight"] = [64, 4] },
                 new Dictionary<string, string> { [LoraFile.AdapterMetadataKey] = config });
 
         var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
@@ -252,14 +256,11 @@ public sealed class LoraFileTests
         using var step = TinyUnetStep.Load();
         string name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q";
         string path = temp.File("stranger.safetensors");
-        using (var down = torch.zeros(4, 64))
-        using (var up = torch.zeros(64, 4))
-        using (var alpha = torch.zeros(0))
-            SafeTensorsWriter.Write(path, new Dictionary<string, Tensor>
+        WriteZeros(path, new Dictionary<string, long[]>
             {
-                [$"{name}.lora_down.weight"] = down,
-                [$"{name}.lora_up.weight"] = up,
-                [$"{name}.alpha"] = alpha,
+                [$"{name}.lora_down.weight"] = [4, 64],
+                [$"{name}.lora_up.weight"] = [64, 4],
+                [$"{name}.alpha"] = [0],
             });
 
         var error = Assert.Throws<WeightsException>(() => LoraFile.Read(path, LoraNetwork.Layers(step.Unet, null).Keys));
