@@ -137,12 +137,15 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
     private StageFailedException Unreachable(string what, Exception e) =>
         new($"{what}: cannot reach the Hub at {settings.Endpoint} ({e.Message}); set HF_ENDPOINT for a mirror or HF_HUB_OFFLINE=1 to use the cache", e);
 
+    private const int MaxRedirects = 5;
+
     private async Task<HttpResponseMessage> SendAsync(Uri url, string what, Uri page, CancellationToken cancellation)
     {
         if (settings.Offline)
             throw new StageFailedException($"{what}: HF_HUB_OFFLINE is set, and this needs the Hub ({url})");
         HttpResponseMessage response;
         var delay = _waits.FirstRetryDelay;
+        int redirects = 0;
         for (int attempt = 1; ; attempt++)
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, url);
@@ -154,6 +157,19 @@ public sealed class HubClient(HttpClient http, HubSettings settings, DownloadSet
             catch (Exception e) when (e is HttpRequestException or TimeoutException)
             {
                 throw Unreachable(what, e);
+            }
+            // A renamed repository: the Hub redirects its old name's API paths to the new one, which huggingface_hub's
+            // requests follow. Only on the Hub's own scheme and host, where the token may go.
+            if ((int)response.StatusCode is 301 or 302 or 307 or 308 && response.Headers.Location is { } location)
+            {
+                var next = new Uri(url, location);
+                response.Dispose();
+                if (next.Scheme != url.Scheme || next.Authority != url.Authority || ++redirects > MaxRedirects)
+                    throw Refused($"{what}: the Hub redirected {url.GetLeftPart(UriPartial.Path)} to {next.GetLeftPart(UriPartial.Path)}, " +
+                        $"{(redirects > MaxRedirects ? $"more than {MaxRedirects} times" : "off its own host")}; check the repository name ({page}) and HF_ENDPOINT ({settings.Endpoint})");
+                url = next;
+                attempt = 0;
+                continue;
             }
             // Rate limited (429) or briefly unavailable: wait as the Hub asks (Retry-After, at most download.max_retry_wait_seconds)
             // or back off, as file downloads do; huggingface_hub's _request_wrapper retries 429 too.

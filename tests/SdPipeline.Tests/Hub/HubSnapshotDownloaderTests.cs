@@ -151,6 +151,38 @@ public sealed class HubSnapshotDownloaderTests : ServerTest
         Assert.That(error.Message, Does.Contain("checksum mismatch").And.Contain("vae/diffusion_pytorch_model.safetensors"));
     }
 
+    /// <summary>Answers <paramref name="from"/> with 307 to <paramref name="to"/>, as the Hub answers a renamed repository's old paths.</summary>
+    private void Redirect(string from, string to) =>
+        Server.Serve(from, new TestHttpServer.Route { Body = [], Status = 307, Headers = { ["Location"] = to } });
+
+    [Test]
+    public void Download_Should_FollowTheHubsRedirects_When_TheRepositoryWasRenamed()
+    {
+        // Given org/old renamed to org/sd: the Hub redirects the old name's API and file paths to the new name's
+        Redirect("/api/models/org/old/revision/main", "/api/models/org/sd/revision/main");
+        Redirect($"/api/models/org/old/tree/{Commit}", $"/api/models/org/sd/tree/{Commit}?recursive=true&expand=false");
+        foreach (string path in _files.Keys) Redirect($"/org/old/resolve/{Commit}/{path}", $"/org/sd/resolve/{Commit}/{path}");
+
+        // When a run names the old repository
+        var snapshot = HubDownloads.Model(Server, Temp.File("hub"), repo: "org/old");
+
+        // Then it downloads the renamed one's files (huggingface_hub's requests follow the redirects too), its token sent to the Hub alone
+        string unet = Path.Combine(snapshot.Folder, "unet", "diffusion_pytorch_model.safetensors");
+        Assert.That(File.ReadAllBytes(unet), Is.EqualTo(_files["unet/diffusion_pytorch_model.safetensors"]));
+        Assert.That(snapshot.Commit, Is.EqualTo(Commit));
+    }
+
+    [Test]
+    public void Download_Should_RefuseARedirectOffTheHub()
+    {
+        Redirect("/api/models/org/old/revision/main", "http://example.invalid/api/models/org/sd/revision/main");
+
+        var error = Assert.Throws<StageFailedException>(() => HubDownloads.Model(Server, Temp.File("hub"), repo: "org/old"))!;
+
+        Assert.That(error.Message, Does.Contain("redirected").And.Contain("example.invalid").And.Contain("off its own host"));
+        Assert.That(Server.Requests, Has.None.Contains("org/sd"));
+    }
+
     [Test]
     public void HubModelRef_Should_ParseRepoAndRevision()
     {
