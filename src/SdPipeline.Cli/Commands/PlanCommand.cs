@@ -26,8 +26,12 @@ internal static class PlanCommand
             var store = GlobalOptions.Store(result);
             var plans = new Planner(ProjectStages.Graph, store, GlobalOptions.Hashes(store)).Plan(config, result.GetValue(Verify), cancellation);
 
-            if (result.GetValue(Json)) Console.WriteLine(ToJson(plans, store).ToString(Formatting.Indented));
+            if (result.GetValue(Json)) Console.WriteLine(ToJson(plans, store, config).ToString(Formatting.Indented));
             else foreach (var plan in plans) Console.WriteLine(Describe(plan));
+            // What `sdpipe run` would refuse, said before a runner spends hours on the stages ahead of it (stderr: stdout is the plan).
+            foreach (var plan in plans.Where(p => p.Status != StageStatus.Cached))
+                foreach (string problem in plan.Stage.ConfigProblems(config))
+                    Console.Error.WriteLine($"warning: {plan.Stage.Name} will refuse this config: {problem}");
 
             if (result.GetResult(GithubOutput) is not null)
             {
@@ -52,13 +56,14 @@ internal static class PlanCommand
             : $"{plan.Stage.Name}: {status} — {string.Join("; ", plan.Reasons)}{fingerprint}{implemented}";
     }
 
-    internal static JArray ToJson(IEnumerable<StagePlan> plans, ArtifactStore store) => new(plans.Select(plan => new JObject
+    internal static JArray ToJson(IEnumerable<StagePlan> plans, ArtifactStore store, Config.EffectiveConfig config) => new(plans.Select(plan => new JObject
     {
         ["stage"] = plan.Stage.Name,
         ["cake_task"] = plan.Stage.CakeTask,
         ["status"] = plan.Status.ToString().ToLowerInvariant(),
         ["fingerprint"] = plan.Fingerprint,
         ["reasons"] = new JArray(plan.Reasons),
+        ["refuses"] = new JArray(plan.Status == StageStatus.Cached ? [] : plan.Stage.ConfigProblems(config)),
         ["artifact"] = plan.ArtifactDirectory is null ? null : Path.GetRelativePath(Environment.CurrentDirectory, plan.ArtifactDirectory),
         ["upstream"] = new JArray(plan.Stage.Upstream),
         ["implemented"] = (plan.Stage.CreateRunner is not null),

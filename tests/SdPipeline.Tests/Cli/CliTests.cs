@@ -115,6 +115,20 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Plan_Should_WarnOfWhatALaterStageWillRefuse_BeforeAnythingRuns()
+    {
+        // Given a config the sample stage refuses (no seeds), which `sdpipe run sample` would say only after training
+        var result = Sdpipe("plan", "--set", "sample.seeds=[]");
+
+        // Then the plan already says so, on stderr beside the plan, and in its JSON
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.All);
+        Assert.That(result.Error, Does.Contain("warning: sample will refuse this config: sample.seeds is empty"));
+        var json = JArray.Parse(Sdpipe("plan", "--json", "--set", "sample.seeds=[]").Output);
+        Assert.That(json.Single(p => p["stage"]!.ToString() == "sample")["refuses"]!.Values<string>(), Has.Some.Contains("sample.seeds is empty"));
+        Assert.That(json.Single(p => p["stage"]!.ToString() == "train")["refuses"], Is.Empty);
+    }
+
+    [Test]
     public void TwoConcurrentRuns_Should_ProduceOneValidArtifact()
     {
         // Given two processes asked to build the same artifact at the same moment
