@@ -7,9 +7,8 @@ namespace SdPipeline.Pipeline;
 public sealed class StageExecutor(StageGraph graph, ArtifactStore store, FileHashCache hashes, Func<StageDefinition, IStageRunner>? runners = null)
 {
     /// <summary>Runs <paramref name="stageName"/> for <paramref name="config"/>.</summary>
-    /// <exception cref="StageInputException">An upstream stage is not built (usage: run the chain).</exception>
+    /// <exception cref="StageInputException">The stage's inputs cannot be resolved, or an upstream stage is not built (usage: run the chain).</exception>
     /// <exception cref="StageFailedException">The stage failed.</exception>
-    /// <exception cref="StageInputException">The stage's inputs cannot be resolved.</exception>
     public BuildOutcome Run(string stageName, EffectiveConfig config, bool force, Action<string> log, IProgressSink progress, CancellationToken cancellation)
     {
         var stage = graph.Get(stageName);
