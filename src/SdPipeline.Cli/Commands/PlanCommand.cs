@@ -19,7 +19,7 @@ internal static class PlanCommand
 
     public static Command Create(CancellationToken cancellation)
     {
-        var command = new Command("plan", "Show every stage as cached or stale, and why.") { Json, Verify, GithubOutput };
+        var command = new Command("plan", "Show every stage as cached or stale, and why; warn (stderr) of what a stage still to run will refuse.") { Json, Verify, GithubOutput };
         command.SetAction(result =>
         {
             var config = GlobalOptions.LoadConfig(result);
